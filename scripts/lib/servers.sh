@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Private database servers on loopback for tests and the demo.
+# Source this file, then call ensure_packages, start_mariadb, start_postgres, stop_servers.
+
+GODWIT_RUN_DIR="${GODWIT_RUN_DIR:-$(mktemp -d /tmp/godwit-servers.XXXXXX)}"
+chmod 755 "$GODWIT_RUN_DIR"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+ensure_packages() {
+  local need=()
+  command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+  [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null 2>&1 || true
+    apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+}
+
+# Starts MariaDB with the binlog settings godwit needs; exports GODWIT_TEST_MYSQL_URL
+# (root, no password, on a free loopback port) and MYSQL_PORT.
+start_mariadb() {
+  local dir="$GODWIT_RUN_DIR/mariadb"
+  mkdir -p "$dir"
+  MYSQL_PORT=$(free_port)
+  local mysqld=/usr/sbin/mariadbd
+  mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" \
+    --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 \
+    || { cat "$dir/install.log"; return 1; }
+  "$mysqld" --no-defaults --user="$(id -un)" --datadir="$dir/data" \
+    --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
+    --port="$MYSQL_PORT" --bind-address=127.0.0.1 \
+    --log-bin="$dir/data/binlog" --binlog-format=ROW --binlog-row-image=FULL \
+    --server-id=1 --event-scheduler=ON \
+    --innodb-buffer-pool-size="${GODWIT_MARIADB_BUFFER_POOL:-1G}" \
+    --innodb-flush-log-at-trx-commit=2 --sync-binlog=0 \
+    --max-connections=500 --skip-name-resolve \
+    --log-error="$dir/error.log" >/dev/null 2>&1 &
+  echo $! >"$dir/launcher.pid"
+  for _ in $(seq 1 120); do
+    if mariadb --no-defaults -uroot -h127.0.0.1 -P"$MYSQL_PORT" -e 'SELECT 1' >/dev/null 2>&1; then
+      # root over TCP from 127.0.0.1 (skip-name-resolve: grant the address too)
+      mariadb --no-defaults -uroot -h127.0.0.1 -P"$MYSQL_PORT" -e \
+        "CREATE DATABASE IF NOT EXISTS godwit_demo" >/dev/null 2>&1
+      export GODWIT_TEST_MYSQL_URL="mysql://root@127.0.0.1:$MYSQL_PORT/mysql"
+      export MYSQL_PORT
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "MariaDB did not start; log:"; tail -30 "$dir/error.log"
+  return 1
+}
+
+# Starts PostgreSQL 15 (wal_level=logical) as an unprivileged user; exports
+# GODWIT_TEST_POSTGRES_URL (user postgres, no password) and PG_PORT.
+start_postgres() {
+  local bin=/usr/lib/postgresql/15/bin
+  local dir="$GODWIT_RUN_DIR/postgres"
+  local user=godwitpg
+  if [ "$(id -u)" = 0 ]; then
+    id -u "$user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$user"
+  else
+    user="$(id -un)"
+  fi
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown "$user" "$dir"
+  PG_PORT=$(free_port)
+  local as=()
+  [ "$(id -u)" = 0 ] && as=(runuser -u "$user" --)
+  "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log"; return 1; }
+  cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$dir'
+wal_level = logical
+max_replication_slots = 40
+max_wal_senders = 20
+max_connections = 300
+shared_buffers = ${GODWIT_PG_SHARED_BUFFERS:-512MB}
+synchronous_commit = off
+fsync = off
+full_page_writes = off
+CONF
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+    || { tail -30 "$dir/server.log"; return 1; }
+  export GODWIT_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  export PG_PORT
+  PG_AS_USER="$user"
+}
+
+stop_servers() {
+  local dir="$GODWIT_RUN_DIR"
+  if [ -f "$dir/mariadb/mysqld.pid" ]; then
+    kill "$(cat "$dir/mariadb/mysqld.pid")" 2>/dev/null || true
+  fi
+  if [ -d "$dir/postgres/data" ]; then
+    local as=()
+    [ "$(id -u)" = 0 ] && as=(runuser -u "${PG_AS_USER:-godwitpg}" --)
+    "${as[@]}" /usr/lib/postgresql/15/bin/pg_ctl -D "$dir/postgres/data" -m immediate stop >/dev/null 2>&1 || true
+  fi
+  sleep 1
+  rm -rf "$dir"
+}

@@ -1,0 +1,191 @@
+//! `godwit run`: the online ALTER.
+
+use super::ConnArgs;
+use crate::ddl::AlterSpec;
+use crate::engine::{self, EngineOptions};
+use crate::error::{Error, Result};
+use crate::migration::{DryRun, Migration, Outcome, RunOptions};
+use crate::progress::{Format, Reporter};
+use crate::target::Target;
+use crate::throttle::{LoadThresholds, Throttle};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The change: a clause list (`ADD COLUMN x INT, DROP COLUMN y`) or a whole
+    /// `ALTER TABLE name ...` statement.
+    #[arg(long)]
+    pub alter: String,
+    /// Really migrate. Without it: check everything, try the ALTER on an empty shadow
+    /// table, print the plan, remove the shadow.
+    #[arg(long)]
+    pub execute: bool,
+    /// Output: progress bar and summary (text), or one JSON event per line on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Target time per copy chunk; the chunk size adapts to it.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub chunk_time_millis: u64,
+    /// Rows in the first chunk.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=1_000_000))]
+    pub chunk_size: u64,
+    /// Upper bound on rows copied per second.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rows_per_second: Option<u32>,
+    /// Pause copy and replay while a status counter exceeds its value, e.g.
+    /// `Threads_running=25,Threads_connected=500`.
+    #[arg(long)]
+    pub max_load: Option<LoadThresholds>,
+    /// Abort (and clean up) when a status counter exceeds its value, e.g. `Threads_running=200`.
+    #[arg(long)]
+    pub critical_load: Option<LoadThresholds>,
+    /// Pause copy and replay while this file exists.
+    #[arg(long)]
+    pub throttle_flag_file: Option<PathBuf>,
+    /// Stay in sync and do not cut over while this file exists; delete it to proceed.
+    #[arg(long)]
+    pub postpone_cut_over_flag_file: Option<PathBuf>,
+    /// Longest time the cut-over waits for its lock (and so blocks writes) per attempt.
+    #[arg(long, default_value_t = 3.0)]
+    pub cut_over_lock_timeout_seconds: f64,
+    /// Cut-over attempts before giving up (backoff between them).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub cut_over_retries: u32,
+    /// Drop the original (renamed) table after a successful cut-over.
+    #[arg(long)]
+    pub ok_to_drop_table: bool,
+    /// Test seam: hold the cut-over lock this long once the swap is queued (first attempt).
+    #[arg(long, hide = true)]
+    pub debug_cut_over_hold_millis: Option<u64>,
+}
+
+fn options(a: &RunArgs, alter: AlterSpec) -> Result<RunOptions> {
+    if !(a.cut_over_lock_timeout_seconds > 0.0 && a.cut_over_lock_timeout_seconds <= 3600.0) {
+        return Err(Error::bad_input(
+            "--cut-over-lock-timeout-seconds must be between 0 and 3600",
+        ));
+    }
+    Ok(RunOptions {
+        alter,
+        execute: a.execute,
+        chunk_time: Duration::from_millis(a.chunk_time_millis),
+        chunk_size: a.chunk_size,
+        cut_over_timeout: Duration::from_secs_f64(a.cut_over_lock_timeout_seconds),
+        cut_over_retries: a.cut_over_retries,
+        postpone_flag_file: a.postpone_cut_over_flag_file.clone(),
+        ok_to_drop_table: a.ok_to_drop_table,
+    })
+}
+
+fn print_dry_run(rep: &Reporter, format: Format, d: &DryRun) {
+    if format == Format::Json {
+        rep.emit("plan", serde_json::to_value(d).unwrap_or_default());
+        return;
+    }
+    println!(
+        "dry run on {} ({}): the ALTER is valid; nothing was changed.",
+        d.table, d.server
+    );
+    println!(
+        "  rows (estimate): {}   data: {} MiB   indexes: {} MiB",
+        d.row_estimate,
+        d.data_bytes >> 20,
+        d.index_bytes >> 20
+    );
+    println!(
+        "  key: {} ({}) -> {}",
+        d.mapping.key.source_columns.join(", "),
+        d.mapping.key.source_name,
+        d.mapping.key.target_name
+    );
+    println!("  column mapping:");
+    for m in &d.mapping.columns {
+        if m.source == m.target {
+            println!("    {}", m.source);
+        } else {
+            println!("    {} -> {}", m.source, m.target);
+        }
+    }
+    for c in &d.mapping.dropped {
+        println!("    {c} (dropped)");
+    }
+    for c in &d.mapping.added {
+        println!("    {c} (new: default value)");
+    }
+    println!(
+        "  plan: copy into {}, replay changes, swap; the original is kept as {}",
+        d.shadow_table, d.old_table
+    );
+    println!("  run again with --execute to migrate.");
+}
+
+pub async fn run(a: RunArgs) -> i32 {
+    let mut rep = Reporter::new(a.format);
+    match run_inner(&a, &mut rep).await {
+        Ok(()) => 0,
+        Err(e) => {
+            rep.error(&e);
+            e.exit_code()
+        }
+    }
+}
+
+async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
+    let target = Target::parse(&a.conn.url, a.conn.password_file.as_deref())?;
+    let alter = AlterSpec::parse(target.kind, &a.conn.table, &a.alter)?;
+    let opts = options(a, alter)?;
+    let throttle = Throttle::new(
+        a.max_rows_per_second,
+        a.max_load.clone(),
+        a.critical_load.clone(),
+        a.throttle_flag_file.clone(),
+    );
+    let eopts = EngineOptions {
+        cut_over_hold: a.debug_cut_over_hold_millis.map(Duration::from_millis),
+    };
+    let engine = engine::connect(&target, &a.conn.table, &eopts).await?;
+    let abort = Arc::new(AtomicBool::new(false));
+    let signals = spawn_signal_watch(abort.clone());
+    let result = Migration::new(engine.as_ref(), opts, throttle, rep, abort)
+        .run()
+        .await;
+    signals.abort();
+    let _ = engine.close().await;
+    match result? {
+        Outcome::DryRun(d) => {
+            rep.finish();
+            print_dry_run(rep, a.format, &d);
+        }
+        Outcome::Done(d) => rep.done(&d),
+    }
+    Ok(())
+}
+
+/// Ctrl-C and SIGTERM ask the migration to stop at its next step (before the cut-over).
+fn spawn_signal_watch(abort: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = match signal(SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::warn!("signal received: stopping and cleaning up");
+        abort.store(true, Ordering::SeqCst);
+    })
+}

@@ -1,0 +1,236 @@
+//! The `Engine` trait: everything the engine-neutral core needs from a database.
+//!
+//! An engine knows *how* (SQL, protocols, locks); the core in `migration/` decides *when*.
+
+pub mod mysql;
+pub mod postgres;
+
+use crate::ddl::AlterSpec;
+use crate::error::Result;
+use crate::schema::{ColumnMapping, Table};
+use crate::target::{EngineKind, Target};
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// One value of a key column, as the change stream or the chunker delivers it. Each engine
+/// turns it back into a server value of the right type (see its statement builder).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyPart {
+    Int(i64),
+    UInt(u64),
+    /// Raw bytes in the column's own character set (strings) or binary.
+    Bytes(Vec<u8>),
+    /// A textual rendering the engine casts back (decimals, dates, PostgreSQL values).
+    Text(String),
+}
+
+/// A row's key: one part per key column, in key order.
+pub type Key = Vec<KeyPart>;
+
+/// A position in the change stream.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Position {
+    Binlog { file: String, pos: u64 },
+    Lsn(u64),
+}
+
+impl Position {
+    /// True when this position is at or past `fence`.
+    pub fn reached(&self, fence: &Position) -> bool {
+        match (self, fence) {
+            (Position::Binlog { file: f, pos: p }, Position::Binlog { file: ff, pos: fp }) => {
+                (f.as_str(), *p) >= (ff.as_str(), *fp)
+            }
+            (Position::Lsn(a), Position::Lsn(b)) => a >= b,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::Binlog { file, pos } => write!(f, "{file}:{pos}"),
+            Position::Lsn(l) => write!(f, "{:X}/{:X}", l >> 32, l & 0xffff_ffff),
+        }
+    }
+}
+
+/// What one poll of the change stream returned.
+#[derive(Debug, Default)]
+pub struct StreamBatch {
+    /// Keys of the original table changed by the events read (old and new key of an
+    /// update that changed the key).
+    pub keys: Vec<Key>,
+    /// How far the stream has been read.
+    pub position: Option<Position>,
+    /// Age of the newest event read, when the stream carries timestamps.
+    pub lag: Option<Duration>,
+}
+
+/// The change stream of the original table, opened before the shadow exists.
+#[async_trait]
+pub trait ChangeStream: Send {
+    /// Return the keys changed since the last poll, waiting at most `wait` for any.
+    async fn poll(&mut self, wait: Duration) -> Result<StreamBatch>;
+    /// Everything up to `position` is durably applied to the shadow table.
+    async fn ack(&mut self, position: &Position) -> Result<()>;
+    /// Stop reading and remove the stream's server-side artifacts.
+    async fn close(&mut self) -> Result<()>;
+}
+
+/// Copies the original table into the shadow in key order, one chunk per call.
+#[async_trait]
+pub trait Copier: Send {
+    /// Copy the next chunk of about `rows` rows. Returns rows read from the original, or
+    /// `None` when the whole table has been copied.
+    async fn next_chunk(&mut self, rows: u64) -> Result<Option<u64>>;
+}
+
+/// The cut-over while the original table is locked against writes.
+#[async_trait]
+pub trait CutOverLock: Send {
+    /// A stream position taken under the lock: once the stream reached it, every write to
+    /// the original is in the dirty set.
+    async fn fence(&mut self) -> Result<Position>;
+    /// Apply dirty keys while holding the lock.
+    async fn flush(&mut self, keys: &[Key]) -> Result<u64>;
+    /// Swap the tables atomically and release the lock. On error nothing was swapped.
+    async fn swap(&mut self) -> Result<()>;
+    /// Give up this attempt: release the lock, leave both tables as they were.
+    async fn release(&mut self) -> Result<()>;
+}
+
+/// Names of what godwit creates for a table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ArtifactNames {
+    pub shadow: String,
+    /// The name the original gets at cut-over.
+    pub old: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Before anything is created.
+    Preflight,
+}
+
+#[async_trait]
+pub trait Engine: Send + Sync {
+    fn kind(&self) -> EngineKind;
+    fn names(&self) -> &ArtifactNames;
+    /// Server name and version, for reports.
+    fn server_version(&self) -> String;
+    /// Inspect the original table.
+    async fn inspect(&self) -> Result<Table>;
+    /// Run the engine's checks for `scope`; the first failure is returned as the error.
+    async fn preflight(&self, scope: Scope, orig: &Table) -> Result<()>;
+    /// Objects of this tool for this table that exist now (for `cleanup` and preflight).
+    async fn leftovers(&self) -> Result<Vec<String>>;
+    /// Remove this tool's artifacts for this table (never the original, never an old
+    /// table unless `include_old`). Returns what was removed.
+    async fn cleanup(&self, include_old: bool) -> Result<Vec<String>>;
+    /// What [`Engine::cleanup`] would remove.
+    async fn cleanup_candidates(&self, include_old: bool) -> Result<Vec<String>>;
+    /// Fix the change-stream position (and create what the stream needs) *before* the
+    /// shadow exists: every change after it will be seen.
+    async fn start_stream(&self, orig: &Table) -> Result<Position>;
+    /// Start reading changes of the original's `key` columns from `from`.
+    async fn open_stream(
+        &self,
+        orig: &Table,
+        key: &[String],
+        from: &Position,
+    ) -> Result<Box<dyn ChangeStream>>;
+    /// Create the shadow table with the new schema and inspect it.
+    async fn create_shadow(&self, orig: &Table, alter: &AlterSpec) -> Result<Table>;
+    /// Check that the chosen key can be replayed exactly (supported column types).
+    fn check_key(&self, orig: &Table, mapping: &ColumnMapping) -> Result<()>;
+    async fn drop_shadow(&self) -> Result<()>;
+    /// Steps to take after the shadow is filled and before cut-over (e.g. build indexes).
+    async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
+        Ok(())
+    }
+    async fn copier(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Box<dyn Copier>>;
+    /// Re-read `keys` from the original and make the shadow hold exactly that.
+    async fn flush(&self, orig: &Table, mapping: &ColumnMapping, keys: &[Key]) -> Result<u64>;
+    /// Lock the original for the cut-over, waiting at most `timeout`.
+    async fn lock_for_cut_over(
+        &self,
+        orig: &Table,
+        mapping: &ColumnMapping,
+        timeout: Duration,
+        attempt: u32,
+    ) -> Result<Box<dyn CutOverLock>>;
+    /// Current values of server status counters (for --max-load / --critical-load).
+    async fn status_values(&self, names: &[String]) -> Result<Vec<f64>>;
+    /// Drop the renamed original after a successful cut-over.
+    async fn drop_old(&self) -> Result<()>;
+    /// Close the engine's connections.
+    async fn close(&self) -> Result<()>;
+}
+
+/// Connect to the target and return its engine for `table`.
+pub async fn connect(
+    target: &Target,
+    table: &str,
+    opts: &EngineOptions,
+) -> Result<Box<dyn Engine>> {
+    match target.kind {
+        EngineKind::Mysql => Ok(Box::new(
+            mysql::MysqlEngine::connect(target, table, opts).await?,
+        )),
+        EngineKind::Postgres => postgres::connect(target, table, opts).await,
+    }
+}
+
+/// The fixed prefix of every object godwit creates.
+pub const PREFIX: &str = "_godwit_";
+
+/// Names of the shadow and the renamed original for `table`, within `max_len` characters
+/// (64 on MySQL, 63 on PostgreSQL). Long table names are cut and made unique by a hash.
+pub fn artifact_names(table: &str, unix_secs: u64) -> ArtifactNames {
+    let base = artifact_base(table);
+    ArtifactNames {
+        shadow: format!("{PREFIX}new_{base}"),
+        old: format!("{PREFIX}old_{base}_{unix_secs}"),
+    }
+}
+
+/// The part of artifact names that identifies the table.
+pub fn artifact_base(table: &str) -> String {
+    if table.chars().count() <= 38 {
+        return table.to_string();
+    }
+    // FNV-1a: stable across runs and versions, unlike std's hasher.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in table.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    let head: String = table.chars().take(29).collect();
+    format!("{head}_{h:08x}")
+}
+
+#[cfg(test)]
+mod names_tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_identifier_limits() {
+        let long = "a".repeat(64);
+        let n = artifact_names(&long, 1_800_000_000);
+        assert!(n.shadow.len() <= 63 && n.old.len() <= 63, "{n:?}");
+        assert_ne!(artifact_base(&long), artifact_base(&"a".repeat(63)));
+        let n = artifact_names("orders", 5);
+        assert_eq!(n.shadow, "_godwit_new_orders");
+        assert_eq!(n.old, "_godwit_old_orders_5");
+    }
+}
+
+/// Engine settings that come from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Debug seam for tests: hold the cut-over lock this long after the swap is queued.
+    pub cut_over_hold: Option<Duration>,
+}

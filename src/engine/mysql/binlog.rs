@@ -1,0 +1,336 @@
+//! Following the binlog: a task reads the replication stream from the position taken
+//! before the shadow was created, keeps only row events of the original table, and
+//! sends their keys (never their values) to the core.
+
+use super::rowimage::{read_row, ColumnLayout, KeyDecode};
+use crate::engine::{ChangeStream, Key, Position, StreamBatch};
+use crate::error::{Error, ErrorKind, Result};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use mysql_async::binlog::events::{EventData, RowsEventData, TableMapEvent};
+use mysql_async::prelude::*;
+use mysql_async::{BinlogStreamRequest, Conn, Opts};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+enum Msg {
+    Keys(Vec<Key>),
+    Pos(Position, u32),
+    Err(Error),
+}
+
+pub struct BinlogStream {
+    rx: mpsc::Receiver<Msg>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub struct StreamConfig {
+    pub opts: Opts,
+    pub db: String,
+    pub table: String,
+    pub columns: usize,
+    pub key: Vec<(usize, KeyDecode)>,
+    pub start: (String, u64),
+    pub mariadb: bool,
+}
+
+/// A server id no real replica is likely to use; two streams with one id evict each other.
+fn server_id() -> u32 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    0x8000_0000 | ((std::process::id() << 12) ^ nanos) & 0x7fff_ffff
+}
+
+pub async fn open(cfg: StreamConfig) -> Result<BinlogStream> {
+    let (tx, rx) = mpsc::channel(4096);
+    let task = tokio::spawn(async move {
+        if let Err(e) = follow(&cfg, &tx).await {
+            let _ = tx.send(Msg::Err(e)).await;
+        }
+    });
+    Ok(BinlogStream {
+        rx,
+        task: Some(task),
+    })
+}
+
+fn stream_err(e: impl std::fmt::Display) -> Error {
+    Error::internal(format!("binlog stream failed: {e}"))
+}
+
+fn layout_of(tme: &TableMapEvent<'_>) -> Result<Vec<ColumnLayout>> {
+    (0..tme.columns_count() as usize)
+        .map(|i| {
+            let ty = tme
+                .get_column_type(i)
+                .map_err(stream_err)?
+                .ok_or_else(|| stream_err("table map shorter than its column count"))?;
+            let meta = tme.get_column_metadata(i).unwrap_or(&[]).to_vec();
+            Ok(ColumnLayout { ty, meta })
+        })
+        .collect()
+}
+
+/// A statement in the binlog that changes the original table's definition.
+fn is_ddl_on(query: &str, table: &str) -> bool {
+    let q = query.trim_start().to_ascii_lowercase();
+    let ddl = ["alter", "drop", "rename", "truncate"]
+        .iter()
+        .any(|k| q.starts_with(k));
+    if !ddl {
+        return false;
+    }
+    let t = table.to_ascii_lowercase();
+    q.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .any(|w| w == t)
+}
+
+async fn follow(cfg: &StreamConfig, tx: &mpsc::Sender<Msg>) -> Result<()> {
+    let mut conn = Conn::new(cfg.opts.clone()).await.map_err(stream_err)?;
+    if cfg.mariadb {
+        conn.query_drop("SET @mariadb_slave_capability = 4")
+            .await
+            .map_err(stream_err)?;
+    }
+    // Heartbeats every second let an idle stream report its position.
+    conn.query_drop("SET @master_heartbeat_period = 1000000000")
+        .await
+        .map_err(stream_err)?;
+    let req = BinlogStreamRequest::new(server_id())
+        .with_filename(cfg.start.0.as_bytes())
+        .with_pos(cfg.start.1);
+    let mut stream = conn.get_binlog_stream(req).await.map_err(|e| {
+        Error::new(ErrorKind::Privileges, format!("cannot open the binlog stream: {e}"))
+            .with_hint("grant REPLICATION SLAVE (and REPLICATION CLIENT / BINLOG MONITOR) to the migration user")
+    })?;
+    let mut file = cfg.start.0.clone();
+    let mut table_id: Option<u64> = None;
+    let mut layout: Vec<ColumnLayout> = Vec::new();
+    while let Some(ev) = stream.next().await {
+        let ev = ev.map_err(stream_err)?;
+        let header = ev.header();
+        let log_pos = u64::from(header.log_pos());
+        let ts = header.timestamp();
+        let data = ev.read_data().map_err(stream_err)?;
+        let mut boundary = false;
+        match data {
+            Some(EventData::RotateEvent(r)) => {
+                let mut name = r.name_raw().to_vec();
+                // The first, fake Rotate of a checksummed stream carries 4 CRC bytes.
+                if log_pos == 0 && name.len() == file.len() + 4 && name.starts_with(file.as_bytes())
+                {
+                    name.truncate(file.len());
+                }
+                file = String::from_utf8_lossy(&name).to_string();
+                let _ = tx
+                    .send(Msg::Pos(
+                        Position::Binlog {
+                            file: file.clone(),
+                            pos: r.position(),
+                        },
+                        ts,
+                    ))
+                    .await;
+                continue;
+            }
+            Some(EventData::TableMapEvent(tme)) => {
+                if tme.database_name() == cfg.db.as_str() && tme.table_name() == cfg.table.as_str()
+                {
+                    if tme.columns_count() as usize != cfg.columns {
+                        return Err(Error::new(
+                            ErrorKind::SourceChanged,
+                            format!(
+                                "table `{}` now has {} columns instead of {}: its definition changed during the migration",
+                                cfg.table,
+                                tme.columns_count(),
+                                cfg.columns
+                            ),
+                        )
+                        .with_hint("do not alter the table while godwit migrates it; run godwit again"));
+                    }
+                    layout = layout_of(&tme)?;
+                    table_id = Some(tme.table_id());
+                }
+            }
+            Some(EventData::RowsEvent(re)) => {
+                if Some(re.table_id()) == table_id {
+                    let keys = keys_of(&re, &layout, &cfg.key)?;
+                    if !keys.is_empty() && tx.send(Msg::Keys(keys)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            Some(EventData::QueryEvent(q)) => {
+                let text = q.query();
+                if (q.schema() == cfg.db.as_str() || text.contains(&cfg.db))
+                    && is_ddl_on(&text, &cfg.table)
+                {
+                    return Err(Error::new(
+                        ErrorKind::SourceChanged,
+                        format!(
+                            "a DDL statement changed `{}` during the migration: {}",
+                            cfg.table,
+                            text.chars().take(200).collect::<String>()
+                        ),
+                    )
+                    .with_hint(
+                        "do not alter the table while godwit migrates it; run godwit again",
+                    ));
+                }
+                boundary = true;
+            }
+            Some(EventData::XidEvent(_)) | Some(EventData::HeartbeatEvent) | None => {
+                boundary = true
+            }
+            _ => {}
+        }
+        if boundary && log_pos > 0 {
+            let pos = Position::Binlog {
+                file: file.clone(),
+                pos: log_pos,
+            };
+            if tx.send(Msg::Pos(pos, ts)).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Err(stream_err("the server closed the binlog stream"))
+}
+
+fn keys_of(
+    re: &RowsEventData<'_>,
+    layout: &[ColumnLayout],
+    key: &[(usize, KeyDecode)],
+) -> Result<Vec<Key>> {
+    let before: Vec<bool> = re
+        .columns_before_image()
+        .map(|s| s.iter().map(|x| *x).collect())
+        .unwrap_or_default();
+    let after: Vec<bool> = re
+        .columns_after_image()
+        .map(|s| s.iter().map(|x| *x).collect())
+        .unwrap_or_default();
+    let (has_before, has_after) = match re {
+        RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => (false, true),
+        RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => (true, false),
+        RowsEventData::UpdateRowsEventV1(_) | RowsEventData::UpdateRowsEvent(_) => (true, true),
+        RowsEventData::PartialUpdateRowsEvent(_) => {
+            return Err(Error::new(
+                ErrorKind::ServerSettings,
+                "the binlog carries partial JSON updates",
+            )
+            .with_hint("SET GLOBAL binlog_row_value_options = ''"))
+        }
+    };
+    let data = re.rows_data();
+    let mut pos = 0;
+    let mut keys = Vec::new();
+    let bad = |e: super::rowimage::RowImageError| stream_err(e);
+    while pos < data.len() {
+        let mut old = None;
+        if has_before {
+            let (k, used) = read_row(layout, &before, key, &data[pos..]).map_err(bad)?;
+            pos += used;
+            old = k;
+        }
+        if has_after {
+            let (k, used) = read_row(layout, &after, key, &data[pos..]).map_err(bad)?;
+            pos += used;
+            if let Some(k) = k {
+                if old.as_ref() != Some(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        if let Some(k) = old {
+            keys.push(k);
+        }
+    }
+    Ok(keys)
+}
+
+#[async_trait]
+impl ChangeStream for BinlogStream {
+    async fn poll(&mut self, wait: Duration) -> Result<StreamBatch> {
+        let mut batch = StreamBatch::default();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut got_any = false;
+        loop {
+            let msg = if got_any {
+                match self.rx.try_recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => break,
+                }
+            } else {
+                match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                    Ok(Some(m)) => Some(m),
+                    Ok(None) => return Err(stream_err("the binlog reader stopped")),
+                    Err(_) => None,
+                }
+            };
+            let Some(msg) = msg else { break };
+            got_any = true;
+            match msg {
+                Msg::Keys(mut k) => batch.keys.append(&mut k),
+                Msg::Pos(p, ts) => {
+                    batch.position = Some(p);
+                    if ts > 0 {
+                        let now = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0);
+                        batch.lag = Some(Duration::from_secs(now.saturating_sub(u64::from(ts))));
+                    }
+                }
+                Msg::Err(e) => return Err(e),
+            }
+            if batch.keys.len() >= 50_000 {
+                break;
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn ack(&mut self, _position: &Position) -> Result<()> {
+        // The binlog is not consumed: nothing to acknowledge on the server.
+        Ok(())
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BinlogStream {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ddl_on;
+
+    #[test]
+    fn ddl_detection_matches_whole_names() {
+        assert!(is_ddl_on("ALTER TABLE `orders` ADD x INT", "orders"));
+        assert!(is_ddl_on("drop table if exists db.orders", "orders"));
+        assert!(!is_ddl_on(
+            "ALTER TABLE `_godwit_new_orders` ADD x INT",
+            "orders"
+        ));
+        assert!(!is_ddl_on(
+            "CREATE TABLE `_godwit_new_orders` LIKE `orders`",
+            "orders"
+        ));
+        assert!(!is_ddl_on("BEGIN", "orders"));
+    }
+}

@@ -1,0 +1,52 @@
+//! Preflight checks, one file per check. Each names the setting or object that is wrong
+//! and how to fix it.
+
+mod binlog;
+mod foreign_keys;
+mod key;
+mod leftovers;
+mod privileges;
+mod triggers;
+
+use super::MysqlEngine;
+use crate::engine::Scope;
+use crate::error::Result;
+use crate::schema::Table;
+use async_trait::async_trait;
+use mysql_async::Conn;
+
+pub struct CheckCtx<'a> {
+    pub conn: &'a mut Conn,
+    pub db: &'a str,
+    pub table: &'a str,
+    pub orig: &'a Table,
+    pub engine: &'a MysqlEngine,
+}
+
+#[async_trait]
+pub trait Check: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()>;
+}
+
+fn preflight_checks() -> Vec<Box<dyn Check>> {
+    vec![
+        Box::new(binlog::BinlogSettings),
+        Box::new(privileges::Privileges),
+        Box::new(key::UsableKey),
+        Box::new(foreign_keys::ForeignKeys),
+        Box::new(triggers::Triggers),
+        Box::new(leftovers::Leftovers),
+    ]
+}
+
+pub async fn run(scope: Scope, cx: &mut CheckCtx<'_>) -> Result<()> {
+    let checks = match scope {
+        Scope::Preflight => preflight_checks(),
+    };
+    for c in checks {
+        tracing::debug!(check = c.name(), "preflight");
+        c.run(cx).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,332 @@
+//! The MySQL/MariaDB cut-over.
+//!
+//! * Sentry table (MariaDB, MySQL < 8.0.13): connection A creates an empty table under the
+//!   name the original will get, then `LOCK TABLES` the original, the shadow and the
+//!   sentry. Connection B issues `RENAME TABLE orig TO old, shadow TO orig`, which waits.
+//!   A drops the sentry and unlocks; the queued RENAME runs before the application's
+//!   queued writes. If A dies at any point its locks go away while the sentry still
+//!   exists, so B's RENAME fails ("table exists") and nothing is swapped.
+//! * MySQL ≥ 8.0.13: `LOCK TABLES`, flush, `RENAME TABLE` under the lock, `UNLOCK`.
+
+use super::sql::{qualified, Builder};
+use super::{conn_err, exec, flush_keys};
+use crate::engine::{CutOverLock, Key, Position};
+use crate::error::{Error, ErrorKind, Result};
+use async_trait::async_trait;
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts};
+use std::time::{Duration, Instant};
+
+pub const SENTRY_COMMENT: &str = "godwit cut-over sentry";
+
+pub struct CutOverSetup {
+    pub opts: Opts,
+    pub db: String,
+    pub orig: String,
+    pub shadow: String,
+    pub old: String,
+    pub builder: Builder,
+    pub timeout: Duration,
+    pub sentry: bool,
+    pub hold: Option<Duration>,
+}
+
+pub struct MysqlCutOver {
+    a: Option<Conn>,
+    s: CutOverSetup,
+    sentry_created: bool,
+}
+
+fn secs(d: Duration) -> u64 {
+    d.as_secs_f64().ceil().max(1.0) as u64
+}
+
+fn failed(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::CutOverFailed, msg)
+}
+
+pub async fn lock(s: CutOverSetup) -> Result<MysqlCutOver> {
+    let mut a = Conn::new(s.opts.clone())
+        .await
+        .map_err(|e| conn_err(e, "opening the cut-over connection"))?;
+    let t = secs(s.timeout);
+    exec(
+        &mut a,
+        &format!("SET SESSION lock_wait_timeout = {t}"),
+        vec![],
+        "cut-over",
+    )
+    .await?;
+    // If godwit hangs, the server drops this connection and with it the locks.
+    exec(
+        &mut a,
+        &format!("SET SESSION wait_timeout = {}", 3 * t + 30),
+        vec![],
+        "cut-over",
+    )
+    .await?;
+    let mut me = MysqlCutOver {
+        a: Some(a),
+        s,
+        sentry_created: false,
+    };
+    if let Err(e) = me.take_locks().await {
+        let _ = me.release().await;
+        return Err(e);
+    }
+    Ok(me)
+}
+
+impl MysqlCutOver {
+    fn a(&mut self) -> Result<&mut Conn> {
+        self.a
+            .as_mut()
+            .ok_or_else(|| failed("the cut-over connection is gone"))
+    }
+
+    async fn take_locks(&mut self) -> Result<()> {
+        let db = self.s.db.clone();
+        let orig = qualified(&db, &self.s.orig);
+        let shadow = qualified(&db, &self.s.shadow);
+        let sentry = qualified(&db, &self.s.old);
+        if self.s.sentry {
+            let sql = format!(
+                "CREATE TABLE {sentry} (id INT PRIMARY KEY) ENGINE=InnoDB COMMENT='{SENTRY_COMMENT}'"
+            );
+            exec(
+                self.a()?,
+                &sql,
+                vec![],
+                "creating the cut-over sentry table",
+            )
+            .await?;
+            self.sentry_created = true;
+        }
+        // Aliases o and s are what the flush statements use; each must be locked.
+        let mut tables =
+            format!("{orig} WRITE, {orig} AS o WRITE, {shadow} WRITE, {shadow} AS s WRITE");
+        if self.s.sentry {
+            tables.push_str(&format!(", {sentry} WRITE"));
+        }
+        exec(
+            self.a()?,
+            &format!("LOCK TABLES {tables}"),
+            vec![],
+            "locking the tables for cut-over",
+        )
+        .await
+        .map_err(|e| {
+            failed(format!(
+                "{} (the lock was not granted within {} s)",
+                e.message,
+                secs(self.s.timeout)
+            ))
+        })?;
+        Ok(())
+    }
+
+    async fn drop_sentry_elsewhere(&mut self) -> Result<()> {
+        if !self.sentry_created {
+            return Ok(());
+        }
+        let mut c = Conn::new(self.s.opts.clone())
+            .await
+            .map_err(|e| conn_err(e, "removing the cut-over sentry"))?;
+        let sql = format!(
+            "DROP TABLE IF EXISTS {}",
+            qualified(&self.s.db, &self.s.old)
+        );
+        // Only drop it if it is still our sentry (not the renamed original).
+        let comment: Option<String> = c
+            .exec_first(
+                "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&self.s.db, &self.s.old),
+            )
+            .await
+            .map_err(|e| conn_err(e, "removing the cut-over sentry"))?;
+        if comment.as_deref() == Some(SENTRY_COMMENT) {
+            exec(&mut c, &sql, vec![], "removing the cut-over sentry").await?;
+        }
+        self.sentry_created = false;
+        let _ = c.disconnect().await;
+        Ok(())
+    }
+
+    /// The new table must not hand out ids the original already used (rows deleted at
+    /// the top of the range leave the counter above MAX(id)).
+    async fn carry_auto_increment(&mut self) -> Result<()> {
+        let (db, orig, shadow) = (
+            self.s.db.clone(),
+            self.s.orig.clone(),
+            self.s.shadow.clone(),
+        );
+        let a = self.a()?;
+        let rows: Vec<(String, Option<u64>)> = a
+            .exec(
+                "SELECT TABLE_NAME, AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?)",
+                (&db, &orig, &shadow),
+            )
+            .await
+            .map_err(|e| conn_err(e, "reading AUTO_INCREMENT"))?;
+        let get = |n: &str| rows.iter().find(|(t, _)| t == n).and_then(|(_, v)| *v);
+        if let (Some(o), Some(s)) = (get(&orig), get(&shadow)) {
+            if o > s {
+                let sql = format!(
+                    "ALTER TABLE {} AUTO_INCREMENT = {o}",
+                    qualified(&db, &shadow)
+                );
+                exec(a, &sql, vec![], "carrying over AUTO_INCREMENT").await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn swap_with_sentry(&mut self) -> Result<()> {
+        let rename = format!(
+            "RENAME TABLE {} TO {}, {} TO {}",
+            qualified(&self.s.db, &self.s.orig),
+            qualified(&self.s.db, &self.s.old),
+            qualified(&self.s.db, &self.s.shadow),
+            qualified(&self.s.db, &self.s.orig)
+        );
+        let mut b = Conn::new(self.s.opts.clone())
+            .await
+            .map_err(|e| conn_err(e, "opening the rename connection"))?;
+        let b_id = b.id();
+        let t = secs(self.s.timeout);
+        exec(
+            &mut b,
+            &format!("SET SESSION lock_wait_timeout = {t}"),
+            vec![],
+            "cut-over",
+        )
+        .await?;
+        let renamer = tokio::spawn(async move {
+            let r = b.query_drop(rename).await;
+            let _ = b.disconnect().await;
+            r
+        });
+        // Wait until B's RENAME is queued on the metadata lock, seen from a third connection.
+        let mut watcher = Conn::new(self.s.opts.clone())
+            .await
+            .map_err(|e| conn_err(e, "opening the cut-over watcher"))?;
+        let deadline = Instant::now() + self.s.timeout;
+        let mut queued = false;
+        while Instant::now() < deadline && !renamer.is_finished() {
+            let state: Option<(Option<String>, Option<String>)> = watcher
+                .exec_first(
+                    "SELECT STATE, INFO FROM information_schema.PROCESSLIST WHERE ID = ?",
+                    (b_id,),
+                )
+                .await
+                .map_err(|e| conn_err(e, "watching the rename"))?;
+            if let Some((Some(st), Some(info))) = state {
+                if st.to_lowercase().contains("metadata lock")
+                    && info.to_uppercase().starts_with("RENAME")
+                {
+                    queued = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = watcher.disconnect().await;
+        if !queued {
+            renamer.abort();
+            return Err(match renamer.await {
+                Ok(Err(e)) => failed(format!("the RENAME failed before it was queued: {e}")),
+                _ => failed("the RENAME was not queued behind the cut-over lock in time"),
+            });
+        }
+        if let Some(hold) = self.s.hold {
+            // Test seam: keep the lock with the RENAME queued, so a test can kill A here.
+            let a = self.a()?;
+            let r = a
+                .exec_drop(
+                    "SELECT /* godwit cut-over hold */ SLEEP(?)",
+                    (hold.as_secs_f64(),),
+                )
+                .await;
+            if let Err(e) = r {
+                self.a = None;
+                let _ = renamer.await;
+                return Err(failed(format!(
+                    "the cut-over connection died while holding the lock: {e}"
+                )));
+            }
+        }
+        let sentry = qualified(&self.s.db, &self.s.old);
+        let dropped = async {
+            let a = self.a()?;
+            exec(
+                a,
+                &format!("DROP TABLE IF EXISTS {sentry}"),
+                vec![],
+                "dropping the sentry",
+            )
+            .await?;
+            exec(a, "UNLOCK TABLES", vec![], "releasing the cut-over lock").await
+        }
+        .await;
+        if let Err(e) = dropped {
+            self.a = None;
+            let _ = renamer.await;
+            return Err(failed(format!(
+                "the cut-over connection failed before the swap: {}",
+                e.message
+            )));
+        }
+        self.sentry_created = false;
+        match renamer.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(failed(format!("the RENAME failed: {e}"))),
+            Err(e) => Err(failed(format!("the RENAME task failed: {e}"))),
+        }
+    }
+}
+
+#[async_trait]
+impl CutOverLock for MysqlCutOver {
+    async fn fence(&mut self) -> Result<Position> {
+        let (file, pos) = super::MysqlEngine::binlog_position(self.a()?).await?;
+        Ok(Position::Binlog { file, pos })
+    }
+
+    async fn flush(&mut self, keys: &[Key]) -> Result<u64> {
+        let b = self.s.builder.clone();
+        flush_keys(self.a()?, &b, keys, false, true).await
+    }
+
+    async fn swap(&mut self) -> Result<()> {
+        if let Err(e) = self.carry_auto_increment().await {
+            let _ = self.release().await;
+            return Err(e);
+        }
+        if self.s.sentry {
+            let r = self.swap_with_sentry().await;
+            if r.is_err() {
+                let _ = self.release().await;
+            }
+            return r;
+        }
+        let rename = format!(
+            "RENAME TABLE {} TO {}, {} TO {}",
+            qualified(&self.s.db, &self.s.orig),
+            qualified(&self.s.db, &self.s.old),
+            qualified(&self.s.db, &self.s.shadow),
+            qualified(&self.s.db, &self.s.orig)
+        );
+        let a = self.a()?;
+        exec(a, &rename, vec![], "swapping the tables").await?;
+        exec(a, "UNLOCK TABLES", vec![], "releasing the cut-over lock").await?;
+        Ok(())
+    }
+
+    async fn release(&mut self) -> Result<()> {
+        if let Some(mut a) = self.a.take() {
+            let _ = a.query_drop("UNLOCK TABLES").await;
+            let _ = a.disconnect().await;
+        }
+        self.drop_sentry_elsewhere().await
+    }
+}

@@ -1,0 +1,673 @@
+//! The MySQL / MariaDB engine.
+
+mod binlog;
+mod checks;
+mod cutover;
+mod inspect;
+pub mod rowimage;
+pub mod sql;
+
+use crate::ddl::AlterSpec;
+use crate::engine::{
+    artifact_names, ArtifactNames, ChangeStream, Copier, CutOverLock, Engine, EngineOptions, Key,
+    Position, Scope, PREFIX,
+};
+use crate::error::{Error, ErrorKind, Result};
+use crate::schema::{ColumnMapping, Table};
+use crate::target::{EngineKind, Target};
+use async_trait::async_trait;
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, Value};
+use sql::{qualified, Builder, KeyColumn};
+use std::time::Duration;
+
+/// Session settings of every connection godwit opens: UTC so TIMESTAMP keys bind exactly,
+/// strict mode so a value that does not fit fails instead of being cut, and no
+/// AUTO_INCREMENT surprise when a copied row has id 0.
+const SESSION_SETUP: [&str; 2] = [
+    "SET SESSION time_zone = '+00:00'",
+    "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
+];
+
+/// Map a driver error to a godwit error. Server errors keep the server's text.
+pub(crate) fn conn_err(e: mysql_async::Error, what: &str) -> Error {
+    match &e {
+        mysql_async::Error::Server(s) => {
+            let kind = match s.code {
+                1045 => ErrorKind::Authentication,
+                1044 | 1142 | 1143 | 1227 | 1370 => ErrorKind::Privileges,
+                1049 | 1146 => ErrorKind::TableMissing,
+                1205 => ErrorKind::CutOverFailed,
+                _ => ErrorKind::Internal,
+            };
+            let err = Error::new(kind, format!("{what}: {} (error {})", s.message, s.code));
+            match kind {
+                ErrorKind::Authentication => err.with_hint(
+                    "check the user in --url and the password (MYSQL_PWD, --password-file or the URL)",
+                ),
+                ErrorKind::Privileges => err.with_hint("grant the missing privilege to the migration user"),
+                _ => err,
+            }
+        }
+        mysql_async::Error::Io(_) => Error::new(
+            ErrorKind::Unreachable,
+            format!("{what}: cannot reach the server: {e}"),
+        )
+        .with_hint("check host and port in --url, and that the server is running"),
+        _ => Error::internal(format!("{what}: {e}")),
+    }
+}
+
+pub struct MysqlEngine {
+    opts: Opts,
+    pool: Pool,
+    db: String,
+    table: String,
+    names: ArtifactNames,
+    version: String,
+    mariadb: bool,
+    /// (major, minor, patch)
+    version_tuple: (u32, u32, u32),
+    options: EngineOptions,
+}
+
+fn parse_version(v: &str) -> (u32, u32, u32) {
+    let mut it = v
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap_or(0));
+    (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    )
+}
+
+impl MysqlEngine {
+    pub async fn connect(
+        target: &Target,
+        table: &str,
+        options: &EngineOptions,
+    ) -> Result<MysqlEngine> {
+        let builder = OptsBuilder::default()
+            .ip_or_hostname(target.host.clone())
+            .tcp_port(target.port)
+            .user(Some(target.user.clone()))
+            .pass(target.password().map(str::to_string))
+            .db_name(Some(target.database.clone()))
+            .prefer_socket(false)
+            .setup(
+                SESSION_SETUP
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(PoolConstraints::new(0, 8).unwrap_or_default()),
+            );
+        let opts: Opts = builder.into();
+        let mut conn = tokio::time::timeout(Duration::from_secs(15), Conn::new(opts.clone()))
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Unreachable,
+                    format!("no answer from {target} within 15 s"),
+                )
+                .with_hint("check host and port in --url, and that the server is running")
+            })?
+            .map_err(|e| {
+                let e = conn_err(e, &format!("connecting to {target}"));
+                Error {
+                    message: target.scrub(&e.message),
+                    ..e
+                }
+            })?;
+        let version: String = conn
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(|e| conn_err(e, "reading the server version"))?
+            .unwrap_or_default();
+        let _ = conn.disconnect().await;
+        let table = table.to_string();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ok(MysqlEngine {
+            pool: Pool::new(opts.clone()),
+            names: artifact_names(&table, now),
+            db: target.database.clone(),
+            table,
+            mariadb: version.to_lowercase().contains("mariadb"),
+            version_tuple: parse_version(&version),
+            version,
+            opts,
+            options: options.clone(),
+        })
+    }
+
+    async fn conn(&self) -> Result<Conn> {
+        self.pool
+            .get_conn()
+            .await
+            .map_err(|e| conn_err(e, "opening a connection"))
+    }
+
+    /// MySQL ≥ 8.0.13 may RENAME under LOCK TABLES; MariaDB and older MySQL need the sentry.
+    fn rename_under_lock(&self) -> bool {
+        !self.mariadb && self.version_tuple >= (8, 0, 13)
+    }
+
+    pub fn cut_over_algorithm(&self) -> &'static str {
+        if self.rename_under_lock() {
+            "rename-under-lock-tables"
+        } else {
+            "sentry-table"
+        }
+    }
+
+    fn key_columns(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Vec<KeyColumn>> {
+        mapping
+            .key
+            .source_columns
+            .iter()
+            .map(|name| {
+                let c = orig.column(name).ok_or_else(|| Error::internal(format!("key column {name} missing")))?;
+                KeyColumn::for_column(c).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "key column `{}` has type {}, which godwit cannot use to find rows again exactly",
+                            c.name, c.column_type
+                        ),
+                    )
+                    .with_hint("use a table whose primary key is an integer, decimal, string, binary, date/time, YEAR or ENUM column")
+                })
+            })
+            .collect()
+    }
+
+    fn builder(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Builder> {
+        Ok(Builder::new(
+            &self.db,
+            &self.table,
+            &self.names.shadow,
+            mapping,
+            self.key_columns(orig, mapping)?,
+        ))
+    }
+
+    async fn binlog_position(conn: &mut Conn) -> Result<(String, u64)> {
+        let row: Option<Row> = conn
+            .query_first("SHOW MASTER STATUS")
+            .await
+            .map_err(|e| conn_err(e, "reading the binlog position (SHOW MASTER STATUS)"))?;
+        let row = row.ok_or_else(|| {
+            Error::new(ErrorKind::ServerSettings, "binary logging is off (log_bin=OFF)")
+                .with_hint("start the server with log-bin (e.g. log_bin=mysql-bin in my.cnf); it needs a restart")
+        })?;
+        let file: String = row.get_opt(0).and_then(|r| r.ok()).unwrap_or_default();
+        let pos: u64 = row.get_opt(1).and_then(|r| r.ok()).unwrap_or(0);
+        Ok((file, pos))
+    }
+}
+
+pub(crate) async fn exec(
+    conn: &mut Conn,
+    sql: &str,
+    params: Vec<Value>,
+    what: &str,
+) -> Result<u64> {
+    if params.is_empty() {
+        conn.query_drop(sql).await.map_err(|e| conn_err(e, what))?;
+    } else {
+        conn.exec_drop(sql, params)
+            .await
+            .map_err(|e| conn_err(e, what))?;
+    }
+    Ok(conn.affected_rows())
+}
+
+/// After an INSERT IGNORE: a warning other than a duplicate of the migration key means the
+/// data does not fit the new schema (truncation, a duplicate on a new unique key, ...).
+async fn check_warnings(conn: &mut Conn, migration_key: &str) -> Result<()> {
+    if conn.get_warnings() == 0 {
+        return Ok(());
+    }
+    let rows: Vec<(String, u32, String)> = conn
+        .query("SHOW WARNINGS LIMIT 20")
+        .await
+        .map_err(|e| conn_err(e, "reading warnings"))?;
+    for (_, code, msg) in rows {
+        if code == 1062
+            && (msg.ends_with(&format!("'{migration_key}'"))
+                || msg.ends_with(&format!(".{migration_key}'")))
+        {
+            continue;
+        }
+        let hint = if code == 1062 {
+            "the new unique key is violated by existing rows: remove the duplicates first, or drop the UNIQUE from the ALTER"
+        } else {
+            "the existing data does not fit the new column definition; fix the data or the ALTER"
+        };
+        return Err(Error::new(
+            ErrorKind::DataError,
+            format!("copying into the new table: {msg} (warning {code}); nothing was changed on the original"),
+        )
+        .with_hint(hint));
+    }
+    Ok(())
+}
+
+pub struct MysqlCopier {
+    conn: Conn,
+    b: Builder,
+    key_name: String,
+    last: Option<Key>,
+    done: bool,
+}
+
+#[async_trait]
+impl Copier for MysqlCopier {
+    async fn next_chunk(&mut self, rows: u64) -> Result<Option<u64>> {
+        if self.done {
+            return Ok(None);
+        }
+        let (sql, params) = self.b.chunk_end(self.last.as_ref(), rows.max(1) - 1);
+        let end: Option<Row> = self
+            .conn
+            .exec_first(sql, params)
+            .await
+            .map_err(|e| conn_err(e, "finding the next chunk"))?;
+        let end: Option<Key> = match end {
+            None => None,
+            Some(row) => {
+                let vals = row.unwrap();
+                Some(
+                    vals.into_iter()
+                        .zip(&self.b.key)
+                        .map(|(v, k)| k.from_selected(v))
+                        .collect::<Option<Key>>()
+                        .ok_or_else(|| Error::internal("cannot read a chunk boundary key"))?,
+                )
+            }
+        };
+        let (sql, params) = self.b.copy_chunk(self.last.as_ref(), end.as_ref());
+        exec(&mut self.conn, &sql, params, "copying a chunk").await?;
+        check_warnings(&mut self.conn, &self.key_name).await?;
+        let n = self.conn.affected_rows();
+        match end {
+            Some(k) => self.last = Some(k),
+            None => self.done = true,
+        }
+        // Rows read is what the chunk covered; affected rows leaves out rows that replay
+        // wrote first.
+        Ok(Some(if self.done { n } else { rows.max(n) }))
+    }
+}
+
+/// Flush `keys` on `conn`: delete them from the shadow, re-insert what the original holds
+/// now. One transaction per batch; `locking` reads wait for writers whose binlog events
+/// are already out.
+pub(crate) async fn flush_keys(
+    conn: &mut Conn,
+    b: &Builder,
+    keys: &[Key],
+    locking: bool,
+    in_lock: bool,
+) -> Result<u64> {
+    let mut n = 0;
+    for batch in keys.chunks(500) {
+        if !in_lock {
+            conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .await
+                .map_err(|e| conn_err(e, "replaying changes"))?;
+            conn.query_drop("START TRANSACTION")
+                .await
+                .map_err(|e| conn_err(e, "replaying changes"))?;
+        }
+        let (d, dp) = b.flush_delete(batch);
+        let (i, ip) = b.flush_insert(batch, locking);
+        let r = async {
+            exec(conn, &d, dp, "replaying changes (delete)").await?;
+            exec(conn, &i, ip, "replaying changes (insert)").await
+        }
+        .await;
+        match r {
+            Ok(_) => {
+                if !in_lock {
+                    conn.query_drop("COMMIT")
+                        .await
+                        .map_err(|e| conn_err(e, "replaying changes"))?;
+                }
+                n += batch.len() as u64;
+            }
+            Err(e) => {
+                if !in_lock {
+                    let _ = conn.query_drop("ROLLBACK").await;
+                }
+                let e = if e.message.contains("(error 1062)") {
+                    Error::new(ErrorKind::DataError, format!("{}; a write made during the migration violates a unique key of the new table", e.message))
+                        .with_hint("remove the duplicates (or drop the UNIQUE from the ALTER) and run again")
+                } else {
+                    e
+                };
+                return Err(e);
+            }
+        }
+    }
+    Ok(n)
+}
+
+#[async_trait]
+impl Engine for MysqlEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Mysql
+    }
+    fn names(&self) -> &ArtifactNames {
+        &self.names
+    }
+    fn server_version(&self) -> String {
+        self.version.clone()
+    }
+
+    async fn inspect(&self) -> Result<Table> {
+        let mut c = self.conn().await?;
+        inspect::inspect(&mut c, &self.db, &self.table).await
+    }
+
+    async fn preflight(&self, scope: Scope, orig: &Table) -> Result<()> {
+        let mut c = self.conn().await?;
+        let mut cx = checks::CheckCtx {
+            conn: &mut c,
+            db: &self.db,
+            table: &self.table,
+            orig,
+            engine: self,
+        };
+        checks::run(scope, &mut cx).await
+    }
+
+    async fn leftovers(&self) -> Result<Vec<String>> {
+        let mut c = self.conn().await?;
+        let base = crate::engine::artifact_base(&self.table);
+        let like_old = format!(
+            "{}old\\_{}\\_%",
+            PREFIX.replace('_', "\\_"),
+            base.replace('_', "\\_")
+        );
+        let rows: Vec<(String, String)> = c
+            .exec(
+                "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND (TABLE_NAME = ? OR TABLE_NAME LIKE ?)",
+                (&self.db, &self.names.shadow, like_old),
+            )
+            .await
+            .map_err(|e| conn_err(e, "looking for leftovers"))?;
+        // Old tables kept on purpose are not leftovers; sentries are.
+        Ok(rows
+            .into_iter()
+            .filter(|(n, comment)| *n == self.names.shadow || comment == cutover::SENTRY_COMMENT)
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    async fn cleanup(&self, include_old: bool) -> Result<Vec<String>> {
+        let gone = self.cleanup_candidates(include_old).await?;
+        let mut c = self.conn().await?;
+        for t in &gone {
+            exec(
+                &mut c,
+                &format!("DROP TABLE IF EXISTS {}", qualified(&self.db, t)),
+                vec![],
+                "cleaning up",
+            )
+            .await?;
+        }
+        Ok(gone)
+    }
+
+    async fn cleanup_candidates(&self, include_old: bool) -> Result<Vec<String>> {
+        let mut c = self.conn().await?;
+        let mut gone = self.leftovers().await?;
+        if include_old {
+            let base = crate::engine::artifact_base(&self.table);
+            let like_old = format!(
+                "{}old\\_{}\\_%",
+                PREFIX.replace('_', "\\_"),
+                base.replace('_', "\\_")
+            );
+            let old: Vec<String> = c
+                .exec(
+                    "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE ?",
+                    (&self.db, like_old),
+                )
+                .await
+                .map_err(|e| conn_err(e, "looking for old tables"))?;
+            for o in old {
+                if !gone.contains(&o) {
+                    gone.push(o);
+                }
+            }
+        }
+        for t in &gone {
+            exec(
+                &mut c,
+                &format!("DROP TABLE IF EXISTS {}", qualified(&self.db, t)),
+                vec![],
+                "cleaning up",
+            )
+            .await?;
+        }
+        Ok(gone)
+    }
+
+    async fn start_stream(&self, _orig: &Table) -> Result<Position> {
+        let mut c = self.conn().await?;
+        let (file, pos) = Self::binlog_position(&mut c).await?;
+        Ok(Position::Binlog { file, pos })
+    }
+
+    async fn open_stream(
+        &self,
+        orig: &Table,
+        key: &[String],
+        from: &Position,
+    ) -> Result<Box<dyn ChangeStream>> {
+        let Position::Binlog { file, pos } = from else {
+            return Err(Error::internal("a MySQL stream needs a binlog position"));
+        };
+        let start = (file.clone(), *pos);
+        let mut spec = Vec::new();
+        for name in key {
+            let col = orig
+                .column(name)
+                .ok_or_else(|| Error::internal(format!("key column {name} missing")))?;
+            let kc = KeyColumn::for_column(col).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "key column `{name}` has type {}, which godwit cannot replay exactly",
+                        col.column_type
+                    ),
+                )
+            })?;
+            spec.push((col.ordinal as usize - 1, kc.decode));
+        }
+        let s = binlog::open(binlog::StreamConfig {
+            opts: self.opts.clone(),
+            db: self.db.clone(),
+            table: self.table.clone(),
+            columns: orig.columns.len(),
+            key: spec,
+            start,
+            mariadb: self.mariadb,
+        })
+        .await?;
+        Ok(Box::new(s))
+    }
+
+    async fn create_shadow(&self, orig: &Table, alter: &AlterSpec) -> Result<Table> {
+        let mut c = self.conn().await?;
+        let shadow = qualified(&self.db, &self.names.shadow);
+        exec(
+            &mut c,
+            &format!(
+                "CREATE TABLE {shadow} LIKE {}",
+                qualified(&self.db, &orig.name)
+            ),
+            vec![],
+            "creating the shadow table",
+        )
+        .await?;
+        let altered = exec(
+            &mut c,
+            &format!("ALTER TABLE {shadow} {}", alter.clauses),
+            vec![],
+            "applying the ALTER",
+        )
+        .await;
+        if let Err(e) = altered {
+            let _ = exec(
+                &mut c,
+                &format!("DROP TABLE IF EXISTS {shadow}"),
+                vec![],
+                "dropping the shadow",
+            )
+            .await;
+            return Err(Error::new(
+                ErrorKind::InvalidAlter,
+                format!(
+                    "the server rejected the ALTER: {}",
+                    e.message.trim_start_matches("applying the ALTER: ")
+                ),
+            )
+            .with_hint(
+                "fix the --alter text; it was tried on an empty copy, nothing else changed",
+            ));
+        }
+        inspect::inspect(&mut c, &self.db, &self.names.shadow).await
+    }
+
+    fn check_key(&self, orig: &Table, mapping: &ColumnMapping) -> Result<()> {
+        self.key_columns(orig, mapping).map(|_| ())
+    }
+
+    async fn drop_shadow(&self) -> Result<()> {
+        let mut c = self.conn().await?;
+        exec(
+            &mut c,
+            &format!(
+                "DROP TABLE IF EXISTS {}",
+                qualified(&self.db, &self.names.shadow)
+            ),
+            vec![],
+            "dropping the shadow table",
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn copier(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Box<dyn Copier>> {
+        let mut conn = self.conn().await?;
+        // A consistent, non-locking read per chunk: the copy never blocks the application.
+        // Races with concurrent writes are closed by the replay (see docs/how-it-works.md).
+        exec(
+            &mut conn,
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            vec![],
+            "preparing the copy",
+        )
+        .await?;
+        Ok(Box::new(MysqlCopier {
+            conn,
+            b: self.builder(orig, mapping)?,
+            key_name: mapping.key.target_name.clone(),
+            last: None,
+            done: false,
+        }))
+    }
+
+    async fn flush(&self, orig: &Table, mapping: &ColumnMapping, keys: &[Key]) -> Result<u64> {
+        let b = self.builder(orig, mapping)?;
+        let mut c = self.conn().await?;
+        flush_keys(&mut c, &b, keys, true, false).await
+    }
+
+    async fn lock_for_cut_over(
+        &self,
+        orig: &Table,
+        mapping: &ColumnMapping,
+        timeout: Duration,
+        attempt: u32,
+    ) -> Result<Box<dyn CutOverLock>> {
+        let b = self.builder(orig, mapping)?;
+        let hold = if attempt == 1 {
+            self.options.cut_over_hold
+        } else {
+            None
+        };
+        let lock = cutover::lock(cutover::CutOverSetup {
+            opts: self.opts.clone(),
+            db: self.db.clone(),
+            orig: self.table.clone(),
+            shadow: self.names.shadow.clone(),
+            old: self.names.old.clone(),
+            builder: b,
+            timeout,
+            sentry: !self.rename_under_lock(),
+            hold,
+        })
+        .await?;
+        Ok(Box::new(lock))
+    }
+
+    async fn status_values(&self, names: &[String]) -> Result<Vec<f64>> {
+        let mut c = self.conn().await?;
+        let rows: Vec<(String, String)> = c
+            .query("SHOW GLOBAL STATUS")
+            .await
+            .map_err(|e| conn_err(e, "reading server status"))?;
+        Ok(names
+            .iter()
+            .map(|n| {
+                rows.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0.0)
+            })
+            .collect())
+    }
+
+    async fn drop_old(&self) -> Result<()> {
+        let mut c = self.conn().await?;
+        exec(
+            &mut c,
+            &format!(
+                "DROP TABLE IF EXISTS {}",
+                qualified(&self.db, &self.names.old)
+            ),
+            vec![],
+            "dropping the old table",
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn close(&self) -> Result<()> {
+        let _ = self.pool.clone().disconnect().await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_parse() {
+        assert_eq!(
+            super::parse_version("10.11.6-MariaDB-0+deb12u1-log"),
+            (10, 11, 6)
+        );
+        assert_eq!(super::parse_version("8.0.36"), (8, 0, 36));
+    }
+}

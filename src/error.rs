@@ -1,0 +1,141 @@
+//! One error type for the library, and the exit code each kind maps to.
+//!
+//! Exit codes are part of godwit's contract with scripts: they are documented in the
+//! README and never reused for a different meaning.
+
+use std::fmt;
+
+/// What went wrong, at the granularity a script may want to branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Bad command-line input (flag values, URL, --alter text we refuse before the server).
+    BadInput,
+    /// The server cannot be reached.
+    Unreachable,
+    /// The server refused the credentials.
+    Authentication,
+    /// The table does not exist.
+    TableMissing,
+    /// A server setting prevents an online migration (binlog, wal_level, ...).
+    ServerSettings,
+    /// The user lacks a privilege the migration needs.
+    Privileges,
+    /// The table has no primary key or non-null unique key.
+    NoKey,
+    /// The ALTER leaves no unique key shared by the old and new table.
+    NoSharedKey,
+    /// Foreign keys on or to the table.
+    ForeignKeys,
+    /// Triggers on the table.
+    Triggers,
+    /// The server rejected the ALTER.
+    InvalidAlter,
+    /// Objects left from an earlier run.
+    Leftovers,
+    /// The table or its key uses something godwit does not support (yet).
+    Unsupported,
+    /// The server has no free replication slot (PostgreSQL).
+    ReplicationSlots,
+    /// Stopped by the user (signal).
+    Aborted,
+    /// Stopped because a --critical-load threshold was crossed.
+    CriticalLoad,
+    /// The cut-over could not take its locks within the retries; original intact.
+    CutOverFailed,
+    /// Existing or concurrent data does not fit the new schema.
+    DataError,
+    /// The original table's schema changed during the migration.
+    SourceChanged,
+    /// A phase or migration file problem (expand/contract).
+    Migration,
+    /// A plan found risks at or above --fail-on.
+    PlanRisk,
+    /// Anything else: a bug or an unexpected server error.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The process exit code for this kind. Stable; documented in README.md.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::Internal => 1,
+            ErrorKind::BadInput => 2,
+            ErrorKind::Unreachable => 10,
+            ErrorKind::Authentication => 11,
+            ErrorKind::TableMissing => 12,
+            ErrorKind::ServerSettings => 13,
+            ErrorKind::Privileges => 14,
+            ErrorKind::NoKey => 15,
+            ErrorKind::NoSharedKey => 16,
+            ErrorKind::ForeignKeys => 17,
+            ErrorKind::Triggers => 18,
+            ErrorKind::InvalidAlter => 19,
+            ErrorKind::Leftovers => 20,
+            ErrorKind::Unsupported => 21,
+            ErrorKind::ReplicationSlots => 22,
+            ErrorKind::Aborted => 30,
+            ErrorKind::CriticalLoad => 31,
+            ErrorKind::CutOverFailed => 32,
+            ErrorKind::DataError => 33,
+            ErrorKind::SourceChanged => 34,
+            ErrorKind::Migration => 40,
+            ErrorKind::PlanRisk => 41,
+        }
+    }
+}
+
+/// A library error: what happened, and what the user can do about it.
+#[derive(Debug, thiserror::Error)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// How to fix it, when there is something to say.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  fix: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Internal, message)
+    }
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::BadInput, message)
+    }
+    pub fn exit_code(&self) -> i32 {
+        self.kind.exit_code()
+    }
+    /// Prefix the message with what was being done.
+    pub fn context(mut self, what: impl fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::internal(format!("I/O error: {e}"))
+    }
+}

@@ -1,0 +1,17 @@
+//! godwit: online, zero-downtime schema changes for MySQL/MariaDB and PostgreSQL.
+//!
+//! The binary (`src/main.rs`) is a thin shell over this library: [`cli`] parses the
+//! command line, [`migration`] runs the engine-neutral online migration against an
+//! [`engine::Engine`], and each engine lives in its own folder under [`engine`].
+
+pub mod cli;
+pub mod ddl;
+pub mod engine;
+pub mod error;
+pub mod migration;
+pub mod progress;
+pub mod schema;
+pub mod target;
+pub mod throttle;
+
+pub use error::{Error, ErrorKind, Result};

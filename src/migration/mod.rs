@@ -1,0 +1,483 @@
+//! The engine-neutral online migration (DESIGN.md §2): preflight, prepare, copy with
+//! key-based replay, catch-up, postponable cut-over with retries, cleanup.
+//!
+//! Copy chunks and replay flushes run one after the other on this task, never at the same
+//! time: a dirty key is therefore never replayed while a chunk that covers it is in flight,
+//! which closes the copy/replay race without locking reads in the copy.
+
+pub mod dirty;
+
+use crate::ddl::AlterSpec;
+use crate::engine::{ChangeStream, Copier, Engine, Key, Position, Scope};
+use crate::error::{Error, ErrorKind, Result};
+use crate::progress::{Done, Reporter, Snapshot, State};
+use crate::schema::{ColumnMapping, Table};
+use crate::throttle::Throttle;
+use dirty::DirtySet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub alter: AlterSpec,
+    pub execute: bool,
+    pub chunk_time: Duration,
+    pub chunk_size: u64,
+    pub cut_over_timeout: Duration,
+    pub cut_over_retries: u32,
+    pub postpone_flag_file: Option<PathBuf>,
+    pub ok_to_drop_table: bool,
+}
+
+/// What a dry run found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DryRun {
+    pub table: String,
+    pub server: String,
+    pub mapping: ColumnMapping,
+    pub row_estimate: u64,
+    pub data_bytes: u64,
+    pub index_bytes: u64,
+    pub shadow_table: String,
+    pub old_table: String,
+}
+
+pub enum Outcome {
+    DryRun(Box<DryRun>),
+    Done(Done),
+}
+
+/// Flush the dirty set once it holds this many keys, or after [`FLUSH_INTERVAL`].
+const FLUSH_KEYS: usize = 2_000;
+const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+/// Catch-up ends when a flush round has fewer keys than this.
+const CATCH_UP_KEYS: usize = 1_000;
+
+pub struct Migration<'a> {
+    engine: &'a dyn Engine,
+    opts: RunOptions,
+    throttle: Throttle,
+    rep: &'a mut Reporter,
+    abort: Arc<AtomicBool>,
+    orig: Option<Table>,
+    mapping: Option<ColumnMapping>,
+    stream: Option<Box<dyn ChangeStream>>,
+    dirty: DirtySet,
+    position: Option<Position>,
+    lag: Option<Duration>,
+    rows_copied: u64,
+    keys_replayed: u64,
+    chunk: u64,
+    copy_started: Option<Instant>,
+    last_flush: Instant,
+    created: bool,
+}
+
+impl<'a> Migration<'a> {
+    pub fn new(
+        engine: &'a dyn Engine,
+        opts: RunOptions,
+        throttle: Throttle,
+        rep: &'a mut Reporter,
+        abort: Arc<AtomicBool>,
+    ) -> Self {
+        let chunk = opts.chunk_size.max(1);
+        Migration {
+            engine,
+            opts,
+            throttle,
+            rep,
+            abort,
+            orig: None,
+            mapping: None,
+            stream: None,
+            dirty: DirtySet::default(),
+            position: None,
+            lag: None,
+            rows_copied: 0,
+            keys_replayed: 0,
+            chunk,
+            copy_started: None,
+            last_flush: Instant::now(),
+            created: false,
+        }
+    }
+
+    /// Run the migration. On any error before the swap, every artifact is removed and the
+    /// original is untouched.
+    pub async fn run(mut self) -> Result<Outcome> {
+        let r = self.run_inner().await;
+        if r.is_err() && self.created {
+            self.rep
+                .state(State::Cleanup, "removing what this run created");
+            if let Some(s) = self.stream.as_mut() {
+                let _ = s.close().await;
+            }
+            if let Err(e) = self.engine.cleanup(false).await {
+                tracing::error!("cleanup after failure failed: {e}; run `godwit cleanup`");
+            }
+        }
+        if r.is_err() {
+            self.rep.state(
+                State::Failed,
+                "migration failed; the original table is unchanged",
+            );
+        }
+        r
+    }
+
+    fn check_abort(&self) -> Result<()> {
+        if self.abort.load(Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::Aborted,
+                "stopped by signal before the cut-over; the original table is unchanged",
+            ));
+        }
+        Ok(())
+    }
+
+    fn orig(&self) -> Result<&Table> {
+        self.orig
+            .as_ref()
+            .ok_or_else(|| Error::internal("original not inspected"))
+    }
+    fn mapping(&self) -> Result<&ColumnMapping> {
+        self.mapping
+            .as_ref()
+            .ok_or_else(|| Error::internal("no column mapping"))
+    }
+
+    async fn run_inner(&mut self) -> Result<Outcome> {
+        let started = Instant::now();
+        self.rep
+            .state(State::Preflight, "checking server, privileges and table");
+        let orig = self.engine.inspect().await?;
+        self.engine.preflight(Scope::Preflight, &orig).await?;
+        self.orig = Some(orig.clone());
+        self.rep.state(State::Prepare, "creating the shadow table");
+        if !self.opts.execute {
+            self.created = true;
+            let shadow = self.engine.create_shadow(&orig, &self.opts.alter).await?;
+            let mapping = ColumnMapping::build(&orig, &shadow, &self.opts.alter.renames)?;
+            self.engine.check_key(&orig, &mapping)?;
+            self.engine.drop_shadow().await?;
+            self.created = false;
+            let names = self.engine.names();
+            return Ok(Outcome::DryRun(Box::new(DryRun {
+                table: orig.name.clone(),
+                server: self.engine.server_version(),
+                mapping,
+                row_estimate: orig.row_estimate,
+                data_bytes: orig.data_bytes,
+                index_bytes: orig.index_bytes,
+                shadow_table: names.shadow.clone(),
+                old_table: names.old.clone(),
+            })));
+        }
+        self.created = true;
+        let from = self.engine.start_stream(&orig).await?;
+        let shadow = self.engine.create_shadow(&orig, &self.opts.alter).await?;
+        let mapping = ColumnMapping::build(&orig, &shadow, &self.opts.alter.renames)?;
+        self.engine.check_key(&orig, &mapping)?;
+        self.stream = Some(
+            self.engine
+                .open_stream(&orig, &mapping.key.source_columns, &from)
+                .await?,
+        );
+        self.position = Some(from);
+        self.mapping = Some(mapping.clone());
+        tracing::info!(key = ?mapping.key.source_columns, "migration key");
+
+        self.rep
+            .state(State::Copy, "copying rows and replaying changes");
+        let mut copier = self.engine.copier(&orig, &mapping).await?;
+        self.copy(copier.as_mut()).await?;
+        drop(copier);
+
+        self.rep
+            .state(State::CatchUp, "replaying changes made during the copy");
+        self.catch_up().await?;
+        self.engine.before_cut_over(&mapping).await?;
+        self.postpone().await?;
+        let (cut_over_ms, attempts) = self.cut_over().await?;
+
+        self.rep
+            .state(State::Cleanup, "tables swapped; cleaning up");
+        if let Some(s) = self.stream.as_mut() {
+            let _ = s.close().await;
+        }
+        self.created = false;
+        let names = self.engine.names().clone();
+        let mut dropped = false;
+        if self.opts.ok_to_drop_table {
+            self.engine.drop_old().await?;
+            dropped = true;
+        }
+        Ok(Outcome::Done(Done {
+            table: orig.name.clone(),
+            old_table: names.old,
+            new_table: orig.name.clone(),
+            old_table_dropped: dropped,
+            rows_copied: self.rows_copied,
+            keys_replayed: self.keys_replayed,
+            cut_over_ms,
+            cut_over_attempts: attempts,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        }))
+    }
+
+    /// Read what the stream has (waiting at most `wait`) into the dirty set.
+    async fn drain(&mut self, wait: Duration) -> Result<()> {
+        let stream = self
+            .stream
+            .as_mut()
+            .ok_or_else(|| Error::internal("stream not open"))?;
+        let batch = stream.poll(wait).await?;
+        if let Some(p) = batch.position {
+            self.position = Some(p);
+        }
+        if batch.lag.is_some() {
+            self.lag = batch.lag;
+        }
+        self.dirty.extend(batch.keys);
+        Ok(())
+    }
+
+    /// Replay every dirty key, then acknowledge the stream up to where it was read.
+    async fn flush(&mut self) -> Result<usize> {
+        self.last_flush = Instant::now();
+        if self.dirty.is_empty() {
+            return Ok(0);
+        }
+        let upto = self.position.clone();
+        let keys = self.dirty.take();
+        let n = keys.len();
+        let r = self
+            .engine
+            .flush(self.orig()?, self.mapping()?, &keys)
+            .await;
+        if let Err(e) = r {
+            self.dirty.extend(keys);
+            return Err(e);
+        }
+        self.keys_replayed += n as u64;
+        if let (Some(p), Some(s)) = (upto, self.stream.as_mut()) {
+            s.ack(&p).await?;
+        }
+        Ok(n)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let rate = self
+            .copy_started
+            .map(|t| self.rows_copied as f64 / t.elapsed().as_secs_f64().max(0.001))
+            .unwrap_or(0.0);
+        let estimate = self.orig.as_ref().map(|o| o.row_estimate).unwrap_or(0);
+        let eta =
+            (rate > 0.0).then(|| (estimate.saturating_sub(self.rows_copied) as f64 / rate) as u64);
+        Snapshot {
+            rows_copied: self.rows_copied,
+            rows_estimate: estimate.max(self.rows_copied),
+            rows_per_sec: rate,
+            eta_seconds: eta,
+            keys_replayed: self.keys_replayed,
+            dirty_keys: self.dirty.len() as u64,
+            lag_ms: self.lag.map(|l| l.as_millis() as u64),
+            chunk_size: self.chunk,
+        }
+    }
+
+    /// Wait while a throttle signal holds, keeping the stream read.
+    async fn throttled(&mut self, resume: State) -> Result<()> {
+        loop {
+            self.check_abort()?;
+            let engine = self.engine;
+            let hold = self
+                .throttle
+                .check(|names| async move { engine.status_values(&names).await })
+                .await?;
+            match hold {
+                None => {
+                    if self.rep.current_state() == Some(State::Throttled) {
+                        self.rep.state(resume, "throttle released");
+                    }
+                    return Ok(());
+                }
+                Some(h) => {
+                    self.rep.state(State::Throttled, &h.to_string());
+                    self.drain(Duration::from_millis(250)).await?;
+                    let s = self.snapshot();
+                    self.rep.progress(&s, false);
+                }
+            }
+        }
+    }
+
+    fn adapt_chunk(&mut self, took: Duration) {
+        let target = self.opts.chunk_time.as_secs_f64().max(0.001);
+        let ratio = (target / took.as_secs_f64().max(0.001)).clamp(0.5, 2.0);
+        let mut next = (self.chunk as f64 * ratio) as u64;
+        if let Some(m) = self.throttle.max_chunk() {
+            next = next.min(m);
+        }
+        self.chunk = next.clamp(100, 500_000);
+    }
+
+    async fn copy(&mut self, copier: &mut dyn Copier) -> Result<()> {
+        self.copy_started = Some(Instant::now());
+        loop {
+            self.check_abort()?;
+            self.throttled(State::Copy).await?;
+            let t0 = Instant::now();
+            let got = copier.next_chunk(self.chunk).await?;
+            let took = t0.elapsed();
+            let Some(n) = got else { break };
+            self.rows_copied += n;
+            if n >= self.chunk / 2 {
+                self.adapt_chunk(took);
+            }
+            self.throttle.take_rows(n).await;
+            self.drain(Duration::ZERO).await?;
+            if self.dirty.len() >= FLUSH_KEYS || self.last_flush.elapsed() >= FLUSH_INTERVAL {
+                self.flush().await?;
+            }
+            let s = self.snapshot();
+            self.rep.progress(&s, false);
+        }
+        let s = self.snapshot();
+        self.rep.progress(&s, true);
+        Ok(())
+    }
+
+    async fn catch_up(&mut self) -> Result<()> {
+        loop {
+            self.check_abort()?;
+            self.throttled(State::CatchUp).await?;
+            self.drain(Duration::from_millis(100)).await?;
+            let n = self.flush().await?;
+            let s = self.snapshot();
+            self.rep.progress(&s, false);
+            if n < CATCH_UP_KEYS {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn postpone(&mut self) -> Result<()> {
+        let Some(flag) = self.opts.postpone_flag_file.clone() else {
+            return Ok(());
+        };
+        while flag.exists() {
+            self.check_abort()?;
+            self.rep.state(
+                State::Postponed,
+                &format!(
+                    "in sync; cut-over waits until {} is removed",
+                    flag.display()
+                ),
+            );
+            self.drain(Duration::from_millis(500)).await?;
+            self.flush().await?;
+            let s = self.snapshot();
+            self.rep.progress(&s, false);
+        }
+        Ok(())
+    }
+
+    /// Swap the tables. Returns how long writes were blocked and the attempts made.
+    async fn cut_over(&mut self) -> Result<(u64, u32)> {
+        let timeout = self.opts.cut_over_timeout;
+        let retries = self.opts.cut_over_retries.max(1);
+        let mut last_err = None;
+        for attempt in 1..=retries {
+            self.check_abort()?;
+            self.throttled(State::CatchUp).await?;
+            self.drain(Duration::from_millis(50)).await?;
+            self.flush().await?;
+            self.rep.state(
+                State::CutOver,
+                &format!(
+                    "attempt {attempt}/{retries}: locking with a {} s timeout",
+                    timeout.as_secs_f64()
+                ),
+            );
+            let t0 = Instant::now();
+            match self.cut_over_once(attempt, timeout).await {
+                Ok(()) => return Ok((t0.elapsed().as_millis() as u64, attempt)),
+                Err(e)
+                    if matches!(
+                        e.kind,
+                        ErrorKind::DataError | ErrorKind::SourceChanged | ErrorKind::Aborted
+                    ) =>
+                {
+                    return Err(e)
+                }
+                Err(e) => {
+                    tracing::warn!("cut-over attempt {attempt} failed: {e}");
+                    self.rep.emit(
+                        "cut_over_retry",
+                        serde_json::json!({"attempt": attempt, "message": e.message}),
+                    );
+                    last_err = Some(e);
+                    let backoff = Duration::from_millis(250u64 << attempt.min(6))
+                        .min(Duration::from_secs(10));
+                    tokio::time::sleep(backoff).await;
+                    self.rep.state(State::CatchUp, "retrying the cut-over");
+                }
+            }
+        }
+        let e = last_err.unwrap_or_else(|| Error::internal("cut-over not attempted"));
+        Err(Error::new(
+            ErrorKind::CutOverFailed,
+            format!("cut-over failed {retries} times; the original table is unchanged. Last error: {}", e.message),
+        )
+        .with_hint("find the long transactions or locks on the table (SHOW PROCESSLIST), or raise --cut-over-lock-timeout-seconds / --cut-over-retries"))
+    }
+
+    async fn cut_over_once(&mut self, attempt: u32, timeout: Duration) -> Result<()> {
+        let orig = self.orig()?.clone();
+        let mapping = self.mapping()?.clone();
+        let mut lock = self
+            .engine
+            .lock_for_cut_over(&orig, &mapping, timeout, attempt)
+            .await?;
+        let mut taken: Vec<Key> = Vec::new();
+        let r = async {
+            let fence = lock.fence().await?;
+            let deadline = Instant::now() + timeout.max(Duration::from_secs(1)) * 2;
+            while !self.position.as_ref().is_some_and(|p| p.reached(&fence)) {
+                if Instant::now() > deadline {
+                    return Err(Error::new(
+                        ErrorKind::CutOverFailed,
+                        format!(
+                            "the change stream did not reach the fence {fence} in time (at {})",
+                            self.position
+                                .as_ref()
+                                .map(|p| p.to_string())
+                                .unwrap_or_default()
+                        ),
+                    ));
+                }
+                self.drain(Duration::from_millis(50)).await?;
+            }
+            taken = self.dirty.take();
+            let n = lock.flush(&taken).await?;
+            lock.swap().await?;
+            Ok(n)
+        }
+        .await;
+        match r {
+            Ok(n) => {
+                self.keys_replayed += n;
+                Ok(())
+            }
+            Err(e) => {
+                self.dirty.extend(taken);
+                let _ = lock.release().await;
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Progress and status: an indicatif bar on a terminal, log lines elsewhere, or one JSON
+//! object per line on stdout with `--format json`.
+
+use crate::error::Error;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The states of a migration, in order (DESIGN.md §2), plus the waiting states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Preflight,
+    Prepare,
+    Copy,
+    Throttled,
+    CatchUp,
+    Postponed,
+    CutOver,
+    Cleanup,
+    Done,
+    Failed,
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        f.write_str(&s)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    pub rows_copied: u64,
+    pub rows_estimate: u64,
+    pub rows_per_sec: f64,
+    pub eta_seconds: Option<u64>,
+    pub keys_replayed: u64,
+    pub dirty_keys: u64,
+    pub lag_ms: Option<u64>,
+    pub chunk_size: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Done {
+    pub table: String,
+    pub old_table: String,
+    pub new_table: String,
+    pub old_table_dropped: bool,
+    pub rows_copied: u64,
+    pub keys_replayed: u64,
+    pub cut_over_ms: u64,
+    pub cut_over_attempts: u32,
+    pub elapsed_ms: u64,
+}
+
+pub struct Reporter {
+    format: Format,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    last_progress: Option<Instant>,
+    state: Option<State>,
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+impl Reporter {
+    pub fn new(format: Format) -> Reporter {
+        let bar = (format == Format::Text && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {human_pos}/{human_len} rows {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        Reporter {
+            format,
+            bar,
+            started: Instant::now(),
+            last_progress: None,
+            state: None,
+        }
+    }
+
+    /// Print one JSON event line on stdout.
+    pub fn emit(&self, event: &str, body: serde_json::Value) {
+        if self.format != Format::Json {
+            return;
+        }
+        let mut obj = serde_json::json!({"event": event, "ts_ms": now_ms() as u64});
+        if let (Some(o), serde_json::Value::Object(b)) = (obj.as_object_mut(), body) {
+            o.extend(b);
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{obj}");
+        let _ = out.flush();
+    }
+
+    pub fn state(&mut self, state: State, message: &str) {
+        if self.state == Some(state) {
+            return;
+        }
+        self.state = Some(state);
+        match self.format {
+            Format::Json => self.emit(
+                "state",
+                serde_json::json!({"state": state, "message": message}),
+            ),
+            Format::Text => {
+                if let Some(b) = &self.bar {
+                    b.println(format!("{state}: {message}"));
+                } else {
+                    tracing::info!("{state}: {message}");
+                }
+            }
+        }
+    }
+
+    pub fn current_state(&self) -> Option<State> {
+        self.state
+    }
+
+    /// Report progress; rate-limited to every 2 s (JSON, log lines), live on the bar.
+    pub fn progress(&mut self, s: &Snapshot, force: bool) {
+        if let Some(b) = &self.bar {
+            b.set_length(s.rows_estimate.max(s.rows_copied));
+            b.set_position(s.rows_copied);
+            b.set_message(format!(
+                "{:.0} rows/s, ETA {} | {} | replayed {} | dirty {} | lag {}",
+                s.rows_per_sec,
+                s.eta_seconds
+                    .map(|e| format!("{e}s"))
+                    .unwrap_or_else(|| "-".into()),
+                self.state.map(|x| x.to_string()).unwrap_or_default(),
+                s.keys_replayed,
+                s.dirty_keys,
+                s.lag_ms
+                    .map(|l| format!("{l}ms"))
+                    .unwrap_or_else(|| "-".into())
+            ));
+        }
+        let due = force
+            || self
+                .last_progress
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(2));
+        if !due {
+            return;
+        }
+        self.last_progress = Some(Instant::now());
+        match self.format {
+            Format::Json => {
+                let mut v = serde_json::to_value(s).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert(
+                        "state".into(),
+                        serde_json::to_value(self.state).unwrap_or_default(),
+                    );
+                }
+                self.emit("progress", v)
+            }
+            Format::Text if self.bar.is_none() => tracing::info!(
+                "{}: {}/{} rows, {:.0} rows/s, replayed {}, dirty {}, lag {}",
+                self.state.map(|x| x.to_string()).unwrap_or_default(),
+                s.rows_copied,
+                s.rows_estimate,
+                s.rows_per_sec,
+                s.keys_replayed,
+                s.dirty_keys,
+                s.lag_ms
+                    .map(|l| format!("{l}ms"))
+                    .unwrap_or_else(|| "-".into())
+            ),
+            Format::Text => {}
+        }
+    }
+
+    fn clear_bar(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+
+    pub fn done(&mut self, d: &Done) {
+        self.state = Some(State::Done);
+        self.clear_bar();
+        match self.format {
+            Format::Json => self.emit("done", serde_json::to_value(d).unwrap_or_default()),
+            Format::Text => {
+                let old = if d.old_table_dropped {
+                    format!("old table {} dropped", d.old_table)
+                } else {
+                    format!("old table kept as {}", d.old_table)
+                };
+                println!(
+                    "done: {} migrated in {:.1} s; {} rows copied, {} keys replayed, writes blocked {} ms at cut-over; {}",
+                    d.table,
+                    d.elapsed_ms as f64 / 1000.0,
+                    d.rows_copied,
+                    d.keys_replayed,
+                    d.cut_over_ms,
+                    old
+                );
+            }
+        }
+    }
+
+    pub fn error(&mut self, e: &Error) {
+        self.clear_bar();
+        match self.format {
+            Format::Json => self.emit(
+                "error",
+                serde_json::json!({
+                    "kind": e.kind,
+                    "exit_code": e.exit_code(),
+                    "message": e.message,
+                    "hint": e.hint,
+                }),
+            ),
+            Format::Text => eprintln!("error: {e}"),
+        }
+    }
+
+    pub fn finish(&mut self) {
+        self.clear_bar();
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}

@@ -1,0 +1,218 @@
+//! Throttling the copy and the replay: a row rate (governor), server load thresholds,
+//! and a flag file.
+
+use crate::error::{Error, ErrorKind, Result};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// `VAR=N[,VAR=N]`, as gh-ost's --max-load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadThresholds(pub Vec<(String, f64)>);
+
+impl std::str::FromStr for LoadThresholds {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("'{part}' is not VAR=N (e.g. Threads_running=25)"))?;
+            let k = k.trim();
+            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("'{k}' is not a status variable name"));
+            }
+            let v: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{v}' is not a number (in '{part}')"))?;
+            out.push((k.to_string(), v));
+        }
+        if out.is_empty() {
+            return Err("expected VAR=N[,VAR=N]".into());
+        }
+        Ok(LoadThresholds(out))
+    }
+}
+
+/// Why the copy is waiting right now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hold {
+    FlagFile(PathBuf),
+    Load(String, f64, f64),
+}
+
+impl std::fmt::Display for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hold::FlagFile(p) => write!(f, "throttle flag file {} exists", p.display()),
+            Hold::Load(k, v, max) => write!(f, "{k}={v} exceeds --max-load {k}={max}"),
+        }
+    }
+}
+
+pub struct Throttle {
+    limiter: Option<(DefaultDirectRateLimiter, u32)>,
+    pub max_load: Option<LoadThresholds>,
+    pub critical_load: Option<LoadThresholds>,
+    pub flag_file: Option<PathBuf>,
+    last_check: Option<Instant>,
+    last_hold: Option<Hold>,
+}
+
+impl Throttle {
+    pub fn new(
+        max_rows_per_second: Option<u32>,
+        max_load: Option<LoadThresholds>,
+        critical_load: Option<LoadThresholds>,
+        flag_file: Option<PathBuf>,
+    ) -> Self {
+        let limiter = max_rows_per_second
+            .and_then(NonZeroU32::new)
+            .map(|r| (RateLimiter::direct(Quota::per_second(r)), r.get()));
+        Throttle {
+            limiter,
+            max_load,
+            critical_load,
+            flag_file,
+            last_check: None,
+            last_hold: None,
+        }
+    }
+
+    /// The largest chunk the rate limit allows in one step.
+    pub fn max_chunk(&self) -> Option<u64> {
+        self.limiter.as_ref().map(|(_, r)| u64::from(*r))
+    }
+
+    /// Wait until `rows` more rows may be written.
+    pub async fn take_rows(&self, rows: u64) {
+        if let Some((lim, burst)) = &self.limiter {
+            let mut left = rows;
+            while left > 0 {
+                let n = left.min(u64::from(*burst)) as u32;
+                if let Some(n) = NonZeroU32::new(n) {
+                    let _ = lim.until_n_ready(n).await;
+                }
+                left -= u64::from(n);
+            }
+        }
+    }
+
+    /// Check the flag file and the load thresholds (server counters at most once a second).
+    /// Returns why to hold, or an error when a critical threshold is crossed.
+    pub async fn check<F, Fut>(&mut self, read: F) -> Result<Option<Hold>>
+    where
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<f64>>>,
+    {
+        if let Some(p) = &self.flag_file {
+            if p.exists() {
+                return Ok(Some(Hold::FlagFile(p.clone())));
+            }
+        }
+        let due = self
+            .last_check
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if !due {
+            return Ok(self.last_hold.clone());
+        }
+        self.last_check = Some(Instant::now());
+        let mut names: Vec<String> = Vec::new();
+        for t in [&self.max_load, &self.critical_load].into_iter().flatten() {
+            for (k, _) in &t.0 {
+                if !names.contains(k) {
+                    names.push(k.clone());
+                }
+            }
+        }
+        if names.is_empty() {
+            self.last_hold = None;
+            return Ok(None);
+        }
+        let values = read(names.clone()).await?;
+        let value = |k: &str| {
+            names
+                .iter()
+                .position(|n| n == k)
+                .and_then(|i| values.get(i))
+                .copied()
+        };
+        if let Some(c) = &self.critical_load {
+            for (k, max) in &c.0 {
+                if let Some(v) = value(k) {
+                    if v > *max {
+                        return Err(Error::new(
+                            ErrorKind::CriticalLoad,
+                            format!("{k}={v} crossed --critical-load {k}={max}; migration aborted, the original table is untouched"),
+                        )
+                        .with_hint("run again when the server is quieter, or raise --critical-load"));
+                    }
+                }
+            }
+        }
+        self.last_hold = None;
+        if let Some(m) = &self.max_load {
+            for (k, max) in &m.0 {
+                if let Some(v) = value(k) {
+                    if v > *max {
+                        self.last_hold = Some(Hold::Load(k.clone(), v, *max));
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(self.last_hold.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_load_thresholds() {
+        let t: LoadThresholds = "Threads_running=25, Threads_connected=500".parse().unwrap();
+        assert_eq!(
+            t.0,
+            vec![
+                ("Threads_running".into(), 25.0),
+                ("Threads_connected".into(), 500.0)
+            ]
+        );
+        assert!("Threads_running".parse::<LoadThresholds>().is_err());
+        assert!("x;drop=1".parse::<LoadThresholds>().is_err());
+        assert!("a=b".parse::<LoadThresholds>().is_err());
+    }
+
+    #[tokio::test]
+    async fn max_load_holds_and_critical_load_aborts() {
+        let mut t = Throttle::new(
+            None,
+            Some("A=10".parse().unwrap()),
+            Some("A=100".parse().unwrap()),
+            None,
+        );
+        let hold = t.check(|_| async { Ok(vec![50.0]) }).await.unwrap();
+        assert_eq!(hold, Some(Hold::Load("A".into(), 50.0, 10.0)));
+        t.last_check = None;
+        let e = t.check(|_| async { Ok(vec![150.0]) }).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::CriticalLoad);
+        t.last_check = None;
+        assert_eq!(t.check(|_| async { Ok(vec![1.0]) }).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn flag_file_holds() {
+        let dir = std::env::temp_dir().join(format!("godwit-throttle-{}", std::process::id()));
+        std::fs::write(&dir, b"").unwrap();
+        let mut t = Throttle::new(None, None, None, Some(dir.clone()));
+        assert!(matches!(
+            t.check(|_| async { Ok(vec![]) }).await.unwrap(),
+            Some(Hold::FlagFile(_))
+        ));
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(t.check(|_| async { Ok(vec![]) }).await.unwrap(), None);
+    }
+}
