@@ -1,0 +1,1 @@
+//! PostgreSQL test databases (filled in with the PostgreSQL engine).
