@@ -34,7 +34,11 @@ impl Run {
     }
     /// Panic with everything the run printed.
     pub fn expect_ok(&self) -> &Self {
-        assert_eq!(self.code, 0, "godwit failed:\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "godwit failed:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -112,4 +116,94 @@ pub fn start_local_server(function: &str, var: &str) -> String {
 /// True when a Docker engine answers (testcontainers can be used).
 pub fn docker_available() -> bool {
     std::path::Path::new("/var/run/docker.sock").exists() || std::env::var("DOCKER_HOST").is_ok()
+}
+
+/// A godwit process whose JSON events are read while it runs.
+pub struct LiveRun {
+    child: tokio::process::Child,
+    rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+    lines: Vec<String>,
+    stderr_task: tokio::task::JoinHandle<String>,
+}
+
+impl LiveRun {
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> LiveRun {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+        let mut child = spawn_godwit(args, env);
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr_task = tokio::spawn(async move {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s).await;
+            s
+        });
+        LiveRun {
+            child,
+            rx,
+            lines: Vec::new(),
+            stderr_task,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    /// Wait (at most `secs`) for an event matching `pred`; panics on timeout or exit.
+    pub async fn wait_for(
+        &mut self,
+        secs: u64,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(l)) => {
+                    self.lines.push(l.clone());
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) {
+                        if pred(&v) {
+                            return v;
+                        }
+                    }
+                }
+                Ok(None) => panic!(
+                    "godwit exited before the awaited event; output:\n{}",
+                    self.lines.join("\n")
+                ),
+                Err(_) => panic!(
+                    "timed out waiting for an event; output so far:\n{}",
+                    self.lines.join("\n")
+                ),
+            }
+        }
+    }
+
+    pub async fn finish(mut self) -> Run {
+        let status = self.child.wait().await.unwrap();
+        while let Some(l) = self.rx.recv().await {
+            self.lines.push(l);
+        }
+        let stderr = self.stderr_task.await.unwrap_or_default();
+        let stdout = self.lines.join("\n");
+        let events = self
+            .lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .collect();
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            events,
+        }
+    }
 }

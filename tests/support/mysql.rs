@@ -5,8 +5,13 @@ use mysql_async::{Conn, Opts, Pool, Row, Value};
 use tokio::sync::OnceCell;
 
 static SERVER_URL: OnceCell<String> = OnceCell::const_new();
-static CONTAINER: OnceCell<Option<testcontainers_modules::testcontainers::ContainerAsync<testcontainers_modules::mariadb::Mariadb>>> =
-    OnceCell::const_new();
+static CONTAINER: OnceCell<
+    Option<
+        testcontainers_modules::testcontainers::ContainerAsync<
+            testcontainers_modules::mariadb::Mariadb,
+        >,
+    >,
+> = OnceCell::const_new();
 
 async fn from_container() -> Option<String> {
     use testcontainers_modules::testcontainers::runners::AsyncRunner;
@@ -44,9 +49,11 @@ pub async fn server_url() -> String {
             if let Some(u) = from_container().await {
                 return u;
             }
-            tokio::task::spawn_blocking(|| super::start_local_server("start_mariadb", "GODWIT_TEST_MYSQL_URL"))
-                .await
-                .unwrap()
+            tokio::task::spawn_blocking(|| {
+                super::start_local_server("start_mariadb", "GODWIT_TEST_MYSQL_URL")
+            })
+            .await
+            .unwrap()
         })
         .await
         .clone()
@@ -68,7 +75,9 @@ impl TestDb {
     pub async fn new(prefix: &str) -> TestDb {
         let server = server_url().await;
         let name = super::unique_name(prefix);
-        let mut admin = Conn::new(Opts::from_url(&server).unwrap()).await.expect("connect to MariaDB");
+        let mut admin = Conn::new(Opts::from_url(&server).unwrap())
+            .await
+            .expect("connect to MariaDB");
         admin
             .query_drop(format!("CREATE DATABASE `{name}`"))
             .await
@@ -85,7 +94,9 @@ impl TestDb {
 
     pub async fn exec(&self, sql: &str) {
         let mut c = self.conn().await;
-        c.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        c.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     pub async fn query<T: FromRow + Send + 'static>(&self, sql: &str) -> Vec<T> {
@@ -94,7 +105,8 @@ impl TestDb {
     }
 
     pub async fn count(&self, table: &str) -> u64 {
-        self.query::<u64>(&format!("SELECT COUNT(*) FROM `{table}`")).await[0]
+        self.query::<u64>(&format!("SELECT COUNT(*) FROM `{table}`"))
+            .await[0]
     }
 
     /// Every row of `table` as values, columns `cols`, ordered by `order`.
@@ -113,7 +125,10 @@ impl TestDb {
                 self.name
             ))
             .await;
-        names.into_iter().filter(|n| !keep.contains(&n.as_str())).collect()
+        names
+            .into_iter()
+            .filter(|n| !keep.contains(&n.as_str()))
+            .collect()
     }
 
     pub async fn tables(&self) -> Vec<String> {
@@ -136,4 +151,228 @@ impl TestDb {
         drop(c);
         let _ = self.pool.disconnect().await;
     }
+}
+
+/// The standard test table (the shape of the peers' benchmark): `rows` rows, ids 1..=rows.
+pub async fn create_orders(db: &TestDb, table: &str, rows: u64) {
+    db.exec(&format!(
+        "CREATE TABLE `{table}` (
+            id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            user_id BIGINT NOT NULL,
+            status VARCHAR(32) NOT NULL DEFAULT 'new',
+            amount DECIMAL(12,2) NOT NULL,
+            note VARCHAR(255) NULL,
+            created_at DATETIME(6) NOT NULL,
+            KEY idx_user (user_id)
+        ) ENGINE=InnoDB"
+    ))
+    .await;
+    if rows > 0 {
+        db.exec(&format!(
+            "INSERT INTO `{table}` (id, user_id, status, amount, note, created_at)
+             SELECT seq, seq % 997, ELT(1 + seq % 4, 'new', 'paid', 'shipped', 'done'),
+                    (seq % 100000) / 100, IF(seq % 7 = 0, NULL, CONCAT('note ', seq)),
+                    TIMESTAMP('2024-01-01') + INTERVAL seq SECOND + INTERVAL (seq % 1000) MICROSECOND
+             FROM seq_1_to_{rows}"
+        ))
+        .await;
+    }
+}
+
+pub const ORDERS_COLS: &str = "id, user_id, status, amount, note, created_at";
+
+/// Concurrent writers: every write goes to `table` and, in the same transaction, to
+/// `mirror`, so the expected final content is known whatever the timing.
+pub struct Writers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(u64, Vec<String>)>>,
+}
+
+pub struct WriterStats {
+    pub ops: u64,
+    pub errors: Vec<String>,
+}
+
+impl Writers {
+    /// `n` tasks; ids 1..=max_id exist at start.
+    pub fn start(db: &TestDb, table: &str, mirror: &str, n: usize, max_id: u64) -> Writers {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let stop = Arc::new(AtomicBool::new(false));
+        let next_id = Arc::new(AtomicU64::new(max_id + 1_000_000));
+        let mut tasks = Vec::new();
+        for w in 0..n {
+            let pool = db.pool.clone();
+            let stop = stop.clone();
+            let next_id = next_id.clone();
+            let (table, mirror) = (table.to_string(), mirror.to_string());
+            tasks.push(tokio::spawn(async move {
+                use rand::{Rng, SeedableRng};
+                let mut rng = rand::rngs::StdRng::seed_from_u64(w as u64 * 7919 + 1);
+                let mut errors = Vec::new();
+                let mut ops = 0u64;
+                let mut conn = pool.get_conn().await.unwrap();
+                while !stop.load(Ordering::SeqCst) {
+                    let op = rng.random_range(0..100);
+                    let id = rng.random_range(1..=max_id + 2000);
+                    let amount = format!(
+                        "{}.{:02}",
+                        rng.random_range(0..100000),
+                        rng.random_range(0..100)
+                    );
+                    let r = write_once(&mut conn, &table, &mirror, op, id, &amount, &next_id).await;
+                    ops += 1;
+                    if let Err(e) = r {
+                        errors.push(e.to_string());
+                        if errors.len() > 20 {
+                            break;
+                        }
+                        conn = pool.get_conn().await.unwrap();
+                    }
+                }
+                (ops, errors)
+            }));
+        }
+        Writers { stop, tasks }
+    }
+
+    pub async fn stop(self) -> WriterStats {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut s = WriterStats {
+            ops: 0,
+            errors: Vec::new(),
+        };
+        for t in self.tasks {
+            let (ops, errs) = t.await.unwrap();
+            s.ops += ops;
+            s.errors.extend(errs);
+        }
+        s
+    }
+}
+
+async fn write_once(
+    conn: &mut Conn,
+    table: &str,
+    mirror: &str,
+    op: u32,
+    id: u64,
+    amount: &str,
+    next_id: &std::sync::atomic::AtomicU64,
+) -> Result<(), mysql_async::Error> {
+    use mysql_async::{IsolationLevel, TxOpts};
+    use std::sync::atomic::Ordering;
+    let mut opts = TxOpts::default();
+    opts.with_isolation_level(IsolationLevel::ReadCommitted);
+    let mut tx = conn.start_transaction(opts).await?;
+    match op {
+        0..=24 => {
+            // insert: half with an explicit id, half AUTO_INCREMENT (mirrored by value)
+            if op % 2 == 0 {
+                let new = next_id.fetch_add(1, Ordering::SeqCst);
+                for t in [table, mirror] {
+                    tx.exec_drop(
+                        format!("INSERT INTO `{t}` (id, user_id, status, amount, note, created_at) VALUES (?, ?, 'new', ?, 'w', NOW(6))"),
+                        (new, id % 997, amount),
+                    )
+                    .await?;
+                }
+            } else {
+                tx.exec_drop(
+                    format!("INSERT INTO `{table}` (user_id, status, amount, note, created_at) VALUES (?, 'auto', ?, 'a', '2025-01-01 00:00:00.5')"),
+                    (id % 997, amount),
+                )
+                .await?;
+                let new: u64 = tx
+                    .query_first("SELECT LAST_INSERT_ID()")
+                    .await?
+                    .unwrap_or(0);
+                tx.exec_drop(
+                    format!("INSERT INTO `{mirror}` (id, user_id, status, amount, note, created_at) VALUES (?, ?, 'auto', ?, 'a', '2025-01-01 00:00:00.5')"),
+                    (new, id % 997, amount),
+                )
+                .await?;
+            }
+        }
+        25..=79 => {
+            for t in [table, mirror] {
+                tx.exec_drop(
+                    format!("UPDATE `{t}` SET amount = ?, status = 'upd', note = CONCAT(IFNULL(note, ''), '+') WHERE id = ?"),
+                    (amount, id),
+                )
+                .await?;
+            }
+        }
+        80..=92 => {
+            for t in [table, mirror] {
+                tx.exec_drop(format!("DELETE FROM `{t}` WHERE id = ?"), (id,))
+                    .await?;
+            }
+        }
+        _ => {
+            // primary-key-changing update
+            let new = next_id.fetch_add(1, Ordering::SeqCst);
+            for t in [table, mirror] {
+                tx.exec_drop(format!("UPDATE `{t}` SET id = ? WHERE id = ?"), (new, id))
+                    .await?;
+            }
+        }
+    }
+    tx.commit().await
+}
+
+/// Run `godwit run --execute --format json` on `table` and return the run and the old table.
+pub async fn migrate(
+    db: &TestDb,
+    table: &str,
+    alter: &str,
+    extra: &[&str],
+) -> (super::Run, String) {
+    let mut args = vec![
+        "run",
+        "--url",
+        &db.url,
+        "--table",
+        table,
+        "--alter",
+        alter,
+        "--execute",
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let run = super::godwit(&args, &[]).await;
+    run.expect_ok();
+    let done = run
+        .event("done")
+        .unwrap_or_else(|| panic!("no done event: {}", run.stdout))
+        .clone();
+    assert_eq!(done["new_table"], table);
+    let old = done["old_table"].as_str().unwrap().to_string();
+    (run, old)
+}
+
+/// The end of every migration test: same rows through the mapping, nothing left behind.
+pub async fn assert_same_rows_and_no_leftovers(
+    db: &TestDb,
+    old: &str,
+    old_cols: &str,
+    new: &str,
+    new_cols: &str,
+    order: &str,
+) {
+    let a = db.rows(old, old_cols, order).await;
+    let b = db.rows(new, new_cols, order).await;
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "row counts differ: {old} {} vs {new} {}",
+        a.len(),
+        b.len()
+    );
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x, y, "row {i} differs");
+    }
+    let left = db.leftovers(&[old]).await;
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

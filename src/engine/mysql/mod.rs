@@ -320,7 +320,9 @@ pub(crate) async fn flush_keys(
     let mut n = 0;
     for batch in keys.chunks(500) {
         if !in_lock {
-            conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            // READ COMMITTED: record locks only, no gap locks that could deadlock with
+            // the application's inserts; LOCK IN SHARE MODE still waits for writers.
+            conn.query_drop("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
                 .await
                 .map_err(|e| conn_err(e, "replaying changes"))?;
             conn.query_drop("START TRANSACTION")
