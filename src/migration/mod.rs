@@ -446,6 +446,7 @@ impl<'a> Migration<'a> {
         let mut taken: Vec<Key> = Vec::new();
         let r = async {
             let fence = lock.fence().await?;
+            tracing::debug!(%fence, at = ?self.position, "cut-over fence");
             let deadline = Instant::now() + timeout.max(Duration::from_secs(1)) * 2;
             while !self.position.as_ref().is_some_and(|p| p.reached(&fence)) {
                 if Instant::now() > deadline {
@@ -462,6 +463,7 @@ impl<'a> Migration<'a> {
                 }
                 self.drain(Duration::from_millis(50)).await?;
             }
+            tracing::debug!(at = ?self.position, "fence reached");
             taken = self.dirty.take();
             let n = lock.flush(&taken).await?;
             lock.swap().await?;

@@ -153,7 +153,7 @@ fn choose_shared_key(orig: &Table, shadow: &Table, columns: &[MappedColumn]) -> 
             ));
         }
     }
-    candidates.sort_by(|a, b| b.0.cmp(&a.0));
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
     candidates.into_iter().next().map(|(_, k)| k).ok_or_else(|| {
         Error::new(
             ErrorKind::NoSharedKey,

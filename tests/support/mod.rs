@@ -69,6 +69,9 @@ pub fn spawn_godwit(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Chil
 pub async fn finish(child: tokio::process::Child) -> Run {
     let out = child.wait_with_output().await.expect("wait for godwit");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    if std::env::var("GODWIT_TEST_SHOW_STDERR").is_ok() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
     let events = stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

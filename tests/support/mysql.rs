@@ -199,7 +199,8 @@ impl Writers {
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         use std::sync::Arc;
         let stop = Arc::new(AtomicBool::new(false));
-        let next_id = Arc::new(AtomicU64::new(max_id + 1_000_000));
+        // Explicit ids are negative so they never meet AUTO_INCREMENT's.
+        let next_id = Arc::new(AtomicU64::new(1));
         let mut tasks = Vec::new();
         for w in 0..n {
             let pool = db.pool.clone();
@@ -214,7 +215,13 @@ impl Writers {
                 let mut conn = pool.get_conn().await.unwrap();
                 while !stop.load(Ordering::SeqCst) {
                     let op = rng.random_range(0..100);
-                    let id = rng.random_range(1..=max_id + 2000);
+                    let id = rng.random_range(1..=max_id + 2000) as i64;
+                    // Now and then aim at rows the writers themselves created.
+                    let id = if rng.random_range(0..10) == 0 {
+                        -id % 500
+                    } else {
+                        id
+                    };
                     let amount = format!(
                         "{}.{:02}",
                         rng.random_range(0..100000),
@@ -223,7 +230,7 @@ impl Writers {
                     let r = write_once(&mut conn, &table, &mirror, op, id, &amount, &next_id).await;
                     ops += 1;
                     if let Err(e) = r {
-                        errors.push(e.to_string());
+                        errors.push(e.to_string().chars().take(200).collect());
                         if errors.len() > 20 {
                             break;
                         }
@@ -256,7 +263,7 @@ async fn write_once(
     table: &str,
     mirror: &str,
     op: u32,
-    id: u64,
+    id: i64,
     amount: &str,
     next_id: &std::sync::atomic::AtomicU64,
 ) -> Result<(), mysql_async::Error> {
@@ -269,10 +276,10 @@ async fn write_once(
         0..=24 => {
             // insert: half with an explicit id, half AUTO_INCREMENT (mirrored by value)
             if op % 2 == 0 {
-                let new = next_id.fetch_add(1, Ordering::SeqCst);
+                let new = -(next_id.fetch_add(1, Ordering::SeqCst) as i64);
                 for t in [table, mirror] {
                     tx.exec_drop(
-                        format!("INSERT INTO `{t}` (id, user_id, status, amount, note, created_at) VALUES (?, ?, 'new', ?, 'w', NOW(6))"),
+                        format!("INSERT INTO `{t}` (id, user_id, status, amount, note, created_at) VALUES (?, ?, 'new', ?, 'w', '2025-06-01 12:00:00.123456')"),
                         (new, id % 997, amount),
                     )
                     .await?;
@@ -311,7 +318,7 @@ async fn write_once(
         }
         _ => {
             // primary-key-changing update
-            let new = next_id.fetch_add(1, Ordering::SeqCst);
+            let new = -(next_id.fetch_add(1, Ordering::SeqCst) as i64);
             for t in [table, mirror] {
                 tx.exec_drop(format!("UPDATE `{t}` SET id = ? WHERE id = ?"), (new, id))
                     .await?;

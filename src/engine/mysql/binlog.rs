@@ -124,6 +124,7 @@ async fn follow(cfg: &StreamConfig, tx: &mpsc::Sender<Msg>) -> Result<()> {
                     name.truncate(file.len());
                 }
                 file = String::from_utf8_lossy(&name).to_string();
+                tracing::debug!(file = ?file, pos = r.position(), log_pos, "binlog rotate");
                 let _ = tx
                     .send(Msg::Pos(
                         Position::Binlog {
@@ -135,11 +136,12 @@ async fn follow(cfg: &StreamConfig, tx: &mpsc::Sender<Msg>) -> Result<()> {
                     .await;
                 continue;
             }
-            Some(EventData::TableMapEvent(tme)) => {
-                if tme.database_name() == cfg.db.as_str() && tme.table_name() == cfg.table.as_str()
-                {
-                    if tme.columns_count() as usize != cfg.columns {
-                        return Err(Error::new(
+            Some(EventData::TableMapEvent(tme))
+                if tme.database_name() == cfg.db.as_str()
+                    && tme.table_name() == cfg.table.as_str() =>
+            {
+                if tme.columns_count() as usize != cfg.columns {
+                    return Err(Error::new(
                             ErrorKind::SourceChanged,
                             format!(
                                 "table `{}` now has {} columns instead of {}: its definition changed during the migration",
@@ -149,17 +151,14 @@ async fn follow(cfg: &StreamConfig, tx: &mpsc::Sender<Msg>) -> Result<()> {
                             ),
                         )
                         .with_hint("do not alter the table while godwit migrates it; run godwit again"));
-                    }
-                    layout = layout_of(&tme)?;
-                    table_id = Some(tme.table_id());
                 }
+                layout = layout_of(&tme)?;
+                table_id = Some(tme.table_id());
             }
-            Some(EventData::RowsEvent(re)) => {
-                if Some(re.table_id()) == table_id {
-                    let keys = keys_of(&re, &layout, &cfg.key)?;
-                    if !keys.is_empty() && tx.send(Msg::Keys(keys)).await.is_err() {
-                        return Ok(());
-                    }
+            Some(EventData::RowsEvent(re)) if Some(re.table_id()) == table_id => {
+                let keys = keys_of(&re, &layout, &cfg.key)?;
+                if !keys.is_empty() && tx.send(Msg::Keys(keys)).await.is_err() {
+                    return Ok(());
                 }
             }
             Some(EventData::QueryEvent(q)) => {

@@ -1,12 +1,24 @@
 //! The MySQL/MariaDB cut-over.
 //!
-//! * Sentry table (MariaDB, MySQL < 8.0.13): connection A creates an empty table under the
-//!   name the original will get, then `LOCK TABLES` the original, the shadow and the
-//!   sentry. Connection B issues `RENAME TABLE orig TO old, shadow TO orig`, which waits.
-//!   A drops the sentry and unlocks; the queued RENAME runs before the application's
-//!   queued writes. If A dies at any point its locks go away while the sentry still
-//!   exists, so B's RENAME fails ("table exists") and nothing is swapped.
-//! * MySQL ≥ 8.0.13: `LOCK TABLES`, flush, `RENAME TABLE` under the lock, `UNLOCK`.
+//! * Sentry table (MariaDB, MySQL < 8.0.13). Connection A creates an empty *sentry* table
+//!   under the name the original will get, then `LOCK TABLES orig READ, sentry WRITE`:
+//!   the application's writes wait, reads go on. The last dirty keys are flushed on a
+//!   third connection (the READ lock lets it read the original; the shadow is not locked).
+//!   Connection B issues `RENAME TABLE orig TO sentry_name, shadow TO orig`, which queues
+//!   on the original's metadata lock. A drops the sentry and unlocks; the queued RENAME,
+//!   an exclusive request, is granted before the application's queued writes.
+//!   If A dies at any point its locks go away while the sentry still exists, so B's
+//!   RENAME fails ("table exists") and nothing is swapped.
+//!
+//!   The server takes a statement's metadata locks in name order. B must already be
+//!   waiting on the *original* when A unlocks, or queued writers get the original first
+//!   (seen in testing when A also locked the shadow: B waited on the shadow, and writes
+//!   slipped in between UNLOCK and RENAME). So A locks nothing that sorts before the
+//!   original except nothing at all: the sentry's name is the original's name plus a
+//!   suffix (it sorts right after it), and the shadow is not locked by A. After the swap
+//!   the old table is renamed to its final `_godwit_old_…` name.
+//! * MySQL ≥ 8.0.13: `LOCK TABLES orig WRITE, shadow WRITE`, flush on the same
+//!   connection, `RENAME TABLE` under the lock, `UNLOCK TABLES`.
 
 use super::sql::{qualified, Builder};
 use super::{conn_err, exec, flush_keys};
@@ -18,6 +30,12 @@ use mysql_async::{Conn, Opts};
 use std::time::{Duration, Instant};
 
 pub const SENTRY_COMMENT: &str = "godwit cut-over sentry";
+
+/// The sentry's name: the original's name plus a suffix, so it sorts after it.
+pub fn sentry_name(orig: &str) -> Option<String> {
+    let n = format!("{orig}_godwit_cut");
+    (n.chars().count() <= 64).then_some(n)
+}
 
 pub struct CutOverSetup {
     pub opts: Opts,
@@ -34,6 +52,7 @@ pub struct CutOverSetup {
 pub struct MysqlCutOver {
     a: Option<Conn>,
     s: CutOverSetup,
+    sentry: String,
     sentry_created: bool,
 }
 
@@ -46,6 +65,20 @@ fn failed(msg: impl Into<String>) -> Error {
 }
 
 pub async fn lock(s: CutOverSetup) -> Result<MysqlCutOver> {
+    let sentry = if s.sentry {
+        sentry_name(&s.orig).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "table name `{}` is too long for the sentry cut-over (at most 52 characters)",
+                    s.orig
+                ),
+            )
+            .with_hint("rename the table to a shorter name first")
+        })?
+    } else {
+        String::new()
+    };
     let mut a = Conn::new(s.opts.clone())
         .await
         .map_err(|e| conn_err(e, "opening the cut-over connection"))?;
@@ -68,6 +101,7 @@ pub async fn lock(s: CutOverSetup) -> Result<MysqlCutOver> {
     let mut me = MysqlCutOver {
         a: Some(a),
         s,
+        sentry,
         sentry_created: false,
     };
     if let Err(e) = me.take_locks().await {
@@ -84,12 +118,18 @@ impl MysqlCutOver {
             .ok_or_else(|| failed("the cut-over connection is gone"))
     }
 
+    async fn other(&self, what: &str) -> Result<Conn> {
+        Conn::new(self.s.opts.clone())
+            .await
+            .map_err(|e| conn_err(e, what))
+    }
+
     async fn take_locks(&mut self) -> Result<()> {
         let db = self.s.db.clone();
         let orig = qualified(&db, &self.s.orig);
         let shadow = qualified(&db, &self.s.shadow);
-        let sentry = qualified(&db, &self.s.old);
-        if self.s.sentry {
+        let tables = if self.s.sentry {
+            let sentry = qualified(&db, &self.sentry);
             let sql = format!(
                 "CREATE TABLE {sentry} (id INT PRIMARY KEY) ENGINE=InnoDB COMMENT='{SENTRY_COMMENT}'"
             );
@@ -99,15 +139,14 @@ impl MysqlCutOver {
                 vec![],
                 "creating the cut-over sentry table",
             )
-            .await?;
+            .await
+            .map_err(|e| e.context(format!("a table named {sentry} must not exist")))?;
             self.sentry_created = true;
-        }
-        // Aliases o and s are what the flush statements use; each must be locked.
-        let mut tables =
-            format!("{orig} WRITE, {orig} AS o WRITE, {shadow} WRITE, {shadow} AS s WRITE");
-        if self.s.sentry {
-            tables.push_str(&format!(", {sentry} WRITE"));
-        }
+            format!("{orig} READ, {sentry} WRITE")
+        } else {
+            // Aliases o and s are what the flush statements use; each must be locked.
+            format!("{orig} WRITE, {orig} AS o WRITE, {shadow} WRITE, {shadow} AS s WRITE")
+        };
         exec(
             self.a()?,
             &format!("LOCK TABLES {tables}"),
@@ -125,26 +164,24 @@ impl MysqlCutOver {
         Ok(())
     }
 
+    /// Drop the sentry from a fresh connection, if it is still the sentry.
     async fn drop_sentry_elsewhere(&mut self) -> Result<()> {
         if !self.sentry_created {
             return Ok(());
         }
-        let mut c = Conn::new(self.s.opts.clone())
-            .await
-            .map_err(|e| conn_err(e, "removing the cut-over sentry"))?;
-        let sql = format!(
-            "DROP TABLE IF EXISTS {}",
-            qualified(&self.s.db, &self.s.old)
-        );
-        // Only drop it if it is still our sentry (not the renamed original).
+        let mut c = self.other("removing the cut-over sentry").await?;
         let comment: Option<String> = c
             .exec_first(
                 "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                (&self.s.db, &self.s.old),
+                (&self.s.db, &self.sentry),
             )
             .await
             .map_err(|e| conn_err(e, "removing the cut-over sentry"))?;
         if comment.as_deref() == Some(SENTRY_COMMENT) {
+            let sql = format!(
+                "DROP TABLE IF EXISTS {}",
+                qualified(&self.s.db, &self.sentry)
+            );
             exec(&mut c, &sql, vec![], "removing the cut-over sentry").await?;
         }
         self.sentry_created = false;
@@ -160,8 +197,16 @@ impl MysqlCutOver {
             self.s.orig.clone(),
             self.s.shadow.clone(),
         );
-        let a = self.a()?;
-        let rows: Vec<(String, Option<u64>)> = a
+        let mut other = None;
+        let c = if self.s.sentry {
+            other = Some(self.other("carrying over AUTO_INCREMENT").await?);
+            other
+                .as_mut()
+                .ok_or_else(|| Error::internal("no connection"))?
+        } else {
+            self.a()?
+        };
+        let rows: Vec<(String, Option<u64>)> = c
             .exec(
                 "SELECT TABLE_NAME, AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?)",
                 (&db, &orig, &shadow),
@@ -175,8 +220,11 @@ impl MysqlCutOver {
                     "ALTER TABLE {} AUTO_INCREMENT = {o}",
                     qualified(&db, &shadow)
                 );
-                exec(a, &sql, vec![], "carrying over AUTO_INCREMENT").await?;
+                exec(c, &sql, vec![], "carrying over AUTO_INCREMENT").await?;
             }
+        }
+        if let Some(o) = other {
+            let _ = o.disconnect().await;
         }
         Ok(())
     }
@@ -185,13 +233,11 @@ impl MysqlCutOver {
         let rename = format!(
             "RENAME TABLE {} TO {}, {} TO {}",
             qualified(&self.s.db, &self.s.orig),
-            qualified(&self.s.db, &self.s.old),
+            qualified(&self.s.db, &self.sentry),
             qualified(&self.s.db, &self.s.shadow),
             qualified(&self.s.db, &self.s.orig)
         );
-        let mut b = Conn::new(self.s.opts.clone())
-            .await
-            .map_err(|e| conn_err(e, "opening the rename connection"))?;
+        let mut b = self.other("opening the rename connection").await?;
         let b_id = b.id();
         let t = secs(self.s.timeout);
         exec(
@@ -207,9 +253,7 @@ impl MysqlCutOver {
             r
         });
         // Wait until B's RENAME is queued on the metadata lock, seen from a third connection.
-        let mut watcher = Conn::new(self.s.opts.clone())
-            .await
-            .map_err(|e| conn_err(e, "opening the cut-over watcher"))?;
+        let mut watcher = self.other("opening the cut-over watcher").await?;
         let deadline = Instant::now() + self.s.timeout;
         let mut queued = false;
         while Instant::now() < deadline && !renamer.is_finished() {
@@ -228,7 +272,7 @@ impl MysqlCutOver {
                     break;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let _ = watcher.disconnect().await;
         if !queued {
@@ -255,12 +299,12 @@ impl MysqlCutOver {
                 )));
             }
         }
-        let sentry = qualified(&self.s.db, &self.s.old);
+        let sentry = qualified(&self.s.db, &self.sentry);
         let dropped = async {
             let a = self.a()?;
             exec(
                 a,
-                &format!("DROP TABLE IF EXISTS {sentry}"),
+                &format!("DROP TABLE {sentry}"),
                 vec![],
                 "dropping the sentry",
             )
@@ -278,10 +322,24 @@ impl MysqlCutOver {
         }
         self.sentry_created = false;
         match renamer.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(failed(format!("the RENAME failed: {e}"))),
-            Err(e) => Err(failed(format!("the RENAME task failed: {e}"))),
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(failed(format!("the RENAME failed: {e}"))),
+            Err(e) => return Err(failed(format!("the RENAME task failed: {e}"))),
         }
+        // The original now carries the sentry's name; give it its final name.
+        let mut c = self.other("naming the old table").await?;
+        let sql = format!(
+            "RENAME TABLE {sentry} TO {}",
+            qualified(&self.s.db, &self.s.old)
+        );
+        if let Err(e) = exec(&mut c, &sql, vec![], "naming the old table").await {
+            tracing::warn!(
+                "tables swapped, but the old table keeps the name {}: {e}",
+                self.sentry
+            );
+        }
+        let _ = c.disconnect().await;
+        Ok(())
     }
 }
 
@@ -294,6 +352,14 @@ impl CutOverLock for MysqlCutOver {
 
     async fn flush(&mut self, keys: &[Key]) -> Result<u64> {
         let b = self.s.builder.clone();
+        if self.s.sentry {
+            // Writers are held by A's READ lock and every one of them has committed, so
+            // a plain read sees the final state; a locking read could wait on A.
+            let mut c = self.other("flushing under the cut-over lock").await?;
+            let n = flush_keys(&mut c, &b, keys, false, false).await;
+            let _ = c.disconnect().await;
+            return n;
+        }
         flush_keys(self.a()?, &b, keys, false, true).await
     }
 
@@ -328,5 +394,19 @@ impl CutOverLock for MysqlCutOver {
             let _ = a.disconnect().await;
         }
         self.drop_sentry_elsewhere().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sentry_name;
+
+    #[test]
+    fn sentry_sorts_right_after_the_original() {
+        for t in ["orders", "A", "Zeta", "t_1", "_x"] {
+            let s = sentry_name(t).unwrap();
+            assert!(s.as_str() > t, "{s} must sort after {t}");
+        }
+        assert!(sentry_name(&"x".repeat(60)).is_none());
     }
 }

@@ -406,12 +406,25 @@ impl Engine for MysqlEngine {
             )
             .await
             .map_err(|e| conn_err(e, "looking for leftovers"))?;
-        // Old tables kept on purpose are not leftovers; sentries are.
-        Ok(rows
+        let mut found: Vec<String> = rows
             .into_iter()
             .filter(|(n, comment)| *n == self.names.shadow || comment == cutover::SENTRY_COMMENT)
             .map(|(n, _)| n)
-            .collect())
+            .collect();
+        if let Some(sentry) = cutover::sentry_name(&self.table) {
+            let comment: Option<String> = c
+                .exec_first(
+                    "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                    (&self.db, &sentry),
+                )
+                .await
+                .map_err(|e| conn_err(e, "looking for leftovers"))?;
+            if comment.as_deref() == Some(cutover::SENTRY_COMMENT) {
+                found.push(sentry);
+            }
+        }
+        // Old tables kept on purpose are not leftovers; sentries are.
+        Ok(found)
     }
 
     async fn cleanup(&self, include_old: bool) -> Result<Vec<String>> {

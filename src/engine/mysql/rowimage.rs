@@ -309,7 +309,7 @@ mod tests {
     #[test]
     fn decimal_decodes_positive_and_negative() {
         // DECIMAL(5,2) 123.45: intg=3 -> 2 bytes (123), frac=2 -> 1 byte (45)
-        let pos = [0x80 | 0x00, 123, 45];
+        let pos = [0x80, 123, 45];
         assert_eq!(decode_decimal(&pos, 5, 2), "123.45");
         let neg: Vec<u8> = pos.iter().map(|b| !b).collect();
         assert_eq!(decode_decimal(&neg, 5, 2), "-123.45");

@@ -195,13 +195,9 @@ impl Builder {
         let mut ors = Vec::new();
         for i in 0..self.key.len() {
             let mut ands = Vec::new();
-            for j in 0..i {
-                ands.push(format!(
-                    "{alias}.{} = {}",
-                    quote(&self.key[j].name),
-                    self.key[j].bind_expr()
-                ));
-                params.push(self.key[j].bind_value(&key[j]));
+            for (kc, part) in self.key.iter().zip(key).take(i) {
+                ands.push(format!("{alias}.{} = {}", quote(&kc.name), kc.bind_expr()));
+                params.push(kc.bind_value(part));
             }
             let last_op = if i == self.key.len() - 1 { op } else { strict };
             ands.push(format!(
