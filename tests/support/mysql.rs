@@ -275,7 +275,7 @@ async fn write_once(
     match op {
         0..=24 => {
             // insert: half with an explicit id, half AUTO_INCREMENT (mirrored by value)
-            if op % 2 == 0 {
+            if op.is_multiple_of(2) {
                 let new = -(next_id.fetch_add(1, Ordering::SeqCst) as i64);
                 for t in [table, mirror] {
                     tx.exec_drop(
