@@ -31,10 +31,13 @@ start_mariadb() {
   mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" \
     --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 \
     || { cat "$dir/install.log"; return 1; }
+  local binlog=(--log-bin="$dir/data/binlog" --binlog-format=ROW --binlog-row-image=FULL)
+  # GODWIT_MARIADB_NO_BINLOG=1: a server without binary logging (preflight tests).
+  [ -n "${GODWIT_MARIADB_NO_BINLOG:-}" ] && binlog=()
   "$mysqld" --no-defaults --user="$(id -un)" --datadir="$dir/data" \
     --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
     --port="$MYSQL_PORT" --bind-address=127.0.0.1 \
-    --log-bin="$dir/data/binlog" --binlog-format=ROW --binlog-row-image=FULL \
+    "${binlog[@]}" \
     --server-id=1 --event-scheduler=ON \
     --innodb-buffer-pool-size="${GODWIT_MARIADB_BUFFER_POOL:-1G}" \
     --innodb-flush-log-at-trx-commit=2 --sync-binlog=0 \

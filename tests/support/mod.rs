@@ -210,3 +210,45 @@ impl LiveRun {
         }
     }
 }
+
+/// A private MariaDB for one test (e.g. with other server settings); stopped on drop.
+pub struct PrivateServer {
+    pub url: String,
+    dir: String,
+}
+
+impl PrivateServer {
+    pub fn mariadb(env: &[(&str, &str)]) -> PrivateServer {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg("-c").arg(format!(
+            "source {root}/scripts/lib/servers.sh && start_mariadb >&2 && echo \"$GODWIT_TEST_MYSQL_URL $GODWIT_RUN_DIR\""
+        ));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("start a private MariaDB");
+        assert!(out.status.success(), "private MariaDB did not start");
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let (url, dir) = text.split_once(' ').expect("url and dir");
+        PrivateServer {
+            url: url.to_string(),
+            dir: dir.to_string(),
+        }
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "kill $(cat {0}/mariadb/mysqld.pid) 2>/dev/null; sleep 1; rm -rf {0}",
+                self.dir
+            ))
+            .status();
+    }
+}

@@ -132,11 +132,14 @@ impl TestDb {
     }
 
     pub async fn tables(&self) -> Vec<String> {
-        self.query(&format!(
-            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{}' ORDER BY TABLE_NAME",
-            self.name
-        ))
-        .await
+        let mut t: Vec<String> = self
+            .query(&format!(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{}'",
+                self.name
+            ))
+            .await;
+        t.sort();
+        t
     }
 
     /// `SHOW CREATE TABLE`, for "nothing changed" checks.
