@@ -48,10 +48,7 @@ async fn sigterm_during_copy_cleans_up() {
         e["event"] == "progress" && e["rows_copied"].as_u64() > Some(0)
     })
     .await;
-    assert!(db
-        .tables()
-        .await
-        .contains(&"_godwit_new_orders".to_string()));
+    assert!(db.tables().await.contains(&"orders_godwit_new".to_string()));
     unsafe { libc_kill(live.pid() as i32, 15) };
     let run = live.finish().await;
     assert_eq!(run.code, 30, "{}\n{}", run.stdout, run.stderr);
@@ -132,7 +129,7 @@ async fn throttle_flag_file_pauses_and_resumes() {
     live.wait_for(60, |e| e["event"] == "state" && e["state"] == "throttled")
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    let copied: Vec<u64> = db.query("SELECT COUNT(*) FROM _godwit_new_orders").await;
+    let copied: Vec<u64> = db.query("SELECT COUNT(*) FROM orders_godwit_new").await;
     assert_eq!(copied[0], 0, "copied while throttled");
     std::fs::remove_file(&flag).unwrap();
     let run = live.finish().await;

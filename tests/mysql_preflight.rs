@@ -337,32 +337,29 @@ async fn invalid_alter_reports_the_server_message() {
 async fn leftovers_are_named_and_cleanup_removes_only_them() {
     let db = TestDb::new("pf_left").await;
     create_orders(&db, "orders", 20).await;
-    db.exec("CREATE TABLE _godwit_new_orders (id INT PRIMARY KEY)")
+    db.exec("CREATE TABLE orders_godwit_new (id INT PRIMARY KEY)")
         .await;
     db.exec("CREATE TABLE _godwit_old_orders_1700000000 (id INT PRIMARY KEY)")
         .await;
-    db.exec("CREATE TABLE _godwit_new_other (id INT PRIMARY KEY)")
+    db.exec("CREATE TABLE other_godwit_new (id INT PRIMARY KEY)")
         .await;
     expect_refusal(
         &db,
         "orders",
         "ADD x INT",
         20,
-        &["_godwit_new_orders", "godwit cleanup"],
+        &["orders_godwit_new", "godwit cleanup"],
     )
     .await;
     // Listing changes nothing.
     let list = godwit(&["cleanup", "--url", &db.url, "--table", "orders"], &[]).await;
     assert_eq!(list.code, 0, "{}", list.stderr);
     assert!(
-        list.stdout.contains("_godwit_new_orders") && list.stdout.contains("--execute"),
+        list.stdout.contains("orders_godwit_new") && list.stdout.contains("--execute"),
         "{}",
         list.stdout
     );
-    assert!(db
-        .tables()
-        .await
-        .contains(&"_godwit_new_orders".to_string()));
+    assert!(db.tables().await.contains(&"orders_godwit_new".to_string()));
     // Removing takes the shadow of this table only: not another table's, not kept old tables.
     let rm = godwit(
         &[
@@ -380,9 +377,9 @@ async fn leftovers_are_named_and_cleanup_removes_only_them() {
     assert_eq!(
         db.tables().await,
         vec![
-            "_godwit_new_other",
             "_godwit_old_orders_1700000000",
-            "orders"
+            "orders",
+            "other_godwit_new"
         ]
     );
     let rm = godwit(
@@ -399,9 +396,9 @@ async fn leftovers_are_named_and_cleanup_removes_only_them() {
     )
     .await;
     assert_eq!(rm.code, 0);
-    assert_eq!(db.tables().await, vec!["_godwit_new_other", "orders"]);
+    assert_eq!(db.tables().await, vec!["orders", "other_godwit_new"]);
     // Now the migration runs.
-    db.exec("DROP TABLE _godwit_new_other").await;
+    db.exec("DROP TABLE other_godwit_new").await;
     let (_, old) = migrate(&db, "orders", "ADD x INT", &[]).await;
     assert_same_rows_and_no_leftovers(&db, &old, ORDERS_COLS, "orders", ORDERS_COLS, "id").await;
     db.drop_db().await;

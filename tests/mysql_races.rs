@@ -33,7 +33,7 @@ async fn writes_aimed_at_the_chunk_in_flight() {
                 // The copier's high-water mark: rows just above it are in the chunk now
                 // being read, or the next one.
                 let hwm: Option<i64> = c
-                    .query_first::<Option<i64>, _>("SELECT MAX(id) FROM _godwit_new_orders WHERE id > 0")
+                    .query_first::<Option<i64>, _>("SELECT MAX(id) FROM orders_godwit_new WHERE id > 0")
                     .await
                     .ok()
                     .flatten()
@@ -78,7 +78,7 @@ async fn writes_aimed_at_the_chunk_in_flight() {
                     Err(e) => {
                         // The shadow vanishes at cut-over; anything else is a real error.
                         let s = e.to_string();
-                        if !s.contains("_godwit_new_orders") {
+                        if !s.contains("orders_godwit_new") {
                             errors.push(s);
                         }
                         c = pool.get_conn().await.unwrap();
@@ -92,7 +92,14 @@ async fn writes_aimed_at_the_chunk_in_flight() {
         &db,
         "orders",
         "ADD COLUMN shipped_at DATETIME NULL",
-        &["--chunk-size", "200", "--max-rows-per-second", "3000", "--chunk-time-millis", "50"],
+        &[
+            "--chunk-size",
+            "200",
+            "--max-rows-per-second",
+            "3000",
+            "--chunk-time-millis",
+            "50",
+        ],
     )
     .await;
     stop.store(true, Ordering::SeqCst);
@@ -100,7 +107,10 @@ async fn writes_aimed_at_the_chunk_in_flight() {
         let errors = t.await.unwrap();
         assert!(errors.is_empty(), "writer errors: {errors:?}");
     }
-    assert!(hits.load(Ordering::SeqCst) > 50, "too few writes hit the chunk in flight");
+    assert!(
+        hits.load(Ordering::SeqCst) > 50,
+        "too few writes hit the chunk in flight"
+    );
     let a = db.rows("mirror", ORDERS_COLS, "id").await;
     let b = db.rows("orders", ORDERS_COLS, "id").await;
     assert_eq!(a.len(), b.len());

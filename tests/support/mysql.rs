@@ -121,7 +121,7 @@ impl TestDb {
     pub async fn leftovers(&self, keep: &[&str]) -> Vec<String> {
         let names: Vec<String> = self
             .query(&format!(
-                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME LIKE '\\_godwit\\_%'",
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{}' AND (TABLE_NAME LIKE '\\_godwit\\_%' OR TABLE_NAME LIKE '%\\_godwit\\_new' OR TABLE_NAME LIKE '%\\_godwit\\_cut')",
                 self.name
             ))
             .await;

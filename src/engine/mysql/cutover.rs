@@ -10,13 +10,16 @@
 //!   If A dies at any point its locks go away while the sentry still exists, so B's
 //!   RENAME fails ("table exists") and nothing is swapped.
 //!
-//!   The server takes a statement's metadata locks in name order. B must already be
-//!   waiting on the *original* when A unlocks, or queued writers get the original first
-//!   (seen in testing when A also locked the shadow: B waited on the shadow, and writes
-//!   slipped in between UNLOCK and RENAME). So A locks nothing that sorts before the
-//!   original except nothing at all: the sentry's name is the original's name plus a
-//!   suffix (it sorts right after it), and the shadow is not locked by A. After the swap
-//!   the old table is renamed to its final `_godwit_old_…` name.
+//!   The server takes a statement's metadata locks in name order, waiting at the first
+//!   one it cannot get. B must already be queued on the *original* when A unlocks: a
+//!   queued exclusive request is then granted before the queued writes. If B were still
+//!   waiting on another name (seen in testing: the shadow, named `_godwit_new_…`, sorts
+//!   before `orders`, and B waited on it while a just-finished session of ours released
+//!   it), the writes would get the original first and land in the old table after the
+//!   final flush. So both the sentry (`<table>_godwit_cut`) and the shadow
+//!   (`<table>_godwit_new`) are named to sort after the original: B's first lock is the
+//!   original's, and A holds nothing else B needs before it. After the swap the old
+//!   table is renamed to its final `_godwit_old_…` name.
 //! * MySQL ≥ 8.0.13: `LOCK TABLES orig WRITE, shadow WRITE`, flush on the same
 //!   connection, `RENAME TABLE` under the lock, `UNLOCK TABLES`.
 
@@ -34,6 +37,13 @@ pub const SENTRY_COMMENT: &str = "godwit cut-over sentry";
 /// The sentry's name: the original's name plus a suffix, so it sorts after it.
 pub fn sentry_name(orig: &str) -> Option<String> {
     let n = format!("{orig}_godwit_cut");
+    (n.chars().count() <= 64).then_some(n)
+}
+
+/// The shadow's name on MySQL/MariaDB: the original's name plus a suffix that sorts after
+/// the sentry's, so the swap's RENAME takes the original's lock first (see above).
+pub fn shadow_name(orig: &str) -> Option<String> {
+    let n = format!("{orig}_godwit_new");
     (n.chars().count() <= 64).then_some(n)
 }
 
@@ -400,6 +410,14 @@ impl CutOverLock for MysqlCutOver {
 #[cfg(test)]
 mod tests {
     use super::sentry_name;
+
+    #[test]
+    fn shadow_and_sentry_sort_after_the_original() {
+        for t in ["orders", "A", "Zeta", "t_1", "_x"] {
+            let (sh, se) = (super::shadow_name(t).unwrap(), sentry_name(t).unwrap());
+            assert!(t < se.as_str() && t < sh.as_str(), "{t} {se} {sh}");
+        }
+    }
 
     #[test]
     fn sentry_sorts_right_after_the_original() {

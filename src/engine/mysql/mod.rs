@@ -134,9 +134,13 @@ impl MysqlEngine {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let mut names = artifact_names(&table, now);
+        if let Some(shadow) = cutover::shadow_name(&table) {
+            names.shadow = shadow;
+        }
         Ok(MysqlEngine {
             pool: Pool::new(opts.clone()),
-            names: artifact_names(&table, now),
+            names,
             db: target.database.clone(),
             table,
             mariadb: version.to_lowercase().contains("mariadb"),
