@@ -167,6 +167,11 @@ pub trait Engine: Send + Sync {
     async fn status_values(&self, names: &[String]) -> Result<Vec<f64>>;
     /// Drop the renamed original after a successful cut-over.
     async fn drop_old(&self) -> Result<()>;
+    /// True when the change stream reports the swap itself (a DDL on the original), so
+    /// the core can prove that no write reached the old table after the final flush.
+    fn stream_sees_swap(&self) -> bool {
+        false
+    }
     /// Close the engine's connections.
     async fn close(&self) -> Result<()>;
 }

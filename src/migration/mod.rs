@@ -205,11 +205,24 @@ impl<'a> Migration<'a> {
 
         self.rep
             .state(State::Cleanup, "tables swapped; cleaning up");
+        self.created = false;
+        let leaked = self.writes_after_final_flush().await;
         if let Some(s) = self.stream.as_mut() {
             let _ = s.close().await;
         }
-        self.created = false;
         let names = self.engine.names().clone();
+        if !leaked.is_empty() {
+            return Err(Error::new(
+                ErrorKind::DataError,
+                format!(
+                    "the tables were swapped, but {} write(s) reached the old table {} after the final flush (keys {:?}); they are missing from the new table. The old table was kept.",
+                    leaked.len(),
+                    names.old,
+                    leaked.iter().take(20).collect::<Vec<_>>()
+                ),
+            )
+            .with_hint("copy those rows from the old table by key; please report this with the server version"));
+        }
         let mut dropped = false;
         if self.opts.ok_to_drop_table {
             self.engine.drop_old().await?;
@@ -226,6 +239,34 @@ impl<'a> Migration<'a> {
             cut_over_attempts: attempts,
             elapsed_ms: started.elapsed().as_millis() as u64,
         }))
+    }
+
+    /// After the swap: read the stream up to the swap's own DDL event. Any key of the
+    /// original seen before it changed after the final flush and went to the old table.
+    async fn writes_after_final_flush(&mut self) -> Vec<Key> {
+        let mut leaked = Vec::new();
+        if !self.engine.stream_sees_swap() {
+            return leaked;
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return leaked;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match stream.poll(Duration::from_millis(200)).await {
+                Ok(batch) => leaked.extend(batch.keys),
+                Err(e) if e.kind == ErrorKind::SourceChanged => {
+                    tracing::debug!(leaked = leaked.len(), "swap confirmed in the change stream");
+                    return leaked;
+                }
+                Err(e) => {
+                    tracing::warn!("could not confirm the swap in the change stream: {e}");
+                    return leaked;
+                }
+            }
+        }
+        tracing::warn!("the swap did not show up in the change stream within 10 s; not verified");
+        leaked
     }
 
     /// Read what the stream has (waiting at most `wait`) into the dirty set.

@@ -673,6 +673,10 @@ impl Engine for MysqlEngine {
         .map(|_| ())
     }
 
+    fn stream_sees_swap(&self) -> bool {
+        true
+    }
+
     async fn close(&self) -> Result<()> {
         let _ = self.pool.clone().disconnect().await;
         Ok(())
