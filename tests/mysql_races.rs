@@ -3,6 +3,7 @@
 //!   (found by watching the shadow's high-water mark);
 //! - replay reads racing commits: writers that hold their row locks across the binlog
 //!   write window (multi-statement transactions that pause before COMMIT).
+//!
 //! Every write is mirrored; the result must equal the mirror.
 
 mod support;
