@@ -100,6 +100,10 @@ pub trait CutOverLock: Send {
     async fn swap(&mut self) -> Result<()>;
     /// Give up this attempt: release the lock, leave both tables as they were.
     async fn release(&mut self) -> Result<()>;
+    /// When the lock was requested: from then on the application's writes queue.
+    fn blocked_since(&self) -> Option<std::time::Instant> {
+        None
+    }
 }
 
 /// Names of what godwit creates for a table.

@@ -444,9 +444,8 @@ impl<'a> Migration<'a> {
                     timeout.as_secs_f64()
                 ),
             );
-            let t0 = Instant::now();
             match self.cut_over_once(attempt, timeout).await {
-                Ok(()) => return Ok((t0.elapsed().as_millis() as u64, attempt)),
+                Ok(blocked) => return Ok((blocked.as_millis() as u64, attempt)),
                 Err(e)
                     if matches!(
                         e.kind,
@@ -477,7 +476,9 @@ impl<'a> Migration<'a> {
         .with_hint("find the long transactions or locks on the table (SHOW PROCESSLIST), or raise --cut-over-lock-timeout-seconds / --cut-over-retries"))
     }
 
-    async fn cut_over_once(&mut self, attempt: u32, timeout: Duration) -> Result<()> {
+    /// One attempt; returns how long the application's writes were held.
+    async fn cut_over_once(&mut self, attempt: u32, timeout: Duration) -> Result<Duration> {
+        let t0 = Instant::now();
         let orig = self.orig()?.clone();
         let mapping = self.mapping()?.clone();
         let mut lock = self
@@ -514,7 +515,7 @@ impl<'a> Migration<'a> {
         match r {
             Ok(n) => {
                 self.keys_replayed += n;
-                Ok(())
+                Ok(lock.blocked_since().unwrap_or(t0).elapsed())
             }
             Err(e) => {
                 self.dirty.extend(taken);

@@ -61,6 +61,10 @@ pub struct CutOverSetup {
 
 pub struct MysqlCutOver {
     a: Option<Conn>,
+    /// Connections opened before the lock is taken, so the time writes wait is not
+    /// spent on connection handshakes: [flush/auto-increment, rename, watcher].
+    spare: Vec<Conn>,
+    blocked_since: Option<Instant>,
     s: CutOverSetup,
     sentry: String,
     sentry_created: bool,
@@ -108,8 +112,20 @@ pub async fn lock(s: CutOverSetup) -> Result<MysqlCutOver> {
         "cut-over",
     )
     .await?;
+    let mut spare = Vec::new();
+    if s.sentry {
+        for _ in 0..3 {
+            spare.push(
+                Conn::new(s.opts.clone())
+                    .await
+                    .map_err(|e| conn_err(e, "opening the cut-over connections"))?,
+            );
+        }
+    }
     let mut me = MysqlCutOver {
         a: Some(a),
+        spare,
+        blocked_since: None,
         s,
         sentry,
         sentry_created: false,
@@ -234,7 +250,7 @@ impl MysqlCutOver {
             }
         }
         if let Some(o) = other {
-            let _ = o.disconnect().await;
+            self.spare.insert(0, o);
         }
         Ok(())
     }
@@ -367,7 +383,9 @@ impl CutOverLock for MysqlCutOver {
             // a plain read sees the final state; a locking read could wait on A.
             let mut c = self.other("flushing under the cut-over lock").await?;
             let n = flush_keys(&mut c, &b, keys, false, false).await;
-            let _ = c.disconnect().await;
+            if n.is_ok() {
+                self.spare.insert(0, c);
+            }
             return n;
         }
         flush_keys(self.a()?, &b, keys, false, true).await
@@ -396,6 +414,10 @@ impl CutOverLock for MysqlCutOver {
         exec(a, &rename, vec![], "swapping the tables").await?;
         exec(a, "UNLOCK TABLES", vec![], "releasing the cut-over lock").await?;
         Ok(())
+    }
+
+    fn blocked_since(&self) -> Option<Instant> {
+        self.blocked_since
     }
 
     async fn release(&mut self) -> Result<()> {
