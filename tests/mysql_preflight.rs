@@ -382,6 +382,33 @@ async fn leftovers_are_named_and_cleanup_removes_only_them() {
             "other_godwit_new"
         ]
     );
+    // Listing with --include-old-tables names the kept old table and drops nothing.
+    let list = godwit(
+        &[
+            "cleanup",
+            "--url",
+            &db.url,
+            "--table",
+            "orders",
+            "--include-old-tables",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    assert!(
+        list.stdout.contains("_godwit_old_orders_1700000000"),
+        "{}",
+        list.stdout
+    );
+    assert_eq!(
+        db.tables().await,
+        vec![
+            "_godwit_old_orders_1700000000",
+            "orders",
+            "other_godwit_new"
+        ]
+    );
     let rm = godwit(
         &[
             "cleanup",

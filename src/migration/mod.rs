@@ -473,7 +473,7 @@ impl<'a> Migration<'a> {
             ErrorKind::CutOverFailed,
             format!("cut-over failed {retries} times; the original table is unchanged. Last error: {}", e.message),
         )
-        .with_hint("find the long transactions or locks on the table (SHOW PROCESSLIST), or raise --cut-over-lock-timeout-seconds / --cut-over-retries"))
+        .with_hint("find the long transactions or locks on the table (SHOW PROCESSLIST on MySQL, pg_stat_activity on PostgreSQL), or raise --cut-over-lock-timeout-seconds / --cut-over-retries"))
     }
 
     /// One attempt; returns how long the application's writes were held.

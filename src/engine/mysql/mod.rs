@@ -469,15 +469,6 @@ impl Engine for MysqlEngine {
                 }
             }
         }
-        for t in &gone {
-            exec(
-                &mut c,
-                &format!("DROP TABLE IF EXISTS {}", qualified(&self.db, t)),
-                vec![],
-                "cleaning up",
-            )
-            .await?;
-        }
         Ok(gone)
     }
 
