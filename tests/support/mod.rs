@@ -34,7 +34,11 @@ impl Run {
     }
     /// Panic with everything the run printed.
     pub fn expect_ok(&self) -> &Self {
-        assert_eq!(self.code, 0, "godwit failed:\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "godwit failed:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }

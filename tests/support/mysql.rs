@@ -5,8 +5,13 @@ use mysql_async::{Conn, Opts, Pool, Row, Value};
 use tokio::sync::OnceCell;
 
 static SERVER_URL: OnceCell<String> = OnceCell::const_new();
-static CONTAINER: OnceCell<Option<testcontainers_modules::testcontainers::ContainerAsync<testcontainers_modules::mariadb::Mariadb>>> =
-    OnceCell::const_new();
+static CONTAINER: OnceCell<
+    Option<
+        testcontainers_modules::testcontainers::ContainerAsync<
+            testcontainers_modules::mariadb::Mariadb,
+        >,
+    >,
+> = OnceCell::const_new();
 
 async fn from_container() -> Option<String> {
     use testcontainers_modules::testcontainers::runners::AsyncRunner;
@@ -44,9 +49,11 @@ pub async fn server_url() -> String {
             if let Some(u) = from_container().await {
                 return u;
             }
-            tokio::task::spawn_blocking(|| super::start_local_server("start_mariadb", "GODWIT_TEST_MYSQL_URL"))
-                .await
-                .unwrap()
+            tokio::task::spawn_blocking(|| {
+                super::start_local_server("start_mariadb", "GODWIT_TEST_MYSQL_URL")
+            })
+            .await
+            .unwrap()
         })
         .await
         .clone()
@@ -68,7 +75,9 @@ impl TestDb {
     pub async fn new(prefix: &str) -> TestDb {
         let server = server_url().await;
         let name = super::unique_name(prefix);
-        let mut admin = Conn::new(Opts::from_url(&server).unwrap()).await.expect("connect to MariaDB");
+        let mut admin = Conn::new(Opts::from_url(&server).unwrap())
+            .await
+            .expect("connect to MariaDB");
         admin
             .query_drop(format!("CREATE DATABASE `{name}`"))
             .await
@@ -85,7 +94,9 @@ impl TestDb {
 
     pub async fn exec(&self, sql: &str) {
         let mut c = self.conn().await;
-        c.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        c.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     pub async fn query<T: FromRow + Send + 'static>(&self, sql: &str) -> Vec<T> {
@@ -94,7 +105,8 @@ impl TestDb {
     }
 
     pub async fn count(&self, table: &str) -> u64 {
-        self.query::<u64>(&format!("SELECT COUNT(*) FROM `{table}`")).await[0]
+        self.query::<u64>(&format!("SELECT COUNT(*) FROM `{table}`"))
+            .await[0]
     }
 
     /// Every row of `table` as values, columns `cols`, ordered by `order`.
@@ -113,7 +125,10 @@ impl TestDb {
                 self.name
             ))
             .await;
-        names.into_iter().filter(|n| !keep.contains(&n.as_str())).collect()
+        names
+            .into_iter()
+            .filter(|n| !keep.contains(&n.as_str()))
+            .collect()
     }
 
     pub async fn tables(&self) -> Vec<String> {
