@@ -22,6 +22,8 @@ use tokio_postgres::Client;
 
 /// New changes asked for per peek (whole transactions are always returned).
 const BATCH: usize = 20_000;
+/// Advance an idle slot once it is this many bytes of WAL behind.
+const IDLE_ADVANCE: u64 = 1 << 20;
 const POLL_PAUSE: Duration = Duration::from_millis(25);
 /// Seconds from 1970-01-01 to 2000-01-01 (PostgreSQL timestamps).
 const PG_EPOCH: u64 = 946_684_800;
@@ -182,6 +184,21 @@ impl PgStream {
         }
     }
 
+    async fn advance(&mut self, to: u64) -> Result<()> {
+        if to <= self.acked {
+            return Ok(());
+        }
+        self.client()?
+            .query(sql::ADVANCE, &[&self.slot, &format_lsn(to)])
+            .await
+            .map_err(|e| pg_err(e, "acknowledging the change stream"))?;
+        self.acked = to;
+        while self.pending.front().is_some_and(|(end, _)| *end <= to) {
+            self.pending.pop_front();
+        }
+        Ok(())
+    }
+
     async fn peek_once(&mut self) -> Result<(StreamBatch, bool)> {
         let c = self.client()?;
         let flushed: String = c
@@ -291,6 +308,11 @@ impl PgStream {
             if lag.is_none() {
                 lag = Some(Duration::ZERO);
             }
+            // Nothing delivered is waiting for its flush: move the slot on now, or every
+            // peek would decode again all the WAL written since (the copy's own writes).
+            if keys.is_empty() && self.pending.is_empty() && pos > self.acked + IDLE_ADVANCE {
+                self.advance(pos).await?;
+            }
         }
         Ok((
             StreamBatch {
@@ -320,18 +342,7 @@ impl ChangeStream for PgStream {
         let Position::Lsn(to) = position else {
             return Err(Error::internal("a PostgreSQL stream acknowledges LSNs"));
         };
-        if *to <= self.acked {
-            return Ok(());
-        }
-        self.client()?
-            .query(sql::ADVANCE, &[&self.slot, &format_lsn(*to)])
-            .await
-            .map_err(|e| pg_err(e, "acknowledging the change stream"))?;
-        self.acked = *to;
-        while self.pending.front().is_some_and(|(end, _)| *end <= *to) {
-            self.pending.pop_front();
-        }
-        Ok(())
+        self.advance(*to).await
     }
 
     async fn close(&mut self) -> Result<()> {
