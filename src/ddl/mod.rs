@@ -68,7 +68,13 @@ impl AlterSpec {
                 .with_hint("give the clauses, e.g. --alter \"ADD COLUMN note TEXT\""));
         }
         let mut start = 0usize;
-        if kw(&tokens[sig[0]], Keyword::ALTER) {
+        // `ALTER TABLE name …` is a statement; `ALTER COLUMN …` (PostgreSQL) is a clause.
+        let statement = kw(&tokens[sig[0]], Keyword::ALTER)
+            && sig[1..]
+                .iter()
+                .take(3)
+                .any(|&i| kw(&tokens[i], Keyword::TABLE));
+        if statement {
             // ALTER [ONLINE|IGNORE] TABLE [IF EXISTS] [ONLY] name[.name]
             let mut i = 1;
             while i < sig.len() && !kw(&tokens[sig[i]], Keyword::TABLE) {
@@ -248,6 +254,17 @@ mod tests {
         assert_eq!(p.renames, vec![("a".into(), "b".into())]);
         let p = AlterSpec::parse(EngineKind::Postgres, "t", "RENAME CONSTRAINT a TO b").unwrap();
         assert!(p.renames.is_empty());
+    }
+
+    #[test]
+    fn postgres_alter_column_is_a_clause() {
+        let a = AlterSpec::parse(
+            EngineKind::Postgres,
+            "t",
+            "ALTER COLUMN a TYPE bigint, ADD COLUMN d int",
+        )
+        .unwrap();
+        assert_eq!(a.clauses, "ALTER COLUMN a TYPE bigint, ADD COLUMN d int");
     }
 
     #[test]

@@ -1,1 +1,235 @@
-//! PostgreSQL test databases (filled in with the PostgreSQL engine).
+//! PostgreSQL test databases: one database per test on a shared server.
+
+use tokio::sync::OnceCell;
+use tokio_postgres::{Client, NoTls};
+
+static SERVER_URL: OnceCell<String> = OnceCell::const_new();
+static CONTAINER: OnceCell<
+    Option<
+        testcontainers_modules::testcontainers::ContainerAsync<
+            testcontainers_modules::postgres::Postgres,
+        >,
+    >,
+> = OnceCell::const_new();
+
+async fn from_container() -> Option<String> {
+    use testcontainers_modules::testcontainers::runners::AsyncRunner;
+    use testcontainers_modules::testcontainers::ImageExt;
+    if !super::docker_available() {
+        return None;
+    }
+    let c = CONTAINER
+        .get_or_init(|| async {
+            testcontainers_modules::postgres::Postgres::default()
+                .with_host_auth()
+                .with_tag("15")
+                .with_cmd([
+                    "postgres",
+                    "-c",
+                    "wal_level=logical",
+                    "-c",
+                    "max_replication_slots=40",
+                    "-c",
+                    "max_connections=300",
+                    "-c",
+                    "synchronous_commit=off",
+                ])
+                .start()
+                .await
+                .ok()
+        })
+        .await
+        .as_ref()?;
+    let port = c.get_host_port_ipv4(5432).await.ok()?;
+    Some(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+}
+
+/// The server's URL (database `postgres`).
+pub async fn server_url() -> String {
+    SERVER_URL
+        .get_or_init(|| async {
+            if let Ok(u) = std::env::var("GODWIT_TEST_POSTGRES_URL") {
+                return u;
+            }
+            if let Some(u) = from_container().await {
+                return u;
+            }
+            tokio::task::spawn_blocking(|| {
+                super::start_local_server("start_postgres", "GODWIT_TEST_POSTGRES_URL")
+            })
+            .await
+            .unwrap()
+        })
+        .await
+        .clone()
+}
+
+fn with_db(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{db}")
+}
+
+pub async fn connect(url: &str) -> Client {
+    let (c, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    c
+}
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub server: String,
+    pub client: Client,
+}
+
+impl TestDb {
+    pub async fn new(prefix: &str) -> TestDb {
+        let server = server_url().await;
+        let name = super::unique_name(prefix);
+        let admin = connect(&server).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        let url = with_db(&server, &name);
+        let client = connect(&url).await;
+        TestDb {
+            name,
+            url,
+            server,
+            client,
+        }
+    }
+
+    pub async fn conn(&self) -> Client {
+        connect(&self.url).await
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        self.client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
+        self.client
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+            .iter()
+            .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+            .collect()
+    }
+
+    pub async fn one_i64(&self, sql: &str) -> i64 {
+        self.client
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+            .get(0)
+    }
+
+    /// Every row of `table` as text, columns `cols`, ordered by `order`.
+    pub async fn rows(&self, table: &str, cols: &str, order: &str) -> Vec<String> {
+        self.strings(&format!(
+            "SELECT ROW({cols})::text FROM {table} ORDER BY {order}"
+        ))
+        .await
+    }
+
+    /// Column definitions: name, type, not null, default, identity, generated.
+    pub async fn columns(&self, table: &str) -> Vec<String> {
+        self.strings(&format!(
+            "SELECT concat_ws(' | ', a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+             regexp_replace(pg_get_expr(d.adbin, d.adrelid), '_godwit_new_', '', 'g'), a.attidentity, a.attgenerated) \
+             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE a.attrelid = '{table}'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+        ))
+        .await
+    }
+
+    /// Make `expected` a copy of `table` (definition and rows) and apply `alter` to it
+    /// natively: the oracle a migration's result must equal.
+    pub async fn native_twin(&self, table: &str, expected: &str, alter: &str) {
+        let cols = self
+            .strings(&format!(
+                "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute \
+                 WHERE attrelid = '{table}'::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''"
+            ))
+            .await
+            .remove(0);
+        self.exec(&format!(
+            "CREATE TABLE {expected} (LIKE {table} INCLUDING ALL); \
+             INSERT INTO {expected} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {table}; \
+             ALTER TABLE {expected} {alter}"
+        ))
+        .await;
+    }
+
+    /// Objects of godwit's left in this database (and slots for it on the server).
+    pub async fn leftovers(&self) -> Vec<String> {
+        let mut v = self
+            .strings(
+                "SELECT 'table ' || relname FROM pg_class WHERE relname LIKE '\\_godwit\\_%' AND relkind IN ('r','p') \
+                 UNION ALL SELECT 'publication ' || pubname FROM pg_publication WHERE pubname LIKE '\\_godwit\\_%' \
+                 UNION ALL SELECT 'slot ' || slot_name FROM pg_replication_slots WHERE slot_name LIKE '\\_godwit\\_%' AND database = current_database()",
+            )
+            .await;
+        v.sort();
+        v
+    }
+
+    /// Run `godwit run --execute --ok-to-drop-table` on `table` with extra args.
+    pub async fn migrate(&self, table: &str, alter: &str, extra: &[&str]) -> super::Run {
+        let mut args = vec![
+            "run",
+            "--url",
+            &self.url,
+            "--table",
+            table,
+            "--alter",
+            alter,
+            "--execute",
+            "--ok-to-drop-table",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        super::godwit(&args, &[]).await
+    }
+
+    /// Assert the migrated `table` equals the natively altered `expected` (definition and
+    /// rows) and nothing of godwit's is left.
+    pub async fn assert_same(&self, table: &str, expected: &str, order: &str) {
+        assert_eq!(self.columns(table).await, self.columns(expected).await);
+        let cols = self
+            .strings(&format!(
+                "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute \
+                 WHERE attrelid = '{expected}'::regclass AND attnum > 0 AND NOT attisdropped"
+            ))
+            .await
+            .remove(0);
+        let got = self.rows(table, &cols, order).await;
+        let want = self.rows(expected, &cols, order).await;
+        assert_eq!(got.len(), want.len(), "row counts differ");
+        assert!(got == want, "rows differ");
+        assert_eq!(self.leftovers().await, Vec::<String>::new());
+    }
+
+    pub async fn drop_db(self) {
+        drop(self.client);
+        let admin = connect(&self.server).await;
+        let _ = admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ))
+            .await;
+    }
+}

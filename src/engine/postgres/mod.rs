@@ -1,17 +1,871 @@
-//! The PostgreSQL engine.
+//! The PostgreSQL engine: publication + temporary logical slot read with `pgoutput`
+//! through the SQL functions, `INSERT … SELECT … ON CONFLICT DO NOTHING` copy, key-based
+//! replay, and a rename-based cut-over in one transaction (see `cutover.rs`).
 
-use crate::engine::{Engine, EngineOptions};
+mod alter;
+mod checks;
+mod conn;
+mod cutover;
+mod inspect;
+pub mod pgoutput;
+pub mod sql;
+mod stream;
+
+use crate::ddl::AlterSpec;
+use crate::engine::{
+    artifact_base, artifact_names, ArtifactNames, ChangeStream, Copier, CutOverLock, Engine,
+    EngineOptions, Key, KeyPart, Position, Scope, PREFIX,
+};
 use crate::error::{Error, ErrorKind, Result};
-use crate::target::Target;
+use crate::schema::{ColumnMapping, Table};
+use crate::target::{EngineKind, Target};
+use async_trait::async_trait;
+use conn::{batch, pg_err};
+use inspect::{IndexDef, RelInfo};
+use sql::{qualified, Builder, KeyColumn};
+use std::time::Duration;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Client;
+
+pub use conn::pg_err as driver_error;
 
 pub async fn connect(
-    _target: &Target,
-    _table: &str,
-    _opts: &EngineOptions,
+    target: &Target,
+    table: &str,
+    opts: &EngineOptions,
 ) -> Result<Box<dyn Engine>> {
-    Err(Error::new(
-        ErrorKind::Unsupported,
-        "PostgreSQL is not supported by this build yet",
+    Ok(Box::new(PgEngine::connect(target, table, opts).await?))
+}
+
+/// Names of the replication slot and publication for a table: lower case, at most 63
+/// characters, derived from database, schema and table (slots are server-wide).
+pub fn stream_names(database: &str, schema: &str, table: &str) -> (String, String) {
+    let base: String = artifact_base(table)
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(30)
+        .collect();
+    let mut h: u32 = 0x811c_9dc5;
+    for b in database
+        .bytes()
+        .chain([0])
+        .chain(schema.bytes())
+        .chain([0])
+        .chain(table.bytes())
+    {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    (
+        format!("{PREFIX}slot_{base}_{h:08x}"),
+        format!("{PREFIX}pub_{base}_{h:08x}"),
     )
-    .with_hint("use a mysql:// URL"))
+}
+
+/// What `create_shadow` learned, used later by copy, replay and cut-over.
+#[derive(Debug, Default, Clone)]
+struct ShadowState {
+    /// (original index name, shadow index name) as `LIKE` created them.
+    index_map: Vec<(String, String)>,
+    /// (shadow column, USING expression).
+    using: Vec<(String, String)>,
+    /// Secondary indexes dropped for the copy and built in `before_cut_over`.
+    deferred: Vec<IndexDef>,
+    /// Foreign keys added NOT VALID to the shadow, to validate after the cut-over.
+    fks_to_validate: Vec<String>,
+}
+
+pub struct PgEngine {
+    target: Target,
+    main: tokio::sync::Mutex<Client>,
+    schema: String,
+    table: String,
+    names: ArtifactNames,
+    slot: String,
+    publication: String,
+    version: String,
+    info: std::sync::Mutex<Option<RelInfo>>,
+    shadow: std::sync::Mutex<ShadowState>,
+    /// The session holding the temporary slot, between `start_stream` and `open_stream`.
+    stream_session: tokio::sync::Mutex<Option<(Client, u64)>>,
+    options: EngineOptions,
+}
+
+impl PgEngine {
+    pub async fn connect(target: &Target, table: &str, options: &EngineOptions) -> Result<Self> {
+        let c = conn::connect(target, "main").await?;
+        let version: String = c
+            .query_one(sql::SERVER_VERSION, &[])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| pg_err(e, "reading the server version"))?;
+        let (schema, name) = inspect::split_name(table);
+        let schema = match schema {
+            Some(s) => s,
+            None => c
+                .query_one(sql::CURRENT_SCHEMA, &[])
+                .await
+                .and_then(|r| r.try_get::<_, Option<String>>(0))
+                .map_err(|e| pg_err(e, "reading the current schema"))?
+                .unwrap_or_else(|| "public".into()),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let (slot, publication) = stream_names(&target.database, &schema, &name);
+        Ok(PgEngine {
+            target: target.clone(),
+            main: tokio::sync::Mutex::new(c),
+            names: artifact_names(&name, now),
+            schema,
+            table: name,
+            slot,
+            publication,
+            version,
+            info: std::sync::Mutex::new(None),
+            shadow: std::sync::Mutex::new(ShadowState::default()),
+            stream_session: tokio::sync::Mutex::new(None),
+            options: options.clone(),
+        })
+    }
+
+    fn orig_q(&self) -> String {
+        qualified(&self.schema, &self.table)
+    }
+    fn shadow_q(&self) -> String {
+        qualified(&self.schema, &self.names.shadow)
+    }
+
+    fn rel_info(&self) -> Result<RelInfo> {
+        self.info
+            .lock()
+            .map_err(|_| Error::internal("engine state poisoned"))?
+            .clone()
+            .ok_or_else(|| Error::internal("the table was not inspected"))
+    }
+
+    fn shadow_state(&self) -> Result<ShadowState> {
+        Ok(self
+            .shadow
+            .lock()
+            .map_err(|_| Error::internal("engine state poisoned"))?
+            .clone())
+    }
+
+    fn key_columns(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Vec<KeyColumn>> {
+        mapping
+            .key
+            .source_columns
+            .iter()
+            .map(|name| {
+                let c = orig
+                    .column(name)
+                    .ok_or_else(|| Error::internal(format!("key column {name} missing")))?;
+                if !inspect::key_type_supported(c) {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "key column \"{}\" has type {}, which godwit cannot use to find rows again exactly",
+                            c.name, c.column_type
+                        ),
+                    )
+                    .with_hint("use a table whose key is an integer, numeric, text, uuid, date/time, bytea, boolean or enum column"));
+                }
+                Ok(KeyColumn {
+                    name: c.name.clone(),
+                    sql_type: c.column_type.clone(),
+                })
+            })
+            .collect()
+    }
+
+    fn builder(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Builder> {
+        Ok(Builder::new(
+            &self.schema,
+            &self.table,
+            &self.names.shadow,
+            mapping,
+            self.key_columns(orig, mapping)?,
+            &self.shadow_state()?.using,
+        ))
+    }
+
+    async fn table_exists(&self, c: &Client, name: &str) -> Result<bool> {
+        c.query_one(sql::TABLE_EXISTS, &[&self.schema, &name])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| pg_err(e, "looking for a table"))
+    }
+
+    async fn old_tables(&self, c: &Client) -> Result<Vec<String>> {
+        let like = format!(
+            "{}old\\_{}\\_%",
+            PREFIX.replace('_', "\\_"),
+            artifact_base(&self.table).replace('_', "\\_")
+        );
+        let rows = c
+            .query(sql::TABLES_LIKE, &[&self.schema, &like])
+            .await
+            .map_err(|e| pg_err(e, "looking for old tables"))?;
+        rows.iter()
+            .map(|r| {
+                r.try_get(0)
+                    .map_err(|e| pg_err(e, "looking for old tables"))
+            })
+            .collect()
+    }
+
+    async fn create_shadow_inner(&self, c: &Client, alter: &AlterSpec) -> Result<ShadowState> {
+        let (orig, shadow) = (self.orig_q(), self.shadow_q());
+        batch(
+            c,
+            &sql::create_shadow_like(&self.schema, &self.table, &self.names.shadow),
+            "creating the shadow table",
+        )
+        .await?;
+        let opts: Vec<String> = c
+            .query_one(sql::RELOPTIONS, &[&orig])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| pg_err(e, "reading storage parameters"))?;
+        if !opts.is_empty() {
+            let stmt: String = c
+                .query_one(sql::FORMAT_RELOPTIONS, &[&shadow, &opts])
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(|e| pg_err(e, "copying storage parameters"))?;
+            batch(c, &stmt, "copying storage parameters").await?;
+        }
+        let mut state = ShadowState::default();
+        // LIKE never copies foreign keys; the shadow gets the original's outgoing ones so
+        // the ALTER can act on them. NOT VALID: the copy checks every row anyway.
+        for r in c
+            .query(sql::OUTGOING_FKS, &[&orig])
+            .await
+            .map_err(|e| pg_err(e, "reading foreign keys"))?
+        {
+            let name: String = r
+                .try_get(0)
+                .map_err(|e| pg_err(e, "reading foreign keys"))?;
+            let def: String = r
+                .try_get(1)
+                .map_err(|e| pg_err(e, "reading foreign keys"))?;
+            let valid: bool = r
+                .try_get(2)
+                .map_err(|e| pg_err(e, "reading foreign keys"))?;
+            batch(
+                c,
+                &sql::add_constraint_not_valid(&shadow, &name, &def),
+                "copying a foreign key to the shadow table",
+            )
+            .await?;
+            if valid {
+                state.fks_to_validate.push(name);
+            }
+        }
+        let orig_idx = inspect::indexes(c, &orig).await?;
+        let shadow_idx = inspect::indexes(c, &shadow).await?;
+        state.index_map = inspect::match_indexes(&orig_idx, &shadow_idx);
+        let clauses = alter::translate_names(&alter.clauses, &state.index_map)?;
+        if let Err(e) = batch(
+            c,
+            &sql::alter_table(&self.schema, &self.names.shadow, &clauses),
+            "applying the ALTER",
+        )
+        .await
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidAlter,
+                format!(
+                    "the server rejected the ALTER: {}",
+                    e.message
+                        .trim_start_matches("applying the ALTER: ")
+                        .replace(&self.names.shadow, &self.table)
+                ),
+            )
+            .with_hint(
+                "fix the --alter text; it was tried on an empty copy, nothing else changed",
+            ));
+        }
+        state.using = alter::using_expressions(&alter.clauses)?;
+        // Secondary (non-unique) indexes are built after the bulk copy: faster than
+        // maintaining them row by row.
+        for idx in inspect::indexes(c, &shadow).await? {
+            if !idx.unique && !idx.constraint {
+                batch(
+                    c,
+                    &sql::drop_index(&self.schema, &idx.name),
+                    "deferring a secondary index",
+                )
+                .await?;
+                state.deferred.push(idx);
+            }
+        }
+        Ok(state)
+    }
+
+    /// This tool's objects for this table that exist now.
+    pub(crate) async fn leftovers_with(&self, c: &Client) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        if self.table_exists(c, &self.names.shadow).await? {
+            found.push(format!("table {}.{}", self.schema, self.names.shadow));
+        }
+        if c.query_opt(sql::SLOT_STATE, &[&self.slot])
+            .await
+            .map_err(|e| pg_err(e, "looking for the replication slot"))?
+            .is_some()
+        {
+            found.push(format!("replication slot {}", self.slot));
+        }
+        let pubs: bool = c
+            .query_one(sql::PUBLICATION_EXISTS, &[&self.publication])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| pg_err(e, "looking for the publication"))?;
+        if pubs {
+            found.push(format!("publication {}", self.publication));
+        }
+        Ok(found)
+    }
+
+    async fn drop_slot(&self, c: &Client) -> Result<Option<String>> {
+        let row = c
+            .query_opt(sql::SLOT_STATE, &[&self.slot])
+            .await
+            .map_err(|e| pg_err(e, "looking for the replication slot"))?;
+        let Some(row) = row else { return Ok(None) };
+        let active: bool = row.try_get(0).map_err(|e| pg_err(e, "reading the slot"))?;
+        let pid: Option<i32> = row.try_get(1).map_err(|e| pg_err(e, "reading the slot"))?;
+        if active {
+            return Err(Error::new(
+                ErrorKind::Leftovers,
+                format!(
+                    "replication slot {} is in use by server process {} (another godwit run?)",
+                    self.slot,
+                    pid.unwrap_or(0)
+                ),
+            )
+            .with_hint("wait for that run to finish, or stop it; its slot is dropped when its session ends"));
+        }
+        c.query(sql::DROP_SLOT, &[&self.slot])
+            .await
+            .map_err(|e| pg_err(e, "dropping the replication slot"))?;
+        Ok(Some(format!("replication slot {}", self.slot)))
+    }
+}
+
+/// Key parts as text, one array per key column (the statement builder's bind format).
+fn key_arrays(keys: &[Key], ncols: usize) -> Vec<Vec<String>> {
+    let mut cols = vec![Vec::with_capacity(keys.len()); ncols];
+    for k in keys {
+        for (i, part) in k.iter().enumerate().take(ncols) {
+            cols[i].push(part_text(part));
+        }
+    }
+    cols
+}
+
+fn part_text(p: &KeyPart) -> String {
+    match p {
+        KeyPart::Text(s) => s.clone(),
+        KeyPart::Int(i) => i.to_string(),
+        KeyPart::UInt(u) => u.to_string(),
+        KeyPart::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
+
+/// Flush `keys` on `c`: delete them from the shadow, re-insert what the original holds
+/// now. With `own_tx`, one transaction per batch; otherwise inside the caller's.
+pub(crate) async fn flush_keys(c: &Client, b: &Builder, keys: &[Key], own_tx: bool) -> Result<u64> {
+    let (del, ins) = (b.flush_delete(), b.flush_insert());
+    let mut n = 0;
+    for chunk in keys.chunks(1000) {
+        let arrays = key_arrays(chunk, b.key.len());
+        let params: Vec<&(dyn ToSql + Sync)> =
+            arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        if own_tx {
+            batch(c, "BEGIN", "replaying changes").await?;
+        }
+        let r = async {
+            c.execute(del.as_str(), &params)
+                .await
+                .map_err(|e| pg_err(e, "replaying changes (delete)"))?;
+            c.execute(ins.as_str(), &params)
+                .await
+                .map_err(|e| pg_err(e, "replaying changes (insert)"))
+        }
+        .await;
+        match r {
+            Ok(_) => {
+                if own_tx {
+                    batch(c, "COMMIT", "replaying changes").await?;
+                }
+                n += chunk.len() as u64;
+            }
+            Err(e) => {
+                if own_tx {
+                    let _ = c.batch_execute("ROLLBACK").await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(n)
+}
+
+pub struct PgCopier {
+    client: Client,
+    b: Builder,
+    last: Option<Vec<String>>,
+    done: bool,
+}
+
+#[async_trait]
+impl Copier for PgCopier {
+    async fn next_chunk(&mut self, rows: u64) -> Result<Option<u64>> {
+        if self.done {
+            return Ok(None);
+        }
+        let after: Vec<&(dyn ToSql + Sync)> = self
+            .last
+            .iter()
+            .flatten()
+            .map(|s| s as &(dyn ToSql + Sync))
+            .collect();
+        let end = self
+            .client
+            .query_opt(
+                self.b
+                    .chunk_end(self.last.is_some(), rows.max(1) - 1)
+                    .as_str(),
+                &after,
+            )
+            .await
+            .map_err(|e| pg_err(e, "finding the next chunk"))?;
+        let end: Option<Vec<String>> = match end {
+            None => None,
+            Some(r) => Some(
+                (0..self.b.key.len())
+                    .map(|i| r.try_get::<_, String>(i))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| pg_err(e, "reading a chunk boundary"))?,
+            ),
+        };
+        let mut params = after;
+        if let Some(e) = &end {
+            params.extend(e.iter().map(|s| s as &(dyn ToSql + Sync)));
+        }
+        let n = self
+            .client
+            .execute(
+                self.b
+                    .copy_chunk(self.last.is_some(), end.is_some())
+                    .as_str(),
+                &params,
+            )
+            .await
+            .map_err(|e| pg_err(e, "copying a chunk"))?;
+        match end {
+            Some(k) => self.last = Some(k),
+            None => self.done = true,
+        }
+        Ok(Some(if self.done { n } else { rows.max(n) }))
+    }
+}
+
+#[async_trait]
+impl Engine for PgEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Postgres
+    }
+    fn names(&self) -> &ArtifactNames {
+        &self.names
+    }
+    fn server_version(&self) -> String {
+        self.version.clone()
+    }
+
+    async fn inspect(&self) -> Result<Table> {
+        let c = self.main.lock().await;
+        let (t, info) = inspect::inspect(&c, Some(&self.schema), &self.table).await?;
+        *self
+            .info
+            .lock()
+            .map_err(|_| Error::internal("engine state poisoned"))? = Some(info);
+        Ok(t)
+    }
+
+    async fn preflight(&self, scope: Scope, orig: &Table) -> Result<()> {
+        let info = self.rel_info()?;
+        let c = self.main.lock().await;
+        let mut cx = checks::CheckCtx {
+            conn: &c,
+            orig,
+            info: &info,
+            engine: self,
+        };
+        checks::run(scope, &mut cx).await
+    }
+
+    async fn leftovers(&self) -> Result<Vec<String>> {
+        let c = self.main.lock().await;
+        self.leftovers_with(&c).await
+    }
+
+    async fn cleanup(&self, include_old: bool) -> Result<Vec<String>> {
+        let mut gone = Vec::new();
+        if let Some((s, _)) = self.stream_session.lock().await.take() {
+            let _ = s.query(sql::DROP_SLOT, &[&self.slot]).await;
+        }
+        let c = self.main.lock().await;
+        if let Some(s) = self.drop_slot(&c).await? {
+            gone.push(s);
+        }
+        let pubs: bool = c
+            .query_one(sql::PUBLICATION_EXISTS, &[&self.publication])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| pg_err(e, "looking for the publication"))?;
+        if pubs {
+            batch(
+                &c,
+                &sql::drop_publication(&self.publication),
+                "dropping the publication",
+            )
+            .await?;
+            gone.push(format!("publication {}", self.publication));
+        }
+        if self.table_exists(&c, &self.names.shadow).await? {
+            batch(
+                &c,
+                &sql::drop_table(&self.schema, &self.names.shadow),
+                "dropping the shadow table",
+            )
+            .await?;
+            gone.push(format!("table {}.{}", self.schema, self.names.shadow));
+        }
+        if include_old {
+            for t in self.old_tables(&c).await? {
+                batch(
+                    &c,
+                    &sql::drop_table(&self.schema, &t),
+                    "dropping an old table",
+                )
+                .await?;
+                gone.push(format!("table {}.{t}", self.schema));
+            }
+        }
+        Ok(gone)
+    }
+
+    async fn cleanup_candidates(&self, include_old: bool) -> Result<Vec<String>> {
+        let mut found = self.leftovers().await?;
+        if include_old {
+            let c = self.main.lock().await;
+            for t in self.old_tables(&c).await? {
+                found.push(format!("table {}.{t}", self.schema));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn start_stream(&self, _orig: &Table) -> Result<Position> {
+        {
+            let c = self.main.lock().await;
+            batch(
+                &c,
+                &sql::create_publication(&self.schema, &self.table, &self.publication),
+                "creating the publication",
+            )
+            .await?;
+        }
+        // The slot comes after the publication (decoding looks publications up as of
+        // each change), on a session that has written nothing.
+        let s = conn::connect(&self.target, "stream").await?;
+        let lsn: String = s
+            .query_one(sql::CREATE_SLOT, &[&self.slot])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| {
+                let e = pg_err(e, "creating the replication slot");
+                if e.message.contains("53400") {
+                    Error::new(ErrorKind::ReplicationSlots, e.message).with_hint(
+                        "free a replication slot (SELECT * FROM pg_replication_slots) or raise max_replication_slots (needs a restart)",
+                    )
+                } else {
+                    e
+                }
+            })?;
+        let lsn = pgoutput::parse_lsn(&lsn)
+            .ok_or_else(|| Error::internal(format!("unexpected slot LSN {lsn}")))?;
+        *self.stream_session.lock().await = Some((s, lsn));
+        Ok(Position::Lsn(lsn))
+    }
+
+    async fn open_stream(
+        &self,
+        _orig: &Table,
+        key: &[String],
+        from: &Position,
+    ) -> Result<Box<dyn ChangeStream>> {
+        let (client, start) = self
+            .stream_session
+            .lock()
+            .await
+            .take()
+            .ok_or_else(|| Error::internal("start_stream was not called"))?;
+        let from = match from {
+            Position::Lsn(l) => *l,
+            _ => start,
+        };
+        let info = self.rel_info()?;
+        Ok(Box::new(stream::PgStream::new(
+            client,
+            self.slot.clone(),
+            self.publication.clone(),
+            info.oid,
+            key.to_vec(),
+            from,
+        )))
+    }
+
+    async fn create_shadow(&self, _orig: &Table, alter: &AlterSpec) -> Result<Table> {
+        let c = self.main.lock().await;
+        match self.create_shadow_inner(&c, alter).await {
+            Ok(state) => {
+                *self
+                    .shadow
+                    .lock()
+                    .map_err(|_| Error::internal("engine state poisoned"))? = state;
+            }
+            Err(e) => {
+                let _ = batch(
+                    &c,
+                    &sql::drop_table(&self.schema, &self.names.shadow),
+                    "dropping the shadow table",
+                )
+                .await;
+                return Err(e);
+            }
+        }
+        let (t, _) = inspect::inspect(&c, Some(&self.schema), &self.names.shadow).await?;
+        // Views are re-pointed at the new table with CREATE OR REPLACE VIEW, which (like
+        // the in-place ALTER) cannot change the type of, or lose, a column a view reads.
+        let rows = c
+            .query(sql::VIEW_COLUMNS, &[&self.orig_q()])
+            .await
+            .map_err(|e| pg_err(e, "reading the columns views use"))?;
+        for r in rows {
+            let rd = |e| pg_err(e, "reading the columns views use");
+            let view: String = r.try_get(0).map_err(rd)?;
+            let col: String = r.try_get(1).map_err(rd)?;
+            let ty: String = r.try_get(2).map_err(rd)?;
+            let ok = t
+                .columns
+                .iter()
+                .any(|c| c.name == col && c.column_type == ty);
+            if !ok {
+                let _ = batch(
+                    &c,
+                    &sql::drop_table(&self.schema, &self.names.shadow),
+                    "dropping the shadow table",
+                )
+                .await;
+                return Err(Error::new(
+                    ErrorKind::InvalidAlter,
+                    format!("the ALTER changes or removes column \"{col}\" ({ty}), which view {view} uses (an in-place ALTER TABLE would fail the same way)"),
+                )
+                .with_hint(format!("drop view {view} first and create it again after the migration")));
+            }
+        }
+        Ok(t)
+    }
+
+    fn check_key(&self, orig: &Table, mapping: &ColumnMapping) -> Result<()> {
+        self.key_columns(orig, mapping)?;
+        let info = self.rel_info()?;
+        if info.replica_identity == 'f' {
+            return Ok(());
+        }
+        let same = info.identity_columns.len() == mapping.key.source_columns.len()
+            && info
+                .identity_columns
+                .iter()
+                .all(|c| mapping.key.source_columns.contains(c));
+        if same {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::NoSharedKey,
+            format!(
+                "the key shared by old and new table ({}) is not the replica identity of {} ({}): the change stream would not name the rows changed",
+                mapping.key.source_columns.join(", "),
+                self.table,
+                if info.identity_columns.is_empty() { "none".to_string() } else { info.identity_columns.join(", ") }
+            ),
+        )
+        .with_hint("keep a unique key on the replica identity columns in the new table (e.g. ADD UNIQUE (id) when changing the primary key), or set REPLICA IDENTITY FULL on the table"))
+    }
+
+    async fn drop_shadow(&self) -> Result<()> {
+        let c = self.main.lock().await;
+        batch(
+            &c,
+            &sql::drop_table(&self.schema, &self.names.shadow),
+            "dropping the shadow table",
+        )
+        .await
+    }
+
+    async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
+        let state = self.shadow_state()?;
+        let c = self.main.lock().await;
+        for idx in &state.deferred {
+            tracing::info!(index = %idx.name, "building a secondary index");
+            batch(&c, &idx.full, "building a secondary index").await?;
+            if let Some(comment) = &idx.comment {
+                let stmt: String = c
+                    .query_one(
+                        sql::FORMAT_INDEX_COMMENT,
+                        &[&qualified(&self.schema, &idx.name), comment],
+                    )
+                    .await
+                    .and_then(|r| r.try_get(0))
+                    .map_err(|e| pg_err(e, "copying an index comment"))?;
+                batch(&c, &stmt, "copying an index comment").await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn copier(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Box<dyn Copier>> {
+        let client = conn::connect(&self.target, "copy").await?;
+        Ok(Box::new(PgCopier {
+            client,
+            b: self.builder(orig, mapping)?,
+            last: None,
+            done: false,
+        }))
+    }
+
+    async fn flush(&self, orig: &Table, mapping: &ColumnMapping, keys: &[Key]) -> Result<u64> {
+        let b = self.builder(orig, mapping)?;
+        let c = self.main.lock().await;
+        flush_keys(&c, &b, keys, true).await
+    }
+
+    async fn lock_for_cut_over(
+        &self,
+        orig: &Table,
+        mapping: &ColumnMapping,
+        timeout: Duration,
+        attempt: u32,
+    ) -> Result<Box<dyn CutOverLock>> {
+        let state = self.shadow_state()?;
+        let hold = if attempt == 1 {
+            self.options.cut_over_hold
+        } else {
+            None
+        };
+        let lock = cutover::lock(cutover::CutOverSetup {
+            target: self.target.clone(),
+            schema: self.schema.clone(),
+            orig: self.table.clone(),
+            shadow: self.names.shadow.clone(),
+            old: self.names.old.clone(),
+            publication: self.publication.clone(),
+            builder: self.builder(orig, mapping)?,
+            mapping: mapping.clone(),
+            info: self.rel_info()?,
+            index_map: state.index_map,
+            fks_to_validate: state.fks_to_validate,
+            timeout,
+            hold,
+        })
+        .await?;
+        Ok(Box::new(lock))
+    }
+
+    async fn status_values(&self, names: &[String]) -> Result<Vec<f64>> {
+        let c = self.main.lock().await;
+        let active: f64 = c
+            .query_one(sql::ACTIVE_BACKENDS, &[])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| pg_err(e, "reading server activity"))?;
+        Ok(names
+            .iter()
+            .map(|n| {
+                let n = n.to_ascii_lowercase();
+                if n == "threads_running" || n == "active_connections" || n == "active" {
+                    active
+                } else {
+                    0.0
+                }
+            })
+            .collect())
+    }
+
+    async fn drop_old(&self) -> Result<()> {
+        let c = self.main.lock().await;
+        batch(
+            &c,
+            &sql::drop_table(&self.schema, &self.names.old),
+            "dropping the old table",
+        )
+        .await
+    }
+
+    async fn close(&self) -> Result<()> {
+        if let Some((s, _)) = self.stream_session.lock().await.take() {
+            let _ = s.query(sql::DROP_SLOT, &[&self.slot]).await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_are_valid_slot_names() {
+        let (slot, publication) = stream_names("db", "public", &"Weird-Name".repeat(10));
+        assert!(slot.len() <= 63 && publication.len() <= 63, "{slot}");
+        assert!(slot
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        assert!(slot.starts_with(PREFIX) && publication.starts_with(PREFIX));
+        // Same table name in two databases: different slots (slots are server-wide).
+        assert_ne!(
+            stream_names("a", "public", "t").0,
+            stream_names("b", "public", "t").0
+        );
+        assert_eq!(
+            stream_names("a", "public", "t"),
+            stream_names("a", "public", "t")
+        );
+    }
+
+    #[test]
+    fn key_arrays_are_per_column() {
+        let keys = vec![
+            vec![KeyPart::Text("1".into()), KeyPart::Text("a".into())],
+            vec![KeyPart::Int(2), KeyPart::Text("b".into())],
+        ];
+        assert_eq!(
+            key_arrays(&keys, 2),
+            vec![
+                vec!["1".to_string(), "2".into()],
+                vec!["a".to_string(), "b".into()]
+            ]
+        );
+    }
 }

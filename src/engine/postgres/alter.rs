@@ -1,0 +1,146 @@
+//! What the PostgreSQL engine reads from the ALTER clauses itself:
+//! * `ALTER [COLUMN] c [SET DATA] TYPE t USING expr`: the copy must compute `expr`, as the
+//!   in-place ALTER would;
+//! * index and constraint names: `LIKE` gives the shadow's indexes new names, so a clause
+//!   naming one of the original's (`DROP CONSTRAINT t_pkey`) is pointed at the shadow's.
+
+use super::sql::quote;
+use crate::error::{Error, ErrorKind, Result};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+fn tokens(text: &str) -> Result<Vec<Token>> {
+    Tokenizer::new(&PostgreSqlDialect {}, text)
+        .tokenize()
+        .map_err(|e| {
+            Error::new(ErrorKind::InvalidAlter, format!("cannot read --alter: {e}"))
+                .with_hint("check the quoting in the ALTER text")
+        })
+}
+
+fn is_kw(t: &Token, k: Keyword) -> bool {
+    matches!(t, Token::Word(w) if w.quote_style.is_none() && w.keyword == k)
+}
+
+/// Split into top-level clauses (commas at depth 0), whitespace kept.
+fn clauses(toks: &[Token]) -> Vec<&[Token]> {
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (i, t) in toks.iter().enumerate() {
+        match t {
+            Token::LParen | Token::LBracket => depth += 1,
+            Token::RParen | Token::RBracket => depth -= 1,
+            Token::Comma if depth == 0 => {
+                out.push(&toks[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&toks[start..]);
+    out
+}
+
+fn ident(t: &Token) -> Option<String> {
+    match t {
+        Token::Word(w) if w.quote_style.is_some() => Some(w.value.clone()),
+        // Unquoted identifiers fold to lower case in PostgreSQL.
+        Token::Word(w) => Some(w.value.to_lowercase()),
+        _ => None,
+    }
+}
+
+/// (column, USING expression) for every type change with USING.
+pub fn using_expressions(clauses_text: &str) -> Result<Vec<(String, String)>> {
+    let toks = tokens(clauses_text)?;
+    let mut out = Vec::new();
+    for c in clauses(&toks) {
+        let sig: Vec<usize> = (0..c.len())
+            .filter(|&i| !matches!(c[i], Token::Whitespace(_)))
+            .collect();
+        if sig.is_empty() || !is_kw(&c[sig[0]], Keyword::ALTER) {
+            continue;
+        }
+        let mut k = 1;
+        if sig.len() > k && is_kw(&c[sig[k]], Keyword::COLUMN) {
+            k += 1;
+        }
+        let Some(col) = sig.get(k).and_then(|&i| ident(&c[i])) else {
+            continue;
+        };
+        let is_type = sig[k + 1..]
+            .iter()
+            .take(3)
+            .any(|&i| is_kw(&c[i], Keyword::TYPE));
+        if !is_type {
+            continue;
+        }
+        if let Some(&u) = sig.iter().find(|&&i| is_kw(&c[i], Keyword::USING)) {
+            let expr: String = c[u + 1..].iter().map(|t| t.to_string()).collect();
+            out.push((col, expr.trim().to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Rewrite names of the original's indexes/constraints (after CONSTRAINT, INDEX or ON)
+/// to the shadow's names.
+pub fn translate_names(clauses_text: &str, names: &[(String, String)]) -> Result<String> {
+    let toks = tokens(clauses_text)?;
+    let mut out = String::new();
+    let mut prev_sig: Option<&Token> = None;
+    for t in &toks {
+        let mut text = t.to_string();
+        if let (Some(p), Some(id)) = (prev_sig, ident(t)) {
+            if is_kw(p, Keyword::CONSTRAINT) || is_kw(p, Keyword::INDEX) || is_kw(p, Keyword::ON) {
+                if let Some((_, to)) = names.iter().find(|(from, _)| *from == id) {
+                    text = quote(to);
+                }
+            }
+        }
+        if !matches!(t, Token::Whitespace(_)) {
+            prev_sig = Some(t);
+        }
+        out.push_str(&text);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn using_is_found_per_column() {
+        let u = using_expressions(
+            "ALTER COLUMN a TYPE int USING (a::int), alter b set data type numeric(10,2) using round(b, 2), ADD COLUMN c text, ALTER \"D\" TYPE bigint",
+        )
+        .unwrap();
+        assert_eq!(
+            u,
+            vec![
+                ("a".to_string(), "(a::int)".to_string()),
+                ("b".to_string(), "round(b, 2)".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn constraint_names_point_at_the_shadow() {
+        let names = vec![("t_pkey".to_string(), "_godwit_new_t_pkey".to_string())];
+        assert_eq!(
+            translate_names("DROP CONSTRAINT t_pkey, ADD PRIMARY KEY (code)", &names).unwrap(),
+            "DROP CONSTRAINT \"_godwit_new_t_pkey\", ADD PRIMARY KEY (code)"
+        );
+        assert_eq!(
+            translate_names("ADD COLUMN t_pkey int", &names).unwrap(),
+            "ADD COLUMN t_pkey int"
+        );
+        assert_eq!(
+            translate_names("REPLICA IDENTITY USING INDEX t_pkey", &names).unwrap(),
+            "REPLICA IDENTITY USING INDEX \"_godwit_new_t_pkey\""
+        );
+    }
+}

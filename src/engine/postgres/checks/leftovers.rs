@@ -1,0 +1,28 @@
+use super::{Check, CheckCtx};
+use crate::error::{Error, ErrorKind, Result};
+use async_trait::async_trait;
+
+/// A shadow table, slot or publication from an earlier run means that run may still be
+/// going, or died.
+pub struct Leftovers;
+
+#[async_trait]
+impl Check for Leftovers {
+    fn name(&self) -> &'static str {
+        "leftovers"
+    }
+    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()> {
+        let found = cx.engine.leftovers_with(cx.conn).await?;
+        if found.is_empty() {
+            return Ok(());
+        }
+        let t = format!("{}.{}", cx.info.schema, cx.info.name);
+        Err(Error::new(
+            ErrorKind::Leftovers,
+            format!("found objects of an earlier godwit run on {t}: {}", found.join(", ")),
+        )
+        .with_hint(format!(
+            "if no other godwit run is migrating this table, remove them with: godwit cleanup --url <URL> --table {t} --execute"
+        )))
+    }
+}

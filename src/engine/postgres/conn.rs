@@ -1,0 +1,106 @@
+//! Connections and driver errors.
+
+use super::sql::SESSION_OPTIONS;
+use crate::error::{Error, ErrorKind, Result};
+use crate::target::Target;
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+/// Map a driver error to a godwit error. Server errors keep the server's text and code.
+pub fn pg_err(e: tokio_postgres::Error, what: &str) -> Error {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().clone();
+        let kind = if code == SqlState::INVALID_PASSWORD
+            || code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        {
+            ErrorKind::Authentication
+        } else if code == SqlState::INSUFFICIENT_PRIVILEGE {
+            ErrorKind::Privileges
+        } else if code == SqlState::UNDEFINED_TABLE || code == SqlState::INVALID_CATALOG_NAME {
+            ErrorKind::TableMissing
+        } else if code == SqlState::LOCK_NOT_AVAILABLE || code == SqlState::T_R_DEADLOCK_DETECTED {
+            ErrorKind::CutOverFailed
+        } else if code == SqlState::UNIQUE_VIOLATION
+            || code == SqlState::NOT_NULL_VIOLATION
+            || code == SqlState::CHECK_VIOLATION
+            || code == SqlState::FOREIGN_KEY_VIOLATION
+            || code == SqlState::EXCLUSION_VIOLATION
+            || code.code().starts_with("22")
+        {
+            ErrorKind::DataError
+        } else {
+            ErrorKind::Internal
+        };
+        let mut msg = format!("{what}: {} (SQLSTATE {})", db.message(), code.code());
+        if let Some(d) = db.detail() {
+            msg.push_str(&format!("; {d}"));
+        }
+        let err = Error::new(kind, msg);
+        return match kind {
+            ErrorKind::Authentication => err.with_hint(
+                "check the user in --url and the password (PGPASSWORD, ~/.pgpass, --password-file or the URL)",
+            ),
+            ErrorKind::Privileges => err.with_hint(
+                "the migration user needs REPLICATION (or superuser) and must own the table; see docs/postgres.md",
+            ),
+            ErrorKind::DataError => err.with_hint(
+                "the existing or concurrently written data does not fit the new table; fix the data or the ALTER. The original table is unchanged",
+            ),
+            _ => err,
+        };
+    }
+    if e.is_closed() || e.to_string().contains("connect") {
+        return Error::new(
+            ErrorKind::Unreachable,
+            format!("{what}: cannot reach the server: {e}"),
+        )
+        .with_hint("check host and port in --url, and that the server is running");
+    }
+    Error::internal(format!("{what}: {e}"))
+}
+
+/// Open one session with godwit's pinned settings.
+pub async fn connect(target: &Target, purpose: &str) -> Result<Client> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(&target.host)
+        .port(target.port)
+        .user(&target.user)
+        .dbname(&target.database)
+        .application_name(format!("godwit {purpose}"))
+        .options(SESSION_OPTIONS)
+        .connect_timeout(Duration::from_secs(15));
+    if let Some(p) = target.password() {
+        cfg.password(p);
+    }
+    if target
+        .params
+        .iter()
+        .any(|(k, v)| k == "sslmode" && (v == "require" || v.starts_with("verify")))
+    {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "TLS connections to PostgreSQL are not supported by this build",
+        )
+        .with_hint("connect over a trusted network or a local tunnel, without sslmode=require"));
+    }
+    let (client, connection) = cfg.connect(NoTls).await.map_err(|e| {
+        let e = pg_err(e, &format!("connecting to {target}"));
+        Error {
+            message: target.scrub(&e.message),
+            ..e
+        }
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("connection closed: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// Run statements without parameters.
+pub async fn batch(c: &Client, sql: &str, what: &str) -> Result<()> {
+    tracing::trace!(sql, "batch");
+    c.batch_execute(sql).await.map_err(|e| pg_err(e, what))
+}

@@ -1,0 +1,571 @@
+//! The PostgreSQL statement builder: every SQL text the PostgreSQL engine sends is built
+//! here. Identifiers are quoted by [`quote`]; values go through bind parameters (key
+//! values always as text, cast back to the column's type by the server).
+
+use crate::schema::ColumnMapping;
+
+/// Quote an identifier with double quotes.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// `"schema"."name"`
+pub fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote(schema), quote(name))
+}
+
+/// A key column: its name and its full type (`format_type`), used to cast text back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyColumn {
+    pub name: String,
+    pub sql_type: String,
+}
+
+/// Statements for one migration: original, shadow, mapping, key.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    pub orig: String,
+    pub shadow: String,
+    pub key: Vec<KeyColumn>,
+    target_key: Vec<String>,
+    insert_cols: String,
+    select_cols: String,
+}
+
+impl Builder {
+    /// `exprs` are USING expressions of the ALTER, by shadow column name: the copy selects
+    /// them instead of the source column, exactly as the in-place ALTER would compute.
+    pub fn new(
+        schema: &str,
+        orig: &str,
+        shadow: &str,
+        mapping: &ColumnMapping,
+        key: Vec<KeyColumn>,
+        exprs: &[(String, String)],
+    ) -> Builder {
+        let insert_cols = mapping
+            .columns
+            .iter()
+            .map(|m| quote(&m.target))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let select_cols = mapping
+            .columns
+            .iter()
+            .map(|m| match exprs.iter().find(|(t, _)| *t == m.target) {
+                Some((_, e)) => format!("({e})"),
+                None => format!("o.{}", quote(&m.source)),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        Builder {
+            orig: qualified(schema, orig),
+            shadow: qualified(schema, shadow),
+            key,
+            target_key: mapping.key.target_columns.clone(),
+            insert_cols,
+            select_cols,
+        }
+    }
+
+    fn key_row(&self, alias: &str) -> String {
+        let cols: Vec<String> = self
+            .key
+            .iter()
+            .map(|k| format!("{alias}.{}", quote(&k.name)))
+            .collect();
+        format!("({})", cols.join(", "))
+    }
+
+    /// `($1::text::type, $2::text::type)` starting at parameter `first`.
+    fn bound_row(&self, first: usize) -> String {
+        let vals: Vec<String> = self
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("${}::text::{}", first + i, k.sql_type))
+            .collect();
+        format!("({})", vals.join(", "))
+    }
+
+    fn key_text(&self, alias: &str) -> String {
+        self.key
+            .iter()
+            .map(|k| format!("{alias}.{}::text", quote(&k.name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The key (as text) of the row `offset` rows past `after` (or from the start).
+    /// Parameters: the `after` key parts, if any.
+    pub fn chunk_end(&self, after: bool, offset: u64) -> String {
+        let filter = if after {
+            format!("WHERE {} > {}", self.key_row("o"), self.bound_row(1))
+        } else {
+            String::new()
+        };
+        format!(
+            "SELECT {} FROM {} o {filter} ORDER BY {} LIMIT 1 OFFSET {offset}",
+            self.key_text("o"),
+            self.orig,
+            self.key_row("o").trim_matches(['(', ')'])
+        )
+    }
+
+    fn conflict_target(&self) -> String {
+        let cols: Vec<String> = self.target_key.iter().map(|c| quote(c)).collect();
+        cols.join(", ")
+    }
+
+    /// Copy the rows with key in (`after`, `upto`]. Parameters: `after` parts then `upto`
+    /// parts, for the bounds that are present.
+    pub fn copy_chunk(&self, after: bool, upto: bool) -> String {
+        let mut conds = Vec::new();
+        let mut next = 1;
+        if after {
+            conds.push(format!("{} > {}", self.key_row("o"), self.bound_row(next)));
+            next += self.key.len();
+        }
+        if upto {
+            conds.push(format!("{} <= {}", self.key_row("o"), self.bound_row(next)));
+        }
+        let filter = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        format!(
+            "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} o{filter} ON CONFLICT ({}) DO NOTHING",
+            self.shadow,
+            self.insert_cols,
+            self.select_cols,
+            self.orig,
+            self.conflict_target()
+        )
+    }
+
+    /// `(SELECT * FROM unnest($1::text[]::t1[], …))`: one text array per key column.
+    fn key_set(&self) -> String {
+        let arrays: Vec<String> = self
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("${}::text[]::{}[]", i + 1, k.sql_type))
+            .collect();
+        format!("(SELECT * FROM unnest({}))", arrays.join(", "))
+    }
+
+    /// Remove the keys from the shadow (first half of a flush).
+    pub fn flush_delete(&self) -> String {
+        let cols: Vec<String> = self
+            .target_key
+            .iter()
+            .map(|c| format!("s.{}", quote(c)))
+            .collect();
+        format!(
+            "DELETE FROM {} s WHERE ({}) IN {}",
+            self.shadow,
+            cols.join(", "),
+            self.key_set()
+        )
+    }
+
+    /// Re-insert the keys from the original (second half of a flush).
+    pub fn flush_insert(&self) -> String {
+        format!(
+            "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} o WHERE {} IN {}",
+            self.shadow,
+            self.insert_cols,
+            self.select_cols,
+            self.orig,
+            self.key_row("o"),
+            self.key_set()
+        )
+    }
+}
+
+// ---- session, stream and artifacts -------------------------------------------------
+
+/// Settings of every session godwit opens: values rendered as text (keys in the change
+/// stream, chunk bounds) must read back to the same value.
+pub const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c standard_conforming_strings=on";
+
+pub fn create_publication(schema: &str, table: &str, publication: &str) -> String {
+    format!(
+        "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, update, delete, truncate')",
+        quote(publication),
+        qualified(schema, table)
+    )
+}
+
+pub fn drop_publication(publication: &str) -> String {
+    format!("DROP PUBLICATION IF EXISTS {}", quote(publication))
+}
+
+/// Parameters: slot name. A temporary slot disappears with the session if godwit dies.
+pub const CREATE_SLOT: &str =
+    "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput', true)";
+pub const DROP_SLOT: &str = "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND (NOT active OR active_pid = pg_backend_pid())";
+/// Parameters: slot, upto_nchanges (int4), publication.
+pub const PEEK: &str = "SELECT lsn::text, xid::text::int8, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3, 'messages', 'true')";
+pub const FLUSH_LSN: &str = "SELECT pg_current_wal_flush_lsn()::text";
+/// Parameters: slot, lsn as text.
+pub const ADVANCE: &str = "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)";
+/// The next full transaction id (to widen 32-bit xids from the stream).
+pub const NEXT_XID: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8";
+/// Parameters: full xids (int8[]). Returns those a fresh snapshot does not see yet.
+pub const INVISIBLE_XIDS: &str = "SELECT x FROM unnest($1::int8[]) AS x WHERE NOT pg_visible_in_snapshot(x::text::xid8, pg_current_snapshot())";
+/// The cut-over fence: committed synchronously (to local disk), so decoding sees it and
+/// everything committed before it. Parameter: marker text.
+pub const FENCE: &str = "SELECT pg_logical_emit_message(true, 'godwit', $1)::text";
+
+pub fn create_shadow_like(schema: &str, orig: &str, shadow: &str) -> String {
+    format!(
+        "CREATE TABLE {} (LIKE {} INCLUDING ALL)",
+        qualified(schema, shadow),
+        qualified(schema, orig)
+    )
+}
+
+pub fn alter_table(schema: &str, table: &str, clauses: &str) -> String {
+    format!("ALTER TABLE {} {clauses}", qualified(schema, table))
+}
+
+pub fn drop_table(schema: &str, table: &str) -> String {
+    format!("DROP TABLE IF EXISTS {}", qualified(schema, table))
+}
+
+pub fn drop_index(schema: &str, index: &str) -> String {
+    format!("DROP INDEX IF EXISTS {}", qualified(schema, index))
+}
+
+pub fn rename_table(schema: &str, from: &str, to: &str) -> String {
+    format!(
+        "ALTER TABLE {} RENAME TO {}",
+        qualified(schema, from),
+        quote(to)
+    )
+}
+
+/// Renaming an index also renames the constraint it backs.
+pub fn rename_index(schema: &str, from: &str, to: &str) -> String {
+    format!(
+        "ALTER INDEX {} RENAME TO {}",
+        qualified(schema, from),
+        quote(to)
+    )
+}
+
+pub fn rename_sequence(schema: &str, from: &str, to: &str) -> String {
+    format!(
+        "ALTER SEQUENCE {} RENAME TO {}",
+        qualified(schema, from),
+        quote(to)
+    )
+}
+
+pub fn sequence_owned_by(
+    seq_schema: &str,
+    seq: &str,
+    schema: &str,
+    table: &str,
+    col: &str,
+) -> String {
+    format!(
+        "ALTER SEQUENCE {} OWNED BY {}.{}",
+        qualified(seq_schema, seq),
+        qualified(schema, table),
+        quote(col)
+    )
+}
+
+/// The state of a sequence (`seq` already quoted).
+pub fn sequence_state(seq: &str) -> String {
+    format!("SELECT last_value, is_called FROM {seq}")
+}
+
+/// Parameters: sequence (text, cast to regclass), value, is_called.
+pub const SETVAL: &str = "SELECT setval($1::text::regclass, $2, $3)";
+
+pub fn lock_tables(schema: &str, orig: &str, shadow: &str) -> String {
+    format!(
+        "LOCK TABLE {}, {} IN ACCESS EXCLUSIVE MODE",
+        qualified(schema, orig),
+        qualified(schema, shadow)
+    )
+}
+
+pub fn drop_constraint(table: &str, name: &str) -> String {
+    format!("ALTER TABLE {table} DROP CONSTRAINT {}", quote(name))
+}
+
+/// `def` comes from `pg_get_constraintdef` (captured with a fully qualifying search_path).
+pub fn add_constraint_not_valid(table: &str, name: &str, def: &str) -> String {
+    format!(
+        "ALTER TABLE {table} ADD CONSTRAINT {} {def} NOT VALID",
+        quote(name)
+    )
+}
+
+pub fn validate_constraint(table: &str, name: &str) -> String {
+    format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", quote(name))
+}
+
+pub fn create_or_replace_view(view: &str, def: &str) -> String {
+    format!("CREATE OR REPLACE VIEW {view} AS {def}")
+}
+
+pub fn grant(privilege: &str, table: &str, grantee: Option<&str>, grantable: bool) -> String {
+    let to = grantee.map(quote).unwrap_or_else(|| "PUBLIC".into());
+    let opt = if grantable { " WITH GRANT OPTION" } else { "" };
+    format!("GRANT {privilege} ON TABLE {table} TO {to}{opt}")
+}
+
+pub fn owner_to(table: &str, owner: &str) -> String {
+    format!("ALTER TABLE {table} OWNER TO {}", quote(owner))
+}
+
+pub fn trigger_state(table: &str, trigger: &str, state: char) -> Option<String> {
+    let what = match state {
+        'D' => "DISABLE TRIGGER",
+        'R' => "ENABLE REPLICA TRIGGER",
+        'A' => "ENABLE ALWAYS TRIGGER",
+        _ => return None,
+    };
+    Some(format!("ALTER TABLE {table} {what} {}", quote(trigger)))
+}
+
+pub fn replica_identity(table: &str, kind: char, index: Option<&str>) -> Option<String> {
+    let what = match (kind, index) {
+        ('f', _) => "FULL".to_string(),
+        ('n', _) => "NOTHING".to_string(),
+        ('i', Some(i)) => format!("USING INDEX {}", quote(i)),
+        _ => return None,
+    };
+    Some(format!("ALTER TABLE {table} REPLICA IDENTITY {what}"))
+}
+
+pub fn row_security(table: &str, enable: bool, force: bool) -> Vec<String> {
+    let mut v = Vec::new();
+    if enable {
+        v.push(format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"));
+    }
+    if force {
+        v.push(format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"));
+    }
+    v
+}
+
+/// A policy from `pg_policies`.
+pub fn create_policy(
+    name: &str,
+    table: &str,
+    permissive: &str,
+    cmd: &str,
+    roles: &[String],
+    qual: Option<&str>,
+    check: Option<&str>,
+) -> String {
+    let roles: Vec<String> = roles
+        .iter()
+        .map(|r| {
+            if r == "public" {
+                "PUBLIC".to_string()
+            } else {
+                quote(r)
+            }
+        })
+        .collect();
+    let mut s = format!(
+        "CREATE POLICY {} ON {table} AS {permissive} FOR {cmd} TO {}",
+        quote(name),
+        roles.join(", ")
+    );
+    if let Some(q) = qual {
+        s.push_str(&format!(" USING ({q})"));
+    }
+    if let Some(c) = check {
+        s.push_str(&format!(" WITH CHECK ({c})"));
+    }
+    s
+}
+
+pub fn add_to_publication(publication: &str, table: &str) -> String {
+    format!("ALTER PUBLICATION {} ADD TABLE {table}", quote(publication))
+}
+
+/// Parameters: object kind keyword is fixed; the server formats the literal (`%L`).
+/// Returns the statement to run (built server-side so the comment is escaped there).
+pub const FORMAT_TABLE_COMMENT: &str =
+    "SELECT format('COMMENT ON TABLE %s IS %L', $1::text, $2::text)";
+pub const FORMAT_INDEX_COMMENT: &str =
+    "SELECT format('COMMENT ON INDEX %s IS %L', $1::text, $2::text)";
+pub const FORMAT_RELOPTIONS: &str =
+    "SELECT format('ALTER TABLE %s SET (%s)', $1::text, array_to_string($2::text[], ', '))";
+
+pub fn set_lock_timeout() -> &'static str {
+    "SELECT set_config('lock_timeout', $1, false)"
+}
+
+// ---- catalog queries ----------------------------------------------------------------
+
+pub const SERVER_VERSION: &str = "SELECT version()";
+pub const CURRENT_SCHEMA: &str = "SELECT current_schema()::text";
+/// Parameters: schema, name. Whether a table exists.
+pub const TABLE_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)";
+/// Parameters: schema, LIKE pattern.
+pub const TABLES_LIKE: &str = "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname LIKE $2 AND c.relkind = 'r' ORDER BY 1";
+/// Parameters: slot. Returns active, active_pid.
+pub const SLOT_STATE: &str =
+    "SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = $1";
+/// Parameters: publication.
+pub const PUBLICATION_EXISTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)";
+/// Parameters: table (quoted, qualified). Outgoing foreign keys (not self-references).
+pub const OUTGOING_FKS: &str = "SELECT conname::text, pg_get_constraintdef(oid), convalidated FROM pg_constraint WHERE contype = 'f' AND conrelid = $1::text::regclass AND confrelid <> conrelid ORDER BY conname";
+/// Parameters: table. Storage parameters.
+pub const RELOPTIONS: &str =
+    "SELECT COALESCE(reloptions, '{}')::text[] FROM pg_class WHERE oid = $1::text::regclass";
+pub const ACTIVE_BACKENDS: &str = "SELECT count(*)::float8 FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend'";
+
+// ---- what the cut-over carries over (parameter $1: the original, quoted and qualified) --
+
+/// Views reading the table: (qualified name, definition, options).
+pub const DEPENDENT_VIEWS: &str = "SELECT DISTINCT format('%I.%I', n.nspname, v.relname), pg_get_viewdef(v.oid), array_to_string(v.reloptions, ', '), v.relkind::text \
+    FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class JOIN pg_namespace n ON n.oid = v.relnamespace \
+    WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = $1::text::regclass AND v.oid <> d.refobjid";
+/// Foreign keys pointing at the table (including its own self-references):
+/// (referencing table, name, definition, validated, self-reference).
+pub const REFERENCING_FKS: &str = "SELECT format('%I.%I', n.nspname, c.relname), k.conname::text, pg_get_constraintdef(k.oid), k.convalidated, k.conrelid = k.confrelid \
+    FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+    WHERE k.contype = 'f' AND k.confrelid = $1::text::regclass ORDER BY 1, 2";
+/// User triggers: (name, definition, enabled state).
+pub const TRIGGERS: &str = "SELECT tgname::text, pg_get_triggerdef(oid), tgenabled::text FROM pg_trigger WHERE tgrelid = $1::text::regclass AND NOT tgisinternal ORDER BY tgname";
+/// Table privileges: (grantee or NULL for PUBLIC, privilege, grantable).
+pub const GRANTS: &str = "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee)::text END, a.privilege_type, a.is_grantable \
+    FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = $1::text::regclass";
+/// (owner, comment, row security, forced row security, replica identity).
+pub const TABLE_PROPS: &str = "SELECT pg_get_userbyid(relowner)::text, obj_description(oid, 'pg_class'), relrowsecurity, relforcerowsecurity, relreplident::text, current_user::text FROM pg_class WHERE oid = $1::text::regclass";
+/// Parameters: schema, table. (name, permissive, roles, command, qual, with check).
+pub const POLICIES: &str = "SELECT policyname::text, permissive, roles::text[], cmd, qual, with_check FROM pg_policies WHERE schemaname = $1 AND tablename = $2 ORDER BY policyname";
+/// Publications (other than godwit's) that include the table.
+pub const PUBLICATIONS: &str = "SELECT p.pubname::text FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE pr.prrelid = $1::text::regclass AND p.pubname <> $2";
+/// Sequences owned by a column (`a`: serial/OWNED BY, `i`: identity):
+/// (qualified name, schema, name, column, dependency type).
+pub const OWNED_SEQUENCES: &str = "SELECT format('%I.%I', sn.nspname, s.relname), sn.nspname::text, s.relname::text, a.attname::text, d.deptype::text \
+    FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' JOIN pg_namespace sn ON sn.oid = s.relnamespace \
+    JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+    WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = $1::text::regclass AND d.deptype IN ('a', 'i')";
+/// Columns of the table that views read: (view, column, type).
+pub const VIEW_COLUMNS: &str = "SELECT DISTINCT format('%I.%I', n.nspname, v.relname), a.attname::text, format_type(a.atttypid, a.atttypmod) \
+    FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class JOIN pg_namespace n ON n.oid = v.relnamespace \
+    JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+    WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = $1::text::regclass AND d.refobjsubid > 0 AND v.oid <> d.refobjid";
+/// Parameters: qualified name as text. Whether a relation of that name exists.
+pub const RELATION_EXISTS: &str = "SELECT to_regclass($1) IS NOT NULL";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{MappedColumn, SharedKey};
+
+    fn builder(keys: &[&str]) -> Builder {
+        let mapping = ColumnMapping {
+            columns: vec![
+                MappedColumn {
+                    source: "id".into(),
+                    target: "id".into(),
+                },
+                MappedColumn {
+                    source: "a\"b".into(),
+                    target: "c".into(),
+                },
+            ],
+            dropped: vec![],
+            added: vec![],
+            key: SharedKey {
+                source_name: "t_pkey".into(),
+                target_name: "s_pkey".into(),
+                source_columns: keys.iter().map(|s| s.to_string()).collect(),
+                target_columns: keys.iter().map(|s| s.to_string()).collect(),
+            },
+        };
+        Builder::new(
+            "public",
+            "t",
+            "_godwit_new_t",
+            &mapping,
+            keys.iter()
+                .map(|k| KeyColumn {
+                    name: k.to_string(),
+                    sql_type: "bigint".into(),
+                })
+                .collect(),
+            &[],
+        )
+    }
+
+    #[test]
+    fn quoting_doubles_quotes() {
+        assert_eq!(quote("a\"b"), "\"a\"\"b\"");
+        assert_eq!(qualified("s", "T"), "\"s\".\"T\"");
+    }
+
+    #[test]
+    fn copy_chunk_maps_columns_and_bounds() {
+        let b = builder(&["id"]);
+        assert_eq!(
+            b.copy_chunk(true, true),
+            "INSERT INTO \"public\".\"_godwit_new_t\" (\"id\", \"c\") OVERRIDING SYSTEM VALUE SELECT o.\"id\", o.\"a\"\"b\" FROM \"public\".\"t\" o WHERE (o.\"id\") > ($1::text::bigint) AND (o.\"id\") <= ($2::text::bigint) ON CONFLICT (\"id\") DO NOTHING"
+        );
+        assert!(!b.copy_chunk(false, false).contains("WHERE"));
+    }
+
+    #[test]
+    fn composite_keys_compare_as_rows() {
+        let b = builder(&["a", "b"]);
+        let s = b.chunk_end(true, 99);
+        assert!(
+            s.contains("WHERE (o.\"a\", o.\"b\") > ($1::text::bigint, $2::text::bigint)"),
+            "{s}"
+        );
+        assert!(
+            s.ends_with("ORDER BY o.\"a\", o.\"b\" LIMIT 1 OFFSET 99"),
+            "{s}"
+        );
+        assert!(b.flush_insert().ends_with(
+            "WHERE (o.\"a\", o.\"b\") IN (SELECT * FROM unnest($1::text[]::bigint[], $2::text[]::bigint[]))"
+        ));
+    }
+
+    #[test]
+    fn using_expressions_replace_the_source_column() {
+        let mut b = builder(&["id"]);
+        let m = ColumnMapping {
+            columns: vec![MappedColumn {
+                source: "id".into(),
+                target: "id".into(),
+            }],
+            dropped: vec![],
+            added: vec![],
+            key: SharedKey {
+                source_name: "k".into(),
+                target_name: "k".into(),
+                source_columns: vec!["id".into()],
+                target_columns: vec!["id".into()],
+            },
+        };
+        b = Builder::new(
+            "s",
+            "t",
+            "n",
+            &m,
+            b.key.clone(),
+            &[("id".into(), "id * 2".into())],
+        );
+        assert!(b.flush_insert().contains("SELECT (id * 2) FROM"));
+        assert!(b
+            .flush_delete()
+            .starts_with("DELETE FROM \"s\".\"n\" s WHERE (s.\"id\") IN"));
+    }
+}
