@@ -171,6 +171,11 @@ pub trait Engine: Send + Sync {
     async fn status_values(&self, names: &[String]) -> Result<Vec<f64>>;
     /// Drop the renamed original after a successful cut-over.
     async fn drop_old(&self) -> Result<()>;
+    /// The server's change-stream position right now (without any lock). The core reads
+    /// the stream up to it before locking, so the drain under the lock is short.
+    async fn current_position(&self) -> Result<Option<Position>> {
+        Ok(None)
+    }
     /// True when the change stream reports the swap itself (a DDL on the original), so
     /// the core can prove that no write reached the old table after the final flush.
     fn stream_sees_swap(&self) -> bool {

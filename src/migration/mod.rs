@@ -290,6 +290,11 @@ impl<'a> Migration<'a> {
     async fn flush(&mut self) -> Result<usize> {
         self.last_flush = Instant::now();
         if self.dirty.is_empty() {
+            // Nothing to write: everything read so far is applied, so the stream may move
+            // on (a PostgreSQL slot that is never advanced re-decodes its WAL every peek).
+            if let (Some(p), Some(s)) = (self.position.clone(), self.stream.as_mut()) {
+                s.ack(&p).await?;
+            }
             return Ok(0);
         }
         let upto = self.position.clone();
@@ -406,6 +411,29 @@ impl<'a> Migration<'a> {
         }
     }
 
+    /// Read the stream up to the server's current position (taken without a lock), so
+    /// that what is left to read under the cut-over lock is only what came after.
+    async fn catch_up_to_server(&mut self) -> Result<()> {
+        let Some(target) = self.engine.current_position().await? else {
+            return self.drain(Duration::from_millis(50)).await;
+        };
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while !self.position.as_ref().is_some_and(|p| p.reached(&target)) {
+            self.check_abort()?;
+            if Instant::now() > deadline {
+                return Err(Error::new(
+                    ErrorKind::CutOverFailed,
+                    format!("the change stream did not reach {target} within 10 minutes"),
+                ));
+            }
+            self.drain(Duration::from_millis(100)).await?;
+            if self.dirty.len() >= FLUSH_KEYS {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn postpone(&mut self) -> Result<()> {
         let Some(flag) = self.opts.postpone_flag_file.clone() else {
             return Ok(());
@@ -435,7 +463,7 @@ impl<'a> Migration<'a> {
         for attempt in 1..=retries {
             self.check_abort()?;
             self.throttled(State::CatchUp).await?;
-            self.drain(Duration::from_millis(50)).await?;
+            self.catch_up_to_server().await?;
             self.flush().await?;
             self.rep.state(
                 State::CutOver,

@@ -299,8 +299,9 @@ impl Copier for MysqlCopier {
         };
         let (sql, params) = self.b.copy_chunk(self.last.as_ref(), end.as_ref());
         exec(&mut self.conn, &sql, params, "copying a chunk").await?;
-        check_warnings(&mut self.conn, &self.key_name).await?;
+        // Read before SHOW WARNINGS, which resets it.
         let n = self.conn.affected_rows();
+        check_warnings(&mut self.conn, &self.key_name).await?;
         match end {
             Some(k) => self.last = Some(k),
             None => self.done = true,
@@ -666,6 +667,12 @@ impl Engine for MysqlEngine {
 
     fn stream_sees_swap(&self) -> bool {
         true
+    }
+
+    async fn current_position(&self) -> Result<Option<Position>> {
+        let mut c = self.conn().await?;
+        let (file, pos) = Self::binlog_position(&mut c).await?;
+        Ok(Some(Position::Binlog { file, pos }))
     }
 
     async fn close(&self) -> Result<()> {

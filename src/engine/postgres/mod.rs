@@ -724,9 +724,27 @@ impl Engine for PgEngine {
         .await
     }
 
+    async fn current_position(&self) -> Result<Option<Position>> {
+        let c = self.main.lock().await;
+        let lsn: String = c
+            .query_one(sql::FLUSH_LSN, &[])
+            .await
+            .map_err(|e| pg_err(e, "reading the WAL position"))?
+            .try_get(0)
+            .map_err(|e| pg_err(e, "reading the WAL position"))?;
+        Ok(pgoutput::parse_lsn(&lsn).map(Position::Lsn))
+    }
+
     async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
         let state = self.shadow_state()?;
         let c = self.main.lock().await;
+        tracing::info!("making the shadow table durable (SET LOGGED)");
+        batch(
+            &c,
+            &sql::set_logged(&self.schema, &self.names.shadow),
+            "making the shadow table durable",
+        )
+        .await?;
         for idx in &state.deferred {
             tracing::info!(index = %idx.name, "building a secondary index");
             batch(&c, &idx.full, "building a secondary index").await?;
@@ -741,6 +759,14 @@ impl Engine for PgEngine {
                     .map_err(|e| pg_err(e, "copying an index comment"))?;
                 batch(&c, &stmt, "copying an index comment").await?;
             }
+        }
+        // Decoding restarts at the slot's restart_lsn, which only moves past a
+        // running-transactions record. After SET LOGGED and the index builds there are
+        // hundreds of MB of WAL behind it; without such a record every peek, including the
+        // one under the cut-over lock, would read all of it again. A checkpoint writes
+        // one now (otherwise the background writer does within 15 s).
+        if let Err(e) = c.batch_execute("CHECKPOINT").await {
+            tracing::debug!("CHECKPOINT not allowed ({e}); the cut-over may wait for the next running-xacts record");
         }
         Ok(())
     }
