@@ -35,7 +35,7 @@ secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]
 
 echo "filling godwit_bench.t1 and t2 with $ROWS rows each"
 t0=$(now)
-db <<SQL
+db >/dev/null <<SQL
 CREATE DATABASE IF NOT EXISTS godwit_bench;
 USE godwit_bench;
 CREATE TABLE t1 (
@@ -68,6 +68,8 @@ t0=$(now)
 db godwit_bench -e "ALTER TABLE t1 $ALTER, ALGORITHM=COPY"
 native=$(secs "$t0" "$(now)")
 
+binlog_bytes() { db -N -e "SHOW BINARY LOGS" | awk '{s += $2} END {print s}'; }
+binlog_before=$(binlog_bytes)
 echo "godwit: run --table t2 --alter \"$ALTER\" --execute --ok-to-drop-table"
 TIME_OUT="$GODWIT_RUN_DIR/godwit.time"
 t0=$(now)
@@ -76,6 +78,9 @@ t0=$(now)
   --alter "$ALTER" --execute --ok-to-drop-table --format json >"$BENCH_OUT"
 godwit=$(secs "$t0" "$(now)")
 rss_kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$TIME_OUT")
+cpu_user=$(awk -F': ' '/User time/ {print $2}' "$TIME_OUT")
+cpu_sys=$(awk -F': ' '/System time/ {print $2}' "$TIME_OUT")
+binlog_mib=$(( ($(binlog_bytes) - binlog_before) >> 20 ))
 
 # Both tables must now have the same rows and the same schema.
 sum() {
@@ -105,6 +110,24 @@ printf 'native ALTER (COPY):  %s s\n' "$native"
 printf 'godwit run:           %s s\n' "$godwit"
 printf 'ratio godwit/native:  %s\n' "$ratio"
 printf 'godwit peak RSS:      %s MiB (%s kB)\n' "$((rss_kb / 1024))" "$rss_kb"
+printf 'godwit CPU:           %s s user, %s s sys\n' "$cpu_user" "$cpu_sys"
+printf 'binlog written:       %s MiB during the godwit run\n' "$binlog_mib"
 printf 'tables equal:         %s\n' "$same"
 printf 'JSON events:          %s\n' "$BENCH_OUT"
+
+# BENCH_DIAG=1: where does the time go? The copy's statement shape on the whole table at
+# once, with and without writing the rows to the binlog.
+if [ "${BENCH_DIAG:-0}" = 1 ]; then
+  echo
+  echo "diagnostics (BENCH_DIAG=1):"
+  db godwit_bench -e "CREATE TABLE t3 LIKE t2; TRUNCATE t3"
+  t0=$(now)
+  db godwit_bench -e "INSERT INTO t3 (id, user_id, status, amount, note, created_at) SELECT id, user_id, status, amount, note, created_at FROM t2 FORCE INDEX (PRIMARY)"
+  printf 'one INSERT … SELECT of all rows (binlog on):  %s s\n' "$(secs "$t0" "$(now)")"
+  db godwit_bench -e "TRUNCATE t3"
+  t0=$(now)
+  db godwit_bench -e "SET SESSION sql_log_bin = 0; INSERT INTO t3 (id, user_id, status, amount, note, created_at) SELECT id, user_id, status, amount, note, created_at FROM t2 FORCE INDEX (PRIMARY)"
+  printf 'one INSERT … SELECT of all rows (sql_log_bin=0): %s s\n' "$(secs "$t0" "$(now)")"
+  db godwit_bench -e "DROP TABLE t3"
+fi
 [ "$same" = yes ]
