@@ -128,6 +128,10 @@ if [ "${BENCH_DIAG:-0}" = 1 ]; then
   t0=$(now)
   db godwit_bench -e "SET SESSION sql_log_bin = 0; INSERT INTO t3 (id, user_id, status, amount, note, created_at) SELECT id, user_id, status, amount, note, created_at FROM t2 FORCE INDEX (PRIMARY)"
   printf 'one INSERT … SELECT of all rows (sql_log_bin=0): %s s\n' "$(secs "$t0" "$(now)")"
+  db godwit_bench -e "DROP TABLE t3; CREATE TABLE t3 LIKE t2; ALTER TABLE t3 DROP INDEX idx_user, DROP INDEX idx_status"
+  t0=$(now)
+  db godwit_bench -e "INSERT INTO t3 (id, user_id, status, amount, note, created_at) SELECT id, user_id, status, amount, note, created_at FROM t2 FORCE INDEX (PRIMARY); ALTER TABLE t3 ADD INDEX idx_user (user_id), ADD INDEX idx_status (status)"
+  printf 'same into a table without secondary indexes, then ADD INDEX: %s s\n' "$(secs "$t0" "$(now)")"
   db godwit_bench -e "DROP TABLE t3"
 fi
 [ "$same" = yes ]
