@@ -198,46 +198,65 @@ pub struct WriterStats {
 
 impl Writers {
     /// `n` tasks; ids 1..=max_id exist at start.
+    ///
+    /// Each writer owns the rows it touches: the original ids in its residue class and
+    /// the rows it created. Otherwise two writers' transactions interleave (an UPDATE that
+    /// finds no row in the table, then finds the other writer's fresh insert in the
+    /// mirror) and the mirror stops being a faithful record.
     pub fn start(db: &TestDb, table: &str, mirror: &str, n: usize, max_id: u64) -> Writers {
-        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
         let stop = Arc::new(AtomicBool::new(false));
-        // Explicit ids are negative so they never meet AUTO_INCREMENT's.
-        let next_id = Arc::new(AtomicU64::new(1));
         let mut tasks = Vec::new();
         for w in 0..n {
             let pool = db.pool.clone();
             let stop = stop.clone();
-            let next_id = next_id.clone();
             let (table, mirror) = (table.to_string(), mirror.to_string());
             tasks.push(tokio::spawn(async move {
                 use rand::{Rng, SeedableRng};
                 let mut rng = rand::rngs::StdRng::seed_from_u64(w as u64 * 7919 + 1);
                 let mut errors = Vec::new();
                 let mut ops = 0u64;
+                let mut mine: Vec<i64> = Vec::new();
+                // Explicit new ids are negative (never met by AUTO_INCREMENT) and in this
+                // writer's class.
+                let mut next_new: i64 = -(w as i64) - 1;
                 let mut conn = pool.get_conn().await.unwrap();
                 while !stop.load(Ordering::SeqCst) {
                     let op = rng.random_range(0..100);
-                    let id = rng.random_range(1..=max_id + 2000) as i64;
-                    // Now and then aim at rows the writers themselves created.
-                    let id = if rng.random_range(0..10) == 0 {
-                        -id % 500
+                    let id = if !mine.is_empty() && rng.random_range(0..4) == 0 {
+                        mine[rng.random_range(0..mine.len())]
                     } else {
-                        id
+                        let k = rng.random_range(0..(max_id / n as u64).max(1)) as i64;
+                        k * n as i64 + w as i64 + 1
                     };
                     let amount = format!(
                         "{}.{:02}",
                         rng.random_range(0..100000),
                         rng.random_range(0..100)
                     );
-                    let r = write_once(&mut conn, &table, &mirror, op, id, &amount, &next_id).await;
+                    let r = write_once(
+                        &mut conn,
+                        &table,
+                        &mirror,
+                        op,
+                        id,
+                        &amount,
+                        &mut next_new,
+                        n as i64,
+                    )
+                    .await;
                     ops += 1;
-                    if let Err(e) = r {
-                        errors.push(e.to_string().chars().take(200).collect());
-                        if errors.len() > 20 {
-                            break;
+                    match r {
+                        Ok(Some(created)) => mine.push(created),
+                        Ok(None) => {}
+                        Err(e) => {
+                            errors.push(e.to_string().chars().take(200).collect());
+                            if errors.len() > 20 {
+                                break;
+                            }
+                            conn = pool.get_conn().await.unwrap();
                         }
-                        conn = pool.get_conn().await.unwrap();
                     }
                 }
                 (ops, errors)
@@ -261,6 +280,7 @@ impl Writers {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn write_once(
     conn: &mut Conn,
     table: &str,
@@ -268,40 +288,44 @@ async fn write_once(
     op: u32,
     id: i64,
     amount: &str,
-    next_id: &std::sync::atomic::AtomicU64,
-) -> Result<(), mysql_async::Error> {
+    next_new: &mut i64,
+    step: i64,
+) -> Result<Option<i64>, mysql_async::Error> {
     use mysql_async::{IsolationLevel, TxOpts};
-    use std::sync::atomic::Ordering;
     let mut opts = TxOpts::default();
     opts.with_isolation_level(IsolationLevel::ReadCommitted);
     let mut tx = conn.start_transaction(opts).await?;
+    let mut created = None;
     match op {
         0..=24 => {
             // insert: half with an explicit id, half AUTO_INCREMENT (mirrored by value)
             if op.is_multiple_of(2) {
-                let new = -(next_id.fetch_add(1, Ordering::SeqCst) as i64);
+                let new = *next_new;
+                *next_new -= step;
                 for t in [table, mirror] {
                     tx.exec_drop(
                         format!("INSERT INTO `{t}` (id, user_id, status, amount, note, created_at) VALUES (?, ?, 'new', ?, 'w', '2025-06-01 12:00:00.123456')"),
-                        (new, id % 997, amount),
+                        (new, id.rem_euclid(997), amount),
                     )
                     .await?;
                 }
+                created = Some(new);
             } else {
                 tx.exec_drop(
                     format!("INSERT INTO `{table}` (user_id, status, amount, note, created_at) VALUES (?, 'auto', ?, 'a', '2025-01-01 00:00:00.5')"),
-                    (id % 997, amount),
+                    (id.rem_euclid(997), amount),
                 )
                 .await?;
-                let new: u64 = tx
+                let new: i64 = tx
                     .query_first("SELECT LAST_INSERT_ID()")
                     .await?
                     .unwrap_or(0);
                 tx.exec_drop(
                     format!("INSERT INTO `{mirror}` (id, user_id, status, amount, note, created_at) VALUES (?, ?, 'auto', ?, 'a', '2025-01-01 00:00:00.5')"),
-                    (new, id % 997, amount),
+                    (new, id.rem_euclid(997), amount),
                 )
                 .await?;
+                created = Some(new);
             }
         }
         25..=79 => {
@@ -321,14 +345,17 @@ async fn write_once(
         }
         _ => {
             // primary-key-changing update
-            let new = -(next_id.fetch_add(1, Ordering::SeqCst) as i64);
+            let new = *next_new;
+            *next_new -= step;
             for t in [table, mirror] {
                 tx.exec_drop(format!("UPDATE `{t}` SET id = ? WHERE id = ?"), (new, id))
                     .await?;
             }
+            created = Some(new);
         }
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(created)
 }
 
 /// Run `godwit run --execute --format json` on `table` and return the run and the old table.

@@ -69,6 +69,38 @@ pub struct MysqlEngine {
     /// (major, minor, patch)
     version_tuple: (u32, u32, u32),
     options: EngineOptions,
+    /// Secondary (non-unique) index definitions taken off the shadow for the bulk copy
+    /// and added back in one ALTER before the cut-over: a sorted build is faster than
+    /// maintaining them row by row.
+    deferred_indexes: std::sync::Mutex<Vec<String>>,
+}
+
+/// `KEY` lines of a `SHOW CREATE TABLE`: (index name, definition).
+pub(crate) fn plain_keys(create: &str) -> Vec<(String, String)> {
+    create
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("KEY `"))
+        .filter_map(|l| {
+            let def = l.trim_end_matches(',').to_string();
+            let rest = &def[5..];
+            let mut name = String::new();
+            let mut chars = rest.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '`' {
+                    if chars.peek() == Some(&'`') {
+                        name.push('`');
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                } else {
+                    name.push(c);
+                }
+            }
+            Some((name, def))
+        })
+        .collect()
 }
 
 fn parse_version(v: &str) -> (u32, u32, u32) {
@@ -148,6 +180,7 @@ impl MysqlEngine {
             version,
             opts,
             options: options.clone(),
+            deferred_indexes: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -557,7 +590,57 @@ impl Engine for MysqlEngine {
                 "fix the --alter text; it was tried on an empty copy, nothing else changed",
             ));
         }
+        let create: Option<(String, String)> = c
+            .query_first(format!("SHOW CREATE TABLE {shadow}"))
+            .await
+            .map_err(|e| conn_err(e, "reading the shadow's definition"))?;
+        let keys = create.map(|(_, c)| plain_keys(&c)).unwrap_or_default();
+        if !keys.is_empty() {
+            let drops: Vec<String> = keys
+                .iter()
+                .map(|(n, _)| format!("DROP INDEX {}", sql::quote(n)))
+                .collect();
+            exec(
+                &mut c,
+                &format!("ALTER TABLE {shadow} {}", drops.join(", ")),
+                vec![],
+                "deferring the shadow's secondary indexes",
+            )
+            .await?;
+            if let Ok(mut d) = self.deferred_indexes.lock() {
+                *d = keys.into_iter().map(|(_, def)| def).collect();
+            }
+        }
         inspect::inspect(&mut c, &self.db, &self.names.shadow).await
+    }
+
+    async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
+        let defs = self
+            .deferred_indexes
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default();
+        if defs.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            indexes = defs.len(),
+            "building the shadow's secondary indexes"
+        );
+        let adds: Vec<String> = defs.iter().map(|d| format!("ADD {d}")).collect();
+        let mut c = self.conn().await?;
+        exec(
+            &mut c,
+            &format!(
+                "ALTER TABLE {} {}",
+                qualified(&self.db, &self.names.shadow),
+                adds.join(", ")
+            ),
+            vec![],
+            "building the shadow's secondary indexes",
+        )
+        .await
+        .map(|_| ())
     }
 
     fn check_key(&self, orig: &Table, mapping: &ColumnMapping) -> Result<()> {
@@ -683,6 +766,21 @@ impl Engine for MysqlEngine {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn plain_keys_are_read_from_show_create() {
+        let create = "CREATE TABLE `t` (\n  `id` int NOT NULL,\n  `a` int,\n  PRIMARY KEY (`id`),\n  UNIQUE KEY `u` (`a`),\n  KEY `idx_a` (`a`) COMMENT 'x',\n  KEY `we``ird` (`a`,`id`),\n  FULLTEXT KEY `ft` (`b`)\n) ENGINE=InnoDB";
+        let k = super::plain_keys(create);
+        assert_eq!(k.len(), 2);
+        assert_eq!(
+            k[0],
+            (
+                "idx_a".to_string(),
+                "KEY `idx_a` (`a`) COMMENT 'x'".to_string()
+            )
+        );
+        assert_eq!(k[1].0, "we`ird");
+    }
+
     #[test]
     fn versions_parse() {
         assert_eq!(
