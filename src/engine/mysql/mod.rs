@@ -81,7 +81,7 @@ pub(crate) fn plain_keys(create: &str) -> Vec<(String, String)> {
         .lines()
         .map(str::trim)
         .filter(|l| l.starts_with("KEY `"))
-        .filter_map(|l| {
+        .map(|l| {
             let def = l.trim_end_matches(',').to_string();
             let rest = &def[5..];
             let mut name = String::new();
@@ -98,7 +98,7 @@ pub(crate) fn plain_keys(create: &str) -> Vec<(String, String)> {
                     name.push(c);
                 }
             }
-            Some((name, def))
+            (name, def)
         })
         .collect()
 }
