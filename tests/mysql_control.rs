@@ -146,3 +146,43 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+/// A DDL on the original during the migration stops it (exit 34) and cleans up.
+#[tokio::test]
+async fn ddl_on_the_original_stops_the_run() {
+    let db = TestDb::new("ctl_ddl").await;
+    create_orders(&db, "orders", 1000).await;
+    let flag = std::env::temp_dir().join(format!("godwit-ddl-{}", db.name));
+    std::fs::write(&flag, b"").unwrap();
+    let flag_s = flag.to_string_lossy().to_string();
+    let mut live = LiveRun::start(
+        &[
+            "run",
+            "--url",
+            &db.url,
+            "--table",
+            "orders",
+            "--alter",
+            "ADD COLUMN x INT",
+            "--execute",
+            "--format",
+            "json",
+            "--postpone-cut-over-flag-file",
+            &flag_s,
+        ],
+        &[],
+    );
+    live.wait_for(60, |e| e["event"] == "state" && e["state"] == "postponed")
+        .await;
+    db.exec("ALTER TABLE orders ADD COLUMN sneaky INT").await;
+    let run = live.finish().await;
+    std::fs::remove_file(&flag).ok();
+    assert_eq!(run.code, 34, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.event("error").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .contains("changed"));
+    assert!(db.show_create("orders").await.contains("`sneaky`"));
+    assert!(db.leftovers(&[]).await.is_empty(), "left behind");
+    db.drop_db().await;
+}

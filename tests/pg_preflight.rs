@@ -167,3 +167,77 @@ async fn key_that_is_not_the_replica_identity() {
     assert_eq!(db.leftovers().await, Vec::<String>::new());
     db.drop_db().await;
 }
+
+/// wal_level below logical and no free replication slot: servers of their own, since
+/// both are server-wide settings.
+#[tokio::test]
+async fn wal_level_and_free_slots() {
+    use support::PrivateServer;
+    let replica = PrivateServer::postgres(&[("GODWIT_PG_WAL_LEVEL", "replica")]);
+    let c = support::postgres::connect(&replica.url).await;
+    c.batch_execute(TABLE).await.unwrap();
+    let r = support::godwit(
+        &[
+            "run",
+            "--url",
+            &replica.url,
+            "--table",
+            "t",
+            "--alter",
+            "ADD COLUMN x int",
+            "--execute",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(r.code, 13, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("wal_level")
+            && r.stderr.contains("ALTER SYSTEM SET wal_level = logical")
+            && r.stderr.contains("restart"),
+        "{}",
+        r.stderr
+    );
+    drop(c);
+    drop(replica);
+
+    let one = PrivateServer::postgres(&[("GODWIT_PG_MAX_SLOTS", "1")]);
+    let c = support::postgres::connect(&one.url).await;
+    c.batch_execute(TABLE).await.unwrap();
+    c.batch_execute("SELECT pg_create_logical_replication_slot('someone_elses', 'pgoutput')")
+        .await
+        .unwrap();
+    let r = support::godwit(
+        &[
+            "run",
+            "--url",
+            &one.url,
+            "--table",
+            "t",
+            "--alter",
+            "ADD COLUMN x int",
+            "--execute",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(r.code, 22, "{}", r.stderr);
+    assert!(r.stderr.contains("slot"), "{}", r.stderr);
+    let slots: Vec<String> = c
+        .query("SELECT slot_name::text FROM pg_replication_slots", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(slots, vec!["someone_elses".to_string()]);
+    let cols: i64 = c
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 't'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cols, 2, "the table changed");
+}

@@ -81,8 +81,8 @@ start_postgres() {
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$dir'
-wal_level = logical
-max_replication_slots = 40
+wal_level = ${GODWIT_PG_WAL_LEVEL:-logical}
+max_replication_slots = ${GODWIT_PG_MAX_SLOTS:-40}
 max_wal_senders = 20
 max_connections = 300
 shared_buffers = ${GODWIT_PG_SHARED_BUFFERS:-512MB}

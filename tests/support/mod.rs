@@ -219,10 +219,19 @@ pub struct PrivateServer {
 
 impl PrivateServer {
     pub fn mariadb(env: &[(&str, &str)]) -> PrivateServer {
+        Self::start("start_mariadb", "GODWIT_TEST_MYSQL_URL", env)
+    }
+
+    /// A private PostgreSQL 15 (env: GODWIT_PG_WAL_LEVEL, GODWIT_PG_MAX_SLOTS).
+    pub fn postgres(env: &[(&str, &str)]) -> PrivateServer {
+        Self::start("start_postgres", "GODWIT_TEST_POSTGRES_URL", env)
+    }
+
+    fn start(function: &str, var: &str, env: &[(&str, &str)]) -> PrivateServer {
         let root = env!("CARGO_MANIFEST_DIR");
         let mut cmd = std::process::Command::new("bash");
         cmd.arg("-c").arg(format!(
-            "source {root}/scripts/lib/servers.sh && start_mariadb >&2 && echo \"$GODWIT_TEST_MYSQL_URL $GODWIT_RUN_DIR\""
+            "source {root}/scripts/lib/servers.sh && {function} >&2 && echo \"${var} $GODWIT_RUN_DIR\""
         ));
         for (k, v) in env {
             cmd.env(k, v);
@@ -246,7 +255,9 @@ impl Drop for PrivateServer {
         let _ = std::process::Command::new("bash")
             .arg("-c")
             .arg(format!(
-                "kill $(cat {0}/mariadb/mysqld.pid) 2>/dev/null; sleep 1; rm -rf {0}",
+                "[ -f {0}/mariadb/mysqld.pid ] && kill $(cat {0}/mariadb/mysqld.pid) 2>/dev/null; \
+                 [ -d {0}/postgres/data ] && runuser -u godwitpg -- /usr/lib/postgresql/15/bin/pg_ctl -D {0}/postgres/data -m immediate stop >/dev/null 2>&1; \
+                 sleep 1; rm -rf {0}",
                 self.dir
             ))
             .status();
