@@ -13,5 +13,7 @@ start_postgres
 echo "PostgreSQL: $GODWIT_TEST_POSTGRES_URL"
 
 export RUST_BACKTRACE=1
+cargo fmt --check
 cargo build --all-targets
-cargo test --all-targets -- --test-threads="${GODWIT_TEST_THREADS:-4}"
+# Benches are criterion binaries: built here, run with `cargo bench`.
+cargo test --lib --bins --tests -- --test-threads="${GODWIT_TEST_THREADS:-4}"
