@@ -773,6 +773,10 @@ impl Engine for PgEngine {
 
     async fn copier(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Box<dyn Copier>> {
         let client = conn::connect(&self.target, "copy").await?;
+        // The shadow grows faster than its statistics: without this the planner may pick
+        // a hash anti-join that scans the whole shadow for every chunk. Probing its
+        // key index row by row stays cheap at any size.
+        batch(&client, sql::COPY_SESSION, "preparing the copy").await?;
         Ok(Box::new(PgCopier {
             client,
             b: self.builder(orig, mapping)?,

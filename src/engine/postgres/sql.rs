@@ -220,6 +220,9 @@ pub const ADVANCE: &str = "SELECT pg_replication_slot_advance($1, $2::text::pg_l
 pub const NEXT_XID: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8";
 /// Parameters: full xids (int8[]). Returns those a fresh snapshot does not see yet.
 pub const INVISIBLE_XIDS: &str = "SELECT x FROM unnest($1::int8[]) AS x WHERE NOT pg_visible_in_snapshot(x::text::xid8, pg_current_snapshot())";
+/// Session settings of the copy connection (see `PgEngine::copier`).
+pub const COPY_SESSION: &str = "SET enable_hashjoin = off; SET enable_mergejoin = off";
+
 /// The cut-over fence: committed synchronously (to local disk), so decoding sees it and
 /// everything committed before it. Parameter: marker text.
 pub const FENCE: &str = "SELECT pg_logical_emit_message(true, 'godwit', $1)::text";
