@@ -418,6 +418,7 @@ impl<'a> Migration<'a> {
             return self.drain(Duration::from_millis(50)).await;
         };
         let deadline = Instant::now() + Duration::from_secs(600);
+        tracing::debug!(%target, "catching up to the server before the cut-over");
         while !self.position.as_ref().is_some_and(|p| p.reached(&target)) {
             self.check_abort()?;
             if Instant::now() > deadline {

@@ -765,6 +765,7 @@ impl Engine for PgEngine {
         // hundreds of MB of WAL behind it; without such a record every peek, including the
         // one under the cut-over lock, would read all of it again. A checkpoint writes
         // one now (otherwise the background writer does within 15 s).
+        tracing::debug!("checkpoint");
         if let Err(e) = c.batch_execute("CHECKPOINT").await {
             tracing::debug!("CHECKPOINT not allowed ({e}); the cut-over may wait for the next running-xacts record");
         }
