@@ -2,6 +2,7 @@
 //!
 //! An engine knows *how* (SQL, protocols, locks); the core in `migration/` decides *when*.
 
+pub mod check;
 pub mod mysql;
 pub mod postgres;
 

@@ -9,11 +9,11 @@ use mysql_async::prelude::*;
 pub struct BinlogSettings;
 
 #[async_trait]
-impl Check for BinlogSettings {
+impl<'a> Check<CheckCtx<'a>> for BinlogSettings {
     fn name(&self) -> &'static str {
         "binlog settings"
     }
-    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()> {
+    async fn run(&self, cx: &mut CheckCtx<'a>) -> Result<()> {
         let rows: Vec<(String, String)> = cx
             .conn
             .query("SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES WHERE VARIABLE_NAME IN ('LOG_BIN', 'BINLOG_FORMAT', 'BINLOG_ROW_IMAGE')")

@@ -8,11 +8,11 @@ use mysql_async::prelude::*;
 pub struct ForeignKeys;
 
 #[async_trait]
-impl Check for ForeignKeys {
+impl<'a> Check<CheckCtx<'a>> for ForeignKeys {
     fn name(&self) -> &'static str {
         "foreign keys"
     }
-    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()> {
+    async fn run(&self, cx: &mut CheckCtx<'a>) -> Result<()> {
         let rows: Vec<(String, String, String, String)> = cx
             .conn
             .exec(

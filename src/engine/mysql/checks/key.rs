@@ -6,11 +6,11 @@ use async_trait::async_trait;
 pub struct UsableKey;
 
 #[async_trait]
-impl Check for UsableKey {
+impl<'a> Check<CheckCtx<'a>> for UsableKey {
     fn name(&self) -> &'static str {
         "usable key"
     }
-    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()> {
+    async fn run(&self, cx: &mut CheckCtx<'a>) -> Result<()> {
         if cx.orig.unique_keys.iter().any(|k| k.usable()) {
             return Ok(());
         }

@@ -7,11 +7,11 @@ use async_trait::async_trait;
 pub struct Leftovers;
 
 #[async_trait]
-impl Check for Leftovers {
+impl<'a> Check<CheckCtx<'a>> for Leftovers {
     fn name(&self) -> &'static str {
         "leftovers"
     }
-    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()> {
+    async fn run(&self, cx: &mut CheckCtx<'a>) -> Result<()> {
         let found = cx.engine.leftovers().await?;
         if found.is_empty() {
             return Ok(());

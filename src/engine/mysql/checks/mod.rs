@@ -12,7 +12,6 @@ use super::MysqlEngine;
 use crate::engine::Scope;
 use crate::error::Result;
 use crate::schema::Table;
-use async_trait::async_trait;
 use mysql_async::Conn;
 
 pub struct CheckCtx<'a> {
@@ -23,13 +22,9 @@ pub struct CheckCtx<'a> {
     pub engine: &'a MysqlEngine,
 }
 
-#[async_trait]
-pub trait Check: Send + Sync {
-    fn name(&self) -> &'static str;
-    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()>;
-}
+pub use crate::engine::check::Check;
 
-fn preflight_checks() -> Vec<Box<dyn Check>> {
+fn preflight_checks<'a>() -> Vec<Box<dyn Check<CheckCtx<'a>>>> {
     vec![
         Box::new(binlog::BinlogSettings),
         Box::new(privileges::Privileges),
@@ -44,9 +39,5 @@ pub async fn run(scope: Scope, cx: &mut CheckCtx<'_>) -> Result<()> {
     let checks = match scope {
         Scope::Preflight => preflight_checks(),
     };
-    for c in checks {
-        tracing::debug!(check = c.name(), "preflight");
-        c.run(cx).await?;
-    }
-    Ok(())
+    crate::engine::check::run_all(checks, cx).await
 }

@@ -114,11 +114,11 @@ pub fn missing(g: &Granted) -> Vec<&'static str> {
 }
 
 #[async_trait]
-impl Check for Privileges {
+impl<'a> Check<CheckCtx<'a>> for Privileges {
     fn name(&self) -> &'static str {
         "privileges"
     }
-    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()> {
+    async fn run(&self, cx: &mut CheckCtx<'a>) -> Result<()> {
         let lines: Vec<String> = cx
             .conn
             .query("SHOW GRANTS FOR CURRENT_USER()")

@@ -8,11 +8,11 @@ use mysql_async::prelude::*;
 pub struct Triggers;
 
 #[async_trait]
-impl Check for Triggers {
+impl<'a> Check<CheckCtx<'a>> for Triggers {
     fn name(&self) -> &'static str {
         "triggers"
     }
-    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()> {
+    async fn run(&self, cx: &mut CheckCtx<'a>) -> Result<()> {
         let names: Vec<String> = cx
             .conn
             .exec(

@@ -9,11 +9,11 @@ use async_trait::async_trait;
 pub struct ReplicaIdentity;
 
 #[async_trait]
-impl Check for ReplicaIdentity {
+impl<'a> Check<CheckCtx<'a>> for ReplicaIdentity {
     fn name(&self) -> &'static str {
         "usable key and replica identity"
     }
-    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()> {
+    async fn run(&self, cx: &mut CheckCtx<'a>) -> Result<()> {
         let t = format!("{}.{}", cx.info.schema, cx.info.name);
         if !cx.orig.unique_keys.iter().any(|k| k.usable()) {
             return Err(Error::new(

@@ -15,7 +15,6 @@ use super::PgEngine;
 use crate::engine::Scope;
 use crate::error::Result;
 use crate::schema::Table;
-use async_trait::async_trait;
 use tokio_postgres::Client;
 
 pub struct CheckCtx<'a> {
@@ -25,13 +24,9 @@ pub struct CheckCtx<'a> {
     pub engine: &'a PgEngine,
 }
 
-#[async_trait]
-pub trait Check: Send + Sync {
-    fn name(&self) -> &'static str;
-    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()>;
-}
+pub use crate::engine::check::Check;
 
-fn preflight_checks() -> Vec<Box<dyn Check>> {
+fn preflight_checks<'a>() -> Vec<Box<dyn Check<CheckCtx<'a>>>> {
     vec![
         Box::new(wal_level::WalLevel),
         Box::new(persistence::Persistence),
@@ -48,11 +43,7 @@ pub async fn run(scope: Scope, cx: &mut CheckCtx<'_>) -> Result<()> {
     let checks = match scope {
         Scope::Preflight => preflight_checks(),
     };
-    for c in checks {
-        tracing::debug!(check = c.name(), "preflight");
-        c.run(cx).await?;
-    }
-    Ok(())
+    crate::engine::check::run_all(checks, cx).await
 }
 
 /// One value from a one-row query.

@@ -7,11 +7,11 @@ use async_trait::async_trait;
 pub struct Partitioned;
 
 #[async_trait]
-impl Check for Partitioned {
+impl<'a> Check<CheckCtx<'a>> for Partitioned {
     fn name(&self) -> &'static str {
         "partitioning"
     }
-    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()> {
+    async fn run(&self, cx: &mut CheckCtx<'a>) -> Result<()> {
         let t = format!("{}.{}", cx.info.schema, cx.info.name);
         if cx.info.kind == 'p' {
             return Err(Error::new(

@@ -7,11 +7,11 @@ use async_trait::async_trait;
 pub struct Persistence;
 
 #[async_trait]
-impl Check for Persistence {
+impl<'a> Check<CheckCtx<'a>> for Persistence {
     fn name(&self) -> &'static str {
         "logged table"
     }
-    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()> {
+    async fn run(&self, cx: &mut CheckCtx<'a>) -> Result<()> {
         let t = format!("{}.{}", cx.info.schema, cx.info.name);
         let what = match cx.info.persistence {
             'u' => "unlogged",

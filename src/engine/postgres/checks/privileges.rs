@@ -7,11 +7,11 @@ use async_trait::async_trait;
 pub struct Privileges;
 
 #[async_trait]
-impl Check for Privileges {
+impl<'a> Check<CheckCtx<'a>> for Privileges {
     fn name(&self) -> &'static str {
         "privileges"
     }
-    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()> {
+    async fn run(&self, cx: &mut CheckCtx<'a>) -> Result<()> {
         let (superuser, replication): (bool, bool) = {
             let r = cx
                 .conn

@@ -6,11 +6,11 @@ use async_trait::async_trait;
 pub struct AllTablesPublication;
 
 #[async_trait]
-impl Check for AllTablesPublication {
+impl<'a> Check<CheckCtx<'a>> for AllTablesPublication {
     fn name(&self) -> &'static str {
         "FOR ALL TABLES publications"
     }
-    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()> {
+    async fn run(&self, cx: &mut CheckCtx<'a>) -> Result<()> {
         let names: Option<String> = one(
             cx,
             "SELECT string_agg(pubname::text, ', ') FROM pg_publication WHERE puballtables",

@@ -6,11 +6,11 @@ use async_trait::async_trait;
 pub struct FreeSlot;
 
 #[async_trait]
-impl Check for FreeSlot {
+impl<'a> Check<CheckCtx<'a>> for FreeSlot {
     fn name(&self) -> &'static str {
         "free replication slot"
     }
-    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()> {
+    async fn run(&self, cx: &mut CheckCtx<'a>) -> Result<()> {
         let free: i64 = one(
             cx,
             "SELECT current_setting('max_replication_slots')::int8 - (SELECT count(*) FROM pg_replication_slots)",

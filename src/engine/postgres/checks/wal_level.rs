@@ -6,11 +6,11 @@ use async_trait::async_trait;
 pub struct WalLevel;
 
 #[async_trait]
-impl Check for WalLevel {
+impl<'a> Check<CheckCtx<'a>> for WalLevel {
     fn name(&self) -> &'static str {
         "wal_level"
     }
-    async fn run(&self, cx: &mut CheckCtx<'_>) -> Result<()> {
+    async fn run(&self, cx: &mut CheckCtx<'a>) -> Result<()> {
         let level: String = one(cx, "SELECT current_setting('wal_level')", &[]).await?;
         if level == "logical" {
             return Ok(());
