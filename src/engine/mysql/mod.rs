@@ -103,6 +103,11 @@ pub(crate) fn plain_keys(create: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// MySQL ≥ 8.0.13 allows RENAME TABLE under LOCK TABLES; MariaDB refuses it (error 1192).
+fn rename_under_lock(mariadb: bool, version: (u32, u32, u32)) -> bool {
+    !mariadb && version >= (8, 0, 13)
+}
+
 fn parse_version(v: &str) -> (u32, u32, u32) {
     let mut it = v
         .split(|c: char| !c.is_ascii_digit())
@@ -193,7 +198,7 @@ impl MysqlEngine {
 
     /// MySQL ≥ 8.0.13 may RENAME under LOCK TABLES; MariaDB and older MySQL need the sentry.
     fn rename_under_lock(&self) -> bool {
-        !self.mariadb && self.version_tuple >= (8, 0, 13)
+        rename_under_lock(self.mariadb, self.version_tuple)
     }
 
     pub fn cut_over_algorithm(&self) -> &'static str {
@@ -779,6 +784,17 @@ mod tests {
             )
         );
         assert_eq!(k[1].0, "we`ird");
+    }
+
+    #[test]
+    fn cut_over_algorithm_follows_the_server() {
+        use super::{parse_version, rename_under_lock};
+        assert!(!rename_under_lock(true, parse_version("10.11.6-MariaDB-0+deb12u1-log")));
+        assert!(!rename_under_lock(true, parse_version("11.4.2-MariaDB")));
+        assert!(!rename_under_lock(false, parse_version("8.0.12")));
+        assert!(!rename_under_lock(false, parse_version("5.7.44-log")));
+        assert!(rename_under_lock(false, parse_version("8.0.13")));
+        assert!(rename_under_lock(false, parse_version("8.4.3")));
     }
 
     #[test]
