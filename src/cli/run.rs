@@ -121,6 +121,7 @@ fn print_dry_run(rep: &Reporter, format: Format, d: &DryRun) {
         "  plan: copy into {}, replay changes, swap; the original is kept as {}",
         d.shadow_table, d.old_table
     );
+    println!("  cut-over: {}", d.cut_over);
     println!("  run again with --execute to migrate.");
 }
 

@@ -127,6 +127,8 @@ pub trait Engine: Send + Sync {
     fn names(&self) -> &ArtifactNames;
     /// Server name and version, for reports.
     fn server_version(&self) -> String;
+    /// How this server's cut-over works, for reports.
+    fn cut_over_algorithm(&self) -> &'static str;
     /// Inspect the original table.
     async fn inspect(&self) -> Result<Table>;
     /// Run the engine's checks for `scope`; the first failure is returned as the error.

@@ -42,6 +42,7 @@ pub struct DryRun {
     pub index_bytes: u64,
     pub shadow_table: String,
     pub old_table: String,
+    pub cut_over: String,
 }
 
 pub enum Outcome {
@@ -174,6 +175,7 @@ impl<'a> Migration<'a> {
                 index_bytes: orig.index_bytes,
                 shadow_table: names.shadow.clone(),
                 old_table: names.old.clone(),
+                cut_over: self.engine.cut_over_algorithm().to_string(),
             })));
         }
         self.created = true;

@@ -201,14 +201,6 @@ impl MysqlEngine {
         rename_under_lock(self.mariadb, self.version_tuple)
     }
 
-    pub fn cut_over_algorithm(&self) -> &'static str {
-        if self.rename_under_lock() {
-            "rename-under-lock-tables"
-        } else {
-            "sentry-table"
-        }
-    }
-
     fn key_columns(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Vec<KeyColumn>> {
         mapping
             .key
@@ -415,6 +407,13 @@ impl Engine for MysqlEngine {
     }
     fn server_version(&self) -> String {
         self.version.clone()
+    }
+    fn cut_over_algorithm(&self) -> &'static str {
+        if self.rename_under_lock() {
+            "LOCK TABLES + RENAME TABLE under the lock"
+        } else {
+            "sentry table (LOCK TABLES + queued RENAME)"
+        }
     }
 
     async fn inspect(&self) -> Result<Table> {
@@ -789,7 +788,10 @@ mod tests {
     #[test]
     fn cut_over_algorithm_follows_the_server() {
         use super::{parse_version, rename_under_lock};
-        assert!(!rename_under_lock(true, parse_version("10.11.6-MariaDB-0+deb12u1-log")));
+        assert!(!rename_under_lock(
+            true,
+            parse_version("10.11.6-MariaDB-0+deb12u1-log")
+        ));
         assert!(!rename_under_lock(true, parse_version("11.4.2-MariaDB")));
         assert!(!rename_under_lock(false, parse_version("8.0.12")));
         assert!(!rename_under_lock(false, parse_version("5.7.44-log")));

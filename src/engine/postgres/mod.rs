@@ -491,6 +491,9 @@ impl Engine for PgEngine {
     fn server_version(&self) -> String {
         self.version.clone()
     }
+    fn cut_over_algorithm(&self) -> &'static str {
+        "one transaction: LOCK TABLE … ACCESS EXCLUSIVE, fence, flush, rename"
+    }
 
     async fn inspect(&self) -> Result<Table> {
         let c = self.main.lock().await;
