@@ -592,6 +592,7 @@ impl Engine for PgEngine {
         // The slot comes after the publication (decoding looks publications up as of
         // each change), on a session that has written nothing.
         let s = conn::connect(&self.target, "stream").await?;
+        batch(&s, sql::STREAM_SESSION, "preparing the change stream").await?;
         let lsn: String = s
             .query_one(sql::CREATE_SLOT, &[&self.slot])
             .await

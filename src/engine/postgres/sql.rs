@@ -220,6 +220,12 @@ pub const ADVANCE: &str = "SELECT pg_replication_slot_advance($1, $2::text::pg_l
 pub const NEXT_XID: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8";
 /// Parameters: full xids (int8[]). Returns those a fresh snapshot does not see yet.
 pub const INVISIBLE_XIDS: &str = "SELECT x FROM unnest($1::int8[]) AS x WHERE NOT pg_visible_in_snapshot(x::text::xid8, pg_current_snapshot())";
+/// Session settings of the change-stream connection. Decoding keeps each transaction's
+/// changes in memory up to this size before spilling them to disk; our own bulk steps
+/// (`SET LOGGED` of the shadow) are single large transactions, and reading them through
+/// spilled files was measured about 7× slower (1.43 s against 0.20 s for 500k rows).
+pub const STREAM_SESSION: &str = "SET logical_decoding_work_mem = '512MB'";
+
 /// Session settings of the copy connection (see `PgEngine::copier`).
 pub const COPY_SESSION: &str = "SET enable_hashjoin = off; SET enable_mergejoin = off";
 
