@@ -12,7 +12,7 @@ pub mod postgres;
 pub mod render;
 pub mod rules;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::target::{EngineKind, Target};
 use serde::Serialize;
 
@@ -538,33 +538,40 @@ pub fn shrink_probe(column: &str, old: &str, new: &str) -> Option<Probe> {
     })
 }
 
+/// `--alter` as one statement: a clause list gets `ALTER TABLE <placeholder>` in front.
+pub fn as_statement(alter: &str, placeholder: &str) -> Result<String> {
+    let t = alter.trim().trim_end_matches(';').trim();
+    if t.is_empty() {
+        return Err(Error::bad_input("--alter is empty")
+            .with_hint("give the clauses, e.g. --alter \"ADD COLUMN note TEXT\""));
+    }
+    let words: Vec<&str> = t.split_whitespace().take(4).collect();
+    let first = words.first().copied().unwrap_or("");
+    // `ALTER [ONLINE|IGNORE] TABLE …` is a statement; `ALTER COLUMN …` is a clause.
+    let alter_table = first.eq_ignore_ascii_case("ALTER")
+        && words[1..].iter().any(|w| w.eq_ignore_ascii_case("TABLE"));
+    if alter_table || first.eq_ignore_ascii_case("CREATE") {
+        Ok(t.to_string())
+    } else {
+        Ok(format!("ALTER TABLE {placeholder} {t}"))
+    }
+}
+
 /// Read facts, classify, check, estimate and judge. Changes nothing on the server.
 pub async fn plan(target: &Target, table: &str, alter: &str, opts: &PlanOptions) -> Result<Plan> {
     match target.kind {
         EngineKind::Mysql => {
-            let spec =
-                crate::ddl::AlterSpec::parse(EngineKind::Mysql, table, alter).map_err(|e| {
-                    Error {
-                        kind: ErrorKind::BadInput,
-                        ..e
-                    }
-                })?;
+            let stmt = as_statement(alter, "`t`")?;
             let mut session = crate::engine::mysql::facts::Session::connect(target).await?;
             let facts = session.facts(table, opts).await?;
-            let changes = mysql::classify_all(&spec.clauses, &facts)?;
+            let changes = mysql::classify_all(&stmt, &facts)?;
+            let clauses = mysql::clause_text(&changes);
             let overall = mysql::combine(&changes, &facts);
             let probes = probes_for(&changes, &facts);
             let checks = session.probes(&facts, &probes, opts.check_rows).await?;
             session.close().await;
             Ok(finish(
-                target,
-                &facts,
-                alter,
-                changes,
-                overall,
-                checks,
-                opts,
-                &spec.clauses,
+                target, &facts, alter, changes, overall, checks, opts, &clauses,
             ))
         }
         EngineKind::Postgres => {

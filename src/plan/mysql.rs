@@ -15,10 +15,18 @@ use sqlparser::parser::Parser;
 
 type V = (u32, u32, u32);
 
-/// Parse the clause list and classify each clause.
-pub fn classify_all(clauses: &str, facts: &Facts) -> Result<Vec<Change>> {
-    let sql = format!("ALTER TABLE `t` {clauses}");
-    let stmts = Parser::parse_sql(&MySqlDialect {}, &sql).map_err(|e| {
+/// The clauses as text, for the recommended statements.
+pub fn clause_text(changes: &[Change]) -> String {
+    changes
+        .iter()
+        .map(|c| c.clause.clone())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parse the ALTER statement and classify each clause.
+pub fn classify_all(sql: &str, facts: &Facts) -> Result<Vec<Change>> {
+    let stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| {
         Error::new(
             ErrorKind::BadInput,
             format!("cannot parse the ALTER: {e}"),
@@ -885,7 +893,7 @@ mod tests {
 
     fn one(clause: &str) -> Change {
         let f = facts();
-        let ch = classify_all(clause, &f).unwrap();
+        let ch = classify_all(&format!("ALTER TABLE t {clause}"), &f).unwrap();
         combine(&ch, &f)
     }
 
@@ -917,16 +925,16 @@ mod tests {
         let mut f = facts();
         f.mariadb = false;
         f.version = (8, 0, 25);
-        let ch = classify_all("ADD COLUMN x INT FIRST", &f).unwrap();
+        let ch = classify_all("ALTER TABLE t ADD COLUMN x INT FIRST", &f).unwrap();
         assert_eq!(ch[0].algorithm, Some(Algorithm::Inplace));
         f.version = (8, 0, 30);
-        let ch = classify_all("ADD COLUMN x INT FIRST", &f).unwrap();
+        let ch = classify_all("ALTER TABLE t ADD COLUMN x INT FIRST", &f).unwrap();
         assert_eq!(ch[0].algorithm, Some(Algorithm::Instant));
     }
 
     #[test]
     fn unparsable_alter_is_bad_input() {
-        let e = classify_all("ADD COLUMN", &facts()).unwrap_err();
+        let e = classify_all("ALTER TABLE t ADD COLUMN", &facts()).unwrap_err();
         assert_eq!(e.kind, ErrorKind::BadInput);
     }
 }

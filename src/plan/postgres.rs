@@ -29,7 +29,8 @@ pub fn parse(table: &str, alter: &str) -> Result<Parsed> {
             "give ALTER TABLE clauses (ADD COLUMN …, ALTER COLUMN …) or one CREATE INDEX statement",
         )
     };
-    let trimmed = alter.trim().trim_end_matches(';');
+    let trimmed = super::as_statement(alter, "t")?;
+    let trimmed = trimmed.as_str();
     if trimmed
         .split_whitespace()
         .next()
