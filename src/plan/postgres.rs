@@ -45,13 +45,9 @@ pub fn parse(table: &str, alter: &str) -> Result<Parsed> {
             )),
         };
     }
-    let spec = crate::ddl::AlterSpec::parse(crate::target::EngineKind::Postgres, table, alter)
-        .map_err(|e| Error {
-            kind: ErrorKind::BadInput,
-            ..e
-        })?;
-    let sql = format!("ALTER TABLE t {}", spec.clauses);
-    let stmts = Parser::parse_sql(&PostgreSqlDialect {}, &sql).map_err(|e| bad(e.to_string()))?;
+    let _ = table;
+    let stmts =
+        Parser::parse_sql(&PostgreSqlDialect {}, trimmed).map_err(|e| bad(e.to_string()))?;
     match stmts.into_iter().next() {
         Some(Statement::AlterTable(a)) if !a.operations.is_empty() => {
             Ok(Parsed::Alter(a.operations))
