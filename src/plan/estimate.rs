@@ -10,6 +10,8 @@ pub const DEFAULT_ROWS_PER_SEC: f64 = 50_000.0;
 /// Writing a chunk into the shadow (with its indexes, and the log) costs about this many
 /// times reading it: the measured read rate is divided by it.
 pub const WRITE_FACTOR: f64 = 4.0;
+/// Fewer rows than this in the sample: the default rate is used.
+pub const MIN_SAMPLE_ROWS: u64 = 1_000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Estimate {
@@ -31,12 +33,12 @@ pub struct Estimate {
 }
 
 pub fn estimate(f: &Facts, all: &Change) -> Estimate {
+    // A sample too small or too fast to time says nothing: use the default.
     let (rate, source) = match f.sample {
-        Some(s) if s.rows > 0 && s.millis > 0 => (
+        Some(s) if s.rows >= MIN_SAMPLE_ROWS && s.millis > 0 => (
             (s.rows as f64 * 1000.0 / s.millis as f64 / WRITE_FACTOR).max(1.0),
             "sample",
         ),
-        Some(s) if s.rows > 0 => ((s.rows as f64 * 1000.0 / WRITE_FACTOR).max(1.0), "sample"),
         _ => (DEFAULT_ROWS_PER_SEC, "default"),
     };
     let rows = f.row_estimate;
