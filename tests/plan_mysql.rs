@@ -425,3 +425,56 @@ async fn cli_json_shape_fail_on_and_parse_errors() {
         .contains("`a` int(11) DEFAULT NULL"));
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn run_attempt_native_runs_instant_changes_natively() {
+    let db = TestDb::new("plan_myn").await;
+    db.exec(
+        "CREATE TABLE t (id INT PRIMARY KEY, a INT) ENGINE=InnoDB; INSERT INTO t VALUES (1, 1)",
+    )
+    .await;
+    let url = db.url.clone();
+    let args = |alter: &'static str, execute: bool| {
+        let mut v = vec![
+            "run",
+            "--url",
+            &url,
+            "--table",
+            "t",
+            "--alter",
+            alter,
+            "--attempt-native",
+            "--format",
+            "json",
+        ];
+        if execute {
+            v.push("--execute");
+        }
+        v.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let go = |v: Vec<String>| async move {
+        support::godwit(&v.iter().map(String::as_str).collect::<Vec<_>>(), &[]).await
+    };
+    // Dry run: says what it would do, changes nothing.
+    let r = go(args("ADD COLUMN z INT", false)).await;
+    r.expect_ok();
+    let ev = r.event("native").expect("native event");
+    assert_eq!(ev["executed"], false);
+    assert!(ev["statement"]
+        .as_str()
+        .unwrap()
+        .contains("ALGORITHM=INSTANT"));
+    assert!(!db.show_create("t").await.contains("`z`"));
+    // Execute: the column exists, no shadow was ever created.
+    let r = go(args("ADD COLUMN z INT", true)).await;
+    r.expect_ok();
+    assert_eq!(r.event("native").unwrap()["executed"], true);
+    assert!(db.show_create("t").await.contains("`z`"));
+    assert!(db.leftovers(&[]).await.is_empty());
+    // Not instant: no native event, the usual online dry run.
+    let r = go(args("MODIFY a BIGINT", false)).await;
+    r.expect_ok();
+    assert!(r.event("native").is_none(), "{}", r.stdout);
+    assert!(!db.show_create("t").await.contains("bigint"));
+    db.drop_db().await;
+}

@@ -502,3 +502,76 @@ async fn cli_json_and_text() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn run_attempt_native_runs_catalog_changes_natively() {
+    let db = TestDb::new("plan_pgn").await;
+    db.exec("CREATE TABLE t (id int PRIMARY KEY, a int); INSERT INTO t VALUES (1, 1)")
+        .await;
+    let r = support::godwit(
+        &[
+            "run",
+            "--url",
+            &db.url,
+            "--table",
+            "t",
+            "--alter",
+            "ADD COLUMN z int DEFAULT 7",
+            "--attempt-native",
+            "--execute",
+            "--format",
+            "json",
+        ],
+        &[],
+    )
+    .await;
+    r.expect_ok();
+    assert_eq!(r.event("native").expect("native event")["executed"], true);
+    assert_eq!(db.columns("t").await.len(), 3);
+    // A rewrite is not attempted natively.
+    let r = support::godwit(
+        &[
+            "run",
+            "--url",
+            &db.url,
+            "--table",
+            "t",
+            "--alter",
+            "ALTER COLUMN a TYPE bigint",
+            "--attempt-native",
+            "--format",
+            "json",
+        ],
+        &[],
+    )
+    .await;
+    r.expect_ok();
+    assert!(r.event("native").is_none(), "{}", r.stdout);
+    // A held lock: the native ALTER gives up after its timeout, table unchanged.
+    let holder = db.conn().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE t IN ACCESS SHARE MODE")
+        .await
+        .unwrap();
+    let r = support::godwit(
+        &[
+            "run",
+            "--url",
+            &db.url,
+            "--table",
+            "t",
+            "--alter",
+            "ADD COLUMN w int",
+            "--attempt-native",
+            "--execute",
+            "--native-lock-timeout-seconds",
+            "1",
+        ],
+        &[],
+    )
+    .await;
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(db.columns("t").await.len(), 3);
+    db.drop_db().await;
+}

@@ -8,6 +8,7 @@
 
 pub mod estimate;
 pub mod mysql;
+pub mod native;
 pub mod postgres;
 pub mod render;
 pub mod rules;

@@ -32,7 +32,43 @@ fn n(row: &Row, i: usize) -> Option<u64> {
 }
 
 impl Session {
+    /// A read-only session (what `godwit plan` uses).
     pub async fn connect(target: &Target) -> Result<Session> {
+        let mut sess = Session::open(target).await?;
+        // Read-only from here on: a plan must change nothing.
+        let _ = sess
+            .conn
+            .query_drop("SET SESSION TRANSACTION READ ONLY")
+            .await;
+        Ok(sess)
+    }
+
+    /// A session that may run the ALTER natively (`godwit run --attempt-native`).
+    pub async fn connect_writable(target: &Target) -> Result<Session> {
+        Session::open(target).await
+    }
+
+    /// Run `stmt` (a DDL the planner found instant) waiting at most `lock_wait_secs` for
+    /// the metadata lock, so it never queues the application behind a long transaction.
+    pub async fn execute_native(&mut self, stmt: &str, lock_wait_secs: u64) -> Result<()> {
+        self.conn
+            .query_drop(format!(
+                "SET SESSION lock_wait_timeout = {}",
+                lock_wait_secs.max(1)
+            ))
+            .await
+            .map_err(|e| conn_err(e, "setting lock_wait_timeout"))?;
+        self.conn.query_drop(stmt).await.map_err(|e| {
+            let e = conn_err(e, "running the ALTER natively");
+            if e.kind == ErrorKind::CutOverFailed {
+                e.with_hint("a transaction holds the table; retry later, or run without --attempt-native. The table is unchanged")
+            } else {
+                e
+            }
+        })
+    }
+
+    async fn open(target: &Target) -> Result<Session> {
         let builder = OptsBuilder::default()
             .ip_or_hostname(target.host.clone())
             .tcp_port(target.port)
@@ -62,16 +98,11 @@ impl Session {
                     ..e
                 }
             })?;
-        let mut sess = Session {
+        let sess = Session {
             conn,
             db: target.database.clone(),
             mariadb: false,
         };
-        // Read-only from here on: a plan must change nothing.
-        let _ = sess
-            .conn
-            .query_drop("SET SESSION TRANSACTION READ ONLY")
-            .await;
         Ok(sess)
     }
 

@@ -34,6 +34,31 @@ const INDEXES: &str = "SELECT ic.relname::text, i.indisunique, i.indisprimary, a
 const CHECKS: &str = "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = $1 AND contype = 'c' AND convalidated";
 
 impl Session {
+    /// A session that may run the ALTER natively (`godwit run --attempt-native`).
+    pub async fn connect_writable(target: &Target) -> Result<Session> {
+        Ok(Session {
+            c: conn::connect(target, "native").await?,
+        })
+    }
+
+    /// Run `stmt` (a catalog-only change) waiting at most `lock_wait_secs` for its lock.
+    pub async fn execute_native(&mut self, stmt: &str, lock_wait_secs: u64) -> Result<()> {
+        conn::batch(
+            &self.c,
+            &format!("SET lock_timeout = '{}s'", lock_wait_secs.max(1)),
+            "setting lock_timeout",
+        )
+        .await?;
+        conn::batch(&self.c, stmt, "running the ALTER natively").await.map_err(|e| {
+            if e.kind == ErrorKind::CutOverFailed {
+                e.with_hint("a transaction holds the table; retry later, or run without --attempt-native. The table is unchanged")
+            } else {
+                e
+            }
+        })
+    }
+
+    /// A read-only session (what `godwit plan` uses).
     pub async fn connect(target: &Target) -> Result<Session> {
         let c = conn::connect(target, "plan").await?;
         conn::batch(
