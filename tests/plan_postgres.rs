@@ -570,7 +570,7 @@ async fn run_attempt_native_runs_catalog_changes_natively() {
         &[],
     )
     .await;
-    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, 32, "{}{}", r.stdout, r.stderr);
     holder.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(db.columns("t").await.len(), 3);
     db.drop_db().await;

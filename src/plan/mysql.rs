@@ -87,6 +87,27 @@ fn set(c: &mut Change, a: Algorithm, l: MyLock, reason: &str) {
     c.reason = reason.to_string();
 }
 
+/// MySQL: instant ADD/DROP COLUMN is refused once the table reached its row-version limit.
+fn row_versions_exhausted(f: &Facts) -> bool {
+    if f.mariadb {
+        return false;
+    }
+    let limit = if f.version >= (9, 1, 0) { 255 } else { 64 };
+    f.setting("total_row_versions")
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|v| v >= limit)
+}
+
+/// MySQL 8.0.29–8.0.31 wrote a redo format for instant ADD/DROP anywhere that breaks crash
+/// recovery and backups.
+fn redo_bug_note(f: &Facts) -> &'static str {
+    if !f.mariadb && f.version >= (8, 0, 29) && f.version <= (8, 0, 31) {
+        " — caution: 8.0.29–8.0.31 have a redo-log bug with instant ADD/DROP (upgrade, or use INPLACE)"
+    } else {
+        ""
+    }
+}
+
 /// MySQL has no NOCOPY: the same work is INPLACE without a rebuild.
 fn nocopy(f: &Facts) -> Algorithm {
     if f.mariadb {
@@ -124,7 +145,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, adds_pk: bool) -> Change {
             let instant_drop = if maria {
                 v >= (10, 4, 0)
             } else {
-                v >= (8, 0, 29)
+                v >= (8, 0, 29) && !row_versions_exhausted(f)
             };
             if indexed && maria && instant_drop {
                 set(
@@ -435,13 +456,19 @@ fn add_column(
             Some(_) => v >= (8, 0, 29),
         }
     };
+    let instant = instant && !row_versions_exhausted(f);
     if instant && !fulltext {
         let why = if pos.is_some() {
             "instant ADD COLUMN at any position (MariaDB 10.4+, MySQL 8.0.29+)"
         } else {
             "instant ADD COLUMN (MariaDB 10.3+, MySQL 8.0.12+)"
         };
-        set(c, Algorithm::Instant, MyLock::None, why);
+        set(
+            c,
+            Algorithm::Instant,
+            MyLock::None,
+            &format!("{why}{}", redo_bug_note(f)),
+        );
     } else {
         set(
             c,
@@ -930,6 +957,20 @@ mod tests {
         f.version = (8, 0, 30);
         let ch = classify_all("ALTER TABLE t ADD COLUMN x INT FIRST", &f).unwrap();
         assert_eq!(ch[0].algorithm, Some(Algorithm::Instant));
+    }
+
+    #[test]
+    fn mysql_row_version_limit_and_redo_bug() {
+        let mut f = facts();
+        f.mariadb = false;
+        f.version = (8, 0, 30);
+        let ch = classify_all("ALTER TABLE t ADD COLUMN x INT", &f).unwrap();
+        assert_eq!(ch[0].algorithm, Some(Algorithm::Instant));
+        assert!(ch[0].reason.contains("redo"), "{}", ch[0].reason);
+        f.version = (8, 0, 35);
+        f.settings.push(("total_row_versions".into(), "64".into()));
+        let ch = classify_all("ALTER TABLE t ADD COLUMN x INT", &f).unwrap();
+        assert_eq!(ch[0].algorithm, Some(Algorithm::Inplace));
     }
 
     #[test]

@@ -219,6 +219,19 @@ impl Session {
                 }
             }
         }
+        // MySQL 8.0.29+: instant ADD/DROP COLUMN creates row versions, at most 64 (255
+        // since 9.1); at the limit the server refuses ALGORITHM=INSTANT.
+        if !self.mariadb {
+            let sql =
+                "SELECT TOTAL_ROW_VERSIONS FROM information_schema.INNODB_TABLES WHERE NAME = ?";
+            if let Ok(Some(v)) = self
+                .conn
+                .exec_first::<u64, _, _>(sql, (format!("{db}/{table}"),))
+                .await
+            {
+                settings.push(("total_row_versions".to_string(), v.to_string()));
+            }
+        }
         // Replicas: visible to users with REPLICATION MASTER ADMIN / SLAVE MONITOR.
         let replicas = match self.conn.query::<Row, _>("SHOW SLAVE HOSTS").await {
             Ok(rows) => Some(rows.len() as u32),
