@@ -71,3 +71,34 @@ pub fn estimate(f: &Facts, all: &Change) -> Estimate {
         replication_note,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::rules::fixture;
+    use crate::plan::{Op, Sample};
+    use crate::target::EngineKind;
+
+    #[test]
+    fn duration_from_sample_or_default() {
+        let mut f = fixture::facts(EngineKind::Mysql);
+        f.row_estimate = 1_000_000;
+        let all = Change::new(String::new(), Op::Other);
+        let e = estimate(&f, &all);
+        assert_eq!(e.rate_source, "default");
+        assert_eq!(e.copy_seconds, 20);
+        f.sample = Some(Sample {
+            rows: 10_000,
+            millis: 100,
+        });
+        let e = estimate(&f, &all);
+        assert_eq!(e.rate_source, "sample");
+        assert_eq!(e.rows_per_sec, 25_000.0);
+        assert_eq!(e.copy_seconds, 40);
+        f.sample = Some(Sample {
+            rows: 10,
+            millis: 0,
+        });
+        assert_eq!(estimate(&f, &all).rate_source, "default");
+    }
+}
