@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand.
 
 mod cleanup;
+mod plan;
 mod run;
 
 use crate::progress::Format;
@@ -31,6 +32,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// List (or with --execute remove) what godwit left behind for a table.
     Cleanup(cleanup::CleanupArgs),
+    /// Dry-run planning: what an ALTER will lock, rewrite and cost, and how to run it.
+    Plan(plan::PlanArgs),
 }
 
 /// Where to connect; shared by every command.
@@ -84,6 +87,7 @@ pub fn main() -> i32 {
         match cli.command {
             Command::Run(a) => run::run(a).await,
             Command::Cleanup(a) => cleanup::cleanup(a).await,
+            Command::Plan(a) => plan::plan(a).await,
         }
     })
 }

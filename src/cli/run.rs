@@ -5,6 +5,7 @@ use crate::ddl::AlterSpec;
 use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
 use crate::migration::{DryRun, Migration, Outcome, RunOptions};
+use crate::plan::PlanOptions;
 use crate::progress::{Format, Reporter};
 use crate::target::Target;
 use crate::throttle::{LoadThresholds, Throttle};
@@ -59,6 +60,14 @@ pub struct RunArgs {
     /// Drop the original (renamed) table after a successful cut-over.
     #[arg(long)]
     pub ok_to_drop_table: bool,
+    /// Ask the planner first: an instant (MySQL/MariaDB) or catalog-only (PostgreSQL)
+    /// change runs natively, with ALGORITHM=INSTANT and a lock wait timeout, instead of
+    /// copying the table. Anything else runs online as usual.
+    #[arg(long)]
+    pub attempt_native: bool,
+    /// With --attempt-native: longest wait for the table's lock (seconds).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub native_lock_timeout_seconds: u64,
     /// Test seam: hold the cut-over lock this long once the swap is queued (first attempt).
     #[arg(long, hide = true)]
     pub debug_cut_over_hold_millis: Option<u64>,
@@ -136,8 +145,39 @@ pub async fn run(a: RunArgs) -> i32 {
     }
 }
 
+/// `--attempt-native`: true when the change was handled natively (or would be, without
+/// --execute).
+async fn attempt_native(a: &RunArgs, target: &Target, rep: &mut Reporter) -> Result<bool> {
+    let p = crate::plan::plan(target, &a.conn.table, &a.alter, &PlanOptions::default()).await?;
+    let Some(stmt) = crate::plan::native::native_statement(&p) else {
+        tracing::info!(
+            "not instant/catalog-only ({}): running online",
+            p.overall.reason
+        );
+        return Ok(false);
+    };
+    if a.execute {
+        crate::plan::native::execute(target, &stmt, a.native_lock_timeout_seconds).await?;
+    }
+    rep.finish();
+    if a.format == Format::Json {
+        rep.emit(
+            "native",
+            serde_json::json!({"executed": a.execute, "statement": stmt, "reason": p.overall.reason}),
+        );
+    } else if a.execute {
+        println!("ran natively (no copy needed): {stmt}");
+    } else {
+        println!("would run natively (no copy needed): {stmt}\n  reason: {}\n  run again with --execute.", p.overall.reason);
+    }
+    Ok(true)
+}
+
 async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
     let target = Target::parse(&a.conn.url, a.conn.password_file.as_deref())?;
+    if a.attempt_native && attempt_native(a, &target, rep).await? {
+        return Ok(());
+    }
     let alter = AlterSpec::parse(target.kind, &a.conn.table, &a.alter)?;
     let opts = options(a, alter)?;
     let throttle = Throttle::new(

@@ -3,6 +3,7 @@
 mod binlog;
 mod checks;
 mod cutover;
+pub mod facts;
 mod inspect;
 pub mod rowimage;
 pub mod sql;

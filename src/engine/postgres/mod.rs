@@ -6,6 +6,7 @@ mod alter;
 mod checks;
 mod conn;
 mod cutover;
+pub mod facts;
 mod inspect;
 pub mod pgoutput;
 pub mod sql;

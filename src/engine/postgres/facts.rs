@@ -1,0 +1,358 @@
+//! Read-only facts for `godwit plan`: version, sizes, columns, indexes, constraints that
+//! prove NOT NULL, replicas, long transactions, function volatility, a timed sample, and
+//! bounded data checks. The session is READ ONLY.
+
+use super::conn::{self, pg_err};
+use super::inspect::split_name;
+use super::sql::quote;
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::{
+    ColumnFact, Facts, IndexFact, LongTransaction, PlanOptions, Probe, ProbeResult, Sample,
+};
+use crate::target::{EngineKind, Target};
+use std::time::Instant;
+use tokio_postgres::Client;
+
+pub struct Session {
+    c: Client,
+}
+
+const REL: &str = "SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relpersistence::text, \
+  GREATEST(c.reltuples, 0)::int8, pg_table_size(c.oid), pg_indexes_size(c.oid) \
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+  WHERE c.relname = $2 AND n.nspname = COALESCE($1, current_schema())";
+
+const COLUMNS: &str = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, NOT a.attnotnull, \
+  a.attgenerated <> '' , EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND a.attnum = ANY(i.indkey::int2[])) \
+  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+
+const INDEXES: &str = "SELECT ic.relname::text, i.indisunique, i.indisprimary, am.amname::text, \
+  ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o) \
+  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam WHERE i.indrelid = $1";
+
+const CHECKS: &str = "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = $1 AND contype = 'c' AND convalidated";
+
+impl Session {
+    /// A session that may run the ALTER natively (`godwit run --attempt-native`).
+    pub async fn connect_writable(target: &Target) -> Result<Session> {
+        Ok(Session {
+            c: conn::connect(target, "native").await?,
+        })
+    }
+
+    /// Run `stmt` (a catalog-only change) waiting at most `lock_wait_secs` for its lock.
+    pub async fn execute_native(&mut self, stmt: &str, lock_wait_secs: u64) -> Result<()> {
+        conn::batch(
+            &self.c,
+            &format!("SET lock_timeout = '{}s'", lock_wait_secs.max(1)),
+            "setting lock_timeout",
+        )
+        .await?;
+        conn::batch(&self.c, stmt, "running the ALTER natively").await.map_err(|e| {
+            if e.kind == ErrorKind::CutOverFailed {
+                e.with_hint("a transaction holds the table; retry later, or run without --attempt-native. The table is unchanged")
+            } else {
+                e
+            }
+        })
+    }
+
+    /// A read-only session (what `godwit plan` uses).
+    pub async fn connect(target: &Target) -> Result<Session> {
+        let c = conn::connect(target, "plan").await?;
+        conn::batch(
+            &c,
+            "SET default_transaction_read_only = on; SET statement_timeout = '30s'",
+            "configuring the plan session",
+        )
+        .await?;
+        Ok(Session { c })
+    }
+
+    pub async fn facts(&mut self, table: &str, o: &PlanOptions) -> Result<Facts> {
+        let c = &self.c;
+        let version: String = c
+            .query_one("SHOW server_version", &[])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| pg_err(e, "reading the server version"))?;
+        let num: String = c
+            .query_one("SHOW server_version_num", &[])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| pg_err(e, "reading the server version"))?;
+        let num: u32 = num.parse().unwrap_or(0);
+        let (schema, name) = split_name(table);
+        let rel = c
+            .query_opt(REL, &[&schema, &name])
+            .await
+            .map_err(|e| pg_err(e, "reading the table"))?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::TableMissing,
+                    format!("table {table} does not exist"),
+                )
+                .with_hint("check --table (SCHEMA.NAME) and the database in --url")
+            })?;
+        let oid: u32 = rel.get(0);
+        let schema: String = rel.get(1);
+        let kind: String = rel.get(3);
+        if kind != "r" && kind != "p" {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("{table} is not a table (relkind {kind})"),
+            ));
+        }
+        let persistence: String = rel.get(4);
+        let rows: i64 = rel.get(5);
+        let data: i64 = rel.get(6);
+        let idx: i64 = rel.get(7);
+        let cols = c
+            .query(COLUMNS, &[&oid])
+            .await
+            .map_err(|e| pg_err(e, "reading columns"))?;
+        let columns: Vec<ColumnFact> = cols
+            .iter()
+            .map(|r| ColumnFact {
+                name: r.get(0),
+                column_type: r.get(1),
+                data_type: r.get(2),
+                nullable: r.get(3),
+                generated: r.get(4),
+                indexed: r.get(5),
+                charset: None,
+            })
+            .collect();
+        let idxs = c
+            .query(INDEXES, &[&oid])
+            .await
+            .map_err(|e| pg_err(e, "reading indexes"))?;
+        let indexes = idxs
+            .iter()
+            .map(|r| IndexFact {
+                name: r.get(0),
+                unique: r.get(1),
+                primary: r.get(2),
+                kind: r.get(3),
+                columns: r.get(4),
+            })
+            .collect();
+        let checks = c
+            .query(CHECKS, &[&oid])
+            .await
+            .map_err(|e| pg_err(e, "reading constraints"))?;
+        let proven_not_null = checks
+            .iter()
+            .filter_map(|r| {
+                let def: String = r.get(0);
+                proven_column(&def)
+            })
+            .collect();
+        let replicas = c
+            .query_one("SELECT count(*)::int8 FROM pg_stat_replication", &[])
+            .await
+            .ok()
+            .and_then(|r| r.try_get::<_, i64>(0).ok())
+            .map(|n| n as u32);
+        let long = c
+            .query(
+                "SELECT pid::text, EXTRACT(EPOCH FROM now() - xact_start)::int8, COALESCE(state, '') FROM pg_stat_activity \
+                 WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() AND now() - xact_start > make_interval(secs => $1) \
+                 ORDER BY xact_start LIMIT 20",
+                &[&(o.long_trx_seconds.min(5) as f64)],
+            )
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| LongTransaction { id: r.get(0), seconds: r.get::<_, i64>(1).max(0) as u64, state: r.get(2) })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut settings = Vec::new();
+        for s in [
+            "wal_level",
+            "lock_timeout",
+            "statement_timeout",
+            "max_wal_size",
+        ] {
+            if let Ok(r) = c.query_one(&format!("SHOW {s}"), &[]).await {
+                settings.push((s.to_string(), r.get::<_, String>(0)));
+            }
+        }
+        let mut facts = Facts {
+            engine: EngineKind::Postgres,
+            server_version: format!("PostgreSQL {version}"),
+            version: (num / 10000, (num / 100) % 100, num % 100),
+            mariadb: false,
+            schema,
+            table: name,
+            row_estimate: rows.max(0) as u64,
+            data_bytes: data.max(0) as u64,
+            index_bytes: idx.max(0) as u64,
+            avg_row_bytes: if rows > 0 {
+                (data / rows).max(0) as u64
+            } else {
+                0
+            },
+            columns,
+            indexes,
+            proven_not_null,
+            row_format: Some(
+                match persistence.as_str() {
+                    "u" => "unlogged",
+                    "t" => "temporary",
+                    _ => "logged",
+                }
+                .to_string(),
+            ),
+            free_bytes: None,
+            replicas,
+            long_transactions: long,
+            settings,
+            sample: None,
+        };
+        facts.sample = self.sample(&facts, o.sample_rows).await;
+        Ok(facts)
+    }
+
+    async fn sample(&self, f: &Facts, rows: u64) -> Option<Sample> {
+        let pk = f.primary_key()?.columns.clone();
+        let order = pk.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT count(*)::int8 FROM (SELECT * FROM {}.{} ORDER BY {order} LIMIT {rows}) s",
+            quote(&f.schema),
+            quote(&f.table)
+        );
+        let started = Instant::now();
+        let got: i64 = self.c.query_one(&sql, &[]).await.ok()?.try_get(0).ok()?;
+        Some(Sample {
+            rows: got.max(0) as u64,
+            millis: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Of `names`, the functions that have a volatile overload.
+    pub async fn volatile_functions(&self, names: &[String]) -> Result<Vec<String>> {
+        if names.is_empty() {
+            return Ok(vec![]);
+        }
+        let rows = self
+            .c
+            .query("SELECT DISTINCT proname::text FROM pg_proc WHERE proname = ANY($1) AND provolatile = 'v'", &[&names])
+            .await
+            .map_err(|e| pg_err(e, "reading function volatility"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Bounded data checks: each reads at most `limit` rows in key order.
+    pub async fn probes(
+        &self,
+        f: &Facts,
+        probes: &[Probe],
+        limit: u64,
+    ) -> Result<Vec<ProbeResult>> {
+        let t = format!("{}.{}", quote(&f.schema), quote(&f.table));
+        let pk: Vec<String> = f
+            .primary_key()
+            .map(|i| i.columns.clone())
+            .unwrap_or_default();
+        let order = if pk.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ORDER BY {}",
+                pk.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+            )
+        };
+        let key_expr = if pk.is_empty() {
+            "''".to_string()
+        } else {
+            format!(
+                "concat_ws(', ', {})",
+                pk.iter()
+                    .map(|c| format!("{} || '=' || {}::text", lit(c), quote(c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let mut out = Vec::new();
+        for p in probes {
+            let sub = format!("(SELECT * FROM {t}{order} LIMIT {limit}) s");
+            let sql = match p {
+                Probe::Nulls { column } => format!("SELECT {key_expr} FROM {sub} WHERE {} IS NULL LIMIT 1", quote(column)),
+                Probe::TooLong { column, max_chars } => format!("SELECT {key_expr} FROM {sub} WHERE char_length({}::text) > {max_chars} LIMIT 1", quote(column)),
+                Probe::OutOfRange { column, min, max } => format!("SELECT {key_expr} FROM {sub} WHERE {0}::numeric < {min} OR {0}::numeric > {max} LIMIT 1", quote(column)),
+                Probe::Duplicates { columns } => {
+                    let g = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+                    let ex = columns.iter().map(|c| format!("{} || '=' || {}::text", lit(c), quote(c))).collect::<Vec<_>>().join(", ");
+                    let nn = columns.iter().map(|c| format!("{} IS NOT NULL", quote(c))).collect::<Vec<_>>().join(" AND ");
+                    format!("SELECT concat_ws(', ', {ex}) || ' (' || count(*) || ' rows)' FROM {sub} WHERE {nn} GROUP BY {g} HAVING count(*) > 1 LIMIT 1")
+                }
+            };
+            let example = match self.c.query_opt(&sql, &[]).await {
+                Ok(r) => r.map(|r| {
+                    r.try_get::<_, Option<String>>(0)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
+                }),
+                Err(e) => {
+                    tracing::warn!("data check skipped: {e}");
+                    continue;
+                }
+            };
+            let rows_checked: i64 = self
+                .c
+                .query_one(
+                    &format!("SELECT count(*)::int8 FROM (SELECT 1 FROM {t} LIMIT {limit}) s"),
+                    &[],
+                )
+                .await
+                .ok()
+                .and_then(|r| r.try_get(0).ok())
+                .unwrap_or(0);
+            let found = example.is_some();
+            out.push(ProbeResult {
+                probe: p.clone(),
+                found,
+                example: example.map(|e| {
+                    if e.is_empty() {
+                        "(no primary key)".into()
+                    } else {
+                        e
+                    }
+                }),
+                rows_checked: rows_checked.max(0) as u64,
+                complete: (rows_checked.max(0) as u64) < limit,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `CHECK ((col IS NOT NULL))` → `col`.
+fn proven_column(def: &str) -> Option<String> {
+    let inner = def.strip_prefix("CHECK ((")?.strip_suffix("))")?;
+    let col = inner.strip_suffix(" IS NOT NULL")?;
+    if col.contains(' ') && !col.starts_with('"') {
+        return None;
+    }
+    Some(col.trim_matches('"').replace("\"\"", "\""))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn not_null_check_is_recognised() {
+        assert_eq!(
+            super::proven_column("CHECK ((n IS NOT NULL))").as_deref(),
+            Some("n")
+        );
+        assert_eq!(super::proven_column("CHECK ((n > 0))"), None);
+    }
+}

@@ -1,0 +1,627 @@
+//! Dry-run planning (`godwit plan`): what an ALTER will lock, rewrite and cost, and how to
+//! run it safely.
+//!
+//! The flow: read live facts from the server (read-only), parse the ALTER with sqlparser,
+//! classify every clause per engine and version ([`mysql`], [`postgres`]), run bounded
+//! data checks the risk rules need, estimate the online path ([`estimate`]), run the
+//! rules ([`rules`]) and recommend a way to run it. Nothing on the server changes.
+
+pub mod estimate;
+pub mod mysql;
+pub mod native;
+pub mod postgres;
+pub mod render;
+pub mod rules;
+
+use crate::error::{Error, Result};
+use crate::target::{EngineKind, Target};
+use serde::Serialize;
+
+/// Thresholds and limits from the command line.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// A table with at least this many rows is large.
+    pub large_table_rows: u64,
+    /// A table with at least this many bytes (data + indexes) is large.
+    pub large_table_bytes: u64,
+    /// A transaction open longer than this blocks a cut-over.
+    pub long_trx_seconds: u64,
+    /// Data checks read at most this many rows.
+    pub check_rows: u64,
+    /// Rows read by the copy-speed sample.
+    pub sample_rows: u64,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            large_table_rows: 1_000_000,
+            large_table_bytes: 1 << 30,
+            long_trx_seconds: 60,
+            check_rows: 1_000_000,
+            sample_rows: 10_000,
+        }
+    }
+}
+
+/// A column as the planner sees it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ColumnFact {
+    pub name: String,
+    /// Full type (`varchar(50)`, `int(11) unsigned`, `character varying(50)`).
+    pub column_type: String,
+    /// Base type, lower case.
+    pub data_type: String,
+    pub nullable: bool,
+    pub charset: Option<String>,
+    /// Part of any index.
+    pub indexed: bool,
+    pub generated: bool,
+}
+
+/// An index or key.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IndexFact {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub unique: bool,
+    pub primary: bool,
+    /// `BTREE`, `FULLTEXT`, `SPATIAL`, `btree`, `gin`, ...
+    pub kind: String,
+}
+
+/// A transaction that has been open for a while.
+#[derive(Debug, Clone, Serialize)]
+pub struct LongTransaction {
+    pub id: String,
+    pub seconds: u64,
+    pub state: String,
+}
+
+/// A timed, read-only sample of the table in key order.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Sample {
+    pub rows: u64,
+    pub millis: u64,
+}
+
+/// What the server told us, read-only.
+#[derive(Debug, Clone, Serialize)]
+pub struct Facts {
+    pub engine: EngineKind,
+    /// Version string as the server reports it.
+    pub server_version: String,
+    #[serde(skip)]
+    pub version: (u32, u32, u32),
+    #[serde(skip)]
+    pub mariadb: bool,
+    pub schema: String,
+    pub table: String,
+    pub row_estimate: u64,
+    pub data_bytes: u64,
+    pub index_bytes: u64,
+    pub avg_row_bytes: u64,
+    pub columns: Vec<ColumnFact>,
+    pub indexes: Vec<IndexFact>,
+    /// PostgreSQL: columns a valid `CHECK (col IS NOT NULL)` proves non-null.
+    #[serde(skip)]
+    pub proven_not_null: Vec<String>,
+    /// MySQL: ROW_FORMAT; PostgreSQL: persistence.
+    pub row_format: Option<String>,
+    /// Free space on the table's file system, when the server exposes it.
+    pub free_bytes: Option<u64>,
+    /// Replicas the server reports (None: not visible with these privileges).
+    pub replicas: Option<u32>,
+    pub long_transactions: Vec<LongTransaction>,
+    /// Settings that change the classification or the cost.
+    pub settings: Vec<(String, String)>,
+    pub sample: Option<Sample>,
+}
+
+impl Facts {
+    pub fn column(&self, name: &str) -> Option<&ColumnFact> {
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+    pub fn primary_key(&self) -> Option<&IndexFact> {
+        self.indexes.iter().find(|i| i.primary)
+    }
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.settings
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn total_bytes(&self) -> u64 {
+        self.data_bytes + self.index_bytes
+    }
+}
+
+/// A bounded data check that a rule needs (run by the engine's facts module).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "check", rename_all = "snake_case")]
+pub enum Probe {
+    /// Does the column hold NULLs?
+    Nulls { column: String },
+    /// Do these columns hold duplicate values?
+    Duplicates { columns: Vec<String> },
+    /// Does the column hold strings longer than `max_chars`?
+    TooLong { column: String, max_chars: u64 },
+    /// Does the column hold numbers outside `min..=max`?
+    OutOfRange {
+        column: String,
+        min: i128,
+        max: i128,
+    },
+}
+
+/// What a probe found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeResult {
+    #[serde(flatten)]
+    pub probe: Probe,
+    pub found: bool,
+    /// An offending value or key, rendered as text.
+    pub example: Option<String>,
+    pub rows_checked: u64,
+    /// False when the check stopped at `--check-rows` before the end of the table.
+    pub complete: bool,
+}
+
+/// MySQL/MariaDB ALGORITHM, cheapest last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Algorithm {
+    Copy,
+    Inplace,
+    /// MariaDB: in place without rebuilding the clustered index.
+    Nocopy,
+    Instant,
+}
+
+impl Algorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Copy => "COPY",
+            Algorithm::Inplace => "INPLACE",
+            Algorithm::Nocopy => "NOCOPY",
+            Algorithm::Instant => "INSTANT",
+        }
+    }
+}
+
+/// MySQL/MariaDB LOCK, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum MyLock {
+    None,
+    Shared,
+    Exclusive,
+}
+
+impl MyLock {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MyLock::None => "NONE",
+            MyLock::Shared => "SHARED",
+            MyLock::Exclusive => "EXCLUSIVE",
+        }
+    }
+}
+
+/// PostgreSQL table lock modes, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PgLock {
+    AccessShare,
+    RowShare,
+    RowExclusive,
+    ShareUpdateExclusive,
+    Share,
+    ShareRowExclusive,
+    Exclusive,
+    AccessExclusive,
+}
+
+impl PgLock {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PgLock::AccessShare => "ACCESS SHARE",
+            PgLock::RowShare => "ROW SHARE",
+            PgLock::RowExclusive => "ROW EXCLUSIVE",
+            PgLock::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
+            PgLock::Share => "SHARE",
+            PgLock::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
+            PgLock::Exclusive => "EXCLUSIVE",
+            PgLock::AccessExclusive => "ACCESS EXCLUSIVE",
+        }
+    }
+    /// The `pg_locks.mode` name.
+    pub fn from_pg_locks(mode: &str) -> Option<PgLock> {
+        Some(match mode {
+            "AccessShareLock" => PgLock::AccessShare,
+            "RowShareLock" => PgLock::RowShare,
+            "RowExclusiveLock" => PgLock::RowExclusive,
+            "ShareUpdateExclusiveLock" => PgLock::ShareUpdateExclusive,
+            "ShareLock" => PgLock::Share,
+            "ShareRowExclusiveLock" => PgLock::ShareRowExclusive,
+            "ExclusiveLock" => PgLock::Exclusive,
+            "AccessExclusiveLock" => PgLock::AccessExclusive,
+            _ => return None,
+        })
+    }
+    /// Conflicts with the ROW EXCLUSIVE lock that INSERT/UPDATE/DELETE take.
+    pub fn blocks_writes(self) -> bool {
+        self >= PgLock::Share
+    }
+    /// Conflicts with the ACCESS SHARE lock that SELECT takes.
+    pub fn blocks_reads(self) -> bool {
+        self == PgLock::AccessExclusive
+    }
+}
+
+/// What a clause does, for the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    AddColumn,
+    DropColumn,
+    RenameColumn,
+    ChangeColumn,
+    SetDefault,
+    DropDefault,
+    SetNotNull,
+    DropNotNull,
+    ChangeType,
+    AddIndex,
+    AddUnique,
+    AddPrimaryKey,
+    DropPrimaryKey,
+    DropIndex,
+    AddForeignKey,
+    AddCheck,
+    DropConstraint,
+    ValidateConstraint,
+    RenameConstraint,
+    RenameTable,
+    DropTable,
+    TableOption,
+    Other,
+}
+
+/// One clause of the ALTER, classified.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    /// The clause as parsed (normalized by sqlparser).
+    pub clause: String,
+    pub op: Op,
+    /// Columns the clause is about (the column, or the key columns).
+    pub columns: Vec<String>,
+    /// New name for renames.
+    pub new_name: Option<String>,
+    /// New column type (as written) for type changes.
+    pub new_type: Option<String>,
+    /// `NOT VALID` was given (PostgreSQL constraints).
+    pub not_valid: bool,
+    /// MySQL/MariaDB: the cheapest ALGORITHM the server accepts.
+    pub algorithm: Option<Algorithm>,
+    /// MySQL/MariaDB: the weakest LOCK the server accepts with that algorithm.
+    pub mysql_lock: Option<MyLock>,
+    /// PostgreSQL: the lock taken on the table.
+    pub pg_lock: Option<PgLock>,
+    /// The table (or its clustered index) is rebuilt.
+    pub rewrite: bool,
+    /// The whole table is read (validation, index build) without being rewritten.
+    pub scan: bool,
+    /// Application writes wait while the change runs (beyond a brief metadata lock).
+    pub blocks_writes: bool,
+    /// Application reads wait while the change runs.
+    pub blocks_reads: bool,
+    /// Why the clause is classified so.
+    pub reason: String,
+}
+
+impl Change {
+    pub fn new(clause: String, op: Op) -> Change {
+        Change {
+            clause,
+            op,
+            columns: Vec::new(),
+            new_name: None,
+            new_type: None,
+            not_valid: false,
+            algorithm: None,
+            mysql_lock: None,
+            pg_lock: None,
+            rewrite: false,
+            scan: false,
+            blocks_writes: false,
+            blocks_reads: false,
+            reason: String::new(),
+        }
+    }
+    /// Work proportional to the table's size happens under this change's lock.
+    pub fn heavy(&self) -> bool {
+        self.rewrite || self.scan || self.algorithm == Some(Algorithm::Copy)
+    }
+}
+
+/// How to run the ALTER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Run it on the server directly, with the statements given.
+    Native,
+    /// Run it with `godwit run` (shadow copy, short cut-over).
+    Online,
+    /// Split into expand/contract phases the application can roll through.
+    Phases,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recommendation {
+    pub strategy: Strategy,
+    /// Statements to run (native), or the godwit command line (online), or the phases.
+    pub statements: Vec<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// A risk a rule found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub severity: Severity,
+    pub message: String,
+    /// What to do about it.
+    pub fix: String,
+}
+
+/// The whole plan: what `godwit plan` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub engine: EngineKind,
+    pub server_version: String,
+    pub table: String,
+    pub alter: String,
+    pub facts: Facts,
+    pub changes: Vec<Change>,
+    /// The ALTER as a whole (MySQL: the worst of its clauses, as the server runs them
+    /// together; PostgreSQL: the strongest lock, rewrite if any clause rewrites).
+    pub overall: Change,
+    pub checks: Vec<ProbeResult>,
+    pub estimate: estimate::Estimate,
+    pub recommendation: Recommendation,
+    pub findings: Vec<Finding>,
+}
+
+impl Plan {
+    /// The worst severity among the findings.
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+}
+
+/// Is the table large by the options' thresholds?
+pub fn is_large(f: &Facts, o: &PlanOptions) -> bool {
+    f.row_estimate >= o.large_table_rows || f.total_bytes() >= o.large_table_bytes
+}
+
+/// The probes the changes need.
+pub fn probes_for(changes: &[Change], facts: &Facts) -> Vec<Probe> {
+    let mut out = Vec::new();
+    for c in changes {
+        match c.op {
+            Op::SetNotNull | Op::AddPrimaryKey => {
+                for col in &c.columns {
+                    if facts.column(col).map(|k| k.nullable).unwrap_or(false) {
+                        out.push(Probe::Nulls {
+                            column: col.clone(),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        if matches!(c.op, Op::AddUnique | Op::AddPrimaryKey)
+            && !c.columns.is_empty()
+            && c.columns.iter().all(|k| facts.column(k).is_some())
+        {
+            out.push(Probe::Duplicates {
+                columns: c.columns.clone(),
+            });
+        }
+        if matches!(c.op, Op::ChangeType | Op::ChangeColumn) {
+            if let (Some(col), Some(t)) = (c.columns.first(), c.new_type.as_deref()) {
+                if let Some(old) = facts.column(col) {
+                    if let Some(p) = shrink_probe(col, &old.column_type, t) {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        if c.op == Op::ChangeColumn {
+            // MODIFY … NOT NULL on a nullable column
+            if let Some(col) = c.columns.first() {
+                if c.reason.contains("NULL → NOT NULL")
+                    && facts.column(col).map(|k| k.nullable).unwrap_or(false)
+                {
+                    out.push(Probe::Nulls {
+                        column: col.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out.dedup();
+    out
+}
+
+/// Parse `name(n[,m])` into (name, args).
+pub fn type_parts(t: &str) -> (String, Vec<u64>) {
+    let t = t.trim().to_lowercase();
+    let (name, rest) = match t.find('(') {
+        Some(i) => (t[..i].trim().to_string(), &t[i + 1..]),
+        None => (
+            t.split_whitespace()
+                .take_while(|w| *w != "unsigned" && *w != "signed")
+                .collect::<Vec<_>>()
+                .join(" "),
+            "",
+        ),
+    };
+    let args = rest
+        .split(')')
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    (name, args)
+}
+
+fn int_range(name: &str, unsigned: bool) -> Option<(i128, i128)> {
+    let bits = match name {
+        "tinyint" => 8,
+        "smallint" | "int2" => 16,
+        "mediumint" => 24,
+        "int" | "integer" | "int4" => 32,
+        "bigint" | "int8" => 64,
+        _ => return None,
+    };
+    Some(if unsigned {
+        (0, (1i128 << bits) - 1)
+    } else {
+        (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
+    })
+}
+
+fn is_string_type(name: &str) -> bool {
+    matches!(
+        name,
+        "varchar" | "char" | "character varying" | "character" | "bpchar" | "nvarchar"
+    )
+}
+
+/// A probe for a type change that may cut existing data.
+pub fn shrink_probe(column: &str, old: &str, new: &str) -> Option<Probe> {
+    let (on, oa) = type_parts(old);
+    let (nn, na) = type_parts(new);
+    if is_string_type(&nn) {
+        let new_len = *na.first()?;
+        let shrinks = match oa.first() {
+            Some(&ol) if is_string_type(&on) => new_len < ol,
+            _ => true,
+        };
+        return shrinks.then(|| Probe::TooLong {
+            column: column.to_string(),
+            max_chars: new_len,
+        });
+    }
+    let old_unsigned = old.to_lowercase().contains("unsigned");
+    let new_unsigned = new.to_lowercase().contains("unsigned");
+    let (nmin, nmax) = int_range(&nn, new_unsigned)?;
+    let shrinks = match int_range(&on, old_unsigned) {
+        Some((omin, omax)) => nmin > omin || nmax < omax,
+        None => true,
+    };
+    shrinks.then(|| Probe::OutOfRange {
+        column: column.to_string(),
+        min: nmin,
+        max: nmax,
+    })
+}
+
+/// `--alter` as one statement: a clause list gets `ALTER TABLE <placeholder>` in front.
+pub fn as_statement(alter: &str, placeholder: &str) -> Result<String> {
+    let t = alter.trim().trim_end_matches(';').trim();
+    if t.is_empty() {
+        return Err(Error::bad_input("--alter is empty")
+            .with_hint("give the clauses, e.g. --alter \"ADD COLUMN note TEXT\""));
+    }
+    let words: Vec<&str> = t.split_whitespace().take(4).collect();
+    let first = words.first().copied().unwrap_or("");
+    // `ALTER [ONLINE|IGNORE] TABLE …` is a statement; `ALTER COLUMN …` is a clause.
+    let alter_table = first.eq_ignore_ascii_case("ALTER")
+        && words[1..].iter().any(|w| w.eq_ignore_ascii_case("TABLE"));
+    if alter_table || first.eq_ignore_ascii_case("CREATE") {
+        Ok(t.to_string())
+    } else {
+        Ok(format!("ALTER TABLE {placeholder} {t}"))
+    }
+}
+
+/// Read facts, classify, check, estimate and judge. Changes nothing on the server.
+pub async fn plan(target: &Target, table: &str, alter: &str, opts: &PlanOptions) -> Result<Plan> {
+    match target.kind {
+        EngineKind::Mysql => {
+            let stmt = as_statement(alter, "`t`")?;
+            let mut session = crate::engine::mysql::facts::Session::connect(target).await?;
+            let facts = session.facts(table, opts).await?;
+            let changes = mysql::classify_all(&stmt, &facts)?;
+            let clauses = mysql::clause_text(&changes);
+            let overall = mysql::combine(&changes, &facts);
+            let probes = probes_for(&changes, &facts);
+            let checks = session.probes(&facts, &probes, opts.check_rows).await?;
+            session.close().await;
+            Ok(finish(
+                target, &facts, alter, changes, overall, checks, opts, &clauses,
+            ))
+        }
+        EngineKind::Postgres => {
+            let mut session = crate::engine::postgres::facts::Session::connect(target).await?;
+            let facts = session.facts(table, opts).await?;
+            let parsed = postgres::parse(table, alter)?;
+            let funcs = postgres::functions_called(&parsed);
+            let volatile = session.volatile_functions(&funcs).await?;
+            let changes = postgres::classify_all(&parsed, &facts, &volatile)?;
+            let overall = postgres::combine(&changes);
+            let probes = probes_for(&changes, &facts);
+            let checks = session.probes(&facts, &probes, opts.check_rows).await?;
+            let clauses = postgres::clause_text(&parsed);
+            Ok(finish(
+                target, &facts, alter, changes, overall, checks, opts, &clauses,
+            ))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    target: &Target,
+    facts: &Facts,
+    alter: &str,
+    changes: Vec<Change>,
+    overall: Change,
+    checks: Vec<ProbeResult>,
+    opts: &PlanOptions,
+    clauses: &str,
+) -> Plan {
+    let est = estimate::estimate(facts, &overall);
+    let recommendation = match target.kind {
+        EngineKind::Mysql => mysql::recommend(facts, &changes, &overall, clauses, opts),
+        EngineKind::Postgres => postgres::recommend(facts, &changes, &overall, clauses, opts),
+    };
+    let mut plan = Plan {
+        engine: target.kind,
+        server_version: facts.server_version.clone(),
+        table: facts.table.clone(),
+        alter: alter.trim().to_string(),
+        facts: facts.clone(),
+        changes,
+        overall,
+        checks,
+        estimate: est,
+        recommendation,
+        findings: Vec::new(),
+    };
+    plan.findings = rules::run_all(&plan, opts);
+    plan
+}

@@ -1,0 +1,981 @@
+//! MySQL 8 / MariaDB 10.x–11.x: the cheapest ALGORITHM and weakest LOCK for each clause,
+//! per server version. Pure functions over the parsed clause and the table's facts.
+//!
+//! Checked on MariaDB 10.11 by `tests/plan_mysql.rs` (each corpus entry runs with the
+//! predicted `ALGORITHM=…, LOCK=…` and must fail with the next cheaper one).
+
+use super::{Algorithm, Change, Facts, MyLock, Op, PlanOptions, Recommendation, Strategy};
+use crate::error::{Error, ErrorKind, Result};
+use sqlparser::ast::{
+    AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, DataType,
+    GeneratedExpressionMode, MySQLColumnPosition, Statement, TableConstraint,
+};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+
+type V = (u32, u32, u32);
+
+/// The clauses as text, for the recommended statements.
+pub fn clause_text(changes: &[Change]) -> String {
+    changes
+        .iter()
+        .map(|c| c.clause.clone())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parse the ALTER statement and classify each clause.
+pub fn classify_all(sql: &str, facts: &Facts) -> Result<Vec<Change>> {
+    let stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| {
+        Error::new(
+            ErrorKind::BadInput,
+            format!("cannot parse the ALTER: {e}"),
+        )
+        .with_hint("godwit plan understands ADD/DROP/MODIFY/CHANGE/RENAME COLUMN, ADD/DROP INDEX and KEY, constraints, AUTO_INCREMENT and RENAME TO; other table options are not planned")
+    })?;
+    let ops = match stmts.as_slice() {
+        [Statement::AlterTable(a)] => a.operations.clone(),
+        _ => return Err(Error::bad_input("--alter must be one ALTER TABLE")),
+    };
+    let ops: Vec<_> = ops
+        .into_iter()
+        .filter(|o| {
+            !matches!(
+                o,
+                AlterTableOperation::Algorithm { .. } | AlterTableOperation::Lock { .. }
+            )
+        })
+        .collect();
+    if ops.is_empty() {
+        return Err(Error::bad_input("the ALTER has no clause to plan"));
+    }
+    let adds_pk = ops.iter().any(|o| {
+        matches!(
+            o,
+            AlterTableOperation::AddConstraint {
+                constraint: TableConstraint::PrimaryKey(_),
+                ..
+            }
+        )
+    });
+    Ok(ops.iter().map(|o| classify(o, facts, adds_pk)).collect())
+}
+
+fn ident_list(cols: &[sqlparser::ast::IndexColumn]) -> Vec<String> {
+    cols.iter()
+        .map(|c| unquote(&c.column.expr.to_string()))
+        .collect()
+}
+
+pub(crate) fn unquote(s: &str) -> String {
+    let s = s.trim();
+    let quoted =
+        (s.starts_with('`') && s.ends_with('`')) || (s.starts_with('"') && s.ends_with('"'));
+    if quoted && s.len() >= 2 {
+        s[1..s.len() - 1].to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+fn set(c: &mut Change, a: Algorithm, l: MyLock, reason: &str) {
+    c.algorithm = Some(a);
+    c.mysql_lock = Some(l);
+    c.rewrite = matches!(a, Algorithm::Copy | Algorithm::Inplace);
+    c.blocks_writes = l >= MyLock::Shared;
+    c.blocks_reads = l == MyLock::Exclusive;
+    c.reason = reason.to_string();
+}
+
+/// MySQL: instant ADD/DROP COLUMN is refused once the table reached its row-version limit.
+fn row_versions_exhausted(f: &Facts) -> bool {
+    if f.mariadb {
+        return false;
+    }
+    let limit = if f.version >= (9, 1, 0) { 255 } else { 64 };
+    f.setting("total_row_versions")
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|v| v >= limit)
+}
+
+/// MySQL 8.0.29–8.0.31 wrote a redo format for instant ADD/DROP anywhere that breaks crash
+/// recovery and backups.
+fn redo_bug_note(f: &Facts) -> &'static str {
+    if !f.mariadb && f.version >= (8, 0, 29) && f.version <= (8, 0, 31) {
+        " — caution: 8.0.29–8.0.31 have a redo-log bug with instant ADD/DROP (upgrade, or use INPLACE)"
+    } else {
+        ""
+    }
+}
+
+/// MySQL has no NOCOPY: the same work is INPLACE without a rebuild.
+fn nocopy(f: &Facts) -> Algorithm {
+    if f.mariadb {
+        Algorithm::Nocopy
+    } else {
+        Algorithm::Inplace
+    }
+}
+
+/// Classify one clause.
+pub fn classify(op: &AlterTableOperation, f: &Facts, adds_pk: bool) -> Change {
+    let v: V = f.version;
+    let maria = f.mariadb;
+    let text = op.to_string();
+    use AlterTableOperation as A;
+    match op {
+        A::AddColumn {
+            column_def,
+            column_position,
+            ..
+        } => {
+            let mut c = Change::new(text, Op::AddColumn);
+            c.columns = vec![column_def.name.value.clone()];
+            c.new_type = Some(column_def.data_type.to_string());
+            add_column(&mut c, column_def, column_position.as_ref(), f, v, maria);
+            c
+        }
+        A::DropColumn { column_names, .. } => {
+            let mut c = Change::new(text, Op::DropColumn);
+            c.columns = column_names.iter().map(|i| i.value.clone()).collect();
+            let indexed = c
+                .columns
+                .iter()
+                .any(|n| f.column(n).map(|k| k.indexed).unwrap_or(false));
+            let instant_drop = if maria {
+                v >= (10, 4, 0)
+            } else {
+                v >= (8, 0, 29) && !row_versions_exhausted(f)
+            };
+            if indexed && maria && instant_drop {
+                set(
+                    &mut c,
+                    Algorithm::Nocopy,
+                    MyLock::None,
+                    "dropping an indexed column drops its index in place (no table rebuild)",
+                );
+            } else if instant_drop && !indexed {
+                set(
+                    &mut c,
+                    Algorithm::Instant,
+                    MyLock::None,
+                    "instant DROP COLUMN (MariaDB 10.4+, MySQL 8.0.29+)",
+                );
+            } else {
+                set(
+                    &mut c,
+                    Algorithm::Inplace,
+                    MyLock::None,
+                    "DROP COLUMN rebuilds the table in place on this version",
+                );
+            }
+            c
+        }
+        A::RenameColumn {
+            old_column_name,
+            new_column_name,
+        } => {
+            let mut c = Change::new(text, Op::RenameColumn);
+            c.columns = vec![old_column_name.value.clone()];
+            c.new_name = Some(new_column_name.value.clone());
+            rename_column(&mut c, f, v, maria);
+            c
+        }
+        A::ChangeColumn {
+            old_name,
+            new_name,
+            data_type,
+            options,
+            column_position,
+        } => {
+            let mut c = Change::new(text, Op::ChangeColumn);
+            c.columns = vec![old_name.value.clone()];
+            if old_name.value != new_name.value {
+                c.new_name = Some(new_name.value.clone());
+            }
+            modify(
+                &mut c,
+                &old_name.value,
+                data_type,
+                options,
+                column_position.as_ref(),
+                f,
+                v,
+                maria,
+            );
+            if c.new_name.is_some() && c.algorithm == Some(Algorithm::Instant) {
+                rename_column(&mut c, f, v, maria);
+            }
+            c
+        }
+        A::ModifyColumn {
+            col_name,
+            data_type,
+            options,
+            column_position,
+        } => {
+            let mut c = Change::new(text, Op::ChangeColumn);
+            c.columns = vec![col_name.value.clone()];
+            modify(
+                &mut c,
+                &col_name.value,
+                data_type,
+                options,
+                column_position.as_ref(),
+                f,
+                v,
+                maria,
+            );
+            c
+        }
+        A::AlterColumn { column_name, op } => {
+            let (kind, alg) = match op {
+                AlterColumnOperation::SetDefault { .. } => (Op::SetDefault, Algorithm::Instant),
+                AlterColumnOperation::DropDefault => (Op::DropDefault, Algorithm::Instant),
+                _ => (Op::Other, Algorithm::Copy),
+            };
+            let mut c = Change::new(text, kind);
+            c.columns = vec![column_name.value.clone()];
+            if alg == Algorithm::Instant {
+                set(&mut c, alg, MyLock::None, "a default is metadata only");
+            } else {
+                set(
+                    &mut c,
+                    alg,
+                    MyLock::Shared,
+                    "not classified: assuming a table copy",
+                );
+            }
+            c
+        }
+        A::AddConstraint { constraint, .. } => add_constraint(text, constraint, f, v, maria),
+        A::DropPrimaryKey { .. } => {
+            let mut c = Change::new(text, Op::DropPrimaryKey);
+            if adds_pk {
+                set(
+                    &mut c,
+                    Algorithm::Inplace,
+                    MyLock::None,
+                    "replacing the primary key rebuilds the table in place",
+                );
+            } else {
+                set(
+                    &mut c,
+                    Algorithm::Copy,
+                    MyLock::Shared,
+                    "dropping the primary key without adding one copies the table",
+                );
+            }
+            c
+        }
+        A::DropIndex { name } => {
+            let mut c = Change::new(text, Op::DropIndex);
+            c.new_name = Some(name.value.clone());
+            set(
+                &mut c,
+                nocopy(f),
+                MyLock::None,
+                "dropping a secondary index is in place, without a rebuild",
+            );
+            c
+        }
+        A::DropForeignKey { name, .. } | A::DropConstraint { name, .. } => {
+            let mut c = Change::new(text, Op::DropConstraint);
+            c.new_name = Some(name.value.clone());
+            if maria {
+                set(
+                    &mut c,
+                    Algorithm::Instant,
+                    MyLock::None,
+                    "dropping a constraint is metadata only",
+                );
+            } else {
+                set(
+                    &mut c,
+                    Algorithm::Inplace,
+                    MyLock::None,
+                    "dropping a constraint is in place, metadata only",
+                );
+                c.rewrite = false;
+            }
+            c
+        }
+        A::AutoIncrement { .. } => {
+            let mut c = Change::new(text, Op::TableOption);
+            if maria {
+                set(
+                    &mut c,
+                    Algorithm::Instant,
+                    MyLock::None,
+                    "the AUTO_INCREMENT value is metadata only",
+                );
+            } else {
+                set(
+                    &mut c,
+                    Algorithm::Inplace,
+                    MyLock::None,
+                    "the AUTO_INCREMENT value is changed in place",
+                );
+                c.rewrite = false;
+            }
+            c
+        }
+        A::RenameTable { table_name } => {
+            let mut c = Change::new(text, Op::RenameTable);
+            let n = match table_name {
+                sqlparser::ast::RenameTableNameKind::As(n)
+                | sqlparser::ast::RenameTableNameKind::To(n) => n.to_string(),
+            };
+            c.new_name = Some(unquote(&n));
+            set(
+                &mut c,
+                Algorithm::Instant,
+                MyLock::Exclusive,
+                "a rename is instant but needs an exclusive metadata lock",
+            );
+            c.blocks_writes = false;
+            c.blocks_reads = false;
+            c
+        }
+        _ => {
+            let mut c = Change::new(text, Op::Other);
+            set(
+                &mut c,
+                Algorithm::Copy,
+                MyLock::Shared,
+                "not classified: assuming a table copy",
+            );
+            c
+        }
+    }
+}
+
+fn rename_column(c: &mut Change, f: &Facts, v: V, maria: bool) {
+    if maria || v >= (8, 0, 28) {
+        set(
+            c,
+            Algorithm::Instant,
+            MyLock::None,
+            "renaming a column is metadata only",
+        );
+    } else {
+        set(
+            c,
+            Algorithm::Inplace,
+            MyLock::None,
+            "renaming a column is in place, metadata only",
+        );
+        c.rewrite = false;
+    }
+    let _ = f;
+}
+
+fn has_opt(options: &[ColumnOption], p: impl Fn(&ColumnOption) -> bool) -> bool {
+    options.iter().any(p)
+}
+
+fn def_options(d: &ColumnDef) -> Vec<ColumnOption> {
+    d.options.iter().map(|o| o.option.clone()).collect()
+}
+
+fn is_auto_increment(o: &ColumnOption) -> bool {
+    match o {
+        ColumnOption::DialectSpecific(toks) => toks
+            .iter()
+            .any(|t| t.to_string().eq_ignore_ascii_case("AUTO_INCREMENT")),
+        _ => false,
+    }
+}
+
+fn add_column(
+    c: &mut Change,
+    d: &ColumnDef,
+    pos: Option<&MySQLColumnPosition>,
+    f: &Facts,
+    v: V,
+    maria: bool,
+) {
+    let opts = def_options(d);
+    let generated = opts.iter().find_map(|o| match o {
+        ColumnOption::Generated {
+            generation_expr_mode,
+            generation_expr: Some(_),
+            ..
+        } => Some(*generation_expr_mode),
+        _ => None,
+    });
+    if has_opt(&opts, is_auto_increment) {
+        return set(
+            c,
+            Algorithm::Inplace,
+            MyLock::Shared,
+            "an AUTO_INCREMENT column is filled by rebuilding the table; writes wait",
+        );
+    }
+    match generated {
+        Some(Some(GeneratedExpressionMode::Stored)) => {
+            return set(
+                c,
+                Algorithm::Copy,
+                MyLock::Shared,
+                "a STORED generated column is computed by copying the table",
+            );
+        }
+        Some(_) => {
+            return set(
+                c,
+                Algorithm::Instant,
+                MyLock::None,
+                "a VIRTUAL generated column is metadata only",
+            );
+        }
+        None => {}
+    }
+    if has_opt(&opts, |o| {
+        matches!(o, ColumnOption::Unique(_) | ColumnOption::PrimaryKey(_))
+    }) {
+        return set(
+            c,
+            Algorithm::Inplace,
+            MyLock::None,
+            "a column with its own key is added by a rebuild in place",
+        );
+    }
+    let fulltext = f
+        .indexes
+        .iter()
+        .any(|i| i.kind.eq_ignore_ascii_case("FULLTEXT"));
+    let instant = if maria {
+        match pos {
+            None => v >= (10, 3, 2),
+            Some(_) => v >= (10, 4, 0),
+        }
+    } else {
+        match pos {
+            None => v >= (8, 0, 12),
+            Some(_) => v >= (8, 0, 29),
+        }
+    };
+    let instant = instant && !row_versions_exhausted(f);
+    if instant && !fulltext {
+        let why = if pos.is_some() {
+            "instant ADD COLUMN at any position (MariaDB 10.4+, MySQL 8.0.29+)"
+        } else {
+            "instant ADD COLUMN (MariaDB 10.3+, MySQL 8.0.12+)"
+        };
+        set(
+            c,
+            Algorithm::Instant,
+            MyLock::None,
+            &format!("{why}{}", redo_bug_note(f)),
+        );
+    } else {
+        set(
+            c,
+            Algorithm::Inplace,
+            MyLock::None,
+            "ADD COLUMN rebuilds the table in place here (version, FULLTEXT index)",
+        );
+    }
+}
+
+/// Bytes per character of a charset.
+fn max_bytes(charset: Option<&str>) -> u64 {
+    match charset.unwrap_or("utf8mb4").to_lowercase().as_str() {
+        "utf8mb4" | "utf16" | "utf32" => 4,
+        "utf8" | "utf8mb3" => 3,
+        "ucs2" | "gbk" | "big5" | "sjis" | "cp932" => 2,
+        _ => 1,
+    }
+}
+
+fn enum_values(t: &str) -> Vec<String> {
+    let Some(start) = t.find('(') else {
+        return Vec::new();
+    };
+    let inner = t[start + 1..].trim_end_matches(')');
+    inner
+        .split(',')
+        .map(|s| s.trim().trim_matches('\'').to_string())
+        .collect()
+}
+
+fn norm_type(t: &str) -> String {
+    let t = t.to_lowercase().replace(' ', "");
+    // int(11) → int; the display width is not a type change
+    let ints = ["tinyint", "smallint", "mediumint", "int", "bigint"];
+    for i in ints {
+        if let Some(rest) = t.strip_prefix(&format!("{i}(")) {
+            if let Some(close) = rest.find(')') {
+                return format!("{i}{}", &rest[close + 1..]);
+            }
+        }
+    }
+    t.replace("integer", "int")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn modify(
+    c: &mut Change,
+    col: &str,
+    dt: &DataType,
+    options: &[ColumnOption],
+    pos: Option<&MySQLColumnPosition>,
+    f: &Facts,
+    v: V,
+    maria: bool,
+) {
+    let new_type = dt.to_string();
+    c.new_type = Some(new_type.clone());
+    let Some(old) = f.column(col) else {
+        return set(
+            c,
+            Algorithm::Copy,
+            MyLock::Shared,
+            "the column does not exist; the server will refuse the ALTER",
+        );
+    };
+    let new_charset = options.iter().find_map(|o| match o {
+        ColumnOption::CharacterSet(n) => Some(unquote(&n.to_string()).to_lowercase()),
+        _ => None,
+    });
+    let new_nullable = if has_opt(options, |o| matches!(o, ColumnOption::NotNull)) {
+        false
+    } else {
+        !has_opt(options, |o| matches!(o, ColumnOption::PrimaryKey(_)))
+    };
+    let (on, oa) = super::type_parts(&old.column_type);
+    let (nn, na) = super::type_parts(&new_type);
+    let old_cs = old.charset.clone().map(|s| s.to_lowercase());
+    let cs_changed = match (&new_charset, &old_cs) {
+        (Some(n), Some(o)) => n != o,
+        _ => false,
+    };
+    let same_type = norm_type(&old.column_type) == norm_type(&new_type);
+    let reorder = pos.is_some();
+
+    // The type part.
+    let mut alg = Algorithm::Instant;
+    let mut why: String;
+    if cs_changed {
+        let (o, n) = (
+            old_cs.as_deref().unwrap_or(""),
+            new_charset.as_deref().unwrap_or(""),
+        );
+        let widening = (o == "utf8mb3" || o == "utf8") && n == "utf8mb4";
+        if maria && v >= (10, 4, 0) && widening && !old.indexed && same_type {
+            why = "utf8mb3 → utf8mb4 on a non-indexed column is instant (MariaDB 10.4+)".into();
+        } else {
+            alg = Algorithm::Copy;
+            why = "a character set change converts every row (table copy)".into();
+        }
+    } else if !same_type {
+        let old_is_enum = on == "enum" || on == "set";
+        if old_is_enum && nn == on {
+            let ov = enum_values(&old.column_type.to_lowercase());
+            let nv = enum_values(&new_type.to_lowercase());
+            let appends = nv.len() >= ov.len() && nv[..ov.len()] == ov[..];
+            let same_storage = if on == "enum" {
+                (ov.len() <= 255) == (nv.len() <= 255)
+            } else {
+                ov.len().div_ceil(8) == nv.len().div_ceil(8)
+            };
+            if appends && same_storage {
+                why = "appending ENUM/SET members is metadata only".into();
+            } else {
+                alg = Algorithm::Copy;
+                why = "reordering or removing ENUM/SET members copies the table".into();
+            }
+        } else if on == "varchar" && nn == "varchar" {
+            let (ol, nl) = (
+                oa.first().copied().unwrap_or(0),
+                na.first().copied().unwrap_or(0),
+            );
+            let mb = max_bytes(old.charset.as_deref());
+            let (ob, nb) = (ol * mb, nl * mb);
+            if nl >= ol && (ob <= 255) == (nb <= 255) {
+                why = format!("extending VARCHAR within one length-byte class ({ob} → {nb} bytes) is metadata only");
+                if !maria {
+                    alg = Algorithm::Inplace;
+                }
+            } else if nl >= ol {
+                alg = Algorithm::Copy;
+                why = format!(
+                    "extending VARCHAR across 255 bytes ({ob} → {nb} bytes) copies the table"
+                );
+            } else {
+                alg = Algorithm::Copy;
+                why = "shrinking VARCHAR copies the table (and may cut data)".into();
+            }
+        } else {
+            alg = Algorithm::Copy;
+            why = format!(
+                "changing the type {} → {} copies the table; writes wait",
+                old.column_type,
+                new_type.to_lowercase()
+            );
+        }
+    } else {
+        why = "only the name, default or comment changes: metadata only".into();
+    }
+
+    // Nullability and position.
+    if alg != Algorithm::Copy {
+        if old.nullable != new_nullable {
+            alg = alg.min(Algorithm::Inplace);
+            why = if new_nullable {
+                "NOT NULL → NULL rebuilds the table in place".into()
+            } else {
+                "NULL → NOT NULL rebuilds the table in place (and fails on existing NULLs)".into()
+            };
+            c.op = Op::ChangeColumn;
+        } else if reorder {
+            let instant = if maria { v >= (10, 4, 0) } else { false };
+            if !instant {
+                alg = alg.min(Algorithm::Inplace);
+                why = "reordering columns rebuilds the table in place".into();
+            } else if why.starts_with("only") {
+                why = "reordering columns is instant (MariaDB 10.4+)".into();
+            }
+        }
+    }
+    if alg == Algorithm::Instant && !maria && !same_type {
+        alg = Algorithm::Inplace;
+    }
+    if !same_type && alg == Algorithm::Copy {
+        c.op = Op::ChangeType;
+    }
+    let lock = if alg == Algorithm::Copy {
+        MyLock::Shared
+    } else {
+        MyLock::None
+    };
+    set(c, alg, lock, &why);
+    if alg == Algorithm::Inplace && same_type && old.nullable == new_nullable && !reorder {
+        c.rewrite = false;
+    }
+}
+
+fn add_constraint(text: String, tc: &TableConstraint, f: &Facts, _v: V, _maria: bool) -> Change {
+    match tc {
+        TableConstraint::Index(i) => {
+            let mut c = Change::new(text, Op::AddIndex);
+            c.columns = ident_list(&i.columns);
+            c.new_name = i.name.as_ref().map(|n| n.value.clone());
+            set(&mut c, nocopy(f), MyLock::None, "a secondary index is built in place while writes continue (replicas apply it serially)");
+            c
+        }
+        TableConstraint::Unique(u) => {
+            let mut c = Change::new(text, Op::AddUnique);
+            c.columns = ident_list(&u.columns);
+            c.new_name = u
+                .name
+                .as_ref()
+                .or(u.index_name.as_ref())
+                .map(|n| n.value.clone());
+            set(
+                &mut c,
+                nocopy(f),
+                MyLock::None,
+                "a unique index is built in place while writes continue (fails on duplicates)",
+            );
+            c
+        }
+        TableConstraint::FulltextOrSpatial(ft) => {
+            let mut c = Change::new(text, Op::AddIndex);
+            c.columns = ident_list(&ft.columns);
+            let has_ft = f
+                .indexes
+                .iter()
+                .any(|i| i.kind.eq_ignore_ascii_case("FULLTEXT"));
+            if ft.fulltext && !has_ft {
+                set(
+                    &mut c,
+                    Algorithm::Inplace,
+                    MyLock::Shared,
+                    "the first FULLTEXT index rebuilds the table (FTS_DOC_ID); writes wait",
+                );
+            } else {
+                set(
+                    &mut c,
+                    nocopy(f),
+                    MyLock::Shared,
+                    "FULLTEXT/SPATIAL indexes are built in place, but writes wait",
+                );
+            }
+            c
+        }
+        TableConstraint::PrimaryKey(p) => {
+            let mut c = Change::new(text, Op::AddPrimaryKey);
+            c.columns = ident_list(&p.columns);
+            set(
+                &mut c,
+                Algorithm::Inplace,
+                MyLock::None,
+                "a new primary key rebuilds the clustered index in place",
+            );
+            c
+        }
+        TableConstraint::ForeignKey(fk) => {
+            let mut c = Change::new(text, Op::AddForeignKey);
+            c.columns = fk.columns.iter().map(|i| i.value.clone()).collect();
+            if f.setting("foreign_key_checks") == Some("0") {
+                set(
+                    &mut c,
+                    nocopy(f),
+                    MyLock::None,
+                    "with foreign_key_checks=0 a foreign key is added in place",
+                );
+            } else {
+                set(
+                    &mut c,
+                    Algorithm::Copy,
+                    MyLock::Shared,
+                    "with foreign_key_checks=1 a foreign key is added by copying the table",
+                );
+            }
+            c
+        }
+        TableConstraint::Check(_) => {
+            let mut c = Change::new(text, Op::AddCheck);
+            let why = "a CHECK constraint is validated by copying the table";
+            set(&mut c, Algorithm::Copy, MyLock::Shared, why);
+            c
+        }
+        _ => {
+            let mut c = Change::new(text, Op::Other);
+            set(
+                &mut c,
+                Algorithm::Copy,
+                MyLock::Shared,
+                "not classified: assuming a table copy",
+            );
+            c
+        }
+    }
+}
+
+/// The ALTER as the server runs it: the worst algorithm and the strongest lock. An
+/// instant row-format change (add/drop/reorder column) that shares the statement with
+/// an in-place clause is no longer instant: the table is rebuilt.
+pub fn combine(changes: &[Change], f: &Facts) -> Change {
+    let text = changes
+        .iter()
+        .map(|c| c.clause.clone())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut all = Change::new(text, Op::Other);
+    let mut alg = changes
+        .iter()
+        .filter_map(|c| c.algorithm)
+        .min()
+        .unwrap_or(Algorithm::Copy);
+    let lock = changes
+        .iter()
+        .filter_map(|c| c.mysql_lock)
+        .max()
+        .unwrap_or(MyLock::Shared);
+    let row_format_change = changes.iter().any(|c| {
+        c.algorithm == Some(Algorithm::Instant)
+            && (matches!(c.op, Op::AddColumn | Op::DropColumn)
+                || (c.op == Op::ChangeColumn && c.reason.contains("reorder")))
+    });
+    let mut reason = changes
+        .iter()
+        .find(|c| c.algorithm == Some(alg))
+        .map(|c| c.reason.clone())
+        .unwrap_or_default();
+    if row_format_change && alg == nocopy(f) && alg != Algorithm::Instant {
+        alg = Algorithm::Inplace;
+        reason =
+            "an added/dropped column combined with an in-place clause rebuilds the table".into();
+    }
+    set(&mut all, alg, lock, &reason);
+    all.rewrite =
+        changes.iter().any(|c| c.rewrite) || (alg == Algorithm::Inplace && row_format_change);
+    all.blocks_writes = changes.iter().any(|c| c.blocks_writes);
+    all.blocks_reads = changes.iter().any(|c| c.blocks_reads);
+    all
+}
+
+/// Native with the exact statement, `godwit run`, or phases.
+pub fn recommend(
+    f: &Facts,
+    changes: &[Change],
+    all: &Change,
+    clauses: &str,
+    o: &PlanOptions,
+) -> Recommendation {
+    let q = crate::engine::mysql::sql::quote(&f.table);
+    let large = super::is_large(f, o);
+    let alg = all.algorithm.unwrap_or(Algorithm::Copy);
+    let lock = all.mysql_lock.unwrap_or(MyLock::Shared);
+    let native = format!(
+        "ALTER TABLE {q} {clauses}, ALGORITHM={}, LOCK={}",
+        if alg == Algorithm::Nocopy && !f.mariadb {
+            "INPLACE"
+        } else {
+            alg.as_str()
+        },
+        lock.as_str()
+    );
+    let timeout = "SET SESSION lock_wait_timeout = 5".to_string();
+    let breaking = changes.iter().any(|c| {
+        matches!(c.op, Op::RenameColumn | Op::RenameTable | Op::DropColumn)
+            || (c.op == Op::ChangeColumn && c.new_name.is_some())
+    });
+    if breaking {
+        return Recommendation {
+            strategy: Strategy::Phases,
+            statements: vec![
+                "expand: add the new column/table and write to both from the application".into(),
+                "backfill: copy existing values (godwit run, or batched UPDATEs)".into(),
+                "switch reads, then contract: drop the old column/table".into(),
+                format!("the last step alone natively: {timeout}; {native}"),
+            ],
+            reason: "renaming or dropping breaks application code that still uses the old name; roll it out in phases".into(),
+        };
+    }
+    if alg == Algorithm::Instant {
+        return Recommendation {
+            strategy: Strategy::Native,
+            statements: vec![timeout, native],
+            reason: "metadata only: instant on the primary and on replicas; a short lock_wait_timeout keeps it from queueing behind long transactions".into(),
+        };
+    }
+    if lock == MyLock::None && !large {
+        return Recommendation {
+            strategy: Strategy::Native,
+            statements: vec![timeout, native],
+            reason: "in place with concurrent writes, on a small table; replicas apply it serially (brief lag)".into(),
+        };
+    }
+    Recommendation {
+        strategy: Strategy::Online,
+        statements: vec![format!(
+            "godwit run --url URL --table {} --alter \"{}\" --execute",
+            f.table,
+            clauses.replace('"', "\\\"")
+        )],
+        reason: if lock != MyLock::None {
+            format!(
+                "the server would run {} with LOCK={}: writes wait for the whole operation",
+                alg.as_str(),
+                lock.as_str()
+            )
+        } else {
+            format!(
+                "{} on a large table: replicas apply it serially and lag for its whole duration",
+                alg.as_str()
+            )
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::ColumnFact;
+
+    fn facts() -> Facts {
+        Facts {
+            engine: crate::target::EngineKind::Mysql,
+            server_version: "10.11.14-MariaDB".into(),
+            version: (10, 11, 14),
+            mariadb: true,
+            schema: "db".into(),
+            table: "t".into(),
+            row_estimate: 10,
+            data_bytes: 16384,
+            index_bytes: 0,
+            avg_row_bytes: 100,
+            columns: vec![
+                ColumnFact {
+                    name: "a".into(),
+                    column_type: "int(11)".into(),
+                    data_type: "int".into(),
+                    nullable: true,
+                    indexed: true,
+                    ..Default::default()
+                },
+                ColumnFact {
+                    name: "b".into(),
+                    column_type: "varchar(50)".into(),
+                    data_type: "varchar".into(),
+                    nullable: true,
+                    charset: Some("utf8mb4".into()),
+                    ..Default::default()
+                },
+            ],
+            indexes: vec![],
+            proven_not_null: vec![],
+            row_format: None,
+            free_bytes: None,
+            replicas: None,
+            long_transactions: vec![],
+            settings: vec![],
+            sample: None,
+        }
+    }
+
+    fn one(clause: &str) -> Change {
+        let f = facts();
+        let ch = classify_all(&format!("ALTER TABLE t {clause}"), &f).unwrap();
+        combine(&ch, &f)
+    }
+
+    #[test]
+    fn basic_mariadb_classes() {
+        assert_eq!(one("ADD COLUMN x INT").algorithm, Some(Algorithm::Instant));
+        assert_eq!(
+            one("MODIFY b VARCHAR(60)").algorithm,
+            Some(Algorithm::Instant)
+        );
+        assert_eq!(
+            one("MODIFY b VARCHAR(100)").algorithm,
+            Some(Algorithm::Copy)
+        );
+        assert_eq!(one("MODIFY a BIGINT").algorithm, Some(Algorithm::Copy));
+        assert_eq!(
+            one("MODIFY a INT NOT NULL").algorithm,
+            Some(Algorithm::Inplace)
+        );
+        assert_eq!(one("ADD INDEX i (b)").algorithm, Some(Algorithm::Nocopy));
+        assert_eq!(
+            one("ADD COLUMN x INT, ADD INDEX i (x)").algorithm,
+            Some(Algorithm::Inplace)
+        );
+    }
+
+    #[test]
+    fn mysql_versions_differ() {
+        let mut f = facts();
+        f.mariadb = false;
+        f.version = (8, 0, 25);
+        let ch = classify_all("ALTER TABLE t ADD COLUMN x INT FIRST", &f).unwrap();
+        assert_eq!(ch[0].algorithm, Some(Algorithm::Inplace));
+        f.version = (8, 0, 30);
+        let ch = classify_all("ALTER TABLE t ADD COLUMN x INT FIRST", &f).unwrap();
+        assert_eq!(ch[0].algorithm, Some(Algorithm::Instant));
+    }
+
+    #[test]
+    fn mysql_row_version_limit_and_redo_bug() {
+        let mut f = facts();
+        f.mariadb = false;
+        f.version = (8, 0, 30);
+        let ch = classify_all("ALTER TABLE t ADD COLUMN x INT", &f).unwrap();
+        assert_eq!(ch[0].algorithm, Some(Algorithm::Instant));
+        assert!(ch[0].reason.contains("redo"), "{}", ch[0].reason);
+        f.version = (8, 0, 35);
+        f.settings.push(("total_row_versions".into(), "64".into()));
+        let ch = classify_all("ALTER TABLE t ADD COLUMN x INT", &f).unwrap();
+        assert_eq!(ch[0].algorithm, Some(Algorithm::Inplace));
+    }
+
+    #[test]
+    fn unparsable_alter_is_bad_input() {
+        let e = classify_all("ALTER TABLE t ADD COLUMN", &facts()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadInput);
+    }
+}

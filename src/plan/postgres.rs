@@ -1,0 +1,861 @@
+//! PostgreSQL: the lock each clause takes, and whether it rewrites the table, scans it, or
+//! only touches the catalog, per server version. Pure functions over the parsed clause
+//! and the table's facts.
+//!
+//! Checked on PostgreSQL 15 by `tests/plan_postgres.rs` (relfilenode, `pg_locks`, and the
+//! transaction's sequential-scan counter for every corpus entry).
+
+use super::{Change, Facts, Op, PgLock, PlanOptions, Recommendation, Strategy};
+use crate::error::{Error, ErrorKind, Result};
+use sqlparser::ast::{
+    AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, DataType, Expr, Statement,
+    TableConstraint,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+/// The parsed input: the operations of an ALTER TABLE, or a CREATE INDEX.
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    Alter(Vec<AlterTableOperation>),
+    CreateIndex(Box<sqlparser::ast::CreateIndex>),
+}
+
+/// Parse `--alter`: a clause list, `ALTER TABLE … clauses`, or `CREATE [UNIQUE] INDEX
+/// [CONCURRENTLY] … ON table (…)`.
+pub fn parse(table: &str, alter: &str) -> Result<Parsed> {
+    let bad = |e: String| {
+        Error::new(ErrorKind::BadInput, format!("cannot parse the ALTER: {e}")).with_hint(
+            "give ALTER TABLE clauses (ADD COLUMN …, ALTER COLUMN …) or one CREATE INDEX statement",
+        )
+    };
+    let trimmed = super::as_statement(alter, "t")?;
+    let trimmed = trimmed.as_str();
+    if trimmed
+        .split_whitespace()
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("CREATE"))
+    {
+        let stmts =
+            Parser::parse_sql(&PostgreSqlDialect {}, trimmed).map_err(|e| bad(e.to_string()))?;
+        return match stmts.into_iter().next() {
+            Some(Statement::CreateIndex(ci)) => Ok(Parsed::CreateIndex(Box::new(ci))),
+            _ => Err(bad(
+                "only CREATE INDEX is planned besides ALTER TABLE".into()
+            )),
+        };
+    }
+    let _ = table;
+    let stmts =
+        Parser::parse_sql(&PostgreSqlDialect {}, trimmed).map_err(|e| bad(e.to_string()))?;
+    match stmts.into_iter().next() {
+        Some(Statement::AlterTable(a)) if !a.operations.is_empty() => {
+            Ok(Parsed::Alter(a.operations))
+        }
+        _ => Err(bad("expected ALTER TABLE clauses".into())),
+    }
+}
+
+/// The clause list as text (for the recommended statements).
+pub fn clause_text(p: &Parsed) -> String {
+    match p {
+        Parsed::Alter(ops) => ops
+            .iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        Parsed::CreateIndex(ci) => ci.to_string(),
+    }
+}
+
+fn collect_functions(e: &Expr, out: &mut Vec<String>) {
+    use sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    match e {
+        Expr::Function(f) => {
+            out.push(
+                f.name
+                    .0
+                    .last()
+                    .map(|p| p.to_string().trim_matches('"').to_lowercase())
+                    .unwrap_or_default(),
+            );
+            if let FunctionArguments::List(l) = &f.args {
+                for a in &l.args {
+                    if let FunctionArg::Unnamed(FunctionArgExpr::Expr(x))
+                    | FunctionArg::Named {
+                        arg: FunctionArgExpr::Expr(x),
+                        ..
+                    } = a
+                    {
+                        collect_functions(x, out);
+                    }
+                }
+            }
+        }
+        Expr::BinaryOp { left, right, .. } => {
+            collect_functions(left, out);
+            collect_functions(right, out);
+        }
+        Expr::UnaryOp { expr, .. } | Expr::Nested(expr) | Expr::Cast { expr, .. } => {
+            collect_functions(expr, out)
+        }
+        _ => {}
+    }
+}
+
+fn default_expr(d: &ColumnDef) -> Option<&Expr> {
+    d.options.iter().find_map(|o| match &o.option {
+        ColumnOption::Default(e) => Some(e),
+        _ => None,
+    })
+}
+
+/// Functions called by defaults (their volatility decides whether ADD COLUMN rewrites).
+pub fn functions_called(p: &Parsed) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Parsed::Alter(ops) = p {
+        for o in ops {
+            match o {
+                AlterTableOperation::AddColumn { column_def, .. } => {
+                    if let Some(e) = default_expr(column_def) {
+                        collect_functions(e, &mut out);
+                    }
+                }
+                AlterTableOperation::AlterColumn {
+                    op: AlterColumnOperation::SetDefault { value },
+                    ..
+                } => collect_functions(value, &mut out),
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn set(c: &mut Change, lock: PgLock, rewrite: bool, scan: bool, reason: impl Into<String>) {
+    c.pg_lock = Some(lock);
+    c.rewrite = rewrite;
+    c.scan = scan || rewrite;
+    c.blocks_writes = lock.blocks_writes();
+    c.blocks_reads = lock.blocks_reads();
+    c.reason = reason.into();
+}
+
+fn ident_cols(cols: &[sqlparser::ast::IndexColumn]) -> Vec<String> {
+    cols.iter()
+        .map(|c| super::mysql::unquote(&c.column.expr.to_string()))
+        .collect()
+}
+
+/// Classify every clause.
+pub fn classify_all(p: &Parsed, f: &Facts, volatile: &[String]) -> Result<Vec<Change>> {
+    Ok(match p {
+        Parsed::CreateIndex(ci) => vec![create_index(ci)],
+        Parsed::Alter(ops) => ops.iter().map(|o| classify(o, f, volatile)).collect(),
+    })
+}
+
+fn create_index(ci: &sqlparser::ast::CreateIndex) -> Change {
+    let mut c = Change::new(
+        ci.to_string(),
+        if ci.unique {
+            Op::AddUnique
+        } else {
+            Op::AddIndex
+        },
+    );
+    c.columns = ident_cols(&ci.columns);
+    c.new_name = ci
+        .name
+        .as_ref()
+        .map(|n| super::mysql::unquote(&n.to_string()));
+    if ci.concurrently {
+        set(
+            &mut c,
+            PgLock::ShareUpdateExclusive,
+            false,
+            true,
+            "CREATE INDEX CONCURRENTLY scans the table twice while writes continue",
+        );
+    } else {
+        set(
+            &mut c,
+            PgLock::Share,
+            false,
+            true,
+            "CREATE INDEX without CONCURRENTLY blocks writes while it scans the table",
+        );
+    }
+    c
+}
+
+/// Is the type change binary-coercible (no rewrite)?
+pub fn type_change_rewrites(old: &str, new: &DataType) -> bool {
+    let (on, oa) = super::type_parts(old);
+    let new_s = new.to_string().to_lowercase();
+    let (nn, na) = super::type_parts(&new_s);
+    let canon = |n: &str| -> String {
+        match n {
+            "character varying" | "varchar" => "varchar".into(),
+            "integer" | "int" | "int4" => "int4".into(),
+            "bigint" | "int8" => "int8".into(),
+            "smallint" | "int2" => "int2".into(),
+            "numeric" | "decimal" => "numeric".into(),
+            "character" | "char" | "bpchar" => "bpchar".into(),
+            "double precision" | "float8" => "float8".into(),
+            "real" | "float4" => "float4".into(),
+            "timestamp without time zone" | "timestamp" => "timestamp".into(),
+            "timestamp with time zone" | "timestamptz" => "timestamptz".into(),
+            other => other.to_string(),
+        }
+    };
+    let (o, n) = (canon(&on), canon(&nn));
+    if o == n && oa == na {
+        return false;
+    }
+    match (o.as_str(), n.as_str()) {
+        ("varchar", "varchar") => match (oa.first(), na.first()) {
+            (_, None) => false,
+            (Some(ol), Some(nl)) => nl < ol,
+            (None, Some(_)) => true,
+        },
+        ("varchar", "text") => false,
+        ("text", "varchar") => !na.is_empty(),
+        ("numeric", "numeric") => match (oa.as_slice(), na.as_slice()) {
+            (_, []) => false,
+            ([op, os], [np, ns]) => !(np >= op && ns == os),
+            ([op], [np]) => np < op,
+            ([op], [np, 0]) => np < op,
+            _ => true,
+        },
+        ("varbit" | "bit varying", "varbit" | "bit varying") => match (oa.first(), na.first()) {
+            (_, None) => false,
+            (Some(ol), Some(nl)) => nl < ol,
+            _ => true,
+        },
+        ("cidr", "inet") => false,
+        _ => true,
+    }
+}
+
+/// Classify one clause.
+pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Change {
+    let v = f.version;
+    let text = op.to_string();
+    use AlterTableOperation as A;
+    match op {
+        A::AddColumn { column_def, .. } => {
+            let mut c = Change::new(text, Op::AddColumn);
+            c.columns = vec![column_def.name.value.clone()];
+            c.new_type = Some(column_def.data_type.to_string());
+            add_column(&mut c, column_def, f, volatile);
+            c
+        }
+        A::DropColumn { column_names, .. } => {
+            let mut c = Change::new(text, Op::DropColumn);
+            c.columns = column_names.iter().map(|i| i.value.clone()).collect();
+            set(
+                &mut c,
+                PgLock::AccessExclusive,
+                false,
+                false,
+                "DROP COLUMN only marks the column dropped in the catalog",
+            );
+            c
+        }
+        A::RenameColumn {
+            old_column_name,
+            new_column_name,
+        } => {
+            let mut c = Change::new(text, Op::RenameColumn);
+            c.columns = vec![old_column_name.value.clone()];
+            c.new_name = Some(new_column_name.value.clone());
+            set(
+                &mut c,
+                PgLock::AccessExclusive,
+                false,
+                false,
+                "a rename is a catalog change (brief ACCESS EXCLUSIVE lock)",
+            );
+            c
+        }
+        A::RenameTable { table_name } => {
+            let mut c = Change::new(text, Op::RenameTable);
+            let n = match table_name {
+                sqlparser::ast::RenameTableNameKind::As(n)
+                | sqlparser::ast::RenameTableNameKind::To(n) => n.to_string(),
+            };
+            c.new_name = Some(super::mysql::unquote(&n));
+            set(
+                &mut c,
+                PgLock::AccessExclusive,
+                false,
+                false,
+                "a rename is a catalog change (brief ACCESS EXCLUSIVE lock)",
+            );
+            c
+        }
+        A::RenameConstraint { old_name, new_name } => {
+            let mut c = Change::new(text, Op::RenameConstraint);
+            c.new_name = Some(new_name.value.clone());
+            let _ = old_name;
+            set(
+                &mut c,
+                PgLock::AccessExclusive,
+                false,
+                false,
+                "renaming a constraint is a catalog change",
+            );
+            c
+        }
+        A::AlterColumn { column_name, op } => {
+            let col = column_name.value.clone();
+            let mut c;
+            match op {
+                AlterColumnOperation::SetDefault { .. } => {
+                    c = Change::new(text, Op::SetDefault);
+                    set(
+                        &mut c,
+                        PgLock::AccessExclusive,
+                        false,
+                        false,
+                        "a default is a catalog change; existing rows keep their values",
+                    );
+                }
+                AlterColumnOperation::DropDefault => {
+                    c = Change::new(text, Op::DropDefault);
+                    set(
+                        &mut c,
+                        PgLock::AccessExclusive,
+                        false,
+                        false,
+                        "dropping a default is a catalog change",
+                    );
+                }
+                AlterColumnOperation::DropNotNull => {
+                    c = Change::new(text, Op::DropNotNull);
+                    set(
+                        &mut c,
+                        PgLock::AccessExclusive,
+                        false,
+                        false,
+                        "dropping NOT NULL is a catalog change",
+                    );
+                }
+                AlterColumnOperation::SetNotNull => {
+                    c = Change::new(text, Op::SetNotNull);
+                    let proven = v >= (12, 0, 0)
+                        && f.proven_not_null
+                            .iter()
+                            .any(|p| p.eq_ignore_ascii_case(&col));
+                    let already = f.column(&col).map(|k| !k.nullable).unwrap_or(false);
+                    if proven || already {
+                        set(
+                            &mut c,
+                            PgLock::AccessExclusive,
+                            false,
+                            false,
+                            "a valid CHECK (col IS NOT NULL) proves it: no scan (PostgreSQL 12+)",
+                        );
+                    } else {
+                        set(
+                            &mut c,
+                            PgLock::AccessExclusive,
+                            false,
+                            true,
+                            "SET NOT NULL scans the whole table under ACCESS EXCLUSIVE",
+                        );
+                    }
+                }
+                AlterColumnOperation::SetDataType { data_type, .. } => {
+                    c = Change::new(text, Op::ChangeType);
+                    c.new_type = Some(data_type.to_string());
+                    let rewrites = f
+                        .column(&col)
+                        .map(|k| type_change_rewrites(&k.column_type, data_type))
+                        .unwrap_or(true);
+                    if rewrites {
+                        set(&mut c, PgLock::AccessExclusive, true, true, "the type change is not binary-coercible: the table and its indexes are rewritten under ACCESS EXCLUSIVE");
+                    } else {
+                        set(
+                            &mut c,
+                            PgLock::AccessExclusive,
+                            false,
+                            false,
+                            "binary-coercible type change: catalog only",
+                        );
+                    }
+                }
+                AlterColumnOperation::AddGenerated { .. } => {
+                    c = Change::new(text, Op::Other);
+                    set(
+                        &mut c,
+                        PgLock::AccessExclusive,
+                        false,
+                        false,
+                        "adding identity to a column is a catalog change",
+                    );
+                }
+            }
+            c.columns = vec![col];
+            c
+        }
+        A::AddConstraint {
+            constraint,
+            not_valid,
+        } => {
+            let mut c;
+            match constraint {
+                TableConstraint::ForeignKey(fk) => {
+                    c = Change::new(text, Op::AddForeignKey);
+                    c.columns = fk.columns.iter().map(|i| i.value.clone()).collect();
+                    if *not_valid {
+                        set(&mut c, PgLock::ShareRowExclusive, false, false, "NOT VALID: no scan; run VALIDATE CONSTRAINT later (SHARE UPDATE EXCLUSIVE)");
+                    } else {
+                        set(&mut c, PgLock::ShareRowExclusive, false, true, "the foreign key is validated by scanning the table under SHARE ROW EXCLUSIVE (writes wait)");
+                    }
+                }
+                TableConstraint::Check(_) => {
+                    c = Change::new(text, Op::AddCheck);
+                    if *not_valid {
+                        set(
+                            &mut c,
+                            PgLock::AccessExclusive,
+                            false,
+                            false,
+                            "NOT VALID: catalog only; run VALIDATE CONSTRAINT later",
+                        );
+                    } else {
+                        set(
+                            &mut c,
+                            PgLock::AccessExclusive,
+                            false,
+                            true,
+                            "the CHECK is validated by scanning the table under ACCESS EXCLUSIVE",
+                        );
+                    }
+                }
+                TableConstraint::Unique(u) => {
+                    c = Change::new(text, Op::AddUnique);
+                    c.columns = ident_cols(&u.columns);
+                    set(
+                        &mut c,
+                        PgLock::AccessExclusive,
+                        false,
+                        true,
+                        "the unique index is built under ACCESS EXCLUSIVE",
+                    );
+                }
+                TableConstraint::PrimaryKey(p) => {
+                    c = Change::new(text, Op::AddPrimaryKey);
+                    c.columns = ident_cols(&p.columns);
+                    set(&mut c, PgLock::AccessExclusive, false, true, "the primary key index is built (and NOT NULL checked) under ACCESS EXCLUSIVE");
+                }
+                TableConstraint::PrimaryKeyUsingIndex(_) | TableConstraint::UniqueUsingIndex(_) => {
+                    c = Change::new(text, Op::Other);
+                    set(
+                        &mut c,
+                        PgLock::AccessExclusive,
+                        false,
+                        false,
+                        "USING INDEX attaches an existing index: catalog only",
+                    );
+                }
+                _ => {
+                    c = Change::new(text, Op::Other);
+                    set(
+                        &mut c,
+                        PgLock::AccessExclusive,
+                        false,
+                        true,
+                        "not classified: assuming a scan under ACCESS EXCLUSIVE",
+                    );
+                }
+            }
+            c.not_valid = *not_valid;
+            c
+        }
+        A::ValidateConstraint { .. } => {
+            let mut c = Change::new(text, Op::ValidateConstraint);
+            set(
+                &mut c,
+                PgLock::ShareUpdateExclusive,
+                false,
+                true,
+                "VALIDATE scans the table but lets reads and writes continue",
+            );
+            c
+        }
+        A::DropConstraint { name, .. } => {
+            let mut c = Change::new(text, Op::DropConstraint);
+            c.new_name = Some(name.value.clone());
+            set(
+                &mut c,
+                PgLock::AccessExclusive,
+                false,
+                false,
+                "dropping a constraint is a catalog change",
+            );
+            c
+        }
+        A::SetOptionsParens { .. } => {
+            let mut c = Change::new(text, Op::TableOption);
+            set(
+                &mut c,
+                PgLock::ShareUpdateExclusive,
+                false,
+                false,
+                "storage parameters are a catalog change",
+            );
+            c
+        }
+        A::SetLogged | A::SetUnlogged => {
+            let mut c = Change::new(text, Op::TableOption);
+            set(
+                &mut c,
+                PgLock::AccessExclusive,
+                true,
+                true,
+                "changing persistence rewrites the table",
+            );
+            c
+        }
+        A::DisableTrigger { .. }
+        | A::EnableTrigger { .. }
+        | A::EnableAlwaysTrigger { .. }
+        | A::EnableReplicaTrigger { .. } => {
+            let mut c = Change::new(text, Op::TableOption);
+            set(
+                &mut c,
+                PgLock::ShareRowExclusive,
+                false,
+                false,
+                "enabling/disabling triggers takes SHARE ROW EXCLUSIVE",
+            );
+            c
+        }
+        A::ReplicaIdentity { .. } | A::OwnerTo { .. } => {
+            let mut c = Change::new(text, Op::TableOption);
+            set(
+                &mut c,
+                PgLock::AccessExclusive,
+                false,
+                false,
+                "a catalog change",
+            );
+            c
+        }
+        _ => {
+            let mut c = Change::new(text, Op::Other);
+            set(
+                &mut c,
+                PgLock::AccessExclusive,
+                true,
+                true,
+                "not classified: assuming a rewrite under ACCESS EXCLUSIVE",
+            );
+            c
+        }
+    }
+}
+
+fn add_column(c: &mut Change, d: &ColumnDef, f: &Facts, volatile: &[String]) {
+    let dt = d.data_type.to_string().to_lowercase();
+    let serial = matches!(
+        dt.as_str(),
+        "serial" | "bigserial" | "smallserial" | "serial4" | "serial8" | "serial2"
+    );
+    let identity_or_stored = d.options.iter().any(|o| {
+        matches!(
+            &o.option,
+            ColumnOption::Generated { .. } | ColumnOption::Identity(_)
+        )
+    });
+    let default = default_expr(d);
+    let mut funcs = Vec::new();
+    if let Some(e) = default {
+        collect_functions(e, &mut funcs);
+    }
+    let volatile_default = funcs.iter().any(|n| volatile.contains(n));
+    let non_null_default = default.is_some_and(
+        |e| !matches!(e, Expr::Value(v) if v.to_string().eq_ignore_ascii_case("NULL")),
+    );
+    let not_null = d
+        .options
+        .iter()
+        .any(|o| matches!(o.option, ColumnOption::NotNull));
+    let check = d
+        .options
+        .iter()
+        .any(|o| matches!(o.option, ColumnOption::Check(_)));
+    let unique = d.options.iter().any(|o| {
+        matches!(
+            o.option,
+            ColumnOption::Unique(_) | ColumnOption::PrimaryKey(_)
+        )
+    });
+    if serial || identity_or_stored || volatile_default {
+        let why = if serial {
+            "a serial column is filled from a sequence: the table is rewritten under ACCESS EXCLUSIVE"
+        } else if identity_or_stored {
+            "an identity or stored generated column is computed for every row: the table is rewritten under ACCESS EXCLUSIVE"
+        } else {
+            "a volatile default is evaluated per row: the table is rewritten under ACCESS EXCLUSIVE"
+        };
+        return set(c, PgLock::AccessExclusive, true, true, why);
+    }
+    if non_null_default && f.version < (11, 0, 0) {
+        return set(
+            c,
+            PgLock::AccessExclusive,
+            true,
+            true,
+            "before PostgreSQL 11 a non-null default rewrites the table",
+        );
+    }
+    if unique {
+        return set(
+            c,
+            PgLock::AccessExclusive,
+            false,
+            true,
+            "the column's unique index is built under ACCESS EXCLUSIVE",
+        );
+    }
+    if check || (not_null && !non_null_default) {
+        return set(
+            c,
+            PgLock::AccessExclusive,
+            false,
+            true,
+            "the new column's constraint is verified by scanning the table",
+        );
+    }
+    set(
+        c,
+        PgLock::AccessExclusive,
+        false,
+        false,
+        "ADD COLUMN with a constant default is a catalog change (PostgreSQL 11+)",
+    );
+}
+
+/// The statement as a whole: the strongest lock, rewrite/scan if any clause does.
+pub fn combine(changes: &[Change]) -> Change {
+    let text = changes
+        .iter()
+        .map(|c| c.clause.clone())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut all = Change::new(text, Op::Other);
+    let lock = changes
+        .iter()
+        .filter_map(|c| c.pg_lock)
+        .max()
+        .unwrap_or(PgLock::AccessExclusive);
+    let rewrite = changes.iter().any(|c| c.rewrite);
+    let scan = changes.iter().any(|c| c.scan);
+    let reason = changes
+        .iter()
+        .find(|c| c.rewrite == rewrite && c.scan == scan)
+        .or_else(|| changes.iter().find(|c| c.pg_lock == Some(lock)))
+        .map(|c| c.reason.clone())
+        .unwrap_or_default();
+    set(&mut all, lock, rewrite, scan, reason);
+    all
+}
+
+/// Native with safe statements, `godwit run`, or phases.
+pub fn recommend(
+    f: &Facts,
+    changes: &[Change],
+    all: &Change,
+    clauses: &str,
+    o: &PlanOptions,
+) -> Recommendation {
+    let q = format!(
+        "{}.{}",
+        crate::engine::postgres::sql::quote(&f.schema),
+        crate::engine::postgres::sql::quote(&f.table)
+    );
+    let large = super::is_large(f, o);
+    let timeout = "SET lock_timeout = '5s'".to_string();
+    if changes
+        .iter()
+        .any(|c| matches!(c.op, Op::RenameColumn | Op::RenameTable | Op::DropColumn))
+    {
+        return Recommendation {
+            strategy: Strategy::Phases,
+            statements: vec![
+                "expand: add the new column (or a view with the new name) and write to both".into(),
+                "backfill, then switch reads to the new name".into(),
+                format!("contract: {timeout}; ALTER TABLE {q} {clauses}"),
+            ],
+            reason: "renaming or dropping breaks application code that still uses the old name; roll it out in phases".into(),
+        };
+    }
+    if all.rewrite {
+        return Recommendation {
+            strategy: if large || all.blocks_writes { Strategy::Online } else { Strategy::Native },
+            statements: vec![format!(
+                "godwit run --url URL --table {} --alter \"{}\" --execute",
+                f.table,
+                clauses.replace('"', "\\\"")
+            )],
+            reason: "the table is rewritten under ACCESS EXCLUSIVE: reads and writes wait for the whole rewrite; godwit copies it online instead".into(),
+        };
+    }
+    let mut safe = Vec::new();
+    let mut rest = Vec::new();
+    let mut reasons = Vec::new();
+    for c in changes {
+        match c.op {
+            Op::AddForeignKey | Op::AddCheck if !c.not_valid && c.scan => {
+                let name = format!("{}_{}_chk", f.table, c.columns.join("_"));
+                let body = c.clause.trim_start_matches("ADD ").to_string();
+                let body = if c.clause.to_uppercase().starts_with("ADD CONSTRAINT") {
+                    c.clause.clone()
+                } else {
+                    format!(
+                        "ADD CONSTRAINT {} {}",
+                        crate::engine::postgres::sql::quote(&name),
+                        body
+                    )
+                };
+                let cname = constraint_name(&body).unwrap_or(name);
+                safe.push(format!("ALTER TABLE {q} {body} NOT VALID"));
+                safe.push(format!("ALTER TABLE {q} VALIDATE CONSTRAINT {}", cname));
+                reasons.push("NOT VALID + VALIDATE: the scan runs under SHARE UPDATE EXCLUSIVE");
+            }
+            Op::SetNotNull if c.scan => {
+                let col = c.columns.first().cloned().unwrap_or_default();
+                let cname =
+                    crate::engine::postgres::sql::quote(&format!("{}_{}_not_null", f.table, col));
+                let qc = crate::engine::postgres::sql::quote(&col);
+                safe.push(format!(
+                    "ALTER TABLE {q} ADD CONSTRAINT {cname} CHECK ({qc} IS NOT NULL) NOT VALID"
+                ));
+                safe.push(format!("ALTER TABLE {q} VALIDATE CONSTRAINT {cname}"));
+                safe.push(format!("ALTER TABLE {q} ALTER COLUMN {qc} SET NOT NULL"));
+                safe.push(format!("ALTER TABLE {q} DROP CONSTRAINT {cname}"));
+                reasons.push("a validated CHECK (col IS NOT NULL) lets SET NOT NULL skip its scan (PostgreSQL 12+)");
+            }
+            Op::AddIndex | Op::AddUnique
+                if c.scan && c.pg_lock != Some(PgLock::ShareUpdateExclusive) =>
+            {
+                let cols = c
+                    .columns
+                    .iter()
+                    .map(|k| crate::engine::postgres::sql::quote(k))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let name = format!(
+                    "{}_{}_{}",
+                    f.table,
+                    c.columns.join("_"),
+                    if c.op == Op::AddUnique { "key" } else { "idx" }
+                );
+                let qn = crate::engine::postgres::sql::quote(&name);
+                let uniq = if c.op == Op::AddUnique { "UNIQUE " } else { "" };
+                safe.push(format!(
+                    "CREATE {uniq}INDEX CONCURRENTLY {qn} ON {q} ({cols})"
+                ));
+                if c.clause.to_uppercase().starts_with("ADD") {
+                    safe.push(format!(
+                        "ALTER TABLE {q} ADD CONSTRAINT {qn} UNIQUE USING INDEX {qn}"
+                    ));
+                }
+                reasons.push("CONCURRENTLY builds the index while writes continue");
+            }
+            Op::AddPrimaryKey => {
+                let cols = c
+                    .columns
+                    .iter()
+                    .map(|k| crate::engine::postgres::sql::quote(k))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let qn = crate::engine::postgres::sql::quote(&format!("{}_pkey", f.table));
+                safe.push(format!(
+                    "CREATE UNIQUE INDEX CONCURRENTLY {qn} ON {q} ({cols})"
+                ));
+                safe.push(format!(
+                    "ALTER TABLE {q} ADD CONSTRAINT {qn} PRIMARY KEY USING INDEX {qn}"
+                ));
+                reasons.push("build the key's index CONCURRENTLY, then attach it");
+            }
+            _ => rest.push(c.clause.clone()),
+        }
+    }
+    let mut statements = vec![timeout];
+    if !rest.is_empty() {
+        statements.push(format!("ALTER TABLE {q} {}", rest.join(", ")));
+    }
+    statements.extend(safe);
+    let reason = if reasons.is_empty() {
+        "catalog-only change: a brief lock; lock_timeout keeps it from queueing behind long transactions".to_string()
+    } else {
+        reasons.join("; ")
+    };
+    Recommendation {
+        strategy: Strategy::Native,
+        statements,
+        reason,
+    }
+}
+
+fn constraint_name(body: &str) -> Option<String> {
+    let mut w = body.split_whitespace();
+    while let Some(x) = w.next() {
+        if x.eq_ignore_ascii_case("CONSTRAINT") {
+            return w.next().map(str::to_string);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dt(s: &str) -> DataType {
+        let p = parse("t", &format!("ALTER COLUMN x TYPE {s}")).unwrap();
+        match p {
+            Parsed::Alter(ops) => match &ops[0] {
+                AlterTableOperation::AlterColumn {
+                    op: AlterColumnOperation::SetDataType { data_type, .. },
+                    ..
+                } => data_type.clone(),
+                _ => panic!(),
+            },
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn binary_coercible_type_changes() {
+        assert!(!type_change_rewrites(
+            "character varying(50)",
+            &dt("varchar(100)")
+        ));
+        assert!(!type_change_rewrites("character varying(50)", &dt("text")));
+        assert!(type_change_rewrites(
+            "character varying(50)",
+            &dt("varchar(20)")
+        ));
+        assert!(!type_change_rewrites("numeric(10,2)", &dt("numeric(12,2)")));
+        assert!(type_change_rewrites("numeric(10,2)", &dt("numeric(10,3)")));
+        assert!(type_change_rewrites("integer", &dt("bigint")));
+        assert!(!type_change_rewrites("integer", &dt("int")));
+        assert!(type_change_rewrites("text", &dt("varchar(500)")));
+    }
+
+    #[test]
+    fn create_index_and_parse_errors() {
+        let p = parse("t", "CREATE INDEX CONCURRENTLY i ON t (a)").unwrap();
+        assert!(matches!(p, Parsed::CreateIndex(_)));
+        let e = parse("t", "ADD COLUMN").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadInput);
+    }
+}

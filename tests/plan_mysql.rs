@@ -1,0 +1,480 @@
+//! `godwit plan` on MariaDB: a corpus of ALTERs with the expected classification, each
+//! checked against the real server, plus the data-dependent risk rules and the JSON shape.
+//!
+//! For every entry: the planner must predict the expected ALGORITHM/LOCK; then, on a
+//! scratch copy of the table, the next cheaper algorithm must fail, the next weaker lock
+//! must fail, and the predicted `ALGORITHM=…, LOCK=…` must succeed.
+
+mod support;
+use mysql_async::prelude::*;
+use support::mysql::*;
+
+fn table_sql(t: &str) -> String {
+    format!(
+        "CREATE TABLE `{t}` (id INT NOT NULL PRIMARY KEY, a INT NULL, b VARCHAR(50) NULL, \
+         c VARCHAR(200) NOT NULL DEFAULT '', d DATETIME NULL, e ENUM('x','y') NULL, f TEXT, \
+         g BIGINT NOT NULL DEFAULT 0, h CHAR(10) NULL, s VARCHAR(20) CHARACTER SET utf8mb3 NULL, p INT NULL, \
+         KEY idx_a (a), KEY idx_b (b), CONSTRAINT chk0 CHECK (g > -100), \
+         CONSTRAINT `fk_{t}` FOREIGN KEY (p) REFERENCES parent(id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+         INSERT INTO `{t}` VALUES (1,1,'b1','c1','2020-01-01','x','f1',1,'h1','s1',1),
+           (2,2,'b2','c2','2020-01-02','y','f2',2,'h2','s2',2),(3,3,'b3','c3',NULL,NULL,NULL,3,NULL,NULL,NULL)"
+    )
+}
+
+/// (clause — `{t}` is the scratch table's name —, algorithm, lock) on MariaDB 10.11.
+const CORPUS: &[(&str, &str, &str)] = &[
+    ("ADD COLUMN n1 INT", "INSTANT", "NONE"),
+    ("ADD COLUMN n2 INT FIRST", "INSTANT", "NONE"),
+    ("ADD COLUMN n3 INT AFTER a", "INSTANT", "NONE"),
+    ("ADD COLUMN n4 INT NOT NULL DEFAULT 5", "INSTANT", "NONE"),
+    ("ADD COLUMN n5 VARCHAR(10) DEFAULT 'x'", "INSTANT", "NONE"),
+    (
+        "ADD COLUMN n6 INT AUTO_INCREMENT UNIQUE",
+        "INPLACE",
+        "SHARED",
+    ),
+    ("ADD COLUMN v1 INT AS (a + 1) VIRTUAL", "INSTANT", "NONE"),
+    ("ADD COLUMN v2 INT AS (a + 1) STORED", "COPY", "SHARED"),
+    (
+        "ADD COLUMN n7 DATETIME DEFAULT CURRENT_TIMESTAMP",
+        "INSTANT",
+        "NONE",
+    ),
+    ("ADD COLUMN n8 INT NOT NULL", "INSTANT", "NONE"),
+    ("ADD COLUMN n9 TEXT", "INSTANT", "NONE"),
+    ("ADD COLUMN n10 JSON", "INSTANT", "NONE"),
+    ("DROP COLUMN h", "INSTANT", "NONE"),
+    ("DROP COLUMN a", "NOCOPY", "NONE"),
+    ("DROP COLUMN b", "NOCOPY", "NONE"),
+    ("MODIFY b VARCHAR(60)", "INSTANT", "NONE"),
+    ("MODIFY b VARCHAR(100)", "COPY", "SHARED"),
+    ("MODIFY b VARCHAR(40)", "COPY", "SHARED"),
+    (
+        "MODIFY c VARCHAR(250) NOT NULL DEFAULT ''",
+        "INSTANT",
+        "NONE",
+    ),
+    (
+        "MODIFY c VARCHAR(100) NOT NULL DEFAULT ''",
+        "COPY",
+        "SHARED",
+    ),
+    ("MODIFY a BIGINT", "COPY", "SHARED"),
+    ("MODIFY a SMALLINT", "COPY", "SHARED"),
+    ("MODIFY a INT UNSIGNED", "COPY", "SHARED"),
+    ("MODIFY a INT NOT NULL", "INPLACE", "NONE"),
+    ("MODIFY b VARCHAR(50) NOT NULL", "INPLACE", "NONE"),
+    ("MODIFY g BIGINT NULL DEFAULT 0", "INPLACE", "NONE"),
+    ("MODIFY c VARCHAR(200) NULL DEFAULT ''", "INPLACE", "NONE"),
+    ("MODIFY a INT COMMENT 'hello'", "INSTANT", "NONE"),
+    ("MODIFY a INT FIRST", "INSTANT", "NONE"),
+    ("MODIFY a INT AFTER b", "INSTANT", "NONE"),
+    ("MODIFY e ENUM('x','y','z')", "INSTANT", "NONE"),
+    ("MODIFY e ENUM('y','x')", "COPY", "SHARED"),
+    (
+        "MODIFY s VARCHAR(20) CHARACTER SET utf8mb4",
+        "INSTANT",
+        "NONE",
+    ),
+    (
+        "MODIFY b VARCHAR(50) CHARACTER SET utf8mb3",
+        "COPY",
+        "SHARED",
+    ),
+    ("MODIFY b VARCHAR(50) NULL DEFAULT 'q'", "INSTANT", "NONE"),
+    ("MODIFY d DATETIME(3)", "COPY", "SHARED"),
+    ("MODIFY d TIMESTAMP NULL", "COPY", "SHARED"),
+    ("MODIFY f MEDIUMTEXT", "COPY", "SHARED"),
+    ("MODIFY h CHAR(20)", "COPY", "SHARED"),
+    ("MODIFY h VARCHAR(10)", "COPY", "SHARED"),
+    ("MODIFY id BIGINT NOT NULL", "COPY", "SHARED"),
+    ("ALTER COLUMN c SET DEFAULT 'z'", "INSTANT", "NONE"),
+    ("ALTER COLUMN c DROP DEFAULT", "INSTANT", "NONE"),
+    ("ALTER COLUMN a SET DEFAULT 7", "INSTANT", "NONE"),
+    ("RENAME COLUMN c TO c2", "INSTANT", "NONE"),
+    (
+        "CHANGE c c3 VARCHAR(200) NOT NULL DEFAULT ''",
+        "INSTANT",
+        "NONE",
+    ),
+    ("CHANGE a a2 BIGINT", "COPY", "SHARED"),
+    ("ADD INDEX idx_c (c)", "NOCOPY", "NONE"),
+    ("ADD UNIQUE INDEX uq_g (g)", "NOCOPY", "NONE"),
+    ("ADD UNIQUE KEY uq_c (c)", "NOCOPY", "NONE"),
+    ("ADD INDEX idx_ab (a, b)", "NOCOPY", "NONE"),
+    ("DROP INDEX idx_b", "NOCOPY", "NONE"),
+    ("DROP INDEX idx_a, ADD INDEX idx_a (a, g)", "NOCOPY", "NONE"),
+    ("ADD FULLTEXT INDEX ft (f)", "INPLACE", "SHARED"),
+    (
+        "DROP PRIMARY KEY, ADD PRIMARY KEY (id, g)",
+        "INPLACE",
+        "NONE",
+    ),
+    ("DROP PRIMARY KEY", "COPY", "SHARED"),
+    ("ADD CONSTRAINT chk1 CHECK (g >= 0)", "COPY", "SHARED"),
+    ("DROP CONSTRAINT chk0", "INSTANT", "NONE"),
+    (
+        "ADD CONSTRAINT fk_a_{t} FOREIGN KEY (a) REFERENCES parent(id)",
+        "COPY",
+        "SHARED",
+    ),
+    ("DROP FOREIGN KEY fk_{t}", "INSTANT", "NONE"),
+    ("AUTO_INCREMENT = 1000", "INSTANT", "NONE"),
+    ("ADD COLUMN x1 INT, ADD COLUMN x2 INT", "INSTANT", "NONE"),
+    (
+        "ADD COLUMN x3 INT, ADD INDEX idx_x3 (x3)",
+        "INPLACE",
+        "NONE",
+    ),
+    ("ADD COLUMN n11 INT, DROP COLUMN h", "INSTANT", "NONE"),
+    ("DROP COLUMN h, ADD INDEX idx_g (g)", "INPLACE", "NONE"),
+    (
+        "ADD COLUMN n12 INT DEFAULT 3, ALTER COLUMN c SET DEFAULT 'k'",
+        "INSTANT",
+        "NONE",
+    ),
+    ("RENAME TO {t}_renamed", "INSTANT", "EXCLUSIVE"),
+];
+
+const ALGS: [&str; 4] = ["COPY", "INPLACE", "NOCOPY", "INSTANT"];
+const LOCKS: [&str; 3] = ["NONE", "SHARED", "EXCLUSIVE"];
+
+async fn try_alter(
+    db: &TestDb,
+    t: &str,
+    clause: &str,
+    alg: &str,
+    lock: &str,
+) -> Result<(), String> {
+    let mut c = db.conn().await;
+    c.query_drop(format!(
+        "ALTER TABLE `{t}` {clause}, ALGORITHM={alg}, LOCK={lock}"
+    ))
+    .await
+    .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn corpus_matches_the_server() {
+    assert!(CORPUS.len() >= 40);
+    let db = TestDb::new("plan_my").await;
+    db.exec("CREATE TABLE parent (id INT PRIMARY KEY); INSERT INTO parent VALUES (1),(2),(3)")
+        .await;
+    let target = godwit::target::Target::parse(&db.url, None).unwrap();
+    let opts = godwit::plan::PlanOptions::default();
+    let mut failures = Vec::new();
+    for (i, (clause, alg, lock)) in CORPUS.iter().enumerate() {
+        let t = format!("t{i}");
+        let clause = clause.replace("{t}", &t);
+        db.exec(&table_sql(&t)).await;
+        let plan = match godwit::plan::plan(&target, &t, &clause, &opts).await {
+            Ok(p) => p,
+            Err(e) => {
+                failures.push(format!("{clause}: plan failed: {e}"));
+                continue;
+            }
+        };
+        let got_alg = plan.overall.algorithm.map(|a| a.as_str()).unwrap_or("?");
+        let got_lock = plan.overall.mysql_lock.map(|l| l.as_str()).unwrap_or("?");
+        if (got_alg, got_lock) != (*alg, *lock) {
+            failures.push(format!(
+                "{clause}: planner says {got_alg}/{got_lock}, corpus {alg}/{lock}"
+            ));
+        }
+        // The server: cheaper algorithm fails, weaker lock fails, prediction succeeds.
+        let ai = ALGS.iter().position(|a| a == alg).unwrap();
+        let li = LOCKS.iter().position(|l| l == lock).unwrap();
+        if ai + 1 < ALGS.len()
+            && try_alter(&db, &t, &clause, ALGS[ai + 1], "DEFAULT")
+                .await
+                .is_ok()
+        {
+            failures.push(format!(
+                "{clause}: the server accepts the cheaper ALGORITHM={}",
+                ALGS[ai + 1]
+            ));
+            continue;
+        }
+        if li > 0
+            && try_alter(&db, &t, &clause, alg, LOCKS[li - 1])
+                .await
+                .is_ok()
+        {
+            failures.push(format!(
+                "{clause}: the server accepts the weaker LOCK={}",
+                LOCKS[li - 1]
+            ));
+            continue;
+        }
+        if let Err(e) = try_alter(&db, &t, &clause, alg, lock).await {
+            failures.push(format!(
+                "{clause}: the server refuses ALGORITHM={alg}, LOCK={lock}: {e}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} disagree:\n{}",
+        failures.len(),
+        CORPUS.len(),
+        failures.join("\n")
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn data_rules_fire_on_bad_data_and_stay_silent_on_clean_data() {
+    let db = TestDb::new("plan_myr").await;
+    db.exec(
+        "CREATE TABLE bad (id INT PRIMARY KEY, a INT NULL, b VARCHAR(20)) ENGINE=InnoDB;
+         INSERT INTO bad VALUES (1, 1, 'short'), (2, 1, 'a much longer value'), (3, NULL, 'x');
+         CREATE TABLE good (id INT PRIMARY KEY, a INT NULL, b VARCHAR(20)) ENGINE=InnoDB;
+         INSERT INTO good VALUES (1, 1, 'short'), (2, 2, 'tiny'), (3, 3, 'x');
+         CREATE TABLE nopk (a INT) ENGINE=InnoDB",
+    )
+    .await;
+    let target = godwit::target::Target::parse(&db.url, None).unwrap();
+    let opts = godwit::plan::PlanOptions::default();
+    let alter = "MODIFY a INT NOT NULL, MODIFY b VARCHAR(6), ADD UNIQUE KEY uq_a (a)";
+    let rules = |p: &godwit::plan::Plan| p.findings.iter().map(|f| f.rule).collect::<Vec<_>>();
+    let bad = godwit::plan::plan(&target, "bad", alter, &opts)
+        .await
+        .unwrap();
+    let r = rules(&bad);
+    for id in [
+        "not-null-with-nulls",
+        "type-truncation",
+        "unique-duplicates",
+    ] {
+        assert!(r.contains(&id), "{id} missing from {r:?}");
+    }
+    let dup = bad
+        .findings
+        .iter()
+        .find(|f| f.rule == "unique-duplicates")
+        .unwrap();
+    assert!(dup.message.contains("a=1"), "{}", dup.message);
+    let good = godwit::plan::plan(&target, "good", alter, &opts)
+        .await
+        .unwrap();
+    assert!(rules(&good).is_empty(), "{:?}", good.findings);
+    // Renames, drops, FKs and a missing key.
+    let p = godwit::plan::plan(
+        &target,
+        "good",
+        "RENAME COLUMN b TO b2, DROP COLUMN a",
+        &opts,
+    )
+    .await
+    .unwrap();
+    let r = rules(&p);
+    assert!(
+        r.contains(&"rename-breaks-code") && r.contains(&"destructive-drop"),
+        "{r:?}"
+    );
+    assert_eq!(p.recommendation.strategy, godwit::plan::Strategy::Phases);
+    let p = godwit::plan::plan(&target, "nopk", "ADD COLUMN x INT", &opts)
+        .await
+        .unwrap();
+    assert!(rules(&p).contains(&"missing-primary-key"));
+    // Large-table rules by lowering the threshold.
+    let small = godwit::plan::PlanOptions {
+        large_table_rows: 2,
+        ..Default::default()
+    };
+    let p = godwit::plan::plan(&target, "good", "MODIFY a BIGINT", &small)
+        .await
+        .unwrap();
+    let r = rules(&p);
+    assert!(
+        r.contains(&"lock-on-large-table") && r.contains(&"rewrite-large-table"),
+        "{r:?}"
+    );
+    let p = godwit::plan::plan(&target, "good", "ADD COLUMN y INT", &small)
+        .await
+        .unwrap();
+    assert!(rules(&p).is_empty(), "{:?}", p.findings);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn long_transaction_is_reported() {
+    let db = TestDb::new("plan_myt").await;
+    db.exec("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB; INSERT INTO t VALUES (1)")
+        .await;
+    let target = godwit::target::Target::parse(&db.url, None).unwrap();
+    let opts = godwit::plan::PlanOptions {
+        long_trx_seconds: 1,
+        ..Default::default()
+    };
+    let p = godwit::plan::plan(&target, "t", "ADD COLUMN x INT", &opts)
+        .await
+        .unwrap();
+    assert!(p.findings.iter().all(|f| f.rule != "long-transactions"));
+    let mut holder = db.conn().await;
+    holder.query_drop("START TRANSACTION").await.unwrap();
+    holder
+        .query_drop("SELECT * FROM t FOR UPDATE")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let p = godwit::plan::plan(&target, "t", "ADD COLUMN x INT", &opts)
+        .await
+        .unwrap();
+    assert!(
+        p.findings.iter().any(|f| f.rule == "long-transactions"),
+        "{:?}",
+        p.findings
+    );
+    holder.query_drop("ROLLBACK").await.unwrap();
+    drop(holder);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn cli_json_shape_fail_on_and_parse_errors() {
+    let db = TestDb::new("plan_myc").await;
+    db.exec(
+        "CREATE TABLE t (id INT PRIMARY KEY, a INT) ENGINE=InnoDB; INSERT INTO t VALUES (1, NULL)",
+    )
+    .await;
+    let base = ["plan", "--url", &db.url, "--table", "t"];
+    let run = |extra: &'static [&'static str]| {
+        let mut v: Vec<&str> = base.to_vec();
+        v.extend_from_slice(extra);
+        v.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let args = run(&["--alter", "MODIFY a INT NOT NULL", "--format", "json"]);
+    let r = support::godwit(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]).await;
+    r.expect_ok();
+    let p = r.event("plan").expect("a plan event");
+    for k in [
+        "schema_version",
+        "engine",
+        "server_version",
+        "table",
+        "alter",
+        "facts",
+        "changes",
+        "overall",
+        "checks",
+        "estimate",
+        "recommendation",
+        "findings",
+    ] {
+        assert!(p.get(k).is_some(), "missing {k} in {p}");
+    }
+    for k in [
+        "clause",
+        "op",
+        "columns",
+        "algorithm",
+        "mysql_lock",
+        "pg_lock",
+        "rewrite",
+        "scan",
+        "blocks_writes",
+        "blocks_reads",
+        "reason",
+    ] {
+        assert!(p["changes"][0].get(k).is_some(), "missing changes[].{k}");
+    }
+    for k in [
+        "rows",
+        "bytes_to_copy",
+        "disk_needed_bytes",
+        "free_bytes",
+        "rows_per_sec",
+        "rate_source",
+        "copy_seconds",
+        "replication_bytes",
+        "replication_note",
+    ] {
+        assert!(p["estimate"].get(k).is_some(), "missing estimate.{k}");
+    }
+    for k in ["strategy", "statements", "reason"] {
+        assert!(
+            p["recommendation"].get(k).is_some(),
+            "missing recommendation.{k}"
+        );
+    }
+    let f = &p["findings"][0];
+    for k in ["rule", "severity", "message", "fix"] {
+        assert!(f.get(k).is_some(), "missing findings[].{k}");
+    }
+    assert_eq!(p["changes"][0]["algorithm"], "INPLACE");
+    // --fail-on
+    let args = run(&["--alter", "MODIFY a INT NOT NULL", "--fail-on", "error"]);
+    let r = support::godwit(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]).await;
+    assert_eq!(r.code, 41, "{}{}", r.stdout, r.stderr);
+    for l in r.stdout.lines() {
+        assert!(l.chars().count() <= 80, "line longer than 80: {l}");
+    }
+    let args = run(&["--alter", "ADD COLUMN b INT", "--fail-on", "warning"]);
+    let r = support::godwit(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // An ALTER the parser cannot read: exit 2 with the parser's message.
+    let args = run(&["--alter", "ADD COLUMN"]);
+    let r = support::godwit(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]).await;
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("cannot parse"), "{}", r.stderr);
+    // Nothing changed.
+    assert!(db
+        .show_create("t")
+        .await
+        .contains("`a` int(11) DEFAULT NULL"));
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn run_attempt_native_runs_instant_changes_natively() {
+    let db = TestDb::new("plan_myn").await;
+    db.exec(
+        "CREATE TABLE t (id INT PRIMARY KEY, a INT) ENGINE=InnoDB; INSERT INTO t VALUES (1, 1)",
+    )
+    .await;
+    let url = db.url.clone();
+    let args = |alter: &'static str, execute: bool| {
+        let mut v = vec![
+            "run",
+            "--url",
+            &url,
+            "--table",
+            "t",
+            "--alter",
+            alter,
+            "--attempt-native",
+            "--format",
+            "json",
+        ];
+        if execute {
+            v.push("--execute");
+        }
+        v.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let go = |v: Vec<String>| async move {
+        support::godwit(&v.iter().map(String::as_str).collect::<Vec<_>>(), &[]).await
+    };
+    // Dry run: says what it would do, changes nothing.
+    let r = go(args("ADD COLUMN z INT", false)).await;
+    r.expect_ok();
+    let ev = r.event("native").expect("native event");
+    assert_eq!(ev["executed"], false);
+    assert!(ev["statement"]
+        .as_str()
+        .unwrap()
+        .contains("ALGORITHM=INSTANT"));
+    assert!(!db.show_create("t").await.contains("`z`"));
+    // Execute: the column exists, no shadow was ever created.
+    let r = go(args("ADD COLUMN z INT", true)).await;
+    r.expect_ok();
+    assert_eq!(r.event("native").unwrap()["executed"], true);
+    assert!(db.show_create("t").await.contains("`z`"));
+    assert!(db.leftovers(&[]).await.is_empty());
+    // Not instant: no native event, the usual online dry run.
+    let r = go(args("MODIFY a BIGINT", false)).await;
+    r.expect_ok();
+    assert!(r.event("native").is_none(), "{}", r.stdout);
+    assert!(!db.show_create("t").await.contains("bigint"));
+    db.drop_db().await;
+}
