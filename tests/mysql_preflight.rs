@@ -531,3 +531,13 @@ async fn dry_run_changes_nothing() {
     assert_eq!(snapshot(&db).await, before);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn table_name_too_long_for_the_sentry_cut_over() {
+    let db = TestDb::new("pf_long").await;
+    let name = "t".repeat(60);
+    db.exec(&format!("CREATE TABLE `{name}` (id INT PRIMARY KEY)"))
+        .await;
+    expect_refusal(&db, &name, "ADD x INT", 21, &["at most 52"]).await;
+    db.drop_db().await;
+}

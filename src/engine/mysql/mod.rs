@@ -2,7 +2,7 @@
 
 mod binlog;
 mod checks;
-mod cutover;
+pub(crate) mod cutover;
 pub mod facts;
 mod inspect;
 pub mod rowimage;
@@ -200,6 +200,11 @@ impl MysqlEngine {
     /// MySQL ≥ 8.0.13 may RENAME under LOCK TABLES; MariaDB and older MySQL need the sentry.
     fn rename_under_lock(&self) -> bool {
         rename_under_lock(self.mariadb, self.version_tuple)
+    }
+
+    /// True when the cut-over uses the sentry-table algorithm on this server.
+    pub(crate) fn uses_sentry(&self) -> bool {
+        !self.rename_under_lock()
     }
 
     fn key_columns(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Vec<KeyColumn>> {

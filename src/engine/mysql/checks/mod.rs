@@ -5,6 +5,7 @@ mod binlog;
 mod foreign_keys;
 mod key;
 mod leftovers;
+mod name_length;
 mod privileges;
 mod triggers;
 
@@ -29,6 +30,7 @@ fn preflight_checks<'a>() -> Vec<Box<dyn Check<CheckCtx<'a>>>> {
         Box::new(binlog::BinlogSettings),
         Box::new(privileges::Privileges),
         Box::new(key::UsableKey),
+        Box::new(name_length::NameLength),
         Box::new(foreign_keys::ForeignKeys),
         Box::new(triggers::Triggers),
         Box::new(leftovers::Leftovers),
