@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand.
 
 mod cleanup;
+mod phases;
 mod run;
 
 use crate::progress::Format;
@@ -31,6 +32,18 @@ pub enum Command {
     Run(run::RunArgs),
     /// List (or with --execute remove) what godwit left behind for a table.
     Cleanup(cleanup::CleanupArgs),
+    /// Migration files: additive changes and sync triggers (old and new application both work).
+    Expand(phases::PhaseArgs),
+    /// Migration files: bring existing rows into the new shape, in batches.
+    Backfill(phases::PhaseArgs),
+    /// Migration files: remove the old shape (after the old application is gone).
+    Contract(phases::PhaseArgs),
+    /// Migration files: undo an expanded, not yet contracted migration.
+    Abort(phases::PhaseArgs),
+    /// Migration files: expand and backfill (and contract with --complete), in order.
+    Migrate(phases::MigrateArgs),
+    /// Migration files: where each migration stands.
+    Status(phases::StatusArgs),
 }
 
 /// Where to connect; shared by every command.
@@ -84,6 +97,12 @@ pub fn main() -> i32 {
         match cli.command {
             Command::Run(a) => run::run(a).await,
             Command::Cleanup(a) => cleanup::cleanup(a).await,
+            Command::Expand(a) => phases::phase(a, crate::phases::Phase::Expand).await,
+            Command::Backfill(a) => phases::phase(a, crate::phases::Phase::Backfill).await,
+            Command::Contract(a) => phases::phase(a, crate::phases::Phase::Contract).await,
+            Command::Abort(a) => phases::phase(a, crate::phases::Phase::Abort).await,
+            Command::Migrate(a) => phases::migrate(a).await,
+            Command::Status(a) => phases::status(a).await,
         }
     })
 }
