@@ -3,7 +3,7 @@
 //! expand: ADD COLUMN (nullable while the old application runs), trigger filling NULLs
 //! with `up`. backfill: `up` for existing rows. contract: NOT NULL if asked, drop trigger.
 
-use super::{missing_column, need, Backfill, Branch, Cond, Cx, Filter, Op, Stmt, Trigger, Val};
+use super::{need, Backfill, Branch, Cond, Cx, Filter, Op, Stmt, Trigger, Val};
 use crate::phases::catalog::ColumnInfo;
 use serde::Deserialize;
 
@@ -119,9 +119,6 @@ impl Op for AddColumn {
                 .cloned()
                 .unwrap_or_else(|| ColumnInfo::declared(&self.column.name, &self.column.type_))
                 .with_default(self.column.default.clone());
-            if info.column(&self.column.name).is_none() {
-                return Err(missing_column(&self.table, &self.column.name));
-            }
             if col.nullable {
                 out.extend(cx.sql.set_not_null(&self.table, &col, &cx.tag));
             }
