@@ -9,6 +9,7 @@ pub mod ddl;
 pub mod engine;
 pub mod error;
 pub mod migration;
+pub mod phases;
 pub mod plan;
 pub mod progress;
 pub mod schema;

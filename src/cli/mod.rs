@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand.
 
 mod cleanup;
+mod phases;
 mod plan;
 mod run;
 
@@ -34,6 +35,18 @@ pub enum Command {
     Cleanup(cleanup::CleanupArgs),
     /// Dry-run planning: what an ALTER will lock, rewrite and cost, and how to run it.
     Plan(plan::PlanArgs),
+    /// Migration files: additive changes and sync triggers (old and new application both work).
+    Expand(phases::PhaseArgs),
+    /// Migration files: bring existing rows into the new shape, in batches.
+    Backfill(phases::PhaseArgs),
+    /// Migration files: remove the old shape (after the old application is gone).
+    Contract(phases::PhaseArgs),
+    /// Migration files: undo an expanded, not yet contracted migration.
+    Abort(phases::PhaseArgs),
+    /// Migration files: expand and backfill (and contract with --complete), in order.
+    Migrate(phases::MigrateArgs),
+    /// Migration files: where each migration stands.
+    Status(phases::StatusArgs),
 }
 
 /// Where to connect; shared by every command.
@@ -88,6 +101,12 @@ pub fn main() -> i32 {
             Command::Run(a) => run::run(a).await,
             Command::Cleanup(a) => cleanup::cleanup(a).await,
             Command::Plan(a) => plan::plan(a).await,
+            Command::Expand(a) => phases::phase(a, crate::phases::Phase::Expand).await,
+            Command::Backfill(a) => phases::phase(a, crate::phases::Phase::Backfill).await,
+            Command::Contract(a) => phases::phase(a, crate::phases::Phase::Contract).await,
+            Command::Abort(a) => phases::phase(a, crate::phases::Phase::Abort).await,
+            Command::Migrate(a) => phases::migrate(a).await,
+            Command::Status(a) => phases::status(a).await,
         }
     })
 }

@@ -4,7 +4,7 @@
 
 mod alter;
 mod checks;
-mod conn;
+pub(crate) mod conn;
 mod cutover;
 pub mod facts;
 mod inspect;

@@ -1,0 +1,128 @@
+//! `godwit expand | backfill | contract | abort | migrate | status`: migrations from files.
+
+use crate::error::Result;
+use crate::phases::{self, Options, Phase};
+use crate::progress::{Format, Reporter};
+use crate::target::Target;
+use crate::throttle::{LoadThresholds, Throttle};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PhaseArgs {
+    /// A directory of migration files (NNNN_name.toml), or one file.
+    pub path: PathBuf,
+    /// Server URL: mysql://USER@HOST:PORT/DB or postgres://USER@HOST:PORT/DB (password from
+    /// MYSQL_PWD / PGPASSWORD, ~/.pgpass, --password-file or the URL).
+    #[arg(long, env = "GODWIT_URL", hide_env_values = true)]
+    pub url: String,
+    /// Read the password from this file (first line).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Really change the database. Without it: print every statement the phase would run.
+    #[arg(long)]
+    pub execute: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Run even though an applied file changed since.
+    #[arg(long)]
+    pub allow_changed: bool,
+    /// Rows per backfill batch.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch_size: u64,
+    /// Upper bound on rows backfilled per second.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rows_per_second: Option<u32>,
+    /// Pause the backfill while a status counter exceeds its value, e.g. Threads_running=25.
+    #[arg(long)]
+    pub max_load: Option<LoadThresholds>,
+    /// Pause the backfill while this file exists.
+    #[arg(long)]
+    pub throttle_flag_file: Option<PathBuf>,
+    /// Longest wait for a table lock per DDL statement.
+    #[arg(long, default_value_t = 10.0)]
+    pub lock_timeout_seconds: f64,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub common: PhaseArgs,
+    /// Also contract (and go on with the next migrations); without it migrate stops
+    /// after the backfill of the first unfinished migration.
+    #[arg(long)]
+    pub complete: bool,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct StatusArgs {
+    /// A directory of migration files or one file (optional: without it, the state table).
+    pub path: Option<PathBuf>,
+    #[arg(long, env = "GODWIT_URL", hide_env_values = true)]
+    pub url: String,
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
+    if !(a.lock_timeout_seconds > 0.0 && a.lock_timeout_seconds <= 3600.0) {
+        return Err(crate::error::Error::bad_input(
+            "--lock-timeout-seconds must be between 0 and 3600",
+        ));
+    }
+    let target = Target::parse(&a.url, a.password_file.as_deref())?;
+    let mut throttle = Throttle::new(
+        a.max_rows_per_second,
+        a.max_load.clone(),
+        None,
+        a.throttle_flag_file.clone(),
+    );
+    let rep = Reporter::new(a.format);
+    let opts = Options {
+        execute: a.execute,
+        allow_changed: a.allow_changed,
+        batch_size: a.batch_size,
+        lock_timeout: Duration::from_secs_f64(a.lock_timeout_seconds),
+        format: a.format,
+    };
+    phases::run(&target, &a.path, list, complete, &opts, &mut throttle, &rep).await
+}
+
+fn finish(format: Format, r: Result<()>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            let mut rep = Reporter::new(format);
+            rep.error(&e);
+            e.exit_code()
+        }
+    }
+}
+
+pub async fn phase(a: PhaseArgs, p: Phase) -> i32 {
+    let f = a.format;
+    finish(f, go(a, &[p], false).await)
+}
+
+pub async fn migrate(a: MigrateArgs) -> i32 {
+    let f = a.common.format;
+    let list: &[Phase] = if a.complete {
+        &[Phase::Expand, Phase::Backfill, Phase::Contract]
+    } else {
+        &[Phase::Expand, Phase::Backfill]
+    };
+    finish(f, go(a.common, list, a.complete).await)
+}
+
+pub async fn status(a: StatusArgs) -> i32 {
+    let f = a.format;
+    let r = async {
+        let target = Target::parse(&a.url, a.password_file.as_deref())?;
+        let rep = Reporter::new(a.format);
+        phases::status(&target, a.path.as_deref(), a.format, &rep).await
+    }
+    .await;
+    finish(f, r)
+}

@@ -1,0 +1,45 @@
+//! How each engine spells the phases' statements. The operations say what; a dialect
+//! says how. Identifiers go through the engine's `quote`; user expressions are the
+//! user's SQL and are inserted as written.
+
+use super::catalog::{ColumnInfo, TableInfo};
+use super::ops::{Backfill, Stmt, Trigger};
+
+pub trait Dialect: Sync + Send {
+    fn quote(&self, ident: &str) -> String;
+    /// The qualified table name.
+    fn table(&self, table: &str) -> String;
+    /// A nullable column (the old application does not write it).
+    fn add_column(&self, table: &str, col: &str, ty: &str, default: Option<&str>) -> Stmt;
+    /// A nullable column of the same type as `like`, without default.
+    fn add_column_like(&self, table: &str, col: &str, like: &ColumnInfo) -> Stmt;
+    fn drop_column(&self, table: &str, col: &str) -> Stmt;
+    fn create_trigger(&self, table: &str, tag: &str, t: &Trigger, info: &TableInfo) -> Vec<Stmt>;
+    fn drop_trigger(&self, table: &str, tag: &str) -> Vec<Stmt>;
+    /// Expand of a coming NOT NULL (PostgreSQL: a NOT VALID check that contract validates).
+    fn not_null_expand(&self, table: &str, col: &str, tag: &str) -> Vec<Stmt>;
+    /// Undo [`Dialect::not_null_expand`].
+    fn not_null_abort(&self, table: &str, tag: &str) -> Vec<Stmt>;
+    fn set_not_null(&self, table: &str, col: &ColumnInfo, tag: &str) -> Vec<Stmt>;
+    fn add_index(&self, table: &str, name: &str, cols: &[String], unique: bool) -> Vec<Stmt>;
+    fn drop_index(&self, table: &str, name: &str) -> Stmt;
+    /// Contract of a rename: remove the sync trigger and the copy column, rename the
+    /// original, with no write in between.
+    fn rename_contract(&self, table: &str, from: &str, to: &str, tag: &str) -> Vec<Stmt>;
+    /// The next batch's last key: `SELECT key… WHERE key > lower ORDER BY key LIMIT 1
+    /// OFFSET n-1`, keys as text. Parameters: lower key parts (if `lower`).
+    fn batch_end(&self, b: &Backfill, key: &[&ColumnInfo], lower: bool, size: u64) -> String;
+    /// The backfill UPDATE for one batch. Parameters: lower key parts (if `lower`), then
+    /// upper key parts (if `upper`).
+    fn backfill_update(
+        &self,
+        b: &Backfill,
+        key: &[&ColumnInfo],
+        lower: bool,
+        upper: bool,
+    ) -> String;
+    /// Statement texts for `BEGIN` and `COMMIT`.
+    fn begin(&self) -> &'static str {
+        "BEGIN"
+    }
+}

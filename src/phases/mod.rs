@@ -1,0 +1,586 @@
+//! Expand / backfill / contract migrations from files.
+//!
+//! A migration file lists operations ([`ops`]). Each phase asks every operation for its
+//! statements, and runs them:
+//! - **expand**: additive changes and sync triggers; old and new application both work;
+//! - **backfill**: existing rows get the new shape, in primary-key batches;
+//! - **contract**: the old shape goes away; the result equals a native ALTER;
+//! - **abort**: undo an expanded, not yet contracted migration without losing data.
+//!
+//! The state table ([`state`]) records each migration's phase and checksum; a runner
+//! lock keeps one runner at a time. Without `execute` every phase only prints its
+//! statements.
+
+mod backfill;
+pub mod catalog;
+pub mod db;
+pub mod dialect;
+pub mod file;
+pub mod ops;
+pub mod sql_mysql;
+pub mod sql_postgres;
+pub mod state;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::progress::{Format, Reporter};
+use crate::target::Target;
+use crate::throttle::Throttle;
+use catalog::TableInfo;
+use db::Db;
+use file::MigrationFile;
+use ops::{Cx, Stmt};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Expand,
+    Backfill,
+    Contract,
+    Abort,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Expand => "expand",
+            Phase::Backfill => "backfill",
+            Phase::Contract => "contract",
+            Phase::Abort => "abort",
+        }
+    }
+}
+
+pub struct Options {
+    pub execute: bool,
+    pub allow_changed: bool,
+    pub batch_size: u64,
+    pub lock_timeout: Duration,
+    pub format: Format,
+}
+
+fn mig_err(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Migration, msg)
+}
+
+/// What to do with a migration in its current state.
+enum Decision {
+    Run { resuming: bool },
+    Noop(String),
+}
+
+fn decide(phase: Phase, state: &str, id: &str) -> Result<Decision> {
+    use Decision::*;
+    let out_of_order = |need: &str| {
+        Err(mig_err(format!(
+            "{id}: cannot {} while the migration is {}: {need}",
+            phase.name(),
+            if state.is_empty() { "not started" } else { state }
+        ))
+        .with_hint("phases run in order: expand, backfill, contract (or abort before contract); `godwit status` shows where each migration stands"))
+    };
+    match (phase, state) {
+        (Phase::Expand, "" | "aborted") => Ok(Run { resuming: false }),
+        (Phase::Expand, "expanding") => Ok(Run { resuming: true }),
+        (Phase::Expand, "expanded" | "backfilling" | "backfilled") => {
+            Ok(Noop(format!("{id} is already expanded")))
+        }
+        (Phase::Expand, "complete") => Ok(Noop(format!("{id} is complete"))),
+        (Phase::Expand, _) => out_of_order("finish that phase first"),
+        (Phase::Backfill, "expanded") => Ok(Run { resuming: false }),
+        (Phase::Backfill, "backfilling") => Ok(Run { resuming: true }),
+        (Phase::Backfill, "backfilled" | "complete") => {
+            Ok(Noop(format!("{id} is already backfilled")))
+        }
+        (Phase::Backfill, "" | "aborted" | "expanding") => {
+            out_of_order("run `godwit expand` first")
+        }
+        (Phase::Backfill, _) => out_of_order("finish that phase first"),
+        (Phase::Contract, "backfilled") => Ok(Run { resuming: false }),
+        (Phase::Contract, "contracting") => Ok(Run { resuming: true }),
+        (Phase::Contract, "complete") => Ok(Noop(format!("{id} is already contracted"))),
+        (Phase::Contract, "expanded" | "backfilling") => {
+            out_of_order("run `godwit backfill` first")
+        }
+        (Phase::Contract, "" | "aborted" | "expanding") => {
+            out_of_order("run `godwit expand` first")
+        }
+        (Phase::Contract, _) => out_of_order("finish that phase first"),
+        (Phase::Abort, "expanding" | "expanded" | "backfilling" | "backfilled") => {
+            Ok(Run { resuming: false })
+        }
+        (Phase::Abort, "aborting") => Ok(Run { resuming: true }),
+        (Phase::Abort, "" | "aborted") => Ok(Noop(format!("{id}: nothing to abort"))),
+        (Phase::Abort, "complete") => Err(mig_err(format!(
+            "{id} is already contracted: abort is only possible before contract"
+        ))
+        .with_hint("write a new migration that reverses it")),
+        (Phase::Abort, _) => out_of_order("finish the contract with `godwit contract`"),
+    }
+}
+
+/// Short, stable base name for one operation's triggers and constraints.
+fn tag(id: &str, op: usize) -> String {
+    format!("_godwit_{}_{}", &file::checksum(id.as_bytes())[..8], op + 1)
+}
+
+fn op_label(f: &MigrationFile, i: usize) -> String {
+    format!(
+        "{}: operation #{} ({})",
+        f.path.display(),
+        i + 1,
+        f.operations[i].op().describe()
+    )
+}
+
+/// Catalog information for every table the migration's operations use.
+async fn tables(db: &mut Db, f: &MigrationFile) -> Result<HashMap<String, TableInfo>> {
+    let mut out = HashMap::new();
+    for (i, op) in f.operations.iter().enumerate() {
+        if let Some(t) = op.op().table() {
+            if out.contains_key(t) {
+                continue;
+            }
+            let info = db.table_info(t).await?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::TableMissing,
+                    format!("{}: table `{t}` does not exist", op_label(f, i)),
+                )
+            })?;
+            out.insert(t.to_string(), info);
+        }
+    }
+    Ok(out)
+}
+
+/// The statements of one phase, in order.
+async fn plan(db: &mut Db, f: &MigrationFile, phase: Phase, resuming: bool) -> Result<Vec<Stmt>> {
+    let infos = tables(db, f).await?;
+    let mut out = Vec::new();
+    for (i, op) in f.operations.iter().enumerate() {
+        let op = op.op();
+        let cx = Cx {
+            sql: db.dialect(),
+            table: op.table().and_then(|t| infos.get(t)),
+            tag: tag(&f.id, i),
+            resuming,
+        };
+        let stmts = match phase {
+            Phase::Expand => op.expand(&cx),
+            Phase::Contract => op.contract(&cx),
+            Phase::Abort => op.abort(&cx),
+            Phase::Backfill => Ok(vec![]),
+        }
+        .map_err(|m| mig_err(format!("{}: {m}", op_label(f, i))))?;
+        out.extend(stmts);
+    }
+    Ok(out)
+}
+
+/// Run statements. PostgreSQL: the plain statements in one transaction (expand: before
+/// the standalone `CONCURRENTLY` ones; contract/abort: after them).
+async fn execute(
+    db: &mut Db,
+    phase: Phase,
+    stmts: &[Stmt],
+    rep: &Reporter,
+    id: &str,
+) -> Result<()> {
+    let emit = |s: &Stmt| {
+        rep.emit(
+            "statement",
+            serde_json::json!({"migration": id, "phase": phase.name(), "sql": s.sql, "executed": true}),
+        )
+    };
+    if !db.is_postgres() {
+        for s in stmts {
+            emit(s);
+            if let Err(e) = db.exec(&s.sql).await {
+                let _ = db.exec("UNLOCK TABLES").await;
+                return Err(e);
+            }
+        }
+        return Ok(());
+    }
+    let (alone, plain): (Vec<&Stmt>, Vec<&Stmt>) = stmts.iter().partition(|s| s.concurrent);
+    if phase != Phase::Expand {
+        for s in &alone {
+            emit(s);
+            db.exec(&s.sql).await?;
+        }
+    }
+    if !plain.is_empty() {
+        db.exec("BEGIN").await?;
+        for s in &plain {
+            emit(s);
+            if let Err(e) = db.exec(&s.sql).await {
+                let _ = db.exec("ROLLBACK").await;
+                return Err(e);
+            }
+        }
+        if let Err(e) = db.exec("COMMIT").await {
+            let _ = db.exec("ROLLBACK").await;
+            return Err(e);
+        }
+    }
+    if phase == Phase::Expand {
+        for s in &alone {
+            emit(s);
+            db.exec(&s.sql).await?;
+        }
+    }
+    Ok(())
+}
+
+fn print_plan(rep: &Reporter, format: Format, f: &MigrationFile, phase: Phase, stmts: &[Stmt]) {
+    match format {
+        Format::Json => {
+            for s in stmts {
+                rep.emit(
+                    "statement",
+                    serde_json::json!({"migration": f.id, "phase": phase.name(), "sql": s.sql, "executed": false}),
+                );
+            }
+        }
+        Format::Text => {
+            println!("-- {}: {} ({} statements)", f.id, phase.name(), stmts.len());
+            for s in stmts {
+                println!("{};", s.sql);
+            }
+        }
+    }
+}
+
+fn backfill_plan(db: &Db, f: &MigrationFile, batch: u64) -> Vec<Stmt> {
+    let mut out = Vec::new();
+    for (i, op) in f.operations.iter().enumerate() {
+        let cx = Cx {
+            sql: db.dialect(),
+            table: None,
+            tag: tag(&f.id, i),
+            resuming: false,
+        };
+        if let Some(b) = op.op().backfill(&cx) {
+            out.push(Stmt::new(format!(
+                "-- in batches of {batch} rows by primary key:\n{}",
+                db.dialect().backfill_update(&b, &[], false, false)
+            )));
+        }
+    }
+    out
+}
+
+fn report(rep: &Reporter, format: Format, id: &str, phase: Phase, result: &str, message: &str) {
+    match format {
+        Format::Json => rep.emit(
+            "phase",
+            serde_json::json!({"migration": id, "phase": phase.name(), "result": result, "message": message}),
+        ),
+        Format::Text => println!("{id}: {}: {message}", phase.name()),
+    }
+}
+
+/// Refuse files changed after they were applied.
+fn check_checksums(files: &[MigrationFile], rows: &[state::Row], allow: bool) -> Result<()> {
+    for f in files {
+        if let Some(r) = rows.iter().find(|r| r.id == f.id) {
+            if r.phase != "aborted" && r.checksum != f.checksum && !allow {
+                return Err(mig_err(format!(
+                    "{} changed after it was applied (phase {}; checksum {} recorded, {} now)",
+                    f.path.display(),
+                    r.phase,
+                    r.checksum,
+                    f.checksum
+                ))
+                .with_hint(
+                    "restore the applied file, or pass --allow-changed if the change is harmless",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The migration a phase command works on: the first one not complete.
+fn target<'a>(
+    files: &'a [MigrationFile],
+    rows: &[state::Row],
+) -> Option<(&'a MigrationFile, String)> {
+    files.iter().find_map(|f| {
+        let p = rows
+            .iter()
+            .find(|r| r.id == f.id)
+            .map(|r| r.phase.clone())
+            .unwrap_or_default();
+        (p != "complete").then_some((f, p))
+    })
+}
+
+/// Run the phases `phases` in order on the first unfinished migration (and, with
+/// `continue_after_contract`, on the following ones).
+pub async fn run(
+    target_url: &Target,
+    path: &Path,
+    phases: &[Phase],
+    continue_after_contract: bool,
+    opts: &Options,
+    throttle: &mut Throttle,
+    rep: &Reporter,
+) -> Result<()> {
+    let files = file::load(path)?;
+    let mut db = Db::connect(target_url, opts.lock_timeout).await?;
+    if opts.execute {
+        db.try_lock().await?;
+        state::ensure(&mut db).await?;
+    }
+    let mut rows = state::read_all(&mut db).await?;
+    check_checksums(&files, &rows, opts.allow_changed)?;
+    // The dry run of several phases pretends each one finished.
+    let mut pretend: HashMap<String, String> = HashMap::new();
+    loop {
+        let Some((f, phase_now)) = target(&files, &rows) else {
+            let p = phases.first().copied().unwrap_or(Phase::Expand);
+            if p == Phase::Abort && path.is_file() {
+                return Err(decide(Phase::Abort, "complete", &files[0].id)
+                    .err()
+                    .unwrap_or_else(|| mig_err("nothing to abort")));
+            }
+            report(
+                rep,
+                opts.format,
+                "-",
+                p,
+                "noop",
+                "every migration is complete",
+            );
+            return Ok(());
+        };
+        let mut state_now = pretend.get(&f.id).cloned().unwrap_or(phase_now);
+        for &phase in phases {
+            match decide(phase, &state_now, &f.id)? {
+                Decision::Noop(m) => report(rep, opts.format, &f.id, phase, "noop", &m),
+                Decision::Run { resuming } => {
+                    run_phase(&mut db, f, phase, resuming, opts, throttle, rep, &rows).await?;
+                    state_now = match phase {
+                        Phase::Expand => "expanded",
+                        Phase::Backfill => "backfilled",
+                        Phase::Contract => "complete",
+                        Phase::Abort => "aborted",
+                    }
+                    .to_string();
+                }
+            }
+        }
+        if !(continue_after_contract && state_now == "complete") {
+            return Ok(());
+        }
+        if opts.execute {
+            rows = state::read_all(&mut db).await?;
+        } else {
+            pretend.insert(f.id.clone(), state_now.clone());
+            rows.retain(|r| r.id != f.id);
+            rows.push(state::Row {
+                id: f.id.clone(),
+                checksum: f.checksum.clone(),
+                phase: state_now,
+                backfill_op: 0,
+                backfill_after: None,
+                rows_backfilled: 0,
+                applied_by: None,
+                updated_at: None,
+            });
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_phase(
+    db: &mut Db,
+    f: &MigrationFile,
+    phase: Phase,
+    resuming: bool,
+    opts: &Options,
+    throttle: &mut Throttle,
+    rep: &Reporter,
+    rows: &[state::Row],
+) -> Result<()> {
+    if phase == Phase::Backfill {
+        if !opts.execute {
+            print_plan(
+                rep,
+                opts.format,
+                f,
+                phase,
+                &backfill_plan(db, f, opts.batch_size),
+            );
+            return Ok(());
+        }
+        state::set_phase(db, &f.id, &f.name, &f.checksum, "backfilling", None).await?;
+        let row = rows.iter().find(|r| r.id == f.id);
+        let start_op = row.map(|r| r.backfill_op).unwrap_or(0);
+        let mut total = row.map(|r| r.rows_backfilled).unwrap_or(0);
+        for (i, op) in f.operations.iter().enumerate() {
+            if (i as i64) < start_op {
+                continue;
+            }
+            let cx = Cx {
+                sql: db.dialect(),
+                table: None,
+                tag: tag(&f.id, i),
+                resuming,
+            };
+            let Some(b) = op.op().backfill(&cx) else {
+                continue;
+            };
+            let after = if i as i64 == start_op {
+                row.and_then(|r| r.backfill_after.as_deref())
+                    .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
+            } else {
+                None
+            };
+            let job = backfill::Job {
+                id: &f.id,
+                op_index: i as i64,
+                label: op_label(f, i),
+                backfill: b,
+                after,
+            };
+            total = backfill::run(db, job, opts.batch_size, throttle, rep, total).await?;
+        }
+        state::set_phase(
+            db,
+            &f.id,
+            &f.name,
+            &f.checksum,
+            "backfilled",
+            Some("backfilled_at"),
+        )
+        .await?;
+        report(
+            rep,
+            opts.format,
+            &f.id,
+            phase,
+            "done",
+            &format!("{total} rows backfilled"),
+        );
+        return Ok(());
+    }
+    if phase == Phase::Expand {
+        for op in &f.operations {
+            if let Some(t) = op.op().table() {
+                db.check_trigger_support(t).await?;
+            }
+        }
+    }
+    let stmts = plan(db, f, phase, resuming).await?;
+    if !opts.execute {
+        print_plan(rep, opts.format, f, phase, &stmts);
+        return Ok(());
+    }
+    // Planned before anything runs, so a failed expand can be undone.
+    let undo = if phase == Phase::Expand {
+        plan(db, f, Phase::Abort, true).await.ok()
+    } else {
+        None
+    };
+    let (during, after, stamp) = match phase {
+        Phase::Expand => ("expanding", "expanded", "expanded_at"),
+        Phase::Contract => ("contracting", "complete", "contracted_at"),
+        _ => ("aborting", "aborted", "aborted_at"),
+    };
+    state::set_phase(db, &f.id, &f.name, &f.checksum, during, None).await?;
+    if let Err(e) = execute(db, phase, &stmts, rep, &f.id).await {
+        if let Some(undo) = undo {
+            tracing::warn!("expand failed; undoing what it did");
+            for s in &undo {
+                if let Err(u) = db.exec(&s.sql).await {
+                    tracing::debug!("undo step failed (may not have been done): {u}");
+                }
+            }
+            let _ = db.exec("UNLOCK TABLES").await;
+            state::set_phase(
+                db,
+                &f.id,
+                &f.name,
+                &f.checksum,
+                "aborted",
+                Some("aborted_at"),
+            )
+            .await?;
+            return Err(e.context(format!(
+                "{}: expand failed and was undone",
+                f.path.display()
+            )));
+        }
+        return Err(e.context(format!("{}: {}", f.path.display(), phase.name())));
+    }
+    if phase == Phase::Abort {
+        state::set_backfill(db, &f.id, 0, None, 0).await?;
+    }
+    state::set_phase(db, &f.id, &f.name, &f.checksum, after, Some(stamp)).await?;
+    report(
+        rep,
+        opts.format,
+        &f.id,
+        phase,
+        "done",
+        &format!("{} statements run", stmts.len()),
+    );
+    Ok(())
+}
+
+/// `godwit status`: every migration file and its state.
+pub async fn status(
+    target_url: &Target,
+    path: Option<&Path>,
+    format: Format,
+    rep: &Reporter,
+) -> Result<()> {
+    let files = match path {
+        Some(p) => file::load(p)?,
+        None => vec![],
+    };
+    let mut db = Db::connect(target_url, Duration::from_secs(5)).await?;
+    let rows = state::read_all(&mut db).await?;
+    let mut lines = Vec::new();
+    for f in &files {
+        let r = rows.iter().find(|r| r.id == f.id);
+        let changed = r.is_some_and(|r| r.checksum != f.checksum && r.phase != "aborted");
+        lines.push(serde_json::json!({
+            "migration": f.id, "name": f.name,
+            "phase": r.map(|r| r.phase.as_str()).unwrap_or("pending"),
+            "changed": changed,
+            "rows_backfilled": r.map(|r| r.rows_backfilled).unwrap_or(0),
+            "applied_by": r.and_then(|r| r.applied_by.clone()),
+            "updated_at": r.and_then(|r| r.updated_at.clone()),
+        }));
+    }
+    for r in &rows {
+        if path.is_none() || !files.iter().any(|f| f.id == r.id) {
+            lines.push(serde_json::json!({
+                "migration": r.id, "phase": r.phase, "changed": false,
+                "file_missing": path.is_some(),
+                "rows_backfilled": r.rows_backfilled, "applied_by": r.applied_by, "updated_at": r.updated_at,
+            }));
+        }
+    }
+    for l in &lines {
+        match format {
+            Format::Json => rep.emit("migration", l.clone()),
+            Format::Text => println!(
+                "{:<40} {:<12}{}{}",
+                l["migration"].as_str().unwrap_or_default(),
+                l["phase"].as_str().unwrap_or_default(),
+                if l["changed"] == true { " CHANGED" } else { "" },
+                if l["file_missing"] == true {
+                    " (file missing)"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! `add_column`: add a column; rows written by the old application get `up`.
+//!
+//! expand: ADD COLUMN (nullable while the old application runs), trigger filling NULLs
+//! with `up`. backfill: `up` for existing rows. contract: NOT NULL if asked, drop trigger.
+
+use super::{need, Backfill, Branch, Cond, Cx, Filter, Op, Stmt, Trigger, Val};
+use crate::phases::catalog::ColumnInfo;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_: String,
+    #[serde(default = "yes")]
+    pub nullable: bool,
+    /// SQL expression, as in `DEFAULT …`.
+    pub default: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddColumn {
+    pub table: String,
+    pub column: ColumnDef,
+    /// SQL expression over the row's columns: the value for existing rows and for rows
+    /// the old application writes without the column.
+    pub up: Option<String>,
+}
+
+impl AddColumn {
+    fn trigger(&self) -> Option<Trigger> {
+        let up = self.up.as_ref()?;
+        let chain = vec![Branch {
+            cond: Cond::IsNull(self.column.name.clone()),
+            col: self.column.name.clone(),
+            val: Val::Expr(up.clone()),
+        }];
+        Some(Trigger {
+            insert: vec![chain.clone()],
+            update: vec![chain],
+        })
+    }
+}
+
+impl Op for AddColumn {
+    fn describe(&self) -> String {
+        format!(
+            "add column {}.{} {}{}",
+            self.table,
+            self.column.name,
+            self.column.type_,
+            if self.column.nullable {
+                ""
+            } else {
+                " NOT NULL"
+            }
+        )
+    }
+    fn table(&self) -> Option<&str> {
+        Some(&self.table)
+    }
+    fn validate(&self) -> Result<(), String> {
+        need("table", &self.table)?;
+        need("column.name", &self.column.name)?;
+        need("column.type", &self.column.type_)?;
+        if !self.column.nullable && self.up.is_none() && self.column.default.is_none() {
+            return Err(format!(
+                "column `{}` is NOT NULL: it needs `up` or `default` for the existing rows",
+                self.column.name
+            ));
+        }
+        Ok(())
+    }
+    fn expand(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
+        let info = cx.info()?;
+        if info.column(&self.column.name).is_some() && !cx.resuming {
+            return Err(format!(
+                "column `{}` already exists in table `{}`",
+                self.column.name, self.table
+            ));
+        }
+        let mut out = vec![cx.sql.add_column(
+            &self.table,
+            &self.column.name,
+            &self.column.type_,
+            self.column.default.as_deref(),
+        )];
+        if let Some(t) = self.trigger() {
+            out.extend(cx.sql.create_trigger(&self.table, &cx.tag, &t, info));
+        }
+        if !self.column.nullable {
+            out.extend(
+                cx.sql
+                    .not_null_expand(&self.table, &self.column.name, &cx.tag),
+            );
+        }
+        Ok(out)
+    }
+    fn backfill(&self, _cx: &Cx) -> Option<Backfill> {
+        let up = self.up.as_ref()?;
+        Some(Backfill {
+            table: self.table.clone(),
+            set: vec![(self.column.name.clone(), Val::Expr(up.clone()))],
+            filter: Filter::IsNull(self.column.name.clone()),
+        })
+    }
+    fn contract(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
+        let info = cx.info()?;
+        let mut out = Vec::new();
+        if !self.column.nullable {
+            let col = info
+                .column(&self.column.name)
+                .cloned()
+                .unwrap_or_else(|| ColumnInfo::declared(&self.column.name, &self.column.type_))
+                .with_default(self.column.default.clone());
+            if col.nullable {
+                out.extend(cx.sql.set_not_null(&self.table, &col, &cx.tag));
+            }
+        }
+        if self.trigger().is_some() {
+            out.extend(cx.sql.drop_trigger(&self.table, &cx.tag));
+        }
+        Ok(out)
+    }
+    fn abort(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
+        let mut out = Vec::new();
+        if self.trigger().is_some() {
+            out.extend(cx.sql.drop_trigger(&self.table, &cx.tag));
+        }
+        out.extend(cx.sql.not_null_abort(&self.table, &cx.tag));
+        out.push(cx.sql.drop_column(&self.table, &self.column.name));
+        Ok(out)
+    }
+}

@@ -1,0 +1,186 @@
+//! Operations of a migration file: one file per operation, each behind [`Op`].
+//!
+//! An operation says *what* to run in each phase as statements and trigger rules; the
+//! engine's [`Dialect`](super::dialect::Dialect) says *how* that is spelled, and the
+//! runner decides *when*.
+
+mod add_column;
+mod add_index;
+mod drop_column;
+mod rename_column;
+mod set_not_null;
+mod sql;
+
+pub use add_column::AddColumn;
+pub use add_index::AddIndex;
+pub use drop_column::DropColumn;
+pub use rename_column::RenameColumn;
+pub use set_not_null::SetNotNull;
+pub use sql::RawSql;
+
+use super::catalog::TableInfo;
+use super::dialect::Dialect;
+use serde::Deserialize;
+
+/// One statement a phase runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stmt {
+    pub sql: String,
+    /// PostgreSQL `… CONCURRENTLY`: must run outside a transaction.
+    pub concurrent: bool,
+}
+
+impl Stmt {
+    pub fn new(sql: impl Into<String>) -> Stmt {
+        Stmt {
+            sql: sql.into(),
+            concurrent: false,
+        }
+    }
+    pub fn concurrent(sql: impl Into<String>) -> Stmt {
+        Stmt {
+            sql: sql.into(),
+            concurrent: true,
+        }
+    }
+}
+
+/// A condition in a sync trigger, on the row being written (`NEW`, and `OLD` on update).
+#[derive(Debug, Clone)]
+pub enum Cond {
+    IsNull(String),
+    /// The statement changed this column (`NEW.c IS DISTINCT FROM OLD.c`); update only.
+    Changed(String),
+    Always,
+}
+
+/// A value a trigger or a backfill assigns.
+#[derive(Debug, Clone)]
+pub enum Val {
+    /// Another column of the same row.
+    Col(String),
+    /// A user SQL expression over the row's columns (`up` / `down`).
+    Expr(String),
+}
+
+/// `IF cond THEN col = val [ELSIF …]`: the first branch whose condition holds.
+#[derive(Debug, Clone)]
+pub struct Branch {
+    pub cond: Cond,
+    pub col: String,
+    pub val: Val,
+}
+
+pub type Chain = Vec<Branch>;
+
+/// The rules of one operation's sync trigger (BEFORE INSERT / BEFORE UPDATE, per row).
+#[derive(Debug, Clone, Default)]
+pub struct Trigger {
+    pub insert: Vec<Chain>,
+    pub update: Vec<Chain>,
+}
+
+/// Which rows a backfill batch touches.
+#[derive(Debug, Clone)]
+pub enum Filter {
+    IsNull(String),
+    /// `a IS DISTINCT FROM b`
+    Differs(String, String),
+}
+
+/// Backfill: `UPDATE table SET col = val … WHERE key in batch AND filter`.
+#[derive(Debug, Clone)]
+pub struct Backfill {
+    pub table: String,
+    pub set: Vec<(String, Val)>,
+    pub filter: Filter,
+}
+
+/// What an operation knows while it plans a phase.
+pub struct Cx<'a> {
+    pub sql: &'a dyn Dialect,
+    /// The operation's table as it is now (None for `sql`).
+    pub table: Option<&'a TableInfo>,
+    /// Base name of this operation's triggers (unique per migration and operation).
+    pub tag: String,
+    /// The phase was started before and did not finish: objects may already exist.
+    pub resuming: bool,
+}
+
+impl Cx<'_> {
+    pub fn info(&self) -> Result<&TableInfo, String> {
+        self.table
+            .ok_or_else(|| "internal: no table information".to_string())
+    }
+}
+
+/// One operation: its statements per phase. A phase run twice must not fail or do
+/// anything twice: statements are written to be idempotent or guarded by the catalog.
+pub trait Op {
+    /// One line for status and dry runs.
+    fn describe(&self) -> String;
+    /// The table it works on, if any.
+    fn table(&self) -> Option<&str>;
+    /// Checks that need no server.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+    fn expand(&self, cx: &Cx) -> Result<Vec<Stmt>, String>;
+    fn backfill(&self, _cx: &Cx) -> Option<Backfill> {
+        None
+    }
+    fn contract(&self, cx: &Cx) -> Result<Vec<Stmt>, String>;
+    /// Undo `expand` without losing data written meanwhile.
+    fn abort(&self, cx: &Cx) -> Result<Vec<Stmt>, String>;
+}
+
+/// Every operation a file may use (`type = "…"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Operation {
+    AddColumn(AddColumn),
+    RenameColumn(RenameColumn),
+    SetNotNull(SetNotNull),
+    DropColumn(DropColumn),
+    AddIndex(AddIndex),
+    Sql(RawSql),
+}
+
+impl Operation {
+    pub const KINDS: &'static [&'static str] = &[
+        "add_column",
+        "rename_column",
+        "set_not_null",
+        "drop_column",
+        "add_index",
+        "sql",
+    ];
+
+    pub fn op(&self) -> &dyn Op {
+        match self {
+            Operation::AddColumn(o) => o,
+            Operation::RenameColumn(o) => o,
+            Operation::SetNotNull(o) => o,
+            Operation::DropColumn(o) => o,
+            Operation::AddIndex(o) => o,
+            Operation::Sql(o) => o,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.op().validate()
+    }
+}
+
+/// Column and table names must be non-empty (quoting handles everything else).
+pub(crate) fn need(field: &str, v: &str) -> Result<(), String> {
+    if v.trim().is_empty() {
+        Err(format!("field `{field}` is empty"))
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn missing_column(table: &str, col: &str) -> String {
+    format!("column `{col}` does not exist in table `{table}`")
+}

@@ -1,0 +1,264 @@
+//! The phases' statements for MySQL/MariaDB.
+
+use super::catalog::{ColumnInfo, TableInfo};
+use super::dialect::Dialect;
+use super::ops::{Backfill, Chain, Cond, Filter, Stmt, Trigger, Val};
+use crate::engine::mysql::sql::{qualified, quote};
+
+pub struct Mysql {
+    pub db: String,
+}
+
+/// A string literal for DDL where bind parameters are not possible (comments).
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+impl Mysql {
+    fn val(&self, v: &Val, info: &TableInfo) -> String {
+        match v {
+            Val::Col(c) => format!("NEW.{}", quote(c)),
+            Val::Expr(e) => {
+                // MySQL triggers name the row's columns NEW.c: give the user's
+                // expression a one-row derived table with the bare names.
+                let cols: Vec<String> = info
+                    .columns
+                    .iter()
+                    .map(|c| format!("NEW.{0} AS {0}", quote(&c.name)))
+                    .collect();
+                format!(
+                    "(SELECT ({e}) FROM (SELECT {}) AS `_godwit_row`)",
+                    cols.join(", ")
+                )
+            }
+        }
+    }
+
+    fn chain(&self, chain: &Chain, info: &TableInfo) -> String {
+        let mut out = String::new();
+        for (i, b) in chain.iter().enumerate() {
+            let set = format!("SET NEW.{} = {};", quote(&b.col), self.val(&b.val, info));
+            let cond = match &b.cond {
+                Cond::IsNull(c) => format!("NEW.{} IS NULL", quote(c)),
+                Cond::Changed(c) => format!("NOT (NEW.{0} <=> OLD.{0})", quote(c)),
+                Cond::Always => {
+                    if i == 0 {
+                        out.push_str(&set);
+                    } else {
+                        out.push_str(&format!(" ELSE {set}"));
+                    }
+                    break;
+                }
+            };
+            let kw = if i == 0 { "IF" } else { " ELSEIF" };
+            out.push_str(&format!("{kw} {cond} THEN {set}"));
+        }
+        if chain
+            .first()
+            .is_some_and(|b| !matches!(b.cond, Cond::Always))
+        {
+            out.push_str(" END IF;");
+        }
+        out
+    }
+
+    fn key_list(key: &[&ColumnInfo]) -> String {
+        key.iter()
+            .map(|c| quote(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn placeholders(n: usize) -> String {
+        vec!["?"; n].join(", ")
+    }
+
+    fn filter(f: &Filter) -> String {
+        match f {
+            Filter::IsNull(c) => format!("{} IS NULL", quote(c)),
+            Filter::Differs(a, b) => format!("NOT ({} <=> {})", quote(a), quote(b)),
+        }
+    }
+
+    fn column_def(&self, col: &ColumnInfo, not_null: bool) -> String {
+        let mut d = col.sql_type.clone();
+        if let Some(c) = &col.collation {
+            d.push_str(&format!(" COLLATE {c}"));
+        }
+        d.push_str(if not_null { " NOT NULL" } else { " NULL" });
+        if let Some(def) = &col.default {
+            if !def.eq_ignore_ascii_case("null") {
+                d.push_str(&format!(" DEFAULT {def}"));
+            }
+        }
+        if let Some(c) = col.comment.as_ref().filter(|c| !c.is_empty()) {
+            d.push_str(&format!(" COMMENT {}", literal(c)));
+        }
+        d
+    }
+}
+
+impl Dialect for Mysql {
+    fn quote(&self, ident: &str) -> String {
+        quote(ident)
+    }
+    fn table(&self, table: &str) -> String {
+        qualified(&self.db, table)
+    }
+    fn add_column(&self, table: &str, col: &str, ty: &str, default: Option<&str>) -> Stmt {
+        let def = default.map(|d| format!(" DEFAULT {d}")).unwrap_or_default();
+        Stmt::new(format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {ty} NULL{def}",
+            self.table(table),
+            quote(col)
+        ))
+    }
+    fn add_column_like(&self, table: &str, col: &str, like: &ColumnInfo) -> Stmt {
+        let mut ty = like.sql_type.clone();
+        if let Some(c) = &like.collation {
+            ty.push_str(&format!(" COLLATE {c}"));
+        }
+        Stmt::new(format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {ty} NULL",
+            self.table(table),
+            quote(col)
+        ))
+    }
+    fn drop_column(&self, table: &str, col: &str) -> Stmt {
+        Stmt::new(format!(
+            "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+            self.table(table),
+            quote(col)
+        ))
+    }
+    fn create_trigger(&self, table: &str, tag: &str, t: &Trigger, info: &TableInfo) -> Vec<Stmt> {
+        let mut out = Vec::new();
+        for (suffix, event, chains) in [("bi", "INSERT", &t.insert), ("bu", "UPDATE", &t.update)] {
+            if chains.is_empty() {
+                continue;
+            }
+            let body: Vec<String> = chains.iter().map(|c| self.chain(c, info)).collect();
+            out.push(Stmt::new(format!(
+                "CREATE OR REPLACE TRIGGER {} BEFORE {event} ON {} FOR EACH ROW BEGIN {} END",
+                qualified(&self.db, &format!("{tag}_{suffix}")),
+                self.table(table),
+                body.join(" ")
+            )));
+        }
+        out
+    }
+    fn drop_trigger(&self, _table: &str, tag: &str) -> Vec<Stmt> {
+        ["bi", "bu"]
+            .iter()
+            .map(|s| {
+                Stmt::new(format!(
+                    "DROP TRIGGER IF EXISTS {}",
+                    qualified(&self.db, &format!("{tag}_{s}"))
+                ))
+            })
+            .collect()
+    }
+    fn not_null_expand(&self, _table: &str, _col: &str, _tag: &str) -> Vec<Stmt> {
+        vec![]
+    }
+    fn not_null_abort(&self, _table: &str, _tag: &str) -> Vec<Stmt> {
+        vec![]
+    }
+    fn set_not_null(&self, table: &str, col: &ColumnInfo, _tag: &str) -> Vec<Stmt> {
+        vec![Stmt::new(format!(
+            "ALTER TABLE {} MODIFY COLUMN {} {}, ALGORITHM=INPLACE, LOCK=NONE",
+            self.table(table),
+            quote(&col.name),
+            self.column_def(col, true)
+        ))]
+    }
+    fn add_index(&self, table: &str, name: &str, cols: &[String], unique: bool) -> Vec<Stmt> {
+        let cols: Vec<String> = cols.iter().map(|c| quote(c)).collect();
+        vec![Stmt::new(format!(
+            "ALTER TABLE {} ADD {}INDEX IF NOT EXISTS {} ({}), ALGORITHM=INPLACE, LOCK=NONE",
+            self.table(table),
+            if unique { "UNIQUE " } else { "" },
+            quote(name),
+            cols.join(", ")
+        ))]
+    }
+    fn drop_index(&self, table: &str, name: &str) -> Stmt {
+        Stmt::new(format!(
+            "ALTER TABLE {} DROP INDEX IF EXISTS {}",
+            self.table(table),
+            quote(name)
+        ))
+    }
+    fn rename_contract(&self, table: &str, from: &str, to: &str, tag: &str) -> Vec<Stmt> {
+        // Without the lock a write between dropping the trigger and the ALTER would set
+        // only the copy column and be lost.
+        let mut out = vec![Stmt::new(format!(
+            "LOCK TABLES {} WRITE",
+            self.table(table)
+        ))];
+        out.extend(self.drop_trigger(table, tag));
+        out.push(Stmt::new(format!(
+            "ALTER TABLE {} DROP COLUMN {}, RENAME COLUMN {} TO {}",
+            self.table(table),
+            quote(to),
+            quote(from),
+            quote(to)
+        )));
+        out.push(Stmt::new("UNLOCK TABLES"));
+        out
+    }
+    fn batch_end(&self, b: &Backfill, key: &[&ColumnInfo], lower: bool, size: u64) -> String {
+        let k = Self::key_list(key);
+        let sel: Vec<String> = key
+            .iter()
+            .map(|c| format!("CAST({} AS CHAR)", quote(&c.name)))
+            .collect();
+        let cond = if lower {
+            format!(" WHERE ({k}) > ({})", Self::placeholders(key.len()))
+        } else {
+            String::new()
+        };
+        format!(
+            "SELECT {} FROM {}{cond} ORDER BY {k} LIMIT 1 OFFSET {}",
+            sel.join(", "),
+            self.table(&b.table),
+            size.saturating_sub(1)
+        )
+    }
+    fn backfill_update(
+        &self,
+        b: &Backfill,
+        key: &[&ColumnInfo],
+        lower: bool,
+        upper: bool,
+    ) -> String {
+        let k = Self::key_list(key);
+        let set: Vec<String> = b
+            .set
+            .iter()
+            .map(|(c, v)| {
+                let v = match v {
+                    Val::Col(x) => quote(x),
+                    Val::Expr(e) => format!("({e})"),
+                };
+                format!("{} = {v}", quote(c))
+            })
+            .collect();
+        let mut conds = vec![Self::filter(&b.filter)];
+        if lower {
+            conds.push(format!("({k}) > ({})", Self::placeholders(key.len())));
+        }
+        if upper {
+            conds.push(format!("({k}) <= ({})", Self::placeholders(key.len())));
+        }
+        format!(
+            "UPDATE {} SET {} WHERE {}",
+            self.table(&b.table),
+            set.join(", "),
+            conds.join(" AND ")
+        )
+    }
+    fn begin(&self) -> &'static str {
+        "START TRANSACTION"
+    }
+}

@@ -1,0 +1,269 @@
+//! The phases' statements for PostgreSQL.
+
+use super::catalog::{ColumnInfo, TableInfo};
+use super::dialect::Dialect;
+use super::ops::{Backfill, Chain, Cond, Filter, Stmt, Trigger, Val};
+use crate::engine::postgres::sql::{qualified, quote};
+
+pub struct Postgres {
+    pub schema: String,
+}
+
+impl Postgres {
+    fn val(v: &Val) -> String {
+        match v {
+            Val::Col(c) => format!("NEW.{}", quote(c)),
+            // The user's expression names the row's columns bare: select it from the row.
+            Val::Expr(e) => format!("(SELECT ({e}) FROM (SELECT NEW.*) AS _godwit_row)"),
+        }
+    }
+
+    fn chain(chain: &Chain) -> String {
+        let mut out = String::new();
+        for (i, b) in chain.iter().enumerate() {
+            let set = format!("NEW.{} := {};", quote(&b.col), Self::val(&b.val));
+            let cond = match &b.cond {
+                Cond::IsNull(c) => format!("NEW.{} IS NULL", quote(c)),
+                Cond::Changed(c) => format!("NEW.{0} IS DISTINCT FROM OLD.{0}", quote(c)),
+                Cond::Always => {
+                    if i == 0 {
+                        out.push_str(&set);
+                    } else {
+                        out.push_str(&format!(" ELSE {set}"));
+                    }
+                    break;
+                }
+            };
+            let kw = if i == 0 { "IF" } else { " ELSIF" };
+            out.push_str(&format!("{kw} {cond} THEN {set}"));
+        }
+        if chain
+            .first()
+            .is_some_and(|b| !matches!(b.cond, Cond::Always))
+        {
+            out.push_str(" END IF;");
+        }
+        out
+    }
+
+    fn function(&self, tag: &str) -> String {
+        qualified(&self.schema, &format!("{tag}_fn"))
+    }
+
+    fn key_list(key: &[&ColumnInfo]) -> String {
+        key.iter()
+            .map(|c| quote(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `$n::text::type, …` starting at parameter `first`.
+    fn params(key: &[&ColumnInfo], first: usize) -> String {
+        key.iter()
+            .enumerate()
+            .map(|(i, c)| format!("${}::text::{}", first + i, c.sql_type))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn filter(f: &Filter) -> String {
+        match f {
+            Filter::IsNull(c) => format!("{} IS NULL", quote(c)),
+            Filter::Differs(a, b) => format!("{} IS DISTINCT FROM {}", quote(a), quote(b)),
+        }
+    }
+}
+
+impl Dialect for Postgres {
+    fn quote(&self, ident: &str) -> String {
+        quote(ident)
+    }
+    fn table(&self, table: &str) -> String {
+        qualified(&self.schema, table)
+    }
+    fn add_column(&self, table: &str, col: &str, ty: &str, default: Option<&str>) -> Stmt {
+        let def = default.map(|d| format!(" DEFAULT {d}")).unwrap_or_default();
+        Stmt::new(format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {ty}{def}",
+            self.table(table),
+            quote(col)
+        ))
+    }
+    fn add_column_like(&self, table: &str, col: &str, like: &ColumnInfo) -> Stmt {
+        let coll = like
+            .collation
+            .as_ref()
+            .map(|c| format!(" COLLATE {c}"))
+            .unwrap_or_default();
+        Stmt::new(format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}{coll}",
+            self.table(table),
+            quote(col),
+            like.sql_type
+        ))
+    }
+    fn drop_column(&self, table: &str, col: &str) -> Stmt {
+        Stmt::new(format!(
+            "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+            self.table(table),
+            quote(col)
+        ))
+    }
+    fn create_trigger(&self, table: &str, tag: &str, t: &Trigger, _info: &TableInfo) -> Vec<Stmt> {
+        let ins: Vec<String> = t.insert.iter().map(Self::chain).collect();
+        let upd: Vec<String> = t.update.iter().map(Self::chain).collect();
+        let events = match (ins.is_empty(), upd.is_empty()) {
+            (false, false) => "INSERT OR UPDATE",
+            (false, true) => "INSERT",
+            (true, false) => "UPDATE",
+            (true, true) => return vec![],
+        };
+        // A BEFORE trigger that only assigns NEW cannot recurse; no pg_trigger_depth()
+        // guard is needed.
+        vec![
+            Stmt::new(format!(
+                "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $godwit$\nBEGIN\n  IF TG_OP = 'INSERT' THEN\n    {}\n  ELSE\n    {}\n  END IF;\n  RETURN NEW;\nEND\n$godwit$",
+                self.function(tag),
+                if ins.is_empty() { "NULL;".into() } else { ins.join("\n    ") },
+                if upd.is_empty() { "NULL;".into() } else { upd.join("\n    ") },
+            )),
+            Stmt::new(format!(
+                "CREATE OR REPLACE TRIGGER {} BEFORE {events} ON {} FOR EACH ROW EXECUTE FUNCTION {}()",
+                quote(tag),
+                self.table(table),
+                self.function(tag)
+            )),
+        ]
+    }
+    fn drop_trigger(&self, table: &str, tag: &str) -> Vec<Stmt> {
+        vec![
+            Stmt::new(format!(
+                "DROP TRIGGER IF EXISTS {} ON {}",
+                quote(tag),
+                self.table(table)
+            )),
+            Stmt::new(format!("DROP FUNCTION IF EXISTS {}()", self.function(tag))),
+        ]
+    }
+    fn not_null_expand(&self, table: &str, col: &str, tag: &str) -> Vec<Stmt> {
+        let mut out = self.not_null_abort(table, tag);
+        out.push(Stmt::new(format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID",
+            self.table(table),
+            quote(&format!("{tag}_nn")),
+            quote(col)
+        )));
+        out
+    }
+    fn not_null_abort(&self, table: &str, tag: &str) -> Vec<Stmt> {
+        vec![Stmt::new(format!(
+            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+            self.table(table),
+            quote(&format!("{tag}_nn"))
+        ))]
+    }
+    fn set_not_null(&self, table: &str, col: &ColumnInfo, tag: &str) -> Vec<Stmt> {
+        // VALIDATE scans under SHARE UPDATE EXCLUSIVE on its own; SET NOT NULL then uses
+        // the validated check and does not scan under ACCESS EXCLUSIVE.
+        let t = self.table(table);
+        let chk = quote(&format!("{tag}_nn"));
+        vec![
+            Stmt::concurrent(format!("ALTER TABLE {t} VALIDATE CONSTRAINT {chk}")),
+            Stmt::new(format!(
+                "ALTER TABLE {t} ALTER COLUMN {} SET NOT NULL",
+                quote(&col.name)
+            )),
+            Stmt::new(format!("ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {chk}")),
+        ]
+    }
+    fn add_index(&self, table: &str, name: &str, cols: &[String], unique: bool) -> Vec<Stmt> {
+        let cols: Vec<String> = cols.iter().map(|c| quote(c)).collect();
+        vec![
+            // An interrupted CONCURRENTLY build leaves an invalid index behind.
+            Stmt::concurrent(format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                qualified(&self.schema, name)
+            )),
+            Stmt::concurrent(format!(
+                "CREATE {}INDEX CONCURRENTLY {} ON {} ({})",
+                if unique { "UNIQUE " } else { "" },
+                quote(name),
+                self.table(table),
+                cols.join(", ")
+            )),
+        ]
+    }
+    fn drop_index(&self, _table: &str, name: &str) -> Stmt {
+        Stmt::concurrent(format!(
+            "DROP INDEX CONCURRENTLY IF EXISTS {}",
+            qualified(&self.schema, name)
+        ))
+    }
+    fn rename_contract(&self, table: &str, from: &str, to: &str, tag: &str) -> Vec<Stmt> {
+        let t = self.table(table);
+        let mut out = self.drop_trigger(table, tag);
+        out.push(Stmt::new(format!(
+            "ALTER TABLE {t} DROP COLUMN {}",
+            quote(to)
+        )));
+        out.push(Stmt::new(format!(
+            "ALTER TABLE {t} RENAME COLUMN {} TO {}",
+            quote(from),
+            quote(to)
+        )));
+        out
+    }
+    fn batch_end(&self, b: &Backfill, key: &[&ColumnInfo], lower: bool, size: u64) -> String {
+        let k = Self::key_list(key);
+        let sel: Vec<String> = key
+            .iter()
+            .map(|c| format!("{}::text", quote(&c.name)))
+            .collect();
+        let cond = if lower {
+            format!(" WHERE ({k}) > ({})", Self::params(key, 1))
+        } else {
+            String::new()
+        };
+        format!(
+            "SELECT {} FROM {}{cond} ORDER BY {k} LIMIT 1 OFFSET {}",
+            sel.join(", "),
+            self.table(&b.table),
+            size.saturating_sub(1)
+        )
+    }
+    fn backfill_update(
+        &self,
+        b: &Backfill,
+        key: &[&ColumnInfo],
+        lower: bool,
+        upper: bool,
+    ) -> String {
+        let k = Self::key_list(key);
+        let set: Vec<String> = b
+            .set
+            .iter()
+            .map(|(c, v)| {
+                let v = match v {
+                    Val::Col(x) => quote(x),
+                    Val::Expr(e) => format!("({e})"),
+                };
+                format!("{} = {v}", quote(c))
+            })
+            .collect();
+        let mut conds = vec![Self::filter(&b.filter)];
+        let mut next = 1;
+        if lower {
+            conds.push(format!("({k}) > ({})", Self::params(key, next)));
+            next += key.len();
+        }
+        if upper {
+            conds.push(format!("({k}) <= ({})", Self::params(key, next)));
+        }
+        format!(
+            "UPDATE {} SET {} WHERE {}",
+            self.table(&b.table),
+            set.join(", "),
+            conds.join(" AND ")
+        )
+    }
+}

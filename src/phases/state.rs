@@ -1,0 +1,169 @@
+//! The state table `_godwit_migrations`: one row per migration, in the database (MySQL)
+//! or the current schema (PostgreSQL) it changes.
+
+use super::db::{Db, Param};
+use crate::error::Result;
+
+pub const TABLE: &str = "_godwit_migrations";
+
+/// Where a migration stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Row {
+    pub id: String,
+    pub checksum: String,
+    pub phase: String,
+    pub backfill_op: i64,
+    /// Key of the last finished backfill batch (JSON array of text), for resume.
+    pub backfill_after: Option<String>,
+    pub rows_backfilled: i64,
+    pub applied_by: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+pub async fn ensure(db: &mut Db) -> Result<()> {
+    let t = db.dialect().table(TABLE);
+    let sql = if db.is_postgres() {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {t} (id text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, \
+             phase text NOT NULL, backfill_op bigint NOT NULL DEFAULT 0, backfill_after text, \
+             rows_backfilled bigint NOT NULL DEFAULT 0, applied_by text, started_at timestamptz, \
+             expanded_at timestamptz, backfilled_at timestamptz, contracted_at timestamptz, \
+             aborted_at timestamptz, updated_at timestamptz)"
+        )
+    } else {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {t} (id VARCHAR(191) PRIMARY KEY, name VARCHAR(255) NOT NULL, \
+             checksum VARCHAR(64) NOT NULL, phase VARCHAR(20) NOT NULL, backfill_op BIGINT NOT NULL DEFAULT 0, \
+             backfill_after TEXT NULL, rows_backfilled BIGINT NOT NULL DEFAULT 0, applied_by VARCHAR(255) NULL, \
+             started_at DATETIME(6) NULL, expanded_at DATETIME(6) NULL, backfilled_at DATETIME(6) NULL, \
+             contracted_at DATETIME(6) NULL, aborted_at DATETIME(6) NULL, updated_at DATETIME(6) NULL) ENGINE=InnoDB"
+        )
+    };
+    db.exec(&sql).await
+}
+
+pub async fn read_all(db: &mut Db) -> Result<Vec<Row>> {
+    if !db.table_exists(TABLE).await? {
+        return Ok(vec![]);
+    }
+    let t = db.dialect().table(TABLE);
+    let cast = |c: &str, pg: bool| {
+        if pg {
+            format!("{c}::text")
+        } else {
+            format!("CAST({c} AS CHAR)")
+        }
+    };
+    let pg = db.is_postgres();
+    let sql = format!(
+        "SELECT id, checksum, phase, {}, backfill_after, {}, applied_by, {} FROM {t} ORDER BY id",
+        cast("backfill_op", pg),
+        cast("rows_backfilled", pg),
+        cast("updated_at", pg)
+    );
+    let rows = db.query(&sql, &[]).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let g = |i: usize| r.get(i).cloned().flatten();
+            Row {
+                id: g(0).unwrap_or_default(),
+                checksum: g(1).unwrap_or_default(),
+                phase: g(2).unwrap_or_default(),
+                backfill_op: g(3).and_then(|s| s.parse().ok()).unwrap_or(0),
+                backfill_after: g(4),
+                rows_backfilled: g(5).and_then(|s| s.parse().ok()).unwrap_or(0),
+                applied_by: g(6),
+                updated_at: g(7),
+            }
+        })
+        .collect())
+}
+
+fn now(db: &Db) -> &'static str {
+    if db.is_postgres() {
+        "now()"
+    } else {
+        "CURRENT_TIMESTAMP(6)"
+    }
+}
+
+/// Record a new phase; `stamp` names the timestamp column to set (e.g. `expanded_at`).
+pub async fn set_phase(
+    db: &mut Db,
+    id: &str,
+    name: &str,
+    checksum: &str,
+    phase: &str,
+    stamp: Option<&str>,
+) -> Result<()> {
+    let t = db.dialect().table(TABLE);
+    let now = now(db);
+    let user = if db.is_postgres() {
+        "current_user::text"
+    } else {
+        "CURRENT_USER()"
+    };
+    let stamp = stamp.map(|s| format!(", {s} = {now}")).unwrap_or_default();
+    let (p1, p2, p3, p4) = (db.ph(1), db.ph(2), db.ph(3), db.ph(4));
+    let n = db
+        .exec_params(
+            &format!(
+                "UPDATE {t} SET phase = {p1}, checksum = {p2}, applied_by = {user}, updated_at = {now}{stamp} WHERE id = {p3}"
+            ),
+            &[
+                Param::Text(Some(phase.into())),
+                Param::Text(Some(checksum.into())),
+                Param::Text(Some(id.into())),
+            ],
+        )
+        .await?;
+    if n == 0 {
+        db.exec_params(
+            &format!(
+                "INSERT INTO {t} (id, name, checksum, phase, applied_by, started_at, updated_at) VALUES ({p1}, {p2}, {p3}, {p4}, {user}, {now}, {now})"
+            ),
+            &[
+                Param::Text(Some(id.into())),
+                Param::Text(Some(name.into())),
+                Param::Text(Some(checksum.into())),
+                Param::Text(Some(phase.into())),
+            ],
+        )
+        .await?;
+        if let Some(s) = stamp.strip_prefix(", ") {
+            db.exec_params(
+                &format!("UPDATE {t} SET {s} WHERE id = {p1}"),
+                &[Param::Text(Some(id.into()))],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Record a finished backfill batch (in the batch's transaction).
+pub async fn set_backfill(
+    db: &mut Db,
+    id: &str,
+    op: i64,
+    after: Option<&str>,
+    rows: i64,
+) -> Result<()> {
+    let t = db.dialect().table(TABLE);
+    let now = now(db);
+    let (p1, p2, p3, p4) = (db.ph(1), db.ph(2), db.ph(3), db.ph(4));
+    db.exec_params(
+        &format!(
+            "UPDATE {t} SET backfill_op = {p1}, backfill_after = {p2}, rows_backfilled = {p3}, updated_at = {now} WHERE id = {p4}"
+        ),
+        &[
+            Param::Int(op),
+            Param::Text(after.map(str::to_string)),
+            Param::Int(rows),
+            Param::Text(Some(id.into())),
+        ],
+    )
+    .await?;
+    Ok(())
+}
