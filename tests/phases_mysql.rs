@@ -1,0 +1,199 @@
+//! Expand / backfill / contract from migration files on MariaDB: a column rename that the
+//! old and the new application both write while it rolls out.
+
+mod support;
+use support::godwit;
+use support::mysql::TestDb;
+
+const RENAME: &str = r#"name = "rename email"
+description = "users.email becomes users.email_address"
+
+[[operations]]
+type = "rename_column"
+table = "users"
+from = "email"
+to = "email_address"
+"#;
+
+fn write_file(db: &TestDb, text: &str) -> (std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("godwit-phases-{}", db.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("0001_rename_email.toml"), text).unwrap();
+    let s = dir.to_string_lossy().to_string();
+    (dir, s)
+}
+
+async fn setup(prefix: &str) -> TestDb {
+    let db = TestDb::new(prefix).await;
+    for t in ["users", "twin"] {
+        db.exec(&format!(
+            "CREATE TABLE {t} (id INT NOT NULL PRIMARY KEY, name VARCHAR(50) NOT NULL, email VARCHAR(100) NULL, KEY idx_name (name))"
+        ))
+        .await;
+        db.exec(&format!(
+            "INSERT INTO {t} SELECT seq, CONCAT('user', seq), CONCAT('u', seq, '@example.com') FROM seq_1_to_2500"
+        ))
+        .await;
+    }
+    db
+}
+
+async fn phase(db: &TestDb, cmd: &str, dir: &str) -> support::Run {
+    godwit(
+        &[
+            cmd,
+            dir,
+            "--url",
+            &db.url,
+            "--execute",
+            "--batch-size",
+            "300",
+        ],
+        &[],
+    )
+    .await
+}
+
+fn without_name(create: &str) -> String {
+    create.lines().skip(1).collect::<Vec<_>>().join("\n")
+}
+
+#[tokio::test]
+async fn rename_column_through_every_phase() {
+    let db = setup("ph_rename").await;
+    let (dir, d) = write_file(&db, RENAME);
+
+    // Without --execute nothing changes.
+    let dry = godwit(&["expand", &d, "--url", &db.url], &[]).await;
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(!db.show_create("users").await.contains("email_address"));
+
+    phase(&db, "expand", &d).await.expect_ok();
+    // Old application writes the old shape; new application the new one.
+    db.exec("INSERT INTO users (id, name, email) VALUES (9001, 'old app', 'old@x')")
+        .await;
+    db.exec("INSERT INTO users (id, name, email_address) VALUES (9002, 'new app', 'new@x')")
+        .await;
+    db.exec("UPDATE users SET email = 'old-upd@x' WHERE id = 5")
+        .await;
+    db.exec("UPDATE users SET email_address = 'new-upd@x' WHERE id = 6")
+        .await;
+    let seen: Vec<(i32, Option<String>, Option<String>)> = db
+        .query(
+            "SELECT id, email, email_address FROM users WHERE id IN (5, 6, 9001, 9002) ORDER BY id",
+        )
+        .await;
+    assert_eq!(
+        seen,
+        vec![
+            (5, Some("old-upd@x".into()), Some("old-upd@x".into())),
+            (6, Some("new-upd@x".into()), Some("new-upd@x".into())),
+            (9001, Some("old@x".into()), Some("old@x".into())),
+            (9002, Some("new@x".into()), Some("new@x".into())),
+        ]
+    );
+    // The same writes on the twin, in the old shape (it gets the native ALTER later).
+    db.exec("INSERT INTO twin (id, name, email) VALUES (9001, 'old app', 'old@x'), (9002, 'new app', 'new@x')").await;
+    db.exec("UPDATE twin SET email = 'old-upd@x' WHERE id = 5")
+        .await;
+    db.exec("UPDATE twin SET email = 'new-upd@x' WHERE id = 6")
+        .await;
+
+    // Out of order: contract before backfill is refused, nothing changes.
+    let before = db.show_create("users").await;
+    let early = phase(&db, "contract", &d).await;
+    assert_eq!(early.code, 40, "{}\n{}", early.stdout, early.stderr);
+    assert_eq!(db.show_create("users").await, before);
+
+    phase(&db, "backfill", &d).await.expect_ok();
+    let missing: Vec<u64> = db
+        .query("SELECT COUNT(*) FROM users WHERE NOT (email <=> email_address)")
+        .await;
+    assert_eq!(missing[0], 0, "backfill left rows behind");
+    // Each phase run twice is a no-op the second time.
+    phase(&db, "backfill", &d).await.expect_ok();
+    phase(&db, "expand", &d).await.expect_ok();
+
+    phase(&db, "contract", &d).await.expect_ok();
+    db.exec("ALTER TABLE twin RENAME COLUMN email TO email_address")
+        .await;
+    assert_eq!(
+        without_name(&db.show_create("users").await),
+        without_name(&db.show_create("twin").await),
+        "contract must leave the schema a direct ALTER gives"
+    );
+    assert_eq!(
+        db.rows("users", "id, name, email_address", "id").await,
+        db.rows("twin", "id, name, email_address", "id").await
+    );
+    let triggers: Vec<String> = db
+        .query(&format!(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{}'",
+            db.name
+        ))
+        .await;
+    assert!(triggers.is_empty(), "triggers left: {triggers:?}");
+    phase(&db, "contract", &d).await.expect_ok();
+    let status = godwit(&["status", &d, "--url", &db.url, "--format", "json"], &[]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(
+        status.stdout.contains("\"phase\":\"complete\""),
+        "{}",
+        status.stdout
+    );
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn abort_returns_the_original_schema_and_keeps_data() {
+    let db = setup("ph_abort").await;
+    let (dir, d) = write_file(&db, RENAME);
+    let original = without_name(&db.show_create("users").await);
+    phase(&db, "expand", &d).await.expect_ok();
+    db.exec("INSERT INTO users (id, name, email_address) VALUES (9002, 'new app', 'new@x')")
+        .await;
+    db.exec("UPDATE users SET email_address = 'new-upd@x' WHERE id = 6")
+        .await;
+    phase(&db, "abort", &d).await.expect_ok();
+    assert_eq!(without_name(&db.show_create("users").await), original);
+    let rows: Vec<(i32, Option<String>)> = db
+        .query("SELECT id, email FROM users WHERE id IN (6, 9002) ORDER BY id")
+        .await;
+    assert_eq!(
+        rows,
+        vec![(6, Some("new-upd@x".into())), (9002, Some("new@x".into()))]
+    );
+    assert_eq!(db.count("users").await, 2501);
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_changed_file_and_a_bad_file_are_refused() {
+    let db = setup("ph_bad").await;
+    let (dir, d) = write_file(&db, RENAME);
+    phase(&db, "expand", &d).await.expect_ok();
+    std::fs::write(
+        dir.join("0001_rename_email.toml"),
+        RENAME.replace("email_address", "mail"),
+    )
+    .unwrap();
+    let r = phase(&db, "backfill", &d).await;
+    assert_eq!(r.code, 40, "{}", r.stderr);
+    assert!(r.stderr.contains("--allow-changed"), "{}", r.stderr);
+    std::fs::write(
+        dir.join("0002_bad.toml"),
+        "name = \"bad\"\n[[operations]]\ntype = \"frobnicate\"\ntable = \"users\"\n",
+    )
+    .unwrap();
+    let r = godwit(&["status", &d, "--url", &db.url], &[]).await;
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("0002_bad") && r.stderr.contains("frobnicate"),
+        "{}",
+        r.stderr
+    );
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
