@@ -1,0 +1,149 @@
+//! Expand / backfill / contract from migration files on PostgreSQL: a column rename that
+//! the old and the new application both write while it rolls out.
+
+mod support;
+use support::godwit;
+use support::postgres::TestDb;
+
+const RENAME: &str = r#"name = "rename email"
+description = "users.email becomes users.email_address"
+
+[[operations]]
+type = "rename_column"
+table = "users"
+from = "email"
+to = "email_address"
+"#;
+
+fn write_file(db: &TestDb, text: &str) -> (std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("godwit-phases-{}", db.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("0001_rename_email.toml"), text).unwrap();
+    let s = dir.to_string_lossy().to_string();
+    (dir, s)
+}
+
+async fn setup(prefix: &str) -> TestDb {
+    let db = TestDb::new(prefix).await;
+    for t in ["users", "twin"] {
+        db.exec(&format!(
+            "CREATE TABLE {t} (id int PRIMARY KEY, name text NOT NULL, email varchar(100)); \
+             CREATE INDEX ON {t} (name); \
+             INSERT INTO {t} SELECT i, 'user' || i, 'u' || i || '@example.com' FROM generate_series(1, 2500) i;"
+        ))
+        .await;
+    }
+    db
+}
+
+async fn phase(db: &TestDb, cmd: &str, dir: &str) -> support::Run {
+    godwit(
+        &[
+            cmd,
+            dir,
+            "--url",
+            &db.url,
+            "--execute",
+            "--batch-size",
+            "300",
+        ],
+        &[],
+    )
+    .await
+}
+
+async fn triggers(db: &TestDb) -> Vec<String> {
+    db.strings("SELECT tgname::text FROM pg_trigger WHERE tgrelid = 'users'::regclass AND NOT tgisinternal")
+        .await
+}
+
+#[tokio::test]
+async fn rename_column_through_every_phase() {
+    let db = setup("ph_rename").await;
+    let (dir, d) = write_file(&db, RENAME);
+    let dry = godwit(&["expand", &d, "--url", &db.url], &[]).await;
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(!db
+        .columns("users")
+        .await
+        .iter()
+        .any(|c| c.starts_with("email_address")));
+
+    phase(&db, "expand", &d).await.expect_ok();
+    db.exec("INSERT INTO users (id, name, email) VALUES (9001, 'old app', 'old@x')")
+        .await;
+    db.exec("INSERT INTO users (id, name, email_address) VALUES (9002, 'new app', 'new@x')")
+        .await;
+    db.exec("UPDATE users SET email = 'old-upd@x' WHERE id = 5")
+        .await;
+    db.exec("UPDATE users SET email_address = 'new-upd@x' WHERE id = 6")
+        .await;
+    assert_eq!(
+        db.rows("users", "id, email, email_address", "id")
+            .await
+            .into_iter()
+            .filter(|r| ["(5,", "(6,", "(9001,", "(9002,"]
+                .iter()
+                .any(|p| r.starts_with(p)))
+            .collect::<Vec<_>>(),
+        vec![
+            "(5,old-upd@x,old-upd@x)".to_string(),
+            "(6,new-upd@x,new-upd@x)".to_string(),
+            "(9001,old@x,old@x)".to_string(),
+            "(9002,new@x,new@x)".to_string(),
+        ]
+    );
+    db.exec("INSERT INTO twin (id, name, email) VALUES (9001, 'old app', 'old@x'), (9002, 'new app', 'new@x'); \
+             UPDATE twin SET email = 'old-upd@x' WHERE id = 5; UPDATE twin SET email = 'new-upd@x' WHERE id = 6;")
+        .await;
+
+    let before = db.columns("users").await;
+    let early = phase(&db, "contract", &d).await;
+    assert_eq!(early.code, 40, "{}\n{}", early.stdout, early.stderr);
+    assert_eq!(db.columns("users").await, before);
+
+    phase(&db, "backfill", &d).await.expect_ok();
+    assert_eq!(
+        db.one_i64("SELECT count(*) FROM users WHERE email IS DISTINCT FROM email_address")
+            .await,
+        0
+    );
+    phase(&db, "backfill", &d).await.expect_ok();
+    phase(&db, "expand", &d).await.expect_ok();
+
+    phase(&db, "contract", &d).await.expect_ok();
+    db.exec("ALTER TABLE twin RENAME COLUMN email TO email_address")
+        .await;
+    assert_eq!(db.columns("users").await, db.columns("twin").await);
+    assert_eq!(
+        db.rows("users", "id, name, email_address", "id").await,
+        db.rows("twin", "id, name, email_address", "id").await
+    );
+    assert!(triggers(&db).await.is_empty(), "triggers left");
+    phase(&db, "contract", &d).await.expect_ok();
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn abort_returns_the_original_schema_and_keeps_data() {
+    let db = setup("ph_abort").await;
+    let (dir, d) = write_file(&db, RENAME);
+    let original = db.columns("users").await;
+    phase(&db, "expand", &d).await.expect_ok();
+    db.exec("INSERT INTO users (id, name, email_address) VALUES (9002, 'new app', 'new@x')")
+        .await;
+    db.exec("UPDATE users SET email_address = 'new-upd@x' WHERE id = 6")
+        .await;
+    phase(&db, "abort", &d).await.expect_ok();
+    assert_eq!(db.columns("users").await, original);
+    assert!(triggers(&db).await.is_empty(), "triggers left");
+    assert_eq!(
+        db.strings("SELECT email FROM users WHERE id IN (6, 9002) ORDER BY id")
+            .await,
+        vec!["new-upd@x".to_string(), "new@x".to_string()]
+    );
+    assert_eq!(db.one_i64("SELECT count(*) FROM users").await, 2501);
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
