@@ -197,3 +197,95 @@ async fn a_changed_file_and_a_bad_file_are_refused() {
     std::fs::remove_dir_all(dir).ok();
     db.drop_db().await;
 }
+
+/// A writer that knows nothing of godwit writes the base table through every phase (old
+/// shape until the new application is "deployed", new shape after), mirroring each write
+/// into a plain table in the same transaction: no error, no lost write.
+#[tokio::test]
+async fn a_plain_writer_keeps_working_through_every_phase() {
+    use mysql_async::prelude::*;
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    use std::sync::Arc;
+    let db = setup("ph_writer").await;
+    db.exec("CREATE TABLE mirror (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL, mail VARCHAR(100) NULL)").await;
+    db.exec("INSERT INTO mirror SELECT id, name, email FROM users")
+        .await;
+    let (dir, d) = write_file(&db, RENAME);
+    let shape = Arc::new(AtomicU8::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let pool = db.pool.clone();
+    let (s2, st2) = (shape.clone(), stop.clone());
+    let writer = tokio::spawn(async move {
+        let mut c = pool.get_conn().await.unwrap();
+        let mut errors = Vec::new();
+        let mut n: i64 = 0;
+        while !st2.load(Ordering::SeqCst) {
+            n += 1;
+            let col = if s2.load(Ordering::SeqCst) == 0 {
+                "email"
+            } else {
+                "email_address"
+            };
+            let id = 20_000 + n;
+            let target = 1 + (n * 7919) % 2500;
+            let r: Result<(), mysql_async::Error> = async {
+                let mut tx = c.start_transaction(Default::default()).await?;
+                tx.exec_drop(
+                    format!("INSERT INTO users (id, name, {col}) VALUES (?, 'w', ?)"),
+                    (id, format!("w{n}@x")),
+                )
+                .await?;
+                tx.exec_drop(
+                    "INSERT INTO mirror (id, name, mail) VALUES (?, 'w', ?)",
+                    (id, format!("w{n}@x")),
+                )
+                .await?;
+                tx.exec_drop(
+                    format!("UPDATE users SET {col} = ? WHERE id = ?"),
+                    (format!("upd{n}@x"), target),
+                )
+                .await?;
+                tx.exec_drop(
+                    "UPDATE mirror SET mail = ? WHERE id = ?",
+                    (format!("upd{n}@x"), target),
+                )
+                .await?;
+                if n % 5 == 0 {
+                    tx.exec_drop("DELETE FROM users WHERE id = ?", (id - 3,))
+                        .await?;
+                    tx.exec_drop("DELETE FROM mirror WHERE id = ?", (id - 3,))
+                        .await?;
+                }
+                tx.commit().await
+            }
+            .await;
+            if let Err(e) = r {
+                errors.push(e.to_string());
+                c = pool.get_conn().await.unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        (n, errors)
+    });
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(300));
+    pause().await;
+    phase(&db, "expand", &d).await.expect_ok();
+    pause().await;
+    phase(&db, "backfill", &d).await.expect_ok();
+    pause().await;
+    shape.store(1, Ordering::SeqCst); // the new application is deployed
+    pause().await;
+    phase(&db, "contract", &d).await.expect_ok();
+    pause().await;
+    stop.store(true, Ordering::SeqCst);
+    let (writes, errors) = writer.await.unwrap();
+    assert!(errors.is_empty(), "writer errors: {errors:?}");
+    assert!(writes > 50, "the writer did too little: {writes}");
+    assert_eq!(
+        db.rows("users", "id, name, email_address", "id").await,
+        db.rows("mirror", "id, name, mail", "id").await,
+        "a write was lost"
+    );
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
