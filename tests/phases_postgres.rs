@@ -147,3 +147,97 @@ async fn abort_returns_the_original_schema_and_keeps_data() {
     std::fs::remove_dir_all(dir).ok();
     db.drop_db().await;
 }
+
+/// A writer that knows nothing of godwit (default session settings) writes the base table
+/// through every phase, mirroring each write in the same transaction: no error, no loss.
+#[tokio::test]
+async fn a_plain_writer_keeps_working_through_every_phase() {
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    use std::sync::Arc;
+    let db = setup("ph_writer").await;
+    db.exec(
+        "CREATE TABLE mirror (id int PRIMARY KEY, name text NOT NULL, mail varchar(100)); \
+             INSERT INTO mirror SELECT id, name, email FROM users;",
+    )
+    .await;
+    let (dir, d) = write_file(&db, RENAME);
+    let shape = Arc::new(AtomicU8::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = db.url.clone();
+    let (s2, st2) = (shape.clone(), stop.clone());
+    let writer = tokio::spawn(async move {
+        let mut c = support::postgres::connect(&url).await;
+        let mut errors = Vec::new();
+        let mut n: i32 = 0;
+        while !st2.load(Ordering::SeqCst) {
+            n += 1;
+            let col = if s2.load(Ordering::SeqCst) == 0 {
+                "email"
+            } else {
+                "email_address"
+            };
+            let id = 20_000 + n;
+            let target = 1 + (n * 7919) % 2500;
+            let mail = format!("w{n}@x");
+            let upd = format!("upd{n}@x");
+            let r: Result<(), tokio_postgres::Error> = async {
+                let tx = c.transaction().await?;
+                tx.execute(
+                    &format!("INSERT INTO users (id, name, {col}) VALUES ($1, 'w', $2)"),
+                    &[&id, &mail],
+                )
+                .await?;
+                tx.execute(
+                    "INSERT INTO mirror (id, name, mail) VALUES ($1, 'w', $2)",
+                    &[&id, &mail],
+                )
+                .await?;
+                tx.execute(
+                    &format!("UPDATE users SET {col} = $1 WHERE id = $2"),
+                    &[&upd, &target],
+                )
+                .await?;
+                tx.execute(
+                    "UPDATE mirror SET mail = $1 WHERE id = $2",
+                    &[&upd, &target],
+                )
+                .await?;
+                if n % 5 == 0 {
+                    tx.execute("DELETE FROM users WHERE id = $1", &[&(id - 3)])
+                        .await?;
+                    tx.execute("DELETE FROM mirror WHERE id = $1", &[&(id - 3)])
+                        .await?;
+                }
+                tx.commit().await
+            }
+            .await;
+            if let Err(e) = r {
+                errors.push(e.to_string());
+                c = support::postgres::connect(&url).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        (n, errors)
+    });
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(300));
+    pause().await;
+    phase(&db, "expand", &d).await.expect_ok();
+    pause().await;
+    phase(&db, "backfill", &d).await.expect_ok();
+    pause().await;
+    shape.store(1, Ordering::SeqCst); // the new application is deployed
+    pause().await;
+    phase(&db, "contract", &d).await.expect_ok();
+    pause().await;
+    stop.store(true, Ordering::SeqCst);
+    let (writes, errors) = writer.await.unwrap();
+    assert!(errors.is_empty(), "writer errors: {errors:?}");
+    assert!(writes > 50, "the writer did too little: {writes}");
+    assert_eq!(
+        db.rows("users", "id, name, email_address", "id").await,
+        db.rows("mirror", "id, name, mail", "id").await,
+        "a write was lost"
+    );
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
