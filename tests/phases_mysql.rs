@@ -289,3 +289,37 @@ async fn a_plain_writer_keeps_working_through_every_phase() {
     std::fs::remove_dir_all(dir).ok();
     db.drop_db().await;
 }
+
+/// add_column with an `up` expression and NOT NULL at contract: old-application inserts
+/// get the computed value, and the result equals the direct ALTER.
+#[tokio::test]
+async fn add_column_with_up_then_not_null() {
+    let db = setup("ph_addcol").await;
+    let file = r#"name = "verified flag"
+[[operations]]
+type = "add_column"
+table = "users"
+column = { name = "verified", type = "INT", nullable = false, default = "0" }
+up = "IF(email LIKE '%@example.com', 1, 0)"
+"#;
+    let (dir, d) = write_file(&db, file);
+    phase(&db, "expand", &d).await.expect_ok();
+    db.exec("INSERT INTO users (id, name, email) VALUES (9001, 'old app', 'a@example.com'), (9002, 'old app', 'b@other.org')").await;
+    db.exec("INSERT INTO twin (id, name, email) VALUES (9001, 'old app', 'a@example.com'), (9002, 'old app', 'b@other.org')").await;
+    phase(&db, "backfill", &d).await.expect_ok();
+    phase(&db, "contract", &d).await.expect_ok();
+    db.exec("ALTER TABLE twin ADD COLUMN verified INT NOT NULL DEFAULT 0")
+        .await;
+    db.exec("UPDATE twin SET verified = IF(email LIKE '%@example.com', 1, 0)")
+        .await;
+    assert_eq!(
+        without_name(&db.show_create("users").await),
+        without_name(&db.show_create("twin").await)
+    );
+    assert_eq!(
+        db.rows("users", "id, name, email, verified", "id").await,
+        db.rows("twin", "id, name, email, verified", "id").await
+    );
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}

@@ -14,6 +14,14 @@ pub trait Dialect: Sync + Send {
     /// A nullable column of the same type as `like`, without default.
     fn add_column_like(&self, table: &str, col: &str, like: &ColumnInfo) -> Stmt;
     fn drop_column(&self, table: &str, col: &str) -> Stmt;
+    /// `ALTER TABLE … ALTER COLUMN … SET DEFAULT …` (metadata only on both engines).
+    fn set_default(&self, table: &str, col: &str, default: &str) -> Stmt {
+        Stmt::new(format!(
+            "ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {default}",
+            self.table(table),
+            self.quote(col)
+        ))
+    }
     fn create_trigger(&self, table: &str, tag: &str, t: &Trigger, info: &TableInfo) -> Vec<Stmt>;
     fn drop_trigger(&self, table: &str, tag: &str) -> Vec<Stmt>;
     /// Expand of a coming NOT NULL (PostgreSQL: a NOT VALID check that contract validates).

@@ -85,12 +85,18 @@ impl Op for AddColumn {
                 self.column.name, self.table
             ));
         }
-        let mut out = vec![cx.sql.add_column(
-            &self.table,
-            &self.column.name,
-            &self.column.type_,
-            self.column.default.as_deref(),
-        )];
+        // With `up`, existing rows must stay NULL until the backfill computes them (a
+        // default would fill them first and the backfill would skip them): the default
+        // is set at contract instead.
+        let default = if self.up.is_some() {
+            None
+        } else {
+            self.column.default.as_deref()
+        };
+        let mut out =
+            vec![cx
+                .sql
+                .add_column(&self.table, &self.column.name, &self.column.type_, default)];
         if let Some(t) = self.trigger() {
             out.extend(cx.sql.create_trigger(&self.table, &cx.tag, &t, info));
         }
@@ -113,6 +119,9 @@ impl Op for AddColumn {
     fn contract(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         let info = cx.info()?;
         let mut out = Vec::new();
+        if let (Some(_), Some(d)) = (&self.up, &self.column.default) {
+            out.push(cx.sql.set_default(&self.table, &self.column.name, d));
+        }
         if !self.column.nullable {
             let col = info
                 .column(&self.column.name)
