@@ -241,3 +241,37 @@ async fn a_plain_writer_keeps_working_through_every_phase() {
     std::fs::remove_dir_all(dir).ok();
     db.drop_db().await;
 }
+
+/// add_column with an `up` expression and NOT NULL at contract: old-application inserts
+/// get the computed value, and the result equals the direct ALTER.
+#[tokio::test]
+async fn add_column_with_up_then_not_null() {
+    let db = setup("ph_addcol").await;
+    let file = r#"name = "verified flag"
+[[operations]]
+type = "add_column"
+table = "users"
+column = { name = "verified", type = "int", nullable = false, default = "0" }
+up = "CASE WHEN email LIKE '%@example.com' THEN 1 ELSE 0 END"
+"#;
+    let (dir, d) = write_file(&db, file);
+    phase(&db, "expand", &d).await.expect_ok();
+    let ins = "INSERT INTO {t} (id, name, email) VALUES (9001, 'old app', 'a@example.com'), (9002, 'old app', 'b@other.org')";
+    db.exec(&ins.replace("{t}", "users")).await;
+    db.exec(&ins.replace("{t}", "twin")).await;
+    phase(&db, "backfill", &d).await.expect_ok();
+    phase(&db, "contract", &d).await.expect_ok();
+    db.exec(
+        "ALTER TABLE twin ADD COLUMN verified int NOT NULL DEFAULT 0; \
+             UPDATE twin SET verified = CASE WHEN email LIKE '%@example.com' THEN 1 ELSE 0 END;",
+    )
+    .await;
+    assert_eq!(db.columns("users").await, db.columns("twin").await);
+    assert_eq!(
+        db.rows("users", "id, name, email, verified", "id").await,
+        db.rows("twin", "id, name, email, verified", "id").await
+    );
+    assert!(triggers(&db).await.is_empty(), "triggers left");
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
