@@ -323,3 +323,51 @@ up = "IF(email LIKE '%@example.com', 1, 0)"
     std::fs::remove_dir_all(dir).ok();
     db.drop_db().await;
 }
+
+/// set_not_null and drop_column: NULLs replaced (existing and new), a column dropped while
+/// the new application no longer writes it; both equal the direct ALTERs.
+#[tokio::test]
+async fn set_not_null_and_drop_column() {
+    let db = setup("ph_nn").await;
+    for t in ["users", "twin"] {
+        db.exec(&format!("UPDATE {t} SET email = NULL WHERE id % 10 = 0"))
+            .await;
+    }
+    let file = r#"name = "email required, name gone"
+[[operations]]
+type = "set_not_null"
+table = "users"
+column = "email"
+up = "'unknown@x'"
+
+[[operations]]
+type = "drop_column"
+table = "users"
+column = "name"
+down = "'?'"
+"#;
+    let (dir, d) = write_file(&db, file);
+    phase(&db, "expand", &d).await.expect_ok();
+    // Old application: writes name, sometimes a NULL email. New one: no name.
+    db.exec("INSERT INTO users (id, name, email) VALUES (9001, 'old app', NULL)")
+        .await;
+    db.exec("INSERT INTO users (id, email) VALUES (9002, 'new@x')")
+        .await;
+    db.exec("INSERT INTO twin (id, name, email) VALUES (9001, 'old app', 'unknown@x'), (9002, '?', 'new@x')").await;
+    phase(&db, "backfill", &d).await.expect_ok();
+    phase(&db, "contract", &d).await.expect_ok();
+    db.exec("UPDATE twin SET email = 'unknown@x' WHERE email IS NULL")
+        .await;
+    db.exec("ALTER TABLE twin MODIFY email VARCHAR(100) NOT NULL, DROP COLUMN name")
+        .await;
+    assert_eq!(
+        without_name(&db.show_create("users").await),
+        without_name(&db.show_create("twin").await)
+    );
+    assert_eq!(
+        db.rows("users", "id, email", "id").await,
+        db.rows("twin", "id, email", "id").await
+    );
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}

@@ -275,3 +275,46 @@ up = "CASE WHEN email LIKE '%@example.com' THEN 1 ELSE 0 END"
     std::fs::remove_dir_all(dir).ok();
     db.drop_db().await;
 }
+
+/// set_not_null and drop_column: NULLs replaced (existing and new), a column dropped while
+/// the new application no longer writes it; both equal the direct ALTERs.
+#[tokio::test]
+async fn set_not_null_and_drop_column() {
+    let db = setup("ph_nn").await;
+    db.exec("UPDATE users SET email = NULL WHERE id % 10 = 0; UPDATE twin SET email = NULL WHERE id % 10 = 0;").await;
+    let file = r#"name = "email required, name gone"
+[[operations]]
+type = "set_not_null"
+table = "users"
+column = "email"
+up = "'unknown@x'"
+
+[[operations]]
+type = "drop_column"
+table = "users"
+column = "name"
+down = "'?'"
+"#;
+    let (dir, d) = write_file(&db, file);
+    phase(&db, "expand", &d).await.expect_ok();
+    db.exec("INSERT INTO users (id, name, email) VALUES (9001, 'old app', NULL)")
+        .await;
+    db.exec("INSERT INTO users (id, email) VALUES (9002, 'new@x')")
+        .await;
+    db.exec("INSERT INTO twin (id, name, email) VALUES (9001, 'old app', 'unknown@x'), (9002, '?', 'new@x')").await;
+    phase(&db, "backfill", &d).await.expect_ok();
+    phase(&db, "contract", &d).await.expect_ok();
+    db.exec(
+        "UPDATE twin SET email = 'unknown@x' WHERE email IS NULL; \
+             ALTER TABLE twin ALTER COLUMN email SET NOT NULL, DROP COLUMN name;",
+    )
+    .await;
+    assert_eq!(db.columns("users").await, db.columns("twin").await);
+    assert_eq!(
+        db.rows("users", "id, email", "id").await,
+        db.rows("twin", "id, email", "id").await
+    );
+    assert!(triggers(&db).await.is_empty(), "triggers left");
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
