@@ -58,6 +58,10 @@ impl Db {
                     .setup(vec![
                         "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'"
                             .to_string(),
+                        // Backfill batches take record locks only (no gap locks), and
+                        // semi-consistent reads skip the application's uncommitted rows
+                        // instead of waiting on them: no deadlock with its inserts.
+                        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_string(),
                         format!("SET SESSION lock_wait_timeout = {secs}"),
                         format!("SET SESSION innodb_lock_wait_timeout = {secs}"),
                     ]);
