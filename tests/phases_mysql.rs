@@ -371,3 +371,82 @@ down = "'?'"
     std::fs::remove_dir_all(dir).ok();
     db.drop_db().await;
 }
+
+/// A backfill killed mid-way resumes from the last finished batch.
+#[tokio::test]
+async fn interrupted_backfill_resumes() {
+    let db = setup("ph_resume").await;
+    let (dir, d) = write_file(&db, RENAME);
+    phase(&db, "expand", &d).await.expect_ok();
+    let mut live = support::LiveRun::start(
+        &[
+            "backfill",
+            &d,
+            "--url",
+            &db.url,
+            "--execute",
+            "--format",
+            "json",
+            "--batch-size",
+            "100",
+            "--max-rows-per-second",
+            "400",
+        ],
+        &[],
+    );
+    live.wait_for(60, |e| {
+        e["event"] == "backfill_progress" && e["rows"].as_u64() >= Some(300)
+    })
+    .await;
+    unsafe { kill(live.pid() as i32, 9) };
+    let _ = live.finish().await;
+    let left: Vec<u64> = db
+        .query("SELECT COUNT(*) FROM users WHERE NOT (email <=> email_address)")
+        .await;
+    assert!(
+        left[0] > 0 && left[0] < 2500,
+        "the kill did not land mid-way: {} rows left",
+        left[0]
+    );
+    let done_before: Vec<u64> = db
+        .query("SELECT COUNT(*) FROM users WHERE email <=> email_address")
+        .await;
+    // Resume: the rows already done are not done again.
+    let r = godwit(
+        &[
+            "backfill",
+            &d,
+            "--url",
+            &db.url,
+            "--execute",
+            "--format",
+            "json",
+            "--batch-size",
+            "100",
+        ],
+        &[],
+    )
+    .await;
+    r.expect_ok();
+    let first = r
+        .events
+        .iter()
+        .find(|e| e["event"] == "backfill_progress")
+        .expect("progress");
+    assert!(
+        first["rows"].as_u64().unwrap() >= 300,
+        "did not resume: {first}"
+    );
+    let left: Vec<u64> = db
+        .query("SELECT COUNT(*) FROM users WHERE NOT (email <=> email_address)")
+        .await;
+    assert_eq!(left[0], 0);
+    assert!(done_before[0] >= 300);
+    phase(&db, "contract", &d).await.expect_ok();
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
