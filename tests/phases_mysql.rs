@@ -450,3 +450,33 @@ async fn interrupted_backfill_resumes() {
 extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
+
+/// Only one runner at a time: while another session holds the runner lock, a phase
+/// command is refused clearly and changes nothing.
+#[tokio::test]
+async fn a_second_runner_is_refused() {
+    use mysql_async::prelude::*;
+    let db = setup("ph_lock").await;
+    let (dir, d) = write_file(&db, RENAME);
+    let mut other = db.conn().await;
+    let got: Option<i64> = other
+        .exec_first(
+            "SELECT GET_LOCK(?, 0)",
+            (format!("godwit_phases.{}", db.name),),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got, Some(1));
+    let before = db.show_create("users").await;
+    let r = phase(&db, "expand", &d).await;
+    assert_eq!(r.code, 40, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("another godwit phase command is running"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(db.show_create("users").await, before);
+    drop(other);
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}

@@ -212,8 +212,24 @@ impl Db {
         }
     }
 
-    /// The single-runner lock (session level). A second runner gets a clear error.
+    /// The single-runner lock (session level). A second runner gets a clear error. A
+    /// runner that has just exited may still hold it for a moment (the server drops a
+    /// closed session's locks asynchronously), so a few short retries come first.
     pub async fn try_lock(&mut self) -> Result<()> {
+        for _ in 0..20 {
+            if self.try_lock_once().await? {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(Error::new(
+            ErrorKind::Migration,
+            "another godwit phase command is running against this database (runner lock held)",
+        )
+        .with_hint("wait for it to finish; only one runner at a time may change migrations"))
+    }
+
+    async fn try_lock_once(&mut self) -> Result<bool> {
         let got = match self {
             Db::My { dialect, .. } => {
                 let name = format!("godwit_phases.{}", dialect.db);
@@ -232,15 +248,7 @@ impl Db {
                 r.first().and_then(|r| r[0].clone()).as_deref() == Some("true")
             }
         };
-        if got {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::Migration,
-                "another godwit phase command is running against this database (runner lock held)",
-            )
-            .with_hint("wait for it to finish; only one runner at a time may change migrations"))
-        }
+        Ok(got)
     }
 
     pub async fn table_exists(&mut self, table: &str) -> Result<bool> {
