@@ -480,3 +480,47 @@ async fn a_second_runner_is_refused() {
     std::fs::remove_dir_all(dir).ok();
     db.drop_db().await;
 }
+
+/// add_index (online) and sql (raw up / down): expand builds them, contract finishes,
+/// and abort of the `sql` operation runs its `down`.
+#[tokio::test]
+async fn add_index_and_sql() {
+    let db = setup("ph_idx").await;
+    let file = r#"name = "index and audit table"
+[[operations]]
+type = "add_index"
+table = "users"
+name = "idx_email"
+columns = ["email"]
+unique = true
+
+[[operations]]
+type = "sql"
+up = "CREATE TABLE audit (id INT PRIMARY KEY)"
+down = "DROP TABLE audit"
+"#;
+    let (dir, d) = write_file(&db, file);
+    phase(&db, "expand", &d).await.expect_ok();
+    assert!(db.tables().await.contains(&"audit".to_string()));
+    phase(&db, "backfill", &d).await.expect_ok();
+    phase(&db, "contract", &d).await.expect_ok();
+    db.exec("ALTER TABLE twin ADD UNIQUE INDEX idx_email (email)")
+        .await;
+    assert_eq!(
+        without_name(&db.show_create("users").await),
+        without_name(&db.show_create("twin").await)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+
+    // Abort instead of contract runs `down` and removes the index.
+    let db2 = setup("ph_idx_abort").await;
+    let (dir2, d2) = write_file(&db2, file);
+    let original = without_name(&db2.show_create("users").await);
+    phase(&db2, "expand", &d2).await.expect_ok();
+    phase(&db2, "abort", &d2).await.expect_ok();
+    assert!(!db2.tables().await.contains(&"audit".to_string()));
+    assert_eq!(without_name(&db2.show_create("users").await), original);
+    std::fs::remove_dir_all(dir2).ok();
+    db.drop_db().await;
+    db2.drop_db().await;
+}

@@ -318,3 +318,64 @@ down = "'?'"
     std::fs::remove_dir_all(dir).ok();
     db.drop_db().await;
 }
+
+/// add_index (CONCURRENTLY) and sql (raw up / down), and abort running `down`.
+#[tokio::test]
+async fn add_index_and_sql() {
+    let db = setup("ph_idx").await;
+    let file = r#"name = "index and audit table"
+[[operations]]
+type = "add_index"
+table = "users"
+name = "users_email_idx"
+columns = ["email"]
+unique = true
+
+[[operations]]
+type = "sql"
+up = "CREATE TABLE audit (id int PRIMARY KEY)"
+down = "DROP TABLE audit"
+"#;
+    let (dir, d) = write_file(&db, file);
+    let original = db
+        .strings("SELECT indexdef FROM pg_indexes WHERE tablename = 'users' ORDER BY 1")
+        .await;
+    phase(&db, "expand", &d).await.expect_ok();
+    assert_eq!(
+        db.one_i64("SELECT count(*) FROM pg_class WHERE relname = 'audit'")
+            .await,
+        1
+    );
+    phase(&db, "backfill", &d).await.expect_ok();
+    phase(&db, "contract", &d).await.expect_ok();
+    let defs = db
+        .strings("SELECT indexdef FROM pg_indexes WHERE tablename = 'users' ORDER BY 1")
+        .await;
+    assert!(
+        defs.iter().any(|d| d == "CREATE UNIQUE INDEX users_email_idx ON public.users USING btree (email)"),
+        "{defs:?}"
+    );
+    assert_eq!(
+        db.one_i64("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'users_email_idx' AND i.indisvalid").await,
+        1
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    db.drop_db().await;
+
+    let db = setup("ph_idx_abort").await;
+    let (dir, d) = write_file(&db, file);
+    phase(&db, "expand", &d).await.expect_ok();
+    phase(&db, "abort", &d).await.expect_ok();
+    assert_eq!(
+        db.one_i64("SELECT count(*) FROM pg_class WHERE relname = 'audit'")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.strings("SELECT indexdef FROM pg_indexes WHERE tablename = 'users' ORDER BY 1")
+            .await,
+        original
+    );
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
