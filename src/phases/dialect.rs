@@ -3,7 +3,7 @@
 //! user's SQL and are inserted as written.
 
 use super::catalog::{ColumnInfo, TableInfo};
-use super::ops::{Backfill, Stmt, Trigger};
+use super::ops::{Backfill, Stmt, Trigger, Val};
 
 pub trait Dialect: Sync + Send {
     fn quote(&self, ident: &str) -> String;
@@ -14,6 +14,19 @@ pub trait Dialect: Sync + Send {
     /// A nullable column of the same type as `like`, without default.
     fn add_column_like(&self, table: &str, col: &str, like: &ColumnInfo) -> Stmt;
     fn drop_column(&self, table: &str, col: &str) -> Stmt;
+    /// `a = b, c = (expr)`: the SET list of a backfill batch.
+    fn set_list(&self, set: &[(String, Val)]) -> String {
+        set.iter()
+            .map(|(c, v)| {
+                let v = match v {
+                    Val::Col(x) => self.quote(x),
+                    Val::Expr(e) => format!("({e})"),
+                };
+                format!("{} = {v}", self.quote(c))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
     /// `ALTER TABLE … ALTER COLUMN … SET DEFAULT …` (metadata only on both engines).
     fn set_default(&self, table: &str, col: &str, default: &str) -> Stmt {
         Stmt::new(format!(

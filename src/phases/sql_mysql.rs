@@ -233,17 +233,7 @@ impl Dialect for Mysql {
         upper: bool,
     ) -> String {
         let k = Self::key_list(key);
-        let set: Vec<String> = b
-            .set
-            .iter()
-            .map(|(c, v)| {
-                let v = match v {
-                    Val::Col(x) => quote(x),
-                    Val::Expr(e) => format!("({e})"),
-                };
-                format!("{} = {v}", quote(c))
-            })
-            .collect();
+        let set = self.set_list(&b.set);
         let mut conds = vec![Self::filter(&b.filter)];
         if lower {
             conds.push(format!("({k}) > ({})", Self::placeholders(key.len())));
@@ -254,7 +244,7 @@ impl Dialect for Mysql {
         format!(
             "UPDATE {} SET {} WHERE {}",
             self.table(&b.table),
-            set.join(", "),
+            set,
             conds.join(" AND ")
         )
     }

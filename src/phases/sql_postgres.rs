@@ -239,17 +239,7 @@ impl Dialect for Postgres {
         upper: bool,
     ) -> String {
         let k = Self::key_list(key);
-        let set: Vec<String> = b
-            .set
-            .iter()
-            .map(|(c, v)| {
-                let v = match v {
-                    Val::Col(x) => quote(x),
-                    Val::Expr(e) => format!("({e})"),
-                };
-                format!("{} = {v}", quote(c))
-            })
-            .collect();
+        let set = self.set_list(&b.set);
         let mut conds = vec![Self::filter(&b.filter)];
         let mut next = 1;
         if lower {
@@ -262,7 +252,7 @@ impl Dialect for Postgres {
         format!(
             "UPDATE {} SET {} WHERE {}",
             self.table(&b.table),
-            set.join(", "),
+            set,
             conds.join(" AND ")
         )
     }
