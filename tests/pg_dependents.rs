@@ -20,12 +20,30 @@ async fn dependent_objects_survive() {
          CREATE TRIGGER t_bump AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION bump(); \
          DROP ROLE IF EXISTS \"{role}\"; CREATE ROLE \"{role}\"; GRANT SELECT, UPDATE ON t TO \"{role}\"; \
          COMMENT ON TABLE t IS 'the table'; COMMENT ON COLUMN t.v IS 'a value'; \
-         ALTER TABLE t REPLICA IDENTITY FULL;"
+         ALTER TABLE t REPLICA IDENTITY FULL; \
+         ALTER TABLE t ADD CONSTRAINT t_id_v UNIQUE (id, v) WITH (fillfactor = 80); \
+         COMMENT ON CONSTRAINT t_pkey ON t IS 'the key'; \
+         CREATE INDEX t_v_idx ON t (v) WHERE v <> ''; COMMENT ON INDEX t_v_idx IS 'partial';"
     ))
     .await;
+    // Indexes and key constraints are dropped for the copy and built again after it.
+    let indexes = "SELECT indexname || ': ' || indexdef || ' ' || coalesce(obj_description(indexname::regclass, 'pg_class'), '-') FROM pg_indexes WHERE tablename = 't' ORDER BY 1";
+    let constraints = "SELECT conname || ' ' || contype::text || ' ' || coalesce(obj_description(oid, 'pg_constraint'), '-') FROM pg_constraint WHERE conrelid = 't'::regclass ORDER BY 1";
+    let (indexes_before, constraints_before) =
+        (db.strings(indexes).await, db.strings(constraints).await);
     let view_oid = db.one_i64("SELECT 'tv'::regclass::oid::int8").await;
     let run = db.migrate("t", "ADD COLUMN extra int", &[]).await;
     run.expect_ok();
+    assert_eq!(db.strings(indexes).await, indexes_before);
+    assert_eq!(db.strings(constraints).await, constraints_before);
+    assert!(
+        indexes_before.iter().any(|i| i.contains("fillfactor='80'")),
+        "{indexes_before:?}"
+    );
+    assert!(
+        constraints_before.iter().any(|c| c == "t_pkey p the key"),
+        "{constraints_before:?}"
+    );
     // View: same object, now reading the new table.
     assert_eq!(
         db.one_i64("SELECT 'tv'::regclass::oid::int8").await,

@@ -155,6 +155,11 @@ pub trait Engine: Send + Sync {
     /// Check that the chosen key can be replayed exactly (supported column types).
     fn check_key(&self, orig: &Table, mapping: &ColumnMapping) -> Result<()>;
     async fn drop_shadow(&self) -> Result<()>;
+    /// Steps to take once every chunk is copied, before the catch-up (e.g. build the
+    /// indexes the copy ran without, replay what was held back meanwhile).
+    async fn after_copy(&self, _orig: &Table, _mapping: &ColumnMapping) -> Result<()> {
+        Ok(())
+    }
     /// Steps to take after the shadow is filled and before cut-over (e.g. build indexes).
     async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
         Ok(())

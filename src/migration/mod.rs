@@ -197,6 +197,7 @@ impl<'a> Migration<'a> {
         let mut copier = self.engine.copier(&orig, &mapping).await?;
         self.copy(copier.as_mut()).await?;
         drop(copier);
+        self.engine.after_copy(&orig, &mapping).await?;
 
         self.rep
             .state(State::CatchUp, "replaying changes made during the copy");
@@ -379,7 +380,13 @@ impl<'a> Migration<'a> {
             self.check_abort()?;
             self.throttled(State::Copy).await?;
             let t0 = Instant::now();
-            let got = copier.next_chunk(self.chunk).await?;
+            // Reading the stream only fills the dirty set (no write to the shadow), so it
+            // runs while the chunk is copied: on PostgreSQL decoding is the other half of
+            // the work, done by a second server process.
+            let chunk = self.chunk;
+            let (got, drained) = tokio::join!(copier.next_chunk(chunk), self.drain(Duration::ZERO));
+            drained?;
+            let got = got?;
             let took = t0.elapsed();
             let Some(n) = got else { break };
             self.rows_copied += n;
@@ -387,7 +394,6 @@ impl<'a> Migration<'a> {
                 self.adapt_chunk(took);
             }
             self.throttle.take_rows(n).await;
-            self.drain(Duration::ZERO).await?;
             if self.dirty.len() >= FLUSH_KEYS || self.last_flush.elapsed() >= FLUSH_INTERVAL {
                 self.flush().await?;
             }

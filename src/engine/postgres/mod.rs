@@ -1,6 +1,7 @@
 //! The PostgreSQL engine: publication + temporary logical slot read with `pgoutput`
-//! through the SQL functions, `INSERT … SELECT … ON CONFLICT DO NOTHING` copy, key-based
-//! replay, and a rename-based cut-over in one transaction (see `cutover.rs`).
+//! through the SQL functions, a plain `INSERT … SELECT` copy into an index-less shadow,
+//! key-based replay (parked while the copy runs, see `PgEngine::flush`), and a
+//! rename-based cut-over in one transaction (see `cutover.rs`).
 
 mod alter;
 mod checks;
@@ -22,7 +23,7 @@ use crate::schema::{ColumnMapping, Table};
 use crate::target::{EngineKind, Target};
 use async_trait::async_trait;
 use conn::{batch, pg_err};
-use inspect::{IndexDef, RelInfo};
+use inspect::RelInfo;
 use sql::{qualified, Builder, KeyColumn};
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
@@ -76,10 +77,18 @@ struct ShadowState {
     index_map: Vec<(String, String)>,
     /// (shadow column, USING expression).
     using: Vec<(String, String)>,
-    /// Secondary indexes dropped for the copy and built in `before_cut_over`.
-    deferred: Vec<IndexDef>,
+    /// Indexes and key constraints dropped for the copy and built in `after_copy`.
+    deferred: Vec<Deferred>,
     /// Foreign keys added NOT VALID to the shadow, to validate after the cut-over.
     fks_to_validate: Vec<String>,
+}
+
+/// An index or key constraint of the shadow, dropped for the copy: the statements that
+/// build it again (with its comments).
+#[derive(Debug, Clone)]
+struct Deferred {
+    name: String,
+    build: Vec<String>,
 }
 
 pub struct PgEngine {
@@ -95,6 +104,8 @@ pub struct PgEngine {
     shadow: std::sync::Mutex<ShadowState>,
     /// The session holding the temporary slot, between `start_stream` and `open_stream`.
     stream_session: tokio::sync::Mutex<Option<(Client, u64)>>,
+    /// While the copy runs, replay parks keys instead of writing the shadow.
+    parking: std::sync::atomic::AtomicBool,
     options: EngineOptions,
 }
 
@@ -133,6 +144,7 @@ impl PgEngine {
             info: std::sync::Mutex::new(None),
             shadow: std::sync::Mutex::new(ShadowState::default()),
             stream_session: tokio::sync::Mutex::new(None),
+            parking: std::sync::atomic::AtomicBool::new(false),
             options: options.clone(),
         })
     }
@@ -296,20 +308,91 @@ impl PgEngine {
             ));
         }
         state.using = alter::using_expressions(&alter.clauses)?;
-        // Secondary (non-unique) indexes are built after the bulk copy: faster than
-        // maintaining them row by row.
-        for idx in inspect::indexes(c, &shadow).await? {
-            if !idx.unique && !idx.constraint {
-                batch(
-                    c,
-                    &sql::drop_index(&self.schema, &idx.name),
-                    "deferring a secondary index",
-                )
-                .await?;
-                state.deferred.push(idx);
-            }
-        }
         Ok(state)
+    }
+
+    /// Drop the shadow's indexes and key constraints for the copy (each row then costs
+    /// one heap insert; building an index afterwards is about twice as fast as keeping it
+    /// up to date) and start parking replayed keys. Returns what to build again.
+    async fn defer_indexes(&self, c: &Client, b: &Builder) -> Result<Vec<Deferred>> {
+        let shadow = self.shadow_q();
+        let read = |e| pg_err(e, "reading the shadow's indexes");
+        let indexes = inspect::indexes(c, &shadow).await?;
+        let index_map = self.shadow_state()?.index_map;
+        let mut out = Vec::new();
+        for r in c
+            .query(sql::KEY_CONSTRAINTS, &[&shadow])
+            .await
+            .map_err(read)?
+        {
+            let name: String = r.try_get(0).map_err(read)?;
+            let index: String = r.try_get(1).map_err(read)?;
+            let kind: String = r.try_get(2).map_err(read)?;
+            let deferrable: String = r.try_get(3).map_err(read)?;
+            let mut comment: Option<String> = r.try_get(4).map_err(read)?;
+            if let Some((orig_index, _)) = index_map.iter().find(|(_, s)| *s == index) {
+                if let Some(r) = c
+                    .query_opt(sql::KEY_CONSTRAINT_COMMENT, &[&self.orig_q(), orig_index])
+                    .await
+                    .map_err(read)?
+                {
+                    comment = comment.or(r.try_get(0).map_err(read)?);
+                }
+            }
+            let def = indexes.iter().find(|i| i.name == index).ok_or_else(|| {
+                Error::internal(format!("no index {index} for constraint {name}"))
+            })?;
+            let mut build = vec![
+                def.full.clone(),
+                sql::add_constraint_using_index(&shadow, &name, &kind, &index, &deferrable),
+            ];
+            if let Some(text) = comment {
+                build.push(
+                    c.query_one(sql::FORMAT_CONSTRAINT_COMMENT, &[&name, &shadow, &text])
+                        .await
+                        .and_then(|r| r.try_get(0))
+                        .map_err(|e| pg_err(e, "copying a constraint comment"))?,
+                );
+            }
+            if let Some(text) = &def.comment {
+                build.push(self.index_comment(c, &index, text).await?);
+            }
+            batch(
+                c,
+                &sql::drop_constraint(&shadow, &name),
+                "deferring a key constraint",
+            )
+            .await?;
+            out.push(Deferred { name, build });
+        }
+        for idx in indexes.iter().filter(|i| !i.constraint) {
+            let mut build = vec![idx.full.clone()];
+            if let Some(text) = &idx.comment {
+                build.push(self.index_comment(c, &idx.name, text).await?);
+            }
+            batch(
+                c,
+                &sql::drop_index(&self.schema, &idx.name),
+                "deferring an index",
+            )
+            .await?;
+            out.push(Deferred {
+                name: idx.name.clone(),
+                build,
+            });
+        }
+        batch(c, &b.park_create(), "creating the table of parked keys").await?;
+        Ok(out)
+    }
+
+    async fn index_comment(&self, c: &Client, index: &str, text: &str) -> Result<String> {
+        c.query_one(
+            sql::FORMAT_INDEX_COMMENT,
+            &[&qualified(&self.schema, index), &text],
+        )
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| pg_err(e, "copying an index comment"))
     }
 
     /// This tool's objects for this table that exist now.
@@ -385,26 +468,14 @@ fn part_text(p: &KeyPart) -> String {
 /// Flush `keys` on `c`: delete them from the shadow, re-insert what the original holds
 /// now. With `own_tx`, one transaction per batch; otherwise inside the caller's.
 pub(crate) async fn flush_keys(c: &Client, b: &Builder, keys: &[Key], own_tx: bool) -> Result<u64> {
-    let (del, ins) = (b.flush_delete(), b.flush_insert());
     let mut n = 0;
     for chunk in keys.chunks(1000) {
         let arrays = key_arrays(chunk, b.key.len());
-        let params: Vec<&(dyn ToSql + Sync)> =
-            arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
         if own_tx {
             batch(c, "BEGIN", "replaying changes").await?;
         }
-        let r = async {
-            c.execute(del.as_str(), &params)
-                .await
-                .map_err(|e| pg_err(e, "replaying changes (delete)"))?;
-            c.execute(ins.as_str(), &params)
-                .await
-                .map_err(|e| pg_err(e, "replaying changes (insert)"))
-        }
-        .await;
-        match r {
-            Ok(_) => {
+        match replay_arrays(c, b, &arrays).await {
+            Ok(()) => {
                 if own_tx {
                     batch(c, "COMMIT", "replaying changes").await?;
                 }
@@ -419,6 +490,77 @@ pub(crate) async fn flush_keys(c: &Client, b: &Builder, keys: &[Key], own_tx: bo
         }
     }
     Ok(n)
+}
+
+fn params(arrays: &[Vec<String>]) -> Vec<&(dyn ToSql + Sync)> {
+    arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+}
+
+/// Replay keys given as one text array per key column.
+async fn replay_arrays(c: &Client, b: &Builder, arrays: &[Vec<String>]) -> Result<()> {
+    let params = params(arrays);
+    c.execute(b.flush_delete().as_str(), &params)
+        .await
+        .map_err(|e| pg_err(e, "replaying changes (delete)"))?;
+    c.execute(b.flush_insert().as_str(), &params)
+        .await
+        .map_err(|e| pg_err(e, "replaying changes (insert)"))?;
+    Ok(())
+}
+
+/// Record keys for replay after the copy (each statement commits on its own).
+async fn park_keys(c: &Client, b: &Builder, keys: &[Key]) -> Result<u64> {
+    let stmt = b.park_insert();
+    for chunk in keys.chunks(10_000) {
+        let arrays = key_arrays(chunk, b.key.len());
+        c.execute(stmt.as_str(), &params(&arrays))
+            .await
+            .map_err(|e| pg_err(e, "parking changed keys"))?;
+    }
+    Ok(keys.len() as u64)
+}
+
+/// Replay every parked key, a batch per transaction (taking the batch out of the parked
+/// table commits with its replay). Returns the keys replayed.
+async fn replay_parked(c: &Client, b: &Builder) -> Result<u64> {
+    let take = b.park_take(1000);
+    let mut n = 0;
+    loop {
+        batch(c, "BEGIN", "replaying parked keys").await?;
+        let r = async {
+            let rows = c
+                .query(take.as_str(), &[])
+                .await
+                .map_err(|e| pg_err(e, "reading parked keys"))?;
+            let mut arrays = vec![Vec::with_capacity(rows.len()); b.key.len()];
+            for r in &rows {
+                for (i, col) in arrays.iter_mut().enumerate() {
+                    col.push(
+                        r.try_get::<_, String>(i)
+                            .map_err(|e| pg_err(e, "reading parked keys"))?,
+                    );
+                }
+            }
+            if !rows.is_empty() {
+                replay_arrays(c, b, &arrays).await?;
+            }
+            Ok::<_, Error>(rows.len())
+        }
+        .await;
+        match r {
+            Ok(got) => {
+                batch(c, "COMMIT", "replaying parked keys").await?;
+                if got == 0 {
+                    return Ok(n);
+                }
+                n += got as u64;
+            }
+            Err(e) => {
+                let _ = c.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+        }
+    }
 }
 
 pub struct PgCopier {
@@ -631,6 +773,7 @@ impl Engine for PgEngine {
             _ => start,
         };
         let info = self.rel_info()?;
+        let checkpoints = conn::connect(&self.target, "restart points").await.ok();
         Ok(Box::new(stream::PgStream::new(
             client,
             self.slot.clone(),
@@ -638,6 +781,7 @@ impl Engine for PgEngine {
             info.oid,
             key.to_vec(),
             from,
+            stream::RestartPoints::new(checkpoints, from),
         )))
     }
 
@@ -740,12 +884,13 @@ impl Engine for PgEngine {
         Ok(pgoutput::parse_lsn(&lsn).map(Position::Lsn))
     }
 
-    async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
+    async fn after_copy(&self, orig: &Table, mapping: &ColumnMapping) -> Result<()> {
         let state = self.shadow_state()?;
+        let b = self.builder(orig, mapping)?;
         let c = self.main.lock().await;
-        // SET LOGGED and the index builds write whole pages to the WAL, which logical
-        // decoding then has to read through (twice: peek and advance). Compressed pages
-        // make that WAL several times smaller. A superuser-only setting: skipped otherwise.
+        // Index builds write whole pages to the WAL, which logical decoding then has to
+        // read through. Compressed pages make that WAL several times smaller. A
+        // superuser-only setting: skipped otherwise.
         if c.batch_execute("SET wal_compression = 'lz4'")
             .await
             .is_err()
@@ -755,34 +900,27 @@ impl Engine for PgEngine {
         {
             tracing::debug!("wal_compression not settable here");
         }
-        tracing::info!("making the shadow table durable (SET LOGGED)");
-        batch(
-            &c,
-            &sql::set_logged(&self.schema, &self.names.shadow),
-            "making the shadow table durable",
-        )
-        .await?;
-        for idx in &state.deferred {
-            tracing::info!(index = %idx.name, "building a secondary index");
-            batch(&c, &idx.full, "building a secondary index").await?;
-            if let Some(comment) = &idx.comment {
-                let stmt: String = c
-                    .query_one(
-                        sql::FORMAT_INDEX_COMMENT,
-                        &[&qualified(&self.schema, &idx.name), comment],
-                    )
-                    .await
-                    .and_then(|r| r.try_get(0))
-                    .map_err(|e| pg_err(e, "copying an index comment"))?;
-                batch(&c, &stmt, "copying an index comment").await?;
+        for d in &state.deferred {
+            tracing::info!(index = %d.name, "building an index of the shadow table");
+            for stmt in &d.build {
+                batch(&c, stmt, "building an index of the shadow table").await?;
             }
         }
+        let _ = c.batch_execute("RESET wal_compression").await;
+        self.parking
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let n = replay_parked(&c, &b).await?;
+        tracing::info!(keys = n, "replayed the keys changed during the copy");
+        batch(&c, sql::DROP_PARKED, "dropping the table of parked keys").await
+    }
+
+    async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
+        let c = self.main.lock().await;
         // Decoding restarts at the slot's restart_lsn, which only moves past a
-        // running-transactions record. After SET LOGGED and the index builds there are
+        // running-transactions record. After the copy and the index builds there are
         // hundreds of MB of WAL behind it; without such a record every peek, including the
         // one under the cut-over lock, would read all of it again. A checkpoint writes
         // one now (otherwise the background writer does within 15 s).
-        let _ = c.batch_execute("RESET wal_compression").await;
         tracing::debug!("checkpoint");
         if let Err(e) = c.batch_execute("CHECKPOINT").await {
             tracing::debug!("CHECKPOINT not allowed ({e}); the cut-over may wait for the next running-xacts record");
@@ -792,21 +930,38 @@ impl Engine for PgEngine {
 
     async fn copier(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Box<dyn Copier>> {
         let client = conn::connect(&self.target, "copy").await?;
-        // The shadow grows faster than its statistics: without this the planner may pick
-        // a hash anti-join that scans the whole shadow for every chunk. Probing its
-        // key index row by row stays cheap at any size.
-        batch(&client, sql::COPY_SESSION, "preparing the copy").await?;
+        batch(&client, sql::WRITER_SESSION, "preparing the copy").await?;
+        let b = self.builder(orig, mapping)?;
+        {
+            let c = self.main.lock().await;
+            batch(&c, sql::WRITER_SESSION, "preparing the copy").await?;
+            let deferred = self.defer_indexes(&c, &b).await?;
+            self.shadow
+                .lock()
+                .map_err(|_| Error::internal("engine state poisoned"))?
+                .deferred = deferred;
+            self.parking
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         Ok(Box::new(PgCopier {
             client,
-            b: self.builder(orig, mapping)?,
+            b,
             last: None,
             done: false,
         }))
     }
 
+    /// While the copy runs the shadow has no key index to replay against, and copy and
+    /// replay need not be ordered against each other: keys are parked in a session table
+    /// (the stream may then move on: they are committed there) and replayed by
+    /// `after_copy`, once every chunk has committed and the indexes exist. That also
+    /// closes the in-flight chunk race of DESIGN §2: no replay runs before a chunk commits.
     async fn flush(&self, orig: &Table, mapping: &ColumnMapping, keys: &[Key]) -> Result<u64> {
         let b = self.builder(orig, mapping)?;
         let c = self.main.lock().await;
+        if self.parking.load(std::sync::atomic::Ordering::SeqCst) {
+            return park_keys(&c, &b, keys).await;
+        }
         flush_keys(&c, &b, keys, true).await
     }
 

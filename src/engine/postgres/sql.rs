@@ -112,16 +112,6 @@ impl Builder {
         )
     }
 
-    /// `s.k1 = o.k1 AND …`: a shadow row with the original row's key.
-    fn same_key(&self) -> String {
-        self.target_key
-            .iter()
-            .zip(&self.key)
-            .map(|(t, k)| format!("s.{} = o.{}", quote(t), quote(&k.name)))
-            .collect::<Vec<_>>()
-            .join(" AND ")
-    }
-
     /// Copy the rows with key in (`after`, `upto`]. Parameters: `after` parts then `upto`
     /// parts, for the bounds that are present.
     pub fn copy_chunk(&self, after: bool, upto: bool) -> String {
@@ -134,15 +124,13 @@ impl Builder {
         if upto {
             conds.push(format!("{} <= {}", self.key_row("o"), self.bound_row(next)));
         }
-        // Rows the replay already wrote are skipped by an anti-join, not ON CONFLICT:
-        // speculative insertion costs about four times a plain insert. Copy and replay
-        // never run at the same time, so no row can appear between the check and the write.
-        conds.push(format!(
-            "NOT EXISTS (SELECT 1 FROM {} s WHERE {})",
-            self.shadow,
-            self.same_key()
-        ));
-        let filter = format!(" WHERE {}", conds.join(" AND "));
+        // The shadow holds only copied rows while the copy runs (replay waits, see
+        // `PgEngine::flush`), so a plain insert: no anti-join, no ON CONFLICT.
+        let filter = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
         format!(
             "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} o{filter}",
             self.shadow, self.insert_cols, self.select_cols, self.orig
@@ -158,6 +146,34 @@ impl Builder {
             .map(|(i, k)| format!("${}::text[]::{}[]", i + 1, k.sql_type))
             .collect();
         format!("(SELECT * FROM unnest({}))", arrays.join(", "))
+    }
+
+    /// The session's table of keys whose replay waits for the copy to finish.
+    pub fn park_create(&self) -> String {
+        let cols: Vec<String> = self
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("k{i} {}", k.sql_type))
+            .collect();
+        format!(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS {PARKED} ({})",
+            cols.join(", ")
+        )
+    }
+
+    /// Park keys (one text array per key column, as for a flush).
+    pub fn park_insert(&self) -> String {
+        format!("INSERT INTO {PARKED} SELECT * FROM {} k", self.key_set())
+    }
+
+    /// Take up to `n` parked keys out, as text.
+    pub fn park_take(&self, n: usize) -> String {
+        let cols: Vec<String> = (0..self.key.len()).map(|i| format!("k{i}::text")).collect();
+        format!(
+            "DELETE FROM {PARKED} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {PARKED} LIMIT {n})) RETURNING {}",
+            cols.join(", ")
+        )
     }
 
     /// Remove the keys from the shadow (first half of a flush).
@@ -211,8 +227,10 @@ pub fn drop_publication(publication: &str) -> String {
 pub const CREATE_SLOT: &str =
     "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput', true)";
 pub const DROP_SLOT: &str = "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND (NOT active OR active_pid = pg_backend_pid())";
-/// Parameters: slot, upto_nchanges (int4), publication.
-pub const PEEK: &str = "SELECT lsn::text, xid::text::int8, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3, 'messages', 'true')";
+/// Parameters: slot, upto_nchanges (int4), publication, upto_lsn (text). Bounded by the
+/// flushed position read just before: WAL written after it belongs to transactions still
+/// running (the copy's next chunk), which decoding would queue now and again later.
+pub const PEEK: &str = "SELECT lsn::text, xid::text::int8, data FROM pg_logical_slot_peek_binary_changes($1, $4::text::pg_lsn, $2, 'proto_version', '1', 'publication_names', $3, 'messages', 'true')";
 pub const FLUSH_LSN: &str = "SELECT pg_current_wal_flush_lsn()::text";
 /// Parameters: slot, lsn as text.
 pub const ADVANCE: &str = "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)";
@@ -226,27 +244,70 @@ pub const INVISIBLE_XIDS: &str = "SELECT x FROM unnest($1::int8[]) AS x WHERE NO
 /// spilled files was measured about 7× slower (1.43 s against 0.20 s for 500k rows).
 pub const STREAM_SESSION: &str = "SET logical_decoding_work_mem = '512MB'";
 
-/// Session settings of the copy connection (see `PgEngine::copier`).
-pub const COPY_SESSION: &str = "SET enable_hashjoin = off; SET enable_mergejoin = off";
+/// Sessions that write the shadow (copy, replay, index builds): each commit flushes the
+/// WAL locally. Decoding reads only flushed WAL and, when a record crosses the flushed
+/// position, waits for the WAL writer (up to `wal_writer_delay`, 200 ms by default)
+/// with asynchronous commit: measured 200 ms on every peek after a chunk. `local`, not
+/// `on`: never wait for a synchronous standby for the shadow's sake.
+pub const WRITER_SESSION: &str = "SET synchronous_commit = local";
+
+/// Keys whose replay waits until the copy is done: a temporary table of the main
+/// session, so it is never logged, never decoded, and gone with the session.
+pub const PARKED: &str = "pg_temp.godwit_parked";
+pub const DROP_PARKED: &str = "DROP TABLE IF EXISTS pg_temp.godwit_parked";
+
+/// Primary key and unique constraints of a table, dropped for the copy and added back
+/// after it (their index first, with its options, then `ADD CONSTRAINT … USING INDEX`:
+/// `pg_get_constraintdef` leaves out the index's storage parameters). Parameter: quoted,
+/// qualified table name. Returns name, index name, kind, deferrability, comment.
+pub const KEY_CONSTRAINTS: &str = "SELECT k.conname::text, i.relname::text, \
+    CASE k.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END, \
+    CASE WHEN k.condeferred THEN 'DEFERRABLE INITIALLY DEFERRED' \
+         WHEN k.condeferrable THEN 'DEFERRABLE' ELSE '' END, \
+    obj_description(k.oid, 'pg_constraint') \
+    FROM pg_constraint k JOIN pg_class i ON i.oid = k.conindid \
+    WHERE k.conrelid = $1::text::regclass AND k.contype IN ('p', 'u') ORDER BY k.contype, k.oid";
+
+/// The comment of the constraint that owns an index (`LIKE` does not copy comments of
+/// key constraints). Parameters: quoted, qualified table name; index name.
+pub const KEY_CONSTRAINT_COMMENT: &str = "SELECT obj_description(k.oid, 'pg_constraint') \
+    FROM pg_constraint k JOIN pg_class i ON i.oid = k.conindid \
+    WHERE k.conrelid = $1::text::regclass AND i.relname = $2";
+
+/// `ALTER TABLE … ADD CONSTRAINT name PRIMARY KEY|UNIQUE USING INDEX index [DEFERRABLE …]`.
+pub fn add_constraint_using_index(
+    table: &str,
+    name: &str,
+    kind: &str,
+    index: &str,
+    deferrable: &str,
+) -> String {
+    format!(
+        "ALTER TABLE {table} ADD CONSTRAINT {} {kind} USING INDEX {} {deferrable}",
+        quote(name),
+        quote(index)
+    )
+    .trim_end()
+    .to_string()
+}
+
+pub const FORMAT_CONSTRAINT_COMMENT: &str =
+    "SELECT format('COMMENT ON CONSTRAINT %I ON %s IS %L', $1::text, $2::text, $3::text)";
 
 /// The cut-over fence: committed synchronously (to local disk), so decoding sees it and
 /// everything committed before it. Parameter: marker text.
 pub const FENCE: &str = "SELECT pg_logical_emit_message(true, 'godwit', $1)::text";
 
-/// The shadow starts UNLOGGED: the bulk copy writes no WAL, so logical decoding has
-/// nothing of it to read; `set_logged` makes it durable before the cut-over.
+/// A logged table from the start: an UNLOGGED copy made durable later with `SET LOGGED`
+/// was measured slower (the rewrite writes the table again, in one transaction that
+/// decoding must read whole) than a logged copy whose small per-chunk transactions
+/// decoding skips cheaply.
 pub fn create_shadow_like(schema: &str, orig: &str, shadow: &str) -> String {
     format!(
-        "CREATE UNLOGGED TABLE {} (LIKE {} INCLUDING ALL)",
+        "CREATE TABLE {} (LIKE {} INCLUDING ALL)",
         qualified(schema, shadow),
         qualified(schema, orig)
     )
-}
-
-/// Make the shadow durable (and visible to physical replicas). A table rewrite of this
-/// kind is not logically decoded.
-pub fn set_logged(schema: &str, table: &str) -> String {
-    format!("ALTER TABLE {} SET LOGGED", qualified(schema, table))
 }
 
 pub fn alter_table(schema: &str, table: &str, clauses: &str) -> String {
@@ -538,9 +599,21 @@ mod tests {
         let b = builder(&["id"]);
         assert_eq!(
             b.copy_chunk(true, true),
-            "INSERT INTO \"public\".\"_godwit_new_t\" (\"id\", \"c\") OVERRIDING SYSTEM VALUE SELECT o.\"id\", o.\"a\"\"b\" FROM \"public\".\"t\" o WHERE (o.\"id\") > ($1::text::bigint) AND (o.\"id\") <= ($2::text::bigint) AND NOT EXISTS (SELECT 1 FROM \"public\".\"_godwit_new_t\" s WHERE s.\"id\" = o.\"id\")"
+            "INSERT INTO \"public\".\"_godwit_new_t\" (\"id\", \"c\") OVERRIDING SYSTEM VALUE SELECT o.\"id\", o.\"a\"\"b\" FROM \"public\".\"t\" o WHERE (o.\"id\") > ($1::text::bigint) AND (o.\"id\") <= ($2::text::bigint)"
         );
-        assert!(!b.copy_chunk(false, false).contains(" > "));
+        assert!(!b.copy_chunk(false, false).contains("WHERE"));
+    }
+
+    #[test]
+    fn parked_keys_keep_their_types() {
+        let b = builder(&["a", "b"]);
+        assert!(b.park_create().ends_with("(k0 bigint, k1 bigint)"));
+        assert!(b
+            .park_insert()
+            .contains("unnest($1::text[]::bigint[], $2::text[]::bigint[])"));
+        assert!(b
+            .park_take(10)
+            .ends_with("LIMIT 10)) RETURNING k0::text, k1::text"));
     }
 
     #[test]
