@@ -26,7 +26,7 @@ const BATCH: usize = 20_000;
 const IDLE_ADVANCE: u64 = 1 << 20;
 const POLL_PAUSE: Duration = Duration::from_millis(25);
 /// Ask for a new decoding restart point after this much WAL (see [`RestartPoints`]).
-const RESTART_POINT_EVERY: u64 = 128 << 20;
+const RESTART_POINT_EVERY: u64 = 32 << 20;
 /// Seconds from 1970-01-01 to 2000-01-01 (PostgreSQL timestamps).
 const PG_EPOCH: u64 = 946_684_800;
 
