@@ -346,10 +346,11 @@ fn print_plan(rep: &Reporter, format: Format, f: &MigrationFile, phase: Phase, s
     }
 }
 
-fn backfill_plan(db: &Db, f: &MigrationFile, batch: u64) -> Vec<Stmt> {
+/// Every operation's backfill (index, backfill, the batch UPDATE as text).
+pub fn backfills(db: &Db, f: &MigrationFile) -> Vec<(usize, ops::Backfill, String)> {
     let mut out = Vec::new();
+    let none = HashMap::new();
     for (i, op) in f.operations.iter().enumerate() {
-        let none = HashMap::new();
         let cx = Cx {
             sql: db.dialect(),
             table: None,
@@ -359,13 +360,22 @@ fn backfill_plan(db: &Db, f: &MigrationFile, batch: u64) -> Vec<Stmt> {
             planning: true,
         };
         if let Some(b) = op.op().backfill(&cx) {
-            out.push(Stmt::new(format!(
-                "-- in batches of {batch} rows by primary key:\n{}",
-                db.dialect().backfill_update(&b, &[], false, false)
-            )));
+            let sql = db.dialect().backfill_update(&b, &[], false, false);
+            out.push((i, b, sql));
         }
     }
     out
+}
+
+fn backfill_plan(db: &Db, f: &MigrationFile, batch: u64) -> Vec<Stmt> {
+    backfills(db, f)
+        .into_iter()
+        .map(|(_, _, sql)| {
+            Stmt::new(format!(
+                "-- in batches of {batch} rows by primary key:\n{sql}"
+            ))
+        })
+        .collect()
 }
 
 fn report(rep: &Reporter, format: Format, id: &str, phase: Phase, result: &str, message: &str) {
