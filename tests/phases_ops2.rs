@@ -29,6 +29,89 @@ from = "acct"
 to = "accounts"
 "#;
 
+/// A second migration for the plan tests: an online index and a column with a backfill.
+const MORE: &str = r#"name = "index and flag"
+[[operations]]
+type = "add_index"
+table = "orders"
+name = "idx_customer_note"
+columns = ["customer_id", "note"]
+
+[[operations]]
+type = "add_column"
+table = "orders"
+column = { name = "flag", type = "INT", nullable = false, default = "0" }
+up = "1"
+"#;
+
+/// The `plan` events of a `godwit plan --format json` run, by migration.
+fn plans(r: &support::Run) -> Vec<serde_json::Value> {
+    r.expect_ok();
+    r.events
+        .iter()
+        .filter(|e| e["event"] == "plan")
+        .cloned()
+        .collect()
+}
+
+fn phase_names(m: &serde_json::Value) -> Vec<String> {
+    m["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn phase_of<'a>(m: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    m["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == name)
+        .unwrap_or_else(|| panic!("no phase {name} in {m}"))
+}
+
+/// The statement of `phase` whose SQL contains `needle`.
+fn stmt<'a>(m: &'a serde_json::Value, phase: &str, needle: &str) -> &'a serde_json::Value {
+    let p = phase_of(m, phase);
+    assert!(p["error"].is_null(), "{p}");
+    p["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sql"].as_str().unwrap().contains(needle))
+        .unwrap_or_else(|| panic!("no statement with `{needle}` in {phase}: {p}"))
+}
+
+/// Checks common to both engines: the phases, the orphan check, the backfill.
+fn check_plan_shape(all: &[serde_json::Value]) {
+    assert_eq!(all.len(), 2, "{all:?}");
+    let (fk, more) = (&all[0], &all[1]);
+    assert_eq!(fk["migration"], "0001_fk");
+    assert_eq!(fk["state"], "pending");
+    assert_eq!(
+        phase_names(fk),
+        vec!["expand", "backfill", "contract", "abort"]
+    );
+    assert_eq!(phase_of(fk, "abort")["alternative"], true);
+    for p in ["expand", "contract"] {
+        let check = stmt(fk, p, "NOT EXISTS");
+        assert_eq!(check["kind"], "check");
+        assert_eq!(check["scan"], true);
+        assert_eq!(check["blocks_writes"], false);
+        assert_eq!(check["table"], "orders");
+        assert!(check["rows"].as_u64().unwrap() > 0, "{check}");
+        assert!(check["estimated_seconds"].is_u64(), "{check}");
+    }
+    let bf = &phase_of(more, "backfill")["backfills"][0];
+    assert_eq!(bf["table"], "orders");
+    let rows = bf["rows"].as_u64().unwrap();
+    assert!(rows > 0, "{bf}");
+    assert_eq!(bf["batches"].as_u64().unwrap(), rows.div_ceil(500));
+    assert!(bf["estimated_seconds"].is_u64(), "{bf}");
+}
+
 /// Writes per application in the concurrent tests.
 const WRITES: i32 = 300;
 
@@ -478,6 +561,144 @@ mod on_mariadb {
         }
         assert_eq!(triggers(&db, &db.name).await, triggers(&db, &twin).await);
         assert_eq!(acct_rows(&db, "accounts").await, expected);
+        assert_eq!(db.phase_leftovers().await, Vec::<String>::new());
+        drop_all(db, dir).await;
+    }
+
+    /// Everything a plan could change: tables and views with their definitions,
+    /// triggers, row counts.
+    async fn snapshot(db: &TestDb) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in db.tables().await {
+            let r: Vec<mysql_async::Row> = db.query(&format!("SHOW CREATE TABLE `{t}`")).await;
+            let def: String = r[0].get(1).unwrap();
+            out.push(def);
+            out.push(format!("{t}: {} rows", db.count(&t).await));
+        }
+        let tr: Vec<String> = db
+            .query(&format!(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{}'",
+                db.name
+            ))
+            .await;
+        out.extend(tr);
+        out
+    }
+
+    /// `godwit plan DIR`: every statement of every phase with its lock; nothing changes.
+    #[tokio::test]
+    async fn plan_of_migration_files() {
+        let db = fk_setup("o2m_plan").await;
+        db.exec("CREATE TABLE acct (id INT AUTO_INCREMENT PRIMARY KEY, n INT NOT NULL); INSERT INTO acct (n) SELECT seq FROM seq_1_to_100")
+            .await;
+        let text = format!(
+            "{FK}\n[[operations]]\ntype = \"rename_table\"\nfrom = \"acct\"\nto = \"accounts\"\n"
+        );
+        let (dir, d) = write_migration(&db.name, "0001_fk.toml", &text);
+        write_migration(&db.name, "0002_more.toml", super::MORE);
+        let before = snapshot(&db).await;
+        let run = |extra: &'static [&'static str]| {
+            let (url, d) = (db.url.clone(), d.clone());
+            async move {
+                let mut args = vec![
+                    "plan",
+                    d.as_str(),
+                    "--url",
+                    url.as_str(),
+                    "--batch-size",
+                    "500",
+                ];
+                args.extend_from_slice(extra);
+                godwit(&args, &[]).await
+            }
+        };
+        let all = super::plans(&run(&["--format", "json"]).await);
+        super::check_plan_shape(&all);
+        let (fk, more) = (&all[0], &all[1]);
+        // The key is added in place with foreign_key_checks=0: writes go on.
+        let add = super::stmt(fk, "expand", "ADD CONSTRAINT `fk_orders_customer`");
+        assert_eq!(add["kind"], "alter_table");
+        assert!(
+            add["lock"].as_str().unwrap().ends_with("LOCK=NONE"),
+            "{add}"
+        );
+        assert_eq!(add["blocks_writes"], false);
+        assert!(
+            super::stmt(fk, "expand", "CREATE OR REPLACE ALGORITHM=MERGE")["lock"]
+                .as_str()
+                .unwrap()
+                .contains("view")
+        );
+        let swap = super::stmt(fk, "contract", "RENAME TABLE");
+        assert_eq!(swap["kind"], "rename");
+        assert!(
+            swap["lock"].as_str().unwrap().contains("metadata lock"),
+            "{swap}"
+        );
+        assert_eq!(
+            super::stmt(fk, "contract", "RENAME INDEX")["lock"],
+            "ALGORITHM=INSTANT, LOCK=NONE"
+        );
+        let idx = super::stmt(
+            more,
+            "expand",
+            "ADD INDEX IF NOT EXISTS `idx_customer_note`",
+        );
+        assert!(
+            idx["lock"].as_str().unwrap().ends_with("LOCK=NONE"),
+            "{idx}"
+        );
+        assert_eq!(idx["scan"], true);
+        let trg = super::stmt(more, "expand", "CREATE OR REPLACE TRIGGER");
+        assert_eq!(trg["kind"], "trigger");
+        let nn = super::stmt(more, "contract", "MODIFY COLUMN `flag`");
+        assert_eq!(nn["lock"], "ALGORITHM=INPLACE, LOCK=NONE", "{nn}");
+
+        // Text: a table per phase.
+        let t = run(&[]).await;
+        t.expect_ok();
+        for w in [
+            "0001_fk",
+            "expand",
+            "contract",
+            "abort (instead of contract)",
+            "LOCK=NONE",
+            "batches of 500",
+        ] {
+            assert!(t.stdout.contains(w), "`{w}` missing:\n{}", t.stdout);
+        }
+        assert_eq!(snapshot(&db).await, before, "plan changed the database");
+        assert!(!db
+            .tables()
+            .await
+            .contains(&"_godwit_migrations".to_string()));
+
+        // After expand: only what is left of 0001 is planned.
+        phase(&db.url, "expand", &d).await.expect_ok();
+        let expanded = snapshot(&db).await;
+        let all = super::plans(&run(&["--format", "json"]).await);
+        assert_eq!(all[0]["state"], "expanded");
+        assert_eq!(
+            super::phase_names(&all[0]),
+            vec!["backfill", "contract", "abort"]
+        );
+        assert_eq!(snapshot(&db).await, expanded, "plan changed the database");
+        // The ALTER form still works.
+        let r = godwit(
+            &[
+                "plan",
+                "--url",
+                &db.url,
+                "--table",
+                "customers",
+                "--alter",
+                "ADD COLUMN x INT",
+            ],
+            &[],
+        )
+        .await;
+        r.expect_ok();
+        phase(&db.url, "abort", &d).await.expect_ok();
         assert_eq!(db.phase_leftovers().await, Vec::<String>::new());
         drop_all(db, dir).await;
     }
@@ -1000,6 +1221,131 @@ mod on_postgres {
         assert_eq!(acct_rows(&db, "acct").await, expected);
         assert_eq!(db.phase_leftovers().await, Vec::<String>::new());
         drop_role(db, dir, &role).await;
+    }
+
+    /// Everything a plan could change: relations with their shapes, row counts.
+    async fn snapshot(db: &TestDb) -> Vec<String> {
+        let mut out = Vec::new();
+        let rels = db
+            .strings("SELECT relname::text || ' ' || relkind::text FROM pg_class WHERE relnamespace = 'public'::regnamespace ORDER BY 1")
+            .await;
+        for r in &rels {
+            if let Some(t) = r.strip_suffix(" r") {
+                out.extend(shape(db, "public", t).await);
+                out.push(format!(
+                    "{t}: {} rows",
+                    db.one_i64(&format!("SELECT count(*) FROM {t}")).await
+                ));
+            }
+        }
+        out.extend(rels);
+        out.extend(db.phase_leftovers().await);
+        out
+    }
+
+    /// `godwit plan DIR`: every statement of every phase with its lock; nothing changes.
+    #[tokio::test]
+    async fn plan_of_migration_files() {
+        let db = fk_setup("o2p_plan").await;
+        db.exec("CREATE TABLE acct (id serial PRIMARY KEY, n int NOT NULL); INSERT INTO acct (n) SELECT i FROM generate_series(1, 100) i; ANALYZE;")
+            .await;
+        let text = format!(
+            "{FK}\n[[operations]]\ntype = \"rename_table\"\nfrom = \"acct\"\nto = \"accounts\"\n"
+        );
+        let (dir, d) = write_migration(&db.name, "0001_fk.toml", &text);
+        write_migration(&db.name, "0002_more.toml", super::MORE);
+        let before = snapshot(&db).await;
+        let run = |extra: &'static [&'static str]| {
+            let (url, d) = (db.url.clone(), d.clone());
+            async move {
+                let mut args = vec![
+                    "plan",
+                    d.as_str(),
+                    "--url",
+                    url.as_str(),
+                    "--batch-size",
+                    "500",
+                ];
+                args.extend_from_slice(extra);
+                godwit(&args, &[]).await
+            }
+        };
+        let all = super::plans(&run(&["--format", "json"]).await);
+        super::check_plan_shape(&all);
+        let (fk, more) = (&all[0], &all[1]);
+        let add = super::stmt(fk, "expand", "NOT VALID");
+        assert_eq!(add["lock"], "SHARE ROW EXCLUSIVE");
+        assert_eq!(add["scan"], false);
+        assert_eq!(add["in_transaction"], true);
+        let validate = super::stmt(fk, "contract", "VALIDATE CONSTRAINT");
+        assert_eq!(validate["lock"], "SHARE UPDATE EXCLUSIVE");
+        assert_eq!(validate["scan"], true);
+        assert_eq!(validate["blocks_writes"], false);
+        assert_eq!(validate["in_transaction"], false);
+        assert_eq!(
+            super::stmt(fk, "contract", "DROP VIEW")["lock"],
+            "ACCESS EXCLUSIVE"
+        );
+        let rename = super::stmt(fk, "contract", "RENAME TO");
+        assert_eq!(rename["lock"], "ACCESS EXCLUSIVE");
+        assert_eq!(rename["in_transaction"], true);
+        // Checks run before the rest.
+        assert_eq!(phase_of_first(fk, "contract")["kind"], "check");
+        let idx = super::stmt(more, "expand", "CREATE INDEX CONCURRENTLY");
+        assert_eq!(idx["lock"], "SHARE UPDATE EXCLUSIVE");
+        assert_eq!(idx["scan"], true);
+        assert_eq!(
+            super::stmt(more, "expand", "CREATE OR REPLACE TRIGGER")["lock"],
+            "SHARE ROW EXCLUSIVE"
+        );
+        let nn = super::stmt(more, "contract", "SET NOT NULL");
+        assert_eq!(nn["lock"], "ACCESS EXCLUSIVE");
+        assert_eq!(nn["scan"], false, "{nn}");
+
+        let t = run(&[]).await;
+        t.expect_ok();
+        for w in [
+            "0001_fk",
+            "expand",
+            "contract",
+            "abort (instead of contract)",
+            "SHARE UPDATE EXCLUSIVE",
+            "batches of 500",
+        ] {
+            assert!(t.stdout.contains(w), "`{w}` missing:\n{}", t.stdout);
+        }
+        assert_eq!(snapshot(&db).await, before, "plan changed the database");
+
+        phase(&db.url, "expand", &d).await.expect_ok();
+        let expanded = snapshot(&db).await;
+        let all = super::plans(&run(&["--format", "json"]).await);
+        assert_eq!(all[0]["state"], "expanded");
+        assert_eq!(
+            super::phase_names(&all[0]),
+            vec!["backfill", "contract", "abort"]
+        );
+        assert_eq!(snapshot(&db).await, expanded, "plan changed the database");
+        let r = godwit(
+            &[
+                "plan",
+                "--url",
+                &db.url,
+                "--table",
+                "customers",
+                "--alter",
+                "ADD COLUMN x int",
+            ],
+            &[],
+        )
+        .await;
+        r.expect_ok();
+        phase(&db.url, "abort", &d).await.expect_ok();
+        assert_eq!(db.phase_leftovers().await, Vec::<String>::new());
+        drop_all(db, dir).await;
+    }
+
+    fn phase_of_first<'a>(m: &'a serde_json::Value, phase: &str) -> &'a serde_json::Value {
+        &super::phase_of(m, phase)["statements"][0]
     }
 
     const RENAME_COLUMN: &str = r#"name = "rename email"
