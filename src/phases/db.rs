@@ -131,6 +131,15 @@ impl Db {
         }
     }
 
+    /// From here on the session refuses to write (`godwit plan`).
+    pub async fn read_only(&mut self) -> Result<()> {
+        let sql = match self {
+            Db::My { .. } => "SET SESSION TRANSACTION READ ONLY",
+            Db::Pg { .. } => "SET default_transaction_read_only = on",
+        };
+        self.exec(sql).await
+    }
+
     pub fn dialect(&self) -> &dyn Dialect {
         match self {
             Db::My { dialect, .. } => dialect,

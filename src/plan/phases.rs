@@ -577,6 +577,7 @@ impl Planner<'_> {
 pub async fn plan(target: &Target, path: &Path, opts: &Options) -> Result<Vec<MigrationPlan>> {
     let files = file::load(path)?;
     let mut db = Db::connect(target, Duration::from_secs(5)).await?;
+    db.read_only().await?;
     let rows = state::read_all(&mut db).await?;
     let mut p = Planner {
         db,
