@@ -235,3 +235,156 @@ impl Op for AddForeignKey {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phases::catalog::{ColumnInfo, IndexInfo, TableInfo};
+    use crate::phases::sql_mysql::Mysql;
+    use crate::phases::sql_postgres::Postgres;
+    use std::collections::HashMap;
+
+    fn fk(on_delete: Option<&str>) -> AddForeignKey {
+        AddForeignKey {
+            table: "orders".into(),
+            name: "fk".into(),
+            columns: vec!["customer_id".into()],
+            references_table: "customers".into(),
+            references_columns: vec!["id".into()],
+            on_delete: on_delete.map(str::to_string),
+            on_update: None,
+        }
+    }
+
+    fn table(name: &str, cols: &[&str], indexes: &[(&str, &[&str])]) -> TableInfo {
+        TableInfo {
+            name: name.into(),
+            columns: cols
+                .iter()
+                .map(|c| ColumnInfo::declared(c, "int"))
+                .collect(),
+            primary_key: vec!["id".into()],
+            indexes: indexes.iter().map(|(n, _)| n.to_string()).collect(),
+            index_columns: indexes
+                .iter()
+                .map(|(n, c)| IndexInfo {
+                    name: n.to_string(),
+                    columns: c.iter().map(|x| x.to_string()).collect(),
+                    unique: *n == "PRIMARY",
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn catalog(child_indexes: &[(&str, &[&str])]) -> HashMap<String, TableInfo> {
+        let mut m = HashMap::new();
+        m.insert(
+            "orders".into(),
+            table("orders", &["id", "customer_id"], child_indexes),
+        );
+        m.insert(
+            "customers".into(),
+            table("customers", &["id"], &[("PRIMARY", &["id"])]),
+        );
+        m
+    }
+
+    fn expand(
+        sql: &dyn crate::phases::dialect::Dialect,
+        cat: &HashMap<String, TableInfo>,
+    ) -> Vec<Stmt> {
+        let cx = Cx {
+            sql,
+            table: cat.get("orders"),
+            catalog: cat,
+            tag: "_godwit_x_1".into(),
+            resuming: false,
+            planning: false,
+        };
+        fk(Some("set  null")).expand(&cx).unwrap()
+    }
+
+    #[test]
+    fn validation() {
+        assert!(fk(Some("cascade")).validate().is_ok());
+        assert!(fk(Some("explode"))
+            .validate()
+            .unwrap_err()
+            .contains("on_delete"));
+        let mut f = fk(None);
+        f.references_columns.push("x".into());
+        assert!(f.validate().unwrap_err().contains("references_columns"));
+        assert_eq!(
+            fk(Some("set  null")).on_delete().as_deref(),
+            Some("SET NULL")
+        );
+    }
+
+    #[test]
+    fn mysql_builds_an_index_only_when_none_leads_with_the_columns() {
+        let my = Mysql { db: "d".into() };
+        let s = expand(&my, &catalog(&[("PRIMARY", &["id"])]));
+        assert!(s[0].guard.is_some(), "the orphan check comes first");
+        assert_eq!(s[1].sql, "SET SESSION foreign_key_checks = 0");
+        assert!(
+            s[2].sql
+                .contains("ADD INDEX IF NOT EXISTS `_godwit_x_1_fk` (`customer_id`)"),
+            "{}",
+            s[2].sql
+        );
+        assert!(
+            s[2].sql
+                .contains("ON DELETE SET NULL, ALGORITHM=INPLACE, LOCK=NONE"),
+            "{}",
+            s[2].sql
+        );
+        assert_eq!(s[3].sql, "SET SESSION foreign_key_checks = 1");
+        let s = expand(&my, &catalog(&[("k", &["customer_id", "id"])]));
+        assert!(!s[2].sql.contains("ADD INDEX"), "{}", s[2].sql);
+    }
+
+    #[test]
+    fn postgres_adds_not_valid() {
+        let pg = Postgres {
+            schema: "s".into(),
+            version: 150_000,
+        };
+        let s = expand(&pg, &catalog(&[]));
+        assert_eq!(s.len(), 2);
+        assert!(
+            s[1].sql.ends_with("ON DELETE SET NULL NOT VALID"),
+            "{}",
+            s[1].sql
+        );
+    }
+
+    #[test]
+    fn the_referenced_table_must_exist_and_be_indexed() {
+        let my = Mysql { db: "d".into() };
+        let mut cat = catalog(&[]);
+        cat.get_mut("customers").unwrap().index_columns.clear();
+        let cx = Cx {
+            sql: &my,
+            table: cat.get("orders"),
+            catalog: &cat,
+            tag: "t".into(),
+            resuming: false,
+            planning: false,
+        };
+        assert!(fk(None)
+            .expand(&cx)
+            .unwrap_err()
+            .contains("no primary key or unique index"));
+        cat.remove("customers");
+        let cx = Cx {
+            sql: &my,
+            table: cat.get("orders"),
+            catalog: &cat,
+            tag: "t".into(),
+            resuming: false,
+            planning: false,
+        };
+        assert!(fk(None).expand(&cx).unwrap_err().contains("does not exist"));
+    }
+}

@@ -107,3 +107,62 @@ impl Op for RenameTable {
         Ok(vec![cx.sql.drop_view(&self.to)])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phases::catalog::TableInfo;
+    use crate::phases::sql_mysql::Mysql;
+    use std::collections::HashMap;
+
+    fn contract(rels: &[(&str, bool)], planning: bool) -> Result<Vec<String>, String> {
+        let my = Mysql { db: "d".into() };
+        let cat: HashMap<String, TableInfo> = rels
+            .iter()
+            .map(|(n, view)| {
+                (
+                    n.to_string(),
+                    TableInfo {
+                        name: n.to_string(),
+                        view: *view,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        let cx = Cx {
+            sql: &my,
+            table: None,
+            catalog: &cat,
+            tag: "_godwit_x_1".into(),
+            resuming: false,
+            planning,
+        };
+        let op = RenameTable {
+            from: "a".into(),
+            to: "b".into(),
+        };
+        op.contract(&cx)
+            .map(|v| v.into_iter().map(|s| s.sql).collect())
+    }
+
+    #[test]
+    fn contract_follows_the_catalog() {
+        let swap = contract(&[("a", false), ("b", true)], false).unwrap();
+        assert_eq!(
+            swap,
+            vec![
+                "RENAME TABLE `d`.`b` TO `d`.`_godwit_x_1_v`, `d`.`a` TO `d`.`b`",
+                "DROP VIEW IF EXISTS `d`.`_godwit_x_1_v`"
+            ]
+        );
+        // Planning before expand: the swap expand will make possible.
+        assert_eq!(contract(&[("a", false)], true).unwrap(), swap);
+        // Interrupted after the rename: only the parked view is left.
+        assert_eq!(
+            contract(&[("b", false)], false).unwrap(),
+            vec!["DROP VIEW IF EXISTS `d`.`_godwit_x_1_v`"]
+        );
+        assert!(contract(&[("a", false), ("b", false)], false).is_err());
+    }
+}
