@@ -1459,6 +1459,7 @@ to = "email_address"
         phase(&db.url, "expand", &d).await.expect_ok();
         phase(&db.url, "abort", &d).await.expect_ok();
         assert_eq!(db.columns("users").await, before);
+        assert_eq!(db.phase_leftovers().await, Vec::<String>::new());
         drop_all(db, dir).await;
     }
 }
