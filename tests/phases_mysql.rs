@@ -16,11 +16,7 @@ to = "email_address"
 "#;
 
 fn write_file(db: &TestDb, text: &str) -> (std::path::PathBuf, String) {
-    let dir = std::env::temp_dir().join(format!("godwit-phases-{}", db.name));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("0001_rename_email.toml"), text).unwrap();
-    let s = dir.to_string_lossy().to_string();
-    (dir, s)
+    support::phases::write_migration(&db.name, "0001_rename_email.toml", text)
 }
 
 async fn setup(prefix: &str) -> TestDb {
@@ -39,19 +35,7 @@ async fn setup(prefix: &str) -> TestDb {
 }
 
 async fn phase(db: &TestDb, cmd: &str, dir: &str) -> support::Run {
-    godwit(
-        &[
-            cmd,
-            dir,
-            "--url",
-            &db.url,
-            "--execute",
-            "--batch-size",
-            "300",
-        ],
-        &[],
-    )
-    .await
+    support::phases::phase(&db.url, cmd, dir).await
 }
 
 fn without_name(create: &str) -> String {
@@ -398,7 +382,7 @@ async fn interrupted_backfill_resumes() {
         e["event"] == "backfill_progress" && e["rows"].as_u64() >= Some(300)
     })
     .await;
-    unsafe { kill(live.pid() as i32, 9) };
+    support::phases::signal(live.pid(), 9);
     let _ = live.finish().await;
     let left: Vec<u64> = db
         .query("SELECT COUNT(*) FROM users WHERE NOT (email <=> email_address)")
@@ -445,10 +429,6 @@ async fn interrupted_backfill_resumes() {
     phase(&db, "contract", &d).await.expect_ok();
     std::fs::remove_dir_all(dir).ok();
     db.drop_db().await;
-}
-
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
 }
 
 /// Only one runner at a time: while another session holds the runner lock, a phase

@@ -16,11 +16,7 @@ to = "email_address"
 "#;
 
 fn write_file(db: &TestDb, text: &str) -> (std::path::PathBuf, String) {
-    let dir = std::env::temp_dir().join(format!("godwit-phases-{}", db.name));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("0001_rename_email.toml"), text).unwrap();
-    let s = dir.to_string_lossy().to_string();
-    (dir, s)
+    support::phases::write_migration(&db.name, "0001_rename_email.toml", text)
 }
 
 async fn setup(prefix: &str) -> TestDb {
@@ -37,19 +33,7 @@ async fn setup(prefix: &str) -> TestDb {
 }
 
 async fn phase(db: &TestDb, cmd: &str, dir: &str) -> support::Run {
-    godwit(
-        &[
-            cmd,
-            dir,
-            "--url",
-            &db.url,
-            "--execute",
-            "--batch-size",
-            "300",
-        ],
-        &[],
-    )
-    .await
+    support::phases::phase(&db.url, cmd, dir).await
 }
 
 async fn triggers(db: &TestDb) -> Vec<String> {

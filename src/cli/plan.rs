@@ -1,20 +1,39 @@
 //! `godwit plan`: a dry run that says what an ALTER will lock, rewrite and cost, and how
-//! to run it. Reads the server, changes nothing.
+//! to run it; or, given migration files, every statement each phase will run with its
+//! lock and cost. Reads the server, changes nothing.
 
-use super::ConnArgs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{self, PlanOptions, Severity};
 use crate::progress::{Format, Reporter};
 use crate::target::Target;
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct PlanArgs {
-    #[command(flatten)]
-    pub conn: ConnArgs,
+    /// Migration files (a directory or one file): plan every phase of each migration not
+    /// yet complete. Without it, plan one ALTER with --table and --alter.
+    #[arg(conflicts_with_all = ["table", "alter", "fail_on"])]
+    pub path: Option<PathBuf>,
+    /// Server URL: mysql://USER@HOST:PORT/DB or postgres://USER@HOST:PORT/DB. The password
+    /// comes from MYSQL_PWD / PGPASSWORD, ~/.pgpass, --password-file, or the URL.
+    #[arg(long, env = "GODWIT_URL", hide_env_values = true)]
+    pub url: String,
+    /// Read the password from this file (first line).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// The table: NAME (MySQL) or [SCHEMA.]NAME (PostgreSQL).
+    #[arg(long, required_unless_present = "path")]
+    pub table: Option<String>,
     /// The change: ALTER TABLE clauses (or a whole ALTER TABLE; on PostgreSQL also one
     /// CREATE INDEX statement).
-    #[arg(long)]
-    pub alter: String,
+    #[arg(long, required_unless_present = "path")]
+    pub alter: Option<String>,
+    /// With PATH: rows per backfill batch (as `godwit backfill --batch-size`).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch_size: u64,
+    /// With PATH: the backfill's --max-rows-per-second, for its estimate.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rows_per_second: Option<u32>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Exit with code 41 when a risk of at least this severity is found.
@@ -72,7 +91,7 @@ pub async fn plan(a: PlanArgs) -> i32 {
 }
 
 async fn inner(a: &PlanArgs) -> Result<i32> {
-    let target = Target::parse(&a.conn.url, a.conn.password_file.as_deref())?;
+    let target = Target::parse(&a.url, a.password_file.as_deref())?;
     let opts = PlanOptions {
         large_table_rows: a.large_table_rows,
         large_table_bytes: a.large_table_bytes,
@@ -80,7 +99,15 @@ async fn inner(a: &PlanArgs) -> Result<i32> {
         check_rows: a.check_rows.max(1),
         sample_rows: a.sample_rows,
     };
-    let p = plan::plan(&target, &a.conn.table, &a.alter, &opts).await?;
+    if let Some(path) = &a.path {
+        return files(a, &target, path, opts).await;
+    }
+    let (Some(table), Some(alter)) = (&a.table, &a.alter) else {
+        return Err(Error::bad_input(
+            "give migration files (PATH), or --table and --alter",
+        ));
+    };
+    let p = plan::plan(&target, table, alter, &opts).await?;
     match a.format {
         Format::Json => {
             let mut v = serde_json::to_value(&p)
@@ -103,6 +130,36 @@ async fn inner(a: &PlanArgs) -> Result<i32> {
             eprintln!("{e}");
         }
         return Ok(e.exit_code());
+    }
+    Ok(0)
+}
+
+/// `godwit plan PATH`: one `plan` event per migration (JSON) or a table per phase.
+async fn files(
+    a: &PlanArgs,
+    target: &Target,
+    path: &std::path::Path,
+    opts: PlanOptions,
+) -> Result<i32> {
+    let o = plan::phases::Options {
+        plan: opts,
+        batch_size: a.batch_size,
+        max_rows_per_second: a.max_rows_per_second,
+    };
+    let plans = plan::phases::plan(target, path, &o).await?;
+    match a.format {
+        Format::Json => {
+            let rep = Reporter::new(Format::Json);
+            for m in &plans {
+                let mut v = serde_json::to_value(m)
+                    .map_err(|e| Error::internal(format!("serializing the plan: {e}")))?;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("schema_version".into(), 1.into());
+                }
+                rep.emit("plan", v);
+            }
+        }
+        Format::Text => print!("{}", plan::phases::text(&plans)),
     }
     Ok(0)
 }

@@ -1,6 +1,6 @@
 //! One connection for a phase command: statements, the catalog, the runner lock.
 
-use super::catalog::{ColumnInfo, TableInfo};
+use super::catalog::{ColumnInfo, Grant, IndexInfo, TableInfo};
 use super::dialect::Dialect;
 use super::sql_mysql::Mysql;
 use super::sql_postgres::Postgres;
@@ -10,6 +10,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::target::{EngineKind, Target};
 use mysql_async::prelude::Queryable;
 use std::time::Duration;
+
+/// What a name in the current database / schema is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelKind {
+    Table,
+    View,
+}
 
 /// A bind parameter.
 #[derive(Debug, Clone)]
@@ -109,12 +116,28 @@ impl Db {
                     .ok_or_else(|| {
                         Error::bad_input("no current schema: set search_path for the user")
                     })?;
+                let version: u32 = client
+                    .query_one("SELECT current_setting('server_version_num')", &[])
+                    .await
+                    .and_then(|r| r.try_get::<_, String>(0))
+                    .map_err(|e| pg_err(e, "reading the server version"))?
+                    .parse()
+                    .unwrap_or(0);
                 Ok(Db::Pg {
                     client,
-                    dialect: Postgres { schema },
+                    dialect: Postgres { schema, version },
                 })
             }
         }
+    }
+
+    /// From here on the session refuses to write (`godwit plan`).
+    pub async fn read_only(&mut self) -> Result<()> {
+        let sql = match self {
+            Db::My { .. } => "SET SESSION TRANSACTION READ ONLY",
+            Db::Pg { .. } => "SET default_transaction_read_only = on",
+        };
+        self.exec(sql).await
     }
 
     pub fn dialect(&self) -> &dyn Dialect {
@@ -251,28 +274,40 @@ impl Db {
         Ok(got)
     }
 
-    pub async fn table_exists(&mut self, table: &str) -> Result<bool> {
+    /// Is `name` a table, a view, or nothing, in the current database / schema?
+    pub async fn relation_kind(&mut self, name: &str) -> Result<Option<RelKind>> {
         let sql = match self {
-            Db::My { .. } => "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
-            Db::Pg { .. } => "SELECT '1' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = $1::text AND c.relkind IN ('r','p')",
+            Db::My { .. } => "SELECT CASE WHEN TABLE_TYPE = 'VIEW' THEN 'v' ELSE 'r' END FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+            Db::Pg { .. } => "SELECT CASE WHEN c.relkind = 'v' THEN 'v' ELSE 'r' END FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = $1::text AND c.relkind IN ('r','p','v')",
         };
-        Ok(!self
-            .query(sql, &[Param::Text(Some(table.to_string()))])
-            .await?
-            .is_empty())
+        let r = self
+            .query(sql, &[Param::Text(Some(name.to_string()))])
+            .await?;
+        Ok(match r.first().and_then(|r| r[0].as_deref()) {
+            Some("v") => Some(RelKind::View),
+            Some(_) => Some(RelKind::Table),
+            None => None,
+        })
     }
 
-    /// The table as the catalog describes it now; None if it does not exist.
+    pub async fn table_exists(&mut self, table: &str) -> Result<bool> {
+        Ok(self.relation_kind(table).await? == Some(RelKind::Table))
+    }
+
+    /// The table (or view) as the catalog describes it now; None if it does not exist.
     pub async fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>> {
-        if !self.table_exists(table).await? {
+        let Some(kind) = self.relation_kind(table).await? else {
             return Ok(None);
-        }
+        };
         let t = Param::Text(Some(table.to_string()));
-        let (cols_sql, pk_sql, idx_sql) = match self {
+        let (cols_sql, pk_sql, idx_sql, idx_cols_sql, fk_sql, grants_sql) = match self {
             Db::My { .. } => (
                 "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, COLLATION_NAME, COLUMN_COMMENT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
                 "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
                 "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                "SELECT INDEX_NAME, COLUMN_NAME, CASE WHEN NON_UNIQUE = 0 THEN 'u' ELSE '' END FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+                "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                None,
             ),
             Db::Pg { .. } => (
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid), NULL::text, NULL::text \
@@ -285,11 +320,32 @@ impl Db {
                  WHERE n.nspname = current_schema() AND c.relname = $1::text AND i.indisprimary ORDER BY k.ord",
                 "SELECT ic.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid \
                  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = $1::text AND i.indisvalid",
+                "SELECT ic.relname::text, a.attname::text, CASE WHEN i.indisunique THEN 'u' ELSE '' END FROM pg_index i \
+                 JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true \
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
+                 WHERE n.nspname = current_schema() AND c.relname = $1::text AND i.indisvalid ORDER BY ic.relname, k.ord",
+                "SELECT co.conname::text FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND c.relname = $1::text AND co.contype = 'f'",
+                Some(
+                    "SELECT CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(g.grantee)::text END, g.privilege_type::text \
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) g \
+                     WHERE n.nspname = current_schema() AND c.relname = $1::text \
+                     AND g.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE') AND g.grantee <> c.relowner \
+                     ORDER BY 1, 2",
+                ),
             ),
         };
-        let cols = self.query(cols_sql, std::slice::from_ref(&t)).await?;
-        let pk = self.query(pk_sql, std::slice::from_ref(&t)).await?;
-        let idx = self.query(idx_sql, std::slice::from_ref(&t)).await?;
+        let one = std::slice::from_ref(&t);
+        let cols = self.query(cols_sql, one).await?;
+        let pk = self.query(pk_sql, one).await?;
+        let idx = self.query(idx_sql, one).await?;
+        let idx_cols = self.query(idx_cols_sql, one).await?;
+        let fks = self.query(fk_sql, one).await?;
+        let grants = match grants_sql {
+            Some(g) => self.query(g, one).await?,
+            None => vec![],
+        };
         let columns = cols
             .into_iter()
             .map(|r| {
@@ -305,11 +361,38 @@ impl Db {
                 }
             })
             .collect();
+        let mut index_columns: Vec<IndexInfo> = Vec::new();
+        for r in idx_cols {
+            let (Some(name), Some(col)) = (r[0].clone(), r[1].clone()) else {
+                continue;
+            };
+            let unique = r[2].as_deref() == Some("u");
+            match index_columns.last_mut() {
+                Some(i) if i.name == name => i.columns.push(col),
+                _ => index_columns.push(IndexInfo {
+                    name,
+                    columns: vec![col],
+                    unique,
+                }),
+            }
+        }
         Ok(Some(TableInfo {
             name: table.to_string(),
+            view: kind == RelKind::View,
             columns,
             primary_key: pk.into_iter().filter_map(|r| r[0].clone()).collect(),
             indexes: idx.into_iter().filter_map(|r| r[0].clone()).collect(),
+            index_columns,
+            foreign_keys: fks.into_iter().filter_map(|r| r[0].clone()).collect(),
+            grants: grants
+                .into_iter()
+                .filter_map(|r| {
+                    Some(Grant {
+                        grantee: r[0].clone()?,
+                        privilege: r[1].clone()?,
+                    })
+                })
+                .collect(),
         }))
     }
 

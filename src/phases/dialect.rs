@@ -2,8 +2,9 @@
 //! says how. Identifiers go through the engine's `quote`; user expressions are the
 //! user's SQL and are inserted as written.
 
+use super::catalog::Grant;
 use super::catalog::{ColumnInfo, TableInfo};
-use super::ops::{Backfill, Stmt, Trigger, Val};
+use super::ops::{AddForeignKey, Backfill, Stmt, Trigger, Val};
 
 pub trait Dialect: Sync + Send {
     fn quote(&self, ident: &str) -> String;
@@ -59,6 +60,56 @@ pub trait Dialect: Sync + Send {
         lower: bool,
         upper: bool,
     ) -> String;
+    /// `expr` as text (what [`super::db::Db::query`] reads).
+    fn text(&self, expr: &str) -> String;
+    /// `ON DELETE …` / `ON UPDATE …` of a foreign key, with a leading space, or nothing.
+    fn fk_actions(&self, fk: &AddForeignKey) -> String {
+        let mut s = String::new();
+        if let Some(a) = fk.on_delete() {
+            s.push_str(&format!(" ON DELETE {a}"));
+        }
+        if let Some(a) = fk.on_update() {
+            s.push_str(&format!(" ON UPDATE {a}"));
+        }
+        s
+    }
+    /// `FOREIGN KEY (cols) REFERENCES parent (cols) [actions]`.
+    fn fk_clause(&self, fk: &AddForeignKey) -> String {
+        let list = |cols: &[String]| {
+            cols.iter()
+                .map(|c| self.quote(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "FOREIGN KEY ({}) REFERENCES {} ({}){}",
+            list(&fk.columns),
+            self.table(&fk.references_table),
+            list(&fk.references_columns),
+            self.fk_actions(fk)
+        )
+    }
+    /// InnoDB needs an index on a foreign key's columns (and builds one if missing).
+    fn foreign_key_needs_index(&self) -> bool {
+        false
+    }
+    /// Expand of a foreign key: enforced for new writes, existing rows not checked.
+    /// `index`: build a supporting index under this name in the same statement.
+    fn add_foreign_key(&self, fk: &AddForeignKey, index: Option<&str>) -> Vec<Stmt>;
+    /// Contract of a foreign key whose rows were checked: PostgreSQL marks it valid;
+    /// MySQL renames the index expand built (`index`) to the constraint's name.
+    fn validate_foreign_key(&self, fk: &AddForeignKey, index: Option<&str>) -> Vec<Stmt>;
+    /// Drop a foreign key (and the index expand built for it).
+    fn drop_foreign_key(&self, table: &str, name: &str, index: Option<&str>) -> Vec<Stmt>;
+    /// An updatable view `view` showing every column of `table` (with the table's
+    /// privileges on PostgreSQL).
+    fn create_view(&self, view: &str, table: &str, grants: &[Grant]) -> Vec<Stmt>;
+    fn drop_view(&self, view: &str) -> Stmt;
+    /// Replace the view `to` by the table `from` renamed to `to`, with no moment where
+    /// `to` does not exist. `temp` is a name the view may be parked under on the way.
+    fn swap_view_for_table(&self, from: &str, to: &str, temp: &str) -> Vec<Stmt>;
+    /// A plain `RENAME TABLE` / `ALTER TABLE … RENAME TO`.
+    fn rename_table(&self, from: &str, to: &str) -> Stmt;
     /// Statement texts for `BEGIN` and `COMMIT`.
     fn begin(&self) -> &'static str {
         "BEGIN"

@@ -134,28 +134,46 @@ fn op_label(f: &MigrationFile, i: usize) -> String {
     )
 }
 
-/// Catalog information for every table the migration's operations use.
+/// Catalog information for every table and view the migration's operations name. An
+/// operation's [`ops::Op::table`] must exist (as a table); its other relations may not.
 async fn tables(db: &mut Db, f: &MigrationFile) -> Result<HashMap<String, TableInfo>> {
     let mut out = HashMap::new();
     for (i, op) in f.operations.iter().enumerate() {
-        if let Some(t) = op.op().table() {
-            if out.contains_key(t) {
-                continue;
+        let op = op.op();
+        if let Some(t) = op.table() {
+            if !out.contains_key(t) {
+                if let Some(info) = db.table_info(t).await? {
+                    out.insert(t.to_string(), info);
+                }
             }
-            let info = db.table_info(t).await?.ok_or_else(|| {
-                Error::new(
+            if out.get(t).is_none_or(|i| i.view) {
+                return Err(Error::new(
                     ErrorKind::TableMissing,
                     format!("{}: table `{t}` does not exist", op_label(f, i)),
-                )
-            })?;
-            out.insert(t.to_string(), info);
+                ));
+            }
+        }
+        for r in op.relations() {
+            if !out.contains_key(r) {
+                if let Some(info) = db.table_info(r).await? {
+                    out.insert(r.to_string(), info);
+                }
+            }
         }
     }
     Ok(out)
 }
 
-/// The statements of one phase, in order.
-async fn plan(db: &mut Db, f: &MigrationFile, phase: Phase, resuming: bool) -> Result<Vec<Stmt>> {
+/// The statements of one phase, per operation (index, statements), in order. With
+/// `planning`, operations plan as if the earlier phases had run (dry runs, `godwit plan`,
+/// and the undo of an expand, planned before it runs).
+pub async fn phase_statements(
+    db: &mut Db,
+    f: &MigrationFile,
+    phase: Phase,
+    resuming: bool,
+    planning: bool,
+) -> Result<Vec<(usize, Vec<Stmt>)>> {
     let infos = tables(db, f).await?;
     let mut out = Vec::new();
     for (i, op) in f.operations.iter().enumerate() {
@@ -163,8 +181,10 @@ async fn plan(db: &mut Db, f: &MigrationFile, phase: Phase, resuming: bool) -> R
         let cx = Cx {
             sql: db.dialect(),
             table: op.table().and_then(|t| infos.get(t)),
+            catalog: &infos,
             tag: tag(&f.id, i),
             resuming,
+            planning,
         };
         let stmts = match phase {
             Phase::Expand => op.expand(&cx),
@@ -173,13 +193,82 @@ async fn plan(db: &mut Db, f: &MigrationFile, phase: Phase, resuming: bool) -> R
             Phase::Backfill => Ok(vec![]),
         }
         .map_err(|m| mig_err(format!("{}: {m}", op_label(f, i))))?;
-        out.extend(stmts);
+        out.push((i, stmts));
     }
     Ok(out)
 }
 
-/// Run statements. PostgreSQL: the plain statements in one transaction (expand: before
-/// the standalone `CONCURRENTLY` ones; contract/abort: after them).
+/// The statements of one phase, in order.
+async fn plan(
+    db: &mut Db,
+    f: &MigrationFile,
+    phase: Phase,
+    resuming: bool,
+    planning: bool,
+) -> Result<Vec<Stmt>> {
+    Ok(phase_statements(db, f, phase, resuming, planning)
+        .await?
+        .into_iter()
+        .flat_map(|(_, s)| s)
+        .collect())
+}
+
+/// Run every guard of a phase: the first that finds a row refuses the phase.
+async fn run_guards(
+    db: &mut Db,
+    phase: Phase,
+    stmts: &[Stmt],
+    rep: &Reporter,
+    id: &str,
+) -> Result<()> {
+    for s in stmts {
+        let Some(g) = &s.guard else { continue };
+        rep.emit(
+            "statement",
+            serde_json::json!({"migration": id, "phase": phase.name(), "sql": s.sql, "check": true, "executed": true}),
+        );
+        let Some(row) = db.query(&s.sql, &[]).await?.into_iter().next() else {
+            continue;
+        };
+        let n = db
+            .query(&g.count_sql, &[])
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten())
+            .unwrap_or_else(|| "?".into());
+        let show =
+            |(l, v): (&String, &Option<String>)| format!("{l}={}", v.as_deref().unwrap_or("NULL"));
+        let pairs: Vec<(&String, &Option<String>)> = g.labels.iter().zip(&row).collect();
+        let (key, rest) = pairs.split_at(g.key_len.min(pairs.len()));
+        let mut example = key.iter().copied().map(show).collect::<Vec<_>>().join(", ");
+        if !rest.is_empty() {
+            example.push_str(&format!(
+                " (row {})",
+                rest.iter()
+                    .copied()
+                    .map(show)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        return Err(Error::new(
+            ErrorKind::Migration,
+            format!(
+                "{id}: {} refused: {}: {n} row{}, e.g. {example}",
+                phase.name(),
+                g.what,
+                if n == "1" { "" } else { "s" }
+            ),
+        )
+        .with_hint(g.hint.clone()));
+    }
+    Ok(())
+}
+
+/// Run statements (not the guards: [`run_guards`] ran them). PostgreSQL: the plain
+/// statements in one transaction (expand: before the standalone `CONCURRENTLY` ones;
+/// contract/abort: after them).
 async fn execute(
     db: &mut Db,
     phase: Phase,
@@ -193,11 +282,13 @@ async fn execute(
             serde_json::json!({"migration": id, "phase": phase.name(), "sql": s.sql, "executed": true}),
         )
     };
+    let stmts: Vec<&Stmt> = stmts.iter().filter(|s| s.guard.is_none()).collect();
     if !db.is_postgres() {
         for s in stmts {
             emit(s);
             if let Err(e) = db.exec(&s.sql).await {
                 let _ = db.exec("UNLOCK TABLES").await;
+                let _ = db.exec("SET SESSION foreign_key_checks = 1").await;
                 return Err(e);
             }
         }
@@ -239,36 +330,52 @@ fn print_plan(rep: &Reporter, format: Format, f: &MigrationFile, phase: Phase, s
             for s in stmts {
                 rep.emit(
                     "statement",
-                    serde_json::json!({"migration": f.id, "phase": phase.name(), "sql": s.sql, "executed": false}),
+                    serde_json::json!({"migration": f.id, "phase": phase.name(), "sql": s.sql, "check": s.guard.is_some(), "executed": false}),
                 );
             }
         }
         Format::Text => {
             println!("-- {}: {} ({} statements)", f.id, phase.name(), stmts.len());
             for s in stmts {
+                if s.guard.is_some() {
+                    println!("-- check: refused if this finds a row");
+                }
                 println!("{};", s.sql);
             }
         }
     }
 }
 
-fn backfill_plan(db: &Db, f: &MigrationFile, batch: u64) -> Vec<Stmt> {
+/// Every operation's backfill (index, backfill, the batch UPDATE as text).
+pub fn backfills(db: &Db, f: &MigrationFile) -> Vec<(usize, ops::Backfill, String)> {
     let mut out = Vec::new();
+    let none = HashMap::new();
     for (i, op) in f.operations.iter().enumerate() {
         let cx = Cx {
             sql: db.dialect(),
             table: None,
+            catalog: &none,
             tag: tag(&f.id, i),
             resuming: false,
+            planning: true,
         };
         if let Some(b) = op.op().backfill(&cx) {
-            out.push(Stmt::new(format!(
-                "-- in batches of {batch} rows by primary key:\n{}",
-                db.dialect().backfill_update(&b, &[], false, false)
-            )));
+            let sql = db.dialect().backfill_update(&b, &[], false, false);
+            out.push((i, b, sql));
         }
     }
     out
+}
+
+fn backfill_plan(db: &Db, f: &MigrationFile, batch: u64) -> Vec<Stmt> {
+    backfills(db, f)
+        .into_iter()
+        .map(|(_, _, sql)| {
+            Stmt::new(format!(
+                "-- in batches of {batch} rows by primary key:\n{sql}"
+            ))
+        })
+        .collect()
 }
 
 fn report(rep: &Reporter, format: Format, id: &str, phase: Phase, result: &str, message: &str) {
@@ -424,11 +531,14 @@ async fn run_phase(
             if (i as i64) < start_op {
                 continue;
             }
+            let none = HashMap::new();
             let cx = Cx {
                 sql: db.dialect(),
                 table: None,
+                catalog: &none,
                 tag: tag(&f.id, i),
                 resuming,
+                planning: false,
             };
             let Some(b) = op.op().backfill(&cx) else {
                 continue;
@@ -474,14 +584,16 @@ async fn run_phase(
             }
         }
     }
-    let stmts = plan(db, f, phase, resuming).await?;
+    let stmts = plan(db, f, phase, resuming, !opts.execute).await?;
     if !opts.execute {
         print_plan(rep, opts.format, f, phase, &stmts);
         return Ok(());
     }
+    // Before anything changes: a failed precondition leaves the migration where it was.
+    run_guards(db, phase, &stmts, rep, &f.id).await?;
     // Planned before anything runs, so a failed expand can be undone.
     let undo = if phase == Phase::Expand {
-        plan(db, f, Phase::Abort, true).await.ok()
+        plan(db, f, Phase::Abort, true, true).await.ok()
     } else {
         None
     };

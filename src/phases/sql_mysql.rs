@@ -1,8 +1,8 @@
 //! The phases' statements for MySQL/MariaDB.
 
-use super::catalog::{ColumnInfo, TableInfo};
+use super::catalog::{ColumnInfo, Grant, TableInfo};
 use super::dialect::Dialect;
-use super::ops::{Backfill, Chain, Cond, Filter, Stmt, Trigger, Val};
+use super::ops::{AddForeignKey, Backfill, Chain, Cond, Filter, Stmt, Trigger, Val};
 use crate::engine::mysql::sql::{qualified, quote};
 
 pub struct Mysql {
@@ -250,5 +250,94 @@ impl Dialect for Mysql {
     }
     fn begin(&self) -> &'static str {
         "START TRANSACTION"
+    }
+    fn text(&self, expr: &str) -> String {
+        format!("CAST({expr} AS CHAR)")
+    }
+    fn foreign_key_needs_index(&self) -> bool {
+        true
+    }
+    fn add_foreign_key(&self, fk: &AddForeignKey, index: Option<&str>) -> Vec<Stmt> {
+        // With foreign_key_checks=0 InnoDB adds the key in place (instant when an index
+        // exists) and does not read the existing rows; from then on every write is checked.
+        let idx = index
+            .map(|i| {
+                let cols: Vec<String> = fk.columns.iter().map(|c| quote(c)).collect();
+                format!(
+                    "ADD INDEX IF NOT EXISTS {} ({}), ",
+                    quote(i),
+                    cols.join(", ")
+                )
+            })
+            .unwrap_or_default();
+        vec![
+            Stmt::new("SET SESSION foreign_key_checks = 0"),
+            Stmt::new(format!(
+                "ALTER TABLE {} {idx}ADD CONSTRAINT {} {}, ALGORITHM=INPLACE, LOCK=NONE",
+                self.table(&fk.table),
+                quote(&fk.name),
+                self.fk_clause(fk)
+                    .replacen("FOREIGN KEY", "FOREIGN KEY IF NOT EXISTS", 1)
+            )),
+            Stmt::new("SET SESSION foreign_key_checks = 1"),
+        ]
+    }
+    fn validate_foreign_key(&self, fk: &AddForeignKey, index: Option<&str>) -> Vec<Stmt> {
+        // InnoDB has nothing to validate: the rows were checked by the guard query.
+        index
+            .map(|i| {
+                Stmt::new(format!(
+                    "ALTER TABLE {} RENAME INDEX {} TO {}, ALGORITHM=INPLACE, LOCK=NONE",
+                    self.table(&fk.table),
+                    quote(i),
+                    quote(&fk.name)
+                ))
+            })
+            .into_iter()
+            .collect()
+    }
+    fn drop_foreign_key(&self, table: &str, name: &str, index: Option<&str>) -> Vec<Stmt> {
+        let idx = index
+            .map(|i| format!(", DROP INDEX IF EXISTS {}", quote(i)))
+            .unwrap_or_default();
+        vec![Stmt::new(format!(
+            "ALTER TABLE {} DROP FOREIGN KEY IF EXISTS {}{idx}, ALGORITHM=INPLACE, LOCK=NONE",
+            self.table(table),
+            quote(name)
+        ))]
+    }
+    fn create_view(&self, view: &str, table: &str, _grants: &[Grant]) -> Vec<Stmt> {
+        // MERGE keeps the view updatable (and LAST_INSERT_ID working); INVOKER: writers
+        // need their own privileges on the table, the view lends them none.
+        vec![Stmt::new(format!(
+            "CREATE OR REPLACE ALGORITHM=MERGE SQL SECURITY INVOKER VIEW {} AS SELECT * FROM {}",
+            self.table(view),
+            self.table(table)
+        ))]
+    }
+    fn drop_view(&self, view: &str) -> Stmt {
+        Stmt::new(format!("DROP VIEW IF EXISTS {}", self.table(view)))
+    }
+    fn swap_view_for_table(&self, from: &str, to: &str, temp: &str) -> Vec<Stmt> {
+        // One RENAME TABLE is atomic and may rename a view: the view steps aside and the
+        // table takes its name in the same statement; the view is dropped after.
+        let old = temp;
+        vec![
+            Stmt::new(format!(
+                "RENAME TABLE {} TO {}, {} TO {}",
+                self.table(to),
+                self.table(old),
+                self.table(from),
+                self.table(to)
+            )),
+            self.drop_view(old),
+        ]
+    }
+    fn rename_table(&self, from: &str, to: &str) -> Stmt {
+        Stmt::new(format!(
+            "RENAME TABLE {} TO {}",
+            self.table(from),
+            self.table(to)
+        ))
     }
 }

@@ -1,12 +1,14 @@
 //! The phases' statements for PostgreSQL.
 
-use super::catalog::{ColumnInfo, TableInfo};
+use super::catalog::{ColumnInfo, Grant, TableInfo};
 use super::dialect::Dialect;
-use super::ops::{Backfill, Chain, Cond, Filter, Stmt, Trigger, Val};
+use super::ops::{AddForeignKey, Backfill, Chain, Cond, Filter, Stmt, Trigger, Val};
 use crate::engine::postgres::sql::{qualified, quote};
 
 pub struct Postgres {
     pub schema: String,
+    /// `server_version_num`, e.g. 150004.
+    pub version: u32,
 }
 
 impl Postgres {
@@ -255,5 +257,72 @@ impl Dialect for Postgres {
             set,
             conds.join(" AND ")
         )
+    }
+    fn text(&self, expr: &str) -> String {
+        format!("({expr})::text")
+    }
+    fn add_foreign_key(&self, fk: &AddForeignKey, _index: Option<&str>) -> Vec<Stmt> {
+        // NOT VALID: SHARE ROW EXCLUSIVE on both tables for a moment, no scan; new rows
+        // are checked from the commit on.
+        vec![Stmt::new(format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID",
+            self.table(&fk.table),
+            quote(&fk.name),
+            self.fk_clause(fk)
+        ))]
+    }
+    fn validate_foreign_key(&self, fk: &AddForeignKey, _index: Option<&str>) -> Vec<Stmt> {
+        // SHARE UPDATE EXCLUSIVE on the table, ROW SHARE on the referenced one: reads and
+        // writes go on while it scans. A valid key validates again as a no-op.
+        vec![Stmt::concurrent(format!(
+            "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+            self.table(&fk.table),
+            quote(&fk.name)
+        ))]
+    }
+    fn drop_foreign_key(&self, table: &str, name: &str, _index: Option<&str>) -> Vec<Stmt> {
+        vec![Stmt::new(format!(
+            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+            self.table(table),
+            quote(name)
+        ))]
+    }
+    fn create_view(&self, view: &str, table: &str, grants: &[Grant]) -> Vec<Stmt> {
+        // security_invoker (15+): writers use their own privileges on the table, the view
+        // lends them none. The table's privileges are granted on the view too, so every
+        // role that can use the old name can use the new one.
+        let opts = if self.version >= 150_000 {
+            " WITH (security_invoker = true)"
+        } else {
+            ""
+        };
+        let v = self.table(view);
+        let mut out = vec![Stmt::new(format!(
+            "CREATE OR REPLACE VIEW {v}{opts} AS SELECT * FROM {}",
+            self.table(table)
+        ))];
+        for g in grants {
+            let who = if g.grantee == "PUBLIC" {
+                "PUBLIC".to_string()
+            } else {
+                quote(&g.grantee)
+            };
+            out.push(Stmt::new(format!("GRANT {} ON {v} TO {who}", g.privilege)));
+        }
+        out
+    }
+    fn drop_view(&self, view: &str) -> Stmt {
+        Stmt::new(format!("DROP VIEW IF EXISTS {}", self.table(view)))
+    }
+    fn swap_view_for_table(&self, from: &str, to: &str, _temp: &str) -> Vec<Stmt> {
+        // Both in the phase's one transaction: nobody sees `to` missing.
+        vec![self.drop_view(to), self.rename_table(from, to)]
+    }
+    fn rename_table(&self, from: &str, to: &str) -> Stmt {
+        Stmt::new(format!(
+            "ALTER TABLE {} RENAME TO {}",
+            self.table(from),
+            quote(to)
+        ))
     }
 }

@@ -9,6 +9,7 @@
 pub mod estimate;
 pub mod mysql;
 pub mod native;
+pub mod phases;
 pub mod postgres;
 pub mod render;
 pub mod rules;

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod mysql;
+pub mod phases;
 pub mod postgres;
 
 use std::process::Stdio;

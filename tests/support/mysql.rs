@@ -131,6 +131,22 @@ impl TestDb {
             .collect()
     }
 
+    /// Everything of godwit's in this database except the phases' state table: tables,
+    /// views, triggers, indexes and constraints whose name starts with `_godwit`.
+    pub async fn phase_leftovers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .query(&format!(
+                "SELECT CONCAT(TABLE_TYPE, ' ', TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{0}' AND TABLE_NAME LIKE '\\_godwit%' AND TABLE_NAME <> '_godwit_migrations' \
+                 UNION ALL SELECT CONCAT('trigger ', TRIGGER_NAME) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{0}' AND TRIGGER_NAME LIKE '\\_godwit%' \
+                 UNION ALL SELECT DISTINCT CONCAT('index ', TABLE_NAME, '.', INDEX_NAME) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = '{0}' AND INDEX_NAME LIKE '\\_godwit%' \
+                 UNION ALL SELECT CONCAT('constraint ', TABLE_NAME, '.', CONSTRAINT_NAME) FROM information_schema.TABLE_CONSTRAINTS WHERE TABLE_SCHEMA = '{0}' AND CONSTRAINT_NAME LIKE '\\_godwit%'",
+                self.name
+            ))
+            .await;
+        v.sort();
+        v
+    }
+
     pub async fn tables(&self) -> Vec<String> {
         let mut t: Vec<String> = self
             .query(&format!(

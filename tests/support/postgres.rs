@@ -185,6 +185,22 @@ impl TestDb {
         v
     }
 
+    /// Everything of godwit's in this database except the phases' state table: relations
+    /// (tables, views, indexes, sequences), triggers, functions and constraints whose
+    /// name starts with `_godwit`.
+    pub async fn phase_leftovers(&self) -> Vec<String> {
+        let mut v = self
+            .strings(
+                "SELECT 'relation ' || relname FROM pg_class WHERE relname LIKE '\\_godwit%' AND relname NOT IN ('_godwit_migrations', '_godwit_migrations_pkey') \
+                 UNION ALL SELECT 'trigger ' || tgname FROM pg_trigger WHERE tgname LIKE '\\_godwit%' \
+                 UNION ALL SELECT 'function ' || proname FROM pg_proc WHERE proname LIKE '\\_godwit%' \
+                 UNION ALL SELECT 'constraint ' || conname FROM pg_constraint WHERE conname LIKE '\\_godwit%' AND conname <> '_godwit_migrations_pkey'",
+            )
+            .await;
+        v.sort();
+        v
+    }
+
     /// Run `godwit run --execute --ok-to-drop-table` on `table` with extra args.
     pub async fn migrate(&self, table: &str, alter: &str, extra: &[&str]) -> super::Run {
         let mut args = vec![

@@ -5,22 +5,27 @@
 //! runner decides *when*.
 
 mod add_column;
+mod add_foreign_key;
 mod add_index;
 mod drop_column;
 mod rename_column;
+mod rename_table;
 mod set_not_null;
 mod sql;
 
 pub use add_column::AddColumn;
+pub use add_foreign_key::AddForeignKey;
 pub use add_index::AddIndex;
 pub use drop_column::DropColumn;
 pub use rename_column::RenameColumn;
+pub use rename_table::RenameTable;
 pub use set_not_null::SetNotNull;
 pub use sql::RawSql;
 
 use super::catalog::TableInfo;
 use super::dialect::Dialect;
 use serde::Deserialize;
+use std::collections::HashMap;
 
 /// One statement a phase runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +33,25 @@ pub struct Stmt {
     pub sql: String,
     /// PostgreSQL `… CONCURRENTLY`: must run outside a transaction.
     pub concurrent: bool,
+    /// A precondition, not a change: `sql` is a query that finds an offending row. Every
+    /// guard of a phase runs before any of its statements; one that finds a row refuses
+    /// the phase, and nothing has changed.
+    pub guard: Option<Guard>,
+}
+
+/// A precondition query (see [`Stmt::guard`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guard {
+    /// What the offending rows are, for the error: "rows of `orders` whose … ".
+    pub what: String,
+    /// `SELECT COUNT(*) …` over the same rows, as text; run only when `sql` found one.
+    pub count_sql: String,
+    /// Names of the columns `sql` returns, for the example in the error.
+    pub labels: Vec<String>,
+    /// The first `key_len` columns are the offending values; the rest identify the row.
+    pub key_len: usize,
+    /// What to do about it.
+    pub hint: String,
 }
 
 impl Stmt {
@@ -35,12 +59,21 @@ impl Stmt {
         Stmt {
             sql: sql.into(),
             concurrent: false,
+            guard: None,
         }
     }
     pub fn concurrent(sql: impl Into<String>) -> Stmt {
         Stmt {
             sql: sql.into(),
             concurrent: true,
+            guard: None,
+        }
+    }
+    pub fn guard(sql: impl Into<String>, guard: Guard) -> Stmt {
+        Stmt {
+            sql: sql.into(),
+            concurrent: false,
+            guard: Some(guard),
         }
     }
 }
@@ -101,16 +134,26 @@ pub struct Cx<'a> {
     pub sql: &'a dyn Dialect,
     /// The operation's table as it is now (None for `sql`).
     pub table: Option<&'a TableInfo>,
+    /// Every table or view an operation names ([`Op::table`] and [`Op::relations`]) that
+    /// exists now, by name.
+    pub catalog: &'a HashMap<String, TableInfo>,
     /// Base name of this operation's triggers (unique per migration and operation).
     pub tag: String,
     /// The phase was started before and did not finish: objects may already exist.
     pub resuming: bool,
+    /// Only planning (a dry run): the catalog may be from before the earlier phases ran;
+    /// plan as if they had.
+    pub planning: bool,
 }
 
 impl Cx<'_> {
     pub fn info(&self) -> Result<&TableInfo, String> {
         self.table
             .ok_or_else(|| "internal: no table information".to_string())
+    }
+    /// A table or view named by the operation, if it exists now.
+    pub fn relation(&self, name: &str) -> Option<&TableInfo> {
+        self.catalog.get(name)
     }
 }
 
@@ -119,8 +162,12 @@ impl Cx<'_> {
 pub trait Op {
     /// One line for status and dry runs.
     fn describe(&self) -> String;
-    /// The table it works on, if any.
+    /// The table it works on, if any: it must exist when a phase is planned.
     fn table(&self) -> Option<&str>;
+    /// Other tables or views it needs to know about, which may or may not exist.
+    fn relations(&self) -> Vec<&str> {
+        vec![]
+    }
     /// Checks that need no server.
     fn validate(&self) -> Result<(), String> {
         Ok(())
@@ -144,6 +191,8 @@ pub enum Operation {
     DropColumn(DropColumn),
     AddIndex(AddIndex),
     Sql(RawSql),
+    AddForeignKey(AddForeignKey),
+    RenameTable(RenameTable),
 }
 
 impl Operation {
@@ -154,6 +203,8 @@ impl Operation {
         "drop_column",
         "add_index",
         "sql",
+        "add_foreign_key",
+        "rename_table",
     ];
 
     pub fn op(&self) -> &dyn Op {
@@ -164,6 +215,8 @@ impl Operation {
             Operation::DropColumn(o) => o,
             Operation::AddIndex(o) => o,
             Operation::Sql(o) => o,
+            Operation::AddForeignKey(o) => o,
+            Operation::RenameTable(o) => o,
         }
     }
 

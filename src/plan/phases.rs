@@ -1,0 +1,770 @@
+//! `godwit plan PATH`: the plan of migration files. For every migration not yet complete,
+//! every phase still to run and every statement in it: the SQL, the lock it takes, whether
+//! it rewrites or scans the table, and an estimated duration from the table's live facts;
+//! for the backfill, its row estimate and batches. Nothing on the server changes: the
+//! statements come from the same code the phase commands run (planning as if the earlier
+//! phases had run), ALTER TABLE statements are classified by the ALTER planner
+//! ([`super::mysql`], [`super::postgres`]), and the rest have their known locks.
+
+use super::estimate::{DEFAULT_ROWS_PER_SEC, MIN_SAMPLE_ROWS, WRITE_FACTOR};
+use super::{Change, Facts, MyLock, Op, PlanOptions};
+use crate::error::Result;
+use crate::phases::db::Db;
+use crate::phases::ops::Stmt;
+use crate::phases::{self, file, state, Phase};
+use crate::target::{EngineKind, Target};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub plan: PlanOptions,
+    pub batch_size: u64,
+    pub max_rows_per_second: Option<u32>,
+}
+
+/// One migration's plan: what `godwit plan PATH` prints (one `plan` event each in JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationPlan {
+    pub migration: String,
+    pub name: String,
+    /// Where it stands (`pending` when never run).
+    pub state: String,
+    pub phases: Vec<PhasePlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhasePlan {
+    pub phase: &'static str,
+    /// Abort is listed as the alternative to contract.
+    pub alternative: bool,
+    pub statements: Vec<StatementPlan>,
+    pub backfills: Vec<BackfillPlan>,
+    /// How the statements run together (PostgreSQL: one transaction).
+    pub note: Option<String>,
+    /// The phase cannot be planned yet (e.g. it needs an earlier migration applied).
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatementPlan {
+    /// The operation (1-based) that runs it.
+    pub operation: usize,
+    pub sql: String,
+    /// The table whose facts the estimate uses.
+    pub table: Option<String>,
+    /// `alter_table`, `check`, `trigger`, `function`, `index`, `view`, `grant`, `rename`,
+    /// `lock`, `session`, `sql`.
+    pub kind: &'static str,
+    /// The lock taken: a PostgreSQL lock mode, MySQL `ALGORITHM=…, LOCK=…` or a
+    /// metadata lock, `none`, or `unknown`.
+    pub lock: String,
+    pub blocks_writes: bool,
+    pub blocks_reads: bool,
+    pub rewrite: bool,
+    pub scan: bool,
+    /// PostgreSQL: part of the phase's one transaction (its lock is held to the commit).
+    pub in_transaction: bool,
+    /// Rows of `table` (estimate), when known.
+    pub rows: Option<u64>,
+    /// Estimated duration; `None` when the table's facts are unknown.
+    pub estimated_seconds: Option<u64>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillPlan {
+    pub operation: usize,
+    pub table: String,
+    pub sql: String,
+    pub lock: String,
+    pub rows: Option<u64>,
+    pub batch_size: u64,
+    pub batches: Option<u64>,
+    pub rows_per_sec: f64,
+    pub estimated_seconds: Option<u64>,
+}
+
+/// Read-only facts sessions, one per engine.
+enum FactsSession {
+    My(crate::engine::mysql::facts::Session),
+    Pg(crate::engine::postgres::facts::Session),
+}
+
+impl FactsSession {
+    async fn connect(target: &Target) -> Result<FactsSession> {
+        Ok(match target.kind {
+            EngineKind::Mysql => {
+                FactsSession::My(crate::engine::mysql::facts::Session::connect(target).await?)
+            }
+            EngineKind::Postgres => {
+                FactsSession::Pg(crate::engine::postgres::facts::Session::connect(target).await?)
+            }
+        })
+    }
+    async fn facts(&mut self, table: &str, o: &PlanOptions) -> Result<Facts> {
+        match self {
+            FactsSession::My(s) => s.facts(table, o).await,
+            FactsSession::Pg(s) => s.facts(table, o).await,
+        }
+    }
+    async fn close(self) {
+        if let FactsSession::My(s) = self {
+            s.close().await
+        }
+    }
+}
+
+/// Read rates (rows/s) for the estimates: a scan reads at the sampled rate; a rewrite or
+/// a backfill writes at a fraction of it (see [`super::estimate`]).
+fn rates(f: &Facts) -> (f64, f64) {
+    let read = match f.sample {
+        Some(s) if s.rows >= MIN_SAMPLE_ROWS && s.millis > 0 => {
+            (s.rows as f64 * 1000.0 / s.millis as f64).max(1.0)
+        }
+        _ => DEFAULT_ROWS_PER_SEC * WRITE_FACTOR,
+    };
+    (read, (read / WRITE_FACTOR).max(1.0))
+}
+
+fn secs(rows: u64, rate: f64) -> u64 {
+    (rows as f64 / rate).ceil() as u64
+}
+
+/// What a statement does, before the estimate.
+struct Class {
+    kind: &'static str,
+    lock: String,
+    blocks_writes: bool,
+    blocks_reads: bool,
+    rewrite: bool,
+    scan: bool,
+    reason: String,
+}
+
+impl Class {
+    fn new(kind: &'static str, lock: &str, reason: &str) -> Class {
+        Class {
+            kind,
+            lock: lock.to_string(),
+            blocks_writes: false,
+            blocks_reads: false,
+            rewrite: false,
+            scan: false,
+            reason: reason.to_string(),
+        }
+    }
+    fn scan(mut self) -> Class {
+        self.scan = true;
+        self
+    }
+    fn blocking(mut self, writes: bool, reads: bool) -> Class {
+        self.blocks_writes = writes;
+        self.blocks_reads = reads;
+        self
+    }
+    fn from_change(c: &Change, engine: EngineKind) -> Class {
+        let lock = match engine {
+            EngineKind::Mysql => format!(
+                "ALGORITHM={}, LOCK={}",
+                c.algorithm.map(|a| a.as_str()).unwrap_or("?"),
+                c.mysql_lock.map(|l| l.as_str()).unwrap_or("?")
+            ),
+            EngineKind::Postgres => c.pg_lock.map(|l| l.as_str()).unwrap_or("?").to_string(),
+        };
+        Class {
+            kind: if c.clause.to_uppercase().starts_with("CREATE") {
+                "index"
+            } else {
+                "alter_table"
+            },
+            lock,
+            blocks_writes: c.blocks_writes,
+            blocks_reads: c.blocks_reads,
+            rewrite: c.rewrite,
+            scan: c.scan || c.heavy(),
+            reason: c.reason.clone(),
+        }
+    }
+}
+
+/// `IF [NOT] EXISTS` does not change what a statement locks; sqlparser does not know
+/// every place godwit writes it.
+fn without_if_exists(sql: &str) -> String {
+    sql.replace(" IF NOT EXISTS", "").replace(" IF EXISTS", "")
+}
+
+/// The `ALGORITHM=` / `LOCK=` a MySQL statement demands (the server refuses it otherwise).
+fn demanded(sql: &str, what: &str) -> Option<String> {
+    let up = sql.to_uppercase();
+    let i = up.find(&format!("{what}="))?;
+    Some(
+        up[i + what.len() + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .collect(),
+    )
+}
+
+fn classify_mysql(sql: &str, facts: Option<&Facts>, fk_checks_off: bool) -> Class {
+    let up = sql.trim_start().to_uppercase();
+    if up.starts_with("SELECT") {
+        return Class::new(
+            "check",
+            "none",
+            "a consistent read (no locks); reads the table",
+        )
+        .scan();
+    }
+    if up.starts_with("SET ") {
+        return Class::new("session", "none", "a session setting");
+    }
+    if up.starts_with("LOCK TABLES") {
+        return Class::new(
+            "lock",
+            "LOCK TABLES WRITE",
+            "reads and writes of the table wait until UNLOCK TABLES (a few statements later)",
+        )
+        .blocking(true, true);
+    }
+    if up.starts_with("UNLOCK TABLES") {
+        return Class::new("lock", "none", "releases LOCK TABLES");
+    }
+    if up.starts_with("CREATE OR REPLACE TRIGGER") || up.starts_with("DROP TRIGGER") {
+        return Class::new(
+            "trigger",
+            "metadata lock (brief, exclusive)",
+            "waits for open transactions on the table; statements that come later wait behind it",
+        );
+    }
+    if up.starts_with("CREATE OR REPLACE ALGORITHM") || up.starts_with("DROP VIEW") {
+        return Class::new(
+            "view",
+            "metadata lock on the view",
+            "the table is not locked",
+        );
+    }
+    if up.starts_with("RENAME TABLE") {
+        return Class::new(
+            "rename",
+            "metadata lock (brief, exclusive)",
+            "an atomic rename of every name in the statement; waits for open transactions on them",
+        );
+    }
+    if !up.starts_with("ALTER TABLE") {
+        return Class::new("sql", "unknown", "user SQL: not classified");
+    }
+    let fallback = |why: String| {
+        let lock = demanded(sql, "LOCK").unwrap_or_else(|| "?".into());
+        let alg = demanded(sql, "ALGORITHM").unwrap_or_else(|| "?".into());
+        let mut c = Class::new(
+            "alter_table",
+            &format!("ALGORITHM={alg}, LOCK={lock}"),
+            &why,
+        );
+        c.blocks_writes = lock != "NONE";
+        c
+    };
+    if up.contains(" RENAME INDEX ") {
+        let mut c = fallback("renaming an index is a metadata change".into());
+        c.lock = "ALGORITHM=INSTANT, LOCK=NONE".into();
+        return c;
+    }
+    let Some(f) = facts else {
+        return fallback(
+            "the table's facts are unknown: the ALGORITHM/LOCK the statement demands".into(),
+        );
+    };
+    let mut f = f.clone();
+    if fk_checks_off {
+        f.settings.retain(|(k, _)| k != "foreign_key_checks");
+        f.settings
+            .push(("foreign_key_checks".to_string(), "0".to_string()));
+    }
+    match super::mysql::classify_all(&without_if_exists(sql), &f) {
+        Ok(changes) => {
+            let all = super::mysql::combine(&changes, &f);
+            let mut c = Class::from_change(&all, EngineKind::Mysql);
+            c.scan |= changes
+                .iter()
+                .any(|x| matches!(x.op, Op::AddIndex | Op::AddUnique | Op::AddPrimaryKey));
+            // The statement names ALGORITHM/LOCK: the server runs it so or refuses it.
+            let want_lock = demanded(sql, "LOCK").and_then(|l| match l.as_str() {
+                "NONE" => Some(MyLock::None),
+                "SHARED" => Some(MyLock::Shared),
+                _ => None,
+            });
+            if let (Some(w), Some(got)) = (want_lock, all.mysql_lock) {
+                if w < got {
+                    let alg = demanded(sql, "ALGORITHM").unwrap_or_else(|| "?".into());
+                    c.reason = format!(
+                        "the statement demands ALGORITHM={alg}, LOCK={}: the server runs it so or refuses it, never blocks (the ALTER planner expected {}: {})",
+                        w.as_str(),
+                        c.lock,
+                        c.reason
+                    );
+                    c.lock = format!("ALGORITHM={alg}, LOCK={}", w.as_str());
+                    c.blocks_writes = w > MyLock::None;
+                    c.blocks_reads = false;
+                }
+            }
+            c
+        }
+        Err(e) => fallback(format!("not classified ({})", e.message)),
+    }
+}
+
+fn classify_postgres(sql: &str, facts: Option<&Facts>) -> Class {
+    use super::PgLock as L;
+    let up = sql.trim_start().to_uppercase();
+    let pg = |kind, lock: L, reason: &str| {
+        Class::new(kind, lock.as_str(), reason).blocking(lock.blocks_writes(), lock.blocks_reads())
+    };
+    if up.starts_with("SELECT") {
+        return pg(
+            "check",
+            L::AccessShare,
+            "reads the table; reads and writes go on",
+        )
+        .scan();
+    }
+    if up.starts_with("CREATE OR REPLACE FUNCTION") || up.starts_with("DROP FUNCTION") {
+        return Class::new("function", "none", "no table lock");
+    }
+    if up.starts_with("CREATE OR REPLACE TRIGGER") {
+        return pg(
+            "trigger",
+            L::ShareRowExclusive,
+            "writes wait until the phase's transaction commits (no scan: a moment)",
+        );
+    }
+    if up.starts_with("DROP TRIGGER") {
+        return pg(
+            "trigger",
+            L::AccessExclusive,
+            "held until the phase's transaction commits (a moment)",
+        );
+    }
+    if up.starts_with("DROP INDEX CONCURRENTLY") {
+        return pg(
+            "index",
+            L::ShareUpdateExclusive,
+            "waits for transactions using the index; reads and writes go on",
+        );
+    }
+    if up.starts_with("CREATE OR REPLACE VIEW") {
+        return pg(
+            "view",
+            L::AccessShare,
+            "on the table (the view itself is new)",
+        );
+    }
+    if up.starts_with("DROP VIEW") {
+        return Class::new(
+            "view",
+            L::AccessExclusive.as_str(),
+            "on the view only: statements through the view wait; the table is not locked",
+        );
+    }
+    if up.starts_with("GRANT") {
+        return Class::new("grant", "none", "a catalog change on the view");
+    }
+    let is_alter = up.starts_with("ALTER TABLE");
+    if !(is_alter || up.starts_with("CREATE")) {
+        return Class::new("sql", "unknown", "user SQL: not classified");
+    }
+    let Some(f) = facts else {
+        return Class::new(
+            if is_alter { "alter_table" } else { "index" },
+            "unknown",
+            "the table's facts are unknown",
+        );
+    };
+    let classified = super::postgres::parse(&f.table, &without_if_exists(sql))
+        .and_then(|p| super::postgres::classify_all(&p, f, &[]));
+    let mut c = match classified {
+        Ok(changes) => {
+            Class::from_change(&super::postgres::combine(&changes), EngineKind::Postgres)
+        }
+        Err(e) => Class::new(
+            "alter_table",
+            "unknown",
+            &format!("not classified ({})", e.message),
+        ),
+    };
+    if up.contains(" FOREIGN KEY ") {
+        c.reason
+            .push_str("; the referenced table is locked SHARE ROW EXCLUSIVE as well");
+    } else if up.contains(" VALIDATE CONSTRAINT ") {
+        c.reason
+            .push_str("; a foreign key's referenced table gets ROW SHARE");
+    }
+    c
+}
+
+/// The order the runner uses: checks first; on PostgreSQL the one transaction before the
+/// standalone statements in expand, after them otherwise.
+fn execution_order(
+    stmts: Vec<StatementPlan>,
+    engine: EngineKind,
+    phase: Phase,
+) -> Vec<StatementPlan> {
+    let (checks, rest): (Vec<_>, Vec<_>) = stmts.into_iter().partition(|s| s.kind == "check");
+    let rest = if engine == EngineKind::Postgres {
+        let (tx, alone): (Vec<_>, Vec<_>) = rest.into_iter().partition(|s| s.in_transaction);
+        if phase == Phase::Expand {
+            tx.into_iter().chain(alone).collect()
+        } else {
+            alone.into_iter().chain(tx).collect()
+        }
+    } else {
+        rest
+    };
+    checks.into_iter().chain(rest).collect()
+}
+
+/// The phases still to run from `state`, and whether each is the alternative (abort).
+fn remaining(state: &str) -> Vec<(Phase, bool)> {
+    use Phase::*;
+    match state {
+        "" | "aborted" | "expanding" => vec![
+            (Expand, false),
+            (Backfill, false),
+            (Contract, false),
+            (Abort, true),
+        ],
+        "expanded" | "backfilling" => vec![(Backfill, false), (Contract, false), (Abort, true)],
+        "backfilled" => vec![(Contract, false), (Abort, true)],
+        "contracting" => vec![(Contract, false)],
+        "aborting" => vec![(Abort, false)],
+        _ => vec![],
+    }
+}
+
+struct Planner<'a> {
+    db: Db,
+    facts: FactsSession,
+    cache: HashMap<String, Option<Facts>>,
+    opts: &'a Options,
+}
+
+impl Planner<'_> {
+    /// The table's facts (None when it does not exist, e.g. the view of a rename).
+    async fn facts(&mut self, table: &str) -> Result<Option<Facts>> {
+        if let Some(f) = self.cache.get(table) {
+            return Ok(f.clone());
+        }
+        let f = if self.db.table_exists(table).await? {
+            Some(self.facts.facts(table, &self.opts.plan).await?)
+        } else {
+            None
+        };
+        self.cache.insert(table.to_string(), f.clone());
+        Ok(f)
+    }
+
+    async fn statements(
+        &mut self,
+        f: &file::MigrationFile,
+        phase: Phase,
+        per_op: Vec<(usize, Vec<Stmt>)>,
+    ) -> Result<Vec<StatementPlan>> {
+        let engine = if self.db.is_postgres() {
+            EngineKind::Postgres
+        } else {
+            EngineKind::Mysql
+        };
+        let mut out = Vec::new();
+        let mut fk_checks_off = false;
+        for (i, stmts) in per_op {
+            // PostgreSQL SET NOT NULL after a validated CHECK (col IS NOT NULL) does not scan.
+            let mut not_null_proven = false;
+            let op = f.operations[i].op();
+            let table = op
+                .table()
+                .or_else(|| op.relations().first().copied())
+                .map(str::to_string);
+            let facts = match &table {
+                Some(t) => self.facts(t).await?,
+                None => None,
+            };
+            for s in stmts {
+                let up = s.sql.to_uppercase();
+                if up.starts_with("SET SESSION FOREIGN_KEY_CHECKS") {
+                    fk_checks_off = up.trim_end().ends_with('0');
+                }
+                let mut c = match engine {
+                    EngineKind::Mysql => classify_mysql(&s.sql, facts.as_ref(), fk_checks_off),
+                    EngineKind::Postgres => classify_postgres(&s.sql, facts.as_ref()),
+                };
+                if engine == EngineKind::Postgres {
+                    if up.contains(" VALIDATE CONSTRAINT ") && up.trim_end().ends_with("_NN\"") {
+                        not_null_proven = true;
+                    } else if up.ends_with(" SET NOT NULL") && not_null_proven {
+                        c.scan = false;
+                        c.reason = "the CHECK (… IS NOT NULL) validated just before proves it: catalog only".into();
+                    }
+                }
+                let rows = facts.as_ref().map(|f| f.row_estimate);
+                let estimated_seconds = facts.as_ref().map(|f| {
+                    let (read, write) = rates(f);
+                    if c.rewrite {
+                        secs(f.row_estimate, write)
+                    } else if c.scan {
+                        secs(f.row_estimate, read)
+                    } else {
+                        0
+                    }
+                });
+                out.push(StatementPlan {
+                    operation: i + 1,
+                    in_transaction: engine == EngineKind::Postgres
+                        && !s.concurrent
+                        && s.guard.is_none(),
+                    sql: s.sql,
+                    table: table.clone(),
+                    kind: c.kind,
+                    lock: c.lock,
+                    blocks_writes: c.blocks_writes,
+                    blocks_reads: c.blocks_reads,
+                    rewrite: c.rewrite,
+                    scan: c.scan,
+                    rows,
+                    estimated_seconds,
+                    reason: c.reason,
+                });
+            }
+        }
+        Ok(execution_order(out, engine, phase))
+    }
+
+    async fn backfills(&mut self, f: &file::MigrationFile) -> Result<Vec<BackfillPlan>> {
+        let mut out = Vec::new();
+        for (i, b, sql) in phases::backfills(&self.db, f) {
+            let facts = self.facts(&b.table).await?;
+            let rows = facts.as_ref().map(|f| f.row_estimate);
+            let mut rate = facts
+                .as_ref()
+                .map(|f| rates(f).1)
+                .unwrap_or(DEFAULT_ROWS_PER_SEC);
+            if let Some(m) = self.opts.max_rows_per_second {
+                rate = rate.min(m as f64);
+            }
+            let lock = if self.db.is_postgres() {
+                "ROW EXCLUSIVE; row locks on one batch at a time"
+            } else {
+                "row locks on one batch at a time (READ COMMITTED)"
+            };
+            out.push(BackfillPlan {
+                operation: i + 1,
+                table: b.table.clone(),
+                sql,
+                lock: lock.into(),
+                rows,
+                batch_size: self.opts.batch_size,
+                batches: rows.map(|r| r.div_ceil(self.opts.batch_size.max(1)).max(1)),
+                rows_per_sec: (rate * 10.0).round() / 10.0,
+                estimated_seconds: rows.map(|r| secs(r, rate)),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Plan every migration in `path` that is not complete. Reads the server; changes nothing.
+pub async fn plan(target: &Target, path: &Path, opts: &Options) -> Result<Vec<MigrationPlan>> {
+    let files = file::load(path)?;
+    let mut db = Db::connect(target, Duration::from_secs(5)).await?;
+    db.read_only().await?;
+    let rows = state::read_all(&mut db).await?;
+    let mut p = Planner {
+        db,
+        facts: FactsSession::connect(target).await?,
+        cache: HashMap::new(),
+        opts,
+    };
+    let mut out = Vec::new();
+    for f in &files {
+        let st = rows
+            .iter()
+            .find(|r| r.id == f.id)
+            .map(|r| r.phase.clone())
+            .unwrap_or_default();
+        if st == "complete" {
+            continue;
+        }
+        let mut plans = Vec::new();
+        for (phase, alternative) in remaining(&st) {
+            let mut pp = PhasePlan {
+                phase: phase.name(),
+                alternative,
+                statements: vec![],
+                backfills: vec![],
+                note: None,
+                error: None,
+            };
+            if phase == Phase::Backfill {
+                pp.backfills = p.backfills(f).await?;
+            } else {
+                let resuming = matches!(
+                    (phase, st.as_str()),
+                    (Phase::Expand, "expanding")
+                        | (Phase::Contract, "contracting")
+                        | (Phase::Abort, "aborting")
+                );
+                match phases::phase_statements(&mut p.db, f, phase, resuming, true).await {
+                    Ok(per_op) => pp.statements = p.statements(f, phase, per_op).await?,
+                    Err(e) => pp.error = Some(e.message),
+                }
+                if p.db.is_postgres() && pp.statements.iter().any(|s| s.in_transaction) {
+                    pp.note = Some(
+                        "the statements marked in_transaction run in one transaction: each lock is held until it commits".into(),
+                    );
+                }
+            }
+            plans.push(pp);
+        }
+        out.push(MigrationPlan {
+            migration: f.id.clone(),
+            name: f.name.clone(),
+            state: if st.is_empty() { "pending".into() } else { st },
+            phases: plans,
+        });
+    }
+    p.facts.close().await;
+    Ok(out)
+}
+
+fn human_secs(s: Option<u64>) -> String {
+    match s {
+        None => "?".into(),
+        Some(0) => "<1s".into(),
+        Some(s) if s < 60 => format!("{s}s"),
+        Some(s) if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        Some(s) => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn short(sql: &str, n: usize) -> String {
+    let one: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() <= n {
+        one
+    } else {
+        format!("{}…", one.chars().take(n - 1).collect::<String>())
+    }
+}
+
+/// The plan as text: a table per phase.
+pub fn text(plans: &[MigrationPlan]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    if plans.is_empty() {
+        let _ = writeln!(s, "every migration is complete: nothing to plan");
+    }
+    for m in plans {
+        let _ = writeln!(s, "{} — {} ({})", m.migration, m.name, m.state);
+        for p in &m.phases {
+            let _ = writeln!(
+                s,
+                "  {}{}",
+                p.phase,
+                if p.alternative {
+                    " (instead of contract)"
+                } else {
+                    ""
+                }
+            );
+            if let Some(e) = &p.error {
+                let _ = writeln!(s, "    cannot plan yet: {e}");
+                continue;
+            }
+            if p.phase == "backfill" {
+                if p.backfills.is_empty() {
+                    let _ = writeln!(s, "    nothing to backfill");
+                }
+                for b in &p.backfills {
+                    let _ = writeln!(
+                        s,
+                        "    op {}: {} ~{} rows in {} batches of {} at ~{:.0} rows/s, ~{}; {}",
+                        b.operation,
+                        b.table,
+                        b.rows.map(|r| r.to_string()).unwrap_or_else(|| "?".into()),
+                        b.batches
+                            .map(|r| r.to_string())
+                            .unwrap_or_else(|| "?".into()),
+                        b.batch_size,
+                        b.rows_per_sec,
+                        human_secs(b.estimated_seconds),
+                        b.lock
+                    );
+                    let _ = writeln!(s, "      {}", short(&b.sql, 110));
+                }
+                continue;
+            }
+            if p.statements.is_empty() {
+                let _ = writeln!(s, "    no statements");
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "    {:>2}  {:<32} {:<8} {:>10} {:>6}  statement",
+                "op", "lock", "work", "rows", "est."
+            );
+            for st in &p.statements {
+                let work = if st.rewrite {
+                    "rewrite"
+                } else if st.scan {
+                    "scan"
+                } else {
+                    "catalog"
+                };
+                let lock = format!("{}{}", st.lock, if st.in_transaction { " *" } else { "" });
+                let _ = writeln!(
+                    s,
+                    "    {:>2}  {:<32} {:<8} {:>10} {:>6}  {}",
+                    st.operation,
+                    short(&lock, 32),
+                    work,
+                    st.rows.map(|r| r.to_string()).unwrap_or_else(|| "?".into()),
+                    human_secs(st.estimated_seconds),
+                    short(&st.sql, 70)
+                );
+            }
+            if let Some(n) = &p.note {
+                let _ = writeln!(s, "    * {n}");
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_godwit_writes_are_classified_without_facts() {
+        let c = classify_mysql("LOCK TABLES `d`.`t` WRITE", None, false);
+        assert!(c.blocks_writes && c.blocks_reads);
+        let c = classify_mysql(
+            "ALTER TABLE `d`.`t` ADD INDEX IF NOT EXISTS `i` (`a`), ALGORITHM=INPLACE, LOCK=NONE",
+            None,
+            false,
+        );
+        assert_eq!(c.lock, "ALGORITHM=INPLACE, LOCK=NONE");
+        assert!(!c.blocks_writes);
+        let c = classify_postgres("CREATE OR REPLACE TRIGGER \"x\" BEFORE INSERT ON \"s\".\"t\" FOR EACH ROW EXECUTE FUNCTION f()", None);
+        assert_eq!(c.lock, "SHARE ROW EXCLUSIVE");
+        let c = classify_postgres("SELECT 1", None);
+        assert!(c.scan && !c.blocks_writes);
+    }
+
+    #[test]
+    fn remaining_phases_follow_the_state() {
+        assert_eq!(remaining("").len(), 4);
+        assert_eq!(remaining("backfilled")[0].0, Phase::Contract);
+        assert!(remaining("complete").is_empty());
+    }
+}
