@@ -87,6 +87,10 @@ pub trait Copier: Send {
     /// Copy the next chunk of about `rows` rows. Returns rows read from the original, or
     /// `None` when the whole table has been copied.
     async fn next_chunk(&mut self, rows: u64) -> Result<Option<u64>>;
+    /// The last chunk returned was the last one (so the caller need not ask again).
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 /// The cut-over while the original table is locked against writes.

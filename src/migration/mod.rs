@@ -197,7 +197,7 @@ impl<'a> Migration<'a> {
         let mut copier = self.engine.copier(&orig, &mapping).await?;
         self.copy(copier.as_mut()).await?;
         drop(copier);
-        self.engine.after_copy(&orig, &mapping).await?;
+        self.after_copy(&orig, &mapping).await?;
 
         self.rep
             .state(State::CatchUp, "replaying changes made during the copy");
@@ -399,10 +399,34 @@ impl<'a> Migration<'a> {
             }
             let s = self.snapshot();
             self.rep.progress(&s, false);
+            if copier.finished() {
+                break;
+            }
         }
         let s = self.snapshot();
         self.rep.progress(&s, true);
         Ok(())
+    }
+
+    /// The engine's after-copy steps (index builds, parked replay), with the stream read
+    /// meanwhile so that decoding what the copy and the builds wrote overlaps them.
+    async fn after_copy(&mut self, orig: &Table, mapping: &ColumnMapping) -> Result<()> {
+        let done = AtomicBool::new(false);
+        let engine = self.engine;
+        let steps = async {
+            let r = engine.after_copy(orig, mapping).await;
+            done.store(true, Ordering::SeqCst);
+            r
+        };
+        let read = async {
+            while !done.load(Ordering::SeqCst) {
+                self.drain(Duration::from_millis(100)).await?;
+            }
+            Ok::<_, Error>(())
+        };
+        let (steps, read) = tokio::join!(steps, read);
+        steps?;
+        read
     }
 
     async fn catch_up(&mut self) -> Result<()> {
@@ -435,9 +459,14 @@ impl<'a> Migration<'a> {
                     format!("the change stream did not reach {target} within 10 minutes"),
                 ));
             }
-            self.drain(Duration::from_millis(100)).await?;
+            // No waiting for new changes here: the target is known, and each read goes
+            // as far as the server has flushed.
+            self.drain(Duration::ZERO).await?;
             if self.dirty.len() >= FLUSH_KEYS {
                 self.flush().await?;
+            }
+            if !self.position.as_ref().is_some_and(|p| p.reached(&target)) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
         Ok(())

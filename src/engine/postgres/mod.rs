@@ -465,6 +465,46 @@ fn part_text(p: &KeyPart) -> String {
     }
 }
 
+/// Decoding restarts at the slot's restart_lsn, which only moves past a
+/// running-transactions record. After the copy and the index builds there is a lot of WAL
+/// behind it; without such a record every peek, including the one under the cut-over
+/// lock, would read all of it again. A checkpoint writes one now (otherwise the
+/// background writer does within 15 s). Needs superuser or `pg_checkpoint`.
+async fn restart_point(c: &Client) {
+    tracing::debug!("checkpoint");
+    if let Err(e) = c.batch_execute("CHECKPOINT").await {
+        tracing::debug!(
+            "CHECKPOINT not allowed ({e}); the cut-over may wait for the next running-xacts record"
+        );
+    }
+}
+
+/// Build indexes and key constraints of the shadow dropped for the copy, one after the
+/// other on `c`.
+async fn build_deferred(c: &Client, items: &[&Deferred]) -> Result<()> {
+    batch(c, sql::WRITER_SESSION, "preparing an index build").await?;
+    // Index builds write whole pages to the WAL, which logical decoding then has to read
+    // through. Compressed pages make that WAL several times smaller. A superuser-only
+    // setting: skipped otherwise.
+    if c.batch_execute("SET wal_compression = 'lz4'")
+        .await
+        .is_err()
+        && c.batch_execute("SET wal_compression = 'pglz'")
+            .await
+            .is_err()
+    {
+        tracing::debug!("wal_compression not settable here");
+    }
+    for d in items {
+        tracing::info!(index = %d.name, "building an index of the shadow table");
+        for stmt in &d.build {
+            batch(c, stmt, "building an index of the shadow table").await?;
+        }
+    }
+    let _ = c.batch_execute("RESET wal_compression").await;
+    Ok(())
+}
+
 /// Flush `keys` on `c`: delete them from the shadow, re-insert what the original holds
 /// now. With `own_tx`, one transaction per batch; otherwise inside the caller's.
 pub(crate) async fn flush_keys(c: &Client, b: &Builder, keys: &[Key], own_tx: bool) -> Result<u64> {
@@ -620,6 +660,10 @@ impl Copier for PgCopier {
             None => self.done = true,
         }
         Ok(Some(if self.done { n } else { rows.max(n) }))
+    }
+
+    fn finished(&self) -> bool {
+        self.done
     }
 }
 
@@ -888,25 +932,34 @@ impl Engine for PgEngine {
         let state = self.shadow_state()?;
         let b = self.builder(orig, mapping)?;
         let c = self.main.lock().await;
-        // Index builds write whole pages to the WAL, which logical decoding then has to
-        // read through. Compressed pages make that WAL several times smaller. A
-        // superuser-only setting: skipped otherwise.
-        if c.batch_execute("SET wal_compression = 'lz4'")
-            .await
-            .is_err()
-            && c.batch_execute("SET wal_compression = 'pglz'")
-                .await
-                .is_err()
-        {
-            tracing::debug!("wal_compression not settable here");
-        }
-        for d in &state.deferred {
-            tracing::info!(index = %d.name, "building an index of the shadow table");
-            for stmt in &d.build {
-                batch(&c, stmt, "building an index of the shadow table").await?;
+        // Two sessions build at once (measured 1.0 s against 1.3 s for a primary key and
+        // one index over 2M rows on 2 cores); without a second session, one builds all.
+        let (mine, theirs): (Vec<_>, Vec<_>) = state
+            .deferred
+            .iter()
+            .enumerate()
+            .partition(|(i, _)| i % 2 == 0);
+        let second = match theirs.is_empty() {
+            true => None,
+            false => match conn::connect(&self.target, "index build").await {
+                Ok(c2) => Some(c2),
+                Err(e) => {
+                    tracing::debug!("building indexes in one session: {e}");
+                    None
+                }
+            },
+        };
+        match &second {
+            Some(c2) => {
+                let (mine, theirs): (Vec<_>, Vec<_>) = (
+                    mine.into_iter().map(|(_, d)| d).collect(),
+                    theirs.into_iter().map(|(_, d)| d).collect(),
+                );
+                tokio::try_join!(build_deferred(&c, &mine), build_deferred(c2, &theirs))?;
             }
+            None => build_deferred(&c, &state.deferred.iter().collect::<Vec<_>>()).await?,
         }
-        let _ = c.batch_execute("RESET wal_compression").await;
+        restart_point(&c).await;
         self.parking
             .store(false, std::sync::atomic::Ordering::SeqCst);
         let n = replay_parked(&c, &b).await?;
@@ -915,16 +968,7 @@ impl Engine for PgEngine {
     }
 
     async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
-        let c = self.main.lock().await;
-        // Decoding restarts at the slot's restart_lsn, which only moves past a
-        // running-transactions record. After the copy and the index builds there are
-        // hundreds of MB of WAL behind it; without such a record every peek, including the
-        // one under the cut-over lock, would read all of it again. A checkpoint writes
-        // one now (otherwise the background writer does within 15 s).
-        tracing::debug!("checkpoint");
-        if let Err(e) = c.batch_execute("CHECKPOINT").await {
-            tracing::debug!("CHECKPOINT not allowed ({e}); the cut-over may wait for the next running-xacts record");
-        }
+        restart_point(&*self.main.lock().await).await;
         Ok(())
     }
 
