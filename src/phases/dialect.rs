@@ -62,6 +62,42 @@ pub trait Dialect: Sync + Send {
     ) -> String;
     /// `expr` as text (what [`super::db::Db::query`] reads).
     fn text(&self, expr: &str) -> String;
+    /// Rows of `table` whose key in `columns` is set (every column non-NULL: MATCH SIMPLE)
+    /// and missing from `references`: `(SELECT labels… LIMIT 1, SELECT COUNT(*))`, the
+    /// labels read as text.
+    fn orphans(
+        &self,
+        table: &str,
+        columns: &[String],
+        references: (&str, &[String]),
+        labels: &[String],
+    ) -> (String, String) {
+        let q = |c: &str| self.quote(c);
+        let set: Vec<String> = columns
+            .iter()
+            .map(|c| format!("c.{} IS NOT NULL", q(c)))
+            .collect();
+        let join: Vec<String> = columns
+            .iter()
+            .zip(references.1)
+            .map(|(c, r)| format!("p.{} = c.{}", q(r), q(c)))
+            .collect();
+        let from = format!(
+            "FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
+            self.table(table),
+            set.join(" AND "),
+            self.table(references.0),
+            join.join(" AND ")
+        );
+        let sel: Vec<String> = labels
+            .iter()
+            .map(|c| self.text(&format!("c.{}", q(c))))
+            .collect();
+        (
+            format!("SELECT {} {from} LIMIT 1", sel.join(", ")),
+            format!("SELECT {} {from}", self.text("COUNT(*)")),
+        )
+    }
     /// `ON DELETE …` / `ON UPDATE …` of a foreign key, with a leading space, or nothing.
     fn fk_actions(&self, fk: &AddForeignKey) -> String {
         let mut s = String::new();

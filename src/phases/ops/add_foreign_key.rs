@@ -65,33 +65,16 @@ impl AddForeignKey {
     /// Rows whose key is set (every column non-NULL: MATCH SIMPLE) and not in the
     /// referenced table.
     fn orphans(&self, cx: &Cx, key: &[String]) -> Stmt {
-        let q = |c: &str| cx.sql.quote(c);
-        let set: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| format!("c.{} IS NOT NULL", q(c)))
-            .collect();
-        let join: Vec<String> = self
-            .columns
-            .iter()
-            .zip(&self.references_columns)
-            .map(|(c, r)| format!("p.{} = c.{}", q(r), q(c)))
-            .collect();
-        let from = format!(
-            "FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
-            cx.sql.table(&self.table),
-            set.join(" AND "),
-            cx.sql.table(&self.references_table),
-            join.join(" AND ")
-        );
         let mut labels = self.columns.clone();
         labels.extend(key.iter().filter(|k| !self.columns.contains(k)).cloned());
-        let sel: Vec<String> = labels
-            .iter()
-            .map(|c| cx.sql.text(&format!("c.{}", q(c))))
-            .collect();
+        let (first, count_sql) = cx.sql.orphans(
+            &self.table,
+            &self.columns,
+            (&self.references_table, &self.references_columns),
+            &labels,
+        );
         Stmt::guard(
-            format!("SELECT {} {from} LIMIT 1", sel.join(", ")),
+            first,
             Guard {
                 what: format!(
                     "foreign key `{}`: rows of `{}` whose ({}) is not in `{}` ({})",
@@ -101,7 +84,7 @@ impl AddForeignKey {
                     self.references_table,
                     self.references_columns.join(", ")
                 ),
-                count_sql: format!("SELECT {} {from}", cx.sql.text("COUNT(*)")),
+                count_sql,
                 key_len: self.columns.len(),
                 labels,
                 hint: "fix or delete those rows (or add the missing referenced rows), then run the phase again; `godwit abort` removes the key".into(),
