@@ -305,12 +305,15 @@ impl Db {
                 }
             })
             .collect();
-        Ok(Some(TableInfo {
+        let mut info = TableInfo {
             name: table.to_string(),
             columns,
             primary_key: pk.into_iter().filter_map(|r| r[0].clone()).collect(),
             indexes: idx.into_iter().filter_map(|r| r[0].clone()).collect(),
-        }))
+            ..TableInfo::default()
+        };
+        super::uses::read(self, &mut info).await?;
+        Ok(Some(info))
     }
 
     /// MySQL before 5.7.2 and MariaDB before 10.2.3 allow one trigger per event and
