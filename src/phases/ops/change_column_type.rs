@@ -21,9 +21,8 @@ use serde::Deserialize;
 pub struct ChangeColumnType {
     pub table: String,
     pub column: String,
-    /// The new type, as in `ALTER … TYPE` / `MODIFY`.
-    #[serde(rename = "type")]
-    pub type_: String,
+    /// The new type, as in `ALTER … TYPE` / `MODIFY` (`type` names the operation).
+    pub new_type: String,
     /// SQL over the row: the new-type value from the old columns.
     pub up: String,
     /// SQL over the row: the old-type value from the new column (`new_name`).
@@ -142,7 +141,7 @@ impl ChangeColumnType {
         let mut t = info.clone();
         if t.column(&self.new_col()).is_none() {
             t.columns
-                .push(ColumnInfo::declared(&self.new_col(), &self.type_));
+                .push(ColumnInfo::declared(&self.new_col(), &self.new_type));
         }
         t
     }
@@ -152,7 +151,7 @@ impl Op for ChangeColumnType {
     fn describe(&self) -> String {
         format!(
             "change type of {}.{} to {}",
-            self.table, self.column, self.type_
+            self.table, self.column, self.new_type
         )
     }
     fn table(&self) -> Option<&str> {
@@ -161,7 +160,7 @@ impl Op for ChangeColumnType {
     fn validate(&self) -> Result<(), String> {
         need("table", &self.table)?;
         need("column", &self.column)?;
-        need("type", &self.type_)?;
+        need("new_type", &self.new_type)?;
         need("up", &self.up)?;
         need("down", &self.down)?;
         if let Some(n) = &self.new_name {
@@ -183,10 +182,10 @@ impl Op for ChangeColumnType {
             Probe::cleanup(cx.sql.drop_temp_table(&probe)),
             Probe::new(
                 cx.sql
-                    .temp_table(&probe, &format!("{} {} {not_null}", q(&new), self.type_)),
+                    .temp_table(&probe, &format!("{} {} {not_null}", q(&new), self.new_type)),
                 format!(
-                    "`type`: `{}` is not a column type the server accepts",
-                    self.type_
+                    "`new_type`: `{}` is not a column type the server accepts",
+                    self.new_type
                 ),
             ),
         ];
@@ -199,7 +198,7 @@ impl Op for ChangeColumnType {
                 ),
                 format!(
                     "the default of `{}` ({d}) cannot be carried to type `{}` (a direct ALTER refuses it too): change or drop the default first",
-                    self.column, self.type_
+                    self.column, self.new_type
                 ),
             ));
         }
@@ -214,7 +213,7 @@ impl Op for ChangeColumnType {
             format!(
                 "`up` cannot convert every existing row of `{}` to `{}`{}",
                 self.table,
-                self.type_,
+                self.new_type,
                 if old.nullable { "" } else { " NOT NULL" }
             ),
         ));
@@ -240,7 +239,7 @@ impl Op for ChangeColumnType {
                 self.table
             ));
         }
-        let mut out = vec![cx.sql.add_column(&self.table, &new, &self.type_, None)];
+        let mut out = vec![cx.sql.add_column(&self.table, &new, &self.new_type, None)];
         out.extend(cx.sql.create_trigger(
             &self.table,
             &cx.tag,
@@ -342,7 +341,7 @@ mod tests {
         ChangeColumnType {
             table: "items".into(),
             column: "price".into(),
-            type_: "DECIMAL(10,2)".into(),
+            new_type: "DECIMAL(10,2)".into(),
             up: "CAST(price AS DECIMAL(10,2))".into(),
             down: "CAST(price_new AS CHAR)".into(),
             new_name: None,
