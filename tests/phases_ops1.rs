@@ -119,7 +119,9 @@ fn plan_write(kind: Kind, app: App, n: u64) -> Write {
     match kind {
         Kind::Retype => {
             let price = format!("{}.{:02}", 1000 + n, n % 100);
-            let qty = (n % 9 != 0).then_some(n * 10);
+            // NULLs only from the old application: a NULL in the new column reads as
+            // "not written through the new shape" (documented), so the row gets `up`.
+            let qty = (app == App::New || n % 9 != 0).then_some(n * 10);
             Write {
                 id,
                 insert,
@@ -455,7 +457,7 @@ mod pg {
             "SELECT 'trigger ' || tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
                JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND NOT t.tgisinternal \
              UNION ALL SELECT 'function ' || proname FROM pg_proc WHERE proname LIKE '\\_godwit%' \
-             UNION ALL SELECT 'constraint ' || conname FROM pg_constraint WHERE conname LIKE '\\_godwit%' \
+             UNION ALL SELECT 'constraint ' || conname FROM pg_constraint WHERE conname LIKE '\\_godwit%' AND conname NOT LIKE '\\_godwit\\_migrations%' \
              UNION ALL SELECT 'relation ' || relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                WHERE n.nspname = current_schema() AND relname LIKE '\\_godwit%' AND relname <> '_godwit_migrations' \
                AND relname NOT LIKE '\\_godwit\\_migrations\\_%' \
