@@ -560,7 +560,7 @@ where
     let shared = Arc::new(Shared::default());
     let old = spawn(App::Old, shared.clone());
     let new = spawn(App::New, shared.clone());
-    while shared.writes.load(Ordering::SeqCst) < 60 {
+    while shared.writes.load(Ordering::SeqCst) < 60 && !old.is_finished() && !new.is_finished() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let before = shared.writes.load(Ordering::SeqCst);
@@ -1045,6 +1045,7 @@ async fn mysql_add_check_through_every_phase() {
     )
     .await;
     assert!(r.is_err(), "a violating row must be refused after contract");
+    drop(c);
     let done = my::snapshot(&db).await;
     ok(&db.url, "contract", &d).await;
     assert_eq!(
