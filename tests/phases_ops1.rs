@@ -162,7 +162,7 @@ fn original(kind: Kind, id: i64) -> Want {
     let price = format!("{id}.{:02}", id % 100);
     let qty = match kind {
         Kind::Retype => (id % 13 != 0).then_some(id),
-        Kind::Check if id % 7 == 0 => Some(id),
+        Kind::Check if id % 3 == 0 => Some(id),
         Kind::Check => (id % 11 != 0).then_some(id),
     };
     Want { price, qty }
@@ -227,7 +227,7 @@ mod my {
         let db = TestDb::new(prefix).await;
         let qty = match kind {
             Kind::Retype => "IF(seq % 13 = 0, NULL, seq)",
-            Kind::Check => "IF(seq % 7 = 0, -seq, IF(seq % 11 = 0, NULL, seq))",
+            Kind::Check => "IF(seq % 3 = 0, -seq, IF(seq % 11 = 0, NULL, seq))",
         };
         for t in ["items", "twin"] {
             db.exec(&format!(
@@ -387,7 +387,7 @@ mod pg {
         let db = TestDb::new(prefix).await;
         let qty = match kind {
             Kind::Retype => "CASE WHEN i % 13 = 0 THEN NULL ELSE i END",
-            Kind::Check => "CASE WHEN i % 7 = 0 THEN -i WHEN i % 11 = 0 THEN NULL ELSE i END",
+            Kind::Check => "CASE WHEN i % 3 = 0 THEN -i WHEN i % 11 = 0 THEN NULL ELSE i END",
         };
         for t in ["items", "twin"] {
             db.exec(&format!(
@@ -547,14 +547,51 @@ mod pg {
     }
 }
 
-/// Both applications write while `during` runs (it gets the number of writes so far);
-/// they go on a little after it. Returns each application's writes.
+/// A backfill while the applications write: some of their writes fall between its first
+/// and its last batch.
+async fn backfill_under_writes(url: &str, dir: &str, shared: Arc<Shared>) {
+    let mut live = support::LiveRun::start(
+        &[
+            "backfill",
+            dir,
+            "--url",
+            url,
+            "--execute",
+            "--format",
+            "json",
+            "--batch-size",
+            "25",
+            "--max-rows-per-second",
+            "2000",
+        ],
+        &[],
+    );
+    live.wait_for(60, |e| e["event"] == "backfill_progress")
+        .await;
+    let first = shared.writes.load(Ordering::SeqCst);
+    let run = live.finish().await;
+    run.expect_ok();
+    let last = shared.writes.load(Ordering::SeqCst);
+    let batches = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "backfill_progress")
+        .count();
+    assert!(
+        batches > 10 && last > first,
+        "the applications must write while the backfill runs ({batches} batches, {} writes meanwhile)",
+        last - first
+    );
+}
+
+/// Both applications write while `during` runs; they go on a little after it. Returns
+/// each application's writes.
 async fn with_both_apps<F, Fut>(
     spawn: impl Fn(App, Arc<Shared>) -> tokio::task::JoinHandle<Outcome>,
     during: F,
 ) -> (BTreeMap<i64, Want>, BTreeMap<i64, Want>)
 where
-    F: FnOnce() -> Fut,
+    F: FnOnce(Arc<Shared>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let shared = Arc::new(Shared::default());
@@ -564,7 +601,7 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let before = shared.writes.load(Ordering::SeqCst);
-    during().await;
+    during(shared.clone()).await;
     let after = shared.writes.load(Ordering::SeqCst);
     shared.stop.store(true, Ordering::SeqCst);
     let (old_log, old_err, old_seen) = old.await.unwrap();
@@ -683,10 +720,10 @@ async fn mysql_change_column_type_through_every_phase() {
     refused(&db.url, "contract", &d, "run `godwit backfill` first").await;
     assert_eq!(my::snapshot(&db).await, expanded);
 
-    let url = db.url.clone();
+    let (url, dd) = (db.url.clone(), d.clone());
     let (old, new) = with_both_apps(
         |app, s| my::app(&db, Kind::Retype, app, s),
-        || async { ok(&url, "backfill", &d).await },
+        |s| async move { backfill_under_writes(&url, &dd, s).await },
     )
     .await;
     let want = expected(Kind::Retype, &[&old, &new]);
@@ -758,10 +795,10 @@ async fn postgres_change_column_type_through_every_phase() {
     refused(&db.url, "contract", &d, "run `godwit backfill` first").await;
     assert_eq!(pg::snapshot(&db).await, expanded);
 
-    let url = db.url.clone();
+    let (url, dd) = (db.url.clone(), d.clone());
     let (old, new) = with_both_apps(
         |app, s| pg::app(&db, Kind::Retype, app, s),
-        || async { ok(&url, "backfill", &d).await },
+        |s| async move { backfill_under_writes(&url, &dd, s).await },
     )
     .await;
     let want = expected(Kind::Retype, &[&old, &new]);
@@ -817,10 +854,10 @@ async fn mysql_change_column_type_abort_keeps_the_original_schema_and_data() {
     let (dir, d) = write_file(&db.name, "0001_retype.toml", RETYPE_MY);
     let original = my::snapshot(&db).await;
     ok(&db.url, "expand", &d).await;
-    let url = db.url.clone();
+    let (url, dd) = (db.url.clone(), d.clone());
     let (old, new) = with_both_apps(
         |app, s| my::app(&db, Kind::Retype, app, s),
-        || async { ok(&url, "backfill", &d).await },
+        |s| async move { backfill_under_writes(&url, &dd, s).await },
     )
     .await;
     ok(&db.url, "abort", &d).await;
@@ -847,10 +884,10 @@ async fn postgres_change_column_type_abort_keeps_the_original_schema_and_data() 
     let (dir, d) = write_file(&db.name, "0001_retype.toml", RETYPE_PG);
     let original = pg::snapshot(&db).await;
     ok(&db.url, "expand", &d).await;
-    let url = db.url.clone();
+    let (url, dd) = (db.url.clone(), d.clone());
     let (old, new) = with_both_apps(
         |app, s| pg::app(&db, Kind::Retype, app, s),
-        || async { ok(&url, "backfill", &d).await },
+        |s| async move { backfill_under_writes(&url, &dd, s).await },
     )
     .await;
     ok(&db.url, "abort", &d).await;
@@ -1011,10 +1048,10 @@ async fn mysql_add_check_through_every_phase() {
         "a second expand changed something"
     );
 
-    let url = db.url.clone();
+    let (url, dd) = (db.url.clone(), d.clone());
     let (old, new) = with_both_apps(
         |app, s| my::app(&db, Kind::Check, app, s),
-        || async { ok(&url, "backfill", &d).await },
+        |s| async move { backfill_under_writes(&url, &dd, s).await },
     )
     .await;
     let want = expected(Kind::Check, &[&old, &new]);
@@ -1077,10 +1114,10 @@ async fn postgres_add_check_through_every_phase() {
         "a second expand changed something"
     );
 
-    let url = db.url.clone();
+    let (url, dd) = (db.url.clone(), d.clone());
     let (old, new) = with_both_apps(
         |app, s| pg::app(&db, Kind::Check, app, s),
-        || async { ok(&url, "backfill", &d).await },
+        |s| async move { backfill_under_writes(&url, &dd, s).await },
     )
     .await;
     let want = expected(Kind::Check, &[&old, &new]);
@@ -1141,10 +1178,10 @@ async fn mysql_add_check_abort_and_bad_input() {
 
     std::fs::write(dir.join("0001_check.toml"), CHECK).unwrap();
     ok(&db.url, "expand", &d).await;
-    let url = db.url.clone();
+    let (url, dd) = (db.url.clone(), d.clone());
     let (old, new) = with_both_apps(
         |app, s| my::app(&db, Kind::Check, app, s),
-        || async { ok(&url, "backfill", &d).await },
+        |s| async move { backfill_under_writes(&url, &dd, s).await },
     )
     .await;
     ok(&db.url, "abort", &d).await;
@@ -1186,10 +1223,10 @@ async fn postgres_add_check_abort_and_bad_input() {
 
     std::fs::write(dir.join("0001_check.toml"), CHECK).unwrap();
     ok(&db.url, "expand", &d).await;
-    let url = db.url.clone();
+    let (url, dd) = (db.url.clone(), d.clone());
     let (old, new) = with_both_apps(
         |app, s| pg::app(&db, Kind::Check, app, s),
-        || async { ok(&url, "backfill", &d).await },
+        |s| async move { backfill_under_writes(&url, &dd, s).await },
     )
     .await;
     ok(&db.url, "abort", &d).await;
