@@ -135,3 +135,99 @@ impl Op for AddCheck {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phases::catalog::{ColumnInfo, TableInfo};
+    use crate::phases::dialect::Dialect;
+    use crate::phases::sql_mysql::Mysql;
+    use crate::phases::sql_postgres::Postgres;
+
+    fn op() -> AddCheck {
+        AddCheck {
+            table: "t".into(),
+            name: "qty_pos".into(),
+            check: "qty >= 0".into(),
+            column: "qty".into(),
+            up: "0".into(),
+        }
+    }
+
+    fn info() -> TableInfo {
+        TableInfo {
+            name: "t".into(),
+            columns: vec![
+                ColumnInfo::declared("id", "int"),
+                ColumnInfo::declared("qty", "int"),
+            ],
+            ..TableInfo::default()
+        }
+    }
+
+    fn plan(sql: &dyn Dialect, phase: &str, checks: &[&str]) -> Vec<Stmt> {
+        let mut i = info();
+        i.checks = checks.iter().map(|s| s.to_string()).collect();
+        let cx = Cx {
+            sql,
+            table: Some(&i),
+            tag: "_godwit_t_1".into(),
+            resuming: false,
+        };
+        match phase {
+            "expand" => op().expand(&cx).unwrap(),
+            "contract" => op().contract(&cx).unwrap(),
+            _ => op().abort(&cx).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_violation_is_the_check_being_false_not_null() {
+        // `IF NOT (check)`: NULL is not a violation, as for the constraint itself.
+        let my = Mysql { db: "d".into() };
+        let out = plan(&my, "expand", &[]);
+        assert_eq!(out.len(), 2, "MySQL: the trigger only");
+        assert!(
+            out[0].sql.contains("IF (SELECT (NOT (qty >= 0)) FROM (SELECT NEW.`id` AS `id`, NEW.`qty` AS `qty`) AS `_godwit_row`) THEN SET NEW.`qty` = (SELECT (0)"),
+            "{}",
+            out[0].sql
+        );
+        let b = op().backfill(&Cx {
+            sql: &my,
+            table: None,
+            tag: String::new(),
+            resuming: false,
+        });
+        let sql = my.backfill_update(&b.unwrap(), &[], false, false);
+        assert!(sql.ends_with("WHERE (NOT (qty >= 0))"), "{sql}");
+    }
+
+    #[test]
+    fn postgres_adds_not_valid_then_validates_without_blocking_writes() {
+        let pg = Postgres {
+            schema: "public".into(),
+        };
+        let out = plan(&pg, "expand", &[]);
+        assert!(out
+            .last()
+            .unwrap()
+            .sql
+            .ends_with("ADD CONSTRAINT \"qty_pos\" CHECK (qty >= 0) NOT VALID"));
+        let out = plan(&pg, "contract", &["qty_pos"]);
+        assert!(out[0].concurrent && out[0].sql.contains("VALIDATE CONSTRAINT \"qty_pos\""));
+        let out = plan(&pg, "abort", &["qty_pos"]);
+        assert!(out[0].sql.contains("DROP CONSTRAINT IF EXISTS \"qty_pos\""));
+    }
+
+    #[test]
+    fn mysql_adds_the_constraint_at_contract_once() {
+        let my = Mysql { db: "d".into() };
+        let out = plan(&my, "contract", &[]);
+        assert!(out[0]
+            .sql
+            .starts_with("ALTER TABLE `d`.`t` ADD CONSTRAINT `qty_pos` CHECK (qty >= 0)"));
+        // Resumed after the ALTER: only the triggers are left to drop.
+        let out = plan(&my, "contract", &["qty_pos"]);
+        assert!(out.iter().all(|s| s.sql.starts_with("DROP TRIGGER")));
+    }
+}

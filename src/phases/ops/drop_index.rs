@@ -55,3 +55,80 @@ impl Op for DropIndex {
         Ok(vec![])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phases::catalog::{IndexInfo, TableInfo};
+    use crate::phases::sql_mysql::Mysql;
+
+    fn expand(name: &str, resuming: bool) -> Result<Vec<Stmt>, String> {
+        let info = TableInfo {
+            name: "t".into(),
+            index_defs: vec![
+                IndexInfo {
+                    name: "PRIMARY".into(),
+                    primary: true,
+                    ..IndexInfo::default()
+                },
+                IndexInfo {
+                    name: "u".into(),
+                    constraint: Some("u_key".into()),
+                    ..IndexInfo::default()
+                },
+                IndexInfo {
+                    name: "i".into(),
+                    ..IndexInfo::default()
+                },
+            ],
+            ..TableInfo::default()
+        };
+        let my = Mysql { db: "d".into() };
+        let op = DropIndex {
+            table: "t".into(),
+            name: name.into(),
+        };
+        op.expand(&Cx {
+            sql: &my,
+            table: Some(&info),
+            tag: String::new(),
+            resuming,
+        })
+    }
+
+    #[test]
+    fn expand_checks_and_changes_nothing() {
+        assert_eq!(expand("i", false).unwrap(), vec![]);
+        assert!(expand("nope", false)
+            .unwrap_err()
+            .contains("does not exist"));
+        assert_eq!(expand("nope", true).unwrap(), vec![]);
+        assert!(expand("PRIMARY", false)
+            .unwrap_err()
+            .contains("primary key"));
+        assert!(expand("u", false)
+            .unwrap_err()
+            .contains("constraint `u_key`"));
+    }
+
+    #[test]
+    fn mysql_contract_drops_online() {
+        let my = Mysql { db: "d".into() };
+        let op = DropIndex {
+            table: "t".into(),
+            name: "i".into(),
+        };
+        let out = op
+            .contract(&Cx {
+                sql: &my,
+                table: None,
+                tag: String::new(),
+                resuming: false,
+            })
+            .unwrap();
+        assert_eq!(
+            out[0].sql,
+            "ALTER TABLE `d`.`t` DROP INDEX IF EXISTS `i`, ALGORITHM=INPLACE, LOCK=NONE"
+        );
+    }
+}
