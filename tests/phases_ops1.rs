@@ -348,7 +348,7 @@ mod my {
                         c = pool.get_conn().await.unwrap();
                     }
                 }
-                if n % 10 == 0 {
+                if n.is_multiple_of(10) {
                     if let Some((id, want)) = shared.last_of_theirs(app) {
                         let got: Option<(Option<String>, Option<String>)> = c
                             .exec_first(
@@ -516,7 +516,7 @@ mod pg {
                         c = support::postgres::connect(&url).await;
                     }
                 }
-                if n % 10 == 0 {
+                if n.is_multiple_of(10) {
                     if let Some((id, want)) = shared.last_of_theirs(app) {
                         let got = c
                             .query_opt(

@@ -61,6 +61,9 @@ const PG_USES: &str = "WITH t AS (SELECT c.oid FROM pg_class c JOIN pg_namespace
      FROM pg_attribute a JOIN t ON a.attrelid = t.oid \
      WHERE a.attnum > 0 AND NOT a.attisdropped AND (a.attidentity <> '' OR a.attgenerated <> '')";
 
+/// An index and its key parts `(position, column)` as the rows list them.
+type Parts = (IndexInfo, Vec<(i64, Option<String>)>);
+
 fn flag(v: &Option<String>) -> bool {
     matches!(v.as_deref(), Some("1" | "true"))
 }
@@ -75,7 +78,7 @@ pub async fn read(db: &mut Db, info: &mut TableInfo) -> Result<()> {
             std::slice::from_ref(&t),
         )
         .await?;
-    let mut indexes: Vec<(IndexInfo, Vec<(i64, Option<String>)>)> = Vec::new();
+    let mut indexes: Vec<Parts> = Vec::new();
     for r in rows {
         let name = r[0].clone().unwrap_or_default();
         let seq: i64 = r[1].as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
