@@ -35,12 +35,26 @@ impl ColumnInfo {
     }
 }
 
-/// An index: its name and its columns in index order.
+/// One index of a table.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct IndexInfo {
     pub name: String,
-    pub columns: Vec<String>,
+    /// Key columns in key order; `None` for an expression.
+    pub columns: Vec<Option<String>>,
     pub unique: bool,
+    pub primary: bool,
+    /// A plain B-tree over whole columns: no prefix, expression, predicate, descending
+    /// part, non-default operator class or collation, comment. godwit can build the same
+    /// index over another column.
+    pub plain: bool,
+    /// PostgreSQL: the constraint the index implements or that needs it.
+    pub constraint: Option<String>,
+}
+
+impl IndexInfo {
+    pub fn covers(&self, col: &str) -> bool {
+        self.columns.iter().any(|c| c.as_deref() == Some(col))
+    }
 }
 
 /// A privilege granted on a table (PostgreSQL): `grantee` is a role name or `PUBLIC`.
@@ -58,9 +72,16 @@ pub struct TableInfo {
     pub columns: Vec<ColumnInfo>,
     /// Primary key columns in key order.
     pub primary_key: Vec<String>,
+    /// Names of the valid indexes.
     pub indexes: Vec<String>,
-    /// The valid indexes with their columns (the primary key included).
-    pub index_columns: Vec<IndexInfo>,
+    /// Every index (PostgreSQL: invalid ones too), in the table's key order.
+    pub index_defs: Vec<IndexInfo>,
+    /// Names of the CHECK constraints.
+    pub checks: Vec<String>,
+    /// What else uses a column, beyond its indexes and its own default: `(column, what)`,
+    /// e.g. a foreign key, a CHECK constraint, a view, a generated or auto-increment
+    /// column. A change that drops the column must refuse these.
+    pub column_uses: Vec<(String, String)>,
     /// Names of the foreign keys defined on this table.
     pub foreign_keys: Vec<String>,
     /// Table privileges (PostgreSQL; empty on MySQL, where grants name the table).
@@ -74,9 +95,24 @@ impl TableInfo {
     /// An index whose leading columns are `cols`, in order (what InnoDB needs to back a
     /// foreign key).
     pub fn index_leading(&self, cols: &[String]) -> Option<&IndexInfo> {
-        self.index_columns
+        self.index_defs.iter().find(|i| {
+            i.columns.len() >= cols.len()
+                && i.columns
+                    .iter()
+                    .zip(cols)
+                    .all(|(a, b)| a.as_deref() == Some(b.as_str()))
+        })
+    }
+    pub fn index(&self, name: &str) -> Option<&IndexInfo> {
+        self.index_defs.iter().find(|i| i.name == name)
+    }
+    /// What uses `col`, beyond its indexes and its default.
+    pub fn uses_of(&self, col: &str) -> Vec<&str> {
+        self.column_uses
             .iter()
-            .find(|i| i.columns.len() >= cols.len() && i.columns[..cols.len()] == *cols)
+            .filter(|(c, _)| c == col)
+            .map(|(_, w)| w.as_str())
+            .collect()
     }
     pub fn key_columns(&self) -> Vec<&ColumnInfo> {
         self.primary_key

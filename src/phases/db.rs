@@ -1,6 +1,6 @@
 //! One connection for a phase command: statements, the catalog, the runner lock.
 
-use super::catalog::{ColumnInfo, Grant, IndexInfo, TableInfo};
+use super::catalog::{ColumnInfo, Grant, TableInfo};
 use super::dialect::Dialect;
 use super::sql_mysql::Mysql;
 use super::sql_postgres::Postgres;
@@ -300,12 +300,11 @@ impl Db {
             return Ok(None);
         };
         let t = Param::Text(Some(table.to_string()));
-        let (cols_sql, pk_sql, idx_sql, idx_cols_sql, fk_sql, grants_sql) = match self {
+        let (cols_sql, pk_sql, idx_sql, fk_sql, grants_sql) = match self {
             Db::My { .. } => (
                 "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, COLLATION_NAME, COLUMN_COMMENT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
                 "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
                 "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
-                "SELECT INDEX_NAME, COLUMN_NAME, CASE WHEN NON_UNIQUE = 0 THEN 'u' ELSE '' END FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
                 "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = ?",
                 None,
             ),
@@ -320,11 +319,6 @@ impl Db {
                  WHERE n.nspname = current_schema() AND c.relname = $1::text AND i.indisprimary ORDER BY k.ord",
                 "SELECT ic.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid \
                  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = $1::text AND i.indisvalid",
-                "SELECT ic.relname::text, a.attname::text, CASE WHEN i.indisunique THEN 'u' ELSE '' END FROM pg_index i \
-                 JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true \
-                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
-                 WHERE n.nspname = current_schema() AND c.relname = $1::text AND i.indisvalid ORDER BY ic.relname, k.ord",
                 "SELECT co.conname::text FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname = current_schema() AND c.relname = $1::text AND co.contype = 'f'",
                 Some(
@@ -340,7 +334,6 @@ impl Db {
         let cols = self.query(cols_sql, one).await?;
         let pk = self.query(pk_sql, one).await?;
         let idx = self.query(idx_sql, one).await?;
-        let idx_cols = self.query(idx_cols_sql, one).await?;
         let fks = self.query(fk_sql, one).await?;
         let grants = match grants_sql {
             Some(g) => self.query(g, one).await?,
@@ -361,28 +354,12 @@ impl Db {
                 }
             })
             .collect();
-        let mut index_columns: Vec<IndexInfo> = Vec::new();
-        for r in idx_cols {
-            let (Some(name), Some(col)) = (r[0].clone(), r[1].clone()) else {
-                continue;
-            };
-            let unique = r[2].as_deref() == Some("u");
-            match index_columns.last_mut() {
-                Some(i) if i.name == name => i.columns.push(col),
-                _ => index_columns.push(IndexInfo {
-                    name,
-                    columns: vec![col],
-                    unique,
-                }),
-            }
-        }
-        Ok(Some(TableInfo {
+        let mut info = TableInfo {
             name: table.to_string(),
             view: kind == RelKind::View,
             columns,
             primary_key: pk.into_iter().filter_map(|r| r[0].clone()).collect(),
             indexes: idx.into_iter().filter_map(|r| r[0].clone()).collect(),
-            index_columns,
             foreign_keys: fks.into_iter().filter_map(|r| r[0].clone()).collect(),
             grants: grants
                 .into_iter()
@@ -393,7 +370,10 @@ impl Db {
                     })
                 })
                 .collect(),
-        }))
+            ..TableInfo::default()
+        };
+        super::uses::read(self, &mut info).await?;
+        Ok(Some(info))
     }
 
     /// MySQL before 5.7.2 and MariaDB before 10.2.3 allow one trigger per event and

@@ -48,6 +48,35 @@ pub trait Dialect: Sync + Send {
     /// Contract of a rename: remove the sync trigger and the copy column, rename the
     /// original, with no write in between.
     fn rename_contract(&self, table: &str, from: &str, to: &str, tag: &str) -> Vec<Stmt>;
+    /// Contract of a type change: the new column `from` takes the name, the definition
+    /// `col` (new type; the old column's nullability, default and comment) and, on MySQL,
+    /// the place (after `after`, first when None) of the old column `col.name`, which
+    /// goes; each copied index `(copy, original)` takes its original's name. No write
+    /// falls in between.
+    fn retype_contract(
+        &self,
+        table: &str,
+        from: &str,
+        col: &ColumnInfo,
+        after: Option<&str>,
+        indexes: &[(String, String)],
+        tag: &str,
+    ) -> Vec<Stmt>;
+    /// `CREATE TEMPORARY TABLE name (defs)`, for probes.
+    fn temp_table(&self, name: &str, defs: &str) -> String;
+    /// An empty temporary table with `table`'s columns, for probes.
+    fn temp_table_like(&self, name: &str, table: &str) -> String;
+    fn drop_temp_table(&self, name: &str) -> String;
+    /// Expand of a CHECK constraint. PostgreSQL: added `NOT VALID` (new rows are checked
+    /// at once, existing ones at contract); MySQL: nothing (the trigger keeps new rows
+    /// valid).
+    fn check_expand(&self, table: &str, name: &str, check: &str) -> Vec<Stmt>;
+    /// Contract of a CHECK constraint. PostgreSQL: `VALIDATE` (no write lock); MySQL:
+    /// `ADD CONSTRAINT` unless `present` (MariaDB copies the table: ALGORITHM=COPY,
+    /// LOCK=SHARED, writes wait).
+    fn check_contract(&self, table: &str, name: &str, check: &str, present: bool) -> Vec<Stmt>;
+    /// Undo [`Dialect::check_expand`].
+    fn check_abort(&self, table: &str, name: &str) -> Vec<Stmt>;
     /// The next batch's last key: `SELECT key… WHERE key > lower ORDER BY key LIMIT 1
     /// OFFSET n-1`, keys as text. Parameters: lower key parts (if `lower`).
     fn batch_end(&self, b: &Backfill, key: &[&ColumnInfo], lower: bool, size: u64) -> String;

@@ -198,6 +198,24 @@ name = "i"
 columns = ["a", "c"]
 unique = true
 [[operations]]
+type = "change_column_type"
+table = "t"
+column = "c"
+new_type = "bigint"
+up = "c"
+down = "c_new"
+[[operations]]
+type = "add_check"
+table = "t"
+name = "c_pos"
+check = "c > 0"
+column = "c"
+up = "1"
+[[operations]]
+type = "drop_index"
+table = "t"
+name = "i"
+[[operations]]
 type = "sql"
 up = "SELECT 1"
 down = "SELECT 2"
@@ -205,7 +223,7 @@ down = "SELECT 2"
         )
         .unwrap();
         assert_eq!(name, "all");
-        assert_eq!(ops.len(), 6);
+        assert_eq!(ops.len(), 9);
     }
 
     #[test]
@@ -239,6 +257,15 @@ down = "SELECT 2"
         assert!(m.contains("needs `up` or `default`"), "{m}");
         let m = err("name = \"x\"\n[[operations]]\ntype = \"add_index\"\ntable = \"t\"\nname = \"i\"\ncolumns = []\n");
         assert!(m.contains("columns"), "{m}");
+        let m = err("name = \"x\"\n[[operations]]\ntype = \"change_column_type\"\ntable = \"t\"\ncolumn = \"c\"\nnew_type = \"int\"\nup = \"c\"\ndown = \"c\"\nnew_name = \"c\"\n");
+        assert!(m.contains("`new_name` must differ"), "{m}");
+        let m = err("name = \"x\"\n[[operations]]\ntype = \"change_column_type\"\ntable = \"t\"\ncolumn = \"c\"\ntype = \"int\"\n");
+        assert!(m.contains("0001_x.toml"), "{m}");
+        let m = err("name = \"x\"\n[[operations]]\ntype = \"add_check\"\ntable = \"t\"\nname = \"n\"\ncheck = \"\"\ncolumn = \"c\"\nup = \"1\"\n");
+        assert!(
+            m.contains("operation #1 (add_check)") && m.contains("`check` is empty"),
+            "{m}"
+        );
         let m = err("name = \"x\"\noperations = []\n");
         assert!(m.contains("no operations"), "{m}");
     }

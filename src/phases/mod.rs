@@ -20,6 +20,7 @@ pub mod ops;
 pub mod sql_mysql;
 pub mod sql_postgres;
 pub mod state;
+mod uses;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::{Format, Reporter};
@@ -28,7 +29,7 @@ use crate::throttle::Throttle;
 use catalog::TableInfo;
 use db::Db;
 use file::MigrationFile;
-use ops::{Cx, Stmt};
+use ops::{Cx, Probe, Stmt};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -262,6 +263,68 @@ async fn run_guards(
             ),
         )
         .with_hint(g.hint.clone()));
+    }
+    Ok(())
+}
+
+/// Every operation's probes, with the operation's label.
+async fn plan_probes(db: &mut Db, f: &MigrationFile) -> Result<Vec<(String, Vec<Probe>)>> {
+    let infos = tables(db, f).await?;
+    let mut out = Vec::new();
+    for (i, op) in f.operations.iter().enumerate() {
+        let o = op.op();
+        let cx = Cx {
+            sql: db.dialect(),
+            table: o.table().and_then(|t| infos.get(t)),
+            catalog: &infos,
+            tag: tag(&f.id, i),
+            resuming: false,
+            planning: false,
+        };
+        let probes = o
+            .probes(&cx)
+            .map_err(|m| mig_err(format!("{}: {m}", op_label(f, i))))?;
+        if !probes.is_empty() {
+            out.push((op_label(f, i), probes));
+        }
+    }
+    Ok(out)
+}
+
+/// Run the probes before anything changes: the first failure refuses the phase, naming
+/// the operation, what the probe proves and the server's answer. PostgreSQL runs them in
+/// a transaction that is rolled back.
+async fn run_probes(db: &mut Db, probes: &[(String, Vec<Probe>)]) -> Result<()> {
+    for (label, ps) in probes {
+        let pg = db.is_postgres();
+        if pg {
+            db.exec("BEGIN").await?;
+        }
+        let mut failed: Option<Error> = None;
+        for p in ps {
+            if p.cleanup {
+                if !pg || failed.is_none() {
+                    let _ = db.exec(&p.sql).await;
+                }
+                continue;
+            }
+            if failed.is_some() {
+                continue;
+            }
+            if let Err(e) = db.exec(&p.sql).await {
+                failed = Some(
+                    mig_err(format!("{label}: {}: {}", p.fails, e.message)).with_hint(
+                        "fix the migration file; nothing was changed (godwit checks this before expanding)",
+                    ),
+                );
+            }
+        }
+        if pg {
+            db.exec("ROLLBACK").await?;
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
     }
     Ok(())
 }
@@ -585,10 +648,22 @@ async fn run_phase(
         }
     }
     let stmts = plan(db, f, phase, resuming, !opts.execute).await?;
+    let probes = if phase == Phase::Expand {
+        plan_probes(db, f).await?
+    } else {
+        vec![]
+    };
     if !opts.execute {
-        print_plan(rep, opts.format, f, phase, &stmts);
+        let mut shown: Vec<Stmt> = probes
+            .iter()
+            .flat_map(|(_, ps)| ps)
+            .map(|p| Stmt::new(format!("-- check first, changing nothing: {}", p.sql)))
+            .collect();
+        shown.extend(stmts);
+        print_plan(rep, opts.format, f, phase, &shown);
         return Ok(());
     }
+    run_probes(db, &probes).await?;
     // Before anything changes: a failed precondition leaves the migration where it was.
     run_guards(db, phase, &stmts, rep, &f.id).await?;
     // Planned before anything runs, so a failed expand can be undone.

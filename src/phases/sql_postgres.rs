@@ -20,13 +20,37 @@ impl Postgres {
         }
     }
 
-    fn chain(chain: &Chain) -> String {
+    /// A trigger condition; `Cond::Always` is handled by [`Postgres::chain`].
+    fn cond(c: &Cond, info: &TableInfo) -> String {
+        match c {
+            Cond::IsNull(c) => format!("NEW.{} IS NULL", quote(c)),
+            Cond::Changed(c) => format!("NEW.{0} IS DISTINCT FROM OLD.{0}", quote(c)),
+            // Compared as the column's type: an expression of another type (one that
+            // assignment would convert) must not make the comparison itself fail.
+            Cond::Differs(c, v) => match info.column(c) {
+                Some(col) => format!(
+                    "NEW.{} IS DISTINCT FROM CAST({} AS {})",
+                    quote(c),
+                    Self::val(v),
+                    col.sql_type
+                ),
+                None => format!("NEW.{} IS DISTINCT FROM {}", quote(c), Self::val(v)),
+            },
+            Cond::Holds(e) => Self::val(&Val::Expr(e.clone())),
+            Cond::All(cs) => cs
+                .iter()
+                .map(|c| format!("({})", Self::cond(c, info)))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            Cond::Always => "TRUE".into(),
+        }
+    }
+
+    fn chain(chain: &Chain, info: &TableInfo) -> String {
         let mut out = String::new();
         for (i, b) in chain.iter().enumerate() {
             let set = format!("NEW.{} := {};", quote(&b.col), Self::val(&b.val));
             let cond = match &b.cond {
-                Cond::IsNull(c) => format!("NEW.{} IS NULL", quote(c)),
-                Cond::Changed(c) => format!("NEW.{0} IS DISTINCT FROM OLD.{0}", quote(c)),
                 Cond::Always => {
                     if i == 0 {
                         out.push_str(&set);
@@ -35,6 +59,7 @@ impl Postgres {
                     }
                     break;
                 }
+                c => Self::cond(c, info),
             };
             let kw = if i == 0 { "IF" } else { " ELSIF" };
             out.push_str(&format!("{kw} {cond} THEN {set}"));
@@ -72,6 +97,7 @@ impl Postgres {
         match f {
             Filter::IsNull(c) => format!("{} IS NULL", quote(c)),
             Filter::Differs(a, b) => format!("{} IS DISTINCT FROM {}", quote(a), quote(b)),
+            Filter::Holds(e) => format!("({e})"),
         }
     }
 }
@@ -111,9 +137,9 @@ impl Dialect for Postgres {
             quote(col)
         ))
     }
-    fn create_trigger(&self, table: &str, tag: &str, t: &Trigger, _info: &TableInfo) -> Vec<Stmt> {
-        let ins: Vec<String> = t.insert.iter().map(Self::chain).collect();
-        let upd: Vec<String> = t.update.iter().map(Self::chain).collect();
+    fn create_trigger(&self, table: &str, tag: &str, t: &Trigger, info: &TableInfo) -> Vec<Stmt> {
+        let ins: Vec<String> = t.insert.iter().map(|c| Self::chain(c, info)).collect();
+        let upd: Vec<String> = t.update.iter().map(|c| Self::chain(c, info)).collect();
         let events = match (ins.is_empty(), upd.is_empty()) {
             (false, false) => "INSERT OR UPDATE",
             (false, true) => "INSERT",
@@ -148,21 +174,14 @@ impl Dialect for Postgres {
         ]
     }
     fn not_null_expand(&self, table: &str, col: &str, tag: &str) -> Vec<Stmt> {
-        let mut out = self.not_null_abort(table, tag);
-        out.push(Stmt::new(format!(
-            "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID",
-            self.table(table),
-            quote(&format!("{tag}_nn")),
-            quote(col)
-        )));
-        out
+        self.check_expand(
+            table,
+            &format!("{tag}_nn"),
+            &format!("{} IS NOT NULL", quote(col)),
+        )
     }
     fn not_null_abort(&self, table: &str, tag: &str) -> Vec<Stmt> {
-        vec![Stmt::new(format!(
-            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-            self.table(table),
-            quote(&format!("{tag}_nn"))
-        ))]
+        self.check_abort(table, &format!("{tag}_nn"))
     }
     fn set_not_null(&self, table: &str, col: &ColumnInfo, tag: &str) -> Vec<Stmt> {
         // VALIDATE scans under SHARE UPDATE EXCLUSIVE on its own; SET NOT NULL then uses
@@ -215,11 +234,75 @@ impl Dialect for Postgres {
         )));
         out
     }
+    fn retype_contract(
+        &self,
+        table: &str,
+        from: &str,
+        col: &ColumnInfo,
+        _after: Option<&str>,
+        indexes: &[(String, String)],
+        tag: &str,
+    ) -> Vec<Stmt> {
+        // Column order cannot change without a rewrite: the column stays last.
+        // DROP COLUMN takes the old column's indexes with it.
+        let mut out = self.rename_contract(table, from, &col.name, tag);
+        if let Some(d) = &col.default {
+            out.push(self.set_default(table, &col.name, d));
+        }
+        for (copy, orig) in indexes {
+            out.push(Stmt::new(format!(
+                "ALTER INDEX {} RENAME TO {}",
+                qualified(&self.schema, copy),
+                quote(orig)
+            )));
+        }
+        out
+    }
+    fn temp_table(&self, name: &str, defs: &str) -> String {
+        format!("CREATE TEMPORARY TABLE {} ({defs})", quote(name))
+    }
+    fn temp_table_like(&self, name: &str, table: &str) -> String {
+        format!(
+            "CREATE TEMPORARY TABLE {} (LIKE {})",
+            quote(name),
+            self.table(table)
+        )
+    }
+    fn drop_temp_table(&self, name: &str) -> String {
+        format!("DROP TABLE IF EXISTS pg_temp.{}", quote(name))
+    }
+    fn check_expand(&self, table: &str, name: &str, check: &str) -> Vec<Stmt> {
+        let mut out = self.check_abort(table, name);
+        out.push(Stmt::new(format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({check}) NOT VALID",
+            self.table(table),
+            quote(name)
+        )));
+        out
+    }
+    fn check_contract(&self, table: &str, name: &str, _check: &str, _present: bool) -> Vec<Stmt> {
+        // SHARE UPDATE EXCLUSIVE: reads and writes go on while it scans.
+        vec![Stmt::concurrent(format!(
+            "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+            self.table(table),
+            quote(name)
+        ))]
+    }
+    fn check_abort(&self, table: &str, name: &str) -> Vec<Stmt> {
+        vec![Stmt::new(format!(
+            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+            self.table(table),
+            quote(name)
+        ))]
+    }
     fn batch_end(&self, b: &Backfill, key: &[&ColumnInfo], lower: bool, size: u64) -> String {
         let k = Self::key_list(key);
+        // Aliased: `"id"::text` would be an output column named "id", and ORDER BY
+        // "id" would then sort the keys as text (batches of uneven, unbounded size).
         let sel: Vec<String> = key
             .iter()
-            .map(|c| format!("{}::text", quote(&c.name)))
+            .enumerate()
+            .map(|(i, c)| format!("{}::text AS _godwit_k{i}", quote(&c.name)))
             .collect();
         let cond = if lower {
             format!(" WHERE ({k}) > ({})", Self::params(key, 1))

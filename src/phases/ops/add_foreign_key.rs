@@ -248,12 +248,13 @@ mod tests {
                 .collect(),
             primary_key: vec!["id".into()],
             indexes: indexes.iter().map(|(n, _)| n.to_string()).collect(),
-            index_columns: indexes
+            index_defs: indexes
                 .iter()
                 .map(|(n, c)| IndexInfo {
                     name: n.to_string(),
-                    columns: c.iter().map(|x| x.to_string()).collect(),
+                    columns: c.iter().map(|x| Some(x.to_string())).collect(),
                     unique: *n == "PRIMARY",
+                    ..IndexInfo::default()
                 })
                 .collect(),
             ..Default::default()
@@ -346,7 +347,7 @@ mod tests {
     fn the_referenced_table_must_exist_and_be_indexed() {
         let my = Mysql { db: "d".into() };
         let mut cat = catalog(&[]);
-        cat.get_mut("customers").unwrap().index_columns.clear();
+        cat.get_mut("customers").unwrap().index_defs.clear();
         let cx = Cx {
             sql: &my,
             table: cat.get("orders"),

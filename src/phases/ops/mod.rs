@@ -4,19 +4,25 @@
 //! engine's [`Dialect`](super::dialect::Dialect) says *how* that is spelled, and the
 //! runner decides *when*.
 
+mod add_check;
 mod add_column;
 mod add_foreign_key;
 mod add_index;
+mod change_column_type;
 mod drop_column;
+mod drop_index;
 mod rename_column;
 mod rename_table;
 mod set_not_null;
 mod sql;
 
+pub use add_check::AddCheck;
 pub use add_column::AddColumn;
 pub use add_foreign_key::AddForeignKey;
 pub use add_index::AddIndex;
+pub use change_column_type::ChangeColumnType;
 pub use drop_column::DropColumn;
+pub use drop_index::DropIndex;
 pub use rename_column::RenameColumn;
 pub use rename_table::RenameTable;
 pub use set_not_null::SetNotNull;
@@ -78,12 +84,47 @@ impl Stmt {
     }
 }
 
+/// A statement run before expand changes anything, to prove that it will work (a type
+/// the server knows, an expression that converts every row). It changes nothing: probes
+/// use temporary tables only and, on PostgreSQL, run in a transaction rolled back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub sql: String,
+    /// What a failure means, for the error message (the server's message follows).
+    pub fails: String,
+    /// Clean-up: run even after an earlier probe failed; its own failure is ignored.
+    pub cleanup: bool,
+}
+
+impl Probe {
+    pub fn new(sql: impl Into<String>, fails: impl Into<String>) -> Probe {
+        Probe {
+            sql: sql.into(),
+            fails: fails.into(),
+            cleanup: false,
+        }
+    }
+    pub fn cleanup(sql: impl Into<String>) -> Probe {
+        Probe {
+            sql: sql.into(),
+            fails: String::new(),
+            cleanup: true,
+        }
+    }
+}
+
 /// A condition in a sync trigger, on the row being written (`NEW`, and `OLD` on update).
 #[derive(Debug, Clone)]
 pub enum Cond {
     IsNull(String),
     /// The statement changed this column (`NEW.c IS DISTINCT FROM OLD.c`); update only.
     Changed(String),
+    /// The column's value differs from `val` taken as the column's type (NULL-safe).
+    Differs(String, Val),
+    /// A user SQL condition over the row is true (NULL counts as false, as in a CHECK).
+    Holds(String),
+    /// Every condition holds.
+    All(Vec<Cond>),
     Always,
 }
 
@@ -119,6 +160,8 @@ pub enum Filter {
     IsNull(String),
     /// `a IS DISTINCT FROM b`
     Differs(String, String),
+    /// A user SQL condition over the row is true (NULL counts as false).
+    Holds(String),
 }
 
 /// Backfill: `UPDATE table SET col = val … WHERE key in batch AND filter`.
@@ -144,6 +187,13 @@ pub struct Cx<'a> {
     /// Only planning (a dry run): the catalog may be from before the earlier phases ran;
     /// plan as if they had.
     pub planning: bool,
+}
+
+/// An empty catalog, for unit tests of operations that need none.
+#[cfg(test)]
+pub(crate) fn no_catalog() -> &'static HashMap<String, TableInfo> {
+    static EMPTY: std::sync::OnceLock<HashMap<String, TableInfo>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(HashMap::new)
 }
 
 impl Cx<'_> {
@@ -172,6 +222,10 @@ pub trait Op {
     fn validate(&self) -> Result<(), String> {
         Ok(())
     }
+    /// Probes run before expand changes anything (see [`Probe`]).
+    fn probes(&self, _cx: &Cx) -> Result<Vec<Probe>, String> {
+        Ok(vec![])
+    }
     fn expand(&self, cx: &Cx) -> Result<Vec<Stmt>, String>;
     fn backfill(&self, _cx: &Cx) -> Option<Backfill> {
         None
@@ -190,6 +244,9 @@ pub enum Operation {
     SetNotNull(SetNotNull),
     DropColumn(DropColumn),
     AddIndex(AddIndex),
+    ChangeColumnType(ChangeColumnType),
+    DropIndex(DropIndex),
+    AddCheck(AddCheck),
     Sql(RawSql),
     AddForeignKey(AddForeignKey),
     RenameTable(RenameTable),
@@ -202,6 +259,9 @@ impl Operation {
         "set_not_null",
         "drop_column",
         "add_index",
+        "change_column_type",
+        "drop_index",
+        "add_check",
         "sql",
         "add_foreign_key",
         "rename_table",
@@ -214,6 +274,9 @@ impl Operation {
             Operation::SetNotNull(o) => o,
             Operation::DropColumn(o) => o,
             Operation::AddIndex(o) => o,
+            Operation::ChangeColumnType(o) => o,
+            Operation::DropIndex(o) => o,
+            Operation::AddCheck(o) => o,
             Operation::Sql(o) => o,
             Operation::AddForeignKey(o) => o,
             Operation::RenameTable(o) => o,
