@@ -217,9 +217,12 @@ impl Dialect for Postgres {
     }
     fn batch_end(&self, b: &Backfill, key: &[&ColumnInfo], lower: bool, size: u64) -> String {
         let k = Self::key_list(key);
+        // Aliased: `"id"::text` would be an output column named "id", and ORDER BY
+        // "id" would then sort the keys as text (batches of uneven, unbounded size).
         let sel: Vec<String> = key
             .iter()
-            .map(|c| format!("{}::text", quote(&c.name)))
+            .enumerate()
+            .map(|(i, c)| format!("{}::text AS _godwit_k{i}", quote(&c.name)))
             .collect();
         let cond = if lower {
             format!(" WHERE ({k}) > ({})", Self::params(key, 1))
