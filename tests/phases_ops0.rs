@@ -664,13 +664,6 @@ impl Db {
         db
     }
 
-    fn engine(&self) -> Engine {
-        match self {
-            Db::Maria(_) => Engine::Maria,
-            Db::Postgres(_) => Engine::Postgres,
-        }
-    }
-
     fn url(&self) -> &str {
         match self {
             Db::Maria(d) => &d.url,
@@ -778,7 +771,14 @@ impl Db {
 
     /// Everything a refused command must not change.
     async fn snapshot(&self) -> Vec<String> {
-        let mut out = self.shape(false).await;
+        let tables = match self {
+            Db::Maria(_) => "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY 1",
+            Db::Postgres(_) => "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'v') ORDER BY 1",
+        };
+        let mut out = self.texts(tables).await;
+        // The state table appears with the first command that connects: bookkeeping.
+        out.retain(|t| t != "_godwit_migrations");
+        out.extend(self.shape(false).await);
         out.extend(self.state().await.into_iter().map(|r| format!("{r:?}")));
         out.extend(self.leftovers().await);
         out.push(format!(
@@ -995,4 +995,245 @@ every_phase! {
     postgres_add_index_abort: Postgres AddIndex Abort;
     postgres_sql_contract: Postgres Sql Contract;
     postgres_sql_abort: Postgres Sql Abort;
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad input and phases out of order: a clear error, and nothing changes.
+
+/// Bad migrations (one operation each), the exit code of `expand` and what its error
+/// says besides the file's name.
+const BAD: &[(&str, i32, &[&str])] = &[
+    (
+        r#"type = "frobnicate"
+table = "items""#,
+        40,
+        &["operation #1", "frobnicate", "add_column"],
+    ),
+    (
+        r#"type = "add_column"
+table = "items"
+colum = { name = "x", type = "INT" }"#,
+        40,
+        &["operation #1 (add_column)", "unknown field `colum`"],
+    ),
+    (
+        r#"type = "set_not_null"
+table = "items"
+column = "qty""#,
+        40,
+        &["missing field `up`"],
+    ),
+    (
+        r#"type = "sql"
+down = "DROP TABLE audit""#,
+        40,
+        &["missing field `up`"],
+    ),
+    (
+        r#"type = "add_column"
+table = "items"
+column = { name = "x", type = "INT", nullable = false }"#,
+        40,
+        &["needs `up` or `default`"],
+    ),
+    (
+        r#"type = "set_not_null"
+table = "items"
+column = "nope"
+up = "0""#,
+        40,
+        &[
+            "operation #1",
+            "column `nope` does not exist in table `items`",
+        ],
+    ),
+    (
+        r#"type = "drop_column"
+table = "items"
+column = "nope""#,
+        40,
+        &["column `nope` does not exist in table `items`"],
+    ),
+    (
+        r#"type = "add_index"
+table = "items"
+name = "idx_x"
+columns = ["qty", "nope"]"#,
+        40,
+        &["column `nope` does not exist in table `items`"],
+    ),
+    (
+        r#"type = "add_column"
+table = "nothere"
+column = { name = "x", type = "INT" }"#,
+        12,
+        &["table `nothere` does not exist"],
+    ),
+    (
+        r#"type = "add_column"
+table = "items"
+column = { name = "qty", type = "INT" }"#,
+        40,
+        &["column `qty` already exists"],
+    ),
+    (
+        r#"type = "set_not_null"
+table = "items"
+column = "name"
+up = "'x'""#,
+        40,
+        &["already NOT NULL"],
+    ),
+    (
+        r#"type = "add_index"
+table = "items"
+name = "idx_name"
+columns = ["qty"]"#,
+        40,
+        &["index `idx_name` already exists"],
+    ),
+    (
+        r#"type = "drop_column"
+table = "items"
+column = "code""#,
+        40,
+        &["NOT NULL without a default", "give `down`"],
+    ),
+];
+
+/// The run failed with `code`, and its error names the migration `id` and says `says`.
+fn refused(r: &Run, code: i32, id: &str, says: &[&str]) {
+    let e = r
+        .event("error")
+        .unwrap_or_else(|| panic!("not refused:\n{}\n{}", r.stdout, r.stderr));
+    assert_eq!((r.code, &e["exit_code"]), (code, &code.into()), "{e}");
+    let msg = e["message"].as_str().unwrap_or_default();
+    for w in says.iter().chain(&[id]) {
+        assert!(msg.contains(w), "`{w}` missing from: {msg}");
+    }
+}
+
+async fn bad_files_change_nothing(engine: Engine) {
+    let db = Db::new(engine, "o0bad").await;
+    for (i, (body, code, says)) in BAD.iter().enumerate() {
+        let text = format!("name = \"bad\"\n[[operations]]\n{body}\n");
+        let (dir, d) = write_migration(&format!("{}_{i}", db.name()), "0001_bad.toml", &text);
+        let before = db.snapshot().await;
+        refused(
+            &phase(&db, "expand", &d).await,
+            *code,
+            "0001_bad.toml",
+            says,
+        );
+        assert_eq!(
+            db.snapshot().await,
+            before,
+            "refusing {body} changed something"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+    db.drop().await;
+}
+
+enum Expect {
+    Done,
+    Noop,
+    Refused(&'static [&'static str]),
+}
+
+/// Run each phase on the migration file `dir/id.toml` and expect what the step says; a
+/// refused phase changes nothing.
+async fn steps(db: &Db, dir: &std::path::Path, id: &str, steps: &[(&str, Expect)]) {
+    let file = dir.join(format!("{id}.toml")).to_string_lossy().to_string();
+    for (cmd, expect) in steps {
+        let before = db.snapshot().await;
+        let r = phase(db, cmd, &file).await;
+        match expect {
+            Expect::Done => assert_eq!(result(&r), "done", "{cmd}"),
+            Expect::Noop => assert_eq!(result(&r), "noop", "{cmd}"),
+            Expect::Refused(says) => {
+                refused(&r, 40, id, says);
+                assert_eq!(
+                    db.snapshot().await,
+                    before,
+                    "refusing {cmd} changed something"
+                );
+            }
+        }
+    }
+}
+
+async fn phases_out_of_order_change_nothing(engine: Engine) {
+    use Expect::*;
+    let db = Db::new(engine, "o0ord").await;
+    let (dir, _) = write_migration(db.name(), "0001_change.toml", Op::AddColumn.file());
+    const NOT_STARTED: &str = "while the migration is not started";
+    steps(
+        &db,
+        &dir,
+        "0001_change",
+        &[
+            (
+                "backfill",
+                Refused(&[NOT_STARTED, "run `godwit expand` first"]),
+            ),
+            ("contract", Refused(&[NOT_STARTED])),
+            ("abort", Noop),
+            ("expand", Done),
+            (
+                "contract",
+                Refused(&[
+                    "while the migration is expanded",
+                    "run `godwit backfill` first",
+                ]),
+            ),
+            ("backfill", Done),
+            ("expand", Noop),
+            ("contract", Done),
+            (
+                "abort",
+                Refused(&["already contracted", "only possible before contract"]),
+            ),
+            ("backfill", Noop),
+        ],
+    )
+    .await;
+    // `sql` without `down` cannot be aborted.
+    let audit = "name = \"audit\"\n[[operations]]\ntype = \"sql\"\nup = \"CREATE TABLE audit (id INT PRIMARY KEY)\"\n";
+    std::fs::write(dir.join("0002_audit.toml"), audit).unwrap();
+    let no_down = Refused(&["no `down`", "cannot be aborted automatically"]);
+    steps(
+        &db,
+        &dir,
+        "0002_audit",
+        &[
+            ("expand", Done),
+            ("abort", no_down),
+            ("backfill", Done),
+            ("contract", Done),
+        ],
+    )
+    .await;
+    std::fs::remove_dir_all(dir).ok();
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn mariadb_bad_files_change_nothing() {
+    bad_files_change_nothing(Engine::Maria).await;
+}
+
+#[tokio::test]
+async fn postgres_bad_files_change_nothing() {
+    bad_files_change_nothing(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_phases_out_of_order_change_nothing() {
+    phases_out_of_order_change_nothing(Engine::Maria).await;
+}
+
+#[tokio::test]
+async fn postgres_phases_out_of_order_change_nothing() {
+    phases_out_of_order_change_nothing(Engine::Postgres).await;
 }
