@@ -112,32 +112,18 @@ up = "CHAR_LENGTH(name)"
             }
             Op::DropColumn => {
                 r#"name = "note and code go"
-[[operations]]
-type = "drop_column"
-table = "items"
-column = "note"
-
-[[operations]]
-type = "drop_column"
-table = "items"
-column = "code"
-down = "CONCAT('c', id)"
+operations = [
+    { type = "drop_column", table = "items", column = "note" },
+    { type = "drop_column", table = "items", column = "code", down = "CONCAT('c', id)" },
+]
 "#
             }
             Op::AddIndex => {
                 r#"name = "indexes"
-[[operations]]
-type = "add_index"
-table = "items"
-name = "idx_qty_note"
-columns = ["qty", "note"]
-
-[[operations]]
-type = "add_index"
-table = "items"
-name = "uq_code"
-columns = ["code"]
-unique = true
+operations = [
+    { type = "add_index", table = "items", name = "idx_qty_note", columns = ["qty", "note"] },
+    { type = "add_index", table = "items", name = "uq_code", columns = ["code"], unique = true },
+]
 "#
             }
             Op::Sql => {
@@ -803,22 +789,24 @@ impl Db {
 // ---------------------------------------------------------------------------------------
 // Phase runs.
 
+/// `CMD DIR --url URL --execute --format json --batch-size BATCH`.
+fn args<'a>(db: &'a Db, cmd: &'a str, dir: &'a str, batch: &'a str) -> [&'a str; 9] {
+    let url = db.url();
+    [
+        cmd,
+        dir,
+        "--url",
+        url,
+        "--execute",
+        "--format",
+        "json",
+        "--batch-size",
+        batch,
+    ]
+}
+
 async fn phase(db: &Db, cmd: &str, dir: &str) -> Run {
-    godwit(
-        &[
-            cmd,
-            dir,
-            "--url",
-            db.url(),
-            "--execute",
-            "--format",
-            "json",
-            "--batch-size",
-            "300",
-        ],
-        &[],
-    )
-    .await
+    godwit(&args(db, cmd, dir, "300"), &[]).await
 }
 
 /// The `result` of a run's `phase` event (`done` or `noop`).
@@ -856,20 +844,7 @@ async fn killed_backfill_resumes(db: &Db, dir: &str) {
     holder.exec(holder.begin()).await.unwrap();
     let lock = format!("SELECT id FROM items WHERE id = {HELD} FOR UPDATE");
     holder.rows(&lock).await.unwrap();
-    let mut live = LiveRun::start(
-        &[
-            "backfill",
-            dir,
-            "--url",
-            db.url(),
-            "--execute",
-            "--format",
-            "json",
-            "--batch-size",
-            "50",
-        ],
-        &[],
-    );
+    let mut live = LiveRun::start(&args(db, "backfill", dir, "50"), &[]);
     live.wait_for(60, |e| {
         e["event"] == "backfill_progress" && key(&e["after"]).is_some_and(|k| k >= HELD - 100)
     })
@@ -965,141 +940,28 @@ async fn through_every_phase(engine: Engine, op: Op, end: End) {
     db.drop().await;
 }
 
-macro_rules! every_phase {
-    ($($name:ident: $engine:ident $op:ident $end:ident;)*) => {$(
-        #[tokio::test]
-        async fn $name() {
-            through_every_phase(Engine::$engine, Op::$op, End::$end).await;
-        }
-    )*};
-}
-
-every_phase! {
-    mariadb_add_column_contract: Maria AddColumn Contract;
-    mariadb_add_column_abort: Maria AddColumn Abort;
-    mariadb_set_not_null_contract: Maria SetNotNull Contract;
-    mariadb_set_not_null_abort: Maria SetNotNull Abort;
-    mariadb_drop_column_contract: Maria DropColumn Contract;
-    mariadb_drop_column_abort: Maria DropColumn Abort;
-    mariadb_add_index_contract: Maria AddIndex Contract;
-    mariadb_add_index_abort: Maria AddIndex Abort;
-    mariadb_sql_contract: Maria Sql Contract;
-    mariadb_sql_abort: Maria Sql Abort;
-    postgres_add_column_contract: Postgres AddColumn Contract;
-    postgres_add_column_abort: Postgres AddColumn Abort;
-    postgres_set_not_null_contract: Postgres SetNotNull Contract;
-    postgres_set_not_null_abort: Postgres SetNotNull Abort;
-    postgres_drop_column_contract: Postgres DropColumn Contract;
-    postgres_drop_column_abort: Postgres DropColumn Abort;
-    postgres_add_index_contract: Postgres AddIndex Contract;
-    postgres_add_index_abort: Postgres AddIndex Abort;
-    postgres_sql_contract: Postgres Sql Contract;
-    postgres_sql_abort: Postgres Sql Abort;
-}
-
 // ---------------------------------------------------------------------------------------
 // Bad input and phases out of order: a clear error, and nothing changes.
 
-/// Bad migrations (one operation each), the exit code of `expand` and what its error
-/// says besides the file's name.
+/// Bad migrations (one operation each, as a TOML inline table), the exit code of
+/// `expand` and what its error says besides the file's name.
+#[rustfmt::skip]
 const BAD: &[(&str, i32, &[&str])] = &[
-    (
-        r#"type = "frobnicate"
-table = "items""#,
-        40,
-        &["operation #1", "frobnicate", "add_column"],
-    ),
-    (
-        r#"type = "add_column"
-table = "items"
-colum = { name = "x", type = "INT" }"#,
-        40,
-        &["operation #1 (add_column)", "unknown field `colum`"],
-    ),
-    (
-        r#"type = "set_not_null"
-table = "items"
-column = "qty""#,
-        40,
-        &["missing field `up`"],
-    ),
-    (
-        r#"type = "sql"
-down = "DROP TABLE audit""#,
-        40,
-        &["missing field `up`"],
-    ),
-    (
-        r#"type = "add_column"
-table = "items"
-column = { name = "x", type = "INT", nullable = false }"#,
-        40,
-        &["needs `up` or `default`"],
-    ),
-    (
-        r#"type = "set_not_null"
-table = "items"
-column = "nope"
-up = "0""#,
-        40,
-        &[
-            "operation #1",
-            "column `nope` does not exist in table `items`",
-        ],
-    ),
-    (
-        r#"type = "drop_column"
-table = "items"
-column = "nope""#,
-        40,
-        &["column `nope` does not exist in table `items`"],
-    ),
-    (
-        r#"type = "add_index"
-table = "items"
-name = "idx_x"
-columns = ["qty", "nope"]"#,
-        40,
-        &["column `nope` does not exist in table `items`"],
-    ),
-    (
-        r#"type = "add_column"
-table = "nothere"
-column = { name = "x", type = "INT" }"#,
-        12,
-        &["table `nothere` does not exist"],
-    ),
-    (
-        r#"type = "add_column"
-table = "items"
-column = { name = "qty", type = "INT" }"#,
-        40,
-        &["column `qty` already exists"],
-    ),
-    (
-        r#"type = "set_not_null"
-table = "items"
-column = "name"
-up = "'x'""#,
-        40,
-        &["already NOT NULL"],
-    ),
-    (
-        r#"type = "add_index"
-table = "items"
-name = "idx_name"
-columns = ["qty"]"#,
-        40,
-        &["index `idx_name` already exists"],
-    ),
-    (
-        r#"type = "drop_column"
-table = "items"
-column = "code""#,
-        40,
-        &["NOT NULL without a default", "give `down`"],
-    ),
+    (r#"type = "frobnicate", table = "items""#, 40, &["operation #1", "frobnicate", "add_column"]),
+    (r#"type = "add_column", table = "items", colum = { name = "x", type = "INT" }"#, 40, &["unknown field `colum`"]),
+    (r#"type = "set_not_null", table = "items", column = "qty""#, 40, &["missing field `up`"]),
+    (r#"type = "sql", down = "DROP TABLE audit""#, 40, &["missing field `up`"]),
+    (r#"type = "add_column", table = "items", column = { name = "x", type = "INT", nullable = false }"#, 40, &["needs `up` or `default`"]),
+    (r#"type = "set_not_null", table = "items", column = "nope", up = "0""#, 40, &["operation #1", MISSING]),
+    (r#"type = "drop_column", table = "items", column = "nope""#, 40, &[MISSING]),
+    (r#"type = "add_index", table = "items", name = "idx_x", columns = ["qty", "nope"]"#, 40, &[MISSING]),
+    (r#"type = "add_column", table = "nothere", column = { name = "x", type = "INT" }"#, 12, &["table `nothere` does not exist"]),
+    (r#"type = "add_column", table = "items", column = { name = "qty", type = "INT" }"#, 40, &["column `qty` already exists"]),
+    (r#"type = "set_not_null", table = "items", column = "name", up = "'x'""#, 40, &["already NOT NULL"]),
+    (r#"type = "add_index", table = "items", name = "idx_name", columns = ["qty"]"#, 40, &["index `idx_name` already exists"]),
+    (r#"type = "drop_column", table = "items", column = "code""#, 40, &["NOT NULL without a default", "give `down`"]),
 ];
+const MISSING: &str = "column `nope` does not exist in table `items`";
 
 /// The run failed with `code`, and its error names the migration `id` and says `says`.
 fn refused(r: &Run, code: i32, id: &str, says: &[&str]) {
@@ -1116,7 +978,7 @@ fn refused(r: &Run, code: i32, id: &str, says: &[&str]) {
 async fn bad_files_change_nothing(engine: Engine) {
     let db = Db::new(engine, "o0bad").await;
     for (i, (body, code, says)) in BAD.iter().enumerate() {
-        let text = format!("name = \"bad\"\n[[operations]]\n{body}\n");
+        let text = format!("name = \"bad\"\noperations = [{{ {body} }}]\n");
         let (dir, d) = write_migration(&format!("{}_{i}", db.name()), "0001_bad.toml", &text);
         let before = db.snapshot().await;
         refused(
@@ -1218,22 +1080,38 @@ async fn phases_out_of_order_change_nothing(engine: Engine) {
     db.drop().await;
 }
 
-#[tokio::test]
-async fn mariadb_bad_files_change_nothing() {
-    bad_files_change_nothing(Engine::Maria).await;
+macro_rules! tests {
+    ($($name:ident: $run:expr;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            $run.await;
+        }
+    )*};
 }
 
-#[tokio::test]
-async fn postgres_bad_files_change_nothing() {
-    bad_files_change_nothing(Engine::Postgres).await;
-}
-
-#[tokio::test]
-async fn mariadb_phases_out_of_order_change_nothing() {
-    phases_out_of_order_change_nothing(Engine::Maria).await;
-}
-
-#[tokio::test]
-async fn postgres_phases_out_of_order_change_nothing() {
-    phases_out_of_order_change_nothing(Engine::Postgres).await;
+tests! {
+    mariadb_add_column_contract: through_every_phase(Engine::Maria, Op::AddColumn, End::Contract);
+    mariadb_add_column_abort: through_every_phase(Engine::Maria, Op::AddColumn, End::Abort);
+    mariadb_set_not_null_contract: through_every_phase(Engine::Maria, Op::SetNotNull, End::Contract);
+    mariadb_set_not_null_abort: through_every_phase(Engine::Maria, Op::SetNotNull, End::Abort);
+    mariadb_drop_column_contract: through_every_phase(Engine::Maria, Op::DropColumn, End::Contract);
+    mariadb_drop_column_abort: through_every_phase(Engine::Maria, Op::DropColumn, End::Abort);
+    mariadb_add_index_contract: through_every_phase(Engine::Maria, Op::AddIndex, End::Contract);
+    mariadb_add_index_abort: through_every_phase(Engine::Maria, Op::AddIndex, End::Abort);
+    mariadb_sql_contract: through_every_phase(Engine::Maria, Op::Sql, End::Contract);
+    mariadb_sql_abort: through_every_phase(Engine::Maria, Op::Sql, End::Abort);
+    postgres_add_column_contract: through_every_phase(Engine::Postgres, Op::AddColumn, End::Contract);
+    postgres_add_column_abort: through_every_phase(Engine::Postgres, Op::AddColumn, End::Abort);
+    postgres_set_not_null_contract: through_every_phase(Engine::Postgres, Op::SetNotNull, End::Contract);
+    postgres_set_not_null_abort: through_every_phase(Engine::Postgres, Op::SetNotNull, End::Abort);
+    postgres_drop_column_contract: through_every_phase(Engine::Postgres, Op::DropColumn, End::Contract);
+    postgres_drop_column_abort: through_every_phase(Engine::Postgres, Op::DropColumn, End::Abort);
+    postgres_add_index_contract: through_every_phase(Engine::Postgres, Op::AddIndex, End::Contract);
+    postgres_add_index_abort: through_every_phase(Engine::Postgres, Op::AddIndex, End::Abort);
+    postgres_sql_contract: through_every_phase(Engine::Postgres, Op::Sql, End::Contract);
+    postgres_sql_abort: through_every_phase(Engine::Postgres, Op::Sql, End::Abort);
+    mariadb_bad_files_change_nothing: bad_files_change_nothing(Engine::Maria);
+    mariadb_phases_out_of_order_change_nothing: phases_out_of_order_change_nothing(Engine::Maria);
+    postgres_bad_files_change_nothing: bad_files_change_nothing(Engine::Postgres);
+    postgres_phases_out_of_order_change_nothing: phases_out_of_order_change_nothing(Engine::Postgres);
 }
