@@ -1080,8 +1080,34 @@ async fn phases_out_of_order_change_nothing(engine: Engine) {
     db.drop().await;
 }
 
+/// An `up` whose values the column cannot hold (`name` is `n1`, `n2`, …; the column is
+/// an INT) must refuse expand before anything changes: once expanded, its trigger would
+/// fail every insert of the old application, and the backfill would fail.
+async fn up_that_cannot_convert_changes_nothing(engine: Engine) {
+    let db = Db::new(engine, "o0conv").await;
+    let text = r#"name = "bad up"
+operations = [{ type = "add_column", table = "items", column = { name = "score", type = "INT" }, up = "name" }]
+"#;
+    let (dir, d) = write_migration(db.name(), "0001_bad.toml", text);
+    let before = db.snapshot().await;
+    refused(
+        &phase(&db, "expand", &d).await,
+        40,
+        "0001_bad.toml",
+        &["`up`", "INT"],
+    );
+    assert_eq!(
+        db.snapshot().await,
+        before,
+        "refusing expand changed something"
+    );
+    std::fs::remove_dir_all(dir).ok();
+    db.drop().await;
+}
+
 macro_rules! tests {
-    ($($name:ident: $run:expr;)*) => {$(
+    ($($(#[$m:meta])* $name:ident: $run:expr;)*) => {$(
+        $(#[$m])*
         #[tokio::test]
         async fn $name() {
             $run.await;
@@ -1114,4 +1140,8 @@ tests! {
     mariadb_phases_out_of_order_change_nothing: phases_out_of_order_change_nothing(Engine::Maria);
     postgres_bad_files_change_nothing: bad_files_change_nothing(Engine::Postgres);
     postgres_phases_out_of_order_change_nothing: phases_out_of_order_change_nothing(Engine::Postgres);
+    #[ignore = "needs an expand probe for add_column's `up` (the probes of the ops1 branch)"]
+    mariadb_up_that_cannot_convert_changes_nothing: up_that_cannot_convert_changes_nothing(Engine::Maria);
+    #[ignore = "needs an expand probe for add_column's `up` (the probes of the ops1 branch)"]
+    postgres_up_that_cannot_convert_changes_nothing: up_that_cannot_convert_changes_nothing(Engine::Postgres);
 }
