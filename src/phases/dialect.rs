@@ -15,6 +15,13 @@ pub trait Dialect: Sync + Send {
     /// A nullable column of the same type as `like`, without default.
     fn add_column_like(&self, table: &str, col: &str, like: &ColumnInfo) -> Stmt;
     fn drop_column(&self, table: &str, col: &str) -> Stmt;
+    /// Contract of `drop_column`: the column and its sync trigger (`tag`, if any) go with
+    /// no write in between.
+    fn drop_synced_column(&self, table: &str, col: &str, tag: Option<&str>) -> Vec<Stmt> {
+        let mut out = tag.map(|t| self.drop_trigger(table, t)).unwrap_or_default();
+        out.push(self.drop_column(table, col));
+        out
+    }
     /// `a = b, c = (expr)`: the SET list of a backfill batch.
     fn set_list(&self, set: &[(String, Val)]) -> String {
         set.iter()

@@ -14,18 +14,34 @@ fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// Whether the SQL expression `expr` names the column `col`: as a whole word, in any
+/// case, quoted or not. A mention inside a string literal counts too (harmless).
+fn mentions(expr: &str, col: &str) -> bool {
+    let (e, c) = (expr.to_lowercase(), col.to_lowercase());
+    let word =
+        |ch: Option<char>| ch.is_some_and(|ch| ch.is_alphanumeric() || ch == '_' || ch == '$');
+    e.match_indices(&c)
+        .any(|(i, _)| !word(e[..i].chars().next_back()) && !word(e[i + c.len()..].chars().next()))
+}
+
 impl Mysql {
     fn val(&self, v: &Val, info: &TableInfo) -> String {
         match v {
             Val::Col(c) => format!("NEW.{}", quote(c)),
             Val::Expr(e) => {
                 // MySQL triggers name the row's columns NEW.c: give the user's
-                // expression a one-row derived table with the bare names.
+                // expression a one-row derived table with the bare names it uses. Only
+                // those: a trigger naming a column fails every write once the column is
+                // dropped (another operation may drop one while this trigger lives).
                 let cols: Vec<String> = info
                     .columns
                     .iter()
+                    .filter(|c| mentions(e, &c.name))
                     .map(|c| format!("NEW.{0} AS {0}", quote(&c.name)))
                     .collect();
+                if cols.is_empty() {
+                    return format!("({e})");
+                }
                 format!(
                     "(SELECT ({e}) FROM (SELECT {}) AS `_godwit_row`)",
                     cols.join(", ")
@@ -205,6 +221,22 @@ impl Dialect for Mysql {
             self.table(table),
             quote(name)
         ))
+    }
+    fn drop_synced_column(&self, table: &str, col: &str, tag: Option<&str>) -> Vec<Stmt> {
+        let Some(tag) = tag else {
+            return vec![self.drop_column(table, col)];
+        };
+        // Without the lock a write between the two statements would meet the trigger
+        // naming a dropped column, or the NOT NULL column without the trigger that fills
+        // it. Under the lock the drop is instant (MariaDB 10.4+, MySQL 8.0.29+; NOCOPY
+        // when the column is indexed). The ALTER first: should it fail, the trigger stays.
+        let mut out = vec![
+            Stmt::new(format!("LOCK TABLES {} WRITE", self.table(table))),
+            self.drop_column(table, col),
+        ];
+        out.extend(self.drop_trigger(table, tag));
+        out.push(Stmt::new("UNLOCK TABLES"));
+        out
     }
     fn rename_contract(&self, table: &str, from: &str, to: &str, tag: &str) -> Vec<Stmt> {
         // Without the lock a write between dropping the trigger and the ALTER would set
@@ -432,5 +464,20 @@ impl Dialect for Mysql {
             self.table(from),
             self.table(to)
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions;
+
+    #[test]
+    fn an_expression_mentions_whole_column_names_only() {
+        assert!(mentions("CONCAT('c', id)", "id"));
+        assert!(mentions("COALESCE(`Qty`, 0) * 2", "qty"));
+        assert!(!mentions("CONCAT('c', id)", "c_id"));
+        assert!(!mentions("valid + 1", "id"));
+        assert!(!mentions("id_2 + 1", "id"));
+        assert!(mentions("`my col` + 1", "my col"));
     }
 }

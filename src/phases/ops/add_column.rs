@@ -3,7 +3,7 @@
 //! expand: ADD COLUMN (nullable while the old application runs), trigger filling NULLs
 //! with `up`. backfill: `up` for existing rows. contract: NOT NULL if asked, drop trigger.
 
-use super::{need, Backfill, Branch, Cond, Cx, Filter, Op, Stmt, Trigger, Val};
+use super::{need, Backfill, Branch, Cond, Cx, Filter, Op, Probe, Stmt, Trigger, Val};
 use crate::phases::catalog::ColumnInfo;
 use serde::Deserialize;
 
@@ -106,6 +106,54 @@ impl Op for AddColumn {
                     .not_null_expand(&self.table, &self.column.name, &cx.tag),
             );
         }
+        Ok(out)
+    }
+    /// Before expand: the type (and default) are valid, and `up` gives every existing row
+    /// a value the column can hold; otherwise the old application's writes would fail
+    /// in the trigger once expanded.
+    fn probes(&self, cx: &Cx) -> Result<Vec<Probe>, String> {
+        if cx.info()?.column(&self.column.name).is_some() {
+            return Ok(vec![]);
+        }
+        let q = |s: &str| cx.sql.quote(s);
+        let probe = format!("{}_probe", cx.tag);
+        let col = &self.column;
+        let not_null = if col.nullable { "NULL" } else { "NOT NULL" };
+        let default = col
+            .default
+            .as_ref()
+            .map(|d| format!(" DEFAULT {d}"))
+            .unwrap_or_default();
+        let mut out = vec![
+            Probe::cleanup(cx.sql.drop_temp_table(&probe)),
+            Probe::new(
+                cx.sql.temp_table(
+                    &probe,
+                    &format!("{} {}{default} {not_null}", q(&col.name), col.type_),
+                ),
+                format!(
+                    "`column`: `{}`{default} is not a column the server accepts",
+                    col.type_
+                ),
+            ),
+        ];
+        if let Some(up) = &self.up {
+            out.push(Probe::new(
+                format!(
+                    "INSERT INTO {} ({}) SELECT ({up}) FROM {}",
+                    q(&probe),
+                    q(&col.name),
+                    cx.sql.table(&self.table)
+                ),
+                format!(
+                    "`up` cannot give every existing row of `{}` a `{}`{} value",
+                    self.table,
+                    col.type_,
+                    if col.nullable { "" } else { " NOT NULL" }
+                ),
+            ));
+        }
+        out.push(Probe::cleanup(cx.sql.drop_temp_table(&probe)));
         Ok(out)
     }
     fn backfill(&self, _cx: &Cx) -> Option<Backfill> {

@@ -2,7 +2,8 @@
 //!
 //! expand: when `down` is given, a trigger fills the column with `down` for rows the new
 //! application writes without it (so a NOT NULL column does not reject them).
-//! contract: drop the trigger and the column. abort: drop the trigger.
+//! contract: drop the trigger and the column, with no write in between. abort: drop the
+//! trigger.
 
 use super::{missing_column, need, Branch, Cond, Cx, Op, Stmt, Trigger, Val};
 use serde::Deserialize;
@@ -57,12 +58,8 @@ impl Op for DropColumn {
         }
     }
     fn contract(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
-        let mut out = Vec::new();
-        if self.trigger().is_some() {
-            out.extend(cx.sql.drop_trigger(&self.table, &cx.tag));
-        }
-        out.push(cx.sql.drop_column(&self.table, &self.column));
-        Ok(out)
+        let tag = self.trigger().map(|_| cx.tag.as_str());
+        Ok(cx.sql.drop_synced_column(&self.table, &self.column, tag))
     }
     fn abort(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         Ok(match self.trigger() {
