@@ -363,3 +363,52 @@ down = "DROP TABLE audit"
     std::fs::remove_dir_all(dir).ok();
     db.drop_db().await;
 }
+
+/// A backfill batch that waits on an application's row lock longer than
+/// `--lock-timeout-seconds` fails as a phase error (exit 40, not a cut-over failure),
+/// and a rerun resumes and finishes.
+#[tokio::test]
+async fn a_backfill_blocked_by_a_row_lock_fails_clearly_and_resumes() {
+    let db = setup("ph_bflock").await;
+    let file = r#"name = "verified flag"
+[[operations]]
+type = "add_column"
+table = "users"
+column = { name = "verified", type = "int" }
+up = "1"
+"#;
+    let (dir, d) = write_file(&db, file);
+    phase(&db, "expand", &d).await.expect_ok();
+    let holder = db.conn().await;
+    holder
+        .batch_execute("BEGIN; SELECT * FROM users WHERE id = 2000 FOR UPDATE")
+        .await
+        .unwrap();
+    let r = godwit(
+        &[
+            "backfill",
+            &d,
+            "--url",
+            &db.url,
+            "--execute",
+            "--batch-size",
+            "300",
+            "--lock-timeout-seconds",
+            "1",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(r.code, 40, "{}", r.stderr);
+    assert!(r.stderr.contains("--lock-timeout-seconds"), "{}", r.stderr);
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    phase(&db, "backfill", &d).await.expect_ok();
+    assert_eq!(
+        db.one_i64("SELECT count(*) FROM users WHERE verified IS DISTINCT FROM 1")
+            .await,
+        0
+    );
+    phase(&db, "abort", &d).await.expect_ok();
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}

@@ -4,12 +4,31 @@ use super::catalog::{ColumnInfo, Grant, TableInfo};
 use super::dialect::Dialect;
 use super::sql_mysql::Mysql;
 use super::sql_postgres::Postgres;
-use crate::engine::mysql::conn_err;
-use crate::engine::postgres::conn::{connect as pg_connect, pg_err};
+use crate::engine::mysql::conn_err as my_driver_err;
+use crate::engine::postgres::conn::{connect as pg_connect, pg_err as pg_driver_err};
 use crate::error::{Error, ErrorKind, Result};
 use crate::target::{EngineKind, Target};
 use mysql_async::prelude::Queryable;
 use std::time::Duration;
+
+/// A lock wait that ran out is a cut-over failure for `godwit run`; in a phase it means
+/// another session held a row or the table longer than `--lock-timeout-seconds`.
+fn relabel(e: Error) -> Error {
+    if e.kind != ErrorKind::CutOverFailed {
+        return e;
+    }
+    Error::new(ErrorKind::Migration, e.message).with_hint(
+        "another session held a lock longer than --lock-timeout-seconds; run the phase again (a backfill resumes after its last finished batch), or raise the timeout",
+    )
+}
+
+fn conn_err(e: mysql_async::Error, what: &str) -> Error {
+    relabel(my_driver_err(e, what))
+}
+
+fn pg_err(e: tokio_postgres::Error, what: &str) -> Error {
+    relabel(pg_driver_err(e, what))
+}
 
 /// What a name in the current database / schema is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
