@@ -175,6 +175,24 @@ pub async fn phase_statements(
     resuming: bool,
     planning: bool,
 ) -> Result<Vec<(usize, Vec<Stmt>)>> {
+    per_op(db, f, resuming, planning, |op, cx| match phase {
+        Phase::Expand => op.expand(cx),
+        Phase::Contract => op.contract(cx),
+        Phase::Abort => op.abort(cx),
+        Phase::Backfill => Ok(vec![]),
+    })
+    .await
+}
+
+/// `g` for every operation of `f`, with what it knows of its table; an error names the
+/// operation.
+async fn per_op<T>(
+    db: &mut Db,
+    f: &MigrationFile,
+    resuming: bool,
+    planning: bool,
+    g: impl Fn(&dyn ops::Op, &Cx) -> std::result::Result<T, String>,
+) -> Result<Vec<(usize, T)>> {
     let infos = tables(db, f).await?;
     let mut out = Vec::new();
     for (i, op) in f.operations.iter().enumerate() {
@@ -187,14 +205,8 @@ pub async fn phase_statements(
             resuming,
             planning,
         };
-        let stmts = match phase {
-            Phase::Expand => op.expand(&cx),
-            Phase::Contract => op.contract(&cx),
-            Phase::Abort => op.abort(&cx),
-            Phase::Backfill => Ok(vec![]),
-        }
-        .map_err(|m| mig_err(format!("{}: {m}", op_label(f, i))))?;
-        out.push((i, stmts));
+        let v = g(op, &cx).map_err(|m| mig_err(format!("{}: {m}", op_label(f, i))))?;
+        out.push((i, v));
     }
     Ok(out)
 }
@@ -269,26 +281,12 @@ async fn run_guards(
 
 /// Every operation's probes, with the operation's label.
 async fn plan_probes(db: &mut Db, f: &MigrationFile) -> Result<Vec<(String, Vec<Probe>)>> {
-    let infos = tables(db, f).await?;
-    let mut out = Vec::new();
-    for (i, op) in f.operations.iter().enumerate() {
-        let o = op.op();
-        let cx = Cx {
-            sql: db.dialect(),
-            table: o.table().and_then(|t| infos.get(t)),
-            catalog: &infos,
-            tag: tag(&f.id, i),
-            resuming: false,
-            planning: false,
-        };
-        let probes = o
-            .probes(&cx)
-            .map_err(|m| mig_err(format!("{}: {m}", op_label(f, i))))?;
-        if !probes.is_empty() {
-            out.push((op_label(f, i), probes));
-        }
-    }
-    Ok(out)
+    Ok(per_op(db, f, false, false, |op, cx| op.probes(cx))
+        .await?
+        .into_iter()
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(i, p)| (op_label(f, i), p))
+        .collect())
 }
 
 /// Run the probes before anything changes: the first failure refuses the phase, naming
