@@ -603,11 +603,62 @@ async fn replay_parked(c: &Client, b: &Builder) -> Result<u64> {
     }
 }
 
+/// Sessions that copy at once, each its own part of a chunk: decoding and the other
+/// copy session then keep both cores of a small server busy.
+const COPY_SESSIONS: usize = 2;
+
 pub struct PgCopier {
-    client: Client,
+    clients: Vec<Client>,
     b: Builder,
     last: Option<Vec<String>>,
     done: bool,
+}
+
+fn bound_params<'a>(keys: &[&'a Option<Vec<String>>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    keys.iter()
+        .copied()
+        .flatten()
+        .flatten()
+        .map(|s| s as &(dyn ToSql + Sync))
+        .collect()
+}
+
+impl PgCopier {
+    /// The key `offset` rows after `after` (from the start if None); None past the end.
+    async fn boundary(
+        &self,
+        after: &Option<Vec<String>>,
+        offset: u64,
+    ) -> Result<Option<Vec<String>>> {
+        let row = self.clients[0]
+            .query_opt(
+                self.b.chunk_end(after.is_some(), offset).as_str(),
+                &bound_params(&[after]),
+            )
+            .await
+            .map_err(|e| pg_err(e, "finding the next chunk"))?;
+        row.map(|r| {
+            (0..self.b.key.len())
+                .map(|i| r.try_get::<_, String>(i))
+                .collect::<Result<_, _>>()
+                .map_err(|e| pg_err(e, "reading a chunk boundary"))
+        })
+        .transpose()
+    }
+}
+
+async fn copy_range(
+    c: &Client,
+    b: &Builder,
+    after: &Option<Vec<String>>,
+    upto: &Option<Vec<String>>,
+) -> Result<u64> {
+    c.execute(
+        b.copy_chunk(after.is_some(), upto.is_some()).as_str(),
+        &bound_params(&[after, upto]),
+    )
+    .await
+    .map_err(|e| pg_err(e, "copying a chunk"))
 }
 
 #[async_trait]
@@ -616,46 +667,27 @@ impl Copier for PgCopier {
         if self.done {
             return Ok(None);
         }
-        let after: Vec<&(dyn ToSql + Sync)> = self
-            .last
-            .iter()
-            .flatten()
-            .map(|s| s as &(dyn ToSql + Sync))
-            .collect();
-        let end = self
-            .client
-            .query_opt(
-                self.b
-                    .chunk_end(self.last.is_some(), rows.max(1) - 1)
-                    .as_str(),
-                &after,
-            )
-            .await
-            .map_err(|e| pg_err(e, "finding the next chunk"))?;
-        let end: Option<Vec<String>> = match end {
-            None => None,
-            Some(r) => Some(
-                (0..self.b.key.len())
-                    .map(|i| r.try_get::<_, String>(i))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| pg_err(e, "reading a chunk boundary"))?,
-            ),
-        };
-        let mut params = after;
-        if let Some(e) = &end {
-            params.extend(e.iter().map(|s| s as &(dyn ToSql + Sync)));
+        let per = (rows / self.clients.len() as u64).max(1);
+        let mut ranges = Vec::new();
+        let mut from = self.last.clone();
+        while ranges.len() < self.clients.len() {
+            let upto = self.boundary(&from, per - 1).await?;
+            let end = upto.is_none();
+            ranges.push((from, upto.clone()));
+            if end {
+                break;
+            }
+            from = upto;
         }
-        let n = self
-            .client
-            .execute(
-                self.b
-                    .copy_chunk(self.last.is_some(), end.is_some())
-                    .as_str(),
-                &params,
-            )
-            .await
-            .map_err(|e| pg_err(e, "copying a chunk"))?;
-        match end {
+        let counts = futures_util::future::try_join_all(
+            ranges
+                .iter()
+                .zip(&self.clients)
+                .map(|((a, u), c)| copy_range(c, &self.b, a, u)),
+        )
+        .await?;
+        let n: u64 = counts.iter().sum();
+        match ranges.pop().and_then(|(_, u)| u) {
             Some(k) => self.last = Some(k),
             None => self.done = true,
         }
@@ -973,8 +1005,12 @@ impl Engine for PgEngine {
     }
 
     async fn copier(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Box<dyn Copier>> {
-        let client = conn::connect(&self.target, "copy").await?;
-        batch(&client, sql::WRITER_SESSION, "preparing the copy").await?;
+        let mut clients = Vec::new();
+        for _ in 0..COPY_SESSIONS {
+            let c = conn::connect(&self.target, "copy").await?;
+            batch(&c, sql::WRITER_SESSION, "preparing the copy").await?;
+            clients.push(c);
+        }
         let b = self.builder(orig, mapping)?;
         {
             let c = self.main.lock().await;
@@ -988,7 +1024,7 @@ impl Engine for PgEngine {
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(Box::new(PgCopier {
-            client,
+            clients,
             b,
             last: None,
             done: false,
