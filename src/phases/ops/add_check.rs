@@ -190,7 +190,7 @@ mod tests {
         let out = plan(&my, "expand", &[]);
         assert_eq!(out.len(), 2, "MySQL: the trigger only");
         assert!(
-            out[0].sql.contains("IF (SELECT (NOT (qty >= 0)) FROM (SELECT NEW.`id` AS `id`, NEW.`qty` AS `qty`) AS `_godwit_row`) THEN SET NEW.`qty` = (SELECT (0)"),
+            out[0].sql.contains("IF (SELECT (NOT (qty >= 0)) FROM (SELECT NEW.`qty` AS `qty`) AS `_godwit_row`) THEN SET NEW.`qty` = (0);"),
             "{}",
             out[0].sql
         );
