@@ -418,9 +418,18 @@ impl<'a> Migration<'a> {
             done.store(true, Ordering::SeqCst);
             r
         };
+        // One read, then one every half second: a PostgreSQL read decodes again from the
+        // slot's restart point, so reading back to back while the builds write their
+        // WAL repeats work that competes with them.
         let read = async {
             while !done.load(Ordering::SeqCst) {
-                self.drain(Duration::from_millis(100)).await?;
+                self.drain(Duration::ZERO).await?;
+                for _ in 0..10 {
+                    if done.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
             Ok::<_, Error>(())
         };

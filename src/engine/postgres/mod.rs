@@ -691,7 +691,7 @@ impl Copier for PgCopier {
             Some(k) => self.last = Some(k),
             None => self.done = true,
         }
-        Ok(Some(if self.done { n } else { rows.max(n) }))
+        Ok(Some(n))
     }
 
     fn finished(&self) -> bool {
