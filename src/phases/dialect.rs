@@ -4,7 +4,7 @@
 
 use super::catalog::Grant;
 use super::catalog::{ColumnInfo, TableInfo};
-use super::ops::{AddForeignKey, Backfill, Stmt, Trigger, Val};
+use super::ops::{AddForeignKey, Backfill, Filter, Stmt, Trigger, Val};
 
 pub trait Dialect: Sync + Send {
     fn quote(&self, ident: &str) -> String;
@@ -84,9 +84,34 @@ pub trait Dialect: Sync + Send {
     fn check_contract(&self, table: &str, name: &str, check: &str, present: bool) -> Vec<Stmt>;
     /// Undo [`Dialect::check_expand`].
     fn check_abort(&self, table: &str, name: &str) -> Vec<Stmt>;
+    /// Bind parameters for a key, cast to its column types where the engine needs it,
+    /// numbered from `first` where the engine numbers them.
+    fn key_params(&self, key: &[&ColumnInfo], first: usize) -> String;
+    /// The condition of a backfill [`Filter`].
+    fn filter(&self, f: &Filter) -> String;
     /// The next batch's last key: `SELECT key… WHERE key > lower ORDER BY key LIMIT 1
     /// OFFSET n-1`, keys as text. Parameters: lower key parts (if `lower`).
-    fn batch_end(&self, b: &Backfill, key: &[&ColumnInfo], lower: bool, size: u64) -> String;
+    fn batch_end(&self, b: &Backfill, key: &[&ColumnInfo], lower: bool, size: u64) -> String {
+        let k = key_list(self, key);
+        // Aliased: `"id"::text` would be an output column named "id", and ORDER BY "id"
+        // would then sort the keys as text (batches of uneven, unbounded size).
+        let sel: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} AS _godwit_k{i}", self.text(&self.quote(&c.name))))
+            .collect();
+        let cond = if lower {
+            format!(" WHERE ({k}) > ({})", self.key_params(key, 1))
+        } else {
+            String::new()
+        };
+        format!(
+            "SELECT {} FROM {}{cond} ORDER BY {k} LIMIT 1 OFFSET {}",
+            sel.join(", "),
+            self.table(&b.table),
+            size.saturating_sub(1)
+        )
+    }
     /// The backfill UPDATE for one batch. Parameters: lower key parts (if `lower`), then
     /// upper key parts (if `upper`).
     fn backfill_update(
@@ -95,7 +120,24 @@ pub trait Dialect: Sync + Send {
         key: &[&ColumnInfo],
         lower: bool,
         upper: bool,
-    ) -> String;
+    ) -> String {
+        let k = key_list(self, key);
+        let mut conds = vec![self.filter(&b.filter)];
+        let mut next = 1;
+        if lower {
+            conds.push(format!("({k}) > ({})", self.key_params(key, next)));
+            next += key.len();
+        }
+        if upper {
+            conds.push(format!("({k}) <= ({})", self.key_params(key, next)));
+        }
+        format!(
+            "UPDATE {} SET {} WHERE {}",
+            self.table(&b.table),
+            self.set_list(&b.set),
+            conds.join(" AND ")
+        )
+    }
     /// `expr` as text (what [`super::db::Db::query`] reads).
     fn text(&self, expr: &str) -> String;
     /// Rows of `table` whose key in `columns` is set (every column non-NULL: MATCH SIMPLE)
@@ -186,4 +228,12 @@ pub trait Dialect: Sync + Send {
     fn begin(&self) -> &'static str {
         "BEGIN"
     }
+}
+
+/// `a, b`: the key columns, quoted.
+fn key_list<D: Dialect + ?Sized>(d: &D, key: &[&ColumnInfo]) -> String {
+    key.iter()
+        .map(|c| d.quote(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

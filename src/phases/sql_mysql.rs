@@ -2,7 +2,7 @@
 
 use super::catalog::{ColumnInfo, Grant, TableInfo};
 use super::dialect::Dialect;
-use super::ops::{AddForeignKey, Backfill, Chain, Cond, Filter, Stmt, Trigger, Val};
+use super::ops::{AddForeignKey, Chain, Cond, Filter, Stmt, Trigger, Val};
 use crate::engine::mysql::sql::{qualified, quote};
 
 pub struct Mysql {
@@ -92,25 +92,6 @@ impl Mysql {
             out.push_str(" END IF;");
         }
         out
-    }
-
-    fn key_list(key: &[&ColumnInfo]) -> String {
-        key.iter()
-            .map(|c| quote(&c.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    fn placeholders(n: usize) -> String {
-        vec!["?"; n].join(", ")
-    }
-
-    fn filter(f: &Filter) -> String {
-        match f {
-            Filter::IsNull(c) => format!("{} IS NULL", quote(c)),
-            Filter::Differs(a, b) => format!("NOT ({} <=> {})", quote(a), quote(b)),
-            Filter::Holds(e) => format!("({e})"),
-        }
     }
 
     fn column_def(&self, col: &ColumnInfo, not_null: bool) -> String {
@@ -332,46 +313,15 @@ impl Dialect for Mysql {
     fn check_abort(&self, _table: &str, _name: &str) -> Vec<Stmt> {
         vec![]
     }
-    fn batch_end(&self, b: &Backfill, key: &[&ColumnInfo], lower: bool, size: u64) -> String {
-        let k = Self::key_list(key);
-        let sel: Vec<String> = key
-            .iter()
-            .map(|c| format!("CAST({} AS CHAR)", quote(&c.name)))
-            .collect();
-        let cond = if lower {
-            format!(" WHERE ({k}) > ({})", Self::placeholders(key.len()))
-        } else {
-            String::new()
-        };
-        format!(
-            "SELECT {} FROM {}{cond} ORDER BY {k} LIMIT 1 OFFSET {}",
-            sel.join(", "),
-            self.table(&b.table),
-            size.saturating_sub(1)
-        )
+    fn key_params(&self, key: &[&ColumnInfo], _first: usize) -> String {
+        vec!["?"; key.len()].join(", ")
     }
-    fn backfill_update(
-        &self,
-        b: &Backfill,
-        key: &[&ColumnInfo],
-        lower: bool,
-        upper: bool,
-    ) -> String {
-        let k = Self::key_list(key);
-        let set = self.set_list(&b.set);
-        let mut conds = vec![Self::filter(&b.filter)];
-        if lower {
-            conds.push(format!("({k}) > ({})", Self::placeholders(key.len())));
+    fn filter(&self, f: &Filter) -> String {
+        match f {
+            Filter::IsNull(c) => format!("{} IS NULL", quote(c)),
+            Filter::Differs(a, b) => format!("NOT ({} <=> {})", quote(a), quote(b)),
+            Filter::Holds(e) => format!("({e})"),
         }
-        if upper {
-            conds.push(format!("({k}) <= ({})", Self::placeholders(key.len())));
-        }
-        format!(
-            "UPDATE {} SET {} WHERE {}",
-            self.table(&b.table),
-            set,
-            conds.join(" AND ")
-        )
     }
     fn begin(&self) -> &'static str {
         "START TRANSACTION"

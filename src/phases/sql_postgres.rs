@@ -2,7 +2,7 @@
 
 use super::catalog::{ColumnInfo, Grant, TableInfo};
 use super::dialect::Dialect;
-use super::ops::{AddForeignKey, Backfill, Chain, Cond, Filter, Stmt, Trigger, Val};
+use super::ops::{AddForeignKey, Chain, Cond, Filter, Stmt, Trigger, Val};
 use crate::engine::postgres::sql::{qualified, quote};
 
 pub struct Postgres {
@@ -75,30 +75,6 @@ impl Postgres {
 
     fn function(&self, tag: &str) -> String {
         qualified(&self.schema, &format!("{tag}_fn"))
-    }
-
-    fn key_list(key: &[&ColumnInfo]) -> String {
-        key.iter()
-            .map(|c| quote(&c.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// `$n::text::type, …` starting at parameter `first`.
-    fn params(key: &[&ColumnInfo], first: usize) -> String {
-        key.iter()
-            .enumerate()
-            .map(|(i, c)| format!("${}::text::{}", first + i, c.sql_type))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    fn filter(f: &Filter) -> String {
-        match f {
-            Filter::IsNull(c) => format!("{} IS NULL", quote(c)),
-            Filter::Differs(a, b) => format!("{} IS DISTINCT FROM {}", quote(a), quote(b)),
-            Filter::Holds(e) => format!("({e})"),
-        }
     }
 }
 
@@ -295,54 +271,23 @@ impl Dialect for Postgres {
             quote(name)
         ))]
     }
-    fn batch_end(&self, b: &Backfill, key: &[&ColumnInfo], lower: bool, size: u64) -> String {
-        let k = Self::key_list(key);
-        // Aliased: `"id"::text` would be an output column named "id", and ORDER BY
-        // "id" would then sort the keys as text (batches of uneven, unbounded size).
-        let sel: Vec<String> = key
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{}::text AS _godwit_k{i}", quote(&c.name)))
-            .collect();
-        let cond = if lower {
-            format!(" WHERE ({k}) > ({})", Self::params(key, 1))
-        } else {
-            String::new()
-        };
-        format!(
-            "SELECT {} FROM {}{cond} ORDER BY {k} LIMIT 1 OFFSET {}",
-            sel.join(", "),
-            self.table(&b.table),
-            size.saturating_sub(1)
-        )
-    }
-    fn backfill_update(
-        &self,
-        b: &Backfill,
-        key: &[&ColumnInfo],
-        lower: bool,
-        upper: bool,
-    ) -> String {
-        let k = Self::key_list(key);
-        let set = self.set_list(&b.set);
-        let mut conds = vec![Self::filter(&b.filter)];
-        let mut next = 1;
-        if lower {
-            conds.push(format!("({k}) > ({})", Self::params(key, next)));
-            next += key.len();
-        }
-        if upper {
-            conds.push(format!("({k}) <= ({})", Self::params(key, next)));
-        }
-        format!(
-            "UPDATE {} SET {} WHERE {}",
-            self.table(&b.table),
-            set,
-            conds.join(" AND ")
-        )
-    }
     fn text(&self, expr: &str) -> String {
         format!("({expr})::text")
+    }
+    /// `$n::text::type, …` starting at parameter `first`.
+    fn key_params(&self, key: &[&ColumnInfo], first: usize) -> String {
+        key.iter()
+            .enumerate()
+            .map(|(i, c)| format!("${}::text::{}", first + i, c.sql_type))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+    fn filter(&self, f: &Filter) -> String {
+        match f {
+            Filter::IsNull(c) => format!("{} IS NULL", quote(c)),
+            Filter::Differs(a, b) => format!("{} IS DISTINCT FROM {}", quote(a), quote(b)),
+            Filter::Holds(e) => format!("({e})"),
+        }
     }
     fn add_foreign_key(&self, fk: &AddForeignKey, _index: Option<&str>) -> Vec<Stmt> {
         // NOT VALID: SHARE ROW EXCLUSIVE on both tables for a moment, no scan; new rows
