@@ -1,15 +1,18 @@
 //! Reading the user's ALTER: the clause list to apply to the shadow table, and the column
 //! renames it contains (so data follows a renamed column).
 //!
-//! The text sent to the server is the user's own: sqlparser does not know every clause
-//! (`ENGINE=`, `CONVERT TO CHARACTER SET`, partitioning), so godwit tokenizes instead of
-//! parsing, and lets the server judge the syntax on the empty shadow table.
+//! The text sent to the server is the user's own (without comments): sqlparser does not
+//! know every clause (`ENGINE=`, `CONVERT TO CHARACTER SET`, partitioning), so godwit
+//! tokenizes instead of parsing, and lets the server judge the syntax on the empty shadow
+//! table. Before that, [`lex`] makes sure the text is exactly one statement.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::target::EngineKind;
 use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect};
 use sqlparser::keywords::Keyword;
-use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+pub mod lex;
 
 /// The user's ALTER, made ready to apply to the shadow table.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,97 +47,150 @@ fn kw(t: &Token, k: Keyword) -> bool {
 
 impl AlterSpec {
     /// Read `--alter`: either a clause list or a whole `ALTER TABLE name …` statement for
-    /// `table` (the name may be schema-qualified; only its last part is compared).
+    /// `table` (the name may be schema-qualified). Refused before anything reaches the
+    /// server: more than one statement, executable comments, unclosed quotes, clauses that
+    /// move or rename the table (see [`lex`] and [`refuse_moves`]).
     pub fn parse(kind: EngineKind, table: &str, text: &str) -> Result<AlterSpec> {
-        let d = dialect(kind);
-        let mut tokens = Tokenizer::new(d.as_ref(), text).tokenize().map_err(|e| {
-            Error::new(ErrorKind::InvalidAlter, format!("cannot read --alter: {e}"))
-                .with_hint("check the quoting in the ALTER text")
+        let stmt = lex::single(kind, text, "--alter").map_err(|e| match e.hint {
+            Some(_) => e,
+            None => e.with_hint("give the clauses, e.g. --alter \"ADD COLUMN note TEXT\""),
         })?;
-        // Drop comments and a trailing semicolon.
-        tokens.retain(|t| {
-            !matches!(
-                t,
-                Token::Whitespace(Whitespace::SingleLineComment { .. })
-                    | Token::Whitespace(Whitespace::MultiLineComment(_))
-            )
-        });
-        while matches!(tokens.last(), Some(t) if is_ws(t) || *t == Token::SemiColon) {
-            tokens.pop();
+        let start = clause_start(kind, table, &stmt)?;
+        let clauses = stmt[start..].trim().to_string();
+        if clauses.is_empty() {
+            return Err(Error::bad_input("the ALTER statement has no clauses")
+                .with_hint("add the change, e.g. ALTER TABLE t ADD COLUMN note TEXT"));
         }
-        let sig: Vec<usize> = (0..tokens.len()).filter(|&i| !is_ws(&tokens[i])).collect();
-        if sig.is_empty() {
-            return Err(Error::bad_input("--alter is empty")
-                .with_hint("give the clauses, e.g. --alter \"ADD COLUMN note TEXT\""));
-        }
-        let mut start = 0usize;
-        // `ALTER TABLE name …` is a statement; `ALTER COLUMN …` (PostgreSQL) is a clause.
-        let statement = kw(&tokens[sig[0]], Keyword::ALTER)
-            && sig[1..]
-                .iter()
-                .take(3)
-                .any(|&i| kw(&tokens[i], Keyword::TABLE));
-        if statement {
-            // ALTER [ONLINE|IGNORE] TABLE [IF EXISTS] [ONLY] name[.name]
-            let mut i = 1;
-            while i < sig.len() && !kw(&tokens[sig[i]], Keyword::TABLE) {
-                i += 1;
-            }
-            i += 1;
-            while i < sig.len()
-                && (kw(&tokens[sig[i]], Keyword::IF)
-                    || kw(&tokens[sig[i]], Keyword::EXISTS)
-                    || kw(&tokens[sig[i]], Keyword::ONLY))
-            {
-                i += 1;
-            }
-            let mut name = None;
-            while i < sig.len() {
-                match &tokens[sig[i]] {
-                    Token::Word(w) => name = Some(w.value.clone()),
-                    Token::Period => {}
-                    _ => break,
-                }
-                i += 1;
-                if i < sig.len() && tokens[sig[i]] != Token::Period && name.is_some() {
-                    // name ended unless next token is a period
-                    if !matches!(tokens[sig[i - 1]], Token::Period) {
-                        break;
-                    }
-                }
-            }
-            let name = name.ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidAlter,
-                    "the ALTER statement names no table",
-                )
+        let tokens = Tokenizer::new(dialect(kind).as_ref(), &clauses)
+            .tokenize()
+            .map_err(|e| {
+                Error::new(ErrorKind::InvalidAlter, format!("cannot read --alter: {e}"))
+                    .with_hint("check the quoting in the ALTER text")
             })?;
-            let want = table
-                .rsplit('.')
-                .next()
-                .unwrap_or(table)
-                .trim_matches(['`', '"']);
-            if name != want {
-                return Err(Error::bad_input(format!(
-                    "--alter is a statement for table '{name}', but --table is '{want}'"
-                ))
-                .with_hint(
-                    "make --table and the ALTER name the same table, or pass only the clauses",
-                ));
-            }
-            if i >= sig.len() {
-                return Err(Error::bad_input("the ALTER statement has no clauses"));
-            }
-            start = sig[i];
-        }
-        let body = &tokens[start..];
-        let clauses: String = body.iter().map(|t| t.to_string()).collect::<String>();
-        let renames = find_renames(kind, body)?;
-        Ok(AlterSpec {
-            clauses: clauses.trim().to_string(),
-            renames,
-        })
+        refuse_moves(kind, &tokens)?;
+        let renames = find_renames(kind, &tokens)?;
+        Ok(AlterSpec { clauses, renames })
     }
+}
+
+/// Where the clauses begin in `stmt`: 0 for a clause list, after the table name for
+/// `ALTER [ONLINE|IGNORE] TABLE [IF EXISTS] [ONLY] [schema.]name …`, whose name must be
+/// `table`.
+fn clause_start(kind: EngineKind, table: &str, stmt: &str) -> Result<usize> {
+    let spans = lex::pieces(kind, stmt)?;
+    let sig: Vec<&lex::Span> = spans
+        .iter()
+        .filter(|s| !matches!(s.piece, lex::Piece::Space | lex::Piece::Comment))
+        .collect();
+    let text = |i: usize| sig.get(i).map(|s| &stmt[s.start..s.end]).unwrap_or("");
+    let is_word = |i: usize, w: &str| {
+        sig.get(i).is_some_and(|s| s.piece == lex::Piece::Word) && text(i).eq_ignore_ascii_case(w)
+    };
+    // `ALTER TABLE name …` is a statement; `ALTER COLUMN …` (PostgreSQL) is a clause.
+    let Some(t) = (1..=3)
+        .find(|&i| is_word(i, "TABLE"))
+        .filter(|_| is_word(0, "ALTER"))
+    else {
+        return Ok(0);
+    };
+    let mut i = t + 1;
+    while is_word(i, "IF") || is_word(i, "EXISTS") || is_word(i, "ONLY") {
+        i += 1;
+    }
+    // The name: parts separated by periods.
+    let mut parts = Vec::new();
+    loop {
+        let Some(s) = sig.get(i) else { break };
+        let part = match s.piece {
+            lex::Piece::Word => {
+                let w = text(i);
+                // PostgreSQL folds unquoted names to lower case.
+                if kind == EngineKind::Postgres {
+                    w.to_lowercase()
+                } else {
+                    w.to_string()
+                }
+            }
+            lex::Piece::Quoted(q @ ('`' | '"')) => {
+                let inner = &text(i)[1..text(i).len() - 1];
+                inner.replace(&format!("{q}{q}"), &q.to_string())
+            }
+            _ => break,
+        };
+        parts.push(part);
+        i += 1;
+        if text(i) == "." {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let Some(name) = parts.last() else {
+        return Err(Error::bad_input("the ALTER statement names no table")
+            .with_hint("write ALTER TABLE <name> <clauses>, or pass only the clauses"));
+    };
+    let (want_schema, want) = match table.rsplit_once('.') {
+        Some((s, t)) => (Some(s.trim_matches(['`', '"'])), t.trim_matches(['`', '"'])),
+        None => (None, table.trim_matches(['`', '"'])),
+    };
+    let schema = (parts.len() > 1).then(|| parts[parts.len() - 2].as_str());
+    let schema_differs = matches!((schema, want_schema), (Some(a), Some(b)) if a != b);
+    if name != want || schema_differs {
+        return Err(Error::bad_input(format!(
+            "--alter is a statement for table '{}', but --table is '{table}'",
+            parts.join(".")
+        ))
+        .with_hint("make --table and the ALTER name the same table, or pass only the clauses"));
+    }
+    Ok(sig.get(i).map(|s| s.start).unwrap_or(stmt.len()))
+}
+
+/// Clauses that would move the shadow table out of godwit's reach or reshape other
+/// tables: the shadow is renamed, moved to another schema, or takes data from elsewhere.
+fn refuse_moves(kind: EngineKind, tokens: &[Token]) -> Result<()> {
+    for c in clauses(tokens) {
+        let is = |i: usize, k: Keyword| c.get(i).is_some_and(|t| kw(t, k));
+        let refused = match kind {
+            EngineKind::Postgres => {
+                if is(0, Keyword::SET) && is(1, Keyword::SCHEMA) {
+                    Some("SET SCHEMA moves the table to another schema; run it as its own ALTER TABLE … SET SCHEMA (instant)")
+                } else if is(0, Keyword::SET) && is(1, Keyword::TABLESPACE) {
+                    Some("SET TABLESPACE is not supported by godwit; run ALTER TABLE … SET TABLESPACE (it rewrites the table under an ACCESS EXCLUSIVE lock) or pg_repack --tablespace")
+                } else if (is(0, Keyword::ATTACH) || is(0, Keyword::DETACH))
+                    && is(1, Keyword::PARTITION)
+                {
+                    Some("ATTACH/DETACH PARTITION changes other tables; godwit does not migrate partitioned tables")
+                } else if is(0, Keyword::INHERIT) || (is(0, Keyword::NO) && is(1, Keyword::INHERIT))
+                {
+                    Some("INHERIT / NO INHERIT links the table to another one; run it as its own ALTER TABLE")
+                } else {
+                    None
+                }
+            }
+            EngineKind::Mysql => {
+                if (is(0, Keyword::DISCARD) || is(0, Keyword::IMPORT))
+                    && c.iter().any(|t| kw(t, Keyword::TABLESPACE))
+                {
+                    Some("DISCARD/IMPORT TABLESPACE acts on the table's files; run it natively")
+                } else if is(0, Keyword::EXCHANGE) {
+                    Some("EXCHANGE PARTITION swaps data with another table; run it natively")
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(why) = refused {
+            return Err(Error::bad_input(format!(
+                "--alter clause `{}` is not accepted",
+                c.iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))
+            .with_hint(why));
+        }
+    }
+    Ok(())
 }
 
 /// Split the significant tokens of a clause list into top-level clauses (commas at

@@ -185,9 +185,11 @@ impl Db {
                 .query_drop(sql)
                 .await
                 .map_err(|e| conn_err(e, &short(sql))),
+            // The extended protocol: one statement, never a batch.
             Db::Pg { client, .. } => client
-                .batch_execute(sql)
+                .execute(sql, &[])
                 .await
+                .map(|_| ())
                 .map_err(|e| pg_err(e, &short(sql))),
         }
     }

@@ -14,7 +14,7 @@ pub mod postgres;
 pub mod render;
 pub mod rules;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::target::{EngineKind, Target};
 use serde::Serialize;
 
@@ -541,19 +541,19 @@ pub fn shrink_probe(column: &str, old: &str, new: &str) -> Option<Probe> {
 }
 
 /// `--alter` as one statement: a clause list gets `ALTER TABLE <placeholder>` in front.
-pub fn as_statement(alter: &str, placeholder: &str) -> Result<String> {
-    let t = alter.trim().trim_end_matches(';').trim();
-    if t.is_empty() {
-        return Err(Error::bad_input("--alter is empty")
-            .with_hint("give the clauses, e.g. --alter \"ADD COLUMN note TEXT\""));
-    }
+/// The text must be exactly one statement (see `ddl::lex`); comments are dropped.
+pub fn as_statement(kind: EngineKind, alter: &str, placeholder: &str) -> Result<String> {
+    let t = crate::ddl::lex::single(kind, alter, "--alter").map_err(|e| match e.hint {
+        Some(_) => e,
+        None => e.with_hint("give the clauses, e.g. --alter \"ADD COLUMN note TEXT\""),
+    })?;
     let words: Vec<&str> = t.split_whitespace().take(4).collect();
     let first = words.first().copied().unwrap_or("");
     // `ALTER [ONLINE|IGNORE] TABLE …` is a statement; `ALTER COLUMN …` is a clause.
     let alter_table = first.eq_ignore_ascii_case("ALTER")
         && words[1..].iter().any(|w| w.eq_ignore_ascii_case("TABLE"));
     if alter_table || first.eq_ignore_ascii_case("CREATE") {
-        Ok(t.to_string())
+        Ok(t)
     } else {
         Ok(format!("ALTER TABLE {placeholder} {t}"))
     }
@@ -563,7 +563,7 @@ pub fn as_statement(alter: &str, placeholder: &str) -> Result<String> {
 pub async fn plan(target: &Target, table: &str, alter: &str, opts: &PlanOptions) -> Result<Plan> {
     match target.kind {
         EngineKind::Mysql => {
-            let stmt = as_statement(alter, "`t`")?;
+            let stmt = as_statement(EngineKind::Mysql, alter, "`t`")?;
             let mut session = crate::engine::mysql::facts::Session::connect(target).await?;
             let facts = session.facts(table, opts).await?;
             let changes = mysql::classify_all(&stmt, &facts)?;

@@ -7,6 +7,7 @@
 
 use super::{Change, Facts, Op, PgLock, PlanOptions, Recommendation, Strategy};
 use crate::error::{Error, ErrorKind, Result};
+use crate::target::EngineKind;
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, DataType, Expr, Statement,
     TableConstraint,
@@ -29,7 +30,7 @@ pub fn parse(table: &str, alter: &str) -> Result<Parsed> {
             "give ALTER TABLE clauses (ADD COLUMN …, ALTER COLUMN …) or one CREATE INDEX statement",
         )
     };
-    let trimmed = super::as_statement(alter, "t")?;
+    let trimmed = super::as_statement(EngineKind::Postgres, alter, "t")?;
     let trimmed = trimmed.as_str();
     if trimmed
         .split_whitespace()

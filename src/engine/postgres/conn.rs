@@ -99,8 +99,13 @@ pub async fn connect(target: &Target, purpose: &str) -> Result<Client> {
     Ok(client)
 }
 
-/// Run statements without parameters.
+/// Run one statement without parameters, through the extended protocol: the server
+/// refuses a text that holds a second statement, so nothing but the one intended
+/// statement can run, whatever user text it carries (docs/architecture.md, "User text").
 pub async fn batch(c: &Client, sql: &str, what: &str) -> Result<()> {
-    tracing::trace!(sql, "batch");
-    c.batch_execute(sql).await.map_err(|e| pg_err(e, what))
+    tracing::trace!(sql, "exec");
+    c.execute(sql, &[])
+        .await
+        .map(|_| ())
+        .map_err(|e| pg_err(e, what))
 }

@@ -435,9 +435,10 @@ impl PgCutOver {
 impl CutOverLock for PgCutOver {
     async fn fence(&mut self) -> Result<Position> {
         let h = connect(&self.s.target, "fence").await?;
+        batch(&h, "BEGIN", "writing the cut-over fence").await?;
         batch(
             &h,
-            "BEGIN; SET LOCAL synchronous_commit = local",
+            "SET LOCAL synchronous_commit = local",
             "writing the cut-over fence",
         )
         .await?;
