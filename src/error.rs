@@ -51,6 +51,9 @@ pub enum ErrorKind {
     Migration,
     /// A plan found risks at or above --fail-on.
     PlanRisk,
+    /// The tables were swapped (the migration succeeded), but a later step failed: what
+    /// is left is named in the message, `godwit cleanup` removes it.
+    SwappedCleanupIncomplete,
     /// Anything else: a bug or an unexpected server error.
     Internal,
 }
@@ -79,8 +82,31 @@ impl ErrorKind {
             ErrorKind::CutOverFailed => 32,
             ErrorKind::DataError => 33,
             ErrorKind::SourceChanged => 34,
+            ErrorKind::SwappedCleanupIncomplete => 35,
             ErrorKind::Migration => 40,
             ErrorKind::PlanRisk => 41,
+        }
+    }
+}
+
+/// The hint for [`ErrorKind::Unreachable`].
+pub const UNREACHABLE_HINT: &str = "check host and port in --url and that the server is running (it may be restarting or failing over), then run godwit again";
+
+/// The server's own code for an error: decisions match on it, never on message text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum ServerCode {
+    /// A MySQL/MariaDB error number.
+    Mysql(u16),
+    /// A PostgreSQL SQLSTATE.
+    Postgres(String),
+}
+
+impl fmt::Display for ServerCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerCode::Mysql(n) => write!(f, "{n}"),
+            ServerCode::Postgres(s) => f.write_str(s),
         }
     }
 }
@@ -92,6 +118,8 @@ pub struct Error {
     pub message: String,
     /// How to fix it, when there is something to say.
     pub hint: Option<String>,
+    /// The server's error code, when the server reported the error.
+    pub code: Option<ServerCode>,
 }
 
 impl fmt::Display for Error {
@@ -112,7 +140,12 @@ impl Error {
             kind,
             message: message.into(),
             hint: None,
+            code: None,
         }
+    }
+    pub fn with_code(mut self, code: ServerCode) -> Self {
+        self.code = Some(code);
+        self
     }
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());

@@ -63,6 +63,13 @@ pub struct Done {
     pub cut_over_ms: u64,
     pub cut_over_attempts: u32,
     pub elapsed_ms: u64,
+    /// False when a step after the swap failed: the migration succeeded, `leftovers` remain.
+    pub cleanup_complete: bool,
+    /// What a failed step after the swap left behind.
+    pub leftovers: Vec<String>,
+    /// Why the cleanup is incomplete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cleanup_error: Option<String>,
 }
 
 pub struct Reporter {
@@ -210,6 +217,14 @@ impl Reporter {
                     format!("old table {} dropped", d.old_table)
                 } else {
                     format!("old table kept as {}", d.old_table)
+                };
+                let old = if d.cleanup_complete {
+                    old
+                } else {
+                    format!(
+                        "cleanup incomplete, left behind: {}",
+                        d.leftovers.join(", ")
+                    )
                 };
                 println!(
                     "done: {} migrated in {:.1} s; {} rows copied, {} keys replayed, writes blocked {} ms at cut-over; {}",

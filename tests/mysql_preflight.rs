@@ -141,7 +141,13 @@ async fn binlog_settings() {
     let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&off.url).unwrap())
         .await
         .unwrap();
-    c.query_drop("CREATE DATABASE pf; CREATE TABLE pf.t (id INT PRIMARY KEY, v INT); INSERT INTO pf.t VALUES (1, 1)").await.unwrap();
+    for s in [
+        "CREATE DATABASE pf",
+        "CREATE TABLE pf.t (id INT PRIMARY KEY, v INT)",
+        "INSERT INTO pf.t VALUES (1, 1)",
+    ] {
+        c.query_drop(s).await.unwrap();
+    }
     let r = godwit(
         &[
             "run",
@@ -173,7 +179,8 @@ async fn binlog_settings() {
     let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&srv.url).unwrap())
         .await
         .unwrap();
-    c.query_drop("CREATE DATABASE pf; CREATE TABLE pf.t (id INT PRIMARY KEY, v INT)")
+    c.query_drop("CREATE DATABASE pf").await.unwrap();
+    c.query_drop("CREATE TABLE pf.t (id INT PRIMARY KEY, v INT)")
         .await
         .unwrap();
     let url = format!("{base}/pf");
@@ -201,7 +208,10 @@ async fn binlog_settings() {
         "{}",
         r.stderr
     );
-    c.query_drop("SET GLOBAL binlog_format = 'ROW'; SET GLOBAL binlog_row_image = 'MINIMAL'")
+    c.query_drop("SET GLOBAL binlog_format = 'ROW'")
+        .await
+        .unwrap();
+    c.query_drop("SET GLOBAL binlog_row_image = 'MINIMAL'")
         .await
         .unwrap();
     let r = godwit(
@@ -343,14 +353,20 @@ async fn leftovers_are_named_and_cleanup_removes_only_them() {
         .await;
     db.exec("CREATE TABLE other_godwit_new (id INT PRIMARY KEY)")
         .await;
-    expect_refusal(
-        &db,
-        "orders",
-        "ADD x INT",
-        20,
-        &["orders_godwit_new", "godwit cleanup"],
-    )
-    .await;
+    // While another run holds the table's runner lock, its objects are not touched.
+    let lock = godwit::engine::mysql::runner_lock_name(&db.name, "orders");
+    let mut holder = db.conn().await;
+    let got: Option<i64> = holder
+        .exec_first("SELECT GET_LOCK(?, 0)", (&lock,))
+        .await
+        .unwrap();
+    assert_eq!(got, Some(1));
+    expect_refusal(&db, "orders", "ADD x INT", 20, &["another godwit run"]).await;
+    holder
+        .exec_drop("DO RELEASE_LOCK(?)", (&lock,))
+        .await
+        .unwrap();
+    drop(holder);
     // Listing changes nothing.
     let list = godwit(&["cleanup", "--url", &db.url, "--table", "orders"], &[]).await;
     assert_eq!(list.code, 0, "{}", list.stderr);
@@ -424,9 +440,17 @@ async fn leftovers_are_named_and_cleanup_removes_only_them() {
     .await;
     assert_eq!(rm.code, 0);
     assert_eq!(db.tables().await, vec!["orders", "other_godwit_new"]);
-    // Now the migration runs.
+    // A shadow of a run that is gone (no runner lock held): the next run removes it,
+    // says so, and migrates. Another table's shadow stays.
+    db.exec("CREATE TABLE orders_godwit_new (id INT PRIMARY KEY)")
+        .await;
+    let (run, old) = migrate(&db, "orders", "ADD x INT", &[]).await;
+    let ev = run
+        .event("stale_leftovers_removed")
+        .unwrap_or_else(|| panic!("no stale_leftovers_removed event: {}", run.stdout));
+    assert_eq!(ev["objects"], serde_json::json!(["orders_godwit_new"]));
+    assert!(db.tables().await.contains(&"other_godwit_new".to_string()));
     db.exec("DROP TABLE other_godwit_new").await;
-    let (_, old) = migrate(&db, "orders", "ADD x INT", &[]).await;
     assert_same_rows_and_no_leftovers(&db, &old, ORDERS_COLS, "orders", ORDERS_COLS, "id").await;
     db.drop_db().await;
 }

@@ -118,7 +118,23 @@ async fn leftovers_are_reported_and_cleaned_up() {
     let db = TestDb::new("pg_pf_left").await;
     db.exec(TABLE).await;
     db.exec("CREATE TABLE _godwit_new_t (id int); CREATE TABLE _godwit_old_t_123 (id int); CREATE TABLE _godwit_new_other (id int);").await;
-    refused(&db, "t", "ADD COLUMN x int", &db.url, 20, "_godwit_new_t").await;
+    // While another run holds the table's runner lock, its objects are not touched.
+    let key = godwit::engine::postgres::runner_lock_key(&db.name, "public", "t");
+    let holder = db.conn().await;
+    holder
+        .execute("SELECT pg_advisory_lock(1735353463, $1)", &[&key])
+        .await
+        .unwrap();
+    refused(
+        &db,
+        "t",
+        "ADD COLUMN x int",
+        &db.url,
+        20,
+        "another godwit run",
+    )
+    .await;
+    drop(holder);
     let run = support::godwit(&["cleanup", "--url", &db.url, "--table", "t"], &[]).await;
     run.expect_ok();
     assert!(run.stdout.contains("_godwit_new_t"), "{}", run.stdout);
@@ -146,8 +162,22 @@ async fn leftovers_are_reported_and_cleaned_up() {
         db.leftovers().await,
         vec!["table _godwit_new_other".to_string()]
     );
+    // A shadow of a run that is gone (no runner lock held): the next run removes it,
+    // says so, and migrates.
+    db.exec("CREATE TABLE _godwit_new_t (id int)").await;
     let run = db.migrate("t", "ADD COLUMN x int", &[]).await;
     run.expect_ok();
+    let ev = run
+        .event("stale_leftovers_removed")
+        .unwrap_or_else(|| panic!("no stale_leftovers_removed event: {}", run.stdout));
+    assert_eq!(
+        ev["objects"],
+        serde_json::json!(["table public._godwit_new_t"])
+    );
+    assert_eq!(
+        db.leftovers().await,
+        vec!["table _godwit_new_other".to_string()]
+    );
     db.drop_db().await;
 }
 

@@ -555,7 +555,12 @@ impl Conn {
     async fn exec(&mut self, sql: &str) -> Result<(), String> {
         use mysql_async::prelude::Queryable;
         match self {
-            Conn::Maria(c) => c.query_drop(sql).await.map_err(|e| e.to_string()),
+            Conn::Maria(c) => {
+                for s in support::mysql::split(sql) {
+                    c.query_drop(s).await.map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
             Conn::Postgres(c) => c
                 .batch_execute(sql)
                 .await

@@ -71,6 +71,9 @@ pub struct RunArgs {
     /// Test seam: hold the cut-over lock this long once the swap is queued (first attempt).
     #[arg(long, hide = true)]
     pub debug_cut_over_hold_millis: Option<u64>,
+    /// Test seam: wait this long right after the swap, before cleaning up.
+    #[arg(long, hide = true)]
+    pub debug_after_swap_hold_millis: Option<u64>,
 }
 
 fn options(a: &RunArgs, alter: AlterSpec) -> Result<RunOptions> {
@@ -88,6 +91,7 @@ fn options(a: &RunArgs, alter: AlterSpec) -> Result<RunOptions> {
         cut_over_retries: a.cut_over_retries,
         postpone_flag_file: a.postpone_cut_over_flag_file.clone(),
         ok_to_drop_table: a.ok_to_drop_table,
+        after_swap_hold: a.debug_after_swap_hold_millis.map(Duration::from_millis),
     })
 }
 
@@ -202,9 +206,34 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
             rep.finish();
             print_dry_run(rep, a.format, &d);
         }
-        Outcome::Done(d) => rep.done(&d),
+        Outcome::Done(d) => {
+            rep.done(&d);
+            if !d.cleanup_complete {
+                return Err(cleanup_incomplete(a, &d));
+            }
+        }
     }
     Ok(())
+}
+
+/// A migration that succeeded (tables swapped) whose cleanup did not: exit 35, with
+/// what is left and the command that removes it.
+fn cleanup_incomplete(a: &RunArgs, d: &crate::progress::Done) -> Error {
+    let old_left = d.leftovers.iter().any(|l| l.contains(&d.old_table));
+    Error::new(
+        crate::error::ErrorKind::SwappedCleanupIncomplete,
+        format!(
+            "the migration of {} succeeded (the tables were swapped; the new schema is live), but its cleanup did not finish: {}. Left behind: {}",
+            d.table,
+            d.cleanup_error.as_deref().unwrap_or("unknown error"),
+            d.leftovers.join(", ")
+        ),
+    )
+    .with_hint(format!(
+        "do not run the migration again; when the server answers, remove what is left with: godwit cleanup --url <URL> --table {} --execute{}",
+        a.conn.table,
+        if old_left { " --include-old-tables" } else { "" }
+    ))
 }
 
 /// Ctrl-C and SIGTERM ask the migration to stop at its next step (before the cut-over).

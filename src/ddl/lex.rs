@@ -342,7 +342,7 @@ pub fn single(kind: EngineKind, text: &str, what: &str) -> Result<String> {
 }
 
 /// A fragment godwit splices into a statement of its own (an expression, a type, a
-/// default): no `;` anywhere, parentheses balanced, comments removed.
+/// default): no `;` anywhere, no comment, parentheses balanced.
 pub fn fragment(kind: EngineKind, text: &str, what: &str) -> Result<String> {
     let mut out = None;
     for r in readings(kind) {
@@ -355,6 +355,12 @@ pub fn fragment(kind: EngineKind, text: &str, what: &str) -> Result<String> {
                         "{what} contains `;`: it must be a single expression, not statements"
                     ))
                     .with_hint("remove the `;` (put statements in an `sql` operation instead)"))
+                }
+                Piece::Comment => {
+                    return Err(Error::bad_input(format!(
+                        "{what} contains a comment: godwit inserts it into a statement of its own, where a comment would hide the rest"
+                    ))
+                    .with_hint("remove the comment"))
                 }
                 Piece::OpenParen => depth += 1,
                 Piece::CloseParen => depth -= 1,
@@ -512,8 +518,16 @@ mod tests {
 
     #[test]
     fn fragments_cannot_leave_their_place() {
-        assert_eq!(fragment(Pg, "a + 1 -- x", "up").unwrap(), "a + 1");
-        for t in ["1; DELETE FROM v", "1) OR (1", "(1", "a $godwit$", "1 /* x"] {
+        assert_eq!(fragment(Pg, " a + 1 ", "up").unwrap(), "a + 1");
+        for t in [
+            "1; DELETE FROM v",
+            "1) OR (1",
+            "(1",
+            "a $godwit$",
+            "1 /* x",
+            "a -- x",
+            "a /* x */",
+        ] {
             assert!(fragment(Pg, t, "up").is_err(), "accepted: {t}");
         }
         for t in ["1; DELETE FROM v", "1) OR (1", "1 /*! , x */", "'a\\'; x'"] {

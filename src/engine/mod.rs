@@ -193,6 +193,17 @@ pub trait Engine: Send + Sync {
     fn stream_sees_swap(&self) -> bool {
         false
     }
+    /// Take this table's runner lock for the rest of the run (released when the engine
+    /// closes or the process dies). `false`: another godwit run holds it right now.
+    async fn lock_runner(&self) -> Result<bool>;
+    /// After a swap that returned an error: did the swap happen? Looks on a new
+    /// connection for the renamed original. An error means it cannot be told.
+    async fn swapped(&self) -> Result<bool>;
+    /// Server-side objects of the change stream that outlive a failed close (e.g. a
+    /// publication), by name, for the report of an incomplete cleanup.
+    fn stream_artifacts(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Close the engine's connections.
     async fn close(&self) -> Result<()>;
 }
@@ -224,16 +235,21 @@ pub fn artifact_names(table: &str, unix_secs: u64) -> ArtifactNames {
     }
 }
 
+/// FNV-1a, 32 bits: stable across runs and versions, unlike std's hasher.
+pub fn fnv32(bytes: impl IntoIterator<Item = u8>) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
 /// The part of artifact names that identifies the table.
 pub fn artifact_base(table: &str) -> String {
     if table.chars().count() <= 38 {
         return table.to_string();
     }
-    // FNV-1a: stable across runs and versions, unlike std's hasher.
-    let mut h: u32 = 0x811c_9dc5;
-    for b in table.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
+    let h = fnv32(table.bytes());
     let head: String = table.chars().take(29).collect();
     format!("{head}_{h:08x}")
 }

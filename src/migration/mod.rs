@@ -29,6 +29,19 @@ pub struct RunOptions {
     pub cut_over_retries: u32,
     pub postpone_flag_file: Option<PathBuf>,
     pub ok_to_drop_table: bool,
+    /// Test seam: wait this long right after the swap, before the cleanup steps.
+    pub after_swap_hold: Option<Duration>,
+}
+
+/// Where the swap stands: what a failure may say about the original table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Swap {
+    /// Not swapped: the original is unchanged.
+    NotYet,
+    /// The server stopped answering during the swap: it may or may not have happened.
+    Unknown,
+    /// Swapped: the migration succeeded, whatever fails afterwards.
+    Done,
 }
 
 /// What a dry run found.
@@ -74,6 +87,7 @@ pub struct Migration<'a> {
     copy_started: Option<Instant>,
     last_flush: Instant,
     created: bool,
+    swap: Swap,
 }
 
 impl<'a> Migration<'a> {
@@ -103,11 +117,14 @@ impl<'a> Migration<'a> {
             copy_started: None,
             last_flush: Instant::now(),
             created: false,
+            swap: Swap::NotYet,
         }
     }
 
-    /// Run the migration. On any error before the swap, every artifact is removed and the
-    /// original is untouched.
+    /// Run the migration. On any error before the swap, every artifact is removed (or,
+    /// when the server is gone, left for the next run or `godwit cleanup`) and the
+    /// original is untouched. A failure after the swap is not an error: the outcome is
+    /// `Done` with `cleanup_complete: false` (docs/how-it-works.md, "After the swap").
     pub async fn run(mut self) -> Result<Outcome> {
         let r = self.run_inner().await;
         if r.is_err() && self.created {
@@ -117,14 +134,18 @@ impl<'a> Migration<'a> {
                 let _ = s.close().await;
             }
             if let Err(e) = self.engine.cleanup(false).await {
-                tracing::error!("cleanup after failure failed: {e}; run `godwit cleanup`");
+                tracing::error!(
+                    "cleanup after failure failed: {e}; the next godwit run on this table removes what is left, or run `godwit cleanup`"
+                );
             }
         }
         if r.is_err() {
-            self.rep.state(
-                State::Failed,
-                "migration failed; the original table is unchanged",
-            );
+            let msg = match self.swap {
+                Swap::NotYet => "migration failed; the original table is unchanged",
+                Swap::Unknown => "migration failed during the swap: whether the tables were swapped cannot be told until the server answers again",
+                Swap::Done => "the tables were swapped, but the migration did not end cleanly (see the error)",
+            };
+            self.rep.state(State::Failed, msg);
         }
         r
     }
@@ -154,6 +175,7 @@ impl<'a> Migration<'a> {
         let started = Instant::now();
         self.rep
             .state(State::Preflight, "checking server, privileges and table");
+        self.take_table().await?;
         let orig = self.engine.inspect().await?;
         self.engine.preflight(Scope::Preflight, &orig).await?;
         self.orig = Some(orig.clone());
@@ -206,12 +228,23 @@ impl<'a> Migration<'a> {
         self.postpone().await?;
         let (cut_over_ms, attempts) = self.cut_over().await?;
 
-        self.rep
-            .state(State::Cleanup, "tables swapped; cleaning up");
+        self.swap = Swap::Done;
         self.created = false;
+        self.rep.state(
+            State::Cleanup,
+            "tables swapped: the migration succeeded; cleaning up",
+        );
+        if let Some(h) = self.opts.after_swap_hold {
+            tokio::time::sleep(h).await;
+        }
         let leaked = self.writes_after_final_flush().await;
+        let mut leftovers = Vec::new();
+        let mut cleanup_error = None;
         if let Some(s) = self.stream.as_mut() {
-            let _ = s.close().await;
+            if let Err(e) = s.close().await {
+                leftovers.extend(self.engine.stream_artifacts());
+                cleanup_error.get_or_insert(format!("closing the change stream: {e}"));
+            }
         }
         let names = self.engine.names().clone();
         if !leaked.is_empty() {
@@ -228,8 +261,16 @@ impl<'a> Migration<'a> {
         }
         let mut dropped = false;
         if self.opts.ok_to_drop_table {
-            self.engine.drop_old().await?;
-            dropped = true;
+            match self.engine.drop_old().await {
+                Ok(()) => dropped = true,
+                Err(e) => {
+                    leftovers.push(format!("table {}", names.old));
+                    cleanup_error.get_or_insert(format!("dropping the old table: {e}"));
+                }
+            }
+        }
+        if let Some(e) = &cleanup_error {
+            tracing::error!("the migration succeeded, but its cleanup did not: {e}");
         }
         Ok(Outcome::Done(Done {
             table: orig.name.clone(),
@@ -241,7 +282,36 @@ impl<'a> Migration<'a> {
             cut_over_ms,
             cut_over_attempts: attempts,
             elapsed_ms: started.elapsed().as_millis() as u64,
+            cleanup_complete: cleanup_error.is_none(),
+            leftovers,
+            cleanup_error,
         }))
+    }
+
+    /// Take the table's runner lock; with it held, objects of godwit's for this table are
+    /// left over from a run that is gone, and are removed here (said in the log and as a
+    /// `stale_leftovers_removed` event).
+    async fn take_table(&mut self) -> Result<()> {
+        if !self.engine.lock_runner().await? {
+            return Err(Error::new(
+                ErrorKind::Leftovers,
+                "another godwit run is migrating this table right now (it holds the table's runner lock)",
+            )
+            .with_hint("wait for it to finish, or stop it; nothing was changed"));
+        }
+        let stale = self.engine.leftovers().await?;
+        if !stale.is_empty() {
+            tracing::warn!(
+                "removing objects of an earlier godwit run on this table that is no longer running: {}",
+                stale.join(", ")
+            );
+            self.rep.emit(
+                "stale_leftovers_removed",
+                serde_json::json!({ "objects": stale }),
+            );
+            self.engine.cleanup(false).await?;
+        }
+        Ok(())
     }
 
     /// After the swap: read the stream up to the swap's own DDL event. Any key of the
@@ -522,10 +592,11 @@ impl<'a> Migration<'a> {
             match self.cut_over_once(attempt, timeout).await {
                 Ok(blocked) => return Ok((blocked.as_millis() as u64, attempt)),
                 Err(e)
-                    if matches!(
-                        e.kind,
-                        ErrorKind::DataError | ErrorKind::SourceChanged | ErrorKind::Aborted
-                    ) =>
+                    if self.swap == Swap::Unknown
+                        || matches!(
+                            e.kind,
+                            ErrorKind::DataError | ErrorKind::SourceChanged | ErrorKind::Aborted
+                        ) =>
                 {
                     return Err(e)
                 }
@@ -583,8 +654,32 @@ impl<'a> Migration<'a> {
             tracing::debug!(at = ?self.position, "fence reached");
             taken = self.dirty.take();
             let n = lock.flush(&taken).await?;
-            lock.swap().await?;
-            Ok(n)
+            match lock.swap().await {
+                Ok(()) => Ok(n),
+                // The answer to the swap may be lost while the swap itself happened:
+                // ask the server on a new connection before calling it failed.
+                Err(e) => match self.engine.swapped().await {
+                    Ok(true) => {
+                        tracing::warn!("the swap reported an error, but the tables were swapped: {e}");
+                        Ok(n)
+                    }
+                    Ok(false) => Err(e),
+                    Err(check) => {
+                        self.swap = Swap::Unknown;
+                        let old = self.engine.names().old.clone();
+                        Err(Error::new(
+                            ErrorKind::Unreachable,
+                            format!(
+                                "the swap failed ({}) and whether it happened cannot be told now ({})",
+                                e.message, check.message
+                            ),
+                        )
+                        .with_hint(format!(
+                            "when the server answers again: if a table named {old} exists, the migration succeeded and {old} is the original; otherwise the original is unchanged. Then run `godwit cleanup --url <URL> --table <TABLE>` to see and remove what is left"
+                        )))
+                    }
+                },
+            }
         }
         .await;
         match r {

@@ -5,8 +5,11 @@
 use super::catalog::Grant;
 use super::catalog::{ColumnInfo, TableInfo};
 use super::ops::{AddForeignKey, Backfill, Filter, Stmt, Trigger, Val};
+use crate::target::EngineKind;
 
 pub trait Dialect: Sync + Send {
+    /// The engine whose rules user text follows (see `ddl::lex`).
+    fn engine(&self) -> EngineKind;
     fn quote(&self, ident: &str) -> String;
     /// The qualified table name.
     fn table(&self, table: &str) -> String;

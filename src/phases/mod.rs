@@ -196,6 +196,10 @@ async fn per_op<T>(
     let infos = tables(db, f).await?;
     let mut out = Vec::new();
     for (i, op) in f.operations.iter().enumerate() {
+        for (field, text) in op.fragments() {
+            crate::ddl::lex::fragment(db.dialect().engine(), text, &format!("field `{field}`"))
+                .map_err(|e| mig_err(format!("{}: {e}", op_label(f, i))))?;
+        }
         let op = op.op();
         let cx = Cx {
             sql: db.dialect(),

@@ -113,6 +113,9 @@ impl Mysql {
 }
 
 impl Dialect for Mysql {
+    fn engine(&self) -> crate::target::EngineKind {
+        crate::target::EngineKind::Mysql
+    }
     fn quote(&self, ident: &str) -> String {
         quote(ident)
     }

@@ -79,6 +79,9 @@ impl Postgres {
 }
 
 impl Dialect for Postgres {
+    fn engine(&self) -> crate::target::EngineKind {
+        crate::target::EngineKind::Postgres
+    }
     fn quote(&self, ident: &str) -> String {
         quote(ident)
     }

@@ -92,11 +92,15 @@ impl TestDb {
         self.pool.get_conn().await.unwrap()
     }
 
+    /// Run `sql`, which may hold several statements: each is sent on its own (godwit's
+    /// connections, and so these, never allow several statements per query).
     pub async fn exec(&self, sql: &str) {
         let mut c = self.conn().await;
-        c.query_drop(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        for s in split(sql) {
+            c.query_drop(&s)
+                .await
+                .unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
     }
 
     pub async fn query<T: FromRow + Send + 'static>(&self, sql: &str) -> Vec<T> {
@@ -428,4 +432,10 @@ pub async fn assert_same_rows_and_no_leftovers(
     }
     let left = db.leftovers(&[old]).await;
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The statements of `sql`, split with godwit's own MySQL lexer.
+pub fn split(sql: &str) -> Vec<String> {
+    godwit::ddl::lex::split(godwit::target::EngineKind::Mysql, sql, "test SQL")
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }

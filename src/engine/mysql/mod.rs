@@ -13,7 +13,7 @@ use crate::engine::{
     artifact_names, ArtifactNames, ChangeStream, Copier, CutOverLock, Engine, EngineOptions, Key,
     Position, Scope, PREFIX,
 };
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, ServerCode, UNREACHABLE_HINT};
 use crate::schema::{ColumnMapping, Table};
 use crate::target::{EngineKind, Target};
 use async_trait::async_trait;
@@ -35,14 +35,22 @@ pub(crate) fn conn_err(e: mysql_async::Error, what: &str) -> Error {
     match &e {
         mysql_async::Error::Server(s) => {
             let kind = match s.code {
+                // The server is going away or dropped this session: shutdown (1053,
+                // 1077, 1080), connection killed or aborted (1927, 1152), network
+                // timeouts (1159, 1161), offline mode (3032), no free connection (1040).
+                1053 | 1077 | 1080 | 1152 | 1159 | 1161 | 1927 | 3032 | 1040 => {
+                    ErrorKind::Unreachable
+                }
                 1045 => ErrorKind::Authentication,
                 1044 | 1142 | 1143 | 1227 | 1370 => ErrorKind::Privileges,
                 1049 | 1146 => ErrorKind::TableMissing,
                 1205 => ErrorKind::CutOverFailed,
                 _ => ErrorKind::Internal,
             };
-            let err = Error::new(kind, format!("{what}: {} (error {})", s.message, s.code));
+            let err = Error::new(kind, format!("{what}: {} (error {})", s.message, s.code))
+                .with_code(ServerCode::Mysql(s.code));
             match kind {
+                ErrorKind::Unreachable => err.with_hint(UNREACHABLE_HINT),
                 ErrorKind::Authentication => err.with_hint(
                     "check the user in --url and the password (MYSQL_PWD, --password-file or the URL)",
                 ),
@@ -50,13 +58,23 @@ pub(crate) fn conn_err(e: mysql_async::Error, what: &str) -> Error {
                 _ => err,
             }
         }
-        mysql_async::Error::Io(_) => Error::new(
+        mysql_async::Error::Io(_)
+        | mysql_async::Error::Driver(
+            mysql_async::DriverError::ConnectionClosed | mysql_async::DriverError::PoolDisconnected,
+        ) => Error::new(
             ErrorKind::Unreachable,
             format!("{what}: cannot reach the server: {e}"),
         )
-        .with_hint("check host and port in --url, and that the server is running"),
+        .with_hint(UNREACHABLE_HINT),
         _ => Error::internal(format!("{what}: {e}")),
     }
+}
+
+/// The name of the runner lock (`GET_LOCK`) of `db`.`table`: at most 64 characters. A
+/// godwit run holds it from start to end; tests take it to play another run.
+pub fn runner_lock_name(db: &str, table: &str) -> String {
+    let h = crate::engine::fnv32(db.bytes().chain([0]).chain(table.bytes()));
+    format!("godwit_run_{h:08x}")
 }
 
 pub struct MysqlEngine {
@@ -74,6 +92,8 @@ pub struct MysqlEngine {
     /// and added back in one ALTER before the cut-over: a sorted build is faster than
     /// maintaining them row by row.
     deferred_indexes: std::sync::Mutex<Vec<String>>,
+    /// The session holding the table's runner lock (GET_LOCK), for the whole run.
+    runner: tokio::sync::Mutex<Option<Conn>>,
 }
 
 /// `KEY` lines of a `SHOW CREATE TABLE`: (index name, definition).
@@ -187,6 +207,7 @@ impl MysqlEngine {
             opts,
             options: options.clone(),
             deferred_indexes: std::sync::Mutex::new(Vec::new()),
+            runner: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -768,7 +789,47 @@ impl Engine for MysqlEngine {
         Ok(Some(Position::Binlog { file, pos }))
     }
 
+    async fn lock_runner(&self) -> Result<bool> {
+        let mut c = self.conn().await?;
+        let got: Option<Option<i64>> = c
+            .exec_first(
+                "SELECT GET_LOCK(?, 0)",
+                (runner_lock_name(&self.db, &self.table),),
+            )
+            .await
+            .map_err(|e| conn_err(e, "taking the table's runner lock"))?;
+        if got.flatten() != Some(1) {
+            return Ok(false);
+        }
+        *self.runner.lock().await = Some(c);
+        Ok(true)
+    }
+
+    async fn swapped(&self) -> Result<bool> {
+        let mut c = Conn::new(self.opts.clone())
+            .await
+            .map_err(|e| conn_err(e, "checking whether the tables were swapped"))?;
+        let n: Option<i64> = c
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&self.db, &self.names.old),
+            )
+            .await
+            .map_err(|e| conn_err(e, "checking whether the tables were swapped"))?;
+        let _ = c.disconnect().await;
+        Ok(n.unwrap_or(0) > 0)
+    }
+
     async fn close(&self) -> Result<()> {
+        if let Some(mut c) = self.runner.lock().await.take() {
+            let _ = c
+                .exec_drop(
+                    "DO RELEASE_LOCK(?)",
+                    (runner_lock_name(&self.db, &self.table),),
+                )
+                .await;
+            let _ = c.disconnect().await;
+        }
         let _ = self.pool.clone().disconnect().await;
         Ok(())
     }

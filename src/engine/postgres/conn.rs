@@ -1,7 +1,7 @@
 //! Connections and driver errors.
 
 use super::sql::SESSION_OPTIONS;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, ServerCode, UNREACHABLE_HINT};
 use crate::target::Target;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -11,7 +11,14 @@ use tokio_postgres::{Client, NoTls};
 pub fn pg_err(e: tokio_postgres::Error, what: &str) -> Error {
     if let Some(db) = e.as_db_error() {
         let code = db.code().clone();
-        let kind = if code == SqlState::INVALID_PASSWORD
+        // Class 08 (connection exception) and 57P01-57P05 (admin or crash shutdown,
+        // cannot connect now, database dropped, idle session timeout): the server is
+        // going away or dropped this session.
+        let going_away = code.code().starts_with("08")
+            || matches!(code.code(), "57P01" | "57P02" | "57P03" | "57P04" | "57P05");
+        let kind = if going_away {
+            ErrorKind::Unreachable
+        } else if code == SqlState::INVALID_PASSWORD
             || code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
         {
             ErrorKind::Authentication
@@ -36,8 +43,9 @@ pub fn pg_err(e: tokio_postgres::Error, what: &str) -> Error {
         if let Some(d) = db.detail() {
             msg.push_str(&format!("; {d}"));
         }
-        let err = Error::new(kind, msg);
+        let err = Error::new(kind, msg).with_code(ServerCode::Postgres(code.code().to_string()));
         return match kind {
+            ErrorKind::Unreachable => err.with_hint(UNREACHABLE_HINT),
             ErrorKind::Authentication => err.with_hint(
                 "check the user in --url and the password (PGPASSWORD, ~/.pgpass, --password-file or the URL)",
             ),
@@ -50,12 +58,14 @@ pub fn pg_err(e: tokio_postgres::Error, what: &str) -> Error {
             _ => err,
         };
     }
-    if e.is_closed() || e.to_string().contains("connect") {
+    // No server error: the connection itself failed (closed, I/O, connect, timeout).
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    if e.is_closed() || io || e.to_string().contains("connect") {
         return Error::new(
             ErrorKind::Unreachable,
             format!("{what}: cannot reach the server: {e}"),
         )
-        .with_hint("check host and port in --url, and that the server is running");
+        .with_hint(UNREACHABLE_HINT);
     }
     Error::internal(format!("{what}: {e}"))
 }

@@ -91,6 +91,20 @@ struct Deferred {
     build: Vec<String>,
 }
 
+/// The second key of the runner lock (`pg_try_advisory_lock(1735353463, key)`) of
+/// `schema.table` in `database`. A godwit run holds it from start to end; tests take it
+/// to play another run.
+pub fn runner_lock_key(database: &str, schema: &str, table: &str) -> i32 {
+    crate::engine::fnv32(
+        database
+            .bytes()
+            .chain([0])
+            .chain(schema.bytes())
+            .chain([0])
+            .chain(table.bytes()),
+    ) as i32
+}
+
 pub struct PgEngine {
     target: Target,
     main: tokio::sync::Mutex<Client>,
@@ -1105,6 +1119,27 @@ impl Engine for PgEngine {
             "dropping the old table",
         )
         .await
+    }
+
+    async fn lock_runner(&self) -> Result<bool> {
+        let c = self.main.lock().await;
+        let key = runner_lock_key(&self.target.database, &self.schema, &self.table);
+        c.query_one(sql::RUNNER_LOCK, &[&key])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| pg_err(e, "taking the table's runner lock"))
+    }
+
+    async fn swapped(&self) -> Result<bool> {
+        let c = conn::connect(&self.target, "swap check").await?;
+        self.table_exists(&c, &self.names.old).await
+    }
+
+    fn stream_artifacts(&self) -> Vec<String> {
+        vec![
+            format!("publication {}", self.publication),
+            format!("replication slot {}", self.slot),
+        ]
     }
 
     async fn close(&self) -> Result<()> {

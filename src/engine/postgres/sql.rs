@@ -494,6 +494,9 @@ pub fn set_lock_timeout() -> &'static str {
 // ---- catalog queries ----------------------------------------------------------------
 
 pub const SERVER_VERSION: &str = "SELECT version()";
+/// The table's runner lock, held by the main session for the whole run: the first key
+/// is "godw", the second identifies database, schema and table.
+pub const RUNNER_LOCK: &str = "SELECT pg_try_advisory_lock(1735353463, $1::int4)";
 pub const CURRENT_SCHEMA: &str = "SELECT current_schema()::text";
 /// Parameters: schema, name. Whether a table exists.
 pub const TABLE_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)";

@@ -286,6 +286,37 @@ impl Operation {
     pub fn validate(&self) -> Result<(), String> {
         self.op().validate()
     }
+
+    /// The user's SQL fragments that godwit splices into statements of its own
+    /// (expressions, types, defaults), by field. Each must stay in its place: checked by
+    /// `ddl::lex::fragment` before a phase plans anything.
+    pub fn fragments(&self) -> Vec<(&'static str, &str)> {
+        let mut out: Vec<(&'static str, Option<&str>)> = match self {
+            Operation::AddColumn(o) => vec![
+                ("column.type", Some(&o.column.type_)),
+                ("column.default", o.column.default.as_deref()),
+                ("up", o.up.as_deref()),
+            ],
+            Operation::SetNotNull(o) => vec![("up", Some(&o.up))],
+            Operation::DropColumn(o) => vec![("down", o.down.as_deref())],
+            Operation::ChangeColumnType(o) => vec![
+                ("new_type", Some(&o.new_type)),
+                ("up", Some(&o.up)),
+                ("down", Some(&o.down)),
+            ],
+            Operation::AddCheck(o) => vec![("check", Some(&o.check)), ("up", Some(&o.up))],
+            Operation::RenameColumn(_)
+            | Operation::AddIndex(_)
+            | Operation::DropIndex(_)
+            | Operation::Sql(_)
+            | Operation::AddForeignKey(_)
+            | Operation::RenameTable(_) => vec![],
+        };
+        out.retain(|(_, v)| v.is_some());
+        out.into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect()
+    }
 }
 
 /// Column and table names must be non-empty (quoting handles everything else).
