@@ -6,6 +6,7 @@
 
 use super::ops::Operation;
 use crate::error::{Error, ErrorKind, Result};
+use crate::target::EngineKind;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -121,8 +122,37 @@ pub fn load_file(path: &Path) -> Result<MigrationFile> {
     })
 }
 
+/// Load migration files for `kind` (see [`load_all`]), and check every SQL fragment
+/// godwit will splice into its own statements (`up`, `down`, `check`, types, defaults)
+/// with that engine's rules, before anything connects (`ddl::lex::fragment`).
+pub fn load(path: &Path, kind: EngineKind) -> Result<Vec<MigrationFile>> {
+    let files = load_all(path)?;
+    for f in &files {
+        for (i, op) in f.operations.iter().enumerate() {
+            for (field, text) in op.fragments() {
+                crate::ddl::lex::fragment(kind, text, &format!("field `{field}`")).map_err(
+                    |e| {
+                        Error {
+                            message: format!(
+                                "{}: operation #{} ({}): {}",
+                                f.path.display(),
+                                i + 1,
+                                op.op().describe(),
+                                e.message
+                            ),
+                            ..migration_err(String::new())
+                        }
+                        .with_hint(e.hint.unwrap_or_default())
+                    },
+                )?;
+            }
+        }
+    }
+    Ok(files)
+}
+
 /// Load a directory (every `*.toml`, ordered by version) or a single file.
-pub fn load(path: &Path) -> Result<Vec<MigrationFile>> {
+pub fn load_all(path: &Path) -> Result<Vec<MigrationFile>> {
     if path.is_file() {
         return Ok(vec![load_file(path)?]);
     }

@@ -196,10 +196,6 @@ async fn per_op<T>(
     let infos = tables(db, f).await?;
     let mut out = Vec::new();
     for (i, op) in f.operations.iter().enumerate() {
-        for (field, text) in op.fragments() {
-            crate::ddl::lex::fragment(db.dialect().engine(), text, &format!("field `{field}`"))
-                .map_err(|e| mig_err(format!("{}: {e}", op_label(f, i))))?;
-        }
         let op = op.op();
         let cx = Cx {
             sql: db.dialect(),
@@ -500,7 +496,7 @@ pub async fn run(
     throttle: &mut Throttle,
     rep: &Reporter,
 ) -> Result<()> {
-    let files = file::load(path)?;
+    let files = file::load(path, target_url.kind)?;
     let mut db = Db::connect(target_url, opts.lock_timeout).await?;
     if opts.execute {
         db.try_lock().await?;
@@ -728,7 +724,7 @@ pub async fn status(
     rep: &Reporter,
 ) -> Result<()> {
     let files = match path {
-        Some(p) => file::load(p)?,
+        Some(p) => file::load(p, target_url.kind)?,
         None => vec![],
     };
     let mut db = Db::connect(target_url, Duration::from_secs(5)).await?;

@@ -575,7 +575,7 @@ impl Planner<'_> {
 
 /// Plan every migration in `path` that is not complete. Reads the server; changes nothing.
 pub async fn plan(target: &Target, path: &Path, opts: &Options) -> Result<Vec<MigrationPlan>> {
-    let files = file::load(path)?;
+    let files = file::load(path, target.kind)?;
     let mut db = Db::connect(target, Duration::from_secs(5)).await?;
     db.read_only().await?;
     let rows = state::read_all(&mut db).await?;

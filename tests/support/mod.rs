@@ -9,6 +9,7 @@
 pub mod mysql;
 pub mod phases;
 pub mod postgres;
+pub mod proxy;
 
 use std::process::Stdio;
 

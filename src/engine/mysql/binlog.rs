@@ -60,6 +60,12 @@ fn stream_err(e: impl std::fmt::Display) -> Error {
     Error::internal(format!("binlog stream failed: {e}"))
 }
 
+/// A driver error of the stream's connection: classified like every other (a lost
+/// connection or a server going away is `Unreachable`).
+fn conn_stream_err(e: mysql_async::Error) -> Error {
+    super::conn_err(e, "binlog stream")
+}
+
 fn layout_of(tme: &TableMapEvent<'_>) -> Result<Vec<ColumnLayout>> {
     (0..tme.columns_count() as usize)
         .map(|i| {
@@ -88,7 +94,7 @@ fn is_ddl_on(query: &str, table: &str) -> bool {
 }
 
 async fn follow(cfg: &StreamConfig, tx: &mpsc::Sender<Msg>) -> Result<()> {
-    let mut conn = Conn::new(cfg.opts.clone()).await.map_err(stream_err)?;
+    let mut conn = Conn::new(cfg.opts.clone()).await.map_err(conn_stream_err)?;
     if cfg.mariadb {
         conn.query_drop("SET @mariadb_slave_capability = 4")
             .await
@@ -109,7 +115,7 @@ async fn follow(cfg: &StreamConfig, tx: &mpsc::Sender<Msg>) -> Result<()> {
     let mut table_id: Option<u64> = None;
     let mut layout: Vec<ColumnLayout> = Vec::new();
     while let Some(ev) = stream.next().await {
-        let ev = ev.map_err(stream_err)?;
+        let ev = ev.map_err(conn_stream_err)?;
         let header = ev.header();
         let log_pos = u64::from(header.log_pos());
         let ts = header.timestamp();
@@ -195,7 +201,11 @@ async fn follow(cfg: &StreamConfig, tx: &mpsc::Sender<Msg>) -> Result<()> {
             }
         }
     }
-    Err(stream_err("the server closed the binlog stream"))
+    Err(Error::new(
+        crate::error::ErrorKind::Unreachable,
+        "binlog stream: the server closed the binlog stream",
+    )
+    .with_hint(crate::error::UNREACHABLE_HINT))
 }
 
 fn keys_of(
