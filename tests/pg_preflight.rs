@@ -118,6 +118,9 @@ async fn leftovers_are_reported_and_cleaned_up() {
     let db = TestDb::new("pg_pf_left").await;
     db.exec(TABLE).await;
     db.exec("CREATE TABLE _godwit_new_t (id int); CREATE TABLE _godwit_old_t_123 (id int); CREATE TABLE _godwit_new_other (id int);").await;
+    // A shadow moved to another schema (by an ALTER … SET SCHEMA, refused since) is
+    // found; the shadow of another schema's own `t` is not this table's.
+    db.exec("CREATE SCHEMA moved; CREATE TABLE moved._godwit_new_t (id int); CREATE SCHEMA s2; CREATE TABLE s2.t (id int PRIMARY KEY); CREATE TABLE s2._godwit_new_t (id int);").await;
     // While another run holds the table's runner lock, its objects are not touched.
     let key = godwit::engine::postgres::runner_lock_key(&db.name, "public", "t");
     let holder = db.conn().await;
@@ -138,10 +141,13 @@ async fn leftovers_are_reported_and_cleaned_up() {
     let run = support::godwit(&["cleanup", "--url", &db.url, "--table", "t"], &[]).await;
     run.expect_ok();
     assert!(run.stdout.contains("_godwit_new_t"), "{}", run.stdout);
+    assert!(run.stdout.contains("moved._godwit_new_t"), "{}", run.stdout);
+    assert!(!run.stdout.contains("s2._godwit_new_t"), "{}", run.stdout);
     assert_eq!(
         db.one_i64("SELECT count(*) FROM pg_class WHERE relname = '_godwit_new_t'")
             .await,
-        1
+        3,
+        "listing removes nothing"
     );
     let run = support::godwit(
         &[
@@ -157,6 +163,12 @@ async fn leftovers_are_reported_and_cleaned_up() {
     )
     .await;
     run.expect_ok();
+    assert_eq!(
+        db.strings("SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = '_godwit_new_t' ORDER BY 1").await,
+        vec!["s2._godwit_new_t".to_string()]
+    );
+    db.exec("DROP SCHEMA moved CASCADE; DROP SCHEMA s2 CASCADE")
+        .await;
     // Only this table's objects: another table's shadow is not touched.
     assert_eq!(
         db.leftovers().await,

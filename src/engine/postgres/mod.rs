@@ -410,10 +410,29 @@ impl PgEngine {
     }
 
     /// This tool's objects for this table that exist now.
+    /// Schemas other than the table's that hold a table with this table's shadow name
+    /// and no table of this table's name (so it is not the shadow of a migration there):
+    /// left by an ALTER that moved the shadow (`SET SCHEMA`, refused since).
+    async fn stray_shadows(&self, c: &Client) -> Result<Vec<String>> {
+        let rows = c
+            .query(
+                sql::STRAY_SHADOWS,
+                &[&self.names.shadow, &self.schema, &self.table],
+            )
+            .await
+            .map_err(|e| pg_err(e, "looking for shadow tables in other schemas"))?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(|e| pg_err(e, "reading a schema name")))
+            .collect()
+    }
+
     pub(crate) async fn leftovers_with(&self, c: &Client) -> Result<Vec<String>> {
         let mut found = Vec::new();
         if self.table_exists(c, &self.names.shadow).await? {
             found.push(format!("table {}.{}", self.schema, self.names.shadow));
+        }
+        for ns in self.stray_shadows(c).await? {
+            found.push(format!("table {ns}.{}", self.names.shadow));
         }
         if c.query_opt(sql::SLOT_STATE, &[&self.slot])
             .await
@@ -786,6 +805,15 @@ impl Engine for PgEngine {
             )
             .await?;
             gone.push(format!("table {}.{}", self.schema, self.names.shadow));
+        }
+        for ns in self.stray_shadows(&c).await? {
+            batch(
+                &c,
+                &sql::drop_table(&ns, &self.names.shadow),
+                "dropping a shadow table in another schema",
+            )
+            .await?;
+            gone.push(format!("table {ns}.{}", self.names.shadow));
         }
         if include_old {
             for t in self.old_tables(&c).await? {

@@ -501,6 +501,8 @@ pub const CURRENT_SCHEMA: &str = "SELECT current_schema()::text";
 /// Parameters: schema, name. Whether a table exists.
 pub const TABLE_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)";
 /// Parameters: schema, LIKE pattern.
+/// Parameters: shadow name, the table's schema, the table's name.
+pub const STRAY_SHADOWS: &str = "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $1 AND c.relkind IN ('r', 'p') AND n.nspname <> $2 AND NOT EXISTS (SELECT 1 FROM pg_class o WHERE o.relnamespace = n.oid AND o.relname = $3 AND o.relkind IN ('r', 'p')) ORDER BY 1";
 pub const TABLES_LIKE: &str = "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname LIKE $2 AND c.relkind = 'r' ORDER BY 1";
 /// Parameters: slot. Returns active, active_pid.
 pub const SLOT_STATE: &str =
