@@ -154,6 +154,10 @@ impl<'a> Migration<'a> {
         let started = Instant::now();
         self.rep
             .state(State::Preflight, "checking server, privileges and table");
+        let engine = self.engine;
+        self.throttle
+            .validate(|names| async move { engine.status_values(&names).await })
+            .await?;
         let orig = self.engine.inspect().await?;
         self.engine.preflight(Scope::Preflight, &orig).await?;
         self.orig = Some(orig.clone());

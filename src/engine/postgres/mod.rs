@@ -9,6 +9,7 @@ pub(crate) mod conn;
 mod cutover;
 pub mod facts;
 mod inspect;
+pub(crate) mod load;
 pub mod pgoutput;
 pub mod sql;
 mod stream;
@@ -1079,22 +1080,7 @@ impl Engine for PgEngine {
 
     async fn status_values(&self, names: &[String]) -> Result<Vec<f64>> {
         let c = self.main.lock().await;
-        let active: f64 = c
-            .query_one(sql::ACTIVE_BACKENDS, &[])
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(|e| pg_err(e, "reading server activity"))?;
-        Ok(names
-            .iter()
-            .map(|n| {
-                let n = n.to_ascii_lowercase();
-                if n == "threads_running" || n == "active_connections" || n == "active" {
-                    active
-                } else {
-                    0.0
-                }
-            })
-            .collect())
+        load::read(&c, names).await
     }
 
     async fn drop_old(&self) -> Result<()> {
