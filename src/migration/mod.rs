@@ -1,5 +1,6 @@
-//! The engine-neutral online migration (DESIGN.md §2): preflight, prepare, copy with
-//! key-based replay, catch-up, postponable cut-over with retries, cleanup.
+//! The engine-neutral online migration (docs/architecture.md, "The online state machine"):
+//! preflight, prepare, copy with key-based replay, catch-up, postponable cut-over with
+//! retries, cleanup.
 //!
 //! Copy chunks and replay flushes run one after the other on this task, never at the same
 //! time: a dirty key is therefore never replayed while a chunk that covers it is in flight,

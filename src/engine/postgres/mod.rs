@@ -1036,7 +1036,8 @@ impl Engine for PgEngine {
     /// replay need not be ordered against each other: keys are parked in a session table
     /// (the stream may then move on: they are committed there) and replayed by
     /// `after_copy`, once every chunk has committed and the indexes exist. That also
-    /// closes the in-flight chunk race of DESIGN §2: no replay runs before a chunk commits.
+    /// closes the in-flight chunk race (docs/architecture.md, "Key-based replay and its
+    /// races", 3): no replay runs before a chunk commits.
     async fn flush(&self, orig: &Table, mapping: &ColumnMapping, keys: &[Key]) -> Result<u64> {
         let b = self.builder(orig, mapping)?;
         let c = self.main.lock().await;
