@@ -14,6 +14,7 @@ echo "PostgreSQL: $GODWIT_TEST_POSTGRES_URL"
 
 export RUST_BACKTRACE=1
 cargo fmt --check
+cargo clippy --all-targets -- -D warnings
 cargo build --all-targets
 # Benches are criterion binaries: built here, run with `cargo bench`.
 cargo test --lib --bins --tests -- --test-threads="${GODWIT_TEST_THREADS:-4}"

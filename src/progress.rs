@@ -14,7 +14,8 @@ pub enum Format {
     Json,
 }
 
-/// The states of a migration, in order (DESIGN.md §2), plus the waiting states.
+/// The states of a migration, in order, plus the waiting states (docs/architecture.md,
+/// "The online state machine").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {

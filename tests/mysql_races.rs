@@ -1,4 +1,5 @@
-//! The replay races of DESIGN.md §2 (step 4), hit on purpose:
+//! The replay races of docs/architecture.md ("Key-based replay and its races"), hit on
+//! purpose:
 //! - deletes, updates and key changes aimed at the chunk being copied at that moment
 //!   (found by watching the shadow's high-water mark);
 //! - replay reads racing commits: writers that hold their row locks across the binlog

@@ -1,4 +1,5 @@
-//! The replay races of DESIGN §2, hit on purpose.
+//! The replay races of docs/architecture.md ("Key-based replay and its races"), hit on
+//! purpose.
 mod support;
 
 use std::time::Duration;

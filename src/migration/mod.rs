@@ -1,5 +1,6 @@
-//! The engine-neutral online migration (DESIGN.md §2): preflight, prepare, copy with
-//! key-based replay, catch-up, postponable cut-over with retries, cleanup.
+//! The engine-neutral online migration (docs/architecture.md, "The online state machine"):
+//! preflight, prepare, copy with key-based replay, catch-up, postponable cut-over with
+//! retries, cleanup.
 //!
 //! Copy chunks and replay flushes run one after the other on this task, never at the same
 //! time: a dirty key is therefore never replayed while a chunk that covers it is in flight,
@@ -175,6 +176,10 @@ impl<'a> Migration<'a> {
         let started = Instant::now();
         self.rep
             .state(State::Preflight, "checking server, privileges and table");
+        let engine = self.engine;
+        self.throttle
+            .validate(|names| async move { engine.status_values(&names).await })
+            .await?;
         self.take_table().await?;
         let orig = self.engine.inspect().await?;
         self.engine.preflight(Scope::Preflight, &orig).await?;

@@ -18,45 +18,6 @@ pub struct Job<'a> {
     pub after: Option<Vec<String>>,
 }
 
-async fn status_values(db: &mut Db, names: Vec<String>) -> Result<Vec<f64>> {
-    let rows = if db.is_postgres() {
-        let r = db
-            .query(
-                "SELECT count(*)::text FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend'",
-                &[],
-            )
-            .await?;
-        let active: f64 = r
-            .first()
-            .and_then(|r| r[0].as_deref())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0.0);
-        return Ok(names
-            .iter()
-            .map(|n| {
-                let n = n.to_ascii_lowercase();
-                if n == "threads_running" || n == "active_connections" || n == "active" {
-                    active
-                } else {
-                    0.0
-                }
-            })
-            .collect());
-    } else {
-        db.query("SHOW GLOBAL STATUS", &[]).await?
-    };
-    Ok(names
-        .iter()
-        .map(|n| {
-            rows.iter()
-                .find(|r| r[0].as_deref().is_some_and(|k| k.eq_ignore_ascii_case(n)))
-                .and_then(|r| r.get(1).cloned().flatten())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0)
-        })
-        .collect())
-}
-
 /// Run one operation's backfill to the end. Returns rows updated.
 pub async fn run(
     db: &mut Db,
@@ -94,7 +55,7 @@ pub async fn run(
         loop {
             let dbr = &mut *db;
             match throttle
-                .check(move |names| async move { status_values(dbr, names).await })
+                .check(move |names| async move { dbr.load_values(&names).await })
                 .await?
             {
                 Some(hold) => {

@@ -256,6 +256,15 @@ impl Db {
         }
     }
 
+    /// Current values of the load counters `names` (`--max-load`), read by the engine's
+    /// own counter code; an unknown name is a `BadInput` error.
+    pub async fn load_values(&mut self, names: &[String]) -> Result<Vec<f64>> {
+        match self {
+            Db::My { conn, .. } => crate::engine::mysql::load::read(conn, names).await,
+            Db::Pg { client, .. } => crate::engine::postgres::load::read(client, names).await,
+        }
+    }
+
     /// The single-runner lock (session level). A second runner gets a clear error. A
     /// runner that has just exited may still hold it for a moment (the server drops a
     /// closed session's locks asynchronously), so a few short retries come first.

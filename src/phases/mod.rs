@@ -498,6 +498,10 @@ pub async fn run(
 ) -> Result<()> {
     let files = file::load(path, target_url.kind)?;
     let mut db = Db::connect(target_url, opts.lock_timeout).await?;
+    let dbr = &mut db;
+    throttle
+        .validate(|names| async move { dbr.load_values(&names).await })
+        .await?;
     if opts.execute {
         db.try_lock().await?;
         state::ensure(&mut db).await?;

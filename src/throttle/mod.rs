@@ -36,6 +36,13 @@ impl std::str::FromStr for LoadThresholds {
     }
 }
 
+/// The error for a load counter name the server's engine does not provide. `valid` says
+/// which names are (or how to list them).
+pub fn unknown_counter(name: &str, engine: &str, valid: &str) -> Error {
+    Error::bad_input(format!("`{name}` is not a load counter on {engine}"))
+        .with_hint(format!("use one of: {valid}"))
+}
+
 /// Why the copy is waiting right now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Hold {
@@ -100,6 +107,45 @@ impl Throttle {
         }
     }
 
+    /// Every counter name of `--max-load` and `--critical-load`, each once.
+    fn counter_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for t in [&self.max_load, &self.critical_load].into_iter().flatten() {
+            for (k, _) in &t.0 {
+                if !names.contains(k) {
+                    names.push(k.clone());
+                }
+            }
+        }
+        names
+    }
+
+    /// Read every load counter once, before anything is created: a name the engine does
+    /// not know is an error (exit 2) prefixed with the option(s) it can come from, never
+    /// a silent 0 later.
+    pub async fn validate<F, Fut>(&self, read: F) -> Result<()>
+    where
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<f64>>>,
+    {
+        let names = self.counter_names();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let flags = match (&self.max_load, &self.critical_load) {
+            (Some(_), None) => "--max-load",
+            (None, Some(_)) => "--critical-load",
+            _ => "--max-load / --critical-load",
+        };
+        read(names).await.map(|_| ()).map_err(|e| {
+            if e.kind == ErrorKind::BadInput {
+                e.context(flags)
+            } else {
+                e
+            }
+        })
+    }
+
     /// Check the flag file and the load thresholds (server counters at most once a second).
     /// Returns why to hold, or an error when a critical threshold is crossed.
     pub async fn check<F, Fut>(&mut self, read: F) -> Result<Option<Hold>>
@@ -119,14 +165,7 @@ impl Throttle {
             return Ok(self.last_hold.clone());
         }
         self.last_check = Some(Instant::now());
-        let mut names: Vec<String> = Vec::new();
-        for t in [&self.max_load, &self.critical_load].into_iter().flatten() {
-            for (k, _) in &t.0 {
-                if !names.contains(k) {
-                    names.push(k.clone());
-                }
-            }
-        }
+        let names = self.counter_names();
         if names.is_empty() {
             self.last_hold = None;
             return Ok(None);
@@ -201,6 +240,56 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::CriticalLoad);
         t.last_check = None;
         assert_eq!(t.check(|_| async { Ok(vec![1.0]) }).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn validate_names_the_option_of_an_unknown_counter() {
+        let read = |names: Vec<String>| async move {
+            match names.iter().find(|n| n.as_str() != "A") {
+                Some(n) => Err(unknown_counter(n, "test", "A")),
+                None => Ok(vec![1.0; names.len()]),
+            }
+        };
+        let t = |max: Option<&str>, crit: Option<&str>| {
+            Throttle::new(
+                None,
+                max.map(|m| m.parse().unwrap()),
+                crit.map(|c| c.parse().unwrap()),
+                None,
+            )
+        };
+        t(Some("A=10"), Some("A=100")).validate(read).await.unwrap();
+        let e = t(None, Some("b=100")).validate(read).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadInput);
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.message
+                .starts_with("--critical-load: `b` is not a load counter"),
+            "{e}"
+        );
+        assert_eq!(e.hint.as_deref(), Some("use one of: A"));
+        let e = t(Some("A=1,c=2"), None).validate(read).await.unwrap_err();
+        assert!(e.message.starts_with("--max-load: `c` is not"), "{e}");
+        let e = t(Some("A=1"), Some("d=2"))
+            .validate(read)
+            .await
+            .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("--max-load / --critical-load: `d` is not"),
+            "{e}"
+        );
+        // Other errors (the server's) pass through unchanged.
+        let e = t(Some("A=1"), None)
+            .validate(|_| async { Err(Error::internal("gone")) })
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Internal, "gone"));
+        // Nothing is read without thresholds.
+        t(None, None)
+            .validate(|_| async { Err(Error::internal("read")) })
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ mod checks;
 pub(crate) mod cutover;
 pub mod facts;
 mod inspect;
+pub(crate) mod load;
 pub mod rowimage;
 pub mod sql;
 
@@ -749,19 +750,7 @@ impl Engine for MysqlEngine {
 
     async fn status_values(&self, names: &[String]) -> Result<Vec<f64>> {
         let mut c = self.conn().await?;
-        let rows: Vec<(String, String)> = c
-            .query("SHOW GLOBAL STATUS")
-            .await
-            .map_err(|e| conn_err(e, "reading server status"))?;
-        Ok(names
-            .iter()
-            .map(|n| {
-                rows.iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0.0)
-            })
-            .collect())
+        load::read(&mut c, names).await
     }
 
     async fn drop_old(&self) -> Result<()> {

@@ -16,6 +16,10 @@ pub fn qualified(db: &str, table: &str) -> String {
     format!("{}.{}", quote(db), quote(table))
 }
 
+/// Every server status counter (`Variable_name`, `Value`), for `--max-load` /
+/// `--critical-load` (see `load.rs`).
+pub const GLOBAL_STATUS: &str = "SHOW GLOBAL STATUS";
+
 /// How a key column is decoded from the binlog, selected for chunk bounds, and bound
 /// back into a statement. One table of types, so the three never disagree.
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@ pub(crate) mod conn;
 mod cutover;
 pub mod facts;
 mod inspect;
+pub(crate) mod load;
 pub mod pgoutput;
 pub mod sql;
 mod stream;
@@ -1077,7 +1078,8 @@ impl Engine for PgEngine {
     /// replay need not be ordered against each other: keys are parked in a session table
     /// (the stream may then move on: they are committed there) and replayed by
     /// `after_copy`, once every chunk has committed and the indexes exist. That also
-    /// closes the in-flight chunk race of DESIGN §2: no replay runs before a chunk commits.
+    /// closes the in-flight chunk race (docs/architecture.md, "Key-based replay and its
+    /// races", 3): no replay runs before a chunk commits.
     async fn flush(&self, orig: &Table, mapping: &ColumnMapping, keys: &[Key]) -> Result<u64> {
         let b = self.builder(orig, mapping)?;
         let c = self.main.lock().await;
@@ -1121,22 +1123,7 @@ impl Engine for PgEngine {
 
     async fn status_values(&self, names: &[String]) -> Result<Vec<f64>> {
         let c = self.main.lock().await;
-        let active: f64 = c
-            .query_one(sql::ACTIVE_BACKENDS, &[])
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(|e| pg_err(e, "reading server activity"))?;
-        Ok(names
-            .iter()
-            .map(|n| {
-                let n = n.to_ascii_lowercase();
-                if n == "threads_running" || n == "active_connections" || n == "active" {
-                    active
-                } else {
-                    0.0
-                }
-            })
-            .collect())
+        load::read(&c, names).await
     }
 
     async fn drop_old(&self) -> Result<()> {

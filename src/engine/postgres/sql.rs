@@ -515,7 +515,22 @@ pub const OUTGOING_FKS: &str = "SELECT conname::text, pg_get_constraintdef(oid),
 /// Parameters: table. Storage parameters.
 pub const RELOPTIONS: &str =
     "SELECT COALESCE(reloptions, '{}')::text[] FROM pg_class WHERE oid = $1::text::regclass";
-pub const ACTIVE_BACKENDS: &str = "SELECT count(*)::float8 FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend'";
+/// The load counters of `--max-load` / `--critical-load` (see `load.rs`), in this order:
+/// active (non-idle client backends), waiting (client backends waiting on a lock),
+/// connections (all client backends), replication_lag_ms (largest replay lag of the
+/// servers streaming from this one, 0 when none), xact_age_s (oldest open transaction),
+/// then whether this user sees other roles' sessions (`pg_read_all_stats`). godwit's own
+/// sessions (this one and those named `godwit …`) are left out of all but connections.
+pub const LOAD_COUNTERS: &str = "SELECT \
+    count(*) FILTER (WHERE a.state NOT LIKE 'idle%' AND NOT a.own)::float8, \
+    count(*) FILTER (WHERE a.wait_event_type = 'Lock' AND NOT a.own)::float8, \
+    count(*)::float8, \
+    (SELECT COALESCE(max(EXTRACT(epoch FROM r.replay_lag)) * 1000, 0)::float8 FROM pg_stat_replication r), \
+    COALESCE(EXTRACT(epoch FROM clock_timestamp() - min(a.xact_start) FILTER (WHERE NOT a.own)), 0)::float8, \
+    pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') \
+    FROM (SELECT s.state, s.wait_event_type, s.xact_start, \
+          (s.pid = pg_backend_pid() OR s.application_name LIKE 'godwit %') AS own \
+          FROM pg_stat_activity s WHERE s.backend_type = 'client backend') a";
 
 // ---- what the cut-over carries over (parameter $1: the original, quoted and qualified) --
 

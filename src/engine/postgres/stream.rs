@@ -6,9 +6,10 @@
 //! delivered are skipped, and `upto_nchanges` is raised by the rows still unacknowledged
 //! so every peek can reach new changes.
 //!
-//! Race rule (DESIGN §2): a commit can be decoded before it is visible (e.g. while it
-//! waits for a synchronous standby). Keys are handed out only once every transaction that
-//! changed them is visible to a fresh snapshot, so the replay read sees their effect.
+//! Race rule (docs/architecture.md, "Key-based replay and its races", 2): a commit can be
+//! decoded before it is visible (e.g. while it waits for a synchronous standby). Keys are
+//! handed out only once every transaction that changed them is visible to a fresh
+//! snapshot, so the replay read sees their effect.
 
 use super::conn::pg_err;
 use super::pgoutput::{decode, format_lsn, parse_lsn, Message, Value};
