@@ -312,6 +312,9 @@ async fn a_key_changed_many_times_is_flushed_once_per_round() {
         .filter(|c| matches!(c, Call::Flush(_)))
         .collect();
     assert_eq!(flushes, vec![&Call::Flush(vec![7, 8, 9])]);
+    // Replayed in the catch-up, before the cut-over reads the server's position.
+    let flush = w.first(|c| matches!(c, Call::Flush(_))).unwrap();
+    assert!(flush < w.first(|c| *c == Call::CurrentPosition).unwrap());
     assert_eq!(d.keys_replayed, 3);
     assert!(!w.shadow.as_ref().unwrap().contains_key(&9));
 }
@@ -720,9 +723,17 @@ async fn aborted_at(
     fake.world().lock_faults.insert(1, LockFault::Timeout);
     let mut writer = Writer::new(11, 1000, 2);
     let mut fired = false;
+    let mut after = 0;
     fake.on_call(move |c, w| {
         writer.act(w);
-        if !fired && when(c) {
+        if fired {
+            after += 1;
+            // A core that ignores the abort would otherwise run on (postponed: forever).
+            assert!(
+                after < 300,
+                "the core made {after} engine calls after the abort"
+            );
+        } else if when(c) {
             fired = true;
             w.abort.store(true, Ordering::SeqCst);
         }
@@ -895,4 +906,42 @@ async fn the_fake_rejects_a_swap_without_fence() {
         .await
         .unwrap();
     let _ = l.swap().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_postponed_cut_over_keeps_replaying_until_the_flag_is_removed() {
+    let flag = flag_file("postpone");
+    let fake = FakeEngine::with_rows(300, Config::default());
+    let f = flag.clone();
+    let mut postponed_polls = 0;
+    let mut ready = false;
+    fake.on_call(move |c, w| {
+        ready |= *c == Call::BeforeCutOver;
+        if ready && *c == Call::Poll && f.exists() {
+            postponed_polls += 1;
+            w.update(postponed_polls, -postponed_polls);
+            assert!(!w.called(&Call::Lock(1)), "locked while postponed");
+            if postponed_polls == 4 {
+                std::fs::remove_file(&f).unwrap();
+            }
+        }
+    });
+    let mut o = opts();
+    o.postpone_flag_file = Some(flag.clone());
+    let (r, states) = run_with(&fake, o, no_throttle()).await;
+    let _ = std::fs::remove_file(&flag);
+    done(r);
+    let w = fake.world();
+    assert_migrated(&w);
+    assert!(states.contains(&State::Postponed), "{states:?}");
+    // Each write made while postponed was replayed before the lock was asked for.
+    let lock = w.first(|c| *c == Call::Lock(1)).unwrap();
+    let replayed: BTreeSet<i64> = w.calls[..lock]
+        .iter()
+        .flat_map(|c| match c {
+            Call::Flush(k) => k.clone(),
+            _ => vec![],
+        })
+        .collect();
+    assert_eq!(replayed, (1..=4).collect());
 }
