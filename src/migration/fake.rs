@@ -847,7 +847,7 @@ impl ChangeStream for FakeStream {
                 read += 1;
             }
             w.stream.read = read as u64;
-            (read > start).then(|| StreamBatch {
+            (read > start).then_some(StreamBatch {
                 keys,
                 position: Some(Position::Lsn(read as u64)),
                 lag: Some(Duration::ZERO),
