@@ -79,6 +79,9 @@ pub struct Reporter {
     started: Instant,
     last_progress: Option<Instant>,
     state: Option<State>,
+    /// Every state entered, in order, so unit tests can assert the path a run took.
+    #[cfg(test)]
+    pub(crate) states: Vec<State>,
 }
 
 fn now_ms() -> u128 {
@@ -107,6 +110,21 @@ impl Reporter {
             started: Instant::now(),
             last_progress: None,
             state: None,
+            #[cfg(test)]
+            states: Vec::new(),
+        }
+    }
+
+    /// A reporter for unit tests: text format, never a progress bar, states recorded.
+    #[cfg(test)]
+    pub(crate) fn silent() -> Reporter {
+        Reporter {
+            format: Format::Text,
+            bar: None,
+            started: Instant::now(),
+            last_progress: None,
+            state: None,
+            states: Vec::new(),
         }
     }
 
@@ -129,6 +147,8 @@ impl Reporter {
             return;
         }
         self.state = Some(state);
+        #[cfg(test)]
+        self.states.push(state);
         match self.format {
             Format::Json => self.emit(
                 "state",

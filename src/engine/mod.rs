@@ -74,6 +74,8 @@ pub struct StreamBatch {
 #[async_trait]
 pub trait ChangeStream: Send {
     /// Return the keys changed since the last poll, waiting at most `wait` for any.
+    /// Keys read before an error (e.g. the DDL event of the swap) are returned first and
+    /// the error by the next poll: the core counts them as writes after the final flush.
     async fn poll(&mut self, wait: Duration) -> Result<StreamBatch>;
     /// Everything up to `position` is durably applied to the shadow table.
     async fn ack(&mut self, position: &Position) -> Result<()>;

@@ -7,6 +7,10 @@
 //! which closes the copy/replay race without locking reads in the copy.
 
 pub mod dirty;
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
 
 use crate::ddl::AlterSpec;
 use crate::engine::{ChangeStream, Copier, Engine, Key, Position, Scope};

@@ -22,6 +22,9 @@ enum Msg {
 pub struct BinlogStream {
     rx: mpsc::Receiver<Msg>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// An error read after keys in the same poll: the keys go out first, the error with
+    /// the next poll (after the swap, those keys are writes that missed the final flush).
+    pending: Option<Error>,
 }
 
 pub struct StreamConfig {
@@ -53,6 +56,7 @@ pub async fn open(cfg: StreamConfig) -> Result<BinlogStream> {
     Ok(BinlogStream {
         rx,
         task: Some(task),
+        pending: None,
     })
 }
 
@@ -263,6 +267,9 @@ fn keys_of(
 #[async_trait]
 impl ChangeStream for BinlogStream {
     async fn poll(&mut self, wait: Duration) -> Result<StreamBatch> {
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
         let mut batch = StreamBatch::default();
         let deadline = tokio::time::Instant::now() + wait;
         let mut got_any = false;
@@ -293,7 +300,11 @@ impl ChangeStream for BinlogStream {
                         batch.lag = Some(Duration::from_secs(now.saturating_sub(u64::from(ts))));
                     }
                 }
-                Msg::Err(e) => return Err(e),
+                Msg::Err(e) if batch.keys.is_empty() => return Err(e),
+                Msg::Err(e) => {
+                    self.pending = Some(e);
+                    break;
+                }
             }
             if batch.keys.len() >= 50_000 {
                 break;
@@ -326,7 +337,31 @@ impl Drop for BinlogStream {
 
 #[cfg(test)]
 mod tests {
-    use super::is_ddl_on;
+    use super::{is_ddl_on, BinlogStream, Msg};
+    use crate::engine::{ChangeStream, KeyPart};
+    use crate::error::{Error, ErrorKind};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn keys_read_before_an_error_are_returned_first() {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let mut s = BinlogStream {
+            rx,
+            task: None,
+            pending: None,
+        };
+        // A write that reached the old table after the final flush, then the swap's RENAME.
+        tx.send(Msg::Keys(vec![vec![KeyPart::Int(7)]]))
+            .await
+            .unwrap();
+        tx.send(Msg::Err(Error::new(ErrorKind::SourceChanged, "RENAME")))
+            .await
+            .unwrap();
+        let b = s.poll(Duration::from_millis(10)).await.unwrap();
+        assert_eq!(b.keys, vec![vec![KeyPart::Int(7)]]);
+        let e = s.poll(Duration::from_millis(10)).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::SourceChanged);
+    }
 
     #[test]
     fn ddl_detection_matches_whole_names() {
