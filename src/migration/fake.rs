@@ -34,6 +34,9 @@ pub type Rows = BTreeMap<i64, i64>;
 /// Every call the core makes into the engine, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
+    LockRunner,
+    /// Asked whether a failed swap happened.
+    Swapped,
     Inspect,
     Preflight,
     Leftovers,
@@ -79,6 +82,8 @@ pub enum LockFault {
     Flush,
     /// `swap` fails; nothing is swapped.
     Swap,
+    /// `swap` swaps, then fails as if its answer were lost with the connection.
+    SwapAnswerLost,
 }
 
 /// How the fake behaves where the real engines differ.
@@ -545,6 +550,16 @@ impl Engine for FakeEngine {
         }
         w.preflighted = true;
         Ok(())
+    }
+
+    async fn lock_runner(&self) -> Result<bool> {
+        drop(self.s.enter(Call::LockRunner));
+        Ok(true)
+    }
+
+    async fn swapped(&self) -> Result<bool> {
+        let w = self.s.enter(Call::Swapped);
+        Ok(w.swapped)
     }
 
     async fn leftovers(&self) -> Result<Vec<String>> {
@@ -1054,6 +1069,12 @@ impl CutOverLock for FakeLock {
             w.log.push(Entry::Ddl);
         }
         w.release_lock(LockPhase::Swapped);
+        if self.fault == Some(LockFault::SwapAnswerLost) {
+            return Err(Error::new(
+                ErrorKind::Unreachable,
+                "the swap's answer was lost with the connection",
+            ));
+        }
         Ok(())
     }
 

@@ -28,6 +28,7 @@ fn opts() -> RunOptions {
         cut_over_retries: 10,
         postpone_flag_file: None,
         ok_to_drop_table: false,
+        after_swap_hold: None,
     }
 }
 
@@ -609,6 +610,9 @@ async fn failure_under_the_lock(fault: LockFault) {
     assert_migrated(&w);
     assert_eq!(d.cut_over_attempts, 2);
     assert_eq!(w.count(|c| *c == Call::Release), 1, "{fault:?}");
+    // A failed swap is checked before it is called failed.
+    let asked = if fault == LockFault::Swap { 1 } else { 0 };
+    assert_eq!(w.count(|c| *c == Call::Swapped), asked, "{fault:?}");
     let before: BTreeSet<i64> = [3, 4, 5, 6, 7, 8, 5000, 6000].into();
     let release = w.first(|c| *c == Call::Release).unwrap();
     if fault != LockFault::Fence {
@@ -648,6 +652,23 @@ async fn a_final_flush_that_fails_puts_its_keys_back() {
 #[tokio::test(start_paused = true)]
 async fn a_swap_that_fails_puts_its_keys_back() {
     failure_under_the_lock(LockFault::Swap).await;
+}
+
+/// The swap happened but its answer was lost: the core asks, learns it happened, and
+/// ends as a successful migration (no retry, no release, no cleanup of the new table).
+#[tokio::test(start_paused = true)]
+async fn a_swap_whose_answer_is_lost_is_found_to_have_happened() {
+    let fake = FakeEngine::with_rows(200, Config::default());
+    fake.world()
+        .lock_faults
+        .insert(1, LockFault::SwapAnswerLost);
+    let d = done(run(&fake, opts()).await);
+    let w = fake.world();
+    assert_migrated(&w);
+    assert_eq!(d.cut_over_attempts, 1);
+    assert!(d.cleanup_complete);
+    assert_eq!(w.count(|c| *c == Call::Swapped), 1);
+    assert_eq!(w.count(|c| *c == Call::Release), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -861,6 +882,8 @@ async fn a_dry_run_creates_and_drops_the_shadow_and_never_opens_a_stream() {
     assert_eq!(
         w.calls,
         vec![
+            Call::LockRunner,
+            Call::Leftovers,
             Call::Inspect,
             Call::Preflight,
             Call::CreateShadow,
