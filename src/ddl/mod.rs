@@ -495,7 +495,11 @@ mod tests {
         // same name, a column that is only changed.
         assert!(new(EngineKind::Mysql, "DROP c1, CHANGE c3 c1 INT").is_empty());
         assert!(new(EngineKind::Mysql, "DROP INDEX c1, ADD INDEX c1 (c1)").is_empty());
-        assert!(new(EngineKind::Mysql, "DROP PRIMARY KEY, ADD PRIMARY KEY (id, i)").is_empty());
+        assert!(new(
+            EngineKind::Mysql,
+            "DROP PRIMARY KEY, ADD PRIMARY KEY (id, i)"
+        )
+        .is_empty());
         assert!(new(EngineKind::Mysql, "MODIFY c1 BIGINT, ADD c2 INT").is_empty());
         assert!(new(
             EngineKind::Postgres,

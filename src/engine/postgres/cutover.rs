@@ -34,6 +34,8 @@ pub struct CutOverSetup {
     pub info: RelInfo,
     pub index_map: Vec<(String, String)>,
     pub fks_to_validate: Vec<String>,
+    /// Identity columns (shadow names) whose value the ALTER sets itself.
+    pub identity_set: Vec<String>,
     pub timeout: Duration,
     pub hold: Option<Duration>,
 }
@@ -282,15 +284,20 @@ impl PgCutOver {
             else {
                 continue;
             };
-            let st = l
-                .query_one(sql::sequence_state(q).as_str(), &[])
-                .await
-                .map_err(|e| pg_err(e, "reading an identity sequence"))?;
-            let value: i64 = st.try_get(0).map_err(|e| pg_err(e, "reading a sequence"))?;
-            let called: bool = st.try_get(1).map_err(|e| pg_err(e, "reading a sequence"))?;
-            l.query(sql::SETVAL, &[nq, &value, &called])
-                .await
-                .map_err(|e| pg_err(e, "carrying an identity value over"))?;
+            // Read under the lock: no insert into the original can take a value now.
+            // An ALTER that sets the value itself (RESTART, a new identity) keeps its
+            // own, as in place.
+            if !s.identity_set.iter().any(|c| c == target_col) {
+                let st = l
+                    .query_one(sql::sequence_state(q).as_str(), &[])
+                    .await
+                    .map_err(|e| pg_err(e, "reading an identity sequence"))?;
+                let value: i64 = st.try_get(0).map_err(|e| pg_err(e, "reading a sequence"))?;
+                let called: bool = st.try_get(1).map_err(|e| pg_err(e, "reading a sequence"))?;
+                l.query(sql::SETVAL, &[nq, &value, &called])
+                    .await
+                    .map_err(|e| pg_err(e, "carrying an identity value over"))?;
+            }
             let tmp = format!("{PREFIX}q{stamp}_{i}");
             batch(
                 l,
