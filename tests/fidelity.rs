@@ -661,10 +661,8 @@ async fn write_until(
                 if op == 0 {
                     c.query_drop(format!("INSERT INTO w (i, v) VALUES ({}, {val})", val % 13))
                         .await?;
-                    c.query_drop(format!(
-                        "INSERT INTO mirror SELECT * FROM w WHERE id = LAST_INSERT_ID()"
-                    ))
-                    .await?;
+                    c.query_drop("INSERT INTO mirror SELECT * FROM w WHERE id = LAST_INSERT_ID()")
+                        .await?;
                 }
                 for s in &stmts {
                     c.query_drop(s).await?;

@@ -110,6 +110,10 @@ fn source_for<'a>(columns: &'a [MappedColumn], target: &str) -> Option<&'a str> 
         .map(|m| m.source.as_str())
 }
 
+/// How good a candidate key is, best highest: (original's primary key, its columns lead
+/// the new key, new table's primary key, same columns, − number of columns).
+type Rank = (bool, bool, bool, bool, i64);
+
 /// Every name of `sub` is in `set` (names compare case-insensitively).
 fn subset(sub: &[String], set: &[&str]) -> bool {
     sub.iter()
@@ -143,7 +147,7 @@ fn choose_shared_key(orig: &Table, shadow: &Table, columns: &[MappedColumn]) -> 
         )
         .with_hint("add a primary key (or a unique key on NOT NULL columns) first; godwit needs it to find rows again"));
     }
-    let mut candidates: Vec<((bool, bool, bool, bool, i64), SharedKey)> = Vec::new();
+    let mut candidates: Vec<(Rank, SharedKey)> = Vec::new();
     for sk in shadow.unique_keys.iter().filter(|k| k.usable()) {
         let sources: Option<Vec<&str>> =
             sk.columns.iter().map(|c| source_for(columns, c)).collect();
