@@ -314,6 +314,41 @@ impl PgCutOver {
                 .await?;
             }
         }
+        // Sequences the ALTER created (a new serial or identity column, also one added
+        // again under a dropped column's name) get the name the in-place ALTER gives
+        // them; a sequence of the original that the dropped column owned leaves that
+        // name to it, as it would be dropped in place.
+        for (j, (_, n_schema, n_name, ..)) in cap.shadow_sequences.iter().enumerate() {
+            let Some(rest) = n_name.strip_prefix(&format!("{}_", s.shadow)) else {
+                continue;
+            };
+            let target = format!("{}_{rest}", s.orig);
+            if target.len() > 63 {
+                continue;
+            }
+            let left_behind = cap.orig_sequences.iter().find(|(_, sc, nm, col, _)| {
+                sc == n_schema && *nm == target && s.mapping.target_of(col).is_none()
+            });
+            if let Some((_, sc, nm, ..)) = left_behind {
+                let tmp = format!("{PREFIX}q{stamp}_d{j}");
+                batch(
+                    l,
+                    &sql::rename_sequence(sc, nm, &tmp),
+                    "renaming an old sequence",
+                )
+                .await?;
+            }
+            if self.exists(n_schema, &target).await? {
+                tracing::warn!("sequence {n_name} keeps its name: {target} is taken");
+                continue;
+            }
+            batch(
+                l,
+                &sql::rename_sequence(n_schema, n_name, &target),
+                "naming a sequence",
+            )
+            .await?;
+        }
 
         // 3. Foreign keys pointing at the table: bound to the old OID, so re-created.
         let mut validate = Vec::new();
