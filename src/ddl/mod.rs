@@ -21,6 +21,11 @@ pub struct AlterSpec {
     pub clauses: String,
     /// Column renames (old, new), in the order written.
     pub renames: Vec<(String, String)>,
+    /// Columns the ALTER removes (drops, or renames away) and adds again under the same
+    /// name: new columns that take their definition's values, not the old data.
+    pub new_columns: Vec<String>,
+    /// The `AUTO_INCREMENT = N` table option (MySQL/MariaDB), when the ALTER sets it.
+    pub auto_increment: Option<u64>,
 }
 
 fn dialect(kind: EngineKind) -> Box<dyn Dialect> {
@@ -69,7 +74,12 @@ impl AlterSpec {
             })?;
         refuse_moves(kind, &tokens)?;
         let renames = find_renames(kind, &tokens)?;
-        Ok(AlterSpec { clauses, renames })
+        Ok(AlterSpec {
+            clauses,
+            renames,
+            new_columns: find_new_columns(kind, &tokens),
+            auto_increment: find_auto_increment(kind, &tokens),
+        })
     }
 }
 
@@ -257,6 +267,161 @@ fn find_renames(kind: EngineKind, tokens: &[Token]) -> Result<Vec<(String, Strin
     Ok(renames)
 }
 
+/// An unquoted word with this spelling (any case). Some clause words (`PERIOD`,
+/// `FULLTEXT`, …) are not keywords of every sqlparser dialect, so they are compared by text.
+fn is_word(t: &Token, text: &str) -> bool {
+    matches!(word(t), Some((v, _, false)) if v.eq_ignore_ascii_case(text))
+}
+
+/// Words after `ADD` / `DROP` that start something other than a column.
+const NOT_A_COLUMN: [&str; 15] = [
+    "INDEX",
+    "KEY",
+    "PRIMARY",
+    "UNIQUE",
+    "FULLTEXT",
+    "SPATIAL",
+    "FOREIGN",
+    "CONSTRAINT",
+    "CHECK",
+    "PARTITION",
+    "PERIOD",
+    "SYSTEM",
+    "EXCLUDE",
+    "DEFAULT",
+    "IDENTITY",
+];
+
+/// The column a `DROP …` or `ADD …` clause names, from token `i` on (after the verb):
+/// `[COLUMN] [IF [NOT] EXISTS] name`. `None` for indexes, keys, constraints, ….
+fn column_after(c: &[&Token], mut i: usize) -> Option<usize> {
+    let mut explicit = false;
+    if c.get(i).is_some_and(|t| is_word(t, "COLUMN")) {
+        explicit = true;
+        i += 1;
+    }
+    if c.get(i).is_some_and(|t| is_word(t, "IF")) {
+        i += 1;
+        while c
+            .get(i)
+            .is_some_and(|t| is_word(t, "NOT") || is_word(t, "EXISTS"))
+        {
+            i += 1;
+        }
+    }
+    let (_, _, quoted) = word(c.get(i)?)?;
+    if !explicit && !quoted && NOT_A_COLUMN.iter().any(|k| is_word(c[i], k)) {
+        return None;
+    }
+    Some(i)
+}
+
+/// Columns the ALTER takes away from the original and adds again under the same name, in
+/// either order: `DROP COLUMN c, ADD COLUMN c …`, `CHANGE c d …, ADD c …`,
+/// `RENAME COLUMN c TO d, ADD c …`. The server gives such a column its new definition's
+/// values, so it must not be filled from the old column of that name. (A name that a
+/// rename gives to another column, `DROP c, CHANGE d c …`, is not listed: the rename says
+/// where its data comes from.)
+fn find_new_columns(kind: EngineKind, tokens: &[Token]) -> Vec<String> {
+    let mut removed: Vec<String> = Vec::new();
+    let mut added: Vec<String> = Vec::new();
+    let name = |t: &Token| word(t).map(|(v, ..)| v.to_string());
+    for c in clauses(tokens) {
+        let is = |i: usize, k: Keyword| c.get(i).is_some_and(|t| kw(t, k));
+        if is(0, Keyword::DROP) {
+            if let Some(i) = column_after(&c, 1) {
+                removed.extend(name(c[i]));
+            }
+        } else if is(0, Keyword::CHANGE) {
+            let off = if is(1, Keyword::COLUMN) { 2 } else { 1 };
+            if let (Some(old), Some(new)) = (
+                c.get(off).and_then(|t| name(t)),
+                c.get(off + 1).and_then(|t| name(t)),
+            ) {
+                if !old.eq_ignore_ascii_case(&new) {
+                    removed.push(old);
+                }
+            }
+        } else if is(0, Keyword::RENAME) {
+            // RENAME COLUMN old TO new; PostgreSQL also RENAME old TO new.
+            let off = if is(1, Keyword::COLUMN) {
+                2
+            } else if kind == EngineKind::Postgres && !is(1, Keyword::CONSTRAINT) {
+                1
+            } else {
+                continue;
+            };
+            if is(off + 1, Keyword::TO) {
+                removed.extend(c.get(off).and_then(|t| name(t)));
+            }
+        } else if is(0, Keyword::ADD) {
+            if c.get(1) == Some(&&Token::LParen)
+                || (is(1, Keyword::COLUMN) && c.get(2) == Some(&&Token::LParen))
+            {
+                // MySQL: ADD [COLUMN] (a INT, b INT): the first word of each definition.
+                let open = if is(1, Keyword::COLUMN) { 2 } else { 1 };
+                let mut depth = 0;
+                let mut expect_name = true;
+                for t in &c[open..] {
+                    match t {
+                        Token::LParen => {
+                            depth += 1;
+                            if depth > 1 {
+                                expect_name = false;
+                            }
+                        }
+                        Token::RParen => depth -= 1,
+                        Token::Comma if depth == 1 => {
+                            expect_name = true;
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    if expect_name && depth == 1 && !matches!(t, Token::LParen) {
+                        added.extend(name(t));
+                        expect_name = false;
+                    }
+                }
+            } else if let Some(i) = column_after(&c, 1) {
+                added.extend(name(c[i]));
+            }
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    for a in added {
+        if removed.iter().any(|r| r.eq_ignore_ascii_case(&a))
+            && !out.iter().any(|o| o.eq_ignore_ascii_case(&a))
+        {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// The `AUTO_INCREMENT [=] N` table option (MySQL/MariaDB). Table options may follow one
+/// another without commas (`ENGINE=InnoDB AUTO_INCREMENT=5`); in a column definition
+/// `AUTO_INCREMENT` is never followed by a number.
+fn find_auto_increment(kind: EngineKind, tokens: &[Token]) -> Option<u64> {
+    if kind != EngineKind::Mysql {
+        return None;
+    }
+    let sig: Vec<&Token> = tokens.iter().filter(|t| !is_ws(t)).collect();
+    let mut found = None;
+    for (i, t) in sig.iter().enumerate() {
+        if !is_word(t, "AUTO_INCREMENT") {
+            continue;
+        }
+        let mut j = i + 1;
+        if sig.get(j) == Some(&&Token::Eq) {
+            j += 1;
+        }
+        if let Some(Token::Number(n, _)) = sig.get(j) {
+            found = n.parse().ok().or(found);
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,5 +502,89 @@ mod tests {
         let a =
             AlterSpec::parse(EngineKind::Mysql, "t", "ADD INDEX i (a, b), CHANGE x y INT").unwrap();
         assert_eq!(a.renames, vec![("x".into(), "y".into())]);
+    }
+
+    #[test]
+    fn dropped_and_added_again_is_a_new_column() {
+        let new = |kind, text| AlterSpec::parse(kind, "t", text).unwrap().new_columns;
+        assert_eq!(
+            new(
+                EngineKind::Mysql,
+                "DROP COLUMN c1, ADD COLUMN c1 INT NOT NULL DEFAULT 47"
+            ),
+            vec!["c1".to_string()]
+        );
+        // Either order, without COLUMN, with IF [NOT] EXISTS, quoted, any case.
+        assert_eq!(
+            new(EngineKind::Mysql, "ADD `C1` INT, DROP IF EXISTS c1"),
+            vec!["C1".to_string()]
+        );
+        assert_eq!(
+            new(
+                EngineKind::Mysql,
+                "DROP c1, ADD COLUMN IF NOT EXISTS c1 INT"
+            ),
+            vec!["c1".to_string()]
+        );
+        // Renamed away, then added again.
+        assert_eq!(
+            new(EngineKind::Mysql, "CHANGE c1 c2 INT, ADD c1 INT DEFAULT 9"),
+            vec!["c1".to_string()]
+        );
+        assert_eq!(
+            new(EngineKind::Mysql, "RENAME COLUMN c1 TO c2, ADD c1 INT"),
+            vec!["c1".to_string()]
+        );
+        // The parenthesized list of new columns.
+        assert_eq!(
+            new(
+                EngineKind::Mysql,
+                "DROP b, ADD (a DECIMAL(10,2), b INT DEFAULT 1)"
+            ),
+            vec!["b".to_string()]
+        );
+        assert_eq!(
+            new(
+                EngineKind::Postgres,
+                "DROP COLUMN c1 CASCADE, ADD c1 int DEFAULT 47"
+            ),
+            vec!["c1".to_string()]
+        );
+        // Not a re-added column: a rename onto a dropped name, indexes and keys of the
+        // same name, a column that is only changed.
+        assert!(new(EngineKind::Mysql, "DROP c1, CHANGE c3 c1 INT").is_empty());
+        assert!(new(EngineKind::Mysql, "DROP INDEX c1, ADD INDEX c1 (c1)").is_empty());
+        assert!(new(
+            EngineKind::Mysql,
+            "DROP PRIMARY KEY, ADD PRIMARY KEY (id, i)"
+        )
+        .is_empty());
+        assert!(new(EngineKind::Mysql, "MODIFY c1 BIGINT, ADD c2 INT").is_empty());
+        assert!(new(
+            EngineKind::Postgres,
+            "DROP CONSTRAINT c1, ADD CONSTRAINT c1 CHECK (c1 > 0)"
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn auto_increment_table_option_is_found() {
+        let ai = |text| {
+            AlterSpec::parse(EngineKind::Mysql, "t", text)
+                .unwrap()
+                .auto_increment
+        };
+        assert_eq!(ai("AUTO_INCREMENT=500"), Some(500));
+        assert_eq!(ai("ADD COLUMN x INT, AUTO_INCREMENT = 7"), Some(7));
+        assert_eq!(ai("ENGINE=InnoDB auto_increment 42"), Some(42));
+        assert_eq!(ai("MODIFY id BIGINT NOT NULL AUTO_INCREMENT"), None);
+        assert_eq!(ai("ADD COLUMN n INT AUTO_INCREMENT, ADD KEY (n)"), None);
+        assert_eq!(ai("COMMENT 'AUTO_INCREMENT=5'"), None);
+        assert_eq!(
+            AlterSpec::parse(EngineKind::Postgres, "t", "ADD COLUMN x int")
+                .unwrap()
+                .auto_increment,
+            None
+        );
     }
 }

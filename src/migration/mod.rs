@@ -192,7 +192,12 @@ impl<'a> Migration<'a> {
         if !self.opts.execute {
             self.created = true;
             let shadow = self.engine.create_shadow(&orig, &self.opts.alter).await?;
-            let mapping = ColumnMapping::build(&orig, &shadow, &self.opts.alter.renames)?;
+            let mapping = ColumnMapping::build(
+                &orig,
+                &shadow,
+                &self.opts.alter.renames,
+                &self.opts.alter.new_columns,
+            )?;
             self.engine.check_key(&orig, &mapping)?;
             self.engine.drop_shadow().await?;
             self.created = false;
@@ -212,7 +217,12 @@ impl<'a> Migration<'a> {
         self.created = true;
         let from = self.engine.start_stream(&orig).await?;
         let shadow = self.engine.create_shadow(&orig, &self.opts.alter).await?;
-        let mapping = ColumnMapping::build(&orig, &shadow, &self.opts.alter.renames)?;
+        let mapping = ColumnMapping::build(
+            &orig,
+            &shadow,
+            &self.opts.alter.renames,
+            &self.opts.alter.new_columns,
+        )?;
         self.engine.check_key(&orig, &mapping)?;
         self.stream = Some(
             self.engine

@@ -20,6 +20,8 @@ fn opts() -> RunOptions {
         alter: AlterSpec {
             clauses: "ADD COLUMN c INT".into(),
             renames: vec![],
+            new_columns: vec![],
+            auto_increment: None,
         },
         execute: true,
         chunk_time: Duration::from_millis(500),
@@ -918,7 +920,7 @@ async fn the_fake_rejects_a_swap_without_fence() {
     fake.preflight(Scope::Preflight, &t).await.unwrap();
     let from = fake.start_stream(&t).await.unwrap();
     let shadow = fake.create_shadow(&t, &opts().alter).await.unwrap();
-    let m = ColumnMapping::build(&t, &shadow, &[]).unwrap();
+    let m = ColumnMapping::build(&t, &shadow, &[], &[]).unwrap();
     let _s = fake.open_stream(&t, &["id".into()], &from).await.unwrap();
     let mut c = fake.copier(&t, &m).await.unwrap();
     while c.next_chunk(100).await.unwrap().is_some() {}

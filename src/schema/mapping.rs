@@ -37,8 +37,15 @@ pub struct ColumnMapping {
 }
 
 impl ColumnMapping {
-    /// Build the mapping. `renames` are (old, new) pairs found in the ALTER text.
-    pub fn build(orig: &Table, shadow: &Table, renames: &[(String, String)]) -> Result<Self> {
+    /// Build the mapping. `renames` are (old, new) pairs found in the ALTER text;
+    /// `new_columns` are names the ALTER drops (or renames away) and adds again: such a
+    /// column is new, filled by its definition, never from the old column of that name.
+    pub fn build(
+        orig: &Table,
+        shadow: &Table,
+        renames: &[(String, String)],
+        new_columns: &[String],
+    ) -> Result<Self> {
         let mut columns = Vec::new();
         let mut added = Vec::new();
         for target in &shadow.columns {
@@ -52,10 +59,14 @@ impl ColumnMapping {
                 .map(|(old, _)| old.as_str());
             let source = match renamed_from {
                 Some(old) => orig.column(old),
-                // A column that was renamed away must not be matched by its old name.
+                // A column that was renamed away, or dropped and added again, must not
+                // be matched by its old name.
                 None if renames
                     .iter()
-                    .any(|(old, _)| old.eq_ignore_ascii_case(&target.name)) =>
+                    .any(|(old, _)| old.eq_ignore_ascii_case(&target.name))
+                    || new_columns
+                        .iter()
+                        .any(|n| n.eq_ignore_ascii_case(&target.name)) =>
                 {
                     None
                 }
@@ -99,15 +110,32 @@ fn source_for<'a>(columns: &'a [MappedColumn], target: &str) -> Option<&'a str> 
         .map(|m| m.source.as_str())
 }
 
-fn same_set(a: &[String], b: &[&str]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .all(|x| b.iter().any(|y| x.eq_ignore_ascii_case(y)))
+/// How good a candidate key is, best highest: (original's primary key, its columns lead
+/// the new key, new table's primary key, same columns, − number of columns).
+type Rank = (bool, bool, bool, bool, i64);
+
+/// Every name of `sub` is in `set` (names compare case-insensitively).
+fn subset(sub: &[String], set: &[&str]) -> bool {
+    sub.iter()
+        .all(|x| set.iter().any(|y| x.eq_ignore_ascii_case(y)))
 }
 
-/// Pick the unique key both tables share: a usable (non-null, full) unique key of the
-/// shadow whose columns all map to columns forming a usable unique key of the original.
-/// The original's primary key is preferred, then the shadow's, then the narrowest key.
+/// Pick the key that identifies a row in both tables.
+///
+/// A usable (NOT NULL, full) unique key `K_o` of the original identifies its rows. A
+/// usable unique key `K_s` of the shadow whose columns all come from original columns
+/// and include `K_o`'s identifies the shadow's rows, and it is unique in the original
+/// too (a superset of a unique key is unique), so a duplicate on it in the shadow is
+/// always the same original row met twice. Rows are then found again by `K_o`'s columns
+/// in both tables: the original has its index, the shadow's `K_s` index serves lookups
+/// (fully when `K_o`'s columns lead it), and the change stream names rows by them (on
+/// PostgreSQL, the replica identity). `K_s` equal to `K_o` is the common case; `K_s` a
+/// strict superset is a new primary key that extends the old one (`DROP PRIMARY KEY,
+/// ADD PRIMARY KEY (id, i)`). A shadow key narrower than every original key is refused:
+/// original rows it does not tell apart would be lost as "duplicates".
+///
+/// Preferred: the original's primary key, then a `K_s` that `K_o` leads, then the
+/// shadow's primary key, then an exact match, then the narrowest key.
 fn choose_shared_key(orig: &Table, shadow: &Table, columns: &[MappedColumn]) -> Result<SharedKey> {
     if !orig.unique_keys.iter().any(UniqueKey::usable) {
         return Err(Error::new(
@@ -119,15 +147,17 @@ fn choose_shared_key(orig: &Table, shadow: &Table, columns: &[MappedColumn]) -> 
         )
         .with_hint("add a primary key (or a unique key on NOT NULL columns) first; godwit needs it to find rows again"));
     }
-    let mut candidates: Vec<(i32, SharedKey)> = Vec::new();
+    let mut candidates: Vec<(Rank, SharedKey)> = Vec::new();
     for sk in shadow.unique_keys.iter().filter(|k| k.usable()) {
         let sources: Option<Vec<&str>> =
             sk.columns.iter().map(|c| source_for(columns, c)).collect();
         let Some(sources) = sources else { continue };
         for ok in orig.unique_keys.iter().filter(|k| k.usable()) {
-            if !same_set(&ok.columns, &sources) {
+            if !subset(&ok.columns, &sources) {
                 continue;
             }
+            let exact = ok.columns.len() == sources.len();
+            let leads = subset(&ok.columns, &sources[..ok.columns.len()]);
             // Key columns in the original key's order, with their shadow names.
             let source_columns = ok.columns.clone();
             let target_columns = source_columns
@@ -140,8 +170,13 @@ fn choose_shared_key(orig: &Table, shadow: &Table, columns: &[MappedColumn]) -> 
                         .unwrap_or_else(|| s.clone())
                 })
                 .collect();
-            let score = (if ok.primary { 100 } else { 0 }) + (if sk.primary { 10 } else { 0 })
-                - ok.columns.len() as i32;
+            let score = (
+                ok.primary,
+                leads,
+                sk.primary,
+                exact,
+                -(ok.columns.len() as i64),
+            );
             candidates.push((
                 score,
                 SharedKey {
@@ -154,16 +189,25 @@ fn choose_shared_key(orig: &Table, shadow: &Table, columns: &[MappedColumn]) -> 
         }
     }
     candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
-    candidates.into_iter().next().map(|(_, k)| k).ok_or_else(|| {
-        Error::new(
+    let Some((score, key)) = candidates.into_iter().next() else {
+        return Err(Error::new(
             ErrorKind::NoSharedKey,
             format!(
-                "after the ALTER, {} has no unique key on NOT NULL columns that the original table also has",
+                "after the ALTER, {} has no unique key on NOT NULL columns that contains a unique key of the original table",
                 orig.name
             ),
         )
-        .with_hint("keep the old primary key or a NOT NULL unique key in the ALTER (e.g. change the primary key in two runs: first add the new unique key, then switch the primary key)")
-    })
+        .with_hint("keep the old primary key (or a NOT NULL unique key) in the ALTER, or a new key that contains all its columns (e.g. change the primary key in two runs: first add the new unique key, then switch the primary key)"));
+    };
+    if !score.1 {
+        tracing::warn!(
+            key = ?key.target_columns,
+            index = %key.target_name,
+            "the new table's key {} does not start with the migration key's columns; replaying changes will scan the new table",
+            key.target_name
+        );
+    }
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -216,7 +260,7 @@ mod tests {
     fn rename_maps_old_to_new_and_drop_is_not_copied() {
         let orig = table(&["id", "a", "b"], vec![key("PRIMARY", &["id"], true)]);
         let shadow = table(&["id", "a2", "c"], vec![key("PRIMARY", &["id"], true)]);
-        let m = ColumnMapping::build(&orig, &shadow, &[("a".into(), "a2".into())]).unwrap();
+        let m = ColumnMapping::build(&orig, &shadow, &[("a".into(), "a2".into())], &[]).unwrap();
         assert_eq!(
             m.columns,
             vec![
@@ -242,7 +286,7 @@ mod tests {
             ("a".to_string(), "b".to_string()),
             ("b".to_string(), "a".to_string()),
         ];
-        let m = ColumnMapping::build(&orig, &shadow, &renames).unwrap();
+        let m = ColumnMapping::build(&orig, &shadow, &renames, &[]).unwrap();
         assert_eq!(m.target_of("a"), Some("b"));
         assert_eq!(m.target_of("b"), Some("a"));
     }
@@ -263,7 +307,7 @@ mod tests {
                 key("uk_id", &["id"], false),
             ],
         );
-        let m = ColumnMapping::build(&orig, &shadow, &[]).unwrap();
+        let m = ColumnMapping::build(&orig, &shadow, &[], &[]).unwrap();
         // Original PK (id) is still unique in the shadow, and preferred.
         assert_eq!(m.key.source_columns, vec!["id".to_string()]);
         assert_eq!(m.key.target_name, "uk_id");
@@ -273,7 +317,7 @@ mod tests {
     fn no_shared_key_is_refused() {
         let orig = table(&["id", "code"], vec![key("PRIMARY", &["id"], true)]);
         let shadow = table(&["id", "code"], vec![key("PRIMARY", &["code"], true)]);
-        let e = ColumnMapping::build(&orig, &shadow, &[]).unwrap_err();
+        let e = ColumnMapping::build(&orig, &shadow, &[], &[]).unwrap_err();
         assert_eq!(e.kind, ErrorKind::NoSharedKey);
     }
 
@@ -282,7 +326,7 @@ mod tests {
         let mut k = key("uk", &["code"], false);
         k.all_not_null = false;
         let orig = table(&["id", "code"], vec![k.clone()]);
-        let e = ColumnMapping::build(&orig, &orig, &[]).unwrap_err();
+        let e = ColumnMapping::build(&orig, &orig, &[], &[]).unwrap_err();
         assert_eq!(e.kind, ErrorKind::NoKey);
     }
 
@@ -290,8 +334,82 @@ mod tests {
     fn renamed_key_column_keeps_the_key() {
         let orig = table(&["id", "v"], vec![key("PRIMARY", &["id"], true)]);
         let shadow = table(&["ident", "v"], vec![key("PRIMARY", &["ident"], true)]);
-        let m = ColumnMapping::build(&orig, &shadow, &[("id".into(), "ident".into())]).unwrap();
+        let m =
+            ColumnMapping::build(&orig, &shadow, &[("id".into(), "ident".into())], &[]).unwrap();
         assert_eq!(m.key.source_columns, vec!["id".to_string()]);
         assert_eq!(m.key.target_columns, vec!["ident".to_string()]);
+    }
+
+    #[test]
+    fn dropped_and_added_again_is_not_copied() {
+        let orig = table(&["id", "c1", "c3"], vec![key("PRIMARY", &["id"], true)]);
+        let shadow = table(&["id", "c3", "c1"], vec![key("PRIMARY", &["id"], true)]);
+        let m = ColumnMapping::build(&orig, &shadow, &[], &["C1".to_string()]).unwrap();
+        assert_eq!(m.target_of("c1"), None);
+        assert_eq!(m.target_of("c3"), Some("c3"));
+        assert_eq!(m.added, vec!["c1".to_string()]);
+        assert_eq!(m.dropped, vec!["c1".to_string()]);
+        // Renamed away and added again: the data follows the rename only.
+        let shadow = table(
+            &["id", "c2", "c3", "c1"],
+            vec![key("PRIMARY", &["id"], true)],
+        );
+        let m = ColumnMapping::build(
+            &orig,
+            &shadow,
+            &[("c1".into(), "c2".into())],
+            &["c1".to_string()],
+        )
+        .unwrap();
+        assert_eq!(m.target_of("c1"), Some("c2"));
+        assert_eq!(m.added, vec!["c1".to_string()]);
+    }
+
+    #[test]
+    fn new_key_containing_the_old_key_is_shared() {
+        let orig = table(&["id", "i", "v"], vec![key("PRIMARY", &["id"], true)]);
+        let shadow = table(&["id", "i", "v"], vec![key("PRIMARY", &["id", "i"], true)]);
+        let m = ColumnMapping::build(&orig, &shadow, &[], &[]).unwrap();
+        // Rows are found by the old key's columns; duplicates are expected on the new one.
+        assert_eq!(m.key.source_columns, vec!["id".to_string()]);
+        assert_eq!(m.key.target_columns, vec!["id".to_string()]);
+        assert_eq!(m.key.source_name, "PRIMARY");
+        assert_eq!(m.key.target_name, "PRIMARY");
+        // Also when the old key's columns are not first, or renamed.
+        let shadow = table(
+            &["ident", "i", "v"],
+            vec![key("PRIMARY", &["i", "ident"], true)],
+        );
+        let m =
+            ColumnMapping::build(&orig, &shadow, &[("id".into(), "ident".into())], &[]).unwrap();
+        assert_eq!(m.key.source_columns, vec!["id".to_string()]);
+        assert_eq!(m.key.target_columns, vec!["ident".to_string()]);
+    }
+
+    #[test]
+    fn a_key_the_old_key_leads_is_preferred() {
+        let orig = table(&["id", "i", "v"], vec![key("PRIMARY", &["id"], true)]);
+        let shadow = table(
+            &["id", "i", "v"],
+            vec![
+                key("PRIMARY", &["i", "id"], true),
+                key("uk", &["id", "v"], false),
+            ],
+        );
+        let m = ColumnMapping::build(&orig, &shadow, &[], &[]).unwrap();
+        assert_eq!(m.key.target_name, "uk");
+    }
+
+    #[test]
+    fn new_key_narrower_than_every_old_key_is_refused() {
+        let orig = table(&["a", "b"], vec![key("PRIMARY", &["a", "b"], true)]);
+        let shadow = table(&["a", "b"], vec![key("PRIMARY", &["a"], true)]);
+        let e = ColumnMapping::build(&orig, &shadow, &[], &[]).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NoSharedKey);
+        // A superset built on a column that is new (not from the original) is no help.
+        let orig = table(&["id", "v"], vec![key("PRIMARY", &["id"], true)]);
+        let shadow = table(&["id", "v", "n"], vec![key("PRIMARY", &["id", "n"], true)]);
+        let e = ColumnMapping::build(&orig, &shadow, &[], &[]).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NoSharedKey);
     }
 }

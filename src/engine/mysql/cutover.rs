@@ -57,6 +57,8 @@ pub struct CutOverSetup {
     pub timeout: Duration,
     pub sentry: bool,
     pub hold: Option<Duration>,
+    /// The ALTER's own `AUTO_INCREMENT = N`, if any.
+    pub auto_increment: Option<u64>,
 }
 
 pub struct MysqlCutOver {
@@ -215,14 +217,26 @@ impl MysqlCutOver {
         Ok(())
     }
 
-    /// The new table must not hand out ids the original already used (rows deleted at
-    /// the top of the range leave the counter above MAX(id)).
+    /// The new table's AUTO_INCREMENT counter, set while writes to the original are
+    /// held (so the original's counter cannot move any more):
+    /// * without `AUTO_INCREMENT = N` in the ALTER, at least the original's counter: ids
+    ///   the original handed out and whose rows are gone (deleted at the top of the range,
+    ///   before or during the migration) are never handed out again, as with a native
+    ///   ALTER, which keeps the counter;
+    /// * with it, `N` set again now: the server takes `N`, or the largest id + 1 when
+    ///   `N` is not above it, over the rows the table holds at cut-over; that is what the
+    ///   native ALTER leaves, even below the original's counter.
+    ///
+    /// The counters are read from `SHOW CREATE TABLE`, which asks the storage engine;
+    /// `information_schema.TABLES` may show a cached value (MySQL 8:
+    /// `information_schema_stats_expiry`).
     async fn carry_auto_increment(&mut self) -> Result<()> {
         let (db, orig, shadow) = (
             self.s.db.clone(),
             self.s.orig.clone(),
             self.s.shadow.clone(),
         );
+        let explicit = self.s.auto_increment;
         let mut other = None;
         let c = if self.s.sentry {
             other = Some(self.other("carrying over AUTO_INCREMENT").await?);
@@ -232,22 +246,21 @@ impl MysqlCutOver {
         } else {
             self.a()?
         };
-        let rows: Vec<(String, Option<u64>)> = c
-            .exec(
-                "SELECT TABLE_NAME, AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?)",
-                (&db, &orig, &shadow),
-            )
-            .await
-            .map_err(|e| conn_err(e, "reading AUTO_INCREMENT"))?;
-        let get = |n: &str| rows.iter().find(|(t, _)| t == n).and_then(|(_, v)| *v);
-        if let (Some(o), Some(s)) = (get(&orig), get(&shadow)) {
-            if o > s {
-                let sql = format!(
-                    "ALTER TABLE {} AUTO_INCREMENT = {o}",
-                    qualified(&db, &shadow)
-                );
-                exec(c, &sql, vec![], "carrying over AUTO_INCREMENT").await?;
-            }
+        let s = auto_increment_of(c, &db, &shadow).await?;
+        let o = auto_increment_of(c, &db, &orig).await?;
+        let set = match (explicit, o, s) {
+            // The shadow has no AUTO_INCREMENT column (the ALTER removed it).
+            (_, _, None) => None,
+            (Some(n), ..) => Some(n),
+            (None, Some(o), Some(s)) if o > s => Some(o),
+            _ => None,
+        };
+        if let Some(n) = set {
+            let sql = format!(
+                "ALTER TABLE {} AUTO_INCREMENT = {n}",
+                qualified(&db, &shadow)
+            );
+            exec(c, &sql, vec![], "carrying over AUTO_INCREMENT").await?;
         }
         if let Some(o) = other {
             self.spare.insert(0, o);
@@ -429,9 +442,60 @@ impl CutOverLock for MysqlCutOver {
     }
 }
 
+/// The table's AUTO_INCREMENT counter, `None` when it has no AUTO_INCREMENT column.
+async fn auto_increment_of(c: &mut Conn, db: &str, table: &str) -> Result<Option<u64>> {
+    let row: Option<(String, String)> = c
+        .query_first(format!("SHOW CREATE TABLE {}", qualified(db, table)))
+        .await
+        .map_err(|e| conn_err(e, "reading AUTO_INCREMENT"))?;
+    Ok(row.and_then(|(_, create)| table_auto_increment(&create)))
+}
+
+/// The AUTO_INCREMENT counter in a `SHOW CREATE TABLE` text; `None` when no column is
+/// AUTO_INCREMENT. The counter is the `AUTO_INCREMENT=N` table option on the line that
+/// closes the column list (`) ENGINE=InnoDB AUTO_INCREMENT=91 DEFAULT CHARSET=…`;
+/// partitions follow on later lines), read before any `COMMENT` (whose text could hold
+/// anything); the server leaves the option out while the counter is 1. Column lines
+/// say `AUTO_INCREMENT` without `=`.
+pub(crate) fn table_auto_increment(create: &str) -> Option<u64> {
+    let lines: Vec<&str> = create.lines().collect();
+    let end = lines.iter().position(|l| l.starts_with(')'))?;
+    let has_column = lines[..end].iter().any(|l| {
+        l.trim_start().starts_with('`')
+            && (l.contains(" AUTO_INCREMENT ")
+                || l.contains(" AUTO_INCREMENT,")
+                || l.ends_with(" AUTO_INCREMENT"))
+    });
+    if !has_column {
+        return None;
+    }
+    let options = lines[end];
+    let options = options.split(" COMMENT=").next().unwrap_or(options);
+    let Some(at) = options.find(" AUTO_INCREMENT=") else {
+        return Some(1);
+    };
+    let digits: String = options[at + " AUTO_INCREMENT=".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::sentry_name;
+
+    #[test]
+    fn auto_increment_is_read_from_the_table_options() {
+        use super::table_auto_increment as ai;
+        let t = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL AUTO_INCREMENT,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB AUTO_INCREMENT=256 DEFAULT CHARSET=latin1";
+        assert_eq!(ai(t), Some(256));
+        let none = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL AUTO_INCREMENT,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=latin1 COMMENT=' AUTO_INCREMENT=5'";
+        assert_eq!(ai(none), Some(1));
+        assert_eq!(ai("CREATE TABLE `t` (\n  `id` int\n) ENGINE=InnoDB"), None);
+        let partitioned = "CREATE TABLE `t` (\n  `id` int NOT NULL AUTO_INCREMENT,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB AUTO_INCREMENT=12 DEFAULT CHARSET=latin1\n PARTITION BY HASH (`id`)\nPARTITIONS 2";
+        assert_eq!(ai(partitioned), Some(12));
+    }
 
     #[test]
     fn shadow_and_sentry_sort_after_the_original() {

@@ -95,6 +95,8 @@ pub struct MysqlEngine {
     deferred_indexes: std::sync::Mutex<Vec<String>>,
     /// The session holding the table's runner lock (GET_LOCK), for the whole run.
     runner: tokio::sync::Mutex<Option<Conn>>,
+    /// `AUTO_INCREMENT = N` of the ALTER: set again at cut-over (see `cutover.rs`).
+    auto_increment: std::sync::Mutex<Option<u64>>,
 }
 
 /// `KEY` lines of a `SHOW CREATE TABLE`: (index name, definition).
@@ -123,6 +125,56 @@ pub(crate) fn plain_keys(create: &str) -> Vec<(String, String)> {
             (name, def)
         })
         .collect()
+}
+
+/// The first column of a key line of `SHOW CREATE TABLE` (`KEY \`k\` (\`a\`,\`b\`)`).
+fn first_key_column(def: &str) -> Option<String> {
+    let rest = &def[def.find("(`")? + 2..];
+    let mut name = String::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '`' {
+            if chars.peek() != Some(&'`') {
+                return Some(name);
+            }
+            chars.next();
+        }
+        name.push(c);
+    }
+    None
+}
+
+/// The plain keys the shadow can do without during the copy: all of them, except the
+/// one the server needs for the AUTO_INCREMENT column when no primary or unique key
+/// starts with it (dropping it fails: "there can be only one auto column and it must be
+/// defined as a key"), and the keys before that one (added back after it, they would
+/// change the order of the indexes in the definition).
+pub(crate) fn deferrable_keys(create: &str) -> Vec<(String, String)> {
+    let mut keys = plain_keys(create);
+    let lines: Vec<&str> = create.lines().map(str::trim).collect();
+    let auto = lines
+        .iter()
+        .filter(|l| l.starts_with('`'))
+        .find(|l| {
+            l.contains(" AUTO_INCREMENT ")
+                || l.contains(" AUTO_INCREMENT,")
+                || l.ends_with(" AUTO_INCREMENT")
+        })
+        .and_then(|l| first_key_column(&format!("({l}")));
+    let Some(auto) = auto else { return keys };
+    let unique_first = lines
+        .iter()
+        .filter(|l| l.starts_with("PRIMARY KEY") || l.starts_with("UNIQUE KEY"))
+        .any(|l| first_key_column(l).as_deref() == Some(auto.as_str()));
+    if !unique_first {
+        if let Some(i) = keys
+            .iter()
+            .position(|(_, def)| first_key_column(def).as_deref() == Some(auto.as_str()))
+        {
+            keys.drain(..=i);
+        }
+    }
+    keys
 }
 
 /// MySQL ≥ 8.0.13 allows RENAME TABLE under LOCK TABLES; MariaDB refuses it (error 1192).
@@ -209,6 +261,7 @@ impl MysqlEngine {
             options: options.clone(),
             deferred_indexes: std::sync::Mutex::new(Vec::new()),
             runner: tokio::sync::Mutex::new(None),
+            auto_increment: std::sync::Mutex::new(None),
         })
     }
 
@@ -320,6 +373,67 @@ async fn check_warnings(conn: &mut Conn, migration_key: &str) -> Result<()> {
         .with_hint(hint));
     }
     Ok(())
+}
+
+/// `CREATE TABLE shadow LIKE orig` and the user's ALTER on it, under the server's global
+/// `sql_mode` and `time_zone` instead of godwit's own session settings: the definitions
+/// the server accepts (a zero-date default under `NO_ZERO_DATE`, a too-long VARCHAR
+/// turned into TEXT when not strict) and how it reads literals (a TIMESTAMP default)
+/// are those of a native ALTER. godwit's settings come back before anything else runs on
+/// the session. A refusal is the server's message, as an invalid ALTER.
+async fn build_shadow(c: &mut Conn, shadow: &str, orig: &str, alter: &AlterSpec) -> Result<()> {
+    exec(
+        c,
+        "SET @godwit_sql_mode = @@SESSION.sql_mode, @godwit_time_zone = @@SESSION.time_zone, \
+         SESSION sql_mode = @@GLOBAL.sql_mode, SESSION time_zone = @@GLOBAL.time_zone",
+        vec![],
+        "taking the server's sql_mode",
+    )
+    .await?;
+    let refused = |e: Error, what: &str| {
+        if matches!(e.kind, ErrorKind::Privileges | ErrorKind::Unreachable) {
+            return e;
+        }
+        let server = e
+            .message
+            .split_once(": ")
+            .map(|(_, m)| m)
+            .unwrap_or(&e.message);
+        Error::new(ErrorKind::InvalidAlter, format!("the server rejected {what}: {server}"))
+            .with_hint("fix the --alter text; it was tried on an empty copy under the server's sql_mode, nothing else changed")
+    };
+    let r = async {
+        exec(
+            c,
+            &format!("CREATE TABLE {shadow} LIKE {orig}"),
+            vec![],
+            "creating the shadow table",
+        )
+        .await
+        .map_err(|e| {
+            refused(
+                e,
+                "a copy of the table's definition (under its global sql_mode)",
+            )
+        })?;
+        exec(
+            c,
+            &format!("ALTER TABLE {shadow} {}", alter.clauses),
+            vec![],
+            "applying the ALTER",
+        )
+        .await
+        .map_err(|e| refused(e, "the ALTER"))
+    }
+    .await;
+    exec(
+        c,
+        "SET SESSION sql_mode = @godwit_sql_mode, SESSION time_zone = @godwit_time_zone",
+        vec![],
+        "restoring the session's sql_mode",
+    )
+    .await?;
+    r.map(|_| ())
 }
 
 pub struct MysqlCopier {
@@ -584,26 +698,17 @@ impl Engine for MysqlEngine {
     }
 
     async fn create_shadow(&self, orig: &Table, alter: &AlterSpec) -> Result<Table> {
-        let mut c = self.conn().await?;
+        if let Ok(mut ai) = self.auto_increment.lock() {
+            *ai = alter.auto_increment;
+        }
+        // A connection of its own: its session settings change for a moment, and it
+        // never goes back to the pool.
+        let mut c = Conn::new(self.opts.clone())
+            .await
+            .map_err(|e| conn_err(e, "opening a connection"))?;
         let shadow = qualified(&self.db, &self.names.shadow);
-        exec(
-            &mut c,
-            &format!(
-                "CREATE TABLE {shadow} LIKE {}",
-                qualified(&self.db, &orig.name)
-            ),
-            vec![],
-            "creating the shadow table",
-        )
-        .await?;
-        let altered = exec(
-            &mut c,
-            &format!("ALTER TABLE {shadow} {}", alter.clauses),
-            vec![],
-            "applying the ALTER",
-        )
-        .await;
-        if let Err(e) = altered {
+        let built = build_shadow(&mut c, &shadow, &qualified(&self.db, &orig.name), alter).await;
+        if let Err(e) = built {
             let _ = exec(
                 &mut c,
                 &format!("DROP TABLE IF EXISTS {shadow}"),
@@ -611,22 +716,14 @@ impl Engine for MysqlEngine {
                 "dropping the shadow",
             )
             .await;
-            return Err(Error::new(
-                ErrorKind::InvalidAlter,
-                format!(
-                    "the server rejected the ALTER: {}",
-                    e.message.trim_start_matches("applying the ALTER: ")
-                ),
-            )
-            .with_hint(
-                "fix the --alter text; it was tried on an empty copy, nothing else changed",
-            ));
+            let _ = c.disconnect().await;
+            return Err(e);
         }
         let create: Option<(String, String)> = c
             .query_first(format!("SHOW CREATE TABLE {shadow}"))
             .await
             .map_err(|e| conn_err(e, "reading the shadow's definition"))?;
-        let keys = create.map(|(_, c)| plain_keys(&c)).unwrap_or_default();
+        let keys = create.map(|(_, c)| deferrable_keys(&c)).unwrap_or_default();
         if !keys.is_empty() {
             let drops: Vec<String> = keys
                 .iter()
@@ -643,7 +740,9 @@ impl Engine for MysqlEngine {
                 *d = keys.into_iter().map(|(_, def)| def).collect();
             }
         }
-        inspect::inspect(&mut c, &self.db, &self.names.shadow).await
+        let t = inspect::inspect(&mut c, &self.db, &self.names.shadow).await;
+        let _ = c.disconnect().await;
+        t
     }
 
     async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
@@ -743,6 +842,7 @@ impl Engine for MysqlEngine {
             timeout,
             sentry: !self.rename_under_lock(),
             hold,
+            auto_increment: self.auto_increment.lock().ok().and_then(|a| *a),
         })
         .await?;
         Ok(Box::new(lock))
@@ -839,6 +939,25 @@ mod tests {
             )
         );
         assert_eq!(k[1].0, "we`ird");
+    }
+
+    #[test]
+    fn the_auto_increment_columns_only_key_is_not_deferred() {
+        let create = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL AUTO_INCREMENT,\n  `i` int(11) NOT NULL,\n  PRIMARY KEY (`i`,`id`),\n  KEY `idx_i` (`i`),\n  KEY `k_id` (`id`,`i`)\n) ENGINE=InnoDB";
+        let k = super::deferrable_keys(create);
+        assert!(k.is_empty(), "{k:?}");
+        let later = create.replace(
+            "  KEY `k_id` (`id`,`i`)\n",
+            "  KEY `k_id` (`id`,`i`),\n  KEY `later` (`i`)\n",
+        );
+        let k = super::deferrable_keys(&later);
+        assert_eq!(k.len(), 1);
+        assert_eq!(k[0].0, "later");
+        // A primary key that starts with it keeps it a key: everything can go.
+        let create = create.replace("PRIMARY KEY (`i`,`id`)", "PRIMARY KEY (`id`,`i`)");
+        assert_eq!(super::deferrable_keys(&create).len(), 2);
+        let create = create.replace(" AUTO_INCREMENT", "");
+        assert_eq!(super::deferrable_keys(&create).len(), 2);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What the PostgreSQL engine reads from the ALTER clauses itself:
 //! * `ALTER [COLUMN] c [SET DATA] TYPE t USING expr`: the copy must compute `expr`, as the
 //!   in-place ALTER would;
+//! * identity columns whose sequence value the ALTER sets (`RESTART`, a new identity):
+//!   the cut-over keeps that value instead of carrying the original's over;
 //! * index and constraint names: `LIKE` gives the shadow's indexes new names, so a clause
 //!   naming one of the original's (`DROP CONSTRAINT t_pkey`) is pointed at the shadow's.
 
@@ -85,6 +87,40 @@ pub fn using_expressions(clauses_text: &str) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// Columns whose identity value the ALTER sets itself: `ALTER [COLUMN] c … RESTART …`
+/// (also after `SET GENERATED …` / `SET INCREMENT …`) and `ALTER [COLUMN] c ADD
+/// GENERATED … AS IDENTITY` (a new sequence, starting where its options say).
+pub fn identity_set(clauses_text: &str) -> Result<Vec<String>> {
+    let toks = tokens(clauses_text)?;
+    let mut out = Vec::new();
+    for c in clauses(&toks) {
+        let sig: Vec<&Token> = c
+            .iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .collect();
+        if sig.is_empty() || !is_kw(sig[0], Keyword::ALTER) {
+            continue;
+        }
+        let k = if sig.len() > 1 && is_kw(sig[1], Keyword::COLUMN) {
+            2
+        } else {
+            1
+        };
+        let Some(col) = sig.get(k).and_then(|t| ident(t)) else {
+            continue;
+        };
+        let rest = &sig[k + 1..];
+        let restart = rest.iter().any(|t| is_kw(t, Keyword::RESTART));
+        let new_identity = rest
+            .windows(2)
+            .any(|w| is_kw(w[0], Keyword::ADD) && is_kw(w[1], Keyword::GENERATED));
+        if (restart || new_identity) && !out.contains(&col) {
+            out.push(col);
+        }
+    }
+    Ok(out)
+}
+
 /// Rewrite names of the original's indexes/constraints (after CONSTRAINT, INDEX or ON)
 /// to the shadow's names.
 pub fn translate_names(clauses_text: &str, names: &[(String, String)]) -> Result<String> {
@@ -124,6 +160,17 @@ mod tests {
                 ("a".to_string(), "(a::int)".to_string()),
                 ("b".to_string(), "round(b, 2)".to_string())
             ]
+        );
+    }
+
+    #[test]
+    fn identity_values_set_by_the_alter_are_found() {
+        assert_eq!(
+            identity_set(
+                "ALTER COLUMN id RESTART WITH 190, alter \"Other\" set generated always restart, ALTER n ADD GENERATED ALWAYS AS IDENTITY (START WITH 7), ALTER COLUMN k SET INCREMENT BY 10, ADD COLUMN restart int"
+            )
+            .unwrap(),
+            vec!["id".to_string(), "Other".to_string(), "n".to_string()]
         );
     }
 

@@ -34,6 +34,8 @@ pub struct CutOverSetup {
     pub info: RelInfo,
     pub index_map: Vec<(String, String)>,
     pub fks_to_validate: Vec<String>,
+    /// Identity columns (shadow names) whose value the ALTER sets itself.
+    pub identity_set: Vec<String>,
     pub timeout: Duration,
     pub hold: Option<Duration>,
 }
@@ -282,15 +284,20 @@ impl PgCutOver {
             else {
                 continue;
             };
-            let st = l
-                .query_one(sql::sequence_state(q).as_str(), &[])
-                .await
-                .map_err(|e| pg_err(e, "reading an identity sequence"))?;
-            let value: i64 = st.try_get(0).map_err(|e| pg_err(e, "reading a sequence"))?;
-            let called: bool = st.try_get(1).map_err(|e| pg_err(e, "reading a sequence"))?;
-            l.query(sql::SETVAL, &[nq, &value, &called])
-                .await
-                .map_err(|e| pg_err(e, "carrying an identity value over"))?;
+            // Read under the lock: no insert into the original can take a value now.
+            // An ALTER that sets the value itself (RESTART, a new identity) keeps its
+            // own, as in place.
+            if !s.identity_set.iter().any(|c| c == target_col) {
+                let st = l
+                    .query_one(sql::sequence_state(q).as_str(), &[])
+                    .await
+                    .map_err(|e| pg_err(e, "reading an identity sequence"))?;
+                let value: i64 = st.try_get(0).map_err(|e| pg_err(e, "reading a sequence"))?;
+                let called: bool = st.try_get(1).map_err(|e| pg_err(e, "reading a sequence"))?;
+                l.query(sql::SETVAL, &[nq, &value, &called])
+                    .await
+                    .map_err(|e| pg_err(e, "carrying an identity value over"))?;
+            }
             let tmp = format!("{PREFIX}q{stamp}_{i}");
             batch(
                 l,
@@ -306,6 +313,41 @@ impl PgCutOver {
                 )
                 .await?;
             }
+        }
+        // Sequences the ALTER created (a new serial or identity column, also one added
+        // again under a dropped column's name) get the name the in-place ALTER gives
+        // them; a sequence of the original that the dropped column owned leaves that
+        // name to it, as it would be dropped in place.
+        for (j, (_, n_schema, n_name, ..)) in cap.shadow_sequences.iter().enumerate() {
+            let Some(rest) = n_name.strip_prefix(&format!("{}_", s.shadow)) else {
+                continue;
+            };
+            let target = format!("{}_{rest}", s.orig);
+            if target.len() > 63 {
+                continue;
+            }
+            let left_behind = cap.orig_sequences.iter().find(|(_, sc, nm, col, _)| {
+                sc == n_schema && *nm == target && s.mapping.target_of(col).is_none()
+            });
+            if let Some((_, sc, nm, ..)) = left_behind {
+                let tmp = format!("{PREFIX}q{stamp}_d{j}");
+                batch(
+                    l,
+                    &sql::rename_sequence(sc, nm, &tmp),
+                    "renaming an old sequence",
+                )
+                .await?;
+            }
+            if self.exists(n_schema, &target).await? {
+                tracing::warn!("sequence {n_name} keeps its name: {target} is taken");
+                continue;
+            }
+            batch(
+                l,
+                &sql::rename_sequence(n_schema, n_name, &target),
+                "naming a sequence",
+            )
+            .await?;
         }
 
         // 3. Foreign keys pointing at the table: bound to the old OID, so re-created.

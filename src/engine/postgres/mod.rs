@@ -82,6 +82,9 @@ struct ShadowState {
     deferred: Vec<Deferred>,
     /// Foreign keys added NOT VALID to the shadow, to validate after the cut-over.
     fks_to_validate: Vec<String>,
+    /// Identity columns whose sequence the ALTER itself sets (`RESTART`, a new
+    /// identity): their value is not carried over from the original at cut-over.
+    identity_set: Vec<String>,
 }
 
 /// An index or key constraint of the shadow, dropped for the copy: the statements that
@@ -323,6 +326,7 @@ impl PgEngine {
             ));
         }
         state.using = alter::using_expressions(&alter.clauses)?;
+        state.identity_set = alter::identity_set(&alter.clauses)?;
         Ok(state)
     }
 
@@ -1114,6 +1118,7 @@ impl Engine for PgEngine {
             info: self.rel_info()?,
             index_map: state.index_map,
             fks_to_validate: state.fks_to_validate,
+            identity_set: state.identity_set,
             timeout,
             hold,
         })
