@@ -154,72 +154,239 @@ async fn try_alter(
     .map_err(|e| e.to_string())
 }
 
+/// Plan `clause` for table `t` (just created), compare with the expected algorithm and
+/// lock, then check both on the server: the next cheaper algorithm fails, the next weaker
+/// lock fails, and the prediction succeeds.
+async fn check_entry(
+    db: &TestDb,
+    t: &str,
+    clause: &str,
+    alg: &str,
+    lock: &str,
+    failures: &mut Vec<String>,
+) {
+    let target = godwit::target::Target::parse(&db.url, None).unwrap();
+    let opts = godwit::plan::PlanOptions::default();
+    match godwit::plan::plan(&target, t, clause, &opts).await {
+        Ok(plan) => {
+            let got_alg = plan.overall.algorithm.map(|a| a.as_str()).unwrap_or("?");
+            let got_lock = plan.overall.mysql_lock.map(|l| l.as_str()).unwrap_or("?");
+            if (got_alg, got_lock) != (alg, lock) {
+                failures.push(format!(
+                    "{t}: {clause}: planner says {got_alg}/{got_lock} ({}), corpus {alg}/{lock}",
+                    plan.overall.reason
+                ));
+            }
+        }
+        Err(e) => failures.push(format!("{t}: {clause}: plan failed: {e}")),
+    }
+    let ai = ALGS.iter().position(|a| *a == alg).unwrap();
+    let li = LOCKS.iter().position(|l| *l == lock).unwrap();
+    if ai + 1 < ALGS.len()
+        && try_alter(db, t, clause, ALGS[ai + 1], "DEFAULT")
+            .await
+            .is_ok()
+    {
+        failures.push(format!(
+            "{t}: {clause}: the server accepts the cheaper ALGORITHM={}",
+            ALGS[ai + 1]
+        ));
+        return;
+    }
+    if li > 0 && try_alter(db, t, clause, alg, LOCKS[li - 1]).await.is_ok() {
+        failures.push(format!(
+            "{t}: {clause}: the server accepts the weaker LOCK={}",
+            LOCKS[li - 1]
+        ));
+        return;
+    }
+    if let Err(e) = try_alter(db, t, clause, alg, lock).await {
+        failures.push(format!(
+            "{t}: {clause}: the server refuses ALGORITHM={alg}, LOCK={lock}: {e}"
+        ));
+    }
+}
+
+fn report(failures: &[String], total: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {} disagree:\n{}",
+        failures.len(),
+        total,
+        failures.join("\n")
+    );
+}
+
 #[tokio::test]
 async fn corpus_matches_the_server() {
     assert!(CORPUS.len() >= 40);
     let db = TestDb::new("plan_my").await;
     db.exec("CREATE TABLE parent (id INT PRIMARY KEY); INSERT INTO parent VALUES (1),(2),(3)")
         .await;
-    let target = godwit::target::Target::parse(&db.url, None).unwrap();
-    let opts = godwit::plan::PlanOptions::default();
     let mut failures = Vec::new();
     for (i, (clause, alg, lock)) in CORPUS.iter().enumerate() {
         let t = format!("t{i}");
         let clause = clause.replace("{t}", &t);
         db.exec(&table_sql(&t)).await;
-        let plan = match godwit::plan::plan(&target, &t, &clause, &opts).await {
-            Ok(p) => p,
-            Err(e) => {
-                failures.push(format!("{clause}: plan failed: {e}"));
-                continue;
-            }
-        };
-        let got_alg = plan.overall.algorithm.map(|a| a.as_str()).unwrap_or("?");
-        let got_lock = plan.overall.mysql_lock.map(|l| l.as_str()).unwrap_or("?");
-        if (got_alg, got_lock) != (*alg, *lock) {
-            failures.push(format!(
-                "{clause}: planner says {got_alg}/{got_lock}, corpus {alg}/{lock}"
-            ));
-        }
-        // The server: cheaper algorithm fails, weaker lock fails, prediction succeeds.
-        let ai = ALGS.iter().position(|a| a == alg).unwrap();
-        let li = LOCKS.iter().position(|l| l == lock).unwrap();
-        if ai + 1 < ALGS.len()
-            && try_alter(&db, &t, &clause, ALGS[ai + 1], "DEFAULT")
-                .await
-                .is_ok()
-        {
-            failures.push(format!(
-                "{clause}: the server accepts the cheaper ALGORITHM={}",
-                ALGS[ai + 1]
-            ));
-            continue;
-        }
-        if li > 0
-            && try_alter(&db, &t, &clause, alg, LOCKS[li - 1])
-                .await
-                .is_ok()
-        {
-            failures.push(format!(
-                "{clause}: the server accepts the weaker LOCK={}",
-                LOCKS[li - 1]
-            ));
-            continue;
-        }
-        if let Err(e) = try_alter(&db, &t, &clause, alg, lock).await {
-            failures.push(format!(
-                "{clause}: the server refuses ALGORITHM={alg}, LOCK={lock}: {e}"
-            ));
-        }
+        check_entry(&db, &t, &clause, alg, lock, &mut failures).await;
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} disagree:\n{}",
-        failures.len(),
-        CORPUS.len(),
-        failures.join("\n")
-    );
+    report(&failures, CORPUS.len());
     db.drop_db().await;
+}
+
+/// Each entry on a small table of its own: `CREATE TABLE t (id INT PRIMARY KEY, {columns})
+/// DEFAULT CHARSET=utf8mb4 {options}` with one row.
+async fn small_table_corpus(prefix: &str, corpus: &[(&str, &str, &str, &str, &str)]) {
+    let db = TestDb::new(prefix).await;
+    let mut failures = Vec::new();
+    for (i, (columns, options, clause, alg, lock)) in corpus.iter().enumerate() {
+        let t = format!("s{i}");
+        db.exec(&format!(
+            "CREATE TABLE `{t}` (id INT PRIMARY KEY, {columns}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 {options}; \
+             INSERT INTO `{t}` (id) VALUES (1)"
+        ))
+        .await;
+        check_entry(&db, &t, clause, alg, lock, &mut failures).await;
+    }
+    report(&failures, corpus.len());
+    db.drop_db().await;
+}
+
+/// Extending a VARCHAR on MariaDB 10.11 (bytes = characters × the charset's longest
+/// character): instant within one length-byte class, and from at most 127 bytes to any
+/// length (non-REDUNDANT formats); REDUNDANT extends any VARCHAR instantly.
+const VARCHAR_CORPUS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "v VARCHAR(127) CHARACTER SET latin1",
+        "",
+        "MODIFY v VARCHAR(300) CHARACTER SET latin1",
+        "INSTANT",
+        "NONE",
+    ),
+    (
+        "v VARCHAR(128) CHARACTER SET latin1",
+        "",
+        "MODIFY v VARCHAR(300) CHARACTER SET latin1",
+        "COPY",
+        "SHARED",
+    ),
+    (
+        "v VARCHAR(127) CHARACTER SET latin1",
+        "",
+        "MODIFY v VARCHAR(255) CHARACTER SET latin1",
+        "INSTANT",
+        "NONE",
+    ),
+    (
+        "v VARCHAR(200) CHARACTER SET latin1",
+        "",
+        "MODIFY v VARCHAR(256) CHARACTER SET latin1",
+        "COPY",
+        "SHARED",
+    ),
+    (
+        "v VARCHAR(300) CHARACTER SET latin1",
+        "",
+        "MODIFY v VARCHAR(400) CHARACTER SET latin1",
+        "INSTANT",
+        "NONE",
+    ),
+    (
+        "v VARCHAR(31)",
+        "",
+        "MODIFY v VARCHAR(300)",
+        "INSTANT",
+        "NONE",
+    ),
+    (
+        "v VARCHAR(31)",
+        "",
+        "MODIFY v VARCHAR(64)",
+        "INSTANT",
+        "NONE",
+    ),
+    (
+        "v VARCHAR(32)",
+        "",
+        "MODIFY v VARCHAR(300)",
+        "COPY",
+        "SHARED",
+    ),
+    (
+        "v VARCHAR(31), KEY (v)",
+        "",
+        "MODIFY v VARCHAR(300)",
+        "INSTANT",
+        "NONE",
+    ),
+    (
+        "v VARCHAR(42) CHARACTER SET utf8mb3",
+        "",
+        "MODIFY v VARCHAR(100) CHARACTER SET utf8mb3",
+        "INSTANT",
+        "NONE",
+    ),
+    (
+        "v VARCHAR(43) CHARACTER SET utf8mb3",
+        "",
+        "MODIFY v VARCHAR(100) CHARACTER SET utf8mb3",
+        "COPY",
+        "SHARED",
+    ),
+    (
+        "v VARCHAR(63) CHARACTER SET ucs2",
+        "",
+        "MODIFY v VARCHAR(200) CHARACTER SET ucs2",
+        "INSTANT",
+        "NONE",
+    ),
+    (
+        "v VARCHAR(64) CHARACTER SET ucs2",
+        "",
+        "MODIFY v VARCHAR(200) CHARACTER SET ucs2",
+        "COPY",
+        "SHARED",
+    ),
+    (
+        "v VARCHAR(31)",
+        "ROW_FORMAT=COMPACT",
+        "MODIFY v VARCHAR(300)",
+        "INSTANT",
+        "NONE",
+    ),
+    (
+        "v VARCHAR(32)",
+        "ROW_FORMAT=COMPRESSED",
+        "MODIFY v VARCHAR(300)",
+        "COPY",
+        "SHARED",
+    ),
+    (
+        "v VARCHAR(128) CHARACTER SET latin1",
+        "ROW_FORMAT=REDUNDANT",
+        "MODIFY v VARCHAR(300) CHARACTER SET latin1",
+        "INSTANT",
+        "NONE",
+    ),
+    (
+        "v VARCHAR(255) CHARACTER SET latin1",
+        "ROW_FORMAT=REDUNDANT",
+        "MODIFY v VARCHAR(256) CHARACTER SET latin1",
+        "INSTANT",
+        "NONE",
+    ),
+    (
+        "v VARCHAR(32)",
+        "ROW_FORMAT=REDUNDANT",
+        "MODIFY v VARCHAR(300)",
+        "INSTANT",
+        "NONE",
+    ),
+];
+
+#[tokio::test]
+async fn varchar_extension_matches_the_server() {
+    small_table_corpus("plan_myv", VARCHAR_CORPUS).await;
 }
 
 #[tokio::test]

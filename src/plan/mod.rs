@@ -58,6 +58,10 @@ pub struct ColumnFact {
     /// Part of any index.
     pub indexed: bool,
     pub generated: bool,
+    /// MySQL/MariaDB: the collation of a character column.
+    pub collation: Option<String>,
+    /// MySQL/MariaDB: part of an index over a prefix of the column (`KEY (c(10))`).
+    pub prefix_indexed: bool,
 }
 
 /// An index or key.
@@ -117,6 +121,68 @@ pub struct Facts {
     /// Settings that change the classification or the cost.
     pub settings: Vec<(String, String)>,
     pub sample: Option<Sample>,
+    /// MySQL/MariaDB: what the character set and table option rules need.
+    #[serde(skip)]
+    pub mysql: MysqlFacts,
+}
+
+/// MySQL/MariaDB facts for the character set and table option rules.
+#[derive(Debug, Clone, Default)]
+pub struct MysqlFacts {
+    /// The table's storage engine (`InnoDB`).
+    pub engine: Option<String>,
+    /// The table's default collation: what a column gets when a `MODIFY` names no
+    /// character set.
+    pub table_collation: Option<String>,
+    /// The database's default collation (`CONVERT TO CHARACTER SET DEFAULT`).
+    pub schema_collation: Option<String>,
+    /// The server's character sets: (name, default collation, longest character in bytes).
+    pub charsets: Vec<(String, String, u64)>,
+}
+
+impl MysqlFacts {
+    /// Bytes of the longest character of `charset` (`utf8` is `utf8mb3`).
+    pub fn max_bytes(&self, charset: &str) -> Option<u64> {
+        let cs = canonical_charset(charset);
+        self.charsets
+            .iter()
+            .find(|(n, ..)| n.eq_ignore_ascii_case(&cs))
+            .map(|(.., m)| *m)
+    }
+    /// The default collation of `charset`.
+    pub fn default_collation(&self, charset: &str) -> Option<String> {
+        let cs = canonical_charset(charset);
+        self.charsets
+            .iter()
+            .find(|(n, ..)| n.eq_ignore_ascii_case(&cs))
+            .map(|(_, c, _)| c.to_lowercase())
+    }
+}
+
+/// `utf8` is `utf8mb3` (MariaDB 10.6+ and MySQL 8 name it so); names are lower case.
+pub fn canonical_charset(name: &str) -> String {
+    let n = name.trim().trim_matches(['`', '\'', '"']).to_lowercase();
+    if n == "utf8" {
+        "utf8mb3".into()
+    } else {
+        n
+    }
+}
+
+/// A collation's name with `utf8_` spelled `utf8mb3_`, lower case.
+pub fn canonical_collation(name: &str) -> String {
+    let n = name.trim().trim_matches(['`', '\'', '"']).to_lowercase();
+    match n.strip_prefix("utf8_") {
+        Some(rest) => format!("utf8mb3_{rest}"),
+        None => n,
+    }
+}
+
+/// The character set a collation belongs to (the part before the first `_`, `utf8mb3`
+/// for `utf8_…`).
+pub fn collation_charset(collation: &str) -> String {
+    let c = canonical_collation(collation);
+    c.split('_').next().unwrap_or("").to_string()
 }
 
 impl Facts {

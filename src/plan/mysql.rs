@@ -479,13 +479,50 @@ fn add_column(
     }
 }
 
-/// Bytes per character of a charset.
-fn max_bytes(charset: Option<&str>) -> u64 {
-    match charset.unwrap_or("utf8mb4").to_lowercase().as_str() {
-        "utf8mb4" | "utf16" | "utf32" => 4,
-        "utf8" | "utf8mb3" => 3,
-        "ucs2" | "gbk" | "big5" | "sjis" | "cp932" => 2,
+/// Bytes of the longest character of a charset: the server's `CHARACTER_SETS.MAXLEN`,
+/// else the usual values.
+fn max_bytes(f: &Facts, charset: Option<&str>) -> u64 {
+    let cs = super::canonical_charset(charset.unwrap_or("utf8mb4"));
+    if let Some(m) = f.mysql.max_bytes(&cs) {
+        return m;
+    }
+    match cs.as_str() {
+        "utf8mb4" | "utf16" | "utf16le" | "utf32" => 4,
+        "utf8mb3" | "ujis" | "eucjpms" => 3,
+        "ucs2" | "gbk" | "big5" | "sjis" | "cp932" | "euckr" | "gb2312" => 2,
         _ => 1,
+    }
+}
+
+fn redundant(f: &Facts) -> bool {
+    f.row_format
+        .as_deref()
+        .is_some_and(|r| r.eq_ignore_ascii_case("redundant"))
+}
+
+/// Can a VARCHAR of `old` bytes be extended to `new` bytes without copying the table
+/// (bytes = characters × the longest character of the column's charset: 1 for latin1,
+/// 2 for ucs2, 3 for utf8mb3, 4 for utf8mb4/utf16/utf32)?
+///
+/// A value's length takes 1 byte when the column holds at most 255 bytes, 2 beyond.
+/// MySQL (and MariaDB before 10.4.3) keep that count: old and new length on the same
+/// side of 255 bytes. MariaDB 10.4.3+ (MDEV-15563) with ROW_FORMAT=COMPACT, DYNAMIC or
+/// COMPRESSED also extends a column of at most 127 bytes to any length (its values are
+/// shorter than 128 bytes, whose length is one byte in both encodings); with
+/// ROW_FORMAT=REDUNDANT (lengths are per record, not per column) any extension is
+/// instant. Measured on MariaDB 10.11 (`tests/plan_mysql.rs`): latin1 VARCHAR(127) →
+/// VARCHAR(300) instant, VARCHAR(128) → VARCHAR(300) copies; utf8mb4 VARCHAR(31) (124
+/// bytes) → VARCHAR(300) instant, VARCHAR(32) (128 bytes) copies; utf8mb3 VARCHAR(42)
+/// (126 bytes) instant, VARCHAR(43) copies; ucs2 VARCHAR(63) instant, VARCHAR(64)
+/// copies; REDUNDANT latin1 VARCHAR(255) → VARCHAR(256) instant.
+fn varchar_extends(ob: u64, nb: u64, f: &Facts) -> bool {
+    if nb < ob {
+        return false;
+    }
+    if f.mariadb && f.version >= (10, 4, 3) {
+        redundant(f) || ob <= 127 || nb <= 255 || ob > 255
+    } else {
+        (ob <= 255) == (nb <= 255)
     }
 }
 
@@ -591,10 +628,16 @@ fn modify(
                 oa.first().copied().unwrap_or(0),
                 na.first().copied().unwrap_or(0),
             );
-            let mb = max_bytes(old.charset.as_deref());
+            let mb = max_bytes(f, old.charset.as_deref());
             let (ob, nb) = (ol * mb, nl * mb);
-            if nl >= ol && (ob <= 255) == (nb <= 255) {
-                why = format!("extending VARCHAR within one length-byte class ({ob} → {nb} bytes) is metadata only");
+            if nl >= ol && varchar_extends(ob, nb, f) {
+                why = if (ob <= 255) == (nb <= 255) {
+                    format!("extending VARCHAR within one length-byte class ({ob} → {nb} bytes) is metadata only")
+                } else if redundant(f) {
+                    format!("extending VARCHAR ({ob} → {nb} bytes) is metadata only with ROW_FORMAT=REDUNDANT")
+                } else {
+                    format!("extending VARCHAR from at most 127 bytes ({ob} → {nb} bytes) is metadata only (MariaDB 10.4.3+)")
+                };
                 if !maria {
                     alg = Algorithm::Inplace;
                 }
@@ -915,6 +958,7 @@ mod tests {
             long_transactions: vec![],
             settings: vec![],
             sample: None,
+            mysql: Default::default(),
         }
     }
 
@@ -945,6 +989,41 @@ mod tests {
             one("ADD COLUMN x INT, ADD INDEX i (x)").algorithm,
             Some(Algorithm::Inplace)
         );
+    }
+
+    #[test]
+    fn varchar_from_127_bytes_extends_instantly_on_mariadb() {
+        let mut f = facts();
+        for (name, ty, cs) in [
+            ("l", "varchar(127)", "latin1"),
+            ("m", "varchar(128)", "latin1"),
+            ("u", "varchar(31)", "utf8mb4"),
+        ] {
+            f.columns.push(ColumnFact {
+                name: name.into(),
+                column_type: ty.into(),
+                data_type: "varchar".into(),
+                nullable: true,
+                charset: Some(cs.into()),
+                ..Default::default()
+            });
+        }
+        let alg = |f: &Facts, clause: &str| {
+            let ch = classify_all(&format!("ALTER TABLE t {clause}"), f).unwrap();
+            combine(&ch, f).algorithm.unwrap()
+        };
+        assert_eq!(alg(&f, "MODIFY l VARCHAR(300)"), Algorithm::Instant);
+        assert_eq!(alg(&f, "MODIFY m VARCHAR(300)"), Algorithm::Copy);
+        assert_eq!(alg(&f, "MODIFY u VARCHAR(300)"), Algorithm::Instant);
+        assert_eq!(alg(&f, "MODIFY b VARCHAR(100)"), Algorithm::Copy);
+        f.row_format = Some("Redundant".into());
+        assert_eq!(alg(&f, "MODIFY m VARCHAR(300)"), Algorithm::Instant);
+        // MySQL keeps the length-byte count.
+        f.row_format = Some("Dynamic".into());
+        f.mariadb = false;
+        f.version = (8, 0, 36);
+        assert_eq!(alg(&f, "MODIFY l VARCHAR(300)"), Algorithm::Copy);
+        assert_eq!(alg(&f, "MODIFY l VARCHAR(200)"), Algorithm::Inplace);
     }
 
     #[test]

@@ -121,7 +121,7 @@ impl Session {
                 nullable: r.get(3),
                 generated: r.get(4),
                 indexed: r.get(5),
-                charset: None,
+                ..Default::default()
             })
             .collect();
         let idxs = c
@@ -211,6 +211,7 @@ impl Session {
             long_transactions: long,
             settings,
             sample: None,
+            mysql: Default::default(),
         };
         facts.sample = self.sample(&facts, o.sample_rows).await;
         Ok(facts)

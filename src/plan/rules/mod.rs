@@ -82,6 +82,7 @@ pub(crate) mod fixture {
             long_transactions: vec![],
             settings: vec![],
             sample: None,
+            mysql: Default::default(),
         }
     }
 
