@@ -8,6 +8,7 @@
 
 pub mod estimate;
 pub mod mysql;
+mod mysql_clauses;
 pub mod native;
 pub mod phases;
 pub mod postgres;
@@ -351,6 +352,7 @@ pub enum Op {
     DropConstraint,
     ValidateConstraint,
     RenameConstraint,
+    RenameIndex,
     RenameTable,
     DropTable,
     TableOption,
@@ -387,6 +389,28 @@ pub struct Change {
     pub blocks_reads: bool,
     /// Why the clause is classified so.
     pub reason: String,
+    /// MariaDB: how an instant clause is done (some kinds stop being instant together).
+    #[serde(skip)]
+    pub instant_kind: InstantKind,
+}
+
+/// MariaDB: how the server carries out an instant clause. Measured on 10.11: a table
+/// option with an instant rename or type change is done in place (NOCOPY), unless the
+/// statement also changes the row format (add, drop, reorder columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InstantKind {
+    /// Only the server's own metadata (defaults, CHECK constraints, comments, ENUM
+    /// appends, the table's name).
+    #[default]
+    Metadata,
+    /// A new row format version: ADD/DROP COLUMN, reordering columns.
+    RowFormat,
+    /// InnoDB's dictionary: renaming a column or an index, dropping a foreign key,
+    /// extending a VARCHAR, utf8mb3 → utf8mb4, a new collation.
+    Engine,
+    /// A table option: AUTO_INCREMENT, COMMENT, the default character set or
+    /// collation, STATS_….
+    TableOption,
 }
 
 impl Change {
@@ -406,6 +430,7 @@ impl Change {
             blocks_writes: false,
             blocks_reads: false,
             reason: String::new(),
+            instant_kind: InstantKind::Metadata,
         }
     }
     /// Work proportional to the table's size happens under this change's lock.
