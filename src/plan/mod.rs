@@ -125,6 +125,20 @@ pub struct Facts {
     /// MySQL/MariaDB: what the character set and table option rules need.
     #[serde(skip)]
     pub mysql: MysqlFacts,
+    /// PostgreSQL: the session the ALTER would run in.
+    #[serde(skip)]
+    pub pg: PgFacts,
+}
+
+/// PostgreSQL facts about the session the ALTER would run in: godwit's own (`godwit run
+/// --attempt-native` opens its session with the same settings as the plan's).
+#[derive(Debug, Clone, Default)]
+pub struct PgFacts {
+    /// The session's `TimeZone` (godwit's sessions set `UTC`).
+    pub time_zone: Option<String>,
+    /// The zone is UTC at every instant (UTC, Etc/UTC, GMT, `+00`…): PostgreSQL 12+ then
+    /// converts timestamp ↔ timestamptz without rewriting the table.
+    pub time_zone_is_utc: bool,
 }
 
 /// MySQL/MariaDB facts for the character set and table option rules.
@@ -392,6 +406,9 @@ pub struct Change {
     /// MariaDB: how an instant clause is done (some kinds stop being instant together).
     #[serde(skip)]
     pub instant_kind: InstantKind,
+    /// PostgreSQL: the classification holds in a session whose TimeZone is UTC.
+    #[serde(skip)]
+    pub needs_utc_session: bool,
 }
 
 /// MariaDB: how the server carries out an instant clause. Measured on 10.11: a table
@@ -431,6 +448,7 @@ impl Change {
             blocks_reads: false,
             reason: String::new(),
             instant_kind: InstantKind::Metadata,
+            needs_utc_session: false,
         }
     }
     /// Work proportional to the table's size happens under this change's lock.

@@ -1383,6 +1383,7 @@ mod tests {
             settings: vec![],
             sample: None,
             mysql: Default::default(),
+            pg: Default::default(),
         }
     }
 

@@ -304,6 +304,7 @@ impl Session {
             settings,
             sample,
             mysql,
+            pg: Default::default(),
         })
     }
 

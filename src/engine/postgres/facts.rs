@@ -7,7 +7,7 @@ use super::inspect::split_name;
 use super::sql::quote;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{
-    ColumnFact, Facts, IndexFact, LongTransaction, PlanOptions, Probe, ProbeResult, Sample,
+    ColumnFact, Facts, IndexFact, LongTransaction, PgFacts, PlanOptions, Probe, ProbeResult, Sample,
 };
 use crate::target::{EngineKind, Target};
 use std::time::Instant;
@@ -180,6 +180,21 @@ impl Session {
                 settings.push((s.to_string(), r.get::<_, String>(0)));
             }
         }
+        // The zone is UTC at every instant from 1800 to 2200 (no daylight saving time, no
+        // historical offset): what PostgreSQL's pg_get_timezone_offset() checks.
+        let tz = c
+            .query_one(
+                "SELECT current_setting('TimeZone'), NOT EXISTS (SELECT 1 FROM generate_series(timestamptz '1800-01-01 00:00+00', timestamptz '2200-01-01 00:00+00', interval '1 month') t(at) WHERE extract(timezone FROM t.at) <> 0)",
+                &[],
+            )
+            .await
+            .map_err(|e| pg_err(e, "reading the session's TimeZone"))?;
+        let time_zone: String = tz.get(0);
+        settings.push(("TimeZone".to_string(), time_zone.clone()));
+        let pg = PgFacts {
+            time_zone: Some(time_zone),
+            time_zone_is_utc: tz.get(1),
+        };
         let mut facts = Facts {
             engine: EngineKind::Postgres,
             server_version: format!("PostgreSQL {version}"),
@@ -212,6 +227,7 @@ impl Session {
             settings,
             sample: None,
             mysql: Default::default(),
+            pg,
         };
         facts.sample = self.sample(&facts, o.sample_rows).await;
         Ok(facts)

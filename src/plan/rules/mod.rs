@@ -83,6 +83,7 @@ pub(crate) mod fixture {
             settings: vec![],
             sample: None,
             mysql: Default::default(),
+            pg: Default::default(),
         }
     }
 
