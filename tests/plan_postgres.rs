@@ -422,6 +422,94 @@ async fn timestamptz_rewrite_follows_the_session_time_zone() {
     db.drop_db().await;
 }
 
+/// A table never analyzed has `reltuples = -1` (0 before 14): the dry run of `godwit run`
+/// and `godwit plan` estimate its rows from its size, as PostgreSQL's planner does, and
+/// an analyzed table that grew since is scaled to its current size.
+#[tokio::test]
+async fn row_estimate_of_a_table_never_analyzed() {
+    let db = TestDb::new("plan_pge").await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, a text, b int) WITH (autovacuum_enabled = false);
+         INSERT INTO t SELECT i, 'value ' || i, i FROM generate_series(1, 20000) i;
+         CREATE TABLE g (id int PRIMARY KEY, a varchar(40)) WITH (autovacuum_enabled = false);
+         INSERT INTO g SELECT i, repeat('x', 30) FROM generate_series(1, 1000) i;
+         ANALYZE g;
+         INSERT INTO g SELECT i, repeat('x', 30) FROM generate_series(1001, 9000) i;",
+    )
+    .await;
+    let reltuples: f32 = db
+        .client
+        .query_one("SELECT reltuples FROM pg_class WHERE relname = 't'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(reltuples <= 0.0, "the table was analyzed: {reltuples}");
+    let near = |what: &str, got: u64, real: u64| {
+        assert!(
+            got >= real / 2 && got <= real * 2,
+            "{what}: estimate {got} for {real} rows"
+        );
+    };
+    for (table, real) in [("t", 20000), ("g", 9000)] {
+        // `godwit run` dry run, text and JSON.
+        let r = support::godwit(
+            &[
+                "run",
+                "--url",
+                &db.url,
+                "--table",
+                table,
+                "--alter",
+                "ADD COLUMN z int",
+            ],
+            &[],
+        )
+        .await;
+        r.expect_ok();
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.contains("rows (estimate):"))
+            .unwrap_or_else(|| panic!("{}", r.stdout));
+        let n: u64 = line
+            .split("rows (estimate):")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        near(&format!("{table}: dry run text"), n, real);
+        let r = support::godwit(
+            &[
+                "run",
+                "--url",
+                &db.url,
+                "--table",
+                table,
+                "--alter",
+                "ADD COLUMN z int",
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .await;
+        r.expect_ok();
+        let n = r.event("plan").expect("plan event")["row_estimate"]
+            .as_u64()
+            .unwrap();
+        near(&format!("{table}: dry run JSON"), n, real);
+        // `godwit plan`.
+        let target = godwit::target::Target::parse(&db.url, None).unwrap();
+        let p = godwit::plan::plan(&target, table, "ADD COLUMN z int", &Default::default())
+            .await
+            .unwrap();
+        near(&format!("{table}: plan"), p.facts.row_estimate, real);
+        assert!(p.facts.avg_row_bytes > 0, "{:?}", p.facts);
+    }
+    assert_eq!(db.leftovers().await, Vec::<String>::new());
+    db.drop_db().await;
+}
+
 #[tokio::test]
 async fn rules_fire_on_bad_cases_and_stay_silent_on_safe_twins() {
     let db = TestDb::new("plan_pgr").await;

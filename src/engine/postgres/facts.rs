@@ -3,7 +3,7 @@
 //! bounded data checks. The session is READ ONLY.
 
 use super::conn::{self, pg_err};
-use super::inspect::split_name;
+use super::inspect::{row_estimate_sql, split_name};
 use super::sql::quote;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{
@@ -17,10 +17,15 @@ pub struct Session {
     c: Client,
 }
 
-const REL: &str = "SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relpersistence::text, \
-  GREATEST(c.reltuples, 0)::int8, pg_table_size(c.oid), pg_indexes_size(c.oid) \
+/// The row estimate: as the dry run's ([`row_estimate_sql`]).
+const REL: &str = concat!(
+    "SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relpersistence::text, \
+  round(",
+    row_estimate_sql!(),
+    ")::int8, pg_table_size(c.oid), pg_indexes_size(c.oid) \
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-  WHERE c.relname = $2 AND n.nspname = COALESCE($1, current_schema())";
+  WHERE c.relname = $2 AND n.nspname = COALESCE($1, current_schema())"
+);
 
 const COLUMNS: &str = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, NOT a.attnotnull, \
   a.attgenerated <> '' , EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND a.attnum = ANY(i.indkey::int2[])) \
