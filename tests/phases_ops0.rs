@@ -393,8 +393,17 @@ impl Log {
                     .cloned()
                     .flatten()
                     .unwrap_or_else(|| original(op, *id));
+                let before = r.clone();
                 for (i, v) in set {
                     r[*i] = v.clone();
+                }
+                // add_column: a write that changes `qty` (which `up` reads) and not the
+                // new column gets `up` again.
+                if op == Op::AddColumn {
+                    let (qty, score) = (op.pos("qty"), op.pos("score"));
+                    if r[qty] != before[qty] && r[score] == before[score] {
+                        r[score] = None;
+                    }
                 }
                 op.fill(&mut r);
                 Some(r)

@@ -140,6 +140,32 @@ const CORPUS: &[(&str, PgLock, bool, bool)] = &[
     ),
     ("DISABLE TRIGGER ALL", SRE, false, false),
     ("OWNER TO CURRENT_USER", AE, false, false),
+    // timestamp ↔ timestamptz: no rewrite when the session's TimeZone is UTC (12+), as in
+    // godwit's sessions (the statement runs under TimeZone=UTC here too).
+    ("ALTER COLUMN d TYPE timestamptz", AE, false, false),
+    (
+        "ALTER COLUMN d TYPE timestamp with time zone",
+        AE,
+        false,
+        false,
+    ),
+    ("ALTER COLUMN d TYPE timestamptz(6)", AE, false, false),
+    ("ALTER COLUMN d TYPE timestamptz(3)", AE, true, true),
+    (
+        "ALTER COLUMN d TYPE timestamptz USING d::timestamptz",
+        AE,
+        false,
+        false,
+    ),
+    (
+        "ALTER COLUMN d TYPE timestamptz USING d AT TIME ZONE 'UTC'",
+        AE,
+        true,
+        true,
+    ),
+    ("ALTER COLUMN d TYPE timestamp(3)", AE, true, true),
+    ("ALTER COLUMN b TYPE text USING b::text", AE, false, false),
+    ("ALTER COLUMN b TYPE text USING b || 'x'", AE, true, true),
     ("CREATE INDEX {t}_idx_c ON {t} (c)", SH, false, true),
     ("CREATE UNIQUE INDEX {t}_uq_f ON {t} (f)", SH, false, true),
 ];
@@ -163,7 +189,9 @@ async fn heap_blocks(b: &tokio_postgres::Client, t: &str) -> Result<i64, String>
     Ok(r.get(0))
 }
 
-async fn observe(db: &TestDb, t: &str, stmt: &str) -> Result<Observed, String> {
+/// Run `stmt` in a transaction rolled back, under the session TimeZone `tz`, and see what
+/// it did.
+async fn observe(db: &TestDb, t: &str, stmt: &str, tz: &str) -> Result<Observed, String> {
     let a = db.conn().await;
     let b = db.conn().await;
     let err = |e: tokio_postgres::Error| format!("{e:?}");
@@ -187,6 +215,9 @@ async fn observe(db: &TestDb, t: &str, stmt: &str) -> Result<Observed, String> {
         .await
         .map_err(err)?;
     let (oid, fnode, scans, pid): (u32, i64, i64, i32) = (r.get(0), r.get(1), r.get(2), r.get(3));
+    a.batch_execute(&format!("SET LOCAL TimeZone = '{tz}'"))
+        .await
+        .map_err(err)?;
     a.batch_execute(stmt).await.map_err(err)?;
     let modes = b
         .query(
@@ -238,7 +269,8 @@ async fn corpus_matches_the_server() {
             format!("ALTER TABLE {t} {clause}")
         };
         // Observe first: the planner's own reads must not count as the statement's scan.
-        match observe(&db, &t, &stmt).await {
+        // Under the TimeZone godwit's own sessions set.
+        match observe(&db, &t, &stmt, "UTC").await {
             Ok(seen) => {
                 if (seen.lock, seen.rewrite, seen.scan) != (Some(*lock), *rewrite, *scan) {
                     failures.push(format!(
@@ -275,6 +307,206 @@ async fn corpus_matches_the_server() {
         CORPUS.len(),
         failures.join("\n")
     );
+    db.drop_db().await;
+}
+
+/// timestamp → timestamptz rewrites the table unless the session's TimeZone is UTC: the
+/// plan is made for the session godwit runs the ALTER in (`run --attempt-native`), whose
+/// TimeZone is UTC, and says so.
+#[tokio::test]
+async fn timestamptz_rewrite_follows_the_session_time_zone() {
+    let db = TestDb::new("plan_pgz").await;
+    db.exec(&table_sql("t")).await;
+    let stmt = "ALTER TABLE t ALTER COLUMN d TYPE timestamptz";
+    let utc = observe(&db, "t", stmt, "UTC").await.unwrap();
+    let paris = observe(&db, "t", stmt, "Europe/Paris").await.unwrap();
+    assert!(
+        !utc.rewrite && paris.rewrite,
+        "the server: UTC {} / Paris {}",
+        utc.rewrite,
+        paris.rewrite
+    );
+    let target = godwit::target::Target::parse(&db.url, None).unwrap();
+    let opts = godwit::plan::PlanOptions::default();
+    let plan = godwit::plan::plan(&target, "t", "ALTER COLUMN d TYPE timestamptz", &opts)
+        .await
+        .unwrap();
+    assert!(!plan.overall.rewrite, "{:?}", plan.overall);
+    assert!(
+        plan.overall.reason.contains("TimeZone UTC"),
+        "{}",
+        plan.overall.reason
+    );
+    assert!(
+        plan.recommendation
+            .statements
+            .iter()
+            .any(|s| s.contains("SET TimeZone = 'UTC'")),
+        "{:?}",
+        plan.recommendation
+    );
+    assert_eq!(
+        plan.facts
+            .settings
+            .iter()
+            .find(|(k, _)| k == "TimeZone")
+            .map(|(_, v)| v.as_str()),
+        Some("UTC")
+    );
+    // The same facts with another session zone: the planner says rewrite.
+    let mut facts = plan.facts.clone();
+    facts.pg.time_zone = Some("Europe/Paris".into());
+    facts.pg.time_zone_is_utc = false;
+    let parsed = godwit::plan::postgres::parse("t", "ALTER COLUMN d TYPE timestamptz").unwrap();
+    let changes = godwit::plan::postgres::classify_all(&parsed, &facts, &[]).unwrap();
+    assert!(changes[0].rewrite, "{:?}", changes[0]);
+    assert!(
+        changes[0].reason.contains("Europe/Paris"),
+        "{}",
+        changes[0].reason
+    );
+    // An index over the column changes operator class: rebuilt (a scan), no rewrite.
+    db.exec(&table_sql("ti")).await;
+    db.exec("CREATE INDEX ti_d ON ti (d)").await;
+    let seen = observe(
+        &db,
+        "ti",
+        "ALTER TABLE ti ALTER COLUMN d TYPE timestamptz",
+        "UTC",
+    )
+    .await
+    .unwrap();
+    let p = godwit::plan::plan(&target, "ti", "ALTER COLUMN d TYPE timestamptz", &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        (p.overall.rewrite, p.overall.scan),
+        (seen.rewrite, seen.scan),
+        "{}",
+        p.overall.reason
+    );
+    assert!(!seen.rewrite && seen.scan);
+    // `run --attempt-native` runs it natively, in a UTC session: the table keeps its file.
+    let before = db
+        .client
+        .query_one("SELECT pg_relation_filenode('t')::int8", &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    let r = support::godwit(
+        &[
+            "run",
+            "--url",
+            &db.url,
+            "--table",
+            "t",
+            "--alter",
+            "ALTER COLUMN d TYPE timestamptz",
+            "--attempt-native",
+            "--execute",
+            "--format",
+            "json",
+        ],
+        &[],
+    )
+    .await;
+    r.expect_ok();
+    assert_eq!(r.event("native").expect("native event")["executed"], true);
+    let after = db
+        .client
+        .query_one("SELECT pg_relation_filenode('t')::int8", &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(before, after, "the native ALTER rewrote the table");
+    db.drop_db().await;
+}
+
+/// A table never analyzed has `reltuples = -1` (0 before 14): the dry run of `godwit run`
+/// and `godwit plan` estimate its rows from its size, as PostgreSQL's planner does, and
+/// an analyzed table that grew since is scaled to its current size.
+#[tokio::test]
+async fn row_estimate_of_a_table_never_analyzed() {
+    let db = TestDb::new("plan_pge").await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, a text, b int) WITH (autovacuum_enabled = false);
+         INSERT INTO t SELECT i, 'value ' || i, i FROM generate_series(1, 20000) i;
+         CREATE TABLE g (id int PRIMARY KEY, a varchar(40)) WITH (autovacuum_enabled = false);
+         INSERT INTO g SELECT i, repeat('x', 30) FROM generate_series(1, 1000) i;
+         ANALYZE g;
+         INSERT INTO g SELECT i, repeat('x', 30) FROM generate_series(1001, 9000) i;",
+    )
+    .await;
+    let reltuples: f32 = db
+        .client
+        .query_one("SELECT reltuples FROM pg_class WHERE relname = 't'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(reltuples <= 0.0, "the table was analyzed: {reltuples}");
+    let near = |what: &str, got: u64, real: u64| {
+        assert!(
+            got >= real / 2 && got <= real * 2,
+            "{what}: estimate {got} for {real} rows"
+        );
+    };
+    for (table, real) in [("t", 20000), ("g", 9000)] {
+        // `godwit run` dry run, text and JSON.
+        let r = support::godwit(
+            &[
+                "run",
+                "--url",
+                &db.url,
+                "--table",
+                table,
+                "--alter",
+                "ADD COLUMN z int",
+            ],
+            &[],
+        )
+        .await;
+        r.expect_ok();
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.contains("rows (estimate):"))
+            .unwrap_or_else(|| panic!("{}", r.stdout));
+        let n: u64 = line
+            .split("rows (estimate):")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        near(&format!("{table}: dry run text"), n, real);
+        let r = support::godwit(
+            &[
+                "run",
+                "--url",
+                &db.url,
+                "--table",
+                table,
+                "--alter",
+                "ADD COLUMN z int",
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .await;
+        r.expect_ok();
+        let n = r.event("plan").expect("plan event")["row_estimate"]
+            .as_u64()
+            .unwrap();
+        near(&format!("{table}: dry run JSON"), n, real);
+        // `godwit plan`.
+        let target = godwit::target::Target::parse(&db.url, None).unwrap();
+        let p = godwit::plan::plan(&target, table, "ADD COLUMN z int", &Default::default())
+            .await
+            .unwrap();
+        near(&format!("{table}: plan"), p.facts.row_estimate, real);
+        assert!(p.facts.avg_row_bytes > 0, "{:?}", p.facts);
+    }
+    assert_eq!(db.leftovers().await, Vec::<String>::new());
     db.drop_db().await;
 }
 

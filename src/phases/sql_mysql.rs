@@ -2,7 +2,7 @@
 
 use super::catalog::{ColumnInfo, Grant, TableInfo};
 use super::dialect::Dialect;
-use super::ops::{AddForeignKey, Chain, Cond, Filter, Stmt, Trigger, Val};
+use super::ops::{mentions, AddForeignKey, Chain, Cond, Filter, Stmt, Trigger, Val};
 use crate::engine::mysql::sql::{qualified, quote};
 
 pub struct Mysql {
@@ -14,20 +14,15 @@ fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-/// Whether the SQL expression `expr` names the column `col`: as a whole word, in any
-/// case, quoted or not. A mention inside a string literal counts too (harmless).
-fn mentions(expr: &str, col: &str) -> bool {
-    let (e, c) = (expr.to_lowercase(), col.to_lowercase());
-    let word =
-        |ch: Option<char>| ch.is_some_and(|ch| ch.is_alphanumeric() || ch == '_' || ch == '$');
-    e.match_indices(&c)
-        .any(|(i, _)| !word(e[..i].chars().next_back()) && !word(e[i + c.len()..].chars().next()))
-}
-
 impl Mysql {
     fn val(&self, v: &Val, info: &TableInfo) -> String {
+        self.val_of(v, info, "NEW")
+    }
+
+    /// `v` over the row `row` (`NEW`, or `OLD` in an UPDATE trigger).
+    fn val_of(&self, v: &Val, info: &TableInfo, row: &str) -> String {
         match v {
-            Val::Col(c) => format!("NEW.{}", quote(c)),
+            Val::Col(c) => format!("{row}.{}", quote(c)),
             Val::Expr(e) => {
                 // MySQL triggers name the row's columns NEW.c: give the user's
                 // expression a one-row derived table with the bare names it uses. Only
@@ -37,7 +32,7 @@ impl Mysql {
                     .columns
                     .iter()
                     .filter(|c| mentions(e, &c.name))
-                    .map(|c| format!("NEW.{0} AS {0}", quote(&c.name)))
+                    .map(|c| format!("{row}.{0} AS {0}", quote(&c.name)))
                     .collect();
                 if cols.is_empty() {
                     return format!("({e})");
@@ -58,11 +53,18 @@ impl Mysql {
             // MySQL has no CAST to every column type: the comparison converts as usual.
             Cond::Differs(c, v) => format!("NOT (NEW.{} <=> {})", quote(c), self.val(v, info)),
             Cond::Holds(e) => self.val(&Val::Expr(e.clone()), info),
+            Cond::Was(c, v) => format!("OLD.{} <=> {}", quote(c), self.val_of(v, info, "OLD")),
             Cond::All(cs) => cs
                 .iter()
                 .map(|c| format!("({})", self.cond(c, info)))
                 .collect::<Vec<_>>()
                 .join(" AND "),
+            Cond::Any(cs) => cs
+                .iter()
+                .map(|c| format!("({})", self.cond(c, info)))
+                .collect::<Vec<_>>()
+                .join(" OR "),
+            Cond::Not(c) => format!("NOT ({})", self.cond(c, info)),
             Cond::Always => "TRUE".into(),
         }
     }

@@ -13,10 +13,37 @@ pub struct Postgres {
 
 impl Postgres {
     fn val(v: &Val) -> String {
+        Self::val_of(v, "NEW")
+    }
+
+    /// `v` over the row `row` (`NEW`, or `OLD` in an UPDATE trigger).
+    fn val_of(v: &Val, row: &str) -> String {
         match v {
-            Val::Col(c) => format!("NEW.{}", quote(c)),
+            Val::Col(c) => format!("{row}.{}", quote(c)),
             // The user's expression names the row's columns bare: select it from the row.
-            Val::Expr(e) => format!("(SELECT ({e}) FROM (SELECT NEW.*) AS _godwit_row)"),
+            Val::Expr(e) => format!("(SELECT ({e}) FROM (SELECT {row}.*) AS _godwit_row)"),
+        }
+    }
+
+    /// The column's type has no equality operator (json, xml, geometric types): values
+    /// are compared as text.
+    fn no_equality(c: &str, info: &TableInfo) -> bool {
+        let ty = info
+            .column(c)
+            .map(|k| k.sql_type.to_lowercase())
+            .unwrap_or_default();
+        matches!(
+            ty.as_str(),
+            "json" | "xml" | "point" | "line" | "lseg" | "box" | "path" | "polygon" | "circle"
+        )
+    }
+
+    /// `expr` in a form `IS DISTINCT FROM` can compare as the column `c`'s values.
+    fn comparable(expr: String, c: &str, info: &TableInfo) -> String {
+        if Self::no_equality(c, info) {
+            format!("({expr})::text")
+        } else {
+            expr
         }
     }
 
@@ -24,7 +51,11 @@ impl Postgres {
     fn cond(c: &Cond, info: &TableInfo) -> String {
         match c {
             Cond::IsNull(c) => format!("NEW.{} IS NULL", quote(c)),
-            Cond::Changed(c) => format!("NEW.{0} IS DISTINCT FROM OLD.{0}", quote(c)),
+            Cond::Changed(c) => format!(
+                "{} IS DISTINCT FROM {}",
+                Self::comparable(format!("NEW.{}", quote(c)), c, info),
+                Self::comparable(format!("OLD.{}", quote(c)), c, info)
+            ),
             // Compared as the column's type: an expression of another type (one that
             // assignment would convert) must not make the comparison itself fail.
             Cond::Differs(c, v) => match info.column(c) {
@@ -37,11 +68,29 @@ impl Postgres {
                 None => format!("NEW.{} IS DISTINCT FROM {}", quote(c), Self::val(v)),
             },
             Cond::Holds(e) => Self::val(&Val::Expr(e.clone())),
+            // Compared as the column's type, as for `Differs`.
+            Cond::Was(c, v) => {
+                let derived = match info.column(c) {
+                    Some(col) => format!("CAST({} AS {})", Self::val_of(v, "OLD"), col.sql_type),
+                    None => Self::val_of(v, "OLD"),
+                };
+                format!(
+                    "{} IS NOT DISTINCT FROM {}",
+                    Self::comparable(format!("OLD.{}", quote(c)), c, info),
+                    Self::comparable(derived, c, info)
+                )
+            }
             Cond::All(cs) => cs
                 .iter()
                 .map(|c| format!("({})", Self::cond(c, info)))
                 .collect::<Vec<_>>()
                 .join(" AND "),
+            Cond::Any(cs) => cs
+                .iter()
+                .map(|c| format!("({})", Self::cond(c, info)))
+                .collect::<Vec<_>>()
+                .join(" OR "),
+            Cond::Not(c) => format!("NOT ({})", Self::cond(c, info)),
             Cond::Always => "TRUE".into(),
         }
     }

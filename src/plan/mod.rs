@@ -8,6 +8,7 @@
 
 pub mod estimate;
 pub mod mysql;
+mod mysql_clauses;
 pub mod native;
 pub mod phases;
 pub mod postgres;
@@ -58,6 +59,10 @@ pub struct ColumnFact {
     /// Part of any index.
     pub indexed: bool,
     pub generated: bool,
+    /// MySQL/MariaDB: the collation of a character column.
+    pub collation: Option<String>,
+    /// MySQL/MariaDB: part of an index over a prefix of the column (`KEY (c(10))`).
+    pub prefix_indexed: bool,
 }
 
 /// An index or key.
@@ -117,6 +122,82 @@ pub struct Facts {
     /// Settings that change the classification or the cost.
     pub settings: Vec<(String, String)>,
     pub sample: Option<Sample>,
+    /// MySQL/MariaDB: what the character set and table option rules need.
+    #[serde(skip)]
+    pub mysql: MysqlFacts,
+    /// PostgreSQL: the session the ALTER would run in.
+    #[serde(skip)]
+    pub pg: PgFacts,
+}
+
+/// PostgreSQL facts about the session the ALTER would run in: godwit's own (`godwit run
+/// --attempt-native` opens its session with the same settings as the plan's).
+#[derive(Debug, Clone, Default)]
+pub struct PgFacts {
+    /// The session's `TimeZone` (godwit's sessions set `UTC`).
+    pub time_zone: Option<String>,
+    /// The zone is UTC at every instant (UTC, Etc/UTC, GMT, `+00`…): PostgreSQL 12+ then
+    /// converts timestamp ↔ timestamptz without rewriting the table.
+    pub time_zone_is_utc: bool,
+}
+
+/// MySQL/MariaDB facts for the character set and table option rules.
+#[derive(Debug, Clone, Default)]
+pub struct MysqlFacts {
+    /// The table's storage engine (`InnoDB`).
+    pub engine: Option<String>,
+    /// The table's default collation: what a column gets when a `MODIFY` names no
+    /// character set.
+    pub table_collation: Option<String>,
+    /// The database's default collation (`CONVERT TO CHARACTER SET DEFAULT`).
+    pub schema_collation: Option<String>,
+    /// The server's character sets: (name, default collation, longest character in bytes).
+    pub charsets: Vec<(String, String, u64)>,
+}
+
+impl MysqlFacts {
+    /// Bytes of the longest character of `charset` (`utf8` is `utf8mb3`).
+    pub fn max_bytes(&self, charset: &str) -> Option<u64> {
+        let cs = canonical_charset(charset);
+        self.charsets
+            .iter()
+            .find(|(n, ..)| n.eq_ignore_ascii_case(&cs))
+            .map(|(.., m)| *m)
+    }
+    /// The default collation of `charset`.
+    pub fn default_collation(&self, charset: &str) -> Option<String> {
+        let cs = canonical_charset(charset);
+        self.charsets
+            .iter()
+            .find(|(n, ..)| n.eq_ignore_ascii_case(&cs))
+            .map(|(_, c, _)| c.to_lowercase())
+    }
+}
+
+/// `utf8` is `utf8mb3` (MariaDB 10.6+ and MySQL 8 name it so); names are lower case.
+pub fn canonical_charset(name: &str) -> String {
+    let n = name.trim().trim_matches(['`', '\'', '"']).to_lowercase();
+    if n == "utf8" {
+        "utf8mb3".into()
+    } else {
+        n
+    }
+}
+
+/// A collation's name with `utf8_` spelled `utf8mb3_`, lower case.
+pub fn canonical_collation(name: &str) -> String {
+    let n = name.trim().trim_matches(['`', '\'', '"']).to_lowercase();
+    match n.strip_prefix("utf8_") {
+        Some(rest) => format!("utf8mb3_{rest}"),
+        None => n,
+    }
+}
+
+/// The character set a collation belongs to (the part before the first `_`, `utf8mb3`
+/// for `utf8_…`).
+pub fn collation_charset(collation: &str) -> String {
+    let c = canonical_collation(collation);
+    c.split('_').next().unwrap_or("").to_string()
 }
 
 impl Facts {
@@ -285,6 +366,7 @@ pub enum Op {
     DropConstraint,
     ValidateConstraint,
     RenameConstraint,
+    RenameIndex,
     RenameTable,
     DropTable,
     TableOption,
@@ -321,6 +403,31 @@ pub struct Change {
     pub blocks_reads: bool,
     /// Why the clause is classified so.
     pub reason: String,
+    /// MariaDB: how an instant clause is done (some kinds stop being instant together).
+    #[serde(skip)]
+    pub instant_kind: InstantKind,
+    /// PostgreSQL: the classification holds in a session whose TimeZone is UTC.
+    #[serde(skip)]
+    pub needs_utc_session: bool,
+}
+
+/// MariaDB: how the server carries out an instant clause. Measured on 10.11: a table
+/// option with an instant rename or type change is done in place (NOCOPY), unless the
+/// statement also changes the row format (add, drop, reorder columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InstantKind {
+    /// Only the server's own metadata (defaults, CHECK constraints, comments, ENUM
+    /// appends, the table's name).
+    #[default]
+    Metadata,
+    /// A new row format version: ADD/DROP COLUMN, reordering columns.
+    RowFormat,
+    /// InnoDB's dictionary: renaming a column or an index, dropping a foreign key,
+    /// extending a VARCHAR, utf8mb3 → utf8mb4, a new collation.
+    Engine,
+    /// A table option: AUTO_INCREMENT, COMMENT, the default character set or
+    /// collation, STATS_….
+    TableOption,
 }
 
 impl Change {
@@ -340,6 +447,8 @@ impl Change {
             blocks_writes: false,
             blocks_reads: false,
             reason: String::new(),
+            instant_kind: InstantKind::Metadata,
+            needs_utc_session: false,
         }
     }
     /// Work proportional to the table's size happens under this change's lock.

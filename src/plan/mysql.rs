@@ -4,7 +4,11 @@
 //! Checked on MariaDB 10.11 by `tests/plan_mysql.rs` (each corpus entry runs with the
 //! predicted `ALGORITHM=…, LOCK=…` and must fail with the next cheaper one).
 
-use super::{Algorithm, Change, Facts, MyLock, Op, PlanOptions, Recommendation, Strategy};
+use super::mysql_clauses::{self, Clause, OptKind, TableOpt};
+use super::{
+    canonical_charset, canonical_collation, collation_charset, Algorithm, Change, Facts,
+    InstantKind, MyLock, Op, PlanOptions, Recommendation, Strategy,
+};
 use crate::error::{Error, ErrorKind, Result};
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, DataType,
@@ -24,18 +28,64 @@ pub fn clause_text(changes: &[Change]) -> String {
         .join(", ")
 }
 
-/// Parse the ALTER statement and classify each clause.
+/// What every clause's classification may need from the others.
+#[derive(Debug, Clone, Default)]
+pub struct Ctx {
+    /// The statement adds a primary key.
+    pub adds_pk: bool,
+    /// The table's default collation once the statement's table options apply: what a
+    /// `MODIFY` without a character set gets.
+    pub table_collation: Option<String>,
+}
+
+/// The default collation of `charset` (`DEFAULT`: the database's).
+fn default_collation(f: &Facts, charset: &str) -> Option<String> {
+    if charset.eq_ignore_ascii_case("default") {
+        return f.mysql.schema_collation.as_deref().map(canonical_collation);
+    }
+    let cs = canonical_charset(charset);
+    f.mysql.default_collation(&cs).or(Some(match cs.as_str() {
+        "latin1" => "latin1_swedish_ci".to_string(),
+        _ => format!("{cs}_general_ci"),
+    }))
+}
+
+/// Parse the ALTER statement and classify each clause. Clauses sqlparser does not parse
+/// (`RENAME INDEX`, `FORCE`, table options, `CONVERT TO CHARACTER SET`) are read from
+/// their tokens ([`mysql_clauses`]); the others are parsed by sqlparser. The changes come
+/// in the order of the clauses.
 pub fn classify_all(sql: &str, facts: &Facts) -> Result<Vec<Change>> {
-    let stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| {
+    let parse_err = |e: sqlparser::parser::ParserError| {
         Error::new(
             ErrorKind::BadInput,
             format!("cannot parse the ALTER: {e}"),
         )
-        .with_hint("godwit plan understands ADD/DROP/MODIFY/CHANGE/RENAME COLUMN, ADD/DROP INDEX and KEY, constraints, AUTO_INCREMENT and RENAME TO; other table options are not planned")
-    })?;
-    let ops = match stmts.as_slice() {
-        [Statement::AlterTable(a)] => a.operations.clone(),
-        _ => return Err(Error::bad_input("--alter must be one ALTER TABLE")),
+        .with_hint("godwit plan understands ADD/DROP/MODIFY/CHANGE/RENAME COLUMN, ADD/DROP/RENAME INDEX and KEY, constraints, table options (ENGINE, ROW_FORMAT, AUTO_INCREMENT, CHARSET, COMMENT, …), FORCE, CONVERT TO CHARACTER SET and RENAME TO")
+    };
+    let (head, clauses) = mysql_clauses::split(sql)?;
+    let parsed: Vec<&str> = clauses
+        .iter()
+        .filter_map(|c| match c {
+            Clause::Parsed(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    let stmt = if head.is_empty() {
+        parsed.first().map(|s| s.to_string())
+    } else if parsed.is_empty() {
+        None
+    } else {
+        Some(format!("{head} {}", parsed.join(", ")))
+    };
+    let ops = match stmt {
+        None => Vec::new(),
+        Some(stmt) => {
+            let stmts = Parser::parse_sql(&MySqlDialect {}, &stmt).map_err(parse_err)?;
+            match stmts.as_slice() {
+                [Statement::AlterTable(a)] => a.operations.clone(),
+                _ => return Err(Error::bad_input("--alter must be one ALTER TABLE")),
+            }
+        }
     };
     let ops: Vec<_> = ops
         .into_iter()
@@ -46,19 +96,57 @@ pub fn classify_all(sql: &str, facts: &Facts) -> Result<Vec<Change>> {
             )
         })
         .collect();
-    if ops.is_empty() {
+    let opts: Vec<&TableOpt> = clauses
+        .iter()
+        .flat_map(|c| match c {
+            Clause::Options(o) => o.iter().collect(),
+            _ => vec![],
+        })
+        .collect();
+    if ops.is_empty() && opts.is_empty() {
         return Err(Error::bad_input("the ALTER has no clause to plan"));
     }
-    let adds_pk = ops.iter().any(|o| {
-        matches!(
-            o,
-            AlterTableOperation::AddConstraint {
-                constraint: TableConstraint::PrimaryKey(_),
-                ..
+    let mut cx = Ctx {
+        adds_pk: ops.iter().any(|o| {
+            matches!(
+                o,
+                AlterTableOperation::AddConstraint {
+                    constraint: TableConstraint::PrimaryKey(_),
+                    ..
+                }
+            )
+        }),
+        table_collation: facts
+            .mysql
+            .table_collation
+            .as_deref()
+            .map(canonical_collation),
+    };
+    for o in &opts {
+        match &o.kind {
+            OptKind::DefaultCharset(cs) => cx.table_collation = default_collation(facts, cs),
+            OptKind::DefaultCollate(c) => cx.table_collation = Some(canonical_collation(c)),
+            OptKind::Convert { charset, collation } => {
+                cx.table_collation = match collation {
+                    Some(c) => Some(canonical_collation(c)),
+                    None => default_collation(facts, charset),
+                }
             }
-        )
-    });
-    Ok(ops.iter().map(|o| classify(o, facts, adds_pk)).collect())
+            _ => {}
+        }
+    }
+    // In the clauses' order: one parsed operation per clause sqlparser read.
+    let mut ops = ops.iter();
+    let mut out = Vec::new();
+    for c in &clauses {
+        match c {
+            Clause::Parsed(_) => out.extend(ops.next().map(|o| classify(o, facts, &cx))),
+            Clause::Options(os) => out.extend(os.iter().map(|o| classify_option(o, facts, &cx))),
+            Clause::Hint => {}
+        }
+    }
+    out.extend(ops.map(|o| classify(o, facts, &cx)));
+    Ok(out)
 }
 
 fn ident_list(cols: &[sqlparser::ast::IndexColumn]) -> Vec<String> {
@@ -117,8 +205,9 @@ fn nocopy(f: &Facts) -> Algorithm {
     }
 }
 
-/// Classify one clause.
-pub fn classify(op: &AlterTableOperation, f: &Facts, adds_pk: bool) -> Change {
+/// Classify one clause sqlparser parsed.
+pub fn classify(op: &AlterTableOperation, f: &Facts, cx: &Ctx) -> Change {
+    let adds_pk = cx.adds_pk;
     let v: V = f.version;
     let maria = f.mariadb;
     let text = op.to_string();
@@ -161,6 +250,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, adds_pk: bool) -> Change {
                     MyLock::None,
                     "instant DROP COLUMN (MariaDB 10.4+, MySQL 8.0.29+)",
                 );
+                c.instant_kind = InstantKind::RowFormat;
             } else {
                 set(
                     &mut c,
@@ -200,8 +290,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, adds_pk: bool) -> Change {
                 options,
                 column_position.as_ref(),
                 f,
-                v,
-                maria,
+                cx,
             );
             if c.new_name.is_some() && c.algorithm == Some(Algorithm::Instant) {
                 rename_column(&mut c, f, v, maria);
@@ -223,8 +312,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, adds_pk: bool) -> Change {
                 options,
                 column_position.as_ref(),
                 f,
-                v,
-                maria,
+                cx,
             );
             c
         }
@@ -281,6 +369,9 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, adds_pk: bool) -> Change {
         }
         A::DropForeignKey { name, .. } | A::DropConstraint { name, .. } => {
             let mut c = Change::new(text, Op::DropConstraint);
+            if matches!(op, A::DropForeignKey { .. }) {
+                c.instant_kind = InstantKind::Engine;
+            }
             c.new_name = Some(name.value.clone());
             if maria {
                 set(
@@ -300,26 +391,11 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, adds_pk: bool) -> Change {
             }
             c
         }
-        A::AutoIncrement { .. } => {
-            let mut c = Change::new(text, Op::TableOption);
-            if maria {
-                set(
-                    &mut c,
-                    Algorithm::Instant,
-                    MyLock::None,
-                    "the AUTO_INCREMENT value is metadata only",
-                );
-            } else {
-                set(
-                    &mut c,
-                    Algorithm::Inplace,
-                    MyLock::None,
-                    "the AUTO_INCREMENT value is changed in place",
-                );
-                c.rewrite = false;
-            }
-            c
-        }
+        A::AutoIncrement { .. } => table_option(
+            Change::new(text, Op::TableOption),
+            f,
+            "the AUTO_INCREMENT value is metadata only",
+        ),
         A::RenameTable { table_name } => {
             let mut c = Change::new(text, Op::RenameTable);
             let n = match table_name {
@@ -358,6 +434,9 @@ fn rename_column(c: &mut Change, f: &Facts, v: V, maria: bool) {
             MyLock::None,
             "renaming a column is metadata only",
         );
+        if c.instant_kind == InstantKind::Metadata {
+            c.instant_kind = InstantKind::Engine;
+        }
     } else {
         set(
             c,
@@ -422,12 +501,14 @@ fn add_column(
             );
         }
         Some(_) => {
-            return set(
+            set(
                 c,
                 Algorithm::Instant,
                 MyLock::None,
                 "a VIRTUAL generated column is metadata only",
             );
+            c.instant_kind = InstantKind::Engine;
+            return;
         }
         None => {}
     }
@@ -469,6 +550,7 @@ fn add_column(
             MyLock::None,
             &format!("{why}{}", redo_bug_note(f)),
         );
+        c.instant_kind = InstantKind::RowFormat;
     } else {
         set(
             c,
@@ -479,13 +561,50 @@ fn add_column(
     }
 }
 
-/// Bytes per character of a charset.
-fn max_bytes(charset: Option<&str>) -> u64 {
-    match charset.unwrap_or("utf8mb4").to_lowercase().as_str() {
-        "utf8mb4" | "utf16" | "utf32" => 4,
-        "utf8" | "utf8mb3" => 3,
-        "ucs2" | "gbk" | "big5" | "sjis" | "cp932" => 2,
+/// Bytes of the longest character of a charset: the server's `CHARACTER_SETS.MAXLEN`,
+/// else the usual values.
+fn max_bytes(f: &Facts, charset: Option<&str>) -> u64 {
+    let cs = super::canonical_charset(charset.unwrap_or("utf8mb4"));
+    if let Some(m) = f.mysql.max_bytes(&cs) {
+        return m;
+    }
+    match cs.as_str() {
+        "utf8mb4" | "utf16" | "utf16le" | "utf32" => 4,
+        "utf8mb3" | "ujis" | "eucjpms" => 3,
+        "ucs2" | "gbk" | "big5" | "sjis" | "cp932" | "euckr" | "gb2312" => 2,
         _ => 1,
+    }
+}
+
+pub(crate) fn redundant(f: &Facts) -> bool {
+    f.row_format
+        .as_deref()
+        .is_some_and(|r| r.eq_ignore_ascii_case("redundant"))
+}
+
+/// Can a VARCHAR of `old` bytes be extended to `new` bytes without copying the table
+/// (bytes = characters × the longest character of the column's charset: 1 for latin1,
+/// 2 for ucs2, 3 for utf8mb3, 4 for utf8mb4/utf16/utf32)?
+///
+/// A value's length takes 1 byte when the column holds at most 255 bytes, 2 beyond.
+/// MySQL (and MariaDB before 10.4.3) keep that count: old and new length on the same
+/// side of 255 bytes. MariaDB 10.4.3+ (MDEV-15563) with ROW_FORMAT=COMPACT, DYNAMIC or
+/// COMPRESSED also extends a column of at most 127 bytes to any length (its values are
+/// shorter than 128 bytes, whose length is one byte in both encodings); with
+/// ROW_FORMAT=REDUNDANT (lengths are per record, not per column) any extension is
+/// instant. Measured on MariaDB 10.11 (`tests/plan_mysql.rs`): latin1 VARCHAR(127) →
+/// VARCHAR(300) instant, VARCHAR(128) → VARCHAR(300) copies; utf8mb4 VARCHAR(31) (124
+/// bytes) → VARCHAR(300) instant, VARCHAR(32) (128 bytes) copies; utf8mb3 VARCHAR(42)
+/// (126 bytes) instant, VARCHAR(43) copies; ucs2 VARCHAR(63) instant, VARCHAR(64)
+/// copies; REDUNDANT latin1 VARCHAR(255) → VARCHAR(256) instant.
+fn varchar_extends(ob: u64, nb: u64, f: &Facts) -> bool {
+    if nb < ob {
+        return false;
+    }
+    if f.mariadb && f.version >= (10, 4, 3) {
+        redundant(f) || ob <= 127 || nb <= 255 || ob > 255
+    } else {
+        (ob <= 255) == (nb <= 255)
     }
 }
 
@@ -514,7 +633,141 @@ fn norm_type(t: &str) -> String {
     t.replace("integer", "int")
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A character type: its values have a character set and a collation.
+fn is_char_type(name: &str) -> bool {
+    matches!(
+        name,
+        "char"
+            | "varchar"
+            | "tinytext"
+            | "text"
+            | "mediumtext"
+            | "longtext"
+            | "enum"
+            | "set"
+            | "character"
+            | "character varying"
+    )
+}
+
+/// What MariaDB does to the character column `old` whose character set or collation
+/// becomes (`cs`, `coll`); `None` when neither changes. `convert`: by `CONVERT TO
+/// CHARACTER SET`, which also gives TINYTEXT/TEXT/MEDIUMTEXT (and a VARCHAR's bytes)
+/// room for as many characters; a `MODIFY` states the type itself (its VARCHAR length is
+/// judged with the type).
+///
+/// Measured on MariaDB 10.11 (`tests/plan_mysql.rs`), 10.4.3+ (MDEV-15564):
+/// - utf8mb3 → utf8mb4 is instant, indexed or not, with the analogous collation
+///   (`utf8mb3_bin` → `utf8mb4_bin`); with another collation an indexed column's
+///   indexes are rebuilt in place (NOCOPY). It copies the table for a column with a
+///   prefix index, for CHAR in ROW_FORMAT=REDUNDANT, for a VARCHAR whose bytes cross
+///   255 as [`varchar_extends`] says (VARCHAR(43) → 129 to 172 bytes is instant,
+///   VARCHAR(70) → 210 to 280 bytes copies), and under CONVERT for TINYTEXT, TEXT and
+///   MEDIUMTEXT (they become TEXT, MEDIUMTEXT, LONGTEXT).
+/// - A collation change within one character set is instant for a column without
+///   index, NOCOPY with one (a prefix index over a TEXT column: COPY).
+/// - Any other character set change (latin1 → utf8mb4, utf8mb4 → utf8mb3), and any
+///   change to an ENUM or SET, copies the table.
+///
+/// MySQL and MariaDB before 10.4.3 copy the table for any of these.
+fn recode(
+    old: &super::ColumnFact,
+    cs: &str,
+    coll: &str,
+    convert: bool,
+    f: &Facts,
+) -> Option<(Algorithm, String)> {
+    let ocs = canonical_charset(old.charset.as_deref()?);
+    let ocoll = old
+        .collation
+        .as_deref()
+        .map(canonical_collation)
+        .or_else(|| default_collation(f, &ocs))
+        .unwrap_or_default();
+    let (cs, coll) = (canonical_charset(cs), canonical_collation(coll));
+    if ocs == cs && ocoll == coll {
+        return None;
+    }
+    let copy = |why: String| Some((Algorithm::Copy, why));
+    let col = &old.name;
+    if !(f.mariadb && f.version >= (10, 4, 3)) {
+        return copy(format!(
+            "a new character set or collation for `{col}` ({ocoll} → {coll}) copies the table"
+        ));
+    }
+    let (name, args) = super::type_parts(&old.column_type);
+    if name == "enum" || name == "set" {
+        return copy(format!(
+            "a new character set or collation for the {} `{col}` copies the table",
+            name.to_uppercase()
+        ));
+    }
+    let blob = matches!(
+        name.as_str(),
+        "tinytext" | "text" | "mediumtext" | "longtext"
+    );
+    if ocs != cs {
+        if !(ocs == "utf8mb3" && cs == "utf8mb4") {
+            return copy(format!(
+                "{ocs} → {cs} converts every value of `{col}`: the table is copied"
+            ));
+        }
+        if old.prefix_indexed {
+            return copy(format!(
+                "utf8mb3 → utf8mb4 on `{col}`, which has a prefix index, copies the table"
+            ));
+        }
+        if convert && blob && name != "longtext" {
+            return copy(format!(
+                "CONVERT makes the {} `{col}` a larger type (room for as many utf8mb4 characters): the table is copied",
+                name.to_uppercase()
+            ));
+        }
+        if name == "char" && redundant(f) {
+            return copy(format!(
+                "utf8mb3 → utf8mb4 on the CHAR `{col}` copies a ROW_FORMAT=REDUNDANT table"
+            ));
+        }
+        if convert && name == "varchar" {
+            let n = args.first().copied().unwrap_or(0);
+            let (ob, nb) = (n * 3, n * 4);
+            if !varchar_extends(ob, nb, f) {
+                return copy(format!(
+                    "utf8mb3 → utf8mb4 makes the VARCHAR `{col}` {ob} → {nb} bytes, across 255: the table is copied"
+                ));
+            }
+        }
+        let analogous = ocoll.strip_prefix("utf8mb3") == coll.strip_prefix("utf8mb4");
+        if !analogous && old.indexed {
+            return Some((
+                nocopy(f),
+                format!("utf8mb3 → utf8mb4 with a new collation ({ocoll} → {coll}) rebuilds the indexes of `{col}` in place"),
+            ));
+        }
+        return Some((
+            Algorithm::Instant,
+            format!("utf8mb3 → utf8mb4 on `{col}` is metadata only (MariaDB 10.4.3+)"),
+        ));
+    }
+    if old.prefix_indexed && blob {
+        return copy(format!(
+            "a new collation for `{col}`, which has a prefix index, copies the table"
+        ));
+    }
+    if old.indexed {
+        return Some((
+            nocopy(f),
+            format!("a new collation for `{col}` ({ocoll} → {coll}) rebuilds its indexes in place"),
+        ));
+    }
+    Some((
+        Algorithm::Instant,
+        format!(
+            "a new collation for `{col}` ({ocoll} → {coll}) is metadata only (MariaDB 10.4.3+)"
+        ),
+    ))
+}
+
 fn modify(
     c: &mut Change,
     col: &str,
@@ -522,9 +775,9 @@ fn modify(
     options: &[ColumnOption],
     pos: Option<&MySQLColumnPosition>,
     f: &Facts,
-    v: V,
-    maria: bool,
+    cx: &Ctx,
 ) {
+    let (v, maria) = (f.version, f.mariadb);
     let new_type = dt.to_string();
     c.new_type = Some(new_type.clone());
     let Some(old) = f.column(col) else {
@@ -535,10 +788,6 @@ fn modify(
             "the column does not exist; the server will refuse the ALTER",
         );
     };
-    let new_charset = options.iter().find_map(|o| match o {
-        ColumnOption::CharacterSet(n) => Some(unquote(&n.to_string()).to_lowercase()),
-        _ => None,
-    });
     let new_nullable = if has_opt(options, |o| matches!(o, ColumnOption::NotNull)) {
         false
     } else {
@@ -546,30 +795,44 @@ fn modify(
     };
     let (on, oa) = super::type_parts(&old.column_type);
     let (nn, na) = super::type_parts(&new_type);
-    let old_cs = old.charset.clone().map(|s| s.to_lowercase());
-    let cs_changed = match (&new_charset, &old_cs) {
-        (Some(n), Some(o)) => n != o,
-        _ => false,
-    };
     let same_type = norm_type(&old.column_type) == norm_type(&new_type);
     let reorder = pos.is_some();
+
+    // The character set and collation: as the MODIFY says, else the table's default.
+    let given_cs = options.iter().find_map(|o| match o {
+        ColumnOption::CharacterSet(n) => Some(canonical_charset(&unquote(&n.to_string()))),
+        _ => None,
+    });
+    let given_coll = options.iter().find_map(|o| match o {
+        ColumnOption::Collation(n) => Some(canonical_collation(&unquote(&n.to_string()))),
+        _ => None,
+    });
+    let target = match (given_cs, given_coll) {
+        (_, Some(coll)) => Some((collation_charset(&coll), coll)),
+        (Some(cs), None) => default_collation(f, &cs).map(|coll| (cs, coll)),
+        (None, None) => cx
+            .table_collation
+            .clone()
+            .map(|coll| (collation_charset(&coll), coll)),
+    };
+    let recoded = match target {
+        Some((cs, coll)) if old.charset.is_some() && is_char_type(&nn) => {
+            recode(old, &cs, &coll, false, f).map(|r| (r, cs))
+        }
+        _ => None,
+    };
+    let new_cs = recoded
+        .as_ref()
+        .map(|(_, cs)| cs.clone())
+        .or_else(|| old.charset.clone());
 
     // The type part.
     let mut alg = Algorithm::Instant;
     let mut why: String;
-    if cs_changed {
-        let (o, n) = (
-            old_cs.as_deref().unwrap_or(""),
-            new_charset.as_deref().unwrap_or(""),
-        );
-        let widening = (o == "utf8mb3" || o == "utf8") && n == "utf8mb4";
-        if maria && v >= (10, 4, 0) && widening && !old.indexed && same_type {
-            why = "utf8mb3 → utf8mb4 on a non-indexed column is instant (MariaDB 10.4+)".into();
-        } else {
-            alg = Algorithm::Copy;
-            why = "a character set change converts every row (table copy)".into();
-        }
-    } else if !same_type {
+    let mut engine = false;
+    let cs_changes =
+        new_cs.as_deref().map(canonical_charset) != old.charset.as_deref().map(canonical_charset);
+    if !same_type || (on == "varchar" && cs_changes) {
         let old_is_enum = on == "enum" || on == "set";
         if old_is_enum && nn == on {
             let ov = enum_values(&old.column_type.to_lowercase());
@@ -591,10 +854,19 @@ fn modify(
                 oa.first().copied().unwrap_or(0),
                 na.first().copied().unwrap_or(0),
             );
-            let mb = max_bytes(old.charset.as_deref());
-            let (ob, nb) = (ol * mb, nl * mb);
-            if nl >= ol && (ob <= 255) == (nb <= 255) {
-                why = format!("extending VARCHAR within one length-byte class ({ob} → {nb} bytes) is metadata only");
+            let (ob, nb) = (
+                ol * max_bytes(f, old.charset.as_deref()),
+                nl * max_bytes(f, new_cs.as_deref()),
+            );
+            engine = true;
+            if nl >= ol && varchar_extends(ob, nb, f) {
+                why = if (ob <= 255) == (nb <= 255) {
+                    format!("extending VARCHAR within one length-byte class ({ob} → {nb} bytes) is metadata only")
+                } else if redundant(f) {
+                    format!("extending VARCHAR ({ob} → {nb} bytes) is metadata only with ROW_FORMAT=REDUNDANT")
+                } else {
+                    format!("extending VARCHAR from at most 127 bytes ({ob} → {nb} bytes) is metadata only (MariaDB 10.4.3+)")
+                };
                 if !maria {
                     alg = Algorithm::Inplace;
                 }
@@ -618,8 +890,16 @@ fn modify(
     } else {
         why = "only the name, default or comment changes: metadata only".into();
     }
+    if let Some(((ralg, rwhy), _)) = recoded {
+        engine = true;
+        if ralg < alg || why.starts_with("only") {
+            why = rwhy;
+        }
+        alg = alg.min(ralg);
+    }
 
     // Nullability and position.
+    let mut row_format = false;
     if alg != Algorithm::Copy {
         if old.nullable != new_nullable {
             alg = alg.min(Algorithm::Inplace);
@@ -634,8 +914,11 @@ fn modify(
             if !instant {
                 alg = alg.min(Algorithm::Inplace);
                 why = "reordering columns rebuilds the table in place".into();
-            } else if why.starts_with("only") {
-                why = "reordering columns is instant (MariaDB 10.4+)".into();
+            } else {
+                row_format = true;
+                if why.starts_with("only") {
+                    why = "reordering columns is instant (MariaDB 10.4+)".into();
+                }
             }
         }
     }
@@ -651,8 +934,179 @@ fn modify(
         MyLock::None
     };
     set(c, alg, lock, &why);
+    c.instant_kind = if row_format {
+        InstantKind::RowFormat
+    } else if engine {
+        InstantKind::Engine
+    } else {
+        InstantKind::Metadata
+    };
     if alg == Algorithm::Inplace && same_type && old.nullable == new_nullable && !reorder {
         c.rewrite = false;
+    }
+    if alg == Algorithm::Nocopy {
+        c.rewrite = false;
+    }
+}
+
+/// A table option that is metadata only: instant on MariaDB, in place without a
+/// rebuild on MySQL.
+fn table_option(mut c: Change, f: &Facts, why: &str) -> Change {
+    if f.mariadb {
+        set(&mut c, Algorithm::Instant, MyLock::None, why);
+        c.instant_kind = InstantKind::TableOption;
+    } else {
+        set(&mut c, Algorithm::Inplace, MyLock::None, why);
+        c.rewrite = false;
+    }
+    c
+}
+
+/// A clause sqlparser does not parse, read by [`mysql_clauses`]. Measured on MariaDB
+/// 10.11 (`tests/plan_mysql.rs`): `RENAME INDEX` is instant; `FORCE`, `ENGINE=` (the
+/// same engine), `ROW_FORMAT=` and `KEY_BLOCK_SIZE=` rebuild the table in place with
+/// LOCK=NONE; another engine copies it; `AUTO_INCREMENT=`, `COMMENT=`, `STATS_…=` and the
+/// default character set or collation are instant; `CONVERT TO CHARACTER SET` is what
+/// its columns need ([`recode`]).
+fn classify_option(o: &TableOpt, f: &Facts, cx: &Ctx) -> Change {
+    let text = o.text.clone();
+    let rebuild = |op: Op, why: &str| {
+        let mut c = Change::new(text.clone(), op);
+        set(&mut c, Algorithm::Inplace, MyLock::None, why);
+        c
+    };
+    match &o.kind {
+        OptKind::RenameIndex { from, to } => {
+            let mut c = Change::new(text, Op::RenameIndex);
+            c.columns = f
+                .indexes
+                .iter()
+                .find(|i| i.name.eq_ignore_ascii_case(from))
+                .map(|i| i.columns.clone())
+                .unwrap_or_default();
+            c.new_name = Some(to.clone());
+            if f.mariadb {
+                set(
+                    &mut c,
+                    Algorithm::Instant,
+                    MyLock::None,
+                    "renaming an index is metadata only",
+                );
+                c.instant_kind = InstantKind::Engine;
+            } else {
+                set(
+                    &mut c,
+                    Algorithm::Inplace,
+                    MyLock::None,
+                    "renaming an index is in place, metadata only",
+                );
+                c.rewrite = false;
+            }
+            c
+        }
+        OptKind::Force => rebuild(
+            Op::TableOption,
+            "FORCE rebuilds the table in place while writes continue",
+        ),
+        OptKind::Engine(e) => {
+            let same = f
+                .mysql
+                .engine
+                .as_deref()
+                .is_none_or(|cur| cur.eq_ignore_ascii_case(unquote(e).as_str()));
+            if same {
+                rebuild(
+                    Op::TableOption,
+                    "ENGINE= with the table's own engine rebuilds it in place while writes continue",
+                )
+            } else {
+                let mut c = Change::new(text, Op::TableOption);
+                set(
+                    &mut c,
+                    Algorithm::Copy,
+                    MyLock::Shared,
+                    "changing the storage engine copies the table; writes wait",
+                );
+                c
+            }
+        }
+        OptKind::RowFormat(_) => rebuild(
+            Op::TableOption,
+            "ROW_FORMAT= rebuilds the table in place while writes continue",
+        ),
+        OptKind::KeyBlockSize => rebuild(
+            Op::TableOption,
+            "KEY_BLOCK_SIZE= rebuilds the table in place while writes continue",
+        ),
+        OptKind::AutoIncrement => table_option(
+            Change::new(text, Op::TableOption),
+            f,
+            "the AUTO_INCREMENT value is metadata only",
+        ),
+        OptKind::Comment => table_option(
+            Change::new(text, Op::TableOption),
+            f,
+            "the table comment is metadata only",
+        ),
+        OptKind::Stats => table_option(
+            Change::new(text, Op::TableOption),
+            f,
+            "statistics options are metadata only",
+        ),
+        OptKind::DefaultCharset(_) | OptKind::DefaultCollate(_) => table_option(
+            Change::new(text, Op::TableOption),
+            f,
+            "the table's default character set or collation is metadata only (existing columns keep theirs)",
+        ),
+        OptKind::Convert { .. } => {
+            let mut c = Change::new(text, Op::TableOption);
+            let coll = cx.table_collation.clone().unwrap_or_default();
+            let cs = collation_charset(&coll);
+            let mut alg = if f.mariadb {
+                Algorithm::Instant
+            } else {
+                Algorithm::Inplace
+            };
+            let mut why = "no column changes its character set or collation: only the table's default changes".to_string();
+            let mut columns = Vec::new();
+            for col in f.columns.iter().filter(|k| k.charset.is_some()) {
+                if let Some((a, w)) = recode(col, &cs, &coll, true, f) {
+                    columns.push(col.name.clone());
+                    if a < alg || columns.len() == 1 {
+                        why = w;
+                    }
+                    alg = alg.min(a);
+                }
+            }
+            if !f.mariadb && !columns.is_empty() {
+                alg = Algorithm::Copy;
+                why = "CONVERT TO CHARACTER SET copies the table on MySQL".into();
+            }
+            let lock = if alg == Algorithm::Copy {
+                MyLock::Shared
+            } else {
+                MyLock::None
+            };
+            set(&mut c, alg, lock, &why);
+            c.rewrite = alg == Algorithm::Copy;
+            c.instant_kind = if columns.is_empty() {
+                InstantKind::TableOption
+            } else {
+                InstantKind::Engine
+            };
+            c.columns = columns;
+            c
+        }
+        OptKind::Other(name) => {
+            let mut c = Change::new(text, Op::TableOption);
+            set(
+                &mut c,
+                Algorithm::Copy,
+                MyLock::Shared,
+                &format!("{name} is not classified: assuming a table copy"),
+            );
+            c
+        }
     }
 }
 
@@ -757,7 +1211,10 @@ fn add_constraint(text: String, tc: &TableConstraint, f: &Facts, _v: V, _maria: 
 
 /// The ALTER as the server runs it: the worst algorithm and the strongest lock. An
 /// instant row-format change (add/drop/reorder column) that shares the statement with
-/// an in-place clause is no longer instant: the table is rebuilt.
+/// an in-place clause is no longer instant: the table is rebuilt. On MariaDB a table
+/// option (AUTO_INCREMENT, COMMENT, default charset, STATS_…) with an instant rename or
+/// type change is done in place (NOCOPY), unless the row format changes too (measured on
+/// 10.11).
 pub fn combine(changes: &[Change], f: &Facts) -> Change {
     let text = changes
         .iter()
@@ -775,11 +1232,12 @@ pub fn combine(changes: &[Change], f: &Facts) -> Change {
         .filter_map(|c| c.mysql_lock)
         .max()
         .unwrap_or(MyLock::Shared);
-    let row_format_change = changes.iter().any(|c| {
-        c.algorithm == Some(Algorithm::Instant)
-            && (matches!(c.op, Op::AddColumn | Op::DropColumn)
-                || (c.op == Op::ChangeColumn && c.reason.contains("reorder")))
-    });
+    let kind = |k: InstantKind| {
+        changes
+            .iter()
+            .any(|c| c.algorithm == Some(Algorithm::Instant) && c.instant_kind == k)
+    };
+    let row_format_change = kind(InstantKind::RowFormat);
     let mut reason = changes
         .iter()
         .find(|c| c.algorithm == Some(alg))
@@ -789,6 +1247,15 @@ pub fn combine(changes: &[Change], f: &Facts) -> Change {
         alg = Algorithm::Inplace;
         reason =
             "an added/dropped column combined with an in-place clause rebuilds the table".into();
+    }
+    if f.mariadb
+        && alg == Algorithm::Instant
+        && !row_format_change
+        && kind(InstantKind::TableOption)
+        && kind(InstantKind::Engine)
+    {
+        alg = Algorithm::Nocopy;
+        reason = "a table option together with a rename or a column type change is done in place (NOCOPY), not instantly".into();
     }
     set(&mut all, alg, lock, &reason);
     all.rewrite =
@@ -915,6 +1382,8 @@ mod tests {
             long_transactions: vec![],
             settings: vec![],
             sample: None,
+            mysql: Default::default(),
+            pg: Default::default(),
         }
     }
 
@@ -945,6 +1414,131 @@ mod tests {
             one("ADD COLUMN x INT, ADD INDEX i (x)").algorithm,
             Some(Algorithm::Inplace)
         );
+    }
+
+    #[test]
+    fn varchar_from_127_bytes_extends_instantly_on_mariadb() {
+        let mut f = facts();
+        for (name, ty, cs) in [
+            ("l", "varchar(127)", "latin1"),
+            ("m", "varchar(128)", "latin1"),
+            ("u", "varchar(31)", "utf8mb4"),
+        ] {
+            f.columns.push(ColumnFact {
+                name: name.into(),
+                column_type: ty.into(),
+                data_type: "varchar".into(),
+                nullable: true,
+                charset: Some(cs.into()),
+                ..Default::default()
+            });
+        }
+        let alg = |f: &Facts, clause: &str| {
+            let ch = classify_all(&format!("ALTER TABLE t {clause}"), f).unwrap();
+            combine(&ch, f).algorithm.unwrap()
+        };
+        assert_eq!(alg(&f, "MODIFY l VARCHAR(300)"), Algorithm::Instant);
+        assert_eq!(alg(&f, "MODIFY m VARCHAR(300)"), Algorithm::Copy);
+        assert_eq!(alg(&f, "MODIFY u VARCHAR(300)"), Algorithm::Instant);
+        assert_eq!(alg(&f, "MODIFY b VARCHAR(100)"), Algorithm::Copy);
+        f.row_format = Some("Redundant".into());
+        assert_eq!(alg(&f, "MODIFY m VARCHAR(300)"), Algorithm::Instant);
+        // MySQL keeps the length-byte count.
+        f.row_format = Some("Dynamic".into());
+        f.mariadb = false;
+        f.version = (8, 0, 36);
+        assert_eq!(alg(&f, "MODIFY l VARCHAR(300)"), Algorithm::Copy);
+        assert_eq!(alg(&f, "MODIFY l VARCHAR(200)"), Algorithm::Inplace);
+    }
+
+    #[test]
+    fn unparsed_clauses_are_planned_in_order_with_the_parsed_ones() {
+        let mut f = facts();
+        f.mysql.engine = Some("InnoDB".into());
+        f.indexes.push(crate::plan::IndexFact {
+            name: "i_a".into(),
+            columns: vec!["a".into()],
+            ..Default::default()
+        });
+        let ch = classify_all(
+            "ALTER TABLE t ADD COLUMN z INT, RENAME INDEX i_a TO `i b`, ENGINE = InnoDB AUTO_INCREMENT=5, ALGORITHM=INPLACE",
+            &f,
+        )
+        .unwrap();
+        let ops: Vec<Op> = ch.iter().map(|c| c.op).collect();
+        assert_eq!(
+            ops,
+            vec![
+                Op::AddColumn,
+                Op::RenameIndex,
+                Op::TableOption,
+                Op::TableOption
+            ]
+        );
+        assert_eq!(ch[1].clause, "RENAME INDEX i_a TO `i b`");
+        assert_eq!(ch[1].columns, vec!["a".to_string()]);
+        assert_eq!(ch[2].clause, "ENGINE = InnoDB");
+        assert_eq!(
+            clause_text(&ch),
+            "ADD COLUMN z INT, RENAME INDEX i_a TO `i b`, ENGINE = InnoDB, AUTO_INCREMENT=5"
+        );
+        assert_eq!(combine(&ch, &f).algorithm, Some(Algorithm::Inplace));
+        assert_eq!(
+            one("RENAME INDEX i_a TO i_b").algorithm,
+            Some(Algorithm::Instant)
+        );
+        assert_eq!(one("ENGINE=Aria").algorithm, Some(Algorithm::Inplace));
+        f.mysql.engine = Some("InnoDB".into());
+        let ch = classify_all("ALTER TABLE t ENGINE=Aria", &f).unwrap();
+        assert_eq!(ch[0].algorithm, Some(Algorithm::Copy));
+        // A table option with an instant rename is NOCOPY on MariaDB.
+        let ch = classify_all("ALTER TABLE t AUTO_INCREMENT=9, RENAME COLUMN a TO a2", &f).unwrap();
+        assert_eq!(combine(&ch, &f).algorithm, Some(Algorithm::Nocopy));
+        let ch = classify_all(
+            "ALTER TABLE t AUTO_INCREMENT=9, RENAME COLUMN a TO a2, ADD COLUMN q INT",
+            &f,
+        )
+        .unwrap();
+        assert_eq!(combine(&ch, &f).algorithm, Some(Algorithm::Instant));
+    }
+
+    #[test]
+    fn convert_judges_every_character_column() {
+        let mut f = facts();
+        f.mysql.table_collation = Some("utf8mb4_general_ci".into());
+        f.columns[1].collation = Some("utf8mb4_general_ci".into());
+        f.columns.push(ColumnFact {
+            name: "s".into(),
+            column_type: "varchar(20)".into(),
+            data_type: "varchar".into(),
+            charset: Some("utf8mb3".into()),
+            collation: Some("utf8mb3_general_ci".into()),
+            nullable: true,
+            ..Default::default()
+        });
+        let alg = |f: &Facts, clause: &str| {
+            let ch = classify_all(&format!("ALTER TABLE t {clause}"), f).unwrap();
+            combine(&ch, f).algorithm.unwrap()
+        };
+        assert_eq!(
+            alg(&f, "CONVERT TO CHARACTER SET utf8mb4"),
+            Algorithm::Instant
+        );
+        assert_eq!(alg(&f, "CONVERT TO CHARACTER SET latin1"), Algorithm::Copy);
+        f.columns[1].indexed = true;
+        assert_eq!(
+            alg(&f, "CONVERT TO CHARSET utf8mb4 COLLATE utf8mb4_bin"),
+            Algorithm::Nocopy
+        );
+        // MODIFY without a character set takes the table's default.
+        assert_eq!(alg(&f, "MODIFY s VARCHAR(20)"), Algorithm::Instant);
+        assert_eq!(
+            alg(&f, "DEFAULT CHARSET=latin1, MODIFY b VARCHAR(50)"),
+            Algorithm::Copy
+        );
+        f.mariadb = false;
+        f.version = (8, 0, 36);
+        assert_eq!(alg(&f, "CONVERT TO CHARACTER SET utf8mb4"), Algorithm::Copy);
     }
 
     #[test]

@@ -192,30 +192,60 @@ fn create_index(ci: &sqlparser::ast::CreateIndex) -> Change {
     c
 }
 
-/// Is the type change binary-coercible (no rewrite)?
-pub fn type_change_rewrites(old: &str, new: &DataType) -> bool {
-    let (on, oa) = super::type_parts(old);
-    let new_s = new.to_string().to_lowercase();
-    let (nn, na) = super::type_parts(&new_s);
-    let canon = |n: &str| -> String {
-        match n {
-            "character varying" | "varchar" => "varchar".into(),
-            "integer" | "int" | "int4" => "int4".into(),
-            "bigint" | "int8" => "int8".into(),
-            "smallint" | "int2" => "int2".into(),
-            "numeric" | "decimal" => "numeric".into(),
-            "character" | "char" | "bpchar" => "bpchar".into(),
-            "double precision" | "float8" => "float8".into(),
-            "real" | "float4" => "float4".into(),
-            "timestamp without time zone" | "timestamp" => "timestamp".into(),
-            "timestamp with time zone" | "timestamptz" => "timestamptz".into(),
-            other => other.to_string(),
+/// A PostgreSQL type's canonical name and modifiers: `timestamp(3) with time zone` →
+/// (`timestamptz`, [3]).
+fn pg_type(t: &str) -> (String, Vec<u64>) {
+    let t = t.trim().to_lowercase();
+    let (name, args) = super::type_parts(&t);
+    let zoned = t.contains("with time zone") || name == "timestamptz" || name == "timetz";
+    let unzoned = t.contains("without time zone");
+    let name = match name.as_str() {
+        "character varying" | "varchar" => "varchar",
+        "integer" | "int" | "int4" => "int4",
+        "bigint" | "int8" => "int8",
+        "smallint" | "int2" => "int2",
+        "numeric" | "decimal" => "numeric",
+        "character" | "char" | "bpchar" => "bpchar",
+        "double precision" | "float8" => "float8",
+        "real" | "float4" => "float4",
+        "timestamp"
+        | "timestamptz"
+        | "timestamp without time zone"
+        | "timestamp with time zone" => {
+            if zoned && !unzoned {
+                "timestamptz"
+            } else {
+                "timestamp"
+            }
         }
-    };
-    let (o, n) = (canon(&on), canon(&nn));
+        "time" | "timetz" | "time without time zone" | "time with time zone" => {
+            if zoned && !unzoned {
+                "timetz"
+            } else {
+                "time"
+            }
+        }
+        other => other,
+    }
+    .to_string();
+    (name, args)
+}
+
+/// Does changing a column of type `old` to `new` rewrite the table? Binary-coercible
+/// changes do not: varchar(n) → varchar(m ≥ n), → text, text → varchar,
+/// numeric(p,s) → numeric(p' ≥ p, s), → numeric, cidr → inet, a timestamp gaining
+/// precision. timestamp ↔ timestamptz does not either when the session's TimeZone is
+/// UTC at every instant (`session_utc`, PostgreSQL 12+) and the new type has no precision
+/// below 6 (a precision is applied to the converted value, measured on 15: timestamp →
+/// timestamptz(3) rewrites, → timestamptz(6) does not).
+pub fn type_change_rewrites(old: &str, new: &DataType, session_utc: bool) -> bool {
+    let (o, oa) = pg_type(old);
+    let (n, na) = pg_type(&new.to_string());
     if o == n && oa == na {
         return false;
     }
+    // An unconstrained timestamp has precision 6.
+    let precision = |a: &[u64]| a.first().copied().unwrap_or(6);
     match (o.as_str(), n.as_str()) {
         ("varchar", "varchar") => match (oa.first(), na.first()) {
             (_, None) => false,
@@ -237,7 +267,29 @@ pub fn type_change_rewrites(old: &str, new: &DataType) -> bool {
             _ => true,
         },
         ("cidr", "inet") => false,
+        ("timestamp", "timestamp") | ("timestamptz", "timestamptz") => {
+            precision(&na) < precision(&oa)
+        }
+        ("timestamp", "timestamptz") | ("timestamptz", "timestamp") => {
+            !session_utc || precision(&na) < 6
+        }
         _ => true,
+    }
+}
+
+/// `USING` that is the column itself (or the column cast to the new type): the
+/// conversion is the type's own, as without `USING`.
+fn using_is_plain(e: &Expr, col: &str, new: &DataType) -> bool {
+    let is_col = |e: &Expr| match e {
+        Expr::Identifier(i) => i.value == col,
+        _ => false,
+    };
+    match e {
+        Expr::Nested(x) => using_is_plain(x, col, new),
+        Expr::Cast {
+            expr, data_type, ..
+        } => is_col(expr) && pg_type(&data_type.to_string()) == pg_type(&new.to_string()),
+        e => is_col(e),
     }
 }
 
@@ -370,24 +422,12 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
                         );
                     }
                 }
-                AlterColumnOperation::SetDataType { data_type, .. } => {
+                AlterColumnOperation::SetDataType {
+                    data_type, using, ..
+                } => {
                     c = Change::new(text, Op::ChangeType);
                     c.new_type = Some(data_type.to_string());
-                    let rewrites = f
-                        .column(&col)
-                        .map(|k| type_change_rewrites(&k.column_type, data_type))
-                        .unwrap_or(true);
-                    if rewrites {
-                        set(&mut c, PgLock::AccessExclusive, true, true, "the type change is not binary-coercible: the table and its indexes are rewritten under ACCESS EXCLUSIVE");
-                    } else {
-                        set(
-                            &mut c,
-                            PgLock::AccessExclusive,
-                            false,
-                            false,
-                            "binary-coercible type change: catalog only",
-                        );
-                    }
+                    retype(&mut c, &col, data_type, using.as_ref(), f);
                 }
                 AlterColumnOperation::AddGenerated { .. } => {
                     c = Change::new(text, Op::Other);
@@ -560,6 +600,63 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
             c
         }
     }
+}
+
+/// `ALTER COLUMN col TYPE new [USING e]`.
+fn retype(c: &mut Change, col: &str, new: &DataType, using: Option<&Expr>, f: &Facts) {
+    let Some(old) = f.column(col) else {
+        return set(
+            c,
+            PgLock::AccessExclusive,
+            true,
+            true,
+            "the column does not exist; the server will refuse the ALTER",
+        );
+    };
+    if using.is_some_and(|e| !using_is_plain(e, col, new)) {
+        return set(
+            c,
+            PgLock::AccessExclusive,
+            true,
+            true,
+            "USING computes every value anew: the table and its indexes are rewritten under ACCESS EXCLUSIVE",
+        );
+    }
+    let (o, _) = pg_type(&old.column_type);
+    let (n, _) = pg_type(&new.to_string());
+    let zone_change = matches!(
+        (o.as_str(), n.as_str()),
+        ("timestamp", "timestamptz") | ("timestamptz", "timestamp")
+    );
+    let session_utc = f.version >= (12, 0, 0) && f.pg.time_zone_is_utc;
+    let zone = f.pg.time_zone.as_deref().unwrap_or("unknown");
+    if type_change_rewrites(&old.column_type, new, session_utc) {
+        let why = if zone_change && !session_utc {
+            format!("{o} → {n} converts every value in the session TimeZone ({zone}, not UTC): the table and its indexes are rewritten under ACCESS EXCLUSIVE (a session with TimeZone UTC would not rewrite it, PostgreSQL 12+)")
+        } else {
+            "the type change is not binary-coercible: the table and its indexes are rewritten under ACCESS EXCLUSIVE".to_string()
+        };
+        return set(c, PgLock::AccessExclusive, true, true, why);
+    }
+    if zone_change {
+        // The values stay; the indexes over the column change operator class and are
+        // rebuilt (a scan).
+        c.needs_utc_session = true;
+        return set(
+            c,
+            PgLock::AccessExclusive,
+            false,
+            old.indexed,
+            format!("{o} → {n} in a session with TimeZone UTC (godwit's sessions set it; this plan assumes {zone}) keeps every value: no rewrite (PostgreSQL 12+){}; in a session with another TimeZone the table is rewritten", if old.indexed { ", but the column's indexes are rebuilt" } else { "" }),
+        );
+    }
+    set(
+        c,
+        PgLock::AccessExclusive,
+        false,
+        false,
+        "binary-coercible type change: catalog only",
+    );
 }
 
 fn add_column(c: &mut Change, d: &ColumnDef, f: &Facts, volatile: &[String]) {
@@ -790,6 +887,10 @@ pub fn recommend(
         }
     }
     let mut statements = vec![timeout];
+    if changes.iter().any(|c| c.needs_utc_session) {
+        statements.push("SET TimeZone = 'UTC'".into());
+        reasons.push("the plan assumes a session with TimeZone UTC (as godwit's): timestamp ↔ timestamptz then keeps the table");
+    }
     if !rest.is_empty() {
         statements.push(format!("ALTER TABLE {q} {}", rest.join(", ")));
     }
@@ -836,20 +937,40 @@ mod tests {
 
     #[test]
     fn binary_coercible_type_changes() {
+        let r = |old: &str, new: &str| type_change_rewrites(old, &dt(new), true);
+        assert!(!r("character varying(50)", "varchar(100)"));
+        assert!(!r("character varying(50)", "text"));
+        assert!(r("character varying(50)", "varchar(20)"));
+        assert!(!r("numeric(10,2)", "numeric(12,2)"));
+        assert!(r("numeric(10,2)", "numeric(10,3)"));
+        assert!(r("integer", "bigint"));
+        assert!(!r("integer", "int"));
+        assert!(r("text", "varchar(500)"));
+        assert!(!r("timestamp(3) without time zone", "timestamp(6)"));
+        assert!(r("timestamp without time zone", "timestamp(3)"));
+    }
+
+    #[test]
+    fn timestamp_to_timestamptz_depends_on_the_session_time_zone() {
+        let ts = "timestamp without time zone";
+        assert!(!type_change_rewrites(ts, &dt("timestamptz"), true));
         assert!(!type_change_rewrites(
-            "character varying(50)",
-            &dt("varchar(100)")
+            ts,
+            &dt("timestamp with time zone"),
+            true
         ));
-        assert!(!type_change_rewrites("character varying(50)", &dt("text")));
+        assert!(type_change_rewrites(ts, &dt("timestamptz"), false));
+        assert!(type_change_rewrites(ts, &dt("timestamptz(3)"), true));
+        assert!(!type_change_rewrites(
+            "timestamp(3) with time zone",
+            &dt("timestamp"),
+            true
+        ));
         assert!(type_change_rewrites(
-            "character varying(50)",
-            &dt("varchar(20)")
+            "timestamp(3) with time zone",
+            &dt("timestamp"),
+            false
         ));
-        assert!(!type_change_rewrites("numeric(10,2)", &dt("numeric(12,2)")));
-        assert!(type_change_rewrites("numeric(10,2)", &dt("numeric(10,3)")));
-        assert!(type_change_rewrites("integer", &dt("bigint")));
-        assert!(!type_change_rewrites("integer", &dt("int")));
-        assert!(type_change_rewrites("text", &dt("varchar(500)")));
     }
 
     #[test]

@@ -5,7 +5,8 @@ use super::sql::quote;
 use super::{conn_err, parse_version, SESSION_SETUP};
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{
-    ColumnFact, Facts, IndexFact, LongTransaction, PlanOptions, Probe, ProbeResult, Sample,
+    ColumnFact, Facts, IndexFact, LongTransaction, MysqlFacts, PlanOptions, Probe, ProbeResult,
+    Sample,
 };
 use crate::target::{EngineKind, Target};
 use mysql_async::prelude::*;
@@ -129,7 +130,7 @@ impl Session {
         let meta: Option<Row> = self
             .conn
             .exec_first(
-                "SELECT TABLE_TYPE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, AVG_ROW_LENGTH, ROW_FORMAT, DATA_FREE \
+                "SELECT TABLE_TYPE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, AVG_ROW_LENGTH, ROW_FORMAT, DATA_FREE, ENGINE, TABLE_COLLATION \
                  FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
                 (&db, table),
             )
@@ -151,14 +152,18 @@ impl Session {
         let idx_rows: Vec<Row> = self
             .conn
             .exec(
-                "SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE, INDEX_TYPE FROM information_schema.STATISTICS \
+                "SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE, INDEX_TYPE, SUB_PART FROM information_schema.STATISTICS \
                  WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
                 (&db, table),
             )
             .await
             .map_err(|e| conn_err(e, "reading indexes"))?;
         let mut indexes: Vec<IndexFact> = Vec::new();
+        let mut prefixed: Vec<String> = Vec::new();
         for r in &idx_rows {
+            if n(r, 4).is_some() {
+                prefixed.push(s(r, 1).unwrap_or_default());
+            }
             let name = s(r, 0).unwrap_or_default();
             let col = s(r, 1).unwrap_or_default();
             match indexes.iter_mut().find(|i| i.name == name) {
@@ -175,7 +180,7 @@ impl Session {
         let col_rows: Vec<Row> = self
             .conn
             .exec(
-                "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, IFNULL(GENERATION_EXPRESSION, '') \
+                "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, IFNULL(GENERATION_EXPRESSION, ''), COLLATION_NAME \
                  FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
                 (&db, table),
             )
@@ -194,6 +199,8 @@ impl Session {
                     nullable: s(r, 3).as_deref() == Some("YES"),
                     charset: s(r, 4),
                     generated: !s(r, 5).unwrap_or_default().is_empty(),
+                    collation: s(r, 6),
+                    prefix_indexed: prefixed.iter().any(|c| c.eq_ignore_ascii_case(&name)),
                     name,
                 }
             })
@@ -244,6 +251,37 @@ impl Session {
             .map(|i| i.columns.clone())
             .unwrap_or_default();
         let sample = self.sample(table, &pk, o.sample_rows).await;
+        let charsets: Vec<Row> = self
+            .conn
+            .query(
+                "SELECT CHARACTER_SET_NAME, DEFAULT_COLLATE_NAME, CAST(MAXLEN AS UNSIGNED) \
+                 FROM information_schema.CHARACTER_SETS",
+            )
+            .await
+            .map_err(|e| conn_err(e, "reading character sets"))?;
+        let schema_collation: Option<String> = self
+            .conn
+            .exec_first(
+                "SELECT DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                (&db,),
+            )
+            .await
+            .map_err(|e| conn_err(e, "reading the database's collation"))?;
+        let mysql = MysqlFacts {
+            engine: s(&meta, 7),
+            table_collation: s(&meta, 8),
+            schema_collation,
+            charsets: charsets
+                .iter()
+                .map(|r| {
+                    (
+                        s(r, 0).unwrap_or_default(),
+                        s(r, 1).unwrap_or_default(),
+                        n(r, 2).unwrap_or(1),
+                    )
+                })
+                .collect(),
+        };
         Ok(Facts {
             engine: EngineKind::Mysql,
             mariadb: self.mariadb,
@@ -265,6 +303,8 @@ impl Session {
             long_transactions,
             settings,
             sample,
+            mysql,
+            pg: Default::default(),
         })
     }
 

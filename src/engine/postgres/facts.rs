@@ -3,11 +3,11 @@
 //! bounded data checks. The session is READ ONLY.
 
 use super::conn::{self, pg_err};
-use super::inspect::split_name;
+use super::inspect::{row_estimate_sql, split_name};
 use super::sql::quote;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{
-    ColumnFact, Facts, IndexFact, LongTransaction, PlanOptions, Probe, ProbeResult, Sample,
+    ColumnFact, Facts, IndexFact, LongTransaction, PgFacts, PlanOptions, Probe, ProbeResult, Sample,
 };
 use crate::target::{EngineKind, Target};
 use std::time::Instant;
@@ -17,10 +17,15 @@ pub struct Session {
     c: Client,
 }
 
-const REL: &str = "SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relpersistence::text, \
-  GREATEST(c.reltuples, 0)::int8, pg_table_size(c.oid), pg_indexes_size(c.oid) \
+/// The row estimate: as the dry run's ([`row_estimate_sql`]).
+const REL: &str = concat!(
+    "SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relpersistence::text, \
+  round(",
+    row_estimate_sql!(),
+    ")::int8, pg_table_size(c.oid), pg_indexes_size(c.oid) \
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-  WHERE c.relname = $2 AND n.nspname = COALESCE($1, current_schema())";
+  WHERE c.relname = $2 AND n.nspname = COALESCE($1, current_schema())"
+);
 
 const COLUMNS: &str = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, NOT a.attnotnull, \
   a.attgenerated <> '' , EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND a.attnum = ANY(i.indkey::int2[])) \
@@ -121,7 +126,7 @@ impl Session {
                 nullable: r.get(3),
                 generated: r.get(4),
                 indexed: r.get(5),
-                charset: None,
+                ..Default::default()
             })
             .collect();
         let idxs = c
@@ -180,6 +185,21 @@ impl Session {
                 settings.push((s.to_string(), r.get::<_, String>(0)));
             }
         }
+        // The zone is UTC at every instant from 1800 to 2200 (no daylight saving time, no
+        // historical offset): what PostgreSQL's pg_get_timezone_offset() checks.
+        let tz = c
+            .query_one(
+                "SELECT current_setting('TimeZone'), NOT EXISTS (SELECT 1 FROM generate_series(timestamptz '1800-01-01 00:00+00', timestamptz '2200-01-01 00:00+00', interval '1 month') t(at) WHERE extract(timezone FROM t.at) <> 0)",
+                &[],
+            )
+            .await
+            .map_err(|e| pg_err(e, "reading the session's TimeZone"))?;
+        let time_zone: String = tz.get(0);
+        settings.push(("TimeZone".to_string(), time_zone.clone()));
+        let pg = PgFacts {
+            time_zone: Some(time_zone),
+            time_zone_is_utc: tz.get(1),
+        };
         let mut facts = Facts {
             engine: EngineKind::Postgres,
             server_version: format!("PostgreSQL {version}"),
@@ -211,6 +231,8 @@ impl Session {
             long_transactions: long,
             settings,
             sample: None,
+            mysql: Default::default(),
+            pg,
         };
         facts.sample = self.sample(&facts, o.sample_rows).await;
         Ok(facts)

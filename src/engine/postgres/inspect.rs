@@ -24,9 +24,39 @@ pub struct RelInfo {
     pub identity_index: Option<String>,
 }
 
-const REL: &str = "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text, c.relpersistence::text, c.relreplident::text, c.relispartition, GREATEST(c.reltuples, 0)::float8, pg_table_size(c.oid), pg_indexes_size(c.oid), pg_get_userbyid(c.relowner)::text \
+/// The rows of the relation `c` (a `pg_class` row) now, as PostgreSQL's planner estimates
+/// them (`table_block_relation_estimate_size`): its current pages times the density of the
+/// last VACUUM/ANALYZE (`reltuples / relpages`), or, for a table never analyzed
+/// (`reltuples` -1, or 0 with no pages before 14), the rows of an average width that fit
+/// in a page: 8 kB less the page header, per row its type widths (varchar(n): as
+/// `get_typavgwidth`; other variable widths 32 bytes) plus 28 bytes of tuple header and
+/// line pointer. A partitioned table (no storage) keeps `reltuples`. float8.
+macro_rules! row_estimate_sql {
+    () => {
+        "(CASE WHEN c.relkind = 'p' THEN GREATEST(c.reltuples, 0)::float8 \
+          ELSE floor(pg_relation_size(c.oid) / current_setting('block_size')::float8) * \
+            CASE WHEN c.reltuples >= 0 AND c.relpages > 0 THEN c.reltuples::float8 / c.relpages \
+            ELSE ((current_setting('block_size')::int - 24) / (28 + ( \
+              SELECT COALESCE(sum(CASE WHEN t.typlen > 0 THEN t.typlen \
+                WHEN t.typname = 'bpchar' AND a.atttypmod > 4 THEN w.m \
+                WHEN t.typname = 'varchar' AND a.atttypmod > 4 THEN \
+                  CASE WHEN w.m <= 32 THEN w.m WHEN w.m < 1000 THEN 32 + (w.m - 32) / 2 ELSE 516 END \
+                ELSE 32 END), 0)::int \
+              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+              CROSS JOIN LATERAL (SELECT (a.atttypmod - 4) * pg_encoding_max_length(pg_char_to_encoding(current_setting('server_encoding'))) + 4 AS m) w \
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)))::float8 \
+            END END)"
+    };
+}
+pub(crate) use row_estimate_sql;
+
+const REL: &str = concat!(
+    "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text, c.relpersistence::text, c.relreplident::text, c.relispartition, ",
+    row_estimate_sql!(),
+    ", pg_table_size(c.oid), pg_indexes_size(c.oid), pg_get_userbyid(c.relowner)::text \
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-    WHERE n.nspname = COALESCE($1, current_schema()) AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')";
+    WHERE n.nspname = COALESCE($1, current_schema()) AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+);
 
 const COLUMNS: &str = "SELECT a.attname::text, a.attnum::int4, t.typname::text, t.typtype::text, bt.typname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attgenerated::text \
     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type bt ON bt.oid = t.typbasetype \
@@ -133,7 +163,7 @@ pub async fn inspect(c: &Client, schema: Option<&str>, name: &str) -> Result<(Ta
         name: info.name.clone(),
         columns,
         unique_keys,
-        row_estimate: reltuples as u64,
+        row_estimate: reltuples.max(0.0).round() as u64,
         data_bytes: data_bytes.max(0) as u64,
         index_bytes: index_bytes.max(0) as u64,
     };

@@ -1,10 +1,14 @@
 //! `add_column`: add a column; rows written by the old application get `up`.
 //!
 //! expand: ADD COLUMN (nullable while the old application runs), trigger filling NULLs
-//! with `up`. backfill: `up` for existing rows. contract: NOT NULL if asked, drop trigger.
+//! with `up` and computing it again when a write changes a column `up` reads without
+//! writing the new column. backfill: `up` for existing rows. contract: NOT NULL if
+//! asked, drop trigger.
 
-use super::{need, Backfill, Branch, Cond, Cx, Filter, Op, Probe, Stmt, Trigger, Val};
-use crate::phases::catalog::ColumnInfo;
+use super::{
+    follow_sources, need, Backfill, Branch, Cond, Cx, Filter, Op, Probe, Stmt, Trigger, Val,
+};
+use crate::phases::catalog::{ColumnInfo, TableInfo};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -34,16 +38,23 @@ pub struct AddColumn {
 }
 
 impl AddColumn {
-    fn trigger(&self) -> Option<Trigger> {
+    /// Insert: a row without the column gets `up`. Update: `up` again when the write
+    /// changes a column `up` reads and does not write the new column itself (the old
+    /// application never names it: a write that does is the new application's, and
+    /// stays); a row not backfilled yet gets it too.
+    fn trigger(&self, info: &TableInfo) -> Option<Trigger> {
         let up = self.up.as_ref()?;
-        let chain = vec![Branch {
-            cond: Cond::IsNull(self.column.name.clone()),
-            col: self.column.name.clone(),
+        let col = &self.column.name;
+        let fill = Branch {
+            cond: Cond::IsNull(col.clone()),
+            col: col.clone(),
             val: Val::Expr(up.clone()),
-        }];
+        };
+        let mut update = vec![fill.clone()];
+        update.extend(follow_sources(info, col, up, false));
         Some(Trigger {
-            insert: vec![chain.clone()],
-            update: vec![chain],
+            insert: vec![vec![fill]],
+            update: vec![update],
         })
     }
 }
@@ -97,7 +108,7 @@ impl Op for AddColumn {
             vec![cx
                 .sql
                 .add_column(&self.table, &self.column.name, &self.column.type_, default)];
-        if let Some(t) = self.trigger() {
+        if let Some(t) = self.trigger(info) {
             out.extend(cx.sql.create_trigger(&self.table, &cx.tag, &t, info));
         }
         if !self.column.nullable {
@@ -180,18 +191,85 @@ impl Op for AddColumn {
                 out.extend(cx.sql.set_not_null(&self.table, &col, &cx.tag));
             }
         }
-        if self.trigger().is_some() {
+        if self.up.is_some() {
             out.extend(cx.sql.drop_trigger(&self.table, &cx.tag));
         }
         Ok(out)
     }
     fn abort(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         let mut out = Vec::new();
-        if self.trigger().is_some() {
+        if self.up.is_some() {
             out.extend(cx.sql.drop_trigger(&self.table, &cx.tag));
         }
         out.extend(cx.sql.not_null_abort(&self.table, &cx.tag));
         out.push(cx.sql.drop_column(&self.table, &self.column.name));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phases::dialect::Dialect;
+    use crate::phases::sql_mysql::Mysql;
+    use crate::phases::sql_postgres::Postgres;
+
+    fn expand(sql: &dyn Dialect, up: &str) -> String {
+        let info = TableInfo {
+            name: "t".into(),
+            columns: vec![
+                ColumnInfo::declared("id", "int"),
+                ColumnInfo::declared("qty", "int"),
+                ColumnInfo::declared("note", "text"),
+            ],
+            primary_key: vec!["id".into()],
+            ..TableInfo::default()
+        };
+        let op = AddColumn {
+            table: "t".into(),
+            column: ColumnDef {
+                name: "score".into(),
+                type_: "INT".into(),
+                nullable: true,
+                default: None,
+            },
+            up: Some(up.into()),
+        };
+        let cx = Cx {
+            sql,
+            catalog: crate::phases::ops::no_catalog(),
+            planning: false,
+            table: Some(&info),
+            tag: "_godwit_t_1".into(),
+            resuming: false,
+        };
+        op.expand(&cx)
+            .unwrap()
+            .iter()
+            .map(|s| s.sql.clone())
+            .collect::<Vec<_>>()
+            .join(";\n")
+    }
+
+    #[test]
+    fn up_is_computed_again_when_what_it_reads_changes() {
+        let pg = Postgres {
+            schema: "public".into(),
+            version: 150_000,
+        };
+        let out = expand(&pg, "COALESCE(qty, 0) * 2");
+        assert!(
+            out.contains("ELSIF (NOT (NEW.\"score\" IS DISTINCT FROM OLD.\"score\")) AND ((NEW.\"qty\" IS DISTINCT FROM OLD.\"qty\")) THEN NEW.\"score\" := (SELECT (COALESCE(qty, 0) * 2) FROM (SELECT NEW.*) AS _godwit_row);"),
+            "{out}"
+        );
+        let my = Mysql { db: "d".into() };
+        let out = expand(&my, "COALESCE(qty, 0) * 2");
+        assert!(
+            out.contains("ELSEIF (NOT (NOT (NEW.`score` <=> OLD.`score`))) AND ((NOT (NEW.`qty` <=> OLD.`qty`))) THEN SET NEW.`score` ="),
+            "{out}"
+        );
+        // An `up` that reads no column is not computed again.
+        let out = expand(&pg, "42");
+        assert!(!out.contains("ELSIF"), "{out}");
     }
 }

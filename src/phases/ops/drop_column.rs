@@ -1,11 +1,13 @@
 //! `drop_column`: the new application stops writing the column; contract drops it.
 //!
 //! expand: when `down` is given, a trigger fills the column with `down` for rows the new
-//! application writes without it (so a NOT NULL column does not reject them).
+//! application writes without it (so a NOT NULL column does not reject them), and
+//! computes a value `down` gave again when a write changes what `down` reads.
 //! contract: drop the trigger and the column, with no write in between. abort: drop the
 //! trigger.
 
-use super::{missing_column, need, Branch, Cond, Cx, Op, Stmt, Trigger, Val};
+use super::{follow_sources, missing_column, need, Branch, Cond, Cx, Op, Stmt, Trigger, Val};
+use crate::phases::catalog::TableInfo;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -18,7 +20,11 @@ pub struct DropColumn {
 }
 
 impl DropColumn {
-    fn trigger(&self) -> Option<Trigger> {
+    /// Insert: a row without the column gets `down`. Update: a value `down` gave (the row
+    /// held `down` of itself) is computed again when the write changes a column `down`
+    /// reads and does not write this column, so the old application keeps reading what
+    /// `down` says of the row.
+    fn trigger(&self, info: &TableInfo) -> Option<Trigger> {
         let down = self.down.as_ref()?;
         let chain = vec![Branch {
             cond: Cond::IsNull(self.column.clone()),
@@ -27,7 +33,10 @@ impl DropColumn {
         }];
         Some(Trigger {
             insert: vec![chain],
-            update: vec![],
+            update: follow_sources(info, &self.column, down, true)
+                .map(|b| vec![b])
+                .into_iter()
+                .collect(),
         })
     }
 }
@@ -48,7 +57,7 @@ impl Op for DropColumn {
         let col = info
             .column(&self.column)
             .ok_or_else(|| missing_column(&self.table, &self.column))?;
-        match self.trigger() {
+        match self.trigger(info) {
             Some(t) => Ok(cx.sql.create_trigger(&self.table, &cx.tag, &t, info)),
             None if !col.nullable && col.default.is_none() => Err(format!(
                 "column `{}` is NOT NULL without a default: give `down` (the value for rows the new application writes)",
@@ -58,13 +67,67 @@ impl Op for DropColumn {
         }
     }
     fn contract(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
-        let tag = self.trigger().map(|_| cx.tag.as_str());
+        let tag = self.down.as_ref().map(|_| cx.tag.as_str());
         Ok(cx.sql.drop_synced_column(&self.table, &self.column, tag))
     }
     fn abort(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
-        Ok(match self.trigger() {
+        Ok(match self.down {
             Some(_) => cx.sql.drop_trigger(&self.table, &cx.tag),
             None => vec![],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phases::catalog::ColumnInfo;
+    use crate::phases::dialect::Dialect;
+    use crate::phases::sql_mysql::Mysql;
+    use crate::phases::sql_postgres::Postgres;
+
+    fn info() -> TableInfo {
+        TableInfo {
+            name: "t".into(),
+            columns: vec![
+                ColumnInfo::declared("id", "int"),
+                ColumnInfo::declared("a", "int"),
+                ColumnInfo {
+                    nullable: false,
+                    ..ColumnInfo::declared("legacy", "int")
+                },
+            ],
+            primary_key: vec!["id".into()],
+            ..TableInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_value_down_gave_follows_the_row() {
+        let op = DropColumn {
+            table: "t".into(),
+            column: "legacy".into(),
+            down: Some("a * 3".into()),
+        };
+        let t = op.trigger(&info()).unwrap();
+        assert_eq!(t.update.len(), 1);
+        let i = info();
+        let pg = Postgres {
+            schema: "public".into(),
+            version: 150_000,
+        };
+        let out = pg.create_trigger("t", "_godwit_t_1", &t, &i)[0].sql.clone();
+        assert!(
+            out.contains("(OLD.\"legacy\" IS NOT DISTINCT FROM CAST((SELECT (a * 3) FROM (SELECT OLD.*) AS _godwit_row) AS int))"),
+            "{out}"
+        );
+        let my = Mysql { db: "d".into() };
+        let out = my.create_trigger("t", "_godwit_t_1", &t, &i)[1].sql.clone();
+        assert!(
+            out.contains(
+                "(OLD.`legacy` <=> (SELECT (a * 3) FROM (SELECT OLD.`a` AS `a`) AS `_godwit_row`))"
+            ),
+            "{out}"
+        );
     }
 }

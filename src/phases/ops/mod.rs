@@ -123,9 +123,62 @@ pub enum Cond {
     Differs(String, Val),
     /// A user SQL condition over the row is true (NULL counts as false, as in a CHECK).
     Holds(String),
+    /// Before the write the column held `val` computed over the row before the write
+    /// (NULL-safe; update only): its value was derived, not written.
+    Was(String, Val),
     /// Every condition holds.
     All(Vec<Cond>),
+    /// At least one condition holds.
+    Any(Vec<Cond>),
+    /// The condition does not hold.
+    Not(Box<Cond>),
     Always,
+}
+
+/// Whether the SQL expression `expr` names the column `col`: as a whole word, in any
+/// case, quoted or not. A mention inside a string literal counts too (harmless: the
+/// column is then only watched for nothing).
+pub(crate) fn mentions(expr: &str, col: &str) -> bool {
+    let (e, c) = (expr.to_lowercase(), col.to_lowercase());
+    let word =
+        |ch: Option<char>| ch.is_some_and(|ch| ch.is_alphanumeric() || ch == '_' || ch == '$');
+    e.match_indices(&c)
+        .any(|(i, _)| !word(e[..i].chars().next_back()) && !word(e[i + c.len()..].chars().next()))
+}
+
+/// The branch of an UPDATE trigger that re-evaluates `expr` into `col` when the write
+/// changes a column `expr` reads (`col` excepted) and does not write `col` itself. With
+/// `derived_only`, only when `col` held `expr` of the row before the write — a value
+/// the trigger or the backfill derived, not one an application wrote (the two cannot be
+/// told apart when equal: such a value follows the row too). None when `expr` reads no
+/// column of the table.
+pub(crate) fn follow_sources(
+    info: &TableInfo,
+    col: &str,
+    expr: &str,
+    derived_only: bool,
+) -> Option<Branch> {
+    let changed: Vec<Cond> = info
+        .columns
+        .iter()
+        .filter(|c| c.name != col && mentions(expr, &c.name))
+        .map(|c| Cond::Changed(c.name.clone()))
+        .collect();
+    if changed.is_empty() {
+        return None;
+    }
+    let mut all = vec![
+        Cond::Not(Box::new(Cond::Changed(col.to_string()))),
+        Cond::Any(changed),
+    ];
+    if derived_only {
+        all.push(Cond::Was(col.to_string(), Val::Expr(expr.to_string())));
+    }
+    Some(Branch {
+        cond: Cond::All(all),
+        col: col.to_string(),
+        val: Val::Expr(expr.to_string()),
+    })
 }
 
 /// A value a trigger or a backfill assigns.

@@ -1,10 +1,15 @@
 //! `set_not_null`: make a column NOT NULL; NULLs become `up`.
 //!
-//! expand: a trigger turns NULLs written by the old application into `up`. backfill: `up`
-//! for existing NULLs. contract: NOT NULL (PostgreSQL through a validated CHECK, so the
+//! expand: a trigger turns NULLs written by the old application into `up`, and computes
+//! a value `up` gave again when a write changes what `up` reads. backfill: `up` for
+//! existing NULLs. contract: NOT NULL (PostgreSQL through a validated CHECK, so the
 //! ACCESS EXCLUSIVE lock does not scan), drop the trigger.
 
-use super::{missing_column, need, Backfill, Branch, Cond, Cx, Filter, Op, Stmt, Trigger, Val};
+use super::{
+    follow_sources, missing_column, need, Backfill, Branch, Cond, Cx, Filter, Op, Stmt, Trigger,
+    Val,
+};
+use crate::phases::catalog::TableInfo;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -17,15 +22,20 @@ pub struct SetNotNull {
 }
 
 impl SetNotNull {
-    fn trigger(&self) -> Trigger {
-        let chain = vec![Branch {
+    /// A NULL written becomes `up`; on update, a value `up` gave (the row held `up` of
+    /// itself) is computed again when the write changes a column `up` reads and does not
+    /// write this column: the row keeps the value a NULL would get now.
+    fn trigger(&self, info: &TableInfo) -> Trigger {
+        let fill = Branch {
             cond: Cond::IsNull(self.column.clone()),
             col: self.column.clone(),
             val: Val::Expr(self.up.clone()),
-        }];
+        };
+        let mut update = vec![fill.clone()];
+        update.extend(follow_sources(info, &self.column, &self.up, true));
         Trigger {
-            insert: vec![chain.clone()],
-            update: vec![chain],
+            insert: vec![vec![fill]],
+            update: vec![update],
         }
     }
 }
@@ -55,7 +65,7 @@ impl Op for SetNotNull {
         }
         let mut out = cx
             .sql
-            .create_trigger(&self.table, &cx.tag, &self.trigger(), info);
+            .create_trigger(&self.table, &cx.tag, &self.trigger(info), info);
         out.extend(cx.sql.not_null_expand(&self.table, &self.column, &cx.tag));
         Ok(out)
     }

@@ -82,6 +82,8 @@ pub(crate) mod fixture {
             long_transactions: vec![],
             settings: vec![],
             sample: None,
+            mysql: Default::default(),
+            pg: Default::default(),
         }
     }
 
