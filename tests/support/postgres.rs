@@ -169,7 +169,7 @@ impl TestDb {
             .collect();
         let t = format!("'{table}'::regclass");
         for sql in [
-            format!("SELECT concat_ws(' | ', 'column+', a.attname, co.collname, a.attstorage, a.attcompression, a.attstattarget, col_description(a.attrelid, a.attnum)) \
+            format!("SELECT concat_ws(' | ', 'column+', a.attname, co.collname, a.attstorage, a.attcompression, a.attstattarget, a.attoptions::text, col_description(a.attrelid, a.attnum)) \
              FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation \
              WHERE a.attrelid = {t} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"),
             format!("SELECT concat_ws(' | ', 'constraint', conname, contype, pg_get_constraintdef(oid), condeferrable, condeferred, convalidated, obj_description(oid, 'pg_constraint')) \
