@@ -1,19 +1,22 @@
-//! Differential tests, the server as the oracle (issue #12).
+//! Differential tests, the server as the oracle (issue #12); docs/differential.md.
 //!
 //! For every ALTER of the corpus (`tests/differential/<engine>.txt`, format in
 //! `tests/support/differential.rs`) over base tables rich in types
 //! (`tests/differential/<engine>.sql`):
 //!
 //! 1. twin tables, same definition and rows, in two fresh databases (MariaDB) or schemas
-//!    (PostgreSQL); for `writer` cases a concurrent writer starts applying the same
-//!    inserts, updates, key changes and deletes to both twins in one transaction;
-//! 2. `godwit plan --format json` on the native twin, then the native `ALTER TABLE`:
+//!    (PostgreSQL);
+//! 2. `writer` cases: a writer applies the same inserts, updates, key changes and deletes
+//!    to both twins, one transaction each; godwit starts on its twin with a postpone flag
+//!    file, copies and replays under the writer, and waits; the writer stops;
+//! 3. `godwit plan --format json` on the native twin, then the native `ALTER TABLE`:
 //!    MariaDB — the predicted ALGORITHM/LOCK must be accepted, the next cheaper algorithm
 //!    and the next weaker lock refused (the accepted attempt is the native ALTER);
 //!    PostgreSQL — the lock and rewrite seen on the server (in a transaction rolled back)
 //!    must be the predicted ones, then the ALTER runs;
-//! 3. `godwit run --execute --ok-to-drop-table` on the other twin;
-//! 4. the definitions (`SHOW CREATE TABLE` / a catalog dump, with only the schema and
+//! 4. `godwit run --execute --ok-to-drop-table` on the other twin (writer cases: the flag
+//!    file goes and godwit cuts over);
+//! 5. the definitions (`SHOW CREATE TABLE` / a catalog dump, with only the schema and
 //!    godwit's own `_godwit_new_` names normalized) and every row (as text) must be equal,
 //!    and nothing of godwit's left. Where the server refuses the ALTER, godwit must refuse
 //!    it too, with exit 19 or 33 and the server's message, and change nothing.
