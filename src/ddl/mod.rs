@@ -109,8 +109,7 @@ fn clause_start(kind: EngineKind, table: &str, stmt: &str) -> Result<usize> {
     }
     // The name: parts separated by periods.
     let mut parts = Vec::new();
-    loop {
-        let Some(s) = sig.get(i) else { break };
+    while let Some(s) = sig.get(i) {
         let part = match s.piece {
             lex::Piece::Word => {
                 let w = text(i);

@@ -192,6 +192,29 @@ impl LiveRun {
         }
     }
 
+    /// Wait (at most `secs`) for an event matching `pred`; None when godwit exits or the
+    /// time runs out first.
+    pub async fn wait_until(
+        &mut self,
+        secs: u64,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(l)) => {
+                    self.lines.push(l.clone());
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) {
+                        if pred(&v) {
+                            return Some(v);
+                        }
+                    }
+                }
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
     pub async fn finish(mut self) -> Run {
         let status = self.child.wait().await.unwrap();
         while let Some(l) = self.rx.recv().await {

@@ -164,8 +164,9 @@ impl TestDb {
 
     /// `SHOW CREATE TABLE`, for "nothing changed" checks.
     pub async fn show_create(&self, table: &str) -> String {
-        let r: Vec<(String, String)> = self.query(&format!("SHOW CREATE TABLE `{table}`")).await;
-        r[0].1.clone()
+        // Bytes: a BINARY default is shown as raw bytes, not always UTF-8.
+        let r: Vec<(String, Vec<u8>)> = self.query(&format!("SHOW CREATE TABLE `{table}`")).await;
+        String::from_utf8_lossy(&r[0].1).to_string()
     }
 
     pub async fn drop_db(self) {
@@ -438,4 +439,89 @@ pub async fn assert_same_rows_and_no_leftovers(
 pub fn split(sql: &str) -> Vec<String> {
     godwit::ddl::lex::split(godwit::target::EngineKind::Mysql, sql, "test SQL")
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// `ALGORITHM` values, the most expensive first.
+pub const ALGS: [&str; 4] = ["COPY", "INPLACE", "NOCOPY", "INSTANT"];
+/// `LOCK` values, the weakest first.
+pub const LOCKS: [&str; 3] = ["NONE", "SHARED", "EXCLUSIVE"];
+
+/// `ALTER TABLE t clause, ALGORITHM=alg, LOCK=lock`: the server's error text on refusal.
+pub async fn try_alter(
+    db: &TestDb,
+    t: &str,
+    clause: &str,
+    alg: &str,
+    lock: &str,
+) -> Result<(), String> {
+    let mut c = db.conn().await;
+    c.query_drop(format!(
+        "ALTER TABLE `{t}` {clause}, ALGORITHM={alg}, LOCK={lock}"
+    ))
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// What the server said about a predicted ALGORITHM/LOCK.
+pub struct AlgorithmCheck {
+    /// Why the prediction is wrong, or None when it is right.
+    pub mismatch: Option<String>,
+    /// The ALTER was applied to the table (by one of the attempts).
+    pub applied: bool,
+}
+
+/// Check a predicted `ALGORITHM`/`LOCK` for `clause` against the server, on `t` itself:
+/// the next cheaper algorithm must fail, the next weaker lock must fail, and the
+/// prediction must succeed (which applies the ALTER). An attempt that succeeds where it
+/// should fail also applies it.
+pub async fn check_algorithm(
+    db: &TestDb,
+    t: &str,
+    clause: &str,
+    alg: &str,
+    lock: &str,
+) -> AlgorithmCheck {
+    let (Some(ai), Some(li)) = (
+        ALGS.iter().position(|a| *a == alg),
+        LOCKS.iter().position(|l| *l == lock),
+    ) else {
+        return AlgorithmCheck {
+            mismatch: Some(format!("no such ALGORITHM/LOCK: {alg}/{lock}")),
+            applied: false,
+        };
+    };
+    if ai + 1 < ALGS.len()
+        && try_alter(db, t, clause, ALGS[ai + 1], "DEFAULT")
+            .await
+            .is_ok()
+    {
+        return AlgorithmCheck {
+            mismatch: Some(format!(
+                "the server accepts the cheaper ALGORITHM={}",
+                ALGS[ai + 1]
+            )),
+            applied: true,
+        };
+    }
+    if li > 0 && try_alter(db, t, clause, alg, LOCKS[li - 1]).await.is_ok() {
+        return AlgorithmCheck {
+            mismatch: Some(format!(
+                "the server accepts the weaker LOCK={}",
+                LOCKS[li - 1]
+            )),
+            applied: true,
+        };
+    }
+    match try_alter(db, t, clause, alg, lock).await {
+        Ok(()) => AlgorithmCheck {
+            mismatch: None,
+            applied: true,
+        },
+        Err(e) => AlgorithmCheck {
+            mismatch: Some(format!(
+                "the server refuses ALGORITHM={alg}, LOCK={lock}: {e}"
+            )),
+            applied: false,
+        },
+    }
 }

@@ -1,5 +1,6 @@
 //! PostgreSQL test databases: one database per test on a shared server.
 
+use godwit::plan::PgLock;
 use tokio::sync::OnceCell;
 use tokio_postgres::{Client, NoTls};
 
@@ -154,6 +155,42 @@ impl TestDb {
         .await
     }
 
+    /// The whole definition of `table` from the catalog, one line per item: columns (see
+    /// [`TestDb::columns`]) with collation, storage, compression and comment; constraints;
+    /// indexes; table options, comment, owner and grants; triggers; the sequences its
+    /// columns own (with their position). Names appear as the server prints them
+    /// (`pg_get_indexdef` qualifies the table with its schema).
+    pub async fn definition(&self, table: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .columns(table)
+            .await
+            .into_iter()
+            .map(|c| format!("column {c}"))
+            .collect();
+        let t = format!("'{table}'::regclass");
+        for sql in [
+            format!("SELECT concat_ws(' | ', 'column+', a.attname, co.collname, a.attstorage, a.attcompression, a.attstattarget, a.attoptions::text, col_description(a.attrelid, a.attnum)) \
+             FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation \
+             WHERE a.attrelid = {t} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"),
+            format!("SELECT concat_ws(' | ', 'constraint', conname, contype, pg_get_constraintdef(oid), condeferrable, condeferred, convalidated, obj_description(oid, 'pg_constraint')) \
+             FROM pg_constraint WHERE conrelid = {t} ORDER BY conname"),
+            format!("SELECT concat_ws(' | ', 'index', c.relname, pg_get_indexdef(i.indexrelid), i.indisprimary, i.indisunique, i.indisclustered, i.indisreplident, i.indisvalid, c.reloptions::text, obj_description(c.oid, 'pg_class')) \
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = {t} ORDER BY c.relname"),
+            format!("SELECT concat_ws(' | ', 'table', c.relkind, c.relpersistence, c.relreplident, c.reloptions::text, am.amname, c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner), c.relacl::text, obj_description(c.oid, 'pg_class')) \
+             FROM pg_class c LEFT JOIN pg_am am ON am.oid = c.relam WHERE c.oid = {t}"),
+            format!("SELECT concat_ws(' | ', 'trigger', tgname, pg_get_triggerdef(oid), tgenabled) \
+             FROM pg_trigger WHERE tgrelid = {t} AND NOT tgisinternal ORDER BY tgname"),
+            format!("SELECT concat_ws(' | ', 'sequence', a.attname, s.relname, format_type(q.seqtypid, NULL), q.seqstart, q.seqincrement, q.seqmin, q.seqmax, q.seqcache, q.seqcycle, pg_sequence_last_value(s.oid)) \
+             FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
+             JOIN pg_sequence q ON q.seqrelid = s.oid \
+             JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+             WHERE d.classid = 'pg_class'::regclass AND d.refobjid = {t} AND d.deptype IN ('a', 'i') ORDER BY a.attnum"),
+        ] {
+            v.extend(self.strings(&sql).await);
+        }
+        v
+    }
+
     /// Make `expected` a copy of `table` (definition and rows) and apply `alter` to it
     /// natively: the oracle a migration's result must equal.
     pub async fn native_twin(&self, table: &str, expected: &str, alter: &str) {
@@ -248,4 +285,86 @@ impl TestDb {
             ))
             .await;
     }
+}
+
+/// What a statement did on the server: the strongest lock it held on the table, whether
+/// it rewrote the table (new filenode) and whether it read it whole.
+pub struct Observed {
+    pub lock: Option<PgLock>,
+    pub rewrite: bool,
+    pub scan: bool,
+}
+
+/// Heap blocks read so far (flushed statistics): some scans (VALIDATE) do not count as a
+/// sequential scan, but every scan reads the table's blocks.
+async fn heap_blocks(b: &tokio_postgres::Client, t: &str) -> Result<i64, String> {
+    let r = b
+        .query_one(
+            &format!("SELECT (COALESCE(heap_blks_read, 0) + COALESCE(heap_blks_hit, 0))::int8 FROM pg_statio_user_tables WHERE relid = '{t}'::regclass"),
+            &[],
+        )
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(r.get(0))
+}
+
+/// Run `stmt` in a transaction that is rolled back and observe what it did to `t`
+/// (the table name as SQL, may be schema-qualified): a second session reads the locks the
+/// first holds (`pg_locks`), the first compares `pg_relation_filenode` before and after and
+/// its own `pg_stat_xact_user_tables.seq_scan`.
+pub async fn observe(db: &TestDb, t: &str, stmt: &str) -> Result<Observed, String> {
+    let a = db.conn().await;
+    let b = db.conn().await;
+    let err = |e: tokio_postgres::Error| format!("{e:?}");
+    db.client
+        .batch_execute("SELECT pg_stat_force_next_flush()")
+        .await
+        .map_err(err)?;
+    a.batch_execute("SELECT pg_stat_force_next_flush()")
+        .await
+        .map_err(err)?;
+    let blocks = heap_blocks(&b, t).await?;
+    a.batch_execute("BEGIN").await.map_err(err)?;
+    let r = a
+        .query_one(
+            &format!(
+                "SELECT '{t}'::regclass::oid, pg_relation_filenode('{t}')::int8, \
+                 COALESCE((SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relid = '{t}'::regclass), 0)::int8, pg_backend_pid()"
+            ),
+            &[],
+        )
+        .await
+        .map_err(err)?;
+    let (oid, fnode, scans, pid): (u32, i64, i64, i32) = (r.get(0), r.get(1), r.get(2), r.get(3));
+    a.batch_execute(stmt).await.map_err(err)?;
+    let modes = b
+        .query(
+            "SELECT mode FROM pg_locks WHERE pid = $1 AND relation = $2 AND granted",
+            &[&pid, &oid],
+        )
+        .await
+        .map_err(err)?;
+    let lock = modes
+        .iter()
+        .filter_map(|r| PgLock::from_pg_locks(r.get(0)))
+        .max();
+    let r = a
+        .query_one(
+            "SELECT pg_relation_filenode($1::oid)::int8, COALESCE((SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relid = $1::oid), 0)::int8",
+            &[&oid],
+        )
+        .await
+        .map_err(err)?;
+    let (fnode2, scans2): (i64, i64) = (r.get(0), r.get(1));
+    a.batch_execute("ROLLBACK").await.map_err(err)?;
+    a.batch_execute("SELECT pg_stat_force_next_flush()")
+        .await
+        .map_err(err)?;
+    a.batch_execute("SELECT 1").await.map_err(err)?;
+    let blocks2 = heap_blocks(&b, t).await?;
+    Ok(Observed {
+        lock,
+        rewrite: fnode2 != fnode,
+        scan: scans2 > scans || blocks2 > blocks,
+    })
 }

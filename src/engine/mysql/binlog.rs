@@ -83,18 +83,93 @@ fn layout_of(tme: &TableMapEvent<'_>) -> Result<Vec<ColumnLayout>> {
         .collect()
 }
 
-/// A statement in the binlog that changes the original table's definition.
-fn is_ddl_on(query: &str, table: &str) -> bool {
-    let q = query.trim_start().to_ascii_lowercase();
-    let ddl = ["alter", "drop", "rename", "truncate"]
-        .iter()
-        .any(|k| q.starts_with(k));
-    if !ddl {
-        return false;
+/// A statement in the binlog that changes the original table's definition: `ALTER TABLE`,
+/// `DROP TABLE`, `DROP INDEX … ON`, `RENAME TABLE` (the table renamed) or `TRUNCATE` whose
+/// target is `db`.`table` (an unqualified name is in `schema`, the statement's default
+/// database). Only target names count: a column or a shadow table whose name contains the
+/// table's (`ALTER TABLE t_godwit_new MODIFY t …`) is not a change of the table.
+fn is_ddl_on(query: &str, schema: &str, db: &str, table: &str) -> bool {
+    use sqlparser::dialect::MySqlDialect;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&MySqlDialect {}, query).tokenize() else {
+        // Unreadable: any whole word equal to the table's name counts (errs on the safe side).
+        let t = table.to_ascii_lowercase();
+        return query
+            .to_ascii_lowercase()
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+            .any(|w| w == t);
+    };
+    let toks: Vec<Token> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let kw = |i: usize, k: &str| matches!(toks.get(i), Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(k));
+    let ident = |i: usize| match toks.get(i) {
+        Some(Token::Word(w)) => Some(w.value.clone()),
+        _ => None,
+    };
+    // `name` or `db.name` at i: whether it is the table, and the index after it.
+    let name_at = |i: usize| -> Option<(bool, usize)> {
+        let first = ident(i)?;
+        let (d, t, next) = if toks.get(i + 1) == Some(&Token::Period) {
+            (Some(first), ident(i + 2)?, i + 3)
+        } else {
+            (None, first, i + 1)
+        };
+        let in_db = d.as_deref().unwrap_or(schema).eq_ignore_ascii_case(db);
+        Some((in_db && t.eq_ignore_ascii_case(table), next))
+    };
+    let skip = |mut i: usize, words: &[&str]| {
+        while words.iter().any(|w| kw(i, w)) {
+            i += 1;
+        }
+        i
+    };
+    if kw(0, "ALTER") {
+        let i = skip(1, &["ONLINE", "OFFLINE", "IGNORE"]);
+        kw(i, "TABLE") && name_at(skip(i + 1, &["IF", "EXISTS"])).is_some_and(|(m, _)| m)
+    } else if kw(0, "DROP") {
+        let i = skip(1, &["TEMPORARY"]);
+        if kw(i, "TABLE") || kw(i, "TABLES") {
+            let mut i = skip(i + 1, &["IF", "EXISTS"]);
+            while let Some((m, next)) = name_at(i) {
+                if m {
+                    return true;
+                }
+                if toks.get(next) != Some(&Token::Comma) {
+                    break;
+                }
+                i = next + 1;
+            }
+            false
+        } else if kw(i, "INDEX") || kw(i, "KEY") {
+            (i..toks.len())
+                .find(|&j| kw(j, "ON"))
+                .and_then(|j| name_at(j + 1))
+                .is_some_and(|(m, _)| m)
+        } else {
+            false
+        }
+    } else if kw(0, "RENAME") && (kw(1, "TABLE") || kw(1, "TABLES")) {
+        // RENAME TABLE a TO b [, c TO d]: the tables renamed are a and c.
+        let mut i = 2;
+        while let Some((m, next)) = name_at(i) {
+            if m {
+                return true;
+            }
+            match name_at(next + 1) {
+                Some((_, after)) if kw(next, "TO") && toks.get(after) == Some(&Token::Comma) => {
+                    i = after + 1
+                }
+                _ => break,
+            }
+        }
+        false
+    } else if kw(0, "TRUNCATE") {
+        name_at(skip(1, &["TABLE"])).is_some_and(|(m, _)| m)
+    } else {
+        false
     }
-    let t = table.to_ascii_lowercase();
-    q.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
-        .any(|w| w == t)
 }
 
 async fn follow(cfg: &StreamConfig, tx: &mpsc::Sender<Msg>) -> Result<()> {
@@ -173,9 +248,7 @@ async fn follow(cfg: &StreamConfig, tx: &mpsc::Sender<Msg>) -> Result<()> {
             }
             Some(EventData::QueryEvent(q)) => {
                 let text = q.query();
-                if (q.schema() == cfg.db.as_str() || text.contains(&cfg.db))
-                    && is_ddl_on(&text, &cfg.table)
-                {
+                if is_ddl_on(&text, &q.schema(), &cfg.db, &cfg.table) {
                     return Err(Error::new(
                         ErrorKind::SourceChanged,
                         format!(
@@ -365,16 +438,38 @@ mod tests {
 
     #[test]
     fn ddl_detection_matches_whole_names() {
-        assert!(is_ddl_on("ALTER TABLE `orders` ADD x INT", "orders"));
-        assert!(is_ddl_on("drop table if exists db.orders", "orders"));
+        let on = |q: &str| is_ddl_on(q, "db", "db", "orders");
+        assert!(on("ALTER TABLE `orders` ADD x INT"));
+        assert!(on("alter online table IF EXISTS db.orders add x int"));
+        assert!(on("drop table if exists db.orders"));
+        assert!(on("DROP TABLE `a`, `orders` /* generated by server */"));
+        assert!(on("DROP INDEX idx ON orders"));
+        assert!(on("RENAME TABLE a TO b, `db`.`orders` TO `orders_old`"));
+        assert!(on("TRUNCATE orders"));
+        assert!(on("/* comment */ TRUNCATE TABLE `orders`"));
+        assert!(!on("ALTER TABLE `_godwit_new_orders` ADD x INT"));
+        assert!(!on("CREATE TABLE `_godwit_new_orders` LIKE `orders`"));
+        assert!(!on("BEGIN"));
+        // Another table whose column, index or new name is the table's name.
+        assert!(!on("ALTER TABLE `orders_godwit_new` MODIFY orders TIME(3)"));
+        assert!(!on(
+            "ALTER TABLE `db`.`t_godwit_new` RENAME COLUMN d TO d2, RENAME COLUMN orders TO o2"
+        ));
+        assert!(!on("DROP INDEX orders ON other"));
+        assert!(!on("RENAME TABLE a TO orders"));
+        // Another database.
+        assert!(!on("ALTER TABLE other.orders ADD x INT"));
         assert!(!is_ddl_on(
-            "ALTER TABLE `_godwit_new_orders` ADD x INT",
+            "ALTER TABLE orders ADD x INT",
+            "other",
+            "db",
             "orders"
         ));
-        assert!(!is_ddl_on(
-            "CREATE TABLE `_godwit_new_orders` LIKE `orders`",
+        assert!(is_ddl_on(
+            "ALTER TABLE db.orders ADD x INT",
+            "other",
+            "db",
             "orders"
         ));
-        assert!(!is_ddl_on("BEGIN", "orders"));
     }
 }

@@ -346,6 +346,8 @@ pub(crate) async fn exec(
 
 /// After an INSERT IGNORE: a warning other than a duplicate of the migration key means the
 /// data does not fit the new schema (truncation, a duplicate on a new unique key, ...).
+/// Notes are not: the native ALTER accepts what only raises a note (a DECIMAL or DATETIME
+/// value rounded to the new column's precision).
 async fn check_warnings(conn: &mut Conn, migration_key: &str) -> Result<()> {
     if conn.get_warnings() == 0 {
         return Ok(());
@@ -354,7 +356,10 @@ async fn check_warnings(conn: &mut Conn, migration_key: &str) -> Result<()> {
         .query("SHOW WARNINGS LIMIT 20")
         .await
         .map_err(|e| conn_err(e, "reading warnings"))?;
-    for (_, code, msg) in rows {
+    for (level, code, msg) in rows {
+        if level.eq_ignore_ascii_case("note") {
+            continue;
+        }
         if code == 1062
             && (msg.ends_with(&format!("'{migration_key}'"))
                 || msg.ends_with(&format!(".{migration_key}'")))
@@ -719,11 +724,15 @@ impl Engine for MysqlEngine {
             let _ = c.disconnect().await;
             return Err(e);
         }
-        let create: Option<(String, String)> = c
+        // Bytes: a BINARY column's default is shown as raw bytes, not always UTF-8 (only the
+        // KEY lines are read, and they are).
+        let create: Option<(String, Vec<u8>)> = c
             .query_first(format!("SHOW CREATE TABLE {shadow}"))
             .await
             .map_err(|e| conn_err(e, "reading the shadow's definition"))?;
-        let keys = create.map(|(_, c)| deferrable_keys(&c)).unwrap_or_default();
+        let keys = create
+            .map(|(_, c)| deferrable_keys(&String::from_utf8_lossy(&c)))
+            .unwrap_or_default();
         if !keys.is_empty() {
             let drops: Vec<String> = keys
                 .iter()
@@ -800,6 +809,16 @@ impl Engine for MysqlEngine {
         exec(
             &mut conn,
             "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            vec![],
+            "preparing the copy",
+        )
+        .await?;
+        // Notes (a value rounded to the new precision) are not counted as warnings: the
+        // native ALTER accepts them, and they would push real warnings out of the list
+        // check_warnings reads.
+        exec(
+            &mut conn,
+            "SET SESSION sql_notes = 0",
             vec![],
             "preparing the copy",
         )
