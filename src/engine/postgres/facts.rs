@@ -66,12 +66,12 @@ impl Session {
     /// A read-only session (what `godwit plan` uses).
     pub async fn connect(target: &Target) -> Result<Session> {
         let c = conn::connect(target, "plan").await?;
-        conn::batch(
-            &c,
-            "SET default_transaction_read_only = on; SET statement_timeout = '30s'",
-            "configuring the plan session",
-        )
-        .await?;
+        for set in [
+            "SET default_transaction_read_only = on",
+            "SET statement_timeout = '30s'",
+        ] {
+            conn::batch(&c, set, "configuring the plan session").await?;
+        }
         Ok(Session { c })
     }
 
