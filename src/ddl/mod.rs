@@ -56,12 +56,7 @@ impl AlterSpec {
     /// server: more than one statement, executable comments, unclosed quotes, clauses that
     /// move or rename the table (see [`lex`] and [`refuse_moves`]).
     pub fn parse(kind: EngineKind, table: &str, text: &str) -> Result<AlterSpec> {
-        let stmt = lex::single(kind, text, "--alter").map_err(|e| match e.hint {
-            Some(_) => e,
-            None => e.with_hint("give the clauses, e.g. --alter \"ADD COLUMN note TEXT\""),
-        })?;
-        let start = clause_start(kind, table, &stmt)?;
-        let clauses = stmt[start..].trim().to_string();
+        let clauses = clause_text(kind, table, text)?;
         if clauses.is_empty() {
             return Err(Error::bad_input("the ALTER statement has no clauses")
                 .with_hint("add the change, e.g. ALTER TABLE t ADD COLUMN note TEXT"));
@@ -81,6 +76,17 @@ impl AlterSpec {
             auto_increment: find_auto_increment(kind, &tokens),
         })
     }
+}
+
+/// The clauses of `--alter` (one statement, for `table`, comments removed), without
+/// `ALTER TABLE name`. What `godwit plan` checks too; `godwit run` also refuses moves.
+pub fn clause_text(kind: EngineKind, table: &str, text: &str) -> Result<String> {
+    let stmt = lex::single(kind, text, "--alter").map_err(|e| match e.hint {
+        Some(_) => e,
+        None => e.with_hint("give the clauses, e.g. --alter \"ADD COLUMN note TEXT\""),
+    })?;
+    let start = clause_start(kind, table, &stmt)?;
+    Ok(stmt[start..].trim().to_string())
 }
 
 /// Where the clauses begin in `stmt`: 0 for a clause list, after the table name for

@@ -670,8 +670,8 @@ pub fn as_statement(kind: EngineKind, alter: &str, placeholder: &str) -> Result<
 
 /// Read facts, classify, check, estimate and judge. Changes nothing on the server.
 pub async fn plan(target: &Target, table: &str, alter: &str, opts: &PlanOptions) -> Result<Plan> {
-    // The same refusals as `godwit run`: one statement, for this table, not moving it.
-    crate::ddl::AlterSpec::parse(target.kind, table, alter)?;
+    // One statement, for this table (a rename of the table is planned, not refused).
+    crate::ddl::clause_text(target.kind, table, alter)?;
     match target.kind {
         EngineKind::Mysql => {
             let stmt = as_statement(EngineKind::Mysql, alter, "`t`")?;

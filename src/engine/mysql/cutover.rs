@@ -444,11 +444,12 @@ impl CutOverLock for MysqlCutOver {
 
 /// The table's AUTO_INCREMENT counter, `None` when it has no AUTO_INCREMENT column.
 async fn auto_increment_of(c: &mut Conn, db: &str, table: &str) -> Result<Option<u64>> {
-    let row: Option<(String, String)> = c
+    // Bytes: a BINARY default is not always UTF-8.
+    let row: Option<(String, Vec<u8>)> = c
         .query_first(format!("SHOW CREATE TABLE {}", qualified(db, table)))
         .await
         .map_err(|e| conn_err(e, "reading AUTO_INCREMENT"))?;
-    Ok(row.and_then(|(_, create)| table_auto_increment(&create)))
+    Ok(row.and_then(|(_, create)| table_auto_increment(&String::from_utf8_lossy(&create))))
 }
 
 /// The AUTO_INCREMENT counter in a `SHOW CREATE TABLE` text; `None` when no column is
