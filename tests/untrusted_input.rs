@@ -284,6 +284,16 @@ const HOSTILE: &[(&str, &[Engine])] = &[
     ("INHERIT victim", PG),
     ("ADD COLUMN x int, SET SCHEMA other", PG),
 ];
+/// Clauses that move the table: `run` refuses them, `plan` describes them.
+const MOVES: &[&str] = &[
+    "RENAME TO stolen",
+    "RENAME AS stolen",
+    "DISCARD TABLESPACE",
+    "SET SCHEMA other",
+    "SET TABLESPACE pg_default",
+    "INHERIT victim",
+    "ADD COLUMN x int, SET SCHEMA other",
+];
 const BOTH: &[Engine] = &[Engine::Maria, Engine::Postgres];
 const MY: &[Engine] = &[Engine::Maria];
 const PG: &[Engine] = &[Engine::Postgres];
@@ -350,7 +360,16 @@ async fn hostile_alters_are_refused(engine: Engine) {
             &[],
         )
         .await;
-        assert_eq!(plan.code, 2, "plan {alter:?}: {}", plan.stderr);
+        // `godwit plan` plans what moves the table (it runs nothing); everything else
+        // it refuses like `run`.
+        if !MOVES.contains(&alter) {
+            assert_eq!(plan.code, 2, "plan {alter:?}: {}", plan.stderr);
+        }
+        assert_eq!(
+            db.snapshot().await,
+            before,
+            "plan {alter:?} changed something"
+        );
     }
     let written = writer.stop().await;
     assert!(!written.is_empty(), "the writer wrote nothing");
