@@ -309,6 +309,28 @@ impl Session {
     }
 
     async fn long_transactions(&mut self, min_secs: u64) -> Vec<LongTransaction> {
+        // INNODB_TRX.trx_started is in the server's system time zone, not the session's:
+        // compare it with NOW() read in that zone, then restore godwit's UTC session.
+        if let Err(e) = self
+            .conn
+            .query_drop("SET @godwit_tz = @@SESSION.time_zone, SESSION time_zone = 'SYSTEM'")
+            .await
+        {
+            tracing::debug!("cannot switch to the system time zone: {e}");
+            return Vec::new();
+        }
+        let found = self.long_transactions_in_system_zone(min_secs).await;
+        if let Err(e) = self
+            .conn
+            .query_drop("SET SESSION time_zone = @godwit_tz")
+            .await
+        {
+            tracing::debug!("cannot restore the session time zone: {e}");
+        }
+        found
+    }
+
+    async fn long_transactions_in_system_zone(&mut self, min_secs: u64) -> Vec<LongTransaction> {
         let sql = format!(
             "SELECT CAST(trx_mysql_thread_id AS CHAR), TIMESTAMPDIFF(SECOND, trx_started, NOW()), IFNULL(trx_state, '') \
              FROM information_schema.INNODB_TRX WHERE trx_started < NOW() - INTERVAL {min_secs} SECOND \
