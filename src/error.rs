@@ -54,6 +54,10 @@ pub enum ErrorKind {
     /// The tables were swapped (the migration succeeded), but a later step failed: what
     /// is left is named in the message, `godwit cleanup` removes it.
     SwappedCleanupIncomplete,
+    /// Verification found rows that differ between the original and the new table and
+    /// repairing them did not help (the run stops before the swap; the original is
+    /// unchanged), or `godwit verify` found the two tables different.
+    VerifyMismatch,
     /// Anything else: a bug or an unexpected server error.
     Internal,
 }
@@ -83,6 +87,7 @@ impl ErrorKind {
             ErrorKind::DataError => 33,
             ErrorKind::SourceChanged => 34,
             ErrorKind::SwappedCleanupIncomplete => 35,
+            ErrorKind::VerifyMismatch => 36,
             ErrorKind::Migration => 40,
             ErrorKind::PlanRisk => 41,
         }

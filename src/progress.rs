@@ -24,6 +24,8 @@ pub enum State {
     Copy,
     Throttled,
     CatchUp,
+    /// Comparing the original and the new table before the cut-over.
+    Verify,
     Postponed,
     CutOver,
     Cleanup,
@@ -71,6 +73,9 @@ pub struct Done {
     /// Why the cleanup is incomplete.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cleanup_error: Option<String>,
+    /// What the verification before the cut-over compared (None with --skip-verify).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<crate::migration::verify::VerifyReport>,
 }
 
 pub struct Reporter {

@@ -4,6 +4,7 @@ mod cleanup;
 mod phases;
 mod plan;
 mod run;
+mod verify;
 
 use crate::progress::Format;
 use clap::{Parser, Subcommand};
@@ -31,6 +32,9 @@ pub struct Cli {
 pub enum Command {
     /// Alter a table online (dry run unless --execute).
     Run(run::RunArgs),
+    /// Compare two tables row by row (chunked checksums): exit 0 when they hold the same
+    /// rows, 36 when they differ.
+    Verify(verify::VerifyArgs),
     /// List (or with --execute remove) what godwit left behind for a table.
     Cleanup(cleanup::CleanupArgs),
     /// Dry-run planning: what an ALTER will lock, rewrite and cost, and how to run it.
@@ -100,6 +104,7 @@ pub fn main() -> i32 {
         match cli.command {
             Command::Run(a) => run::run(a).await,
             Command::Cleanup(a) => cleanup::cleanup(a).await,
+            Command::Verify(a) => verify::verify(a).await,
             Command::Plan(a) => plan::plan(a).await,
             Command::Expand(a) => phases::phase(a, crate::phases::Phase::Expand).await,
             Command::Backfill(a) => phases::phase(a, crate::phases::Phase::Backfill).await,

@@ -60,6 +60,10 @@ pub struct RunArgs {
     /// Drop the original (renamed) table after a successful cut-over.
     #[arg(long)]
     pub ok_to_drop_table: bool,
+    /// Do not compare the original and the new table before the cut-over (verification
+    /// is on by default: a chunked checksum of both tables, differences re-copied).
+    #[arg(long)]
+    pub skip_verify: bool,
     /// Ask the planner first: an instant (MySQL/MariaDB) or catalog-only (PostgreSQL)
     /// change runs natively, with ALGORITHM=INSTANT and a lock wait timeout, instead of
     /// copying the table. Anything else runs online as usual.
@@ -91,6 +95,7 @@ fn options(a: &RunArgs, alter: AlterSpec) -> Result<RunOptions> {
         cut_over_retries: a.cut_over_retries,
         postpone_flag_file: a.postpone_cut_over_flag_file.clone(),
         ok_to_drop_table: a.ok_to_drop_table,
+        verify: !a.skip_verify,
         after_swap_hold: a.debug_after_swap_hold_millis.map(Duration::from_millis),
     })
 }

@@ -113,6 +113,59 @@ pub trait CutOverLock: Send {
     }
 }
 
+/// An order-independent digest of some rows: how many, and the XOR of a 64-bit hash of
+/// each row's values, read through the column mapping. Equal digests mean equal rows (up
+/// to a hash collision, about 2^-64 per differing row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Digest {
+    pub rows: u64,
+    pub hash: u64,
+}
+
+/// How the columns of two tables are compared by a [`VerifyView`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CompareColumns {
+    /// Compared value for value (same type in both tables).
+    pub same: Vec<String>,
+    /// Compared through the conversion to the new type (the original's value cast).
+    pub converted: Vec<String>,
+    /// Not compared: the engine cannot reproduce the conversion exactly (with why).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Read-only views of the original and the other table (the shadow), taken at one
+/// moment when they came from [`VerifyLock::views`].
+#[async_trait]
+pub trait VerifyView: Send {
+    /// The key of the row `rows` rows after `after` in the original (from the start when
+    /// `after` is None); None when fewer rows remain.
+    async fn next_bound(&mut self, after: Option<&Key>, rows: u64) -> Result<Option<Key>>;
+    /// Digests of the original and the other table over the keys in (`after`, `upto`]
+    /// (`upto` None: to the end). `converted` false leaves out the converted columns.
+    async fn digest(
+        &mut self,
+        after: Option<&Key>,
+        upto: Option<&Key>,
+        converted: bool,
+    ) -> Result<(Digest, Digest)>;
+    /// Which columns are compared, and how.
+    fn columns(&self) -> CompareColumns;
+    /// End the views' transactions.
+    async fn close(&mut self) -> Result<()>;
+}
+
+/// The original held against writes (reads go on) while consistent views are taken.
+#[async_trait]
+pub trait VerifyLock: Send {
+    /// A stream position taken under the lock: once the stream reached it and the dirty
+    /// keys are replayed, the shadow holds what the original holds.
+    async fn fence(&mut self) -> Result<Position>;
+    /// Take the views (one snapshot each, both at this moment), then release the lock.
+    async fn views(self: Box<Self>) -> Result<Box<dyn VerifyView>>;
+    /// Give up: release the lock.
+    async fn release(self: Box<Self>) -> Result<()>;
+}
+
 /// Names of what godwit creates for a table.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ArtifactNames {
@@ -208,6 +261,34 @@ pub trait Engine: Send + Sync {
     }
     /// Close the engine's connections.
     async fn close(&self) -> Result<()>;
+    /// Hold the original against writes (waiting at most `timeout`) so that consistent
+    /// views of it and the shadow can be taken for verification.
+    async fn lock_for_verify(
+        &self,
+        orig: &Table,
+        shadow: &Table,
+        mapping: &ColumnMapping,
+        timeout: Duration,
+    ) -> Result<Box<dyn VerifyLock>>;
+    /// Views of the original and the table `other` without any lock (`godwit verify`):
+    /// each is a snapshot of its own.
+    async fn verify_views(
+        &self,
+        orig: &Table,
+        other: &Table,
+        mapping: &ColumnMapping,
+    ) -> Result<Box<dyn VerifyView>>;
+    /// The keys in (`after`, `upto`] present in the original or the shadow now: replaying
+    /// them re-copies the range.
+    async fn range_keys(
+        &self,
+        orig: &Table,
+        mapping: &ColumnMapping,
+        after: Option<&Key>,
+        upto: Option<&Key>,
+    ) -> Result<Vec<Key>>;
+    /// Inspect another table of the original's schema (`godwit verify --against`).
+    async fn inspect_other(&self, name: &str) -> Result<Table>;
 }
 
 /// Connect to the target and return its engine for `table`.

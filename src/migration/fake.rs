@@ -17,8 +17,8 @@
 
 use crate::ddl::AlterSpec;
 use crate::engine::{
-    ArtifactNames, ChangeStream, Copier, CutOverLock, Engine, Key, KeyPart, Position, Scope,
-    StreamBatch,
+    ArtifactNames, ChangeStream, CompareColumns, Copier, CutOverLock, Digest, Engine, Key, KeyPart,
+    Position, Scope, StreamBatch, VerifyLock, VerifyView,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::schema::{Column, ColumnMapping, Table, UniqueKey};
@@ -68,6 +68,14 @@ pub enum Call {
     Ack(u64),
     CloseStream,
     Close,
+    /// Verification hold asked for.
+    VerifyLock,
+    VerifyFence,
+    /// Views taken (and the hold released).
+    VerifyViews,
+    VerifyRelease,
+    /// Keys of a range read for a repair.
+    RangeKeys,
 }
 
 /// Where a cut-over attempt fails.
@@ -215,6 +223,10 @@ pub struct World {
     preflighted: bool,
     after_copy_done: bool,
     before_cut_over_done: bool,
+    /// The verification hold is on, fenced at this position (None: not fenced yet).
+    verify_hold: Option<Option<u64>>,
+    /// `lock_for_verify` fails with a lock timeout this many more times.
+    pub verify_lock_timeouts: u32,
 }
 
 impl World {
@@ -273,7 +285,7 @@ impl World {
 
     /// An application write: waits while the cut-over lock is held, else applies now.
     pub fn write(&mut self, op: Op) {
-        if self.lock_held() {
+        if self.lock_held() || self.verify_hold.is_some() {
             self.queued.push(op);
         } else {
             self.apply(op, false);
@@ -453,6 +465,8 @@ impl FakeEngine {
             preflighted: false,
             after_copy_done: false,
             before_cut_over_done: false,
+            verify_hold: None,
+            verify_lock_timeouts: 0,
         };
         FakeEngine {
             s: Arc::new(Shared {
@@ -821,6 +835,192 @@ impl Engine for FakeEngine {
 
     async fn close(&self) -> Result<()> {
         drop(self.s.enter(Call::Close));
+        Ok(())
+    }
+
+    async fn lock_for_verify(
+        &self,
+        _orig: &Table,
+        _shadow: &Table,
+        _mapping: &ColumnMapping,
+        timeout: Duration,
+    ) -> Result<Box<dyn VerifyLock>> {
+        let timed_out = {
+            let mut w = self.s.enter(Call::VerifyLock);
+            if !w.after_copy_done || w.swapped || w.lock_held() || w.verify_hold.is_some() {
+                w.violation(
+                    "lock_for_verify before the copy ended, after the swap, or under a lock",
+                );
+            }
+            if w.verify_lock_timeouts > 0 {
+                w.verify_lock_timeouts -= 1;
+                true
+            } else {
+                w.verify_hold = Some(None);
+                false
+            }
+        };
+        if timed_out {
+            tokio::time::sleep(timeout).await;
+            return Err(Error::new(
+                ErrorKind::CutOverFailed,
+                "fake: the verification hold was not granted",
+            ));
+        }
+        Ok(Box::new(FakeVerifyLock { s: self.s.clone() }))
+    }
+
+    async fn verify_views(
+        &self,
+        _orig: &Table,
+        _other: &Table,
+        _mapping: &ColumnMapping,
+    ) -> Result<Box<dyn VerifyView>> {
+        let w = self.s.enter(Call::VerifyViews);
+        Ok(Box::new(FakeView::of(&w)))
+    }
+
+    async fn range_keys(
+        &self,
+        _orig: &Table,
+        _mapping: &ColumnMapping,
+        after: Option<&Key>,
+        upto: Option<&Key>,
+    ) -> Result<Vec<Key>> {
+        let mut w = self.s.enter(Call::RangeKeys);
+        let (a, u) = (bound(&mut w, after), bound(&mut w, upto));
+        let mut keys: Vec<i64> = w.orig.keys().copied().collect();
+        keys.extend(w.shadow.iter().flat_map(|s| s.keys().copied()));
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys
+            .into_iter()
+            .filter(|k| in_range(*k, a, u))
+            .map(key)
+            .collect())
+    }
+
+    async fn inspect_other(&self, name: &str) -> Result<Table> {
+        Ok(table(name, &["id", "v"], 0))
+    }
+}
+
+fn bound(w: &mut World, k: Option<&Key>) -> Option<i64> {
+    k.map(|k| w.keys_of(std::slice::from_ref(k), "verify range")[0])
+}
+
+fn in_range(k: i64, after: Option<i64>, upto: Option<i64>) -> bool {
+    after.is_none_or(|a| k > a) && upto.is_none_or(|u| k <= u)
+}
+
+struct FakeVerifyLock {
+    s: Arc<Shared>,
+}
+
+#[async_trait]
+impl VerifyLock for FakeVerifyLock {
+    async fn fence(&mut self) -> Result<Position> {
+        let mut w = self.s.enter(Call::VerifyFence);
+        let head = w.head();
+        w.verify_hold = Some(Some(head));
+        Ok(Position::Lsn(head))
+    }
+
+    async fn views(self: Box<Self>) -> Result<Box<dyn VerifyView>> {
+        let mut w = self.s.enter(Call::VerifyViews);
+        let Some(Some(fence)) = w.verify_hold else {
+            w.violation("verification views without a fenced hold");
+        };
+        if w.stream.read < fence {
+            let read = w.stream.read;
+            w.violation(format!(
+                "verification views before the stream reached the fence ({read} < {fence})"
+            ));
+        }
+        let view = FakeView::of(&w);
+        w.verify_hold = None;
+        for op in std::mem::take(&mut w.queued) {
+            w.apply(op, false);
+        }
+        Ok(Box::new(view))
+    }
+
+    async fn release(self: Box<Self>) -> Result<()> {
+        let mut w = self.s.enter(Call::VerifyRelease);
+        w.verify_hold = None;
+        for op in std::mem::take(&mut w.queued) {
+            w.apply(op, false);
+        }
+        Ok(())
+    }
+}
+
+/// Snapshots of both tables.
+struct FakeView {
+    orig: Rows,
+    shadow: Rows,
+}
+
+impl FakeView {
+    fn of(w: &World) -> FakeView {
+        FakeView {
+            orig: w.orig.clone(),
+            shadow: w.shadow.clone().unwrap_or_default(),
+        }
+    }
+}
+
+fn fake_digest(rows: &Rows, after: Option<i64>, upto: Option<i64>) -> Digest {
+    let mut d = Digest::default();
+    for (k, v) in rows.iter().filter(|(k, _)| in_range(**k, after, upto)) {
+        d.rows += 1;
+        let bytes = k.to_le_bytes().into_iter().chain(v.to_le_bytes());
+        let h = u64::from(crate::engine::fnv32(bytes));
+        d.hash ^= h | (h << 32);
+    }
+    d
+}
+
+fn plain(k: Option<&Key>) -> Option<i64> {
+    k.map(|k| match k.as_slice() {
+        [KeyPart::Int(i)] => *i,
+        _ => panic!("engine protocol: verify range: not a key of `id`: {k:?}"),
+    })
+}
+
+#[async_trait]
+impl VerifyView for FakeView {
+    async fn next_bound(&mut self, after: Option<&Key>, rows: u64) -> Result<Option<Key>> {
+        let a = plain(after);
+        Ok(self
+            .orig
+            .keys()
+            .filter(|k| in_range(**k, a, None))
+            .nth(rows.max(1) as usize - 1)
+            .map(|k| key(*k)))
+    }
+
+    async fn digest(
+        &mut self,
+        after: Option<&Key>,
+        upto: Option<&Key>,
+        _converted: bool,
+    ) -> Result<(Digest, Digest)> {
+        let (a, u) = (plain(after), plain(upto));
+        Ok((
+            fake_digest(&self.orig, a, u),
+            fake_digest(&self.shadow, a, u),
+        ))
+    }
+
+    fn columns(&self) -> CompareColumns {
+        CompareColumns {
+            same: vec!["id".into(), "v".into()],
+            ..Default::default()
+        }
+    }
+
+    async fn close(&mut self) -> Result<()> {
         Ok(())
     }
 }

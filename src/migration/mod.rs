@@ -11,6 +11,7 @@ pub mod dirty;
 mod fake;
 #[cfg(test)]
 mod tests;
+pub mod verify;
 
 use crate::ddl::AlterSpec;
 use crate::engine::{ChangeStream, Copier, Engine, Key, Position, Scope};
@@ -34,6 +35,8 @@ pub struct RunOptions {
     pub cut_over_retries: u32,
     pub postpone_flag_file: Option<PathBuf>,
     pub ok_to_drop_table: bool,
+    /// Compare the tables before the cut-over (off with --skip-verify).
+    pub verify: bool,
     /// Test seam: wait this long right after the swap, before the cleanup steps.
     pub after_swap_hold: Option<Duration>,
 }
@@ -65,7 +68,7 @@ pub struct DryRun {
 
 pub enum Outcome {
     DryRun(Box<DryRun>),
-    Done(Done),
+    Done(Box<Done>),
 }
 
 /// Flush the dirty set once it holds this many keys, or after [`FLUSH_INTERVAL`].
@@ -244,6 +247,12 @@ impl<'a> Migration<'a> {
             .state(State::CatchUp, "replaying changes made during the copy");
         self.catch_up().await?;
         self.engine.before_cut_over(&mapping).await?;
+        let verified = if self.opts.verify {
+            Some(self.verify(&shadow).await?)
+        } else {
+            tracing::info!("verification skipped (--skip-verify)");
+            None
+        };
         self.postpone().await?;
         let (cut_over_ms, attempts) = self.cut_over().await?;
 
@@ -291,7 +300,7 @@ impl<'a> Migration<'a> {
         if let Some(e) = &cleanup_error {
             tracing::error!("the migration succeeded, but its cleanup did not: {e}");
         }
-        Ok(Outcome::Done(Done {
+        Ok(Outcome::Done(Box::new(Done {
             table: orig.name.clone(),
             old_table: names.old,
             new_table: orig.name.clone(),
@@ -304,7 +313,8 @@ impl<'a> Migration<'a> {
             cleanup_complete: cleanup_error.is_none(),
             leftovers,
             cleanup_error,
-        }))
+            verify: verified,
+        })))
     }
 
     /// Take the table's runner lock; with it held, objects of godwit's for this table are

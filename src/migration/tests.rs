@@ -30,6 +30,7 @@ fn opts() -> RunOptions {
         cut_over_retries: 10,
         postpone_flag_file: None,
         ok_to_drop_table: false,
+        verify: true,
         after_swap_hold: None,
     }
 }
@@ -57,7 +58,7 @@ async fn run(fake: &FakeEngine, opts: RunOptions) -> Result<Outcome> {
 
 fn done(r: Result<Outcome>) -> Done {
     match r {
-        Ok(Outcome::Done(d)) => d,
+        Ok(Outcome::Done(d)) => *d,
         Ok(Outcome::DryRun(_)) => panic!("expected a migration, got a dry run"),
         Err(e) => panic!("the migration failed: {e}"),
     }
@@ -379,6 +380,10 @@ async fn concurrent_run(seed: u64) {
     );
     // A key is never given twice in one flush (the fake checks); every write was seen.
     assert!(w.count(|c| matches!(c, Call::Poll)) > 0);
+    // Verified under the same writes, and nothing needed repair: replay is exact.
+    let v = d.verify.expect("verified");
+    assert_eq!(v.repaired_ranges, 0, "seed {seed}");
+    assert!(v.chunks >= 1 && v.rounds == 1, "seed {seed}: {v:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -834,7 +839,7 @@ async fn abort_while_postponed() {
     let mut ready = false;
     let mut polls = nth(3, |c| *c == Call::Poll);
     let when = move |c: &Call| {
-        ready |= *c == Call::BeforeCutOver;
+        ready |= *c == Call::VerifyViews;
         ready && polls(c)
     };
     let (fake, states) = aborted_at("postponed", when, o, no_throttle()).await;
@@ -969,4 +974,99 @@ async fn a_postponed_cut_over_keeps_replaying_until_the_flag_is_removed() {
         })
         .collect();
     assert_eq!(replayed, (1..=4).collect());
+}
+
+// ---------------------------------------------------------------------------------------
+// Verification before the cut-over
+
+#[tokio::test(start_paused = true)]
+async fn abort_during_verify() {
+    let (fake, states) =
+        aborted_at("verify", |c| *c == Call::VerifyViews, opts(), no_throttle()).await;
+    assert_eq!(stopped_in(&states), State::Verify);
+    assert!(!fake.world().called(&Call::Lock(1)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shadow_changed_behind_the_cores_back_is_repaired_before_the_swap() {
+    let fake = FakeEngine::with_rows(50_000, Config::default());
+    let mut writer = Writer::new(5, 50_000, 3);
+    let mut planted = false;
+    fake.on_call(move |c, w| {
+        writer.act(w);
+        if *c == Call::VerifyLock && !planted {
+            planted = true;
+            let shadow = w.shadow.as_mut().expect("shadow");
+            shadow.insert(5, -1);
+            shadow.remove(&30_000);
+            shadow.insert(777_777, 1);
+        }
+    });
+    let d = done(run(&fake, opts()).await);
+    let w = fake.world();
+    assert_migrated(&w);
+    let v = d.verify.expect("verified");
+    // Three chunks of 20,000 keys, each with one planted difference.
+    assert_eq!(v.chunks, 3);
+    assert_eq!(v.repaired_ranges, 3, "{v:?}");
+    assert_eq!(v.rounds, 2);
+    assert_eq!(w.count(|c| *c == Call::VerifyViews), 2);
+    assert_eq!(w.count(|c| *c == Call::RangeKeys), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_difference_that_keeps_coming_back_stops_the_run_before_the_swap() {
+    let fake = FakeEngine::with_rows(1000, Config::default());
+    let mut writer = Writer::new(6, 1000, 2);
+    fake.on_call(move |c, w| {
+        writer.act(w);
+        if *c == Call::VerifyViews {
+            w.shadow.as_mut().expect("shadow").insert(5, -1);
+        }
+    });
+    let e = failed(run(&fake, opts()).await);
+    assert_eq!(e.kind, ErrorKind::VerifyMismatch, "{e}");
+    assert!(e.message.contains("the original table is unchanged"), "{e}");
+    let w = fake.world();
+    assert_untouched(&w);
+    assert!(!w.called(&Call::Lock(1)));
+    assert_eq!(w.count(|c| *c == Call::VerifyViews), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verify_hold_not_granted_is_retried() {
+    let fake = FakeEngine::with_rows(100, Config::default());
+    fake.world().verify_lock_timeouts = 2;
+    let mut writer = Writer::new(7, 100, 2);
+    fake.on_call(move |_, w| writer.act(w));
+    done(run(&fake, opts()).await);
+    let w = fake.world();
+    assert_migrated(&w);
+    assert_eq!(w.count(|c| *c == Call::VerifyLock), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verify_hold_never_granted_fails_with_the_original_unchanged() {
+    let fake = FakeEngine::with_rows(100, Config::default());
+    fake.world().verify_lock_timeouts = 100;
+    let mut o = opts();
+    o.cut_over_retries = 3;
+    let e = failed(run(&fake, o).await);
+    assert_eq!(e.kind, ErrorKind::CutOverFailed, "{e}");
+    assert!(e.message.contains("the original table is unchanged"), "{e}");
+    let w = fake.world();
+    assert_untouched(&w);
+    assert_eq!(w.count(|c| *c == Call::VerifyLock), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn skip_verify_compares_nothing() {
+    let fake = FakeEngine::with_rows(100, Config::default());
+    let mut o = opts();
+    o.verify = false;
+    let d = done(run(&fake, o).await);
+    let w = fake.world();
+    assert_migrated(&w);
+    assert!(d.verify.is_none());
+    assert!(!w.called(&Call::VerifyLock));
 }

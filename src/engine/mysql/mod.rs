@@ -8,6 +8,7 @@ mod inspect;
 pub(crate) mod load;
 pub mod rowimage;
 pub mod sql;
+mod verify;
 
 use crate::ddl::AlterSpec;
 use crate::engine::{
@@ -940,6 +941,43 @@ impl Engine for MysqlEngine {
         }
         let _ = self.pool.clone().disconnect().await;
         Ok(())
+    }
+
+    async fn lock_for_verify(
+        &self,
+        orig: &Table,
+        shadow: &Table,
+        mapping: &ColumnMapping,
+        timeout: Duration,
+    ) -> Result<Box<dyn crate::engine::VerifyLock>> {
+        let sums = self.checksums(orig, shadow, mapping)?;
+        Ok(Box::new(
+            verify::MysqlVerifyLock::take(&self.pool, sums, timeout).await?,
+        ))
+    }
+
+    async fn verify_views(
+        &self,
+        orig: &Table,
+        other: &Table,
+        mapping: &ColumnMapping,
+    ) -> Result<Box<dyn crate::engine::VerifyView>> {
+        let sums = self.checksums(orig, other, mapping)?;
+        Ok(Box::new(verify::MysqlView::open(&self.pool, sums).await?))
+    }
+
+    async fn range_keys(
+        &self,
+        orig: &Table,
+        mapping: &ColumnMapping,
+        after: Option<&Key>,
+        upto: Option<&Key>,
+    ) -> Result<Vec<Key>> {
+        self.verify_range_keys(orig, mapping, after, upto).await
+    }
+
+    async fn inspect_other(&self, name: &str) -> Result<Table> {
+        self.inspect_table(name).await
     }
 }
 

@@ -195,24 +195,79 @@ impl Builder {
 
     /// `(a > x) OR (a = x AND b > y)` for a composite key; `op` is `>` or `>=`.
     fn compare(&self, alias: &str, op: &str, params: &mut Vec<Value>, key: &Key) -> String {
+        let names: Vec<&str> = self.key.iter().map(|k| k.name.as_str()).collect();
+        self.compare_named(alias, &names, op, params, key)
+    }
+
+    /// [`Builder::compare`] on columns `names` (the key under other names, e.g. the
+    /// shadow's), values bound as the original's key columns.
+    fn compare_named(
+        &self,
+        alias: &str,
+        names: &[&str],
+        op: &str,
+        params: &mut Vec<Value>,
+        key: &Key,
+    ) -> String {
         let strict = op.trim_end_matches('=');
         let mut ors = Vec::new();
         for i in 0..self.key.len() {
             let mut ands = Vec::new();
-            for (kc, part) in self.key.iter().zip(key).take(i) {
-                ands.push(format!("{alias}.{} = {}", quote(&kc.name), kc.bind_expr()));
+            for ((kc, name), part) in self.key.iter().zip(names).zip(key).take(i) {
+                ands.push(format!("{alias}.{} = {}", quote(name), kc.bind_expr()));
                 params.push(kc.bind_value(part));
             }
             let last_op = if i == self.key.len() - 1 { op } else { strict };
             ands.push(format!(
                 "{alias}.{} {last_op} {}",
-                quote(&self.key[i].name),
+                quote(names[i]),
                 self.key[i].bind_expr()
             ));
             params.push(self.key[i].bind_value(&key[i]));
             ors.push(format!("({})", ands.join(" AND ")));
         }
         format!("({})", ors.join(" OR "))
+    }
+
+    /// `WHERE` for keys in (`after`, `upto`] on columns `names` ("" when unbounded).
+    pub fn range_filter(
+        &self,
+        alias: &str,
+        names: &[&str],
+        after: Option<&Key>,
+        upto: Option<&Key>,
+        params: &mut Vec<Value>,
+    ) -> String {
+        let mut conds = Vec::new();
+        if let Some(k) = after {
+            conds.push(self.compare_named(alias, names, ">", params, k));
+        }
+        if let Some(k) = upto {
+            conds.push(format!(
+                "NOT {}",
+                self.compare_named(alias, names, ">", params, k)
+            ));
+        }
+        if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        }
+    }
+
+    /// Select the key columns `names` of `table` (aliased `alias`) the way chunk bounds
+    /// are selected, so that they read back as keys.
+    pub fn key_select_named(&self, alias: &str, names: &[&str]) -> String {
+        self.key
+            .iter()
+            .zip(names)
+            .map(|(k, n)| {
+                let mut kc = k.clone();
+                kc.name = n.to_string();
+                kc.select_expr(alias)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn order_by(&self, alias: &str) -> String {

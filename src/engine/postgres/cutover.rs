@@ -476,24 +476,7 @@ impl PgCutOver {
 #[async_trait]
 impl CutOverLock for PgCutOver {
     async fn fence(&mut self) -> Result<Position> {
-        let h = connect(&self.s.target, "fence").await?;
-        batch(&h, "BEGIN", "writing the cut-over fence").await?;
-        batch(
-            &h,
-            "SET LOCAL synchronous_commit = local",
-            "writing the cut-over fence",
-        )
-        .await?;
-        let marker = format!("cut-over {}", self.s.old);
-        let lsn: String = h
-            .query_one(sql::FENCE, &[&marker])
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(|e| pg_err(e, "writing the cut-over fence"))?;
-        batch(&h, "COMMIT", "writing the cut-over fence").await?;
-        parse_lsn(&lsn)
-            .map(Position::Lsn)
-            .ok_or_else(|| Error::internal(format!("unexpected fence LSN {lsn}")))
+        write_fence(&self.s.target, &format!("cut-over {}", self.s.old)).await
     }
 
     async fn flush(&mut self, keys: &[Key]) -> Result<u64> {
@@ -537,4 +520,26 @@ impl CutOverLock for PgCutOver {
         }
         Ok(())
     }
+}
+
+/// Commit a logical-decoding message on a new session and return its LSN: once the
+/// stream has read up to it, it has read every commit made before this call.
+pub(super) async fn write_fence(target: &Target, marker: &str) -> Result<Position> {
+    let h = connect(target, "fence").await?;
+    batch(&h, "BEGIN", "writing a stream fence").await?;
+    batch(
+        &h,
+        "SET LOCAL synchronous_commit = local",
+        "writing a stream fence",
+    )
+    .await?;
+    let lsn: String = h
+        .query_one(sql::FENCE, &[&marker])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| pg_err(e, "writing a stream fence"))?;
+    batch(&h, "COMMIT", "writing a stream fence").await?;
+    parse_lsn(&lsn)
+        .map(Position::Lsn)
+        .ok_or_else(|| Error::internal(format!("unexpected fence LSN {lsn}")))
 }

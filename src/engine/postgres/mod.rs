@@ -13,6 +13,7 @@ pub(crate) mod load;
 pub mod pgoutput;
 pub mod sql;
 mod stream;
+mod verify;
 
 use crate::ddl::AlterSpec;
 use crate::engine::{
@@ -1167,6 +1168,43 @@ impl Engine for PgEngine {
             let _ = s.query(sql::DROP_SLOT, &[&self.slot]).await;
         }
         Ok(())
+    }
+
+    async fn lock_for_verify(
+        &self,
+        orig: &Table,
+        shadow: &Table,
+        mapping: &ColumnMapping,
+        timeout: Duration,
+    ) -> Result<Box<dyn crate::engine::VerifyLock>> {
+        let sums = self.checksums(orig, shadow, mapping)?;
+        Ok(Box::new(
+            verify::PgVerifyLock::take(&self.target, sums, timeout).await?,
+        ))
+    }
+
+    async fn verify_views(
+        &self,
+        orig: &Table,
+        other: &Table,
+        mapping: &ColumnMapping,
+    ) -> Result<Box<dyn crate::engine::VerifyView>> {
+        let sums = self.checksums(orig, other, mapping)?;
+        Ok(Box::new(verify::PgView::open(&self.target, sums).await?))
+    }
+
+    async fn range_keys(
+        &self,
+        orig: &Table,
+        mapping: &ColumnMapping,
+        after: Option<&Key>,
+        upto: Option<&Key>,
+    ) -> Result<Vec<Key>> {
+        self.verify_range_keys(orig, mapping, after, upto).await
+    }
+
+    async fn inspect_other(&self, name: &str) -> Result<Table> {
+        self.inspect_table(name).await
     }
 }
 
