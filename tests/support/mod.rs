@@ -6,6 +6,7 @@
 //! (`scripts/lib/servers.sh`).
 #![allow(dead_code)]
 
+pub mod both;
 pub mod mysql;
 pub mod phases;
 pub mod postgres;

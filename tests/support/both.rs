@@ -1,0 +1,203 @@
+//! Tests that run one case table on both engines: a database with `orders` (ROWS rows)
+//! and the canary table `victim`, read and written through one API, and a writer.
+
+use super::mysql::TestDb as MariaDb;
+use super::postgres::TestDb as PgDb;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub const ROWS: i64 = 3000;
+/// Ids the writer inserts start here, above the table's own rows.
+pub const WRITER_IDS: i64 = 1_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Engine {
+    Maria,
+    Postgres,
+}
+
+/// A test database with `orders` (ROWS rows) and the canary table `victim`.
+pub enum Db {
+    Maria(MariaDb),
+    Postgres(PgDb),
+}
+
+impl Db {
+    pub async fn new(engine: Engine, prefix: &str) -> Db {
+        let db = match engine {
+            Engine::Maria => Db::Maria(MariaDb::new(prefix).await),
+            Engine::Postgres => Db::Postgres(PgDb::new(prefix).await),
+        };
+        db.exec("CREATE TABLE orders (id BIGINT PRIMARY KEY, v INT NOT NULL, note VARCHAR(40))")
+            .await;
+        db.exec(match engine {
+            Engine::Maria => {
+                "INSERT INTO orders (id, v, note) SELECT seq, seq * 7, 'row' FROM seq_1_to_3000"
+            }
+            Engine::Postgres => {
+                "INSERT INTO orders (id, v, note) SELECT i, i * 7, 'row' FROM generate_series(1, 3000) i"
+            }
+        })
+        .await;
+        db.exec("CREATE TABLE victim (id INT PRIMARY KEY)").await;
+        db.exec("INSERT INTO victim VALUES (1), (2), (3)").await;
+        db
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            Db::Maria(_) => Engine::Maria,
+            Db::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Db::Maria(d) => &d.url,
+            Db::Postgres(d) => &d.url,
+        }
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        match self {
+            Db::Maria(d) => d.exec(sql).await,
+            Db::Postgres(d) => d.exec(sql).await,
+        }
+    }
+
+    /// One column of text values.
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
+        match self {
+            Db::Maria(d) => d.query::<String>(sql).await,
+            Db::Postgres(d) => d.strings(sql).await,
+        }
+    }
+
+    /// Rows of `orders` matching `filter`.
+    pub async fn count(&self, filter: &str) -> usize {
+        let sql = match self.engine() {
+            Engine::Maria => format!("SELECT CAST(COUNT(*) AS CHAR) FROM orders WHERE {filter}"),
+            Engine::Postgres => format!("SELECT count(*)::text FROM orders WHERE {filter}"),
+        };
+        self.strings(&sql).await[0].parse().unwrap()
+    }
+
+    /// Every row of `orders` with an id below `below`, as text, in key order.
+    pub async fn rows(&self, below: i64) -> Vec<String> {
+        let sql = match self.engine() {
+            Engine::Maria => format!(
+                "SELECT CONCAT_WS('|', id, v, IFNULL(note, 'NULL')) FROM orders WHERE id < {below} ORDER BY id"
+            ),
+            Engine::Postgres => format!(
+                "SELECT concat_ws('|', id, v, coalesce(note, 'NULL')) FROM orders WHERE id < {below} ORDER BY id"
+            ),
+        };
+        self.strings(&sql).await
+    }
+
+    pub async fn victim(&self) -> Vec<String> {
+        self.strings(match self.engine() {
+            Engine::Maria => "SELECT CAST(id AS CHAR) FROM victim ORDER BY id",
+            Engine::Postgres => "SELECT id::text FROM victim ORDER BY id",
+        })
+        .await
+    }
+
+    pub async fn columns(&self, table: &str) -> Vec<String> {
+        let sql = match self.engine() {
+            Engine::Maria => format!(
+                "SELECT CONCAT(COLUMN_NAME, ' ', COLUMN_TYPE) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' ORDER BY ORDINAL_POSITION"
+            ),
+            Engine::Postgres => format!(
+                "SELECT attname || ' ' || format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '{table}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+            ),
+        };
+        self.strings(&sql).await
+    }
+
+    /// Every table, trigger, slot and publication of godwit's in this database.
+    pub async fn leftovers(&self) -> Vec<String> {
+        match self {
+            Db::Maria(d) => {
+                let mut t = d.query::<String>("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE '%godwit%'").await;
+                t.extend(d.query::<String>("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME LIKE '%godwit%'").await);
+                t
+            }
+            Db::Postgres(d) => {
+                let mut t = d.leftovers().await;
+                t.extend(d.strings("SELECT 'slot ' || slot_name FROM pg_replication_slots WHERE database = current_database()").await);
+                t.extend(d.strings("SELECT 'table ' || n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname LIKE '%godwit%' AND n.nspname <> 'public'").await);
+                t
+            }
+        }
+    }
+
+    /// What must not change: the canary, the target's columns and original rows, and no
+    /// object of godwit's.
+    pub async fn snapshot(&self) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
+        (
+            self.victim().await,
+            self.columns("orders").await,
+            self.rows(WRITER_IDS).await,
+            self.leftovers().await,
+        )
+    }
+
+    pub async fn drop_db(self) {
+        match self {
+            Db::Maria(d) => d.drop_db().await,
+            Db::Postgres(d) => d.drop_db().await,
+        }
+    }
+}
+
+/// Inserts rows into `orders` (ids from WRITER_IDS) until stopped; returns the ids whose
+/// insert committed. Errors are allowed only while the test cuts the server away.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<i64>>,
+}
+
+impl Writer {
+    pub fn start(engine: Engine, url: String) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut done = Vec::new();
+            let mut id = WRITER_IDS;
+            while !s.load(Ordering::SeqCst) {
+                id += 1;
+                let sql = format!("INSERT INTO orders (id, v, note) VALUES ({id}, {id}, 'w')");
+                let ok = match engine {
+                    Engine::Maria => {
+                        use mysql_async::prelude::Queryable;
+                        let opts = mysql_async::Opts::from_url(&url).unwrap();
+                        match mysql_async::Conn::new(opts).await {
+                            Ok(mut c) => {
+                                let r = c.query_drop(&sql).await.is_ok();
+                                let _ = c.disconnect().await;
+                                r
+                            }
+                            Err(_) => false,
+                        }
+                    }
+                    Engine::Postgres => {
+                        let c = super::postgres::connect(&url).await;
+                        c.execute(&sql, &[]).await.is_ok()
+                    }
+                };
+                if ok {
+                    done.push(id);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+            }
+            done
+        });
+        Writer { stop, task }
+    }
+
+    pub async fn stop(self) -> Vec<i64> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap()
+    }
+}

@@ -1,0 +1,263 @@
+//! Verification before the cut-over, and `godwit verify`, on both engines with a writer
+//! running (issue #11, item 3):
+//! - differences planted behind godwit's back while it copies (a shadow row changed; on
+//!   MariaDB also an original row changed with `sql_log_bin=0`, which the change stream
+//!   never sees) are found, re-copied, and the result equals the original;
+//! - a difference that comes back after every repair stops the run before the swap:
+//!   exit 36, the original unchanged, nothing of godwit's left;
+//! - `godwit verify --against` says whether two tables hold the same rows (exit 0 / 36),
+//!   also through a type change.
+mod support;
+
+use support::both::{Db, Engine, Writer, ROWS, WRITER_IDS};
+use support::{godwit, LiveRun, Run};
+
+fn shadow(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Maria => "orders_godwit_new",
+        Engine::Postgres => "_godwit_new_orders",
+    }
+}
+
+fn start(db: &Db) -> LiveRun {
+    LiveRun::start(
+        &[
+            "run",
+            "--url",
+            db.url(),
+            "--table",
+            "orders",
+            "--alter",
+            "ADD COLUMN extra INT",
+            "--execute",
+            "--format",
+            "json",
+            "--chunk-size",
+            "100",
+            "--max-rows-per-second",
+            "1000",
+            "--ok-to-drop-table",
+        ],
+        &[],
+    )
+}
+
+/// Wait until the shadow holds the rows `ids` (the copy went past them).
+async fn wait_copied(db: &Db, ids: &str) {
+    let want = ids.split(',').count().to_string();
+    let sql = format!(
+        "SELECT CAST(COUNT(*) AS CHAR) FROM {} WHERE id IN ({ids})",
+        shadow(db.engine())
+    );
+    for _ in 0..400 {
+        let here = match db.engine() {
+            Engine::Maria => "DATABASE()",
+            Engine::Postgres => "current_schema()",
+        };
+        let exists = db
+            .strings(&format!(
+                "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.tables WHERE table_schema = {here} AND table_name = '{}'",
+                shadow(db.engine())
+            ))
+            .await;
+        if exists[0] == "1" && db.strings(&sql).await[0] == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the copy did not reach ids {ids}");
+}
+
+/// The rows below the writer's ids, the writer's ids, and no leftovers.
+async fn assert_result(db: &Db, want: &[String], inserted: &[i64]) {
+    assert_eq!(&db.rows(WRITER_IDS).await, want, "rows differ");
+    assert_eq!(
+        db.count(&format!("id > {WRITER_IDS}")).await,
+        inserted.len(),
+        "the writer's rows"
+    );
+    assert!(
+        db.leftovers().await.is_empty(),
+        "{:?}",
+        db.leftovers().await
+    );
+}
+
+async fn planted_differences_are_repaired(engine: Engine) {
+    let db = Db::new(engine, "verify_fix").await;
+    let mut want = db.rows(WRITER_IDS).await;
+    let writer = Writer::start(engine, db.url().to_string());
+    let live = start(&db);
+    wait_copied(&db, "1,2,3").await;
+    db.exec(&format!(
+        "UPDATE {} SET v = -1 WHERE id = 1",
+        shadow(engine)
+    ))
+    .await;
+    db.exec(&format!("DELETE FROM {} WHERE id = 3", shadow(engine)))
+        .await;
+    if engine == Engine::Maria {
+        // Changed in the original without a binlog event: the stream never sees it.
+        let Db::Maria(m) = &db else { unreachable!() };
+        let mut c = m.conn().await;
+        use mysql_async::prelude::Queryable;
+        c.query_drop("SET SESSION sql_log_bin = 0").await.unwrap();
+        c.query_drop("UPDATE orders SET note = 'hidden' WHERE id = 2")
+            .await
+            .unwrap();
+        want[1] = "2|14|hidden".into();
+    }
+    let run = live.finish().await;
+    let inserted = writer.stop().await;
+    run.expect_ok();
+    let v = run.event("verify").expect("a verify event");
+    assert!(v["repaired_ranges"].as_u64().unwrap() >= 1, "{v}");
+    assert!(v["rows"].as_u64().unwrap() >= ROWS as u64, "{v}");
+    assert_eq!(v["converted_unconfirmed"], false, "{v}");
+    // The result holds the original's rows (with the hidden change), with the new column.
+    assert_result(&db, &want, &inserted).await;
+    assert!(db
+        .columns("orders")
+        .await
+        .iter()
+        .any(|c| c.starts_with("extra ")));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn planted_differences_are_repaired_mariadb() {
+    planted_differences_are_repaired(Engine::Maria).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn planted_differences_are_repaired_postgres() {
+    planted_differences_are_repaired(Engine::Postgres).await;
+}
+
+async fn a_difference_that_stays_stops_the_run(engine: Engine) {
+    let db = Db::new(engine, "verify_stop").await;
+    let want = db.rows(WRITER_IDS).await;
+    let columns = db.columns("orders").await;
+    let writer = Writer::start(engine, db.url().to_string());
+    let live = start(&db);
+    wait_copied(&db, "1").await;
+    // Whatever godwit writes for id 1, the shadow keeps -1.
+    let s = shadow(engine);
+    match engine {
+        Engine::Maria => {
+            db.exec(&format!(
+                "CREATE TRIGGER corrupt BEFORE INSERT ON {s} FOR EACH ROW SET NEW.v = IF(NEW.id = 1, -1, NEW.v)"
+            ))
+            .await
+        }
+        Engine::Postgres => {
+            db.exec("CREATE FUNCTION corrupt() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN IF NEW.id = 1 THEN NEW.v := -1; END IF; RETURN NEW; END$$").await;
+            db.exec(&format!(
+                "CREATE TRIGGER corrupt BEFORE INSERT ON {s} FOR EACH ROW EXECUTE FUNCTION corrupt()"
+            ))
+            .await
+        }
+    }
+    db.exec(&format!("UPDATE {s} SET v = -1 WHERE id = 1"))
+        .await;
+    let run: Run = live.finish().await;
+    let inserted = writer.stop().await;
+    assert_eq!(run.code, 36, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("the original table is unchanged")
+            || run.stdout.contains("the original table is unchanged"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(!run.states().contains(&"cut_over".to_string()));
+    assert_eq!(db.columns("orders").await, columns, "the original changed");
+    assert_result(&db, &want, &inserted).await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_difference_that_stays_stops_the_run_mariadb() {
+    a_difference_that_stays_stops_the_run(Engine::Maria).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_difference_that_stays_stops_the_run_postgres() {
+    a_difference_that_stays_stops_the_run(Engine::Postgres).await;
+}
+
+async fn verify_command(engine: Engine) {
+    let db = Db::new(engine, "verify_cmd").await;
+    match engine {
+        Engine::Maria => {
+            db.exec("CREATE TABLE copy LIKE orders").await;
+            db.exec(
+                "CREATE TABLE wide (id BIGINT PRIMARY KEY, v BIGINT NOT NULL, note VARCHAR(80))",
+            )
+            .await;
+        }
+        Engine::Postgres => {
+            db.exec("CREATE TABLE copy (LIKE orders INCLUDING ALL)")
+                .await;
+            db.exec(
+                "CREATE TABLE wide (id BIGINT PRIMARY KEY, v BIGINT NOT NULL, note VARCHAR(80))",
+            )
+            .await;
+        }
+    }
+    db.exec("INSERT INTO copy SELECT * FROM orders").await;
+    db.exec("INSERT INTO wide SELECT * FROM orders").await;
+    let verify = |against: &'static str| {
+        let url = db.url().to_string();
+        async move {
+            godwit(
+                &[
+                    "verify",
+                    "--url",
+                    &url,
+                    "--table",
+                    "orders",
+                    "--against",
+                    against,
+                    "--format",
+                    "json",
+                ],
+                &[],
+            )
+            .await
+        }
+    };
+    let r = verify("copy").await;
+    r.expect_ok();
+    let e = r.event("verify").expect("verify event");
+    assert_eq!(e["same"], true, "{e}");
+    assert_eq!(e["rows"], ROWS, "{e}");
+    // Columns of another type are compared through the conversion.
+    verify("wide").await.expect_ok();
+    db.exec("UPDATE copy SET note = 'changed' WHERE id = 2500")
+        .await;
+    let r = verify("copy").await;
+    assert_eq!(r.code, 36, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.event("verify").unwrap()["differing"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    db.exec("DELETE FROM wide WHERE id = 7").await;
+    assert_eq!(verify("wide").await.code, 36);
+    // Nothing was changed by verifying.
+    assert_eq!(db.count("id > 0").await, ROWS as usize);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_command_mariadb() {
+    verify_command(Engine::Maria).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_command_postgres() {
+    verify_command(Engine::Postgres).await;
+}
