@@ -8,7 +8,9 @@
 # /work/shared/reference/measurements.md), builds godwit in release mode, and prints
 # native seconds, godwit seconds, the ratio godwit/native and godwit's peak RSS.
 # godwit's JSON events are kept in $BENCH_OUT (default /tmp/godwit-bench-<ROWS>.jsonl)
-# for a look at chunk sizes and rates. Not part of the test suite; timings are noisy,
+# for a look at chunk sizes and rates (summarised by benches/events.py, which also gives
+# the verification's share of the copy time). GODWIT_BENCH_ARGS adds flags to the run,
+# e.g. GODWIT_BENCH_ARGS=--skip-verify. Not part of the test suite; timings are noisy,
 # compare ratios measured in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,7 +77,7 @@ TIME_OUT="$GODWIT_RUN_DIR/godwit.time"
 t0=$(now)
 /usr/bin/time -v -o "$TIME_OUT" "$GODWIT" run \
   --url "mysql://root@127.0.0.1:$MYSQL_PORT/godwit_bench" --table t2 \
-  --alter "$ALTER" --execute --ok-to-drop-table --format json >"$BENCH_OUT"
+  --alter "$ALTER" --execute --ok-to-drop-table --format json ${GODWIT_BENCH_ARGS:-} >"$BENCH_OUT"
 godwit=$(secs "$t0" "$(now)")
 rss_kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$TIME_OUT")
 cpu_user=$(awk -F': ' '/User time/ {print $2}' "$TIME_OUT")
@@ -89,19 +91,7 @@ sum() {
 same=no
 [ "$(sum t1)" = "$(sum t2)" ] && same=yes
 
-python3 - "$BENCH_OUT" <<'PY'
-import json, sys
-ev = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-prog = [e for e in ev if e.get("event") == "progress" and e.get("state") == "copy"]
-done = [e for e in ev if e.get("event") == "done"]
-if prog:
-    sizes = [e["chunk_size"] for e in prog]
-    print(f"chunk size during copy: first {sizes[0]}, max {max(sizes)}, last {sizes[-1]}")
-if done:
-    d = done[0]
-    print(f"godwit: rows_copied {d['rows_copied']}, keys_replayed {d['keys_replayed']}, "
-          f"cut_over_ms {d['cut_over_ms']}, elapsed_ms {d['elapsed_ms']}")
-PY
+python3 benches/events.py "$BENCH_OUT"
 
 ratio=$(python3 -c "import sys; print(f'{float(sys.argv[1]) / max(float(sys.argv[2]), 0.001):.2f}')" "$godwit" "$native")
 echo

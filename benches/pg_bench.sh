@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS="${ROWS:-2000000}"
+# godwit's JSON events; GODWIT_BENCH_ARGS adds flags to the run (e.g. --skip-verify).
+BENCH_OUT="${BENCH_OUT:-/tmp/godwit-pg-bench-$ROWS.jsonl}"
 PSQL=/usr/lib/postgresql/15/bin/psql
 if [ -z "${GODWIT_TEST_POSTGRES_URL:-}" ]; then
   source scripts/lib/servers.sh
@@ -33,7 +35,8 @@ $PSQL "$URL" -qc "CHECKPOINT"
 
 start=$(date +%s.%N)
 /usr/bin/time -v -o /tmp/godwit_bench_time.$$ "$BIN" run --url "$URL" --table g \
-  --alter "ALTER COLUMN a TYPE bigint" --execute --ok-to-drop-table --chunk-size 20000 >/dev/null 2>/tmp/godwit_bench_log.$$ \
+  --alter "ALTER COLUMN a TYPE bigint" --execute --ok-to-drop-table --chunk-size 20000 \
+  --format json ${GODWIT_BENCH_ARGS:-} >"$BENCH_OUT" 2>/tmp/godwit_bench_log.$$ \
   || { tail -20 /tmp/godwit_bench_log.$$; exit 1; }
 godwit_s=$(echo "$(date +%s.%N) - $start" | bc -l)
 $PSQL "$URL" -qc "CHECKPOINT"
@@ -51,3 +54,4 @@ printf 'native ALTER:    %.2f s\n' "$native_s"
 printf 'ratio:           %.2fx (target <= 2x)\n' "$(echo "$godwit_s / $native_s" | bc -l)"
 printf 'godwit peak RSS: %.1f MiB\n' "$(echo "$rss_kb / 1024" | bc -l)"
 printf 'results equal:   %s\n' "$same"
+python3 benches/events.py "$BENCH_OUT"
