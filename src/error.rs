@@ -58,6 +58,9 @@ pub enum ErrorKind {
     /// repairing them did not help (the run stops before the swap; the original is
     /// unchanged), or `godwit verify` found the two tables different.
     VerifyMismatch,
+    /// A checkpoint of an earlier run stands in the way (a different change, `--resume`
+    /// without one, or one that can no longer be resumed): `--restart` discards it.
+    Checkpoint,
     /// Anything else: a bug or an unexpected server error.
     Internal,
 }
@@ -88,6 +91,7 @@ impl ErrorKind {
             ErrorKind::SourceChanged => 34,
             ErrorKind::SwappedCleanupIncomplete => 35,
             ErrorKind::VerifyMismatch => 36,
+            ErrorKind::Checkpoint => 37,
             ErrorKind::Migration => 40,
             ErrorKind::PlanRisk => 41,
         }

@@ -4,6 +4,7 @@ use super::ConnArgs;
 use crate::ddl::AlterSpec;
 use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
+use crate::migration::checkpoint::ResumeMode;
 use crate::migration::{DryRun, Migration, Outcome, RunOptions};
 use crate::plan::PlanOptions;
 use crate::progress::{Format, Reporter};
@@ -60,6 +61,13 @@ pub struct RunArgs {
     /// Drop the original (renamed) table after a successful cut-over.
     #[arg(long)]
     pub ok_to_drop_table: bool,
+    /// Require a checkpoint of an earlier run of this change and continue it (without it,
+    /// a matching checkpoint is resumed anyway, and a run starts fresh when there is none).
+    #[arg(long, conflicts_with = "restart")]
+    pub resume: bool,
+    /// Discard the checkpoint of an earlier run (and the shadow it kept) and start over.
+    #[arg(long)]
+    pub restart: bool,
     /// Do not compare the original and the new table before the cut-over (verification
     /// is on by default: a chunked checksum of both tables, differences re-copied).
     #[arg(long)]
@@ -96,6 +104,13 @@ fn options(a: &RunArgs, alter: AlterSpec) -> Result<RunOptions> {
         postpone_flag_file: a.postpone_cut_over_flag_file.clone(),
         ok_to_drop_table: a.ok_to_drop_table,
         verify: !a.skip_verify,
+        resume: if a.resume {
+            ResumeMode::Require
+        } else if a.restart {
+            ResumeMode::Restart
+        } else {
+            ResumeMode::Auto
+        },
         after_swap_hold: a.debug_after_swap_hold_millis.map(Duration::from_millis),
     })
 }

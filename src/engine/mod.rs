@@ -15,7 +15,9 @@ use std::time::Duration;
 
 /// One value of a key column, as the change stream or the chunker delivers it. Each engine
 /// turns it back into a server value of the right type (see its statement builder).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum KeyPart {
     Int(i64),
     UInt(u64),
@@ -29,7 +31,7 @@ pub enum KeyPart {
 pub type Key = Vec<KeyPart>;
 
 /// A position in the change stream.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Position {
     Binlog { file: String, pos: u64 },
@@ -93,6 +95,9 @@ pub trait Copier: Send {
     fn finished(&self) -> bool {
         false
     }
+    /// The key every row up to which is copied (the end of the last chunk): a resumed
+    /// copy starts after it.
+    fn copied_upto(&self) -> Option<Key>;
 }
 
 /// The cut-over while the original table is locked against writes.
@@ -223,7 +228,13 @@ pub trait Engine: Send + Sync {
     async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
         Ok(())
     }
-    async fn copier(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Box<dyn Copier>>;
+    /// A copier that starts after the key `after` (from the start when None).
+    async fn copier(
+        &self,
+        orig: &Table,
+        mapping: &ColumnMapping,
+        after: Option<&Key>,
+    ) -> Result<Box<dyn Copier>>;
     /// Re-read `keys` from the original and make the shadow hold exactly that.
     async fn flush(&self, orig: &Table, mapping: &ColumnMapping, keys: &[Key]) -> Result<u64>;
     /// Lock the original for the cut-over, waiting at most `timeout`.
@@ -289,6 +300,32 @@ pub trait Engine: Send + Sync {
     ) -> Result<Vec<Key>>;
     /// Inspect another table of the original's schema (`godwit verify --against`).
     async fn inspect_other(&self, name: &str) -> Result<Table>;
+    /// This engine saves checkpoints and can resume a run that died; a run stopped by
+    /// a lost server then keeps what it made for the next run.
+    fn resumable(&self) -> bool {
+        false
+    }
+    /// This table's checkpoint (docs/how-it-works.md, "Resume"), as saved.
+    async fn load_checkpoint(&self) -> Result<Option<String>>;
+    /// Save this table's checkpoint (creating the checkpoint table when needed).
+    async fn save_checkpoint(&self, state: &str) -> Result<()>;
+    /// Remove this table's checkpoint, and the checkpoint table once it is empty.
+    async fn drop_checkpoint(&self) -> Result<()>;
+    /// What a resumed run must know about the shadow that its definition does not say
+    /// (e.g. the indexes the copy runs without).
+    fn resume_state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// Take over the shadow and the stream a dead run left: check that the shadow exists,
+    /// that the stream can still be read from `from`, restore `state`, and inspect the
+    /// shadow. `copying`: the dead run had not finished the copy.
+    async fn resume(
+        &self,
+        orig: &Table,
+        state: &serde_json::Value,
+        from: &Position,
+        copying: bool,
+    ) -> Result<Table>;
 }
 
 /// Connect to the target and return its engine for `table`.

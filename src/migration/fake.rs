@@ -76,6 +76,8 @@ pub enum Call {
     VerifyRelease,
     /// Keys of a range read for a repair.
     RangeKeys,
+    /// A run took over what a dead run left.
+    Resume,
 }
 
 /// Where a cut-over attempt fails.
@@ -227,6 +229,16 @@ pub struct World {
     verify_hold: Option<Option<u64>>,
     /// `lock_for_verify` fails with a lock timeout this many more times.
     pub verify_lock_timeouts: u32,
+    /// The saved checkpoint (the engine's checkpoint table).
+    pub checkpoint: Option<String>,
+    /// Checkpoints saved.
+    pub saves: u32,
+    /// The engine resumes (`Engine::resumable`).
+    pub resumable: bool,
+    /// The columns of the shadow as created.
+    shadow_columns: Vec<&'static str>,
+    /// A resumed run took the shadow over and has not opened its stream yet.
+    resuming: bool,
 }
 
 impl World {
@@ -279,6 +291,23 @@ impl World {
         self.write(Op::ChangeKey(old, new));
     }
     /// Someone else alters the original table.
+    /// The process running the migration dies: its sessions, locks and memory are gone;
+    /// what it made on the server (shadow, stream artifacts, checkpoint) stays.
+    pub fn crash(&mut self) {
+        self.stream.open = false;
+        self.stream.read = self.stream.acked;
+        self.copy = CopyState::default();
+        self.lock = None;
+        self.verify_hold = None;
+        for op in std::mem::take(&mut self.queued) {
+            self.apply(op, false);
+        }
+        self.inspected = false;
+        self.preflighted = false;
+        self.after_copy_done = false;
+        self.before_cut_over_done = false;
+    }
+
     pub fn ddl(&mut self) {
         self.log.push(Entry::Ddl);
     }
@@ -467,6 +496,11 @@ impl FakeEngine {
             before_cut_over_done: false,
             verify_hold: None,
             verify_lock_timeouts: 0,
+            checkpoint: None,
+            saves: 0,
+            resumable: true,
+            shadow_columns: Vec::new(),
+            resuming: false,
         };
         FakeEngine {
             s: Arc::new(Shared {
@@ -605,6 +639,15 @@ impl Engine for FakeEngine {
             w.stream.artifacts = false;
             out.push(SLOT.to_string());
         }
+        if !w.stream.open {
+            // Removed with its artifacts: a new run starts a new stream.
+            let closed = w.stream.closed;
+            w.stream = StreamState::default();
+            w.stream.closed = closed;
+        }
+        if w.checkpoint.take().is_some() {
+            out.push("checkpoint".into());
+        }
         if include_old && w.swapped && !w.old_dropped {
             w.old_dropped = true;
             out.push(self.names.old.clone());
@@ -646,12 +689,27 @@ impl Engine for FakeEngine {
         from: &Position,
     ) -> Result<Box<dyn ChangeStream>> {
         let mut w = self.s.enter(Call::OpenStream);
-        match w.stream.from {
-            None => w.violation("open_stream before start_stream"),
-            Some(f) if Position::Lsn(f) != *from => {
-                w.violation(format!("open_stream from {from}, start_stream said {f}"))
+        if std::mem::take(&mut w.resuming) {
+            let Position::Lsn(p) = *from else {
+                unreachable!("the fake only hands out LSNs")
+            };
+            // A change after what the dead run acknowledged may not be in the shadow.
+            if p > w.stream.acked {
+                let acked = w.stream.acked;
+                w.violation(format!(
+                    "resumed from {p}, past what was acknowledged ({acked})"
+                ));
             }
-            _ => {}
+            w.stream.read = p;
+            w.stream.acked = p;
+        } else {
+            match w.stream.from {
+                None => w.violation("open_stream before start_stream"),
+                Some(f) if Position::Lsn(f) != *from => {
+                    w.violation(format!("open_stream from {from}, start_stream said {f}"))
+                }
+                _ => {}
+            }
         }
         if w.stream.open || w.stream.closed {
             w.violation("open_stream called twice");
@@ -676,6 +734,7 @@ impl Engine for FakeEngine {
         if alter.clauses.contains("ADD COLUMN c") {
             cols.push("c");
         }
+        w.shadow_columns = cols.clone();
         Ok(table(&self.names.shadow, &cols, 0))
     }
 
@@ -726,7 +785,12 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
-    async fn copier(&self, _orig: &Table, _mapping: &ColumnMapping) -> Result<Box<dyn Copier>> {
+    async fn copier(
+        &self,
+        _orig: &Table,
+        _mapping: &ColumnMapping,
+        after: Option<&Key>,
+    ) -> Result<Box<dyn Copier>> {
         let mut w = self.s.enter(Call::Copier);
         if !w.stream.open {
             w.violation("copier before the stream is open: changes during the copy are lost");
@@ -740,7 +804,7 @@ impl Engine for FakeEngine {
         w.copy.made = true;
         Ok(Box::new(FakeCopier {
             s: self.s.clone(),
-            last: None,
+            last: plain(after),
             done: false,
             reports_finished: w.cfg.copier_reports_finished,
             delay: w.cfg.chunk_delay,
@@ -902,6 +966,48 @@ impl Engine for FakeEngine {
 
     async fn inspect_other(&self, name: &str) -> Result<Table> {
         Ok(table(name, &["id", "v"], 0))
+    }
+
+    fn resumable(&self) -> bool {
+        self.s.world().resumable
+    }
+
+    async fn load_checkpoint(&self) -> Result<Option<String>> {
+        Ok(self.s.world().checkpoint.clone())
+    }
+
+    async fn save_checkpoint(&self, state: &str) -> Result<()> {
+        let mut w = self.s.world();
+        if w.shadow.is_none() || w.swapped {
+            w.violation("a checkpoint saved without a shadow, or after the swap");
+        }
+        w.checkpoint = Some(state.to_string());
+        w.saves += 1;
+        Ok(())
+    }
+
+    async fn drop_checkpoint(&self) -> Result<()> {
+        self.s.world().checkpoint = None;
+        Ok(())
+    }
+
+    async fn resume(
+        &self,
+        _orig: &Table,
+        _state: &serde_json::Value,
+        _from: &Position,
+        _copying: bool,
+    ) -> Result<Table> {
+        let mut w = self.s.enter(Call::Resume);
+        if w.shadow.is_none() || !w.stream.artifacts {
+            return Err(Error::new(
+                ErrorKind::Checkpoint,
+                "fake: the checkpoint's shadow or stream is gone",
+            ));
+        }
+        w.resuming = true;
+        let cols = w.shadow_columns.clone();
+        Ok(table(&self.names.shadow, &cols, 0))
     }
 }
 
@@ -1189,6 +1295,10 @@ impl Copier for FakeCopier {
 
     fn finished(&self) -> bool {
         self.reports_finished && self.done
+    }
+
+    fn copied_upto(&self) -> Option<Key> {
+        self.last.map(key)
     }
 }
 

@@ -6,6 +6,7 @@
 //! time: a dirty key is therefore never replayed while a chunk that covers it is in flight,
 //! which closes the copy/replay race without locking reads in the copy.
 
+pub mod checkpoint;
 pub mod dirty;
 #[cfg(test)]
 mod fake;
@@ -19,6 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::progress::{Done, Reporter, Snapshot, State};
 use crate::schema::{ColumnMapping, Table};
 use crate::throttle::Throttle;
+use checkpoint::{Checkpoint, ResumeMode, Stage};
 use dirty::DirtySet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +39,8 @@ pub struct RunOptions {
     pub ok_to_drop_table: bool,
     /// Compare the tables before the cut-over (off with --skip-verify).
     pub verify: bool,
+    /// What to do with the checkpoint of a run that died.
+    pub resume: ResumeMode,
     /// Test seam: wait this long right after the swap, before the cleanup steps.
     pub after_swap_hold: Option<Duration>,
 }
@@ -96,7 +100,16 @@ pub struct Migration<'a> {
     last_flush: Instant,
     created: bool,
     swap: Swap,
+    /// The stream position up to which every change is in the shadow.
+    acked: Option<Position>,
+    stage: Stage,
+    copied_upto: Option<Key>,
+    last_save: Option<Instant>,
+    save_failed: bool,
 }
+
+/// Save the checkpoint at least this often outside the copy (which saves per chunk).
+const SAVE_INTERVAL: Duration = Duration::from_secs(2);
 
 impl<'a> Migration<'a> {
     pub fn new(
@@ -126,6 +139,11 @@ impl<'a> Migration<'a> {
             last_flush: Instant::now(),
             created: false,
             swap: Swap::NotYet,
+            acked: None,
+            stage: Stage::Copy,
+            copied_upto: None,
+            last_save: None,
+            save_failed: false,
         }
     }
 
@@ -135,7 +153,13 @@ impl<'a> Migration<'a> {
     /// `Done` with `cleanup_complete: false` (docs/how-it-works.md, "After the swap").
     pub async fn run(mut self) -> Result<Outcome> {
         let r = self.run_inner().await;
-        if r.is_err() && self.created {
+        // The server gone: what this run made stays, with its checkpoint, for the same
+        // command to resume (or `godwit cleanup` to remove).
+        let resumable = matches!(&r, Err(e) if e.kind == ErrorKind::Unreachable)
+            && self.engine.resumable()
+            && self.created
+            && self.swap == Swap::NotYet;
+        if r.is_err() && self.created && !resumable {
             self.rep
                 .state(State::Cleanup, "removing what this run created");
             if let Some(s) = self.stream.as_mut() {
@@ -149,6 +173,7 @@ impl<'a> Migration<'a> {
         }
         if r.is_err() {
             let msg = match self.swap {
+                Swap::NotYet if resumable => "migration stopped: the server went away; the original table is unchanged. Run the same command again to resume where it stopped",
                 Swap::NotYet => "migration failed; the original table is unchanged",
                 Swap::Unknown => "migration failed during the swap: whether the tables were swapped cannot be told until the server answers again",
                 Swap::Done => "the tables were swapped, but the migration did not end cleanly (see the error)",
@@ -187,10 +212,13 @@ impl<'a> Migration<'a> {
         self.throttle
             .validate(|names| async move { engine.status_values(&names).await })
             .await?;
-        self.take_table().await?;
+        let resume = self.take_table().await?;
         let orig = self.engine.inspect().await?;
         self.engine.preflight(Scope::Preflight, &orig).await?;
         self.orig = Some(orig.clone());
+        if let Some(cp) = resume {
+            return self.resume_run(started, orig, cp).await;
+        }
         self.rep.state(State::Prepare, "creating the shadow table");
         if !self.opts.execute {
             self.created = true;
@@ -220,29 +248,101 @@ impl<'a> Migration<'a> {
         self.created = true;
         let from = self.engine.start_stream(&orig).await?;
         let shadow = self.engine.create_shadow(&orig, &self.opts.alter).await?;
+        let mapping = self.open(&orig, &shadow, &from).await?;
+        self.save_checkpoint(true).await;
+        self.copy_phase(&orig, &mapping).await?;
+        self.finish(started, orig, shadow, mapping).await
+    }
+
+    /// Continue the run a checkpoint describes.
+    async fn resume_run(
+        &mut self,
+        started: Instant,
+        orig: Table,
+        cp: Checkpoint,
+    ) -> Result<Outcome> {
+        self.rep
+            .state(State::Prepare, "resuming from the checkpoint");
+        self.created = true;
+        let copying = cp.stage == Stage::Copy;
+        let shadow = self
+            .engine
+            .resume(&orig, &cp.engine, &cp.position, copying)
+            .await?;
+        self.rows_copied = cp.rows_copied;
+        self.keys_replayed = cp.keys_replayed;
+        self.copied_upto = cp.copied_upto.clone();
+        self.stage = cp.stage;
+        let mapping = self.open(&orig, &shadow, &cp.position).await?;
+        tracing::info!(
+            position = %cp.position,
+            copied_upto = ?cp.copied_upto,
+            rows_copied = cp.rows_copied,
+            "resuming: the shadow and the change stream are taken over from the checkpoint"
+        );
+        self.rep.emit(
+            "resume",
+            serde_json::json!({
+                "stage": cp.stage, "position": cp.position, "copied_upto": cp.copied_upto,
+                "rows_copied": cp.rows_copied, "saved_at_ms": cp.saved_at_ms,
+            }),
+        );
+        if copying {
+            self.copy_phase(&orig, &mapping).await?;
+        }
+        self.finish(started, orig, shadow, mapping).await
+    }
+
+    /// Build the mapping, check the key, open the stream at `from`.
+    async fn open(
+        &mut self,
+        orig: &Table,
+        shadow: &Table,
+        from: &Position,
+    ) -> Result<ColumnMapping> {
         let mapping = ColumnMapping::build(
-            &orig,
-            &shadow,
+            orig,
+            shadow,
             &self.opts.alter.renames,
             &self.opts.alter.new_columns,
         )?;
-        self.engine.check_key(&orig, &mapping)?;
+        self.engine.check_key(orig, &mapping)?;
         self.stream = Some(
             self.engine
-                .open_stream(&orig, &mapping.key.source_columns, &from)
+                .open_stream(orig, &mapping.key.source_columns, from)
                 .await?,
         );
-        self.position = Some(from);
+        self.position = Some(from.clone());
+        self.acked = Some(from.clone());
         self.mapping = Some(mapping.clone());
         tracing::info!(key = ?mapping.key.source_columns, "migration key");
+        Ok(mapping)
+    }
 
+    /// Copy (from the checkpoint's key when resuming), then the engine's after-copy steps.
+    async fn copy_phase(&mut self, orig: &Table, mapping: &ColumnMapping) -> Result<()> {
         self.rep
             .state(State::Copy, "copying rows and replaying changes");
-        let mut copier = self.engine.copier(&orig, &mapping).await?;
+        let mut copier = self
+            .engine
+            .copier(orig, mapping, self.copied_upto.as_ref())
+            .await?;
         self.copy(copier.as_mut()).await?;
         drop(copier);
-        self.after_copy(&orig, &mapping).await?;
+        self.after_copy(orig, mapping).await?;
+        self.stage = Stage::Copied;
+        self.save_checkpoint(true).await;
+        Ok(())
+    }
 
+    /// Catch up, verify, cut over, clean up.
+    async fn finish(
+        &mut self,
+        started: Instant,
+        orig: Table,
+        shadow: Table,
+        mapping: ColumnMapping,
+    ) -> Result<Outcome> {
         self.rep
             .state(State::CatchUp, "replaying changes made during the copy");
         self.catch_up().await?;
@@ -258,6 +358,9 @@ impl<'a> Migration<'a> {
 
         self.swap = Swap::Done;
         self.created = false;
+        if let Err(e) = self.engine.drop_checkpoint().await {
+            tracing::warn!("could not remove the checkpoint: {e}");
+        }
         self.rep.state(
             State::Cleanup,
             "tables swapped: the migration succeeded; cleaning up",
@@ -320,13 +423,16 @@ impl<'a> Migration<'a> {
     /// Take the table's runner lock; with it held, objects of godwit's for this table are
     /// left over from a run that is gone, and are removed here (said in the log and as a
     /// `stale_leftovers_removed` event).
-    async fn take_table(&mut self) -> Result<()> {
+    async fn take_table(&mut self) -> Result<Option<Checkpoint>> {
         if !self.engine.lock_runner().await? {
             return Err(Error::new(
                 ErrorKind::Leftovers,
                 "another godwit run is migrating this table right now (it holds the table's runner lock)",
             )
             .with_hint("wait for it to finish, or stop it; nothing was changed"));
+        }
+        if let Some(cp) = self.checkpoint_to_resume().await? {
+            return Ok(Some(cp));
         }
         let stale = self.engine.leftovers().await?;
         if !stale.is_empty() {
@@ -340,7 +446,107 @@ impl<'a> Migration<'a> {
             );
             self.engine.cleanup(false).await?;
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// The checkpoint of a dead run to resume, per `--resume` / `--restart`; a checkpoint
+    /// of another change is refused (nothing touched).
+    async fn checkpoint_to_resume(&mut self) -> Result<Option<Checkpoint>> {
+        let saved = self.engine.load_checkpoint().await?;
+        let mode = self.opts.resume;
+        let Some(text) = saved else {
+            if mode == ResumeMode::Require {
+                return Err(Error::new(
+                    ErrorKind::Checkpoint,
+                    "--resume: there is no checkpoint of an earlier run of this table",
+                )
+                .with_hint("run without --resume to start the migration; nothing was changed"));
+            }
+            return Ok(None);
+        };
+        if mode == ResumeMode::Restart {
+            tracing::warn!(
+                "--restart: discarding the checkpoint of an earlier run and what it kept"
+            );
+            self.engine.cleanup(false).await?;
+            self.engine.drop_checkpoint().await?;
+            return Ok(None);
+        }
+        let cp: Option<Checkpoint> = serde_json::from_str(&text).ok();
+        let Some(cp) = cp.filter(|c| c.version == checkpoint::VERSION) else {
+            return Err(Error::new(
+                ErrorKind::Checkpoint,
+                "an earlier run of this table left a checkpoint this version of godwit cannot read",
+            )
+            .with_hint(
+                "run again with --restart to discard it and start over; nothing was changed",
+            ));
+        };
+        if !self.opts.execute {
+            return Err(Error::new(
+                ErrorKind::Checkpoint,
+                format!(
+                    "an earlier run of this table stopped during its {} and left a checkpoint (change: {}); a dry run would disturb it",
+                    if cp.stage == Stage::Copy { "copy" } else { "catch-up" },
+                    cp.alter
+                ),
+            )
+            .with_hint("run the same command with --execute to resume it, or with --restart --execute to discard it; nothing was changed"));
+        }
+        let id = checkpoint::change_id(&cp.table, &self.opts.alter);
+        if cp.change_id != id {
+            return Err(Error::new(
+                ErrorKind::Checkpoint,
+                format!(
+                    "an earlier run of this table left a checkpoint of another change ({}); this run's change differs",
+                    cp.alter
+                ),
+            )
+            .with_hint("run that change again to resume it, or run this one with --restart to discard the checkpoint and start over; nothing was changed"));
+        }
+        Ok(Some(cp))
+    }
+
+    /// Save the checkpoint: `force`, or when the last save is older than SAVE_INTERVAL.
+    /// A failed save is logged (once) and the run goes on: it only loses resumability.
+    async fn save_checkpoint(&mut self, force: bool) {
+        if !self.engine.resumable() {
+            return;
+        }
+        if !force && self.last_save.is_some_and(|t| t.elapsed() < SAVE_INTERVAL) {
+            return;
+        }
+        let (Some(position), Some(orig)) = (self.acked.clone(), self.orig.as_ref()) else {
+            return;
+        };
+        self.last_save = Some(Instant::now());
+        let cp = Checkpoint {
+            version: checkpoint::VERSION,
+            table: orig.name.clone(),
+            alter: self.opts.alter.clauses.clone(),
+            change_id: checkpoint::change_id(&orig.name, &self.opts.alter),
+            shadow: self.engine.names().shadow.clone(),
+            stage: self.stage,
+            copied_upto: self.copied_upto.clone(),
+            position,
+            rows_copied: self.rows_copied,
+            keys_replayed: self.keys_replayed,
+            engine: self.engine.resume_state(),
+            saved_at_ms: checkpoint::now_ms(),
+        };
+        let text = match serde_json::to_string(&cp) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("cannot write the checkpoint: {e}");
+                return;
+            }
+        };
+        if let Err(e) = self.engine.save_checkpoint(&text).await {
+            if !self.save_failed {
+                tracing::warn!("cannot save the checkpoint (the run goes on, but could not resume if it died): {e}");
+            }
+            self.save_failed = true;
+        }
     }
 
     /// After the swap: read the stream up to the swap's own DDL event. Any key of the
@@ -396,7 +602,9 @@ impl<'a> Migration<'a> {
             // on (a PostgreSQL slot that is never advanced re-decodes its WAL every peek).
             if let (Some(p), Some(s)) = (self.position.clone(), self.stream.as_mut()) {
                 s.ack(&p).await?;
+                self.acked = Some(p);
             }
+            self.save_checkpoint(false).await;
             return Ok(0);
         }
         let upto = self.position.clone();
@@ -413,7 +621,9 @@ impl<'a> Migration<'a> {
         self.keys_replayed += n as u64;
         if let (Some(p), Some(s)) = (upto, self.stream.as_mut()) {
             s.ack(&p).await?;
+            self.acked = Some(p);
         }
+        self.save_checkpoint(false).await;
         Ok(n)
     }
 
@@ -496,6 +706,8 @@ impl<'a> Migration<'a> {
             if self.dirty.len() >= FLUSH_KEYS || self.last_flush.elapsed() >= FLUSH_INTERVAL {
                 self.flush().await?;
             }
+            self.copied_upto = copier.copied_upto();
+            self.save_checkpoint(true).await;
             let s = self.snapshot();
             self.rep.progress(&s, false);
             if copier.finished() {

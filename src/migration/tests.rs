@@ -2,6 +2,7 @@
 //!
 //! Every test runs on tokio's paused clock, so backoff and stream waits cost no real time.
 
+use super::checkpoint::ResumeMode;
 use super::fake::{diff, Call, Config, FakeEngine, LockFault, Op, World};
 use super::{Migration, Outcome, RunOptions};
 use crate::ddl::AlterSpec;
@@ -31,6 +32,7 @@ fn opts() -> RunOptions {
         postpone_flag_file: None,
         ok_to_drop_table: false,
         verify: true,
+        resume: ResumeMode::Auto,
         after_swap_hold: None,
     }
 }
@@ -406,6 +408,9 @@ async fn a_stream_error_fails_the_run_keeping_its_kind() {
     ];
     for (i, place) in places.into_iter().enumerate() {
         let fake = FakeEngine::with_rows(1000, Config::default());
+        // An engine that cannot resume cleans up after a lost server (one that can keeps
+        // what it made for the next run: see the Resume tests).
+        fake.world().resumable = false;
         let mut writer = Writer::new(i as u64, 1000, 2);
         let mut seen = 0;
         fake.on_call(move |c, w| {
@@ -927,7 +932,7 @@ async fn the_fake_rejects_a_swap_without_fence() {
     let shadow = fake.create_shadow(&t, &opts().alter).await.unwrap();
     let m = ColumnMapping::build(&t, &shadow, &[], &[]).unwrap();
     let _s = fake.open_stream(&t, &["id".into()], &from).await.unwrap();
-    let mut c = fake.copier(&t, &m).await.unwrap();
+    let mut c = fake.copier(&t, &m, None).await.unwrap();
     while c.next_chunk(100).await.unwrap().is_some() {}
     fake.after_copy(&t, &m).await.unwrap();
     fake.before_cut_over(&m).await.unwrap();
@@ -1069,4 +1074,110 @@ async fn skip_verify_compares_nothing() {
     assert_migrated(&w);
     assert!(d.verify.is_none());
     assert!(!w.called(&Call::VerifyLock));
+}
+
+// ---------------------------------------------------------------------------------------
+// Resume
+
+/// Run until the stream fails as if the server went away at the `n`-th chunk; the
+/// process then "dies" (`World::crash`).
+async fn die_at_chunk(fake: &FakeEngine, n: usize) {
+    let mut chunks = 0;
+    let mut writer = Writer::new(21, 5000, 3);
+    fake.on_call(move |c, w| {
+        writer.act(w);
+        if let Call::NextChunk(_) = c {
+            chunks += 1;
+            if chunks == n {
+                w.fail_next_poll = Some(ErrorKind::Unreachable);
+            }
+        }
+    });
+    let e = failed(run(fake, opts()).await);
+    assert_eq!(e.kind, ErrorKind::Unreachable, "{e}");
+    let mut w = fake.world();
+    assert!(w.violations.is_empty(), "{:?}", w.violations);
+    assert!(
+        w.shadow.is_some(),
+        "the shadow of a resumable run was removed"
+    );
+    assert!(w.checkpoint.is_some(), "no checkpoint");
+    assert!(!w.called(&Call::Cleanup(false)));
+    w.crash();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_that_died_mid_copy_resumes_and_ends_equal() {
+    let fake = FakeEngine::with_rows(5000, Config::default());
+    die_at_chunk(&fake, 4).await;
+    let first_run_chunks = fake.world().chunks.len();
+    let mut writer = Writer::new(22, 5000, 3);
+    fake.on_call(move |_, w| writer.act(w));
+    let d = done(run(&fake, opts()).await);
+    let w = fake.world();
+    assert_migrated(&w);
+    assert!(w.called(&Call::Resume));
+    // The resumed copy starts where the checkpoint said the copy was, not from the start.
+    let (after, _) = w.chunks[first_run_chunks];
+    assert!(after.is_some_and(|k| k >= 600), "resumed from {after:?}");
+    // The count goes on from the checkpoint's.
+    assert!(d.rows_copied >= 700, "{}", d.rows_copied);
+    assert!(w.checkpoint.is_none(), "the checkpoint is left");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_checkpoint_of_another_change_is_refused_until_restart() {
+    let fake = FakeEngine::with_rows(5000, Config::default());
+    die_at_chunk(&fake, 3).await;
+    fake.on_call(|_, _| {});
+    let mut other = opts();
+    other.alter.clauses = "ADD COLUMN d INT".into();
+    let e = failed(run(&fake, other.clone()).await);
+    assert_eq!(e.kind, ErrorKind::Checkpoint, "{e}");
+    assert!(e.message.contains("ADD COLUMN c INT"), "{e}");
+    {
+        let w = fake.world();
+        assert!(w.shadow.is_some() && w.checkpoint.is_some(), "touched");
+    }
+    // A dry run of the same change is refused too: it would disturb the checkpoint.
+    let mut dry = opts();
+    dry.execute = false;
+    assert_eq!(failed(run(&fake, dry).await).kind, ErrorKind::Checkpoint);
+    fake.world().crash();
+    other.resume = ResumeMode::Restart;
+    done(run(&fake, other).await);
+    let w = fake.world();
+    assert!(!w.called(&Call::Resume));
+    assert!(w.checkpoint.is_none());
+    assert_migrated(&w);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_requires_a_checkpoint() {
+    let fake = FakeEngine::with_rows(100, Config::default());
+    let mut o = opts();
+    o.resume = ResumeMode::Require;
+    let e = failed(run(&fake, o).await);
+    assert_eq!(e.kind, ErrorKind::Checkpoint, "{e}");
+    assert!(!fake.world().called(&Call::CreateShadow));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handled_failure_removes_the_checkpoint_with_the_shadow() {
+    let fake = FakeEngine::with_rows(3000, Config::default());
+    let mut chunks = 0;
+    fake.on_call(move |c, w| {
+        if let Call::NextChunk(_) = c {
+            chunks += 1;
+            if chunks == 4 {
+                w.fail_next_flush = true;
+                w.update(1, 5);
+            }
+        }
+    });
+    failed(run(&fake, opts()).await);
+    let w = fake.world();
+    assert_untouched(&w);
+    assert!(w.saves > 0);
+    assert!(w.checkpoint.is_none(), "the checkpoint is left");
 }

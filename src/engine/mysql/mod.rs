@@ -1,6 +1,7 @@
 //! The MySQL / MariaDB engine.
 
 mod binlog;
+mod checkpoint;
 mod checks;
 pub(crate) mod cutover;
 pub mod facts;
@@ -488,6 +489,10 @@ impl Copier for MysqlCopier {
         // wrote first.
         Ok(Some(if self.done { n } else { rows.max(n) }))
     }
+
+    fn copied_upto(&self) -> Option<Key> {
+        self.last.clone()
+    }
 }
 
 /// Flush `keys` on `conn`: delete them from the shadow, re-insert what the original holds
@@ -620,7 +625,12 @@ impl Engine for MysqlEngine {
     async fn cleanup(&self, include_old: bool) -> Result<Vec<String>> {
         let gone = self.cleanup_candidates(include_old).await?;
         let mut c = self.conn().await?;
+        let cp = checkpoint::label(&self.table);
         for t in &gone {
+            if *t == cp {
+                self.checkpoint_drop().await?;
+                continue;
+            }
             exec(
                 &mut c,
                 &format!("DROP TABLE IF EXISTS {}", qualified(&self.db, t)),
@@ -654,6 +664,9 @@ impl Engine for MysqlEngine {
                     gone.push(o);
                 }
             }
+        }
+        if self.checkpoint_load().await?.is_some() {
+            gone.push(checkpoint::label(&self.table));
         }
         Ok(gone)
     }
@@ -756,10 +769,11 @@ impl Engine for MysqlEngine {
     }
 
     async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
+        // Kept in the checkpoint until they exist.
         let defs = self
             .deferred_indexes
             .lock()
-            .map(|mut d| std::mem::take(&mut *d))
+            .map(|d| d.clone())
             .unwrap_or_default();
         if defs.is_empty() {
             return Ok(());
@@ -780,8 +794,11 @@ impl Engine for MysqlEngine {
             vec![],
             "building the shadow's secondary indexes",
         )
-        .await
-        .map(|_| ())
+        .await?;
+        if let Ok(mut d) = self.deferred_indexes.lock() {
+            d.clear();
+        }
+        Ok(())
     }
 
     fn check_key(&self, orig: &Table, mapping: &ColumnMapping) -> Result<()> {
@@ -803,7 +820,12 @@ impl Engine for MysqlEngine {
         .map(|_| ())
     }
 
-    async fn copier(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Box<dyn Copier>> {
+    async fn copier(
+        &self,
+        orig: &Table,
+        mapping: &ColumnMapping,
+        after: Option<&Key>,
+    ) -> Result<Box<dyn Copier>> {
         let mut conn = self.conn().await?;
         // A consistent, non-locking read per chunk: the copy never blocks the application.
         // Races with concurrent writes are closed by the replay (see docs/how-it-works.md).
@@ -828,7 +850,7 @@ impl Engine for MysqlEngine {
             conn,
             b: self.builder(orig, mapping)?,
             key_name: mapping.key.target_name.clone(),
-            last: None,
+            last: after.cloned(),
             done: false,
         }))
     }
@@ -978,6 +1000,99 @@ impl Engine for MysqlEngine {
 
     async fn inspect_other(&self, name: &str) -> Result<Table> {
         self.inspect_table(name).await
+    }
+
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    async fn load_checkpoint(&self) -> Result<Option<String>> {
+        self.checkpoint_load().await
+    }
+
+    async fn save_checkpoint(&self, state: &str) -> Result<()> {
+        self.checkpoint_save(state).await
+    }
+
+    async fn drop_checkpoint(&self) -> Result<()> {
+        self.checkpoint_drop().await.map(|_| ())
+    }
+
+    fn resume_state(&self) -> serde_json::Value {
+        let deferred = self
+            .deferred_indexes
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default();
+        let ai = self.auto_increment.lock().map(|a| *a).unwrap_or(None);
+        serde_json::json!({ "deferred_indexes": deferred, "auto_increment": ai })
+    }
+
+    async fn resume(
+        &self,
+        _orig: &Table,
+        state: &serde_json::Value,
+        from: &Position,
+        _copying: bool,
+    ) -> Result<Table> {
+        let restart =
+            "run the same command with --restart to discard the checkpoint and start over";
+        let Position::Binlog { file, .. } = from else {
+            return Err(Error::internal(
+                "a MySQL checkpoint needs a binlog position",
+            ));
+        };
+        if !self.binlog_file_exists(file).await? {
+            return Err(Error::new(
+                ErrorKind::Checkpoint,
+                format!("the checkpoint's binlog position {from} is gone: the server no longer has binlog file {file} (purged or expired), so the changes since the checkpoint cannot be read"),
+            )
+            .with_hint(restart));
+        }
+        let shadow = match self.inspect_table(&self.names.shadow).await {
+            Ok(t) => t,
+            Err(e) if e.kind == ErrorKind::TableMissing => {
+                return Err(Error::new(
+                    ErrorKind::Checkpoint,
+                    format!(
+                        "the checkpoint's shadow table {} is gone",
+                        self.names.shadow
+                    ),
+                )
+                .with_hint(restart))
+            }
+            Err(e) => return Err(e),
+        };
+        // Deferred indexes the dead run had already built are not built again.
+        let saved: Vec<String> = state["deferred_indexes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut c = self.conn().await?;
+        let create: Option<(String, Vec<u8>)> = c
+            .query_first(format!(
+                "SHOW CREATE TABLE {}",
+                qualified(&self.db, &self.names.shadow)
+            ))
+            .await
+            .map_err(|e| conn_err(e, "reading the shadow's definition"))?;
+        let present: Vec<String> = create
+            .map(|(_, c)| deferrable_keys(&String::from_utf8_lossy(&c)))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, def)| def)
+            .collect();
+        if let Ok(mut d) = self.deferred_indexes.lock() {
+            *d = saved.into_iter().filter(|x| !present.contains(x)).collect();
+        }
+        if let Ok(mut ai) = self.auto_increment.lock() {
+            *ai = state["auto_increment"].as_u64();
+        }
+        Ok(shadow)
     }
 }
 

@@ -736,6 +736,12 @@ impl Copier for PgCopier {
     fn finished(&self) -> bool {
         self.done
     }
+
+    fn copied_upto(&self) -> Option<Key> {
+        self.last
+            .as_ref()
+            .map(|k| k.iter().cloned().map(KeyPart::Text).collect())
+    }
 }
 
 #[async_trait]
@@ -1052,7 +1058,12 @@ impl Engine for PgEngine {
         Ok(())
     }
 
-    async fn copier(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Box<dyn Copier>> {
+    async fn copier(
+        &self,
+        orig: &Table,
+        mapping: &ColumnMapping,
+        after: Option<&Key>,
+    ) -> Result<Box<dyn Copier>> {
         let mut clients = Vec::new();
         for _ in 0..COPY_SESSIONS {
             let c = conn::connect(&self.target, "copy").await?;
@@ -1074,7 +1085,7 @@ impl Engine for PgEngine {
         Ok(Box::new(PgCopier {
             clients,
             b,
-            last: None,
+            last: after.map(|k| k.iter().map(part_text).collect()),
             done: false,
         }))
     }
@@ -1205,6 +1216,34 @@ impl Engine for PgEngine {
 
     async fn inspect_other(&self, name: &str) -> Result<Table> {
         self.inspect_table(name).await
+    }
+
+    // Not resumable yet: no checkpoint is kept, a run stopped by a lost server is
+    // cleaned up when the server answers (or by the next run), as before.
+    async fn load_checkpoint(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    async fn save_checkpoint(&self, _state: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn drop_checkpoint(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn resume(
+        &self,
+        _orig: &Table,
+        _state: &serde_json::Value,
+        _from: &Position,
+        _copying: bool,
+    ) -> Result<Table> {
+        Err(Error::new(
+            ErrorKind::Checkpoint,
+            "resuming a migration is not supported on PostgreSQL yet",
+        )
+        .with_hint("run with --restart to start over"))
     }
 }
 
