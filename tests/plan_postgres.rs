@@ -357,8 +357,9 @@ async fn timestamptz_rewrite_follows_the_session_time_zone() {
     let mut facts = plan.facts.clone();
     facts.pg.time_zone = Some("Europe/Paris".into());
     facts.pg.time_zone_is_utc = false;
-    let parsed = godwit::plan::postgres::parse("t", "ALTER COLUMN d TYPE timestamptz").unwrap();
-    let changes = godwit::plan::postgres::classify_all(&parsed, &facts, &[]).unwrap();
+    let parsed =
+        godwit::engine::postgres::classify::parse("t", "ALTER COLUMN d TYPE timestamptz").unwrap();
+    let changes = godwit::engine::postgres::classify::classify_all(&parsed, &facts, &[]).unwrap();
     assert!(changes[0].rewrite, "{:?}", changes[0]);
     assert!(
         changes[0].reason.contains("Europe/Paris"),

@@ -2,10 +2,13 @@
 
 mod binlog;
 mod checks;
+pub mod classify;
+mod classify_clauses;
 pub(crate) mod cutover;
 pub mod facts;
 mod inspect;
 pub(crate) mod load;
+pub mod planner;
 pub mod rowimage;
 pub mod sql;
 

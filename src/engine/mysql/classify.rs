@@ -4,12 +4,12 @@
 //! Checked on MariaDB 10.11 by `tests/plan_mysql.rs` (each corpus entry runs with the
 //! predicted `ALGORITHM=…, LOCK=…` and must fail with the next cheaper one).
 
-use super::mysql_clauses::{self, Clause, OptKind, TableOpt};
-use super::{
-    canonical_charset, canonical_collation, collation_charset, Algorithm, Change, Facts,
+use super::classify_clauses::{self as mysql_clauses, Clause, OptKind, TableOpt};
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::{
+    canonical_charset, canonical_collation, collation_charset, unquote, Algorithm, Change, Facts,
     InstantKind, MyLock, Op, PlanOptions, Recommendation, Strategy,
 };
-use crate::error::{Error, ErrorKind, Result};
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, DataType,
     GeneratedExpressionMode, MySQLColumnPosition, Statement, TableConstraint,
@@ -153,17 +153,6 @@ fn ident_list(cols: &[sqlparser::ast::IndexColumn]) -> Vec<String> {
     cols.iter()
         .map(|c| unquote(&c.column.expr.to_string()))
         .collect()
-}
-
-pub(crate) fn unquote(s: &str) -> String {
-    let s = s.trim();
-    let quoted =
-        (s.starts_with('`') && s.ends_with('`')) || (s.starts_with('"') && s.ends_with('"'));
-    if quoted && s.len() >= 2 {
-        s[1..s.len() - 1].to_string()
-    } else {
-        s.to_string()
-    }
 }
 
 fn set(c: &mut Change, a: Algorithm, l: MyLock, reason: &str) {
@@ -564,7 +553,7 @@ fn add_column(
 /// Bytes of the longest character of a charset: the server's `CHARACTER_SETS.MAXLEN`,
 /// else the usual values.
 fn max_bytes(f: &Facts, charset: Option<&str>) -> u64 {
-    let cs = super::canonical_charset(charset.unwrap_or("utf8mb4"));
+    let cs = crate::plan::canonical_charset(charset.unwrap_or("utf8mb4"));
     if let Some(m) = f.mysql.max_bytes(&cs) {
         return m;
     }
@@ -671,7 +660,7 @@ fn is_char_type(name: &str) -> bool {
 ///
 /// MySQL and MariaDB before 10.4.3 copy the table for any of these.
 fn recode(
-    old: &super::ColumnFact,
+    old: &crate::plan::ColumnFact,
     cs: &str,
     coll: &str,
     convert: bool,
@@ -695,7 +684,7 @@ fn recode(
             "a new character set or collation for `{col}` ({ocoll} → {coll}) copies the table"
         ));
     }
-    let (name, args) = super::type_parts(&old.column_type);
+    let (name, args) = crate::plan::type_parts(&old.column_type);
     if name == "enum" || name == "set" {
         return copy(format!(
             "a new character set or collation for the {} `{col}` copies the table",
@@ -793,8 +782,8 @@ fn modify(
     } else {
         !has_opt(options, |o| matches!(o, ColumnOption::PrimaryKey(_)))
     };
-    let (on, oa) = super::type_parts(&old.column_type);
-    let (nn, na) = super::type_parts(&new_type);
+    let (on, oa) = crate::plan::type_parts(&old.column_type);
+    let (nn, na) = crate::plan::type_parts(&new_type);
     let same_type = norm_type(&old.column_type) == norm_type(&new_type);
     let reorder = pos.is_some();
 
@@ -1273,8 +1262,8 @@ pub fn recommend(
     clauses: &str,
     o: &PlanOptions,
 ) -> Recommendation {
-    let q = crate::engine::mysql::sql::quote(&f.table);
-    let large = super::is_large(f, o);
+    let q = super::sql::quote(&f.table);
+    let large = crate::plan::is_large(f, o);
     let alg = all.algorithm.unwrap_or(Algorithm::Copy);
     let lock = all.mysql_lock.unwrap_or(MyLock::Shared);
     let native = format!(

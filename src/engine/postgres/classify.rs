@@ -5,8 +5,8 @@
 //! Checked on PostgreSQL 15 by `tests/plan_postgres.rs` (relfilenode, `pg_locks`, and the
 //! transaction's sequential-scan counter for every corpus entry).
 
-use super::{Change, Facts, Op, PgLock, PlanOptions, Recommendation, Strategy};
 use crate::error::{Error, ErrorKind, Result};
+use crate::plan::{Change, Facts, Op, PgLock, PlanOptions, Recommendation, Strategy};
 use crate::target::EngineKind;
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, DataType, Expr, Statement,
@@ -30,7 +30,7 @@ pub fn parse(table: &str, alter: &str) -> Result<Parsed> {
             "give ALTER TABLE clauses (ADD COLUMN …, ALTER COLUMN …) or one CREATE INDEX statement",
         )
     };
-    let trimmed = super::as_statement(EngineKind::Postgres, alter, "t")?;
+    let trimmed = crate::plan::as_statement(EngineKind::Postgres, alter, "t")?;
     let trimmed = trimmed.as_str();
     if trimmed
         .split_whitespace()
@@ -146,7 +146,7 @@ fn set(c: &mut Change, lock: PgLock, rewrite: bool, scan: bool, reason: impl Int
 
 fn ident_cols(cols: &[sqlparser::ast::IndexColumn]) -> Vec<String> {
     cols.iter()
-        .map(|c| super::mysql::unquote(&c.column.expr.to_string()))
+        .map(|c| crate::plan::unquote(&c.column.expr.to_string()))
         .collect()
 }
 
@@ -171,7 +171,7 @@ fn create_index(ci: &sqlparser::ast::CreateIndex) -> Change {
     c.new_name = ci
         .name
         .as_ref()
-        .map(|n| super::mysql::unquote(&n.to_string()));
+        .map(|n| crate::plan::unquote(&n.to_string()));
     if ci.concurrently {
         set(
             &mut c,
@@ -196,7 +196,7 @@ fn create_index(ci: &sqlparser::ast::CreateIndex) -> Change {
 /// (`timestamptz`, [3]).
 fn pg_type(t: &str) -> (String, Vec<u64>) {
     let t = t.trim().to_lowercase();
-    let (name, args) = super::type_parts(&t);
+    let (name, args) = crate::plan::type_parts(&t);
     let zoned = t.contains("with time zone") || name == "timestamptz" || name == "timetz";
     let unzoned = t.contains("without time zone");
     let name = match name.as_str() {
@@ -340,7 +340,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
                 sqlparser::ast::RenameTableNameKind::As(n)
                 | sqlparser::ast::RenameTableNameKind::To(n) => n.to_string(),
             };
-            c.new_name = Some(super::mysql::unquote(&n));
+            c.new_name = Some(crate::plan::unquote(&n));
             set(
                 &mut c,
                 PgLock::AccessExclusive,
@@ -775,10 +775,10 @@ pub fn recommend(
 ) -> Recommendation {
     let q = format!(
         "{}.{}",
-        crate::engine::postgres::sql::quote(&f.schema),
-        crate::engine::postgres::sql::quote(&f.table)
+        super::sql::quote(&f.schema),
+        super::sql::quote(&f.table)
     );
-    let large = super::is_large(f, o);
+    let large = crate::plan::is_large(f, o);
     let timeout = "SET lock_timeout = '5s'".to_string();
     if changes
         .iter()
@@ -816,11 +816,7 @@ pub fn recommend(
                 let body = if c.clause.to_uppercase().starts_with("ADD CONSTRAINT") {
                     c.clause.clone()
                 } else {
-                    format!(
-                        "ADD CONSTRAINT {} {}",
-                        crate::engine::postgres::sql::quote(&name),
-                        body
-                    )
+                    format!("ADD CONSTRAINT {} {}", super::sql::quote(&name), body)
                 };
                 let cname = constraint_name(&body).unwrap_or(name);
                 safe.push(format!("ALTER TABLE {q} {body} NOT VALID"));
@@ -829,9 +825,8 @@ pub fn recommend(
             }
             Op::SetNotNull if c.scan => {
                 let col = c.columns.first().cloned().unwrap_or_default();
-                let cname =
-                    crate::engine::postgres::sql::quote(&format!("{}_{}_not_null", f.table, col));
-                let qc = crate::engine::postgres::sql::quote(&col);
+                let cname = super::sql::quote(&format!("{}_{}_not_null", f.table, col));
+                let qc = super::sql::quote(&col);
                 safe.push(format!(
                     "ALTER TABLE {q} ADD CONSTRAINT {cname} CHECK ({qc} IS NOT NULL) NOT VALID"
                 ));
@@ -846,7 +841,7 @@ pub fn recommend(
                 let cols = c
                     .columns
                     .iter()
-                    .map(|k| crate::engine::postgres::sql::quote(k))
+                    .map(|k| super::sql::quote(k))
                     .collect::<Vec<_>>()
                     .join(", ");
                 let name = format!(
@@ -855,7 +850,7 @@ pub fn recommend(
                     c.columns.join("_"),
                     if c.op == Op::AddUnique { "key" } else { "idx" }
                 );
-                let qn = crate::engine::postgres::sql::quote(&name);
+                let qn = super::sql::quote(&name);
                 let uniq = if c.op == Op::AddUnique { "UNIQUE " } else { "" };
                 safe.push(format!(
                     "CREATE {uniq}INDEX CONCURRENTLY {qn} ON {q} ({cols})"
@@ -871,10 +866,10 @@ pub fn recommend(
                 let cols = c
                     .columns
                     .iter()
-                    .map(|k| crate::engine::postgres::sql::quote(k))
+                    .map(|k| super::sql::quote(k))
                     .collect::<Vec<_>>()
                     .join(", ");
-                let qn = crate::engine::postgres::sql::quote(&format!("{}_pkey", f.table));
+                let qn = super::sql::quote(&format!("{}_pkey", f.table));
                 safe.push(format!(
                     "CREATE UNIQUE INDEX CONCURRENTLY {qn} ON {q} ({cols})"
                 ));
