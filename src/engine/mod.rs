@@ -228,6 +228,8 @@ pub async fn connect(
 pub struct EngineParts {
     /// The planner's classifier and read-only session (`godwit plan`).
     pub planner: &'static dyn crate::plan::PlanEngine,
+    /// Opens the connection of the phase commands (`godwit expand`, …).
+    pub phases: &'static dyn crate::phases::db::PhaseConnector,
 }
 
 /// The one place an engine kind becomes the engine objects the planner and the phases
@@ -237,9 +239,11 @@ pub fn by_kind(kind: EngineKind) -> EngineParts {
     match kind {
         EngineKind::Mysql => EngineParts {
             planner: &mysql::planner::MysqlPlanner,
+            phases: &mysql::phases::MysqlPhases,
         },
         EngineKind::Postgres => EngineParts {
             planner: &postgres::planner::PgPlanner,
+            phases: &postgres::phases::PgPhases,
         },
     }
 }

@@ -17,8 +17,6 @@ pub mod db;
 pub mod dialect;
 pub mod file;
 pub mod ops;
-pub mod sql_mysql;
-pub mod sql_postgres;
 pub mod state;
 mod uses;
 
@@ -294,14 +292,14 @@ async fn plan_probes(db: &mut Db, f: &MigrationFile) -> Result<Vec<(String, Vec<
 /// a transaction that is rolled back.
 async fn run_probes(db: &mut Db, probes: &[(String, Vec<Probe>)]) -> Result<()> {
     for (label, ps) in probes {
-        let pg = db.is_postgres();
-        if pg {
+        let transactional = db.dialect().transactional_ddl();
+        if transactional {
             db.exec("BEGIN").await?;
         }
         let mut failed: Option<Error> = None;
         for p in ps {
             if p.cleanup {
-                if !pg || failed.is_none() {
+                if !transactional || failed.is_none() {
                     let _ = db.exec(&p.sql).await;
                 }
                 continue;
@@ -317,7 +315,7 @@ async fn run_probes(db: &mut Db, probes: &[(String, Vec<Probe>)]) -> Result<()> 
                 );
             }
         }
-        if pg {
+        if transactional {
             db.exec("ROLLBACK").await?;
         }
         if let Some(e) = failed {
@@ -344,12 +342,13 @@ async fn execute(
         )
     };
     let stmts: Vec<&Stmt> = stmts.iter().filter(|s| s.guard.is_none()).collect();
-    if !db.is_postgres() {
+    if !db.dialect().transactional_ddl() {
         for s in stmts {
             emit(s);
             if let Err(e) = db.exec(&s.sql).await {
-                let _ = db.exec("UNLOCK TABLES").await;
-                let _ = db.exec("SET SESSION foreign_key_checks = 1").await;
+                for undo in db.dialect().after_failure() {
+                    let _ = db.exec(undo).await;
+                }
                 return Err(e);
             }
         }
@@ -497,7 +496,7 @@ pub async fn run(
     rep: &Reporter,
 ) -> Result<()> {
     let files = file::load(path, target_url.kind)?;
-    let mut db = Db::connect(target_url, opts.lock_timeout).await?;
+    let mut db = db::connect(target_url, opts.lock_timeout).await?;
     let dbr = &mut db;
     throttle
         .validate(|names| async move { dbr.load_values(&names).await })
@@ -731,7 +730,7 @@ pub async fn status(
         Some(p) => file::load(p, target_url.kind)?,
         None => vec![],
     };
-    let mut db = Db::connect(target_url, Duration::from_secs(5)).await?;
+    let mut db = db::connect(target_url, Duration::from_secs(5)).await?;
     let rows = state::read_all(&mut db).await?;
     let mut lines = Vec::new();
     for f in &files {

@@ -9,7 +9,7 @@
 use super::estimate::{DEFAULT_ROWS_PER_SEC, MIN_SAMPLE_ROWS, WRITE_FACTOR};
 use super::{Change, Facts, PlanEngine, PlanOptions, PlanSession};
 use crate::error::Result;
-use crate::phases::db::Db;
+use crate::phases::db::{self, Db};
 use crate::phases::ops::Stmt;
 use crate::phases::{self, file, state, Phase};
 use crate::target::Target;
@@ -327,7 +327,7 @@ impl Planner<'_> {
 /// Plan every migration in `path` that is not complete. Reads the server; changes nothing.
 pub async fn plan(target: &Target, path: &Path, opts: &Options) -> Result<Vec<MigrationPlan>> {
     let files = file::load(path, target.kind)?;
-    let mut db = Db::connect(target, Duration::from_secs(5)).await?;
+    let mut db = db::connect(target, Duration::from_secs(5)).await?;
     db.read_only().await?;
     let rows = state::read_all(&mut db).await?;
     let engine = crate::engine::by_kind(target.kind).planner;

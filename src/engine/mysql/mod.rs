@@ -8,6 +8,7 @@ pub(crate) mod cutover;
 pub mod facts;
 mod inspect;
 pub(crate) mod load;
+pub mod phases;
 pub mod planner;
 pub mod rowimage;
 pub mod sql;

@@ -12,6 +12,7 @@ pub mod facts;
 mod inspect;
 pub(crate) mod load;
 pub mod pgoutput;
+pub mod phases;
 pub mod planner;
 pub mod sql;
 mod stream;
