@@ -57,6 +57,14 @@ pub trait PlanEngine: Send + Sync {
     fn transactional_ddl(&self) -> bool;
     /// The locks a backfill batch takes.
     fn backfill_lock(&self) -> &'static str;
+    /// A classified change as the plan's text output shows it.
+    fn change_label(&self, c: &Change) -> String;
+    /// The log replicas apply (binary log / WAL) carries the index changes too.
+    fn log_carries_indexes(&self) -> bool;
+    /// Run natively, the ALTER `all` replays serially on replicas after it ran there.
+    fn native_replays_serially(&self, all: &Change) -> bool;
+    /// A constraint can be added `NOT VALID` and validated later while writes go on.
+    fn validates_constraints_later(&self) -> bool;
 }
 
 /// The ALTER classified: every clause, the ALTER as a whole, and its clauses as text for

@@ -77,6 +77,22 @@ impl PlanEngine for MysqlPlanner {
     fn backfill_lock(&self) -> &'static str {
         "row locks on one batch at a time (READ COMMITTED)"
     }
+    fn change_label(&self, c: &Change) -> String {
+        format!(
+            "{} LOCK={}",
+            c.algorithm.map(|a| a.as_str()).unwrap_or("?"),
+            c.mysql_lock.map(|l| l.as_str()).unwrap_or("?")
+        )
+    }
+    fn log_carries_indexes(&self) -> bool {
+        false
+    }
+    fn native_replays_serially(&self, all: &Change) -> bool {
+        all.algorithm.is_some_and(|a| a != Algorithm::Instant)
+    }
+    fn validates_constraints_later(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]

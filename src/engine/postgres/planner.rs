@@ -85,6 +85,25 @@ impl PlanEngine for PgPlanner {
     fn backfill_lock(&self) -> &'static str {
         "ROW EXCLUSIVE; row locks on one batch at a time"
     }
+    fn change_label(&self, c: &Change) -> String {
+        let what = if c.rewrite {
+            "rewrite"
+        } else if c.scan {
+            "scan"
+        } else {
+            "catalog"
+        };
+        format!("{}, {what}", c.pg_lock.map(|l| l.as_str()).unwrap_or("?"))
+    }
+    fn log_carries_indexes(&self) -> bool {
+        true
+    }
+    fn native_replays_serially(&self, _all: &Change) -> bool {
+        false
+    }
+    fn validates_constraints_later(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]

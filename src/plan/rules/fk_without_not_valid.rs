@@ -2,7 +2,6 @@
 
 use super::Rule;
 use crate::plan::{Finding, Op, Plan, PlanOptions, Severity};
-use crate::target::EngineKind;
 
 pub const RULE: Rule = Rule {
     id: "fk-without-not-valid",
@@ -17,7 +16,10 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
             rule: RULE.id,
             severity: Severity::Warning,
             message: format!("`{}` checks every existing row while writes wait", c.clause),
-            fix: if p.engine == EngineKind::Postgres {
+            fix: if crate::engine::by_kind(p.engine)
+                .planner
+                .validates_constraints_later()
+            {
                 "add it NOT VALID, then run ALTER TABLE … VALIDATE CONSTRAINT … (writes continue)".into()
             } else {
                 "add the foreign key with `godwit run`, or natively with foreign_key_checks=0 after checking the data".into()
@@ -30,6 +32,7 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
+    use crate::target::EngineKind;
 
     #[test]
     fn fires_without_not_valid_only() {
