@@ -51,7 +51,7 @@ impl Phase {
     }
 }
 
-pub struct Options {
+pub struct PhaseOptions {
     pub execute: bool,
     pub allow_changed: bool,
     pub batch_size: u64,
@@ -210,7 +210,7 @@ async fn per_op<T>(
 }
 
 /// The statements of one phase, in order.
-async fn plan(
+async fn phase_statements_in_order(
     db: &mut Db,
     f: &MigrationFile,
     phase: Phase,
@@ -491,7 +491,7 @@ pub async fn run(
     path: &Path,
     phases: &[Phase],
     continue_after_contract: bool,
-    opts: &Options,
+    opts: &PhaseOptions,
     throttle: &mut Throttle,
     rep: &Reporter,
 ) -> Result<()> {
@@ -571,7 +571,7 @@ async fn run_phase(
     f: &MigrationFile,
     phase: Phase,
     resuming: bool,
-    opts: &Options,
+    opts: &PhaseOptions,
     throttle: &mut Throttle,
     rep: &Reporter,
     rows: &[state::Row],
@@ -648,7 +648,7 @@ async fn run_phase(
             }
         }
     }
-    let stmts = plan(db, f, phase, resuming, !opts.execute).await?;
+    let stmts = phase_statements_in_order(db, f, phase, resuming, !opts.execute).await?;
     let probes = if phase == Phase::Expand {
         plan_probes(db, f).await?
     } else {
@@ -669,7 +669,9 @@ async fn run_phase(
     run_guards(db, phase, &stmts, rep, &f.id).await?;
     // Planned before anything runs, so a failed expand can be undone.
     let undo = if phase == Phase::Expand {
-        plan(db, f, Phase::Abort, true, true).await.ok()
+        phase_statements_in_order(db, f, Phase::Abort, true, true)
+            .await
+            .ok()
     } else {
         None
     };

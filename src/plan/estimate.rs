@@ -74,14 +74,14 @@ pub fn estimate(f: &Facts, all: &Change) -> Estimate {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture;
-    use crate::plan::{Op, Sample};
+    use crate::plan::{ChangeKind, Sample};
     use crate::target::EngineKind;
 
     #[test]
     fn duration_from_sample_or_default() {
         let mut f = fixture::facts(EngineKind::Mysql);
         f.row_estimate = 1_000_000;
-        let all = Change::new(String::new(), Op::Other);
+        let all = Change::new(String::new(), ChangeKind::Other);
         let e = estimate(&f, &all);
         assert_eq!(e.rate_source, "default");
         assert_eq!(e.copy_seconds, 20);

@@ -86,7 +86,7 @@ pub trait PlanSession: Send {
     async fn probes(
         &mut self,
         facts: &Facts,
-        probes: &[Probe],
+        probes: &[DataProbe],
         limit: u64,
     ) -> Result<Vec<ProbeResult>>;
     /// Run `stmt` waiting at most `lock_wait_secs` for the table's lock.
@@ -311,7 +311,7 @@ impl Facts {
 /// A bounded data check that a rule needs (run by the engine's facts module).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "check", rename_all = "snake_case")]
-pub enum Probe {
+pub enum DataProbe {
     /// Does the column hold NULLs?
     Nulls { column: String },
     /// Do these columns hold duplicate values?
@@ -330,7 +330,7 @@ pub enum Probe {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeResult {
     #[serde(flatten)]
-    pub probe: Probe,
+    pub probe: DataProbe,
     pub found: bool,
     /// An offending value or key, rendered as text.
     pub example: Option<String>,
@@ -434,7 +434,7 @@ impl PgLock {
 /// What a clause does, for the rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Op {
+pub enum ChangeKind {
     AddColumn,
     DropColumn,
     RenameColumn,
@@ -466,7 +466,7 @@ pub enum Op {
 pub struct Change {
     /// The clause as parsed (normalized by sqlparser).
     pub clause: String,
-    pub op: Op,
+    pub op: ChangeKind,
     /// Columns the clause is about (the column, or the key columns).
     pub columns: Vec<String>,
     /// New name for renames.
@@ -519,7 +519,7 @@ pub enum InstantKind {
 }
 
 impl Change {
-    pub fn new(clause: String, op: Op) -> Change {
+    pub fn new(clause: String, op: ChangeKind) -> Change {
         Change {
             clause,
             op,
@@ -613,14 +613,14 @@ pub fn is_large(f: &Facts, o: &PlanOptions) -> bool {
 }
 
 /// The probes the changes need.
-pub fn probes_for(changes: &[Change], facts: &Facts) -> Vec<Probe> {
+pub fn probes_for(changes: &[Change], facts: &Facts) -> Vec<DataProbe> {
     let mut out = Vec::new();
     for c in changes {
         match c.op {
-            Op::SetNotNull | Op::AddPrimaryKey => {
+            ChangeKind::SetNotNull | ChangeKind::AddPrimaryKey => {
                 for col in &c.columns {
                     if facts.column(col).map(|k| k.nullable).unwrap_or(false) {
-                        out.push(Probe::Nulls {
+                        out.push(DataProbe::Nulls {
                             column: col.clone(),
                         });
                     }
@@ -628,15 +628,15 @@ pub fn probes_for(changes: &[Change], facts: &Facts) -> Vec<Probe> {
             }
             _ => {}
         }
-        if matches!(c.op, Op::AddUnique | Op::AddPrimaryKey)
+        if matches!(c.op, ChangeKind::AddUnique | ChangeKind::AddPrimaryKey)
             && !c.columns.is_empty()
             && c.columns.iter().all(|k| facts.column(k).is_some())
         {
-            out.push(Probe::Duplicates {
+            out.push(DataProbe::Duplicates {
                 columns: c.columns.clone(),
             });
         }
-        if matches!(c.op, Op::ChangeType | Op::ChangeColumn) {
+        if matches!(c.op, ChangeKind::ChangeType | ChangeKind::ChangeColumn) {
             if let (Some(col), Some(t)) = (c.columns.first(), c.new_type.as_deref()) {
                 if let Some(old) = facts.column(col) {
                     if let Some(p) = shrink_probe(col, &old.column_type, t) {
@@ -645,13 +645,13 @@ pub fn probes_for(changes: &[Change], facts: &Facts) -> Vec<Probe> {
                 }
             }
         }
-        if c.op == Op::ChangeColumn {
+        if c.op == ChangeKind::ChangeColumn {
             // MODIFY … NOT NULL on a nullable column
             if let Some(col) = c.columns.first() {
                 if c.reason.contains("NULL → NOT NULL")
                     && facts.column(col).map(|k| k.nullable).unwrap_or(false)
                 {
-                    out.push(Probe::Nulls {
+                    out.push(DataProbe::Nulls {
                         column: col.clone(),
                     });
                 }
@@ -709,7 +709,7 @@ fn is_string_type(name: &str) -> bool {
 }
 
 /// A probe for a type change that may cut existing data.
-pub fn shrink_probe(column: &str, old: &str, new: &str) -> Option<Probe> {
+pub fn shrink_probe(column: &str, old: &str, new: &str) -> Option<DataProbe> {
     let (on, oa) = type_parts(old);
     let (nn, na) = type_parts(new);
     if is_string_type(&nn) {
@@ -718,7 +718,7 @@ pub fn shrink_probe(column: &str, old: &str, new: &str) -> Option<Probe> {
             Some(&ol) if is_string_type(&on) => new_len < ol,
             _ => true,
         };
-        return shrinks.then(|| Probe::TooLong {
+        return shrinks.then(|| DataProbe::TooLong {
             column: column.to_string(),
             max_chars: new_len,
         });
@@ -730,7 +730,7 @@ pub fn shrink_probe(column: &str, old: &str, new: &str) -> Option<Probe> {
         Some((omin, omax)) => nmin > omin || nmax < omax,
         None => true,
     };
-    shrinks.then(|| Probe::OutOfRange {
+    shrinks.then(|| DataProbe::OutOfRange {
         column: column.to_string(),
         min: nmin,
         max: nmax,
@@ -757,7 +757,12 @@ pub fn as_statement(kind: EngineKind, alter: &str, placeholder: &str) -> Result<
 }
 
 /// Read facts, classify, check, estimate and judge. Changes nothing on the server.
-pub async fn plan(target: &Target, table: &str, alter: &str, opts: &PlanOptions) -> Result<Plan> {
+pub async fn plan_alter(
+    target: &Target,
+    table: &str,
+    alter: &str,
+    opts: &PlanOptions,
+) -> Result<Plan> {
     // One statement, for this table (a rename of the table is planned, not refused).
     crate::ddl::clause_text(target.kind, table, alter)?;
     let engine = crate::engine::by_kind(target.kind).planner;

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct MigrationPlanOptions {
     pub plan: PlanOptions,
     pub batch_size: u64,
     pub max_rows_per_second: Option<u32>,
@@ -222,7 +222,7 @@ struct Planner<'a> {
     engine: &'static dyn PlanEngine,
     facts: Box<dyn PlanSession>,
     cache: HashMap<String, Option<Facts>>,
-    opts: &'a Options,
+    opts: &'a MigrationPlanOptions,
 }
 
 impl Planner<'_> {
@@ -325,7 +325,11 @@ impl Planner<'_> {
 }
 
 /// Plan every migration in `path` that is not complete. Reads the server; changes nothing.
-pub async fn plan(target: &Target, path: &Path, opts: &Options) -> Result<Vec<MigrationPlan>> {
+pub async fn plan_migrations(
+    target: &Target,
+    path: &Path,
+    opts: &MigrationPlanOptions,
+) -> Result<Vec<MigrationPlan>> {
     let files = file::load(path, target.kind)?;
     let mut db = db::connect(target, Duration::from_secs(5)).await?;
     db.read_only().await?;

@@ -7,8 +7,8 @@ use super::facts::Session;
 use crate::error::Result;
 use crate::plan::phases::{without_if_exists, StatementClass as Class, StatementContext};
 use crate::plan::{
-    Algorithm, Change, Classified, Facts, MyLock, Op, Plan, PlanEngine, PlanOptions, PlanSession,
-    Probe, ProbeResult, Recommendation,
+    Algorithm, Change, ChangeKind, Classified, DataProbe, Facts, MyLock, Plan, PlanEngine,
+    PlanOptions, PlanSession, ProbeResult, Recommendation,
 };
 use crate::target::{EngineKind, Target};
 use async_trait::async_trait;
@@ -113,7 +113,7 @@ impl PlanSession for Session {
     async fn probes(
         &mut self,
         facts: &Facts,
-        probes: &[Probe],
+        probes: &[DataProbe],
         limit: u64,
     ) -> Result<Vec<ProbeResult>> {
         Session::probes(self, facts, probes, limit).await
@@ -217,9 +217,12 @@ fn classify_statement(sql: &str, facts: Option<&Facts>, fk_checks_off: bool) -> 
         Ok(changes) => {
             let all = classify::combine(&changes, &f);
             let mut c = Class::from_change(&all, lock_label(&all));
-            c.scan |= changes
-                .iter()
-                .any(|x| matches!(x.op, Op::AddIndex | Op::AddUnique | Op::AddPrimaryKey));
+            c.scan |= changes.iter().any(|x| {
+                matches!(
+                    x.op,
+                    ChangeKind::AddIndex | ChangeKind::AddUnique | ChangeKind::AddPrimaryKey
+                )
+            });
             // The statement names ALGORITHM/LOCK: the server runs it so or refuses it.
             let want_lock = demanded(sql, "LOCK").and_then(|l| match l.as_str() {
                 "NONE" => Some(MyLock::None),

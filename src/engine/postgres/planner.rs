@@ -7,7 +7,7 @@ use super::facts::Session;
 use crate::error::Result;
 use crate::plan::phases::{without_if_exists, StatementClass as Class, StatementContext};
 use crate::plan::{
-    Change, Classified, Facts, Plan, PlanEngine, PlanOptions, PlanSession, Probe, ProbeResult,
+    Change, Classified, DataProbe, Facts, Plan, PlanEngine, PlanOptions, PlanSession, ProbeResult,
     Recommendation,
 };
 use crate::target::Target;
@@ -127,7 +127,7 @@ impl PlanSession for Session {
     async fn probes(
         &mut self,
         facts: &Facts,
-        probes: &[Probe],
+        probes: &[DataProbe],
         limit: u64,
     ) -> Result<Vec<ProbeResult>> {
         Session::probes(self, facts, probes, limit).await

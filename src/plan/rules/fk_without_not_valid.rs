@@ -1,7 +1,7 @@
 //! `fk-without-not-valid`: adding a foreign key validates every row while writes wait.
 
 use super::Rule;
-use crate::plan::{Finding, Op, Plan, PlanOptions, Severity};
+use crate::plan::{ChangeKind, Finding, Plan, PlanOptions, Severity};
 
 pub const RULE: Rule = Rule {
     id: "fk-without-not-valid",
@@ -11,7 +11,7 @@ pub const RULE: Rule = Rule {
 fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
     p.changes
         .iter()
-        .filter(|c| c.op == Op::AddForeignKey && !c.not_valid)
+        .filter(|c| c.op == ChangeKind::AddForeignKey && !c.not_valid)
         .map(|c| Finding {
             rule: RULE.id,
             severity: Severity::Warning,
@@ -36,7 +36,7 @@ mod tests {
 
     #[test]
     fn fires_without_not_valid_only() {
-        let mut c = change(Op::AddForeignKey, &["a"]);
+        let mut c = change(ChangeKind::AddForeignKey, &["a"]);
         let p = plan(EngineKind::Postgres, vec![c.clone()]);
         assert_eq!(check(&p, &PlanOptions::default()).len(), 1);
         c.not_valid = true;

@@ -34,12 +34,12 @@ fn check(p: &Plan, o: &PlanOptions) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
-    use crate::plan::{Op, PgLock};
+    use crate::plan::{ChangeKind, PgLock};
     use crate::target::EngineKind;
 
     #[test]
     fn fires_on_large_blocking_scan_only() {
-        let mut c = change(Op::SetNotNull, &["a"]);
+        let mut c = change(ChangeKind::SetNotNull, &["a"]);
         c.pg_lock = Some(PgLock::AccessExclusive);
         c.blocks_writes = true;
         c.scan = true;

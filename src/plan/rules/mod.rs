@@ -92,7 +92,7 @@ pub(crate) mod fixture {
         let overall = changes
             .first()
             .cloned()
-            .unwrap_or_else(|| Change::new(String::new(), Op::Other));
+            .unwrap_or_else(|| Change::new(String::new(), ChangeKind::Other));
         Plan {
             engine,
             server_version: "test".into(),
@@ -112,7 +112,7 @@ pub(crate) mod fixture {
         }
     }
 
-    pub fn change(op: Op, cols: &[&str]) -> Change {
+    pub fn change(op: ChangeKind, cols: &[&str]) -> Change {
         let mut c = Change::new(format!("{op:?}"), op);
         c.columns = cols.iter().map(|s| s.to_string()).collect();
         c

@@ -30,12 +30,12 @@ fn check(p: &Plan, o: &PlanOptions) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
-    use crate::plan::Op;
+    use crate::plan::ChangeKind;
     use crate::target::EngineKind;
 
     #[test]
     fn fires_on_large_rewrite_only() {
-        let mut c = change(Op::ChangeType, &["a"]);
+        let mut c = change(ChangeKind::ChangeType, &["a"]);
         c.rewrite = true;
         let mut p = plan(EngineKind::Mysql, vec![c]);
         large(&mut p);
