@@ -75,11 +75,10 @@ mod tests {
     use super::*;
     use crate::plan::rules::fixture;
     use crate::plan::{ChangeKind, Sample};
-    use crate::target::EngineKind;
 
     #[test]
     fn duration_from_sample_or_default() {
-        let mut f = fixture::facts(EngineKind::Mysql);
+        let mut f = fixture::mysql_facts();
         f.row_estimate = 1_000_000;
         let all = Change::new(String::new(), ChangeKind::Other);
         let e = estimate(&f, &all);

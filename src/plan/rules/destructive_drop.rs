@@ -25,19 +25,12 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_on_drop_not_on_add() {
-        let p = plan(
-            EngineKind::Mysql,
-            vec![change(ChangeKind::DropColumn, &["a"])],
-        );
+        let p = mysql_plan(vec![change(ChangeKind::DropColumn, &["a"])]);
         assert_eq!(check(&p, &PlanOptions::default()).len(), 1);
-        let p = plan(
-            EngineKind::Mysql,
-            vec![change(ChangeKind::AddColumn, &["a"])],
-        );
+        let p = mysql_plan(vec![change(ChangeKind::AddColumn, &["a"])]);
         assert!(check(&p, &PlanOptions::default()).is_empty());
     }
 }

@@ -32,15 +32,14 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_without_not_valid_only() {
         let mut c = change(ChangeKind::AddForeignKey, &["a"]);
-        let p = plan(EngineKind::Postgres, vec![c.clone()]);
+        let p = pg_plan(vec![c.clone()]);
         assert_eq!(check(&p, &PlanOptions::default()).len(), 1);
         c.not_valid = true;
-        let p = plan(EngineKind::Postgres, vec![c]);
+        let p = pg_plan(vec![c]);
         assert!(check(&p, &PlanOptions::default()).is_empty());
     }
 }

@@ -32,14 +32,10 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_without_pk_only() {
-        let mut p = plan(
-            EngineKind::Mysql,
-            vec![change(ChangeKind::AddColumn, &["x"])],
-        );
+        let mut p = mysql_plan(vec![change(ChangeKind::AddColumn, &["x"])]);
         assert!(check(&p, &PlanOptions::default()).is_empty());
         p.facts.indexes.clear();
         assert_eq!(check(&p, &PlanOptions::default()).len(), 1);

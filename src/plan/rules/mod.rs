@@ -46,16 +46,28 @@ pub(crate) mod fixture {
     use crate::plan::*;
     use crate::target::EngineKind;
 
-    pub fn facts(engine: EngineKind) -> Facts {
+    /// Facts of a small MariaDB table.
+    pub fn mysql_facts() -> Facts {
+        facts(EngineKind::Mysql)
+    }
+
+    /// A plan of `changes` on a small MariaDB table.
+    pub fn mysql_plan(changes: Vec<Change>) -> Plan {
+        plan(EngineKind::Mysql, changes)
+    }
+
+    /// A plan of `changes` on a small PostgreSQL table.
+    pub fn pg_plan(changes: Vec<Change>) -> Plan {
+        plan(EngineKind::Postgres, changes)
+    }
+
+    fn facts(engine: EngineKind) -> Facts {
+        let mysql = engine == EngineKind::Mysql;
         Facts {
             engine,
             server_version: "test".into(),
-            version: if engine == EngineKind::Mysql {
-                (10, 11, 0)
-            } else {
-                (15, 0, 0)
-            },
-            mariadb: engine == EngineKind::Mysql,
+            version: if mysql { (10, 11, 0) } else { (15, 0, 0) },
+            mariadb: mysql,
             schema: "s".into(),
             table: "t".into(),
             row_estimate: 10,
@@ -87,7 +99,7 @@ pub(crate) mod fixture {
         }
     }
 
-    pub fn plan(engine: EngineKind, changes: Vec<Change>) -> Plan {
+    fn plan(engine: EngineKind, changes: Vec<Change>) -> Plan {
         let f = facts(engine);
         let overall = changes
             .first()

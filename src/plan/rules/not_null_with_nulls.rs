@@ -33,11 +33,10 @@ mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
     use crate::plan::ProbeResult;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_only_when_nulls_were_found() {
-        let mut p = plan(EngineKind::Postgres, vec![]);
+        let mut p = pg_plan(vec![]);
         let mut r = ProbeResult {
             probe: DataProbe::Nulls { column: "a".into() },
             found: true,

@@ -33,18 +33,14 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_on_rename_not_on_modify() {
         let mut c = change(ChangeKind::RenameColumn, &["a"]);
         c.new_name = Some("b".into());
-        let p = plan(EngineKind::Postgres, vec![c]);
+        let p = pg_plan(vec![c]);
         assert_eq!(check(&p, &PlanOptions::default()).len(), 1);
-        let p = plan(
-            EngineKind::Postgres,
-            vec![change(ChangeKind::ChangeColumn, &["a"])],
-        );
+        let p = pg_plan(vec![change(ChangeKind::ChangeColumn, &["a"])]);
         assert!(check(&p, &PlanOptions::default()).is_empty());
     }
 }

@@ -31,13 +31,12 @@ mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
     use crate::plan::ChangeKind;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_on_large_rewrite_only() {
         let mut c = change(ChangeKind::ChangeType, &["a"]);
         c.rewrite = true;
-        let mut p = plan(EngineKind::Mysql, vec![c]);
+        let mut p = mysql_plan(vec![c]);
         large(&mut p);
         assert_eq!(check(&p, &PlanOptions::default()).len(), 1);
         p.overall.rewrite = false;

@@ -37,11 +37,10 @@ mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
     use crate::plan::ProbeResult;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_only_when_values_do_not_fit() {
-        let mut p = plan(EngineKind::Mysql, vec![]);
+        let mut p = mysql_plan(vec![]);
         let mut r = ProbeResult {
             probe: DataProbe::TooLong {
                 column: "b".into(),

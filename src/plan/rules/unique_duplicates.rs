@@ -34,11 +34,10 @@ mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
     use crate::plan::ProbeResult;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_only_when_duplicates_were_found() {
-        let mut p = plan(EngineKind::Mysql, vec![]);
+        let mut p = mysql_plan(vec![]);
         let mut r = ProbeResult {
             probe: DataProbe::Duplicates {
                 columns: vec!["a".into()],
