@@ -234,7 +234,7 @@ async fn check_entry(
 ) {
     let target = godwit::target::Target::parse(&db.url, None).unwrap();
     let opts = godwit::plan::PlanOptions::default();
-    match godwit::plan::plan(&target, t, clause, &opts).await {
+    match godwit::plan::plan_alter(&target, t, clause, &opts).await {
         Ok(plan) => {
             let got_alg = plan.overall.algorithm.map(|a| a.as_str()).unwrap_or("?");
             let got_lock = plan.overall.mysql_lock.map(|l| l.as_str()).unwrap_or("?");
@@ -734,7 +734,7 @@ async fn data_rules_fire_on_bad_data_and_stay_silent_on_clean_data() {
     let opts = godwit::plan::PlanOptions::default();
     let alter = "MODIFY a INT NOT NULL, MODIFY b VARCHAR(6), ADD UNIQUE KEY uq_a (a)";
     let rules = |p: &godwit::plan::Plan| p.findings.iter().map(|f| f.rule).collect::<Vec<_>>();
-    let bad = godwit::plan::plan(&target, "bad", alter, &opts)
+    let bad = godwit::plan::plan_alter(&target, "bad", alter, &opts)
         .await
         .unwrap();
     let r = rules(&bad);
@@ -751,12 +751,12 @@ async fn data_rules_fire_on_bad_data_and_stay_silent_on_clean_data() {
         .find(|f| f.rule == "unique-duplicates")
         .unwrap();
     assert!(dup.message.contains("a=1"), "{}", dup.message);
-    let good = godwit::plan::plan(&target, "good", alter, &opts)
+    let good = godwit::plan::plan_alter(&target, "good", alter, &opts)
         .await
         .unwrap();
     assert!(rules(&good).is_empty(), "{:?}", good.findings);
     // Renames, drops, FKs and a missing key.
-    let p = godwit::plan::plan(
+    let p = godwit::plan::plan_alter(
         &target,
         "good",
         "RENAME COLUMN b TO b2, DROP COLUMN a",
@@ -770,7 +770,7 @@ async fn data_rules_fire_on_bad_data_and_stay_silent_on_clean_data() {
         "{r:?}"
     );
     assert_eq!(p.recommendation.strategy, godwit::plan::Strategy::Phases);
-    let p = godwit::plan::plan(&target, "nopk", "ADD COLUMN x INT", &opts)
+    let p = godwit::plan::plan_alter(&target, "nopk", "ADD COLUMN x INT", &opts)
         .await
         .unwrap();
     assert!(rules(&p).contains(&"missing-primary-key"));
@@ -779,7 +779,7 @@ async fn data_rules_fire_on_bad_data_and_stay_silent_on_clean_data() {
         large_table_rows: 2,
         ..Default::default()
     };
-    let p = godwit::plan::plan(&target, "good", "MODIFY a BIGINT", &small)
+    let p = godwit::plan::plan_alter(&target, "good", "MODIFY a BIGINT", &small)
         .await
         .unwrap();
     let r = rules(&p);
@@ -787,7 +787,7 @@ async fn data_rules_fire_on_bad_data_and_stay_silent_on_clean_data() {
         r.contains(&"lock-on-large-table") && r.contains(&"rewrite-large-table"),
         "{r:?}"
     );
-    let p = godwit::plan::plan(&target, "good", "ADD COLUMN y INT", &small)
+    let p = godwit::plan::plan_alter(&target, "good", "ADD COLUMN y INT", &small)
         .await
         .unwrap();
     assert!(rules(&p).is_empty(), "{:?}", p.findings);
@@ -804,7 +804,7 @@ async fn long_transaction_is_reported() {
         long_trx_seconds: 1,
         ..Default::default()
     };
-    let p = godwit::plan::plan(&target, "t", "ADD COLUMN x INT", &opts)
+    let p = godwit::plan::plan_alter(&target, "t", "ADD COLUMN x INT", &opts)
         .await
         .unwrap();
     assert!(p.findings.iter().all(|f| f.rule != "long-transactions"));
@@ -815,7 +815,7 @@ async fn long_transaction_is_reported() {
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let p = godwit::plan::plan(&target, "t", "ADD COLUMN x INT", &opts)
+    let p = godwit::plan::plan_alter(&target, "t", "ADD COLUMN x INT", &opts)
         .await
         .unwrap();
     if !p.findings.iter().any(|f| f.rule == "long-transactions") {

@@ -284,7 +284,7 @@ async fn corpus_matches_the_server() {
             }
             Err(e) => failures.push(format!("{clause}: the server refused it: {e}")),
         }
-        let plan = match godwit::plan::plan(&target, &t, &clause, &opts).await {
+        let plan = match godwit::plan::plan_alter(&target, &t, &clause, &opts).await {
             Ok(p) => p,
             Err(e) => {
                 failures.push(format!("{clause}: plan failed: {e}"));
@@ -328,7 +328,7 @@ async fn timestamptz_rewrite_follows_the_session_time_zone() {
     );
     let target = godwit::target::Target::parse(&db.url, None).unwrap();
     let opts = godwit::plan::PlanOptions::default();
-    let plan = godwit::plan::plan(&target, "t", "ALTER COLUMN d TYPE timestamptz", &opts)
+    let plan = godwit::plan::plan_alter(&target, "t", "ALTER COLUMN d TYPE timestamptz", &opts)
         .await
         .unwrap();
     assert!(!plan.overall.rewrite, "{:?}", plan.overall);
@@ -357,8 +357,9 @@ async fn timestamptz_rewrite_follows_the_session_time_zone() {
     let mut facts = plan.facts.clone();
     facts.pg.time_zone = Some("Europe/Paris".into());
     facts.pg.time_zone_is_utc = false;
-    let parsed = godwit::plan::postgres::parse("t", "ALTER COLUMN d TYPE timestamptz").unwrap();
-    let changes = godwit::plan::postgres::classify_all(&parsed, &facts, &[]).unwrap();
+    let parsed =
+        godwit::engine::postgres::classify::parse("t", "ALTER COLUMN d TYPE timestamptz").unwrap();
+    let changes = godwit::engine::postgres::classify::classify_all(&parsed, &facts, &[]).unwrap();
     assert!(changes[0].rewrite, "{:?}", changes[0]);
     assert!(
         changes[0].reason.contains("Europe/Paris"),
@@ -376,7 +377,7 @@ async fn timestamptz_rewrite_follows_the_session_time_zone() {
     )
     .await
     .unwrap();
-    let p = godwit::plan::plan(&target, "ti", "ALTER COLUMN d TYPE timestamptz", &opts)
+    let p = godwit::plan::plan_alter(&target, "ti", "ALTER COLUMN d TYPE timestamptz", &opts)
         .await
         .unwrap();
     assert_eq!(
@@ -500,7 +501,7 @@ async fn row_estimate_of_a_table_never_analyzed() {
         near(&format!("{table}: dry run JSON"), n, real);
         // `godwit plan`.
         let target = godwit::target::Target::parse(&db.url, None).unwrap();
-        let p = godwit::plan::plan(&target, table, "ADD COLUMN z int", &Default::default())
+        let p = godwit::plan::plan_alter(&target, table, "ADD COLUMN z int", &Default::default())
             .await
             .unwrap();
         near(&format!("{table}: plan"), p.facts.row_estimate, real);
@@ -535,24 +536,24 @@ async fn rules_fire_on_bad_cases_and_stay_silent_on_safe_twins() {
             "unique-duplicates",
         ),
     ] {
-        let p = godwit::plan::plan(&target, "bad", alter, &opts)
+        let p = godwit::plan::plan_alter(&target, "bad", alter, &opts)
             .await
             .unwrap();
         if !rule.is_empty() {
             assert!(rules(&p).contains(&rule), "{alter}: {:?}", p.findings);
         }
         let twin = alter.replace("ON bad", "ON good");
-        let p = godwit::plan::plan(&target, "good", &twin, &opts)
+        let p = godwit::plan::plan_alter(&target, "good", &twin, &opts)
             .await
             .unwrap();
         assert!(rules(&p).is_empty(), "{twin}: {:?}", p.findings);
     }
     db.exec("UPDATE bad SET a = 100000 WHERE id = 1").await;
-    let p = godwit::plan::plan(&target, "bad", "ALTER COLUMN a TYPE smallint", &opts)
+    let p = godwit::plan::plan_alter(&target, "bad", "ALTER COLUMN a TYPE smallint", &opts)
         .await
         .unwrap();
     assert!(rules(&p).contains(&"type-truncation"), "{:?}", p.findings);
-    let p = godwit::plan::plan(
+    let p = godwit::plan::plan_alter(
         &target,
         "good",
         "ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES parent(id)",
@@ -574,7 +575,7 @@ async fn rules_fire_on_bad_cases_and_stay_silent_on_safe_twins() {
         .statements
         .iter()
         .any(|s| s.contains("VALIDATE CONSTRAINT")));
-    let p = godwit::plan::plan(
+    let p = godwit::plan::plan_alter(
         &target,
         "good",
         "ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES parent(id) NOT VALID",
@@ -583,19 +584,19 @@ async fn rules_fire_on_bad_cases_and_stay_silent_on_safe_twins() {
     .await
     .unwrap();
     assert!(rules(&p).is_empty(), "{:?}", p.findings);
-    let p = godwit::plan::plan(&target, "good", "RENAME COLUMN a TO a2", &opts)
+    let p = godwit::plan::plan_alter(&target, "good", "RENAME COLUMN a TO a2", &opts)
         .await
         .unwrap();
     assert_eq!(rules(&p), vec!["rename-breaks-code"]);
-    let p = godwit::plan::plan(&target, "good", "RENAME TO good2", &opts)
+    let p = godwit::plan::plan_alter(&target, "good", "RENAME TO good2", &opts)
         .await
         .unwrap();
     assert_eq!(rules(&p), vec!["rename-breaks-code"]);
-    let p = godwit::plan::plan(&target, "good", "DROP COLUMN b", &opts)
+    let p = godwit::plan::plan_alter(&target, "good", "DROP COLUMN b", &opts)
         .await
         .unwrap();
     assert_eq!(rules(&p), vec!["destructive-drop"]);
-    let p = godwit::plan::plan(&target, "nopk", "ADD COLUMN x int", &opts)
+    let p = godwit::plan::plan_alter(&target, "nopk", "ADD COLUMN x int", &opts)
         .await
         .unwrap();
     assert_eq!(rules(&p), vec!["missing-primary-key"]);
@@ -606,7 +607,7 @@ async fn rules_fire_on_bad_cases_and_stay_silent_on_safe_twins() {
         ..Default::default()
     };
     db.exec("ANALYZE good").await;
-    let p = godwit::plan::plan(&target, "good", "ALTER COLUMN a TYPE bigint", &small)
+    let p = godwit::plan::plan_alter(&target, "good", "ALTER COLUMN a TYPE bigint", &small)
         .await
         .unwrap();
     let r = rules(&p);
@@ -615,12 +616,12 @@ async fn rules_fire_on_bad_cases_and_stay_silent_on_safe_twins() {
         "{r:?}"
     );
     assert_eq!(p.recommendation.strategy, godwit::plan::Strategy::Online);
-    let p = godwit::plan::plan(&target, "good", "ALTER COLUMN a SET DEFAULT 3", &small)
+    let p = godwit::plan::plan_alter(&target, "good", "ALTER COLUMN a SET DEFAULT 3", &small)
         .await
         .unwrap();
     assert!(rules(&p).is_empty(), "{:?}", p.findings);
     // SET NOT NULL: the recommendation proves it with a CHECK first.
-    let p = godwit::plan::plan(&target, "good", "ALTER COLUMN a SET NOT NULL", &small)
+    let p = godwit::plan::plan_alter(&target, "good", "ALTER COLUMN a SET NOT NULL", &small)
         .await
         .unwrap();
     assert!(
@@ -646,7 +647,7 @@ async fn long_transaction_blocks_and_is_reported() {
         long_trx_seconds: 1,
         ..Default::default()
     };
-    let p = godwit::plan::plan(&target, "t", "ADD COLUMN x int", &opts)
+    let p = godwit::plan::plan_alter(&target, "t", "ADD COLUMN x int", &opts)
         .await
         .unwrap();
     assert!(
@@ -660,7 +661,7 @@ async fn long_transaction_blocks_and_is_reported() {
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let p = godwit::plan::plan(&target, "t", "ADD COLUMN x int", &opts)
+    let p = godwit::plan::plan_alter(&target, "t", "ADD COLUMN x int", &opts)
         .await
         .unwrap();
     assert!(

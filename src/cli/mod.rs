@@ -105,7 +105,7 @@ pub fn main() -> i32 {
             Command::Run(a) => run::run(a).await,
             Command::Cleanup(a) => cleanup::cleanup(a).await,
             Command::Verify(a) => verify::verify(a).await,
-            Command::Plan(a) => plan::plan(a).await,
+            Command::Plan(a) => plan::plan_command(a).await,
             Command::Expand(a) => phases::phase(a, crate::phases::Phase::Expand).await,
             Command::Backfill(a) => phases::phase(a, crate::phases::Phase::Backfill).await,
             Command::Contract(a) => phases::phase(a, crate::phases::Phase::Contract).await,

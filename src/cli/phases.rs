@@ -1,7 +1,7 @@
 //! `godwit expand | backfill | contract | abort | migrate | status`: migrations from files.
 
 use crate::error::Result;
-use crate::phases::{self, Options, Phase};
+use crate::phases::{self, Phase, PhaseOptions};
 use crate::progress::{Format, Reporter};
 use crate::target::Target;
 use crate::throttle::{LoadThresholds, Throttle};
@@ -80,7 +80,7 @@ async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
         a.throttle_flag_file.clone(),
     );
     let rep = Reporter::new(a.format);
-    let opts = Options {
+    let opts = PhaseOptions {
         execute: a.execute,
         allow_changed: a.allow_changed,
         batch_size: a.batch_size,

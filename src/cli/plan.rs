@@ -79,7 +79,7 @@ pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
     Ok((n * mult) as u64)
 }
 
-pub async fn plan(a: PlanArgs) -> i32 {
+pub async fn plan_command(a: PlanArgs) -> i32 {
     let mut rep = Reporter::new(a.format);
     match inner(&a).await {
         Ok(code) => code,
@@ -107,7 +107,7 @@ async fn inner(a: &PlanArgs) -> Result<i32> {
             "give migration files (PATH), or --table and --alter",
         ));
     };
-    let p = plan::plan(&target, table, alter, &opts).await?;
+    let p = plan::plan_alter(&target, table, alter, &opts).await?;
     match a.format {
         Format::Json => {
             let mut v = serde_json::to_value(&p)
@@ -141,12 +141,12 @@ async fn files(
     path: &std::path::Path,
     opts: PlanOptions,
 ) -> Result<i32> {
-    let o = plan::phases::Options {
+    let o = plan::phases::MigrationPlanOptions {
         plan: opts,
         batch_size: a.batch_size,
         max_rows_per_second: a.max_rows_per_second,
     };
-    let plans = plan::phases::plan(target, path, &o).await?;
+    let plans = plan::phases::plan_migrations(target, path, &o).await?;
     match a.format {
         Format::Json => {
             let rep = Reporter::new(Format::Json);

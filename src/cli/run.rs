@@ -172,7 +172,8 @@ pub async fn run(a: RunArgs) -> i32 {
 /// `--attempt-native`: true when the change was handled natively (or would be, without
 /// --execute).
 async fn attempt_native(a: &RunArgs, target: &Target, rep: &mut Reporter) -> Result<bool> {
-    let p = crate::plan::plan(target, &a.conn.table, &a.alter, &PlanOptions::default()).await?;
+    let p =
+        crate::plan::plan_alter(target, &a.conn.table, &a.alter, &PlanOptions::default()).await?;
     let Some(stmt) = crate::plan::native::native_statement(&p) else {
         tracing::info!(
             "not instant/catalog-only ({}): running online",

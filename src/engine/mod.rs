@@ -342,6 +342,30 @@ pub async fn connect(
     }
 }
 
+/// The engine objects of the engine-neutral layers, for one engine kind.
+pub struct EngineParts {
+    /// The planner's classifier and read-only session (`godwit plan`).
+    pub planner: &'static dyn crate::plan::PlanEngine,
+    /// Opens the connection of the phase commands (`godwit expand`, …).
+    pub phases: &'static dyn crate::phases::db::PhaseConnector,
+}
+
+/// The one place an engine kind becomes the engine objects the planner and the phases
+/// use (the online path connects through [`connect`]). A new engine is a new folder and
+/// one arm here.
+pub fn by_kind(kind: EngineKind) -> EngineParts {
+    match kind {
+        EngineKind::Mysql => EngineParts {
+            planner: &mysql::planner::MysqlPlanner,
+            phases: &mysql::phases::MysqlPhases,
+        },
+        EngineKind::Postgres => EngineParts {
+            planner: &postgres::planner::PgPlanner,
+            phases: &postgres::phases::PgPhases,
+        },
+    }
+}
+
 /// The fixed prefix of every object godwit creates.
 pub const PREFIX: &str = "_godwit_";
 

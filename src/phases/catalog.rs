@@ -121,3 +121,34 @@ impl TableInfo {
             .collect()
     }
 }
+
+/// The catalog queries of one engine (each takes the table's name as its parameters),
+/// spelled in the engine's phases dialect.
+#[derive(Debug)]
+pub struct CatalogSql {
+    /// `v` (view) or `r` (table) for the name, no row when it does not exist.
+    pub relation_kind: &'static str,
+    /// Name, type, `YES`/`NO` nullable, default, collation, comment.
+    pub columns: &'static str,
+    /// The primary key's columns in key order.
+    pub primary_key: &'static str,
+    /// Index names.
+    pub indexes: &'static str,
+    /// Foreign key names.
+    pub foreign_keys: &'static str,
+    /// Grantee and privilege of the table's grants, when the engine has them per table.
+    pub grants: Option<&'static str>,
+    /// Index parts: name, position, column, non-unique, plain, constraint[, primary].
+    pub index_parts: &'static str,
+    /// The index parts carry a primary flag (else the primary key is the index named
+    /// `PRIMARY`).
+    pub primary_flag: bool,
+    /// CHECK constraints: name, clause.
+    pub checks: &'static str,
+    /// The clauses name columns in backquotes: match the columns in them.
+    pub check_clauses_name_columns: bool,
+    /// Column, what uses it (see `uses.rs`).
+    pub uses: &'static str,
+    /// How many times `uses` takes the table's name.
+    pub uses_params: usize,
+}

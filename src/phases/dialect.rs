@@ -3,7 +3,8 @@
 //! user's SQL and are inserted as written.
 
 use super::catalog::Grant;
-use super::catalog::{ColumnInfo, TableInfo};
+use super::catalog::{CatalogSql, ColumnInfo, TableInfo};
+use super::db::Param;
 use super::ops::{AddForeignKey, Backfill, Filter, Stmt, Trigger, Val};
 use crate::target::EngineKind;
 
@@ -231,6 +232,32 @@ pub trait Dialect: Sync + Send {
     fn begin(&self) -> &'static str {
         "BEGIN"
     }
+
+    // The session, the catalog and the state table.
+
+    /// Bind parameter `n` (1-based).
+    fn placeholder(&self, n: usize) -> String;
+    /// The statement after which the session refuses to write (`godwit plan`).
+    fn read_only(&self) -> &'static str;
+    /// DDL is transactional: a phase's plain statements run in one transaction (the
+    /// concurrent ones alone), and probes in a transaction that is rolled back.
+    fn transactional_ddl(&self) -> bool;
+    /// Statements that put the session back after a phase's statement failed (e.g. a
+    /// `LOCK TABLES` still held); errors of these are ignored.
+    fn after_failure(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// The runner lock: a query returning one text value, its parameters, and the value
+    /// that means the lock was taken.
+    fn runner_lock(&self) -> (String, Vec<Param>, &'static str);
+    /// The catalog queries.
+    fn catalog(&self) -> &'static CatalogSql;
+    /// `CREATE TABLE IF NOT EXISTS` of the state table `table` (qualified).
+    fn create_state_table(&self, table: &str) -> String;
+    /// The current time, for the state table's timestamps.
+    fn now(&self) -> &'static str;
+    /// The current user as text.
+    fn current_user(&self) -> &'static str;
 }
 
 /// `a, b`: the key columns, quoted.

@@ -17,8 +17,6 @@ pub mod db;
 pub mod dialect;
 pub mod file;
 pub mod ops;
-pub mod sql_mysql;
-pub mod sql_postgres;
 pub mod state;
 mod uses;
 
@@ -53,7 +51,7 @@ impl Phase {
     }
 }
 
-pub struct Options {
+pub struct PhaseOptions {
     pub execute: bool,
     pub allow_changed: bool,
     pub batch_size: u64,
@@ -212,7 +210,7 @@ async fn per_op<T>(
 }
 
 /// The statements of one phase, in order.
-async fn plan(
+async fn phase_statements_in_order(
     db: &mut Db,
     f: &MigrationFile,
     phase: Phase,
@@ -294,14 +292,14 @@ async fn plan_probes(db: &mut Db, f: &MigrationFile) -> Result<Vec<(String, Vec<
 /// a transaction that is rolled back.
 async fn run_probes(db: &mut Db, probes: &[(String, Vec<Probe>)]) -> Result<()> {
     for (label, ps) in probes {
-        let pg = db.is_postgres();
-        if pg {
+        let transactional = db.dialect().transactional_ddl();
+        if transactional {
             db.exec("BEGIN").await?;
         }
         let mut failed: Option<Error> = None;
         for p in ps {
             if p.cleanup {
-                if !pg || failed.is_none() {
+                if !transactional || failed.is_none() {
                     let _ = db.exec(&p.sql).await;
                 }
                 continue;
@@ -317,7 +315,7 @@ async fn run_probes(db: &mut Db, probes: &[(String, Vec<Probe>)]) -> Result<()> 
                 );
             }
         }
-        if pg {
+        if transactional {
             db.exec("ROLLBACK").await?;
         }
         if let Some(e) = failed {
@@ -344,12 +342,13 @@ async fn execute(
         )
     };
     let stmts: Vec<&Stmt> = stmts.iter().filter(|s| s.guard.is_none()).collect();
-    if !db.is_postgres() {
+    if !db.dialect().transactional_ddl() {
         for s in stmts {
             emit(s);
             if let Err(e) = db.exec(&s.sql).await {
-                let _ = db.exec("UNLOCK TABLES").await;
-                let _ = db.exec("SET SESSION foreign_key_checks = 1").await;
+                for undo in db.dialect().after_failure() {
+                    let _ = db.exec(undo).await;
+                }
                 return Err(e);
             }
         }
@@ -492,12 +491,12 @@ pub async fn run(
     path: &Path,
     phases: &[Phase],
     continue_after_contract: bool,
-    opts: &Options,
+    opts: &PhaseOptions,
     throttle: &mut Throttle,
     rep: &Reporter,
 ) -> Result<()> {
     let files = file::load(path, target_url.kind)?;
-    let mut db = Db::connect(target_url, opts.lock_timeout).await?;
+    let mut db = db::connect(target_url, opts.lock_timeout).await?;
     let dbr = &mut db;
     throttle
         .validate(|names| async move { dbr.load_values(&names).await })
@@ -572,7 +571,7 @@ async fn run_phase(
     f: &MigrationFile,
     phase: Phase,
     resuming: bool,
-    opts: &Options,
+    opts: &PhaseOptions,
     throttle: &mut Throttle,
     rep: &Reporter,
     rows: &[state::Row],
@@ -649,7 +648,7 @@ async fn run_phase(
             }
         }
     }
-    let stmts = plan(db, f, phase, resuming, !opts.execute).await?;
+    let stmts = phase_statements_in_order(db, f, phase, resuming, !opts.execute).await?;
     let probes = if phase == Phase::Expand {
         plan_probes(db, f).await?
     } else {
@@ -670,7 +669,9 @@ async fn run_phase(
     run_guards(db, phase, &stmts, rep, &f.id).await?;
     // Planned before anything runs, so a failed expand can be undone.
     let undo = if phase == Phase::Expand {
-        plan(db, f, Phase::Abort, true, true).await.ok()
+        phase_statements_in_order(db, f, Phase::Abort, true, true)
+            .await
+            .ok()
     } else {
         None
     };
@@ -731,7 +732,7 @@ pub async fn status(
         Some(p) => file::load(p, target_url.kind)?,
         None => vec![],
     };
-    let mut db = Db::connect(target_url, Duration::from_secs(5)).await?;
+    let mut db = db::connect(target_url, Duration::from_secs(5)).await?;
     let rows = state::read_all(&mut db).await?;
     let mut lines = Vec::new();
     for f in &files {

@@ -22,23 +22,7 @@ pub struct Row {
 
 pub async fn ensure(db: &mut Db) -> Result<()> {
     let t = db.dialect().table(TABLE);
-    let sql = if db.is_postgres() {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {t} (id text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, \
-             phase text NOT NULL, backfill_op bigint NOT NULL DEFAULT 0, backfill_after text, \
-             rows_backfilled bigint NOT NULL DEFAULT 0, applied_by text, started_at timestamptz, \
-             expanded_at timestamptz, backfilled_at timestamptz, contracted_at timestamptz, \
-             aborted_at timestamptz, updated_at timestamptz)"
-        )
-    } else {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {t} (id VARCHAR(191) PRIMARY KEY, name VARCHAR(255) NOT NULL, \
-             checksum VARCHAR(64) NOT NULL, phase VARCHAR(20) NOT NULL, backfill_op BIGINT NOT NULL DEFAULT 0, \
-             backfill_after TEXT NULL, rows_backfilled BIGINT NOT NULL DEFAULT 0, applied_by VARCHAR(255) NULL, \
-             started_at DATETIME(6) NULL, expanded_at DATETIME(6) NULL, backfilled_at DATETIME(6) NULL, \
-             contracted_at DATETIME(6) NULL, aborted_at DATETIME(6) NULL, updated_at DATETIME(6) NULL) ENGINE=InnoDB"
-        )
-    };
+    let sql = db.dialect().create_state_table(&t);
     db.exec(&sql).await
 }
 
@@ -47,19 +31,12 @@ pub async fn read_all(db: &mut Db) -> Result<Vec<Row>> {
         return Ok(vec![]);
     }
     let t = db.dialect().table(TABLE);
-    let cast = |c: &str, pg: bool| {
-        if pg {
-            format!("{c}::text")
-        } else {
-            format!("CAST({c} AS CHAR)")
-        }
-    };
-    let pg = db.is_postgres();
+    let d = db.dialect();
     let sql = format!(
         "SELECT id, checksum, phase, {}, backfill_after, {}, applied_by, {} FROM {t} ORDER BY id",
-        cast("backfill_op", pg),
-        cast("rows_backfilled", pg),
-        cast("updated_at", pg)
+        d.text("backfill_op"),
+        d.text("rows_backfilled"),
+        d.text("updated_at")
     );
     let rows = db.query(&sql, &[]).await?;
     Ok(rows
@@ -80,14 +57,6 @@ pub async fn read_all(db: &mut Db) -> Result<Vec<Row>> {
         .collect())
 }
 
-fn now(db: &Db) -> &'static str {
-    if db.is_postgres() {
-        "now()"
-    } else {
-        "CURRENT_TIMESTAMP(6)"
-    }
-}
-
 /// Record a new phase; `stamp` names the timestamp column to set (e.g. `expanded_at`).
 pub async fn set_phase(
     db: &mut Db,
@@ -98,12 +67,8 @@ pub async fn set_phase(
     stamp: Option<&str>,
 ) -> Result<()> {
     let t = db.dialect().table(TABLE);
-    let now = now(db);
-    let user = if db.is_postgres() {
-        "current_user::text"
-    } else {
-        "CURRENT_USER()"
-    };
+    let now = db.dialect().now();
+    let user = db.dialect().current_user();
     let stamp = stamp.map(|s| format!(", {s} = {now}")).unwrap_or_default();
     let (p1, p2, p3, p4) = (db.ph(1), db.ph(2), db.ph(3), db.ph(4));
     let n = db
@@ -151,7 +116,7 @@ pub async fn set_backfill(
     rows: i64,
 ) -> Result<()> {
     let t = db.dialect().table(TABLE);
-    let now = now(db);
+    let now = db.dialect().now();
     let (p1, p2, p3, p4) = (db.ph(1), db.ph(2), db.ph(3), db.ph(4));
     db.exec_params(
         &format!(

@@ -33,6 +33,7 @@ pub struct Estimate {
 }
 
 pub fn estimate(f: &Facts, all: &Change) -> Estimate {
+    let engine = crate::engine::by_kind(f.engine).planner;
     // A sample too small or too fast to time says nothing: use the default.
     let (rate, source) = match f.sample {
         Some(s) if s.rows >= MIN_SAMPLE_ROWS && s.millis > 0 => (
@@ -44,15 +45,12 @@ pub fn estimate(f: &Facts, all: &Change) -> Estimate {
     let rows = f.row_estimate;
     let bytes = f.data_bytes.max(rows * f.avg_row_bytes);
     let replication_bytes = bytes
-        + if f.engine == crate::target::EngineKind::Postgres {
+        + if engine.log_carries_indexes() {
             f.index_bytes
         } else {
             0
         };
-    let inplace_lag = all
-        .algorithm
-        .is_some_and(|a| a != super::Algorithm::Instant)
-        && f.engine == crate::target::EngineKind::Mysql;
+    let inplace_lag = engine.native_replays_serially(all);
     let replication_note = match (f.replicas, inplace_lag) {
         (Some(0), _) => "no replicas visible".to_string(),
         (_, true) => "a native in-place ALTER replays serially on replicas: they lag by its whole duration; godwit's copy is throttled by --max-lag-millis".to_string(),
@@ -76,14 +74,13 @@ pub fn estimate(f: &Facts, all: &Change) -> Estimate {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture;
-    use crate::plan::{Op, Sample};
-    use crate::target::EngineKind;
+    use crate::plan::{ChangeKind, Sample};
 
     #[test]
     fn duration_from_sample_or_default() {
-        let mut f = fixture::facts(EngineKind::Mysql);
+        let mut f = fixture::mysql_facts();
         f.row_estimate = 1_000_000;
-        let all = Change::new(String::new(), Op::Other);
+        let all = Change::new(String::new(), ChangeKind::Other);
         let e = estimate(&f, &all);
         assert_eq!(e.rate_source, "default");
         assert_eq!(e.copy_seconds, 20);

@@ -2,22 +2,98 @@
 //! run it safely.
 //!
 //! The flow: read live facts from the server (read-only), parse the ALTER with sqlparser,
-//! classify every clause per engine and version ([`mysql`], [`postgres`]), run bounded
-//! data checks the risk rules need, estimate the online path ([`estimate`]), run the
-//! rules ([`rules`]) and recommend a way to run it. Nothing on the server changes.
+//! classify every clause per engine and version (the engine's [`PlanEngine`], in
+//! `engine/<name>/classify.rs`), run bounded data checks the risk rules need, estimate the
+//! online path ([`estimate`]), run the rules ([`rules`]) and recommend a way to run it.
+//! Nothing on the server changes.
+//!
+//! This module names no engine: it reaches one only through the [`PlanEngine`] that
+//! [`crate::engine::by_kind`] returns, and the engines depend on the types defined here.
 
 pub mod estimate;
-pub mod mysql;
-mod mysql_clauses;
 pub mod native;
 pub mod phases;
-pub mod postgres;
 pub mod render;
 pub mod rules;
 
 use crate::error::Result;
 use crate::target::{EngineKind, Target};
+use async_trait::async_trait;
 use serde::Serialize;
+
+/// What the planner needs from one engine: its read-only session, the classifier of its
+/// ALTER clauses and of the statements phases run, and its recommendation. One
+/// implementation per engine (`engine/<name>/planner.rs`).
+#[async_trait]
+pub trait PlanEngine: Send + Sync {
+    /// Open a session on the server: read-only for `godwit plan`, writable for
+    /// `godwit run --attempt-native`.
+    async fn open(&self, target: &Target, writable: bool) -> Result<Box<dyn PlanSession>>;
+    /// Checks on `--alter` made before connecting; returns the text
+    /// [`PlanSession::classify`] takes.
+    fn prepare(&self, alter: &str) -> Result<String>;
+    /// How to run the ALTER, from its classification.
+    fn recommend(
+        &self,
+        facts: &Facts,
+        changes: &[Change],
+        overall: &Change,
+        clauses: &str,
+        opts: &PlanOptions,
+    ) -> Recommendation;
+    /// The native statement for a plan whose change is instant / catalog-only; `None`
+    /// otherwise (`godwit run --attempt-native`).
+    fn native_statement(&self, p: &Plan) -> Option<String>;
+    /// Classify one statement a phase runs (see [`phases`]). `cx` carries what earlier
+    /// statements of the phase changed.
+    fn classify_statement(
+        &self,
+        sql: &str,
+        facts: Option<&Facts>,
+        cx: &mut phases::StatementContext,
+    ) -> phases::StatementClass;
+    /// DDL is transactional: a phase's statements (but concurrent and guarded ones) run
+    /// in one transaction.
+    fn transactional_ddl(&self) -> bool;
+    /// The locks a backfill batch takes.
+    fn backfill_lock(&self) -> &'static str;
+    /// A classified change as the plan's text output shows it.
+    fn change_label(&self, c: &Change) -> String;
+    /// The log replicas apply (binary log / WAL) carries the index changes too.
+    fn log_carries_indexes(&self) -> bool;
+    /// Run natively, the ALTER `all` replays serially on replicas after it ran there.
+    fn native_replays_serially(&self, all: &Change) -> bool;
+    /// A constraint can be added `NOT VALID` and validated later while writes go on.
+    fn validates_constraints_later(&self) -> bool;
+}
+
+/// The ALTER classified: every clause, the ALTER as a whole, and its clauses as text for
+/// the recommended statements.
+pub struct Classified {
+    pub changes: Vec<Change>,
+    pub overall: Change,
+    pub clauses: String,
+}
+
+/// A session on the server for the planner.
+#[async_trait]
+pub trait PlanSession: Send {
+    /// The table's facts.
+    async fn facts(&mut self, table: &str, o: &PlanOptions) -> Result<Facts>;
+    /// Classify the ALTER (as [`PlanEngine::prepare`] returned it) against `facts`.
+    async fn classify(&mut self, table: &str, alter: &str, facts: &Facts) -> Result<Classified>;
+    /// Bounded data checks: each reads at most `limit` rows.
+    async fn probes(
+        &mut self,
+        facts: &Facts,
+        probes: &[DataProbe],
+        limit: u64,
+    ) -> Result<Vec<ProbeResult>>;
+    /// Run `stmt` waiting at most `lock_wait_secs` for the table's lock.
+    async fn execute_native(&mut self, stmt: &str, lock_wait_secs: u64) -> Result<()>;
+    /// Close the session.
+    async fn close(self: Box<Self>);
+}
 
 /// Thresholds and limits from the command line.
 #[derive(Debug, Clone)]
@@ -184,6 +260,18 @@ pub fn canonical_charset(name: &str) -> String {
     }
 }
 
+/// An identifier without its quotes (`` `a` `` or `"a"`), as sqlparser renders it.
+pub fn unquote(s: &str) -> String {
+    let s = s.trim();
+    let quoted =
+        (s.starts_with('`') && s.ends_with('`')) || (s.starts_with('"') && s.ends_with('"'));
+    if quoted && s.len() >= 2 {
+        s[1..s.len() - 1].to_string()
+    } else {
+        s.to_string()
+    }
+}
+
 /// A collation's name with `utf8_` spelled `utf8mb3_`, lower case.
 pub fn canonical_collation(name: &str) -> String {
     let n = name.trim().trim_matches(['`', '\'', '"']).to_lowercase();
@@ -223,7 +311,7 @@ impl Facts {
 /// A bounded data check that a rule needs (run by the engine's facts module).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "check", rename_all = "snake_case")]
-pub enum Probe {
+pub enum DataProbe {
     /// Does the column hold NULLs?
     Nulls { column: String },
     /// Do these columns hold duplicate values?
@@ -242,7 +330,7 @@ pub enum Probe {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeResult {
     #[serde(flatten)]
-    pub probe: Probe,
+    pub probe: DataProbe,
     pub found: bool,
     /// An offending value or key, rendered as text.
     pub example: Option<String>,
@@ -346,7 +434,7 @@ impl PgLock {
 /// What a clause does, for the rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Op {
+pub enum ChangeKind {
     AddColumn,
     DropColumn,
     RenameColumn,
@@ -378,7 +466,7 @@ pub enum Op {
 pub struct Change {
     /// The clause as parsed (normalized by sqlparser).
     pub clause: String,
-    pub op: Op,
+    pub op: ChangeKind,
     /// Columns the clause is about (the column, or the key columns).
     pub columns: Vec<String>,
     /// New name for renames.
@@ -431,7 +519,7 @@ pub enum InstantKind {
 }
 
 impl Change {
-    pub fn new(clause: String, op: Op) -> Change {
+    pub fn new(clause: String, op: ChangeKind) -> Change {
         Change {
             clause,
             op,
@@ -525,14 +613,14 @@ pub fn is_large(f: &Facts, o: &PlanOptions) -> bool {
 }
 
 /// The probes the changes need.
-pub fn probes_for(changes: &[Change], facts: &Facts) -> Vec<Probe> {
+pub fn probes_for(changes: &[Change], facts: &Facts) -> Vec<DataProbe> {
     let mut out = Vec::new();
     for c in changes {
         match c.op {
-            Op::SetNotNull | Op::AddPrimaryKey => {
+            ChangeKind::SetNotNull | ChangeKind::AddPrimaryKey => {
                 for col in &c.columns {
                     if facts.column(col).map(|k| k.nullable).unwrap_or(false) {
-                        out.push(Probe::Nulls {
+                        out.push(DataProbe::Nulls {
                             column: col.clone(),
                         });
                     }
@@ -540,15 +628,15 @@ pub fn probes_for(changes: &[Change], facts: &Facts) -> Vec<Probe> {
             }
             _ => {}
         }
-        if matches!(c.op, Op::AddUnique | Op::AddPrimaryKey)
+        if matches!(c.op, ChangeKind::AddUnique | ChangeKind::AddPrimaryKey)
             && !c.columns.is_empty()
             && c.columns.iter().all(|k| facts.column(k).is_some())
         {
-            out.push(Probe::Duplicates {
+            out.push(DataProbe::Duplicates {
                 columns: c.columns.clone(),
             });
         }
-        if matches!(c.op, Op::ChangeType | Op::ChangeColumn) {
+        if matches!(c.op, ChangeKind::ChangeType | ChangeKind::ChangeColumn) {
             if let (Some(col), Some(t)) = (c.columns.first(), c.new_type.as_deref()) {
                 if let Some(old) = facts.column(col) {
                     if let Some(p) = shrink_probe(col, &old.column_type, t) {
@@ -557,13 +645,13 @@ pub fn probes_for(changes: &[Change], facts: &Facts) -> Vec<Probe> {
                 }
             }
         }
-        if c.op == Op::ChangeColumn {
+        if c.op == ChangeKind::ChangeColumn {
             // MODIFY … NOT NULL on a nullable column
             if let Some(col) = c.columns.first() {
                 if c.reason.contains("NULL → NOT NULL")
                     && facts.column(col).map(|k| k.nullable).unwrap_or(false)
                 {
-                    out.push(Probe::Nulls {
+                    out.push(DataProbe::Nulls {
                         column: col.clone(),
                     });
                 }
@@ -621,7 +709,7 @@ fn is_string_type(name: &str) -> bool {
 }
 
 /// A probe for a type change that may cut existing data.
-pub fn shrink_probe(column: &str, old: &str, new: &str) -> Option<Probe> {
+pub fn shrink_probe(column: &str, old: &str, new: &str) -> Option<DataProbe> {
     let (on, oa) = type_parts(old);
     let (nn, na) = type_parts(new);
     if is_string_type(&nn) {
@@ -630,7 +718,7 @@ pub fn shrink_probe(column: &str, old: &str, new: &str) -> Option<Probe> {
             Some(&ol) if is_string_type(&on) => new_len < ol,
             _ => true,
         };
-        return shrinks.then(|| Probe::TooLong {
+        return shrinks.then(|| DataProbe::TooLong {
             column: column.to_string(),
             max_chars: new_len,
         });
@@ -642,7 +730,7 @@ pub fn shrink_probe(column: &str, old: &str, new: &str) -> Option<Probe> {
         Some((omin, omax)) => nmin > omin || nmax < omax,
         None => true,
     };
-    shrinks.then(|| Probe::OutOfRange {
+    shrinks.then(|| DataProbe::OutOfRange {
         column: column.to_string(),
         min: nmin,
         max: nmax,
@@ -669,64 +757,34 @@ pub fn as_statement(kind: EngineKind, alter: &str, placeholder: &str) -> Result<
 }
 
 /// Read facts, classify, check, estimate and judge. Changes nothing on the server.
-pub async fn plan(target: &Target, table: &str, alter: &str, opts: &PlanOptions) -> Result<Plan> {
+pub async fn plan_alter(
+    target: &Target,
+    table: &str,
+    alter: &str,
+    opts: &PlanOptions,
+) -> Result<Plan> {
     // One statement, for this table (a rename of the table is planned, not refused).
     crate::ddl::clause_text(target.kind, table, alter)?;
-    match target.kind {
-        EngineKind::Mysql => {
-            let stmt = as_statement(EngineKind::Mysql, alter, "`t`")?;
-            let mut session = crate::engine::mysql::facts::Session::connect(target).await?;
-            let facts = session.facts(table, opts).await?;
-            let changes = mysql::classify_all(&stmt, &facts)?;
-            let clauses = mysql::clause_text(&changes);
-            let overall = mysql::combine(&changes, &facts);
-            let probes = probes_for(&changes, &facts);
-            let checks = session.probes(&facts, &probes, opts.check_rows).await?;
-            session.close().await;
-            Ok(finish(
-                target, &facts, alter, changes, overall, checks, opts, &clauses,
-            ))
-        }
-        EngineKind::Postgres => {
-            let mut session = crate::engine::postgres::facts::Session::connect(target).await?;
-            let facts = session.facts(table, opts).await?;
-            let parsed = postgres::parse(table, alter)?;
-            let funcs = postgres::functions_called(&parsed);
-            let volatile = session.volatile_functions(&funcs).await?;
-            let changes = postgres::classify_all(&parsed, &facts, &volatile)?;
-            let overall = postgres::combine(&changes);
-            let probes = probes_for(&changes, &facts);
-            let checks = session.probes(&facts, &probes, opts.check_rows).await?;
-            let clauses = postgres::clause_text(&parsed);
-            Ok(finish(
-                target, &facts, alter, changes, overall, checks, opts, &clauses,
-            ))
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    target: &Target,
-    facts: &Facts,
-    alter: &str,
-    changes: Vec<Change>,
-    overall: Change,
-    checks: Vec<ProbeResult>,
-    opts: &PlanOptions,
-    clauses: &str,
-) -> Plan {
-    let est = estimate::estimate(facts, &overall);
-    let recommendation = match target.kind {
-        EngineKind::Mysql => mysql::recommend(facts, &changes, &overall, clauses, opts),
-        EngineKind::Postgres => postgres::recommend(facts, &changes, &overall, clauses, opts),
-    };
+    let engine = crate::engine::by_kind(target.kind).planner;
+    let stmt = engine.prepare(alter)?;
+    let mut session = engine.open(target, false).await?;
+    let facts = session.facts(table, opts).await?;
+    let Classified {
+        changes,
+        overall,
+        clauses,
+    } = session.classify(table, &stmt, &facts).await?;
+    let probes = probes_for(&changes, &facts);
+    let checks = session.probes(&facts, &probes, opts.check_rows).await?;
+    session.close().await;
+    let est = estimate::estimate(&facts, &overall);
+    let recommendation = engine.recommend(&facts, &changes, &overall, &clauses, opts);
     let mut plan = Plan {
         engine: target.kind,
         server_version: facts.server_version.clone(),
         table: facts.table.clone(),
         alter: alter.trim().to_string(),
-        facts: facts.clone(),
+        facts,
         changes,
         overall,
         checks,
@@ -735,5 +793,5 @@ fn finish(
         findings: Vec::new(),
     };
     plan.findings = rules::run_all(&plan, opts);
-    plan
+    Ok(plan)
 }

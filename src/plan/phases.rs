@@ -3,23 +3,23 @@
 //! it rewrites or scans the table, and an estimated duration from the table's live facts;
 //! for the backfill, its row estimate and batches. Nothing on the server changes: the
 //! statements come from the same code the phase commands run (planning as if the earlier
-//! phases had run), ALTER TABLE statements are classified by the ALTER planner
-//! ([`super::mysql`], [`super::postgres`]), and the rest have their known locks.
+//! phases had run), ALTER TABLE statements are classified by the engine's ALTER planner
+//! ([`PlanEngine::classify_statement`]), and the rest have their known locks.
 
 use super::estimate::{DEFAULT_ROWS_PER_SEC, MIN_SAMPLE_ROWS, WRITE_FACTOR};
-use super::{Change, Facts, MyLock, Op, PlanOptions};
+use super::{Change, Facts, PlanEngine, PlanOptions, PlanSession};
 use crate::error::Result;
-use crate::phases::db::Db;
+use crate::phases::db::{self, Db};
 use crate::phases::ops::Stmt;
 use crate::phases::{self, file, state, Phase};
-use crate::target::{EngineKind, Target};
+use crate::target::Target;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct MigrationPlanOptions {
     pub plan: PlanOptions,
     pub batch_size: u64,
     pub max_rows_per_second: Option<u32>,
@@ -87,36 +87,6 @@ pub struct BackfillPlan {
     pub estimated_seconds: Option<u64>,
 }
 
-/// Read-only facts sessions, one per engine.
-enum FactsSession {
-    My(crate::engine::mysql::facts::Session),
-    Pg(crate::engine::postgres::facts::Session),
-}
-
-impl FactsSession {
-    async fn connect(target: &Target) -> Result<FactsSession> {
-        Ok(match target.kind {
-            EngineKind::Mysql => {
-                FactsSession::My(crate::engine::mysql::facts::Session::connect(target).await?)
-            }
-            EngineKind::Postgres => {
-                FactsSession::Pg(crate::engine::postgres::facts::Session::connect(target).await?)
-            }
-        })
-    }
-    async fn facts(&mut self, table: &str, o: &PlanOptions) -> Result<Facts> {
-        match self {
-            FactsSession::My(s) => s.facts(table, o).await,
-            FactsSession::Pg(s) => s.facts(table, o).await,
-        }
-    }
-    async fn close(self) {
-        if let FactsSession::My(s) = self {
-            s.close().await
-        }
-    }
-}
-
 /// Read rates (rows/s) for the estimates: a scan reads at the sampled rate; a rewrite or
 /// a backfill writes at a fraction of it (see [`super::estimate`]).
 fn rates(f: &Facts) -> (f64, f64) {
@@ -133,20 +103,22 @@ fn secs(rows: u64, rate: f64) -> u64 {
     (rows as f64 / rate).ceil() as u64
 }
 
-/// What a statement does, before the estimate.
-struct Class {
-    kind: &'static str,
-    lock: String,
-    blocks_writes: bool,
-    blocks_reads: bool,
-    rewrite: bool,
-    scan: bool,
-    reason: String,
+/// What a statement does, before the estimate (built by the engine's
+/// [`PlanEngine::classify_statement`]).
+#[derive(Debug, Clone)]
+pub struct StatementClass {
+    pub kind: &'static str,
+    pub lock: String,
+    pub blocks_writes: bool,
+    pub blocks_reads: bool,
+    pub rewrite: bool,
+    pub scan: bool,
+    pub reason: String,
 }
 
-impl Class {
-    fn new(kind: &'static str, lock: &str, reason: &str) -> Class {
-        Class {
+impl StatementClass {
+    pub fn new(kind: &'static str, lock: &str, reason: &str) -> StatementClass {
+        StatementClass {
             kind,
             lock: lock.to_string(),
             blocks_writes: false,
@@ -156,25 +128,18 @@ impl Class {
             reason: reason.to_string(),
         }
     }
-    fn scan(mut self) -> Class {
+    pub fn scan(mut self) -> StatementClass {
         self.scan = true;
         self
     }
-    fn blocking(mut self, writes: bool, reads: bool) -> Class {
+    pub fn blocking(mut self, writes: bool, reads: bool) -> StatementClass {
         self.blocks_writes = writes;
         self.blocks_reads = reads;
         self
     }
-    fn from_change(c: &Change, engine: EngineKind) -> Class {
-        let lock = match engine {
-            EngineKind::Mysql => format!(
-                "ALGORITHM={}, LOCK={}",
-                c.algorithm.map(|a| a.as_str()).unwrap_or("?"),
-                c.mysql_lock.map(|l| l.as_str()).unwrap_or("?")
-            ),
-            EngineKind::Postgres => c.pg_lock.map(|l| l.as_str()).unwrap_or("?").to_string(),
-        };
-        Class {
+    /// A statement the ALTER planner classified as `c`, its lock shown as `lock`.
+    pub fn from_change(c: &Change, lock: String) -> StatementClass {
+        StatementClass {
             kind: if c.clause.to_uppercase().starts_with("CREATE") {
                 "index"
             } else {
@@ -190,229 +155,38 @@ impl Class {
     }
 }
 
+/// What earlier statements of a phase changed, for the classification of later ones.
+#[derive(Debug, Clone, Default)]
+pub struct StatementContext {
+    /// MySQL/MariaDB: `SET SESSION foreign_key_checks = 0` ran (for the whole phase).
+    pub fk_checks_off: bool,
+    /// PostgreSQL: a `CHECK (col IS NOT NULL)` was validated by this operation, so its
+    /// `SET NOT NULL` does not scan.
+    pub not_null_proven: bool,
+}
+
+impl StatementContext {
+    /// The next operation's statements start.
+    pub fn next_operation(&mut self) {
+        self.not_null_proven = false;
+    }
+}
+
 /// `IF [NOT] EXISTS` does not change what a statement locks; sqlparser does not know
 /// every place godwit writes it.
-fn without_if_exists(sql: &str) -> String {
+pub fn without_if_exists(sql: &str) -> String {
     sql.replace(" IF NOT EXISTS", "").replace(" IF EXISTS", "")
-}
-
-/// The `ALGORITHM=` / `LOCK=` a MySQL statement demands (the server refuses it otherwise).
-fn demanded(sql: &str, what: &str) -> Option<String> {
-    let up = sql.to_uppercase();
-    let i = up.find(&format!("{what}="))?;
-    Some(
-        up[i + what.len() + 1..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphabetic())
-            .collect(),
-    )
-}
-
-fn classify_mysql(sql: &str, facts: Option<&Facts>, fk_checks_off: bool) -> Class {
-    let up = sql.trim_start().to_uppercase();
-    if up.starts_with("SELECT") {
-        return Class::new(
-            "check",
-            "none",
-            "a consistent read (no locks); reads the table",
-        )
-        .scan();
-    }
-    if up.starts_with("SET ") {
-        return Class::new("session", "none", "a session setting");
-    }
-    if up.starts_with("LOCK TABLES") {
-        return Class::new(
-            "lock",
-            "LOCK TABLES WRITE",
-            "reads and writes of the table wait until UNLOCK TABLES (a few statements later)",
-        )
-        .blocking(true, true);
-    }
-    if up.starts_with("UNLOCK TABLES") {
-        return Class::new("lock", "none", "releases LOCK TABLES");
-    }
-    if up.starts_with("CREATE OR REPLACE TRIGGER") || up.starts_with("DROP TRIGGER") {
-        return Class::new(
-            "trigger",
-            "metadata lock (brief, exclusive)",
-            "waits for open transactions on the table; statements that come later wait behind it",
-        );
-    }
-    if up.starts_with("CREATE OR REPLACE ALGORITHM") || up.starts_with("DROP VIEW") {
-        return Class::new(
-            "view",
-            "metadata lock on the view",
-            "the table is not locked",
-        );
-    }
-    if up.starts_with("RENAME TABLE") {
-        return Class::new(
-            "rename",
-            "metadata lock (brief, exclusive)",
-            "an atomic rename of every name in the statement; waits for open transactions on them",
-        );
-    }
-    if !up.starts_with("ALTER TABLE") {
-        return Class::new("sql", "unknown", "user SQL: not classified");
-    }
-    let fallback = |why: String| {
-        let lock = demanded(sql, "LOCK").unwrap_or_else(|| "?".into());
-        let alg = demanded(sql, "ALGORITHM").unwrap_or_else(|| "?".into());
-        let mut c = Class::new(
-            "alter_table",
-            &format!("ALGORITHM={alg}, LOCK={lock}"),
-            &why,
-        );
-        c.blocks_writes = lock != "NONE";
-        c
-    };
-    if up.contains(" RENAME INDEX ") {
-        let mut c = fallback("renaming an index is a metadata change".into());
-        c.lock = "ALGORITHM=INSTANT, LOCK=NONE".into();
-        return c;
-    }
-    let Some(f) = facts else {
-        return fallback(
-            "the table's facts are unknown: the ALGORITHM/LOCK the statement demands".into(),
-        );
-    };
-    let mut f = f.clone();
-    if fk_checks_off {
-        f.settings.retain(|(k, _)| k != "foreign_key_checks");
-        f.settings
-            .push(("foreign_key_checks".to_string(), "0".to_string()));
-    }
-    match super::mysql::classify_all(&without_if_exists(sql), &f) {
-        Ok(changes) => {
-            let all = super::mysql::combine(&changes, &f);
-            let mut c = Class::from_change(&all, EngineKind::Mysql);
-            c.scan |= changes
-                .iter()
-                .any(|x| matches!(x.op, Op::AddIndex | Op::AddUnique | Op::AddPrimaryKey));
-            // The statement names ALGORITHM/LOCK: the server runs it so or refuses it.
-            let want_lock = demanded(sql, "LOCK").and_then(|l| match l.as_str() {
-                "NONE" => Some(MyLock::None),
-                "SHARED" => Some(MyLock::Shared),
-                _ => None,
-            });
-            if let (Some(w), Some(got)) = (want_lock, all.mysql_lock) {
-                if w < got {
-                    let alg = demanded(sql, "ALGORITHM").unwrap_or_else(|| "?".into());
-                    c.reason = format!(
-                        "the statement demands ALGORITHM={alg}, LOCK={}: the server runs it so or refuses it, never blocks (the ALTER planner expected {}: {})",
-                        w.as_str(),
-                        c.lock,
-                        c.reason
-                    );
-                    c.lock = format!("ALGORITHM={alg}, LOCK={}", w.as_str());
-                    c.blocks_writes = w > MyLock::None;
-                    c.blocks_reads = false;
-                }
-            }
-            c
-        }
-        Err(e) => fallback(format!("not classified ({})", e.message)),
-    }
-}
-
-fn classify_postgres(sql: &str, facts: Option<&Facts>) -> Class {
-    use super::PgLock as L;
-    let up = sql.trim_start().to_uppercase();
-    let pg = |kind, lock: L, reason: &str| {
-        Class::new(kind, lock.as_str(), reason).blocking(lock.blocks_writes(), lock.blocks_reads())
-    };
-    if up.starts_with("SELECT") {
-        return pg(
-            "check",
-            L::AccessShare,
-            "reads the table; reads and writes go on",
-        )
-        .scan();
-    }
-    if up.starts_with("CREATE OR REPLACE FUNCTION") || up.starts_with("DROP FUNCTION") {
-        return Class::new("function", "none", "no table lock");
-    }
-    if up.starts_with("CREATE OR REPLACE TRIGGER") {
-        return pg(
-            "trigger",
-            L::ShareRowExclusive,
-            "writes wait until the phase's transaction commits (no scan: a moment)",
-        );
-    }
-    if up.starts_with("DROP TRIGGER") {
-        return pg(
-            "trigger",
-            L::AccessExclusive,
-            "held until the phase's transaction commits (a moment)",
-        );
-    }
-    if up.starts_with("DROP INDEX CONCURRENTLY") {
-        return pg(
-            "index",
-            L::ShareUpdateExclusive,
-            "waits for transactions using the index; reads and writes go on",
-        );
-    }
-    if up.starts_with("CREATE OR REPLACE VIEW") {
-        return pg(
-            "view",
-            L::AccessShare,
-            "on the table (the view itself is new)",
-        );
-    }
-    if up.starts_with("DROP VIEW") {
-        return Class::new(
-            "view",
-            L::AccessExclusive.as_str(),
-            "on the view only: statements through the view wait; the table is not locked",
-        );
-    }
-    if up.starts_with("GRANT") {
-        return Class::new("grant", "none", "a catalog change on the view");
-    }
-    let is_alter = up.starts_with("ALTER TABLE");
-    if !(is_alter || up.starts_with("CREATE")) {
-        return Class::new("sql", "unknown", "user SQL: not classified");
-    }
-    let Some(f) = facts else {
-        return Class::new(
-            if is_alter { "alter_table" } else { "index" },
-            "unknown",
-            "the table's facts are unknown",
-        );
-    };
-    let classified = super::postgres::parse(&f.table, &without_if_exists(sql))
-        .and_then(|p| super::postgres::classify_all(&p, f, &[]));
-    let mut c = match classified {
-        Ok(changes) => {
-            Class::from_change(&super::postgres::combine(&changes), EngineKind::Postgres)
-        }
-        Err(e) => Class::new(
-            "alter_table",
-            "unknown",
-            &format!("not classified ({})", e.message),
-        ),
-    };
-    if up.contains(" FOREIGN KEY ") {
-        c.reason
-            .push_str("; the referenced table is locked SHARE ROW EXCLUSIVE as well");
-    } else if up.contains(" VALIDATE CONSTRAINT ") {
-        c.reason
-            .push_str("; a foreign key's referenced table gets ROW SHARE");
-    }
-    c
 }
 
 /// The order the runner uses: checks first; on PostgreSQL the one transaction before the
 /// standalone statements in expand, after them otherwise.
 fn execution_order(
     stmts: Vec<StatementPlan>,
-    engine: EngineKind,
+    transactional_ddl: bool,
     phase: Phase,
 ) -> Vec<StatementPlan> {
     let (checks, rest): (Vec<_>, Vec<_>) = stmts.into_iter().partition(|s| s.kind == "check");
-    let rest = if engine == EngineKind::Postgres {
+    let rest = if transactional_ddl {
         let (tx, alone): (Vec<_>, Vec<_>) = rest.into_iter().partition(|s| s.in_transaction);
         if phase == Phase::Expand {
             tx.into_iter().chain(alone).collect()
@@ -445,9 +219,10 @@ fn remaining(state: &str) -> Vec<(Phase, bool)> {
 
 struct Planner<'a> {
     db: Db,
-    facts: FactsSession,
+    engine: &'static dyn PlanEngine,
+    facts: Box<dyn PlanSession>,
     cache: HashMap<String, Option<Facts>>,
-    opts: &'a Options,
+    opts: &'a MigrationPlanOptions,
 }
 
 impl Planner<'_> {
@@ -471,16 +246,11 @@ impl Planner<'_> {
         phase: Phase,
         per_op: Vec<(usize, Vec<Stmt>)>,
     ) -> Result<Vec<StatementPlan>> {
-        let engine = if self.db.is_postgres() {
-            EngineKind::Postgres
-        } else {
-            EngineKind::Mysql
-        };
+        let engine = self.engine;
         let mut out = Vec::new();
-        let mut fk_checks_off = false;
+        let mut cx = StatementContext::default();
         for (i, stmts) in per_op {
-            // PostgreSQL SET NOT NULL after a validated CHECK (col IS NOT NULL) does not scan.
-            let mut not_null_proven = false;
+            cx.next_operation();
             let op = f.operations[i].op();
             let table = op
                 .table()
@@ -491,22 +261,7 @@ impl Planner<'_> {
                 None => None,
             };
             for s in stmts {
-                let up = s.sql.to_uppercase();
-                if up.starts_with("SET SESSION FOREIGN_KEY_CHECKS") {
-                    fk_checks_off = up.trim_end().ends_with('0');
-                }
-                let mut c = match engine {
-                    EngineKind::Mysql => classify_mysql(&s.sql, facts.as_ref(), fk_checks_off),
-                    EngineKind::Postgres => classify_postgres(&s.sql, facts.as_ref()),
-                };
-                if engine == EngineKind::Postgres {
-                    if up.contains(" VALIDATE CONSTRAINT ") && up.trim_end().ends_with("_NN\"") {
-                        not_null_proven = true;
-                    } else if up.ends_with(" SET NOT NULL") && not_null_proven {
-                        c.scan = false;
-                        c.reason = "the CHECK (… IS NOT NULL) validated just before proves it: catalog only".into();
-                    }
-                }
+                let c = engine.classify_statement(&s.sql, facts.as_ref(), &mut cx);
                 let rows = facts.as_ref().map(|f| f.row_estimate);
                 let estimated_seconds = facts.as_ref().map(|f| {
                     let (read, write) = rates(f);
@@ -520,7 +275,7 @@ impl Planner<'_> {
                 });
                 out.push(StatementPlan {
                     operation: i + 1,
-                    in_transaction: engine == EngineKind::Postgres
+                    in_transaction: engine.transactional_ddl()
                         && !s.concurrent
                         && s.guard.is_none(),
                     sql: s.sql,
@@ -537,7 +292,7 @@ impl Planner<'_> {
                 });
             }
         }
-        Ok(execution_order(out, engine, phase))
+        Ok(execution_order(out, engine.transactional_ddl(), phase))
     }
 
     async fn backfills(&mut self, f: &file::MigrationFile) -> Result<Vec<BackfillPlan>> {
@@ -552,11 +307,7 @@ impl Planner<'_> {
             if let Some(m) = self.opts.max_rows_per_second {
                 rate = rate.min(m as f64);
             }
-            let lock = if self.db.is_postgres() {
-                "ROW EXCLUSIVE; row locks on one batch at a time"
-            } else {
-                "row locks on one batch at a time (READ COMMITTED)"
-            };
+            let lock = self.engine.backfill_lock();
             out.push(BackfillPlan {
                 operation: i + 1,
                 table: b.table.clone(),
@@ -574,14 +325,20 @@ impl Planner<'_> {
 }
 
 /// Plan every migration in `path` that is not complete. Reads the server; changes nothing.
-pub async fn plan(target: &Target, path: &Path, opts: &Options) -> Result<Vec<MigrationPlan>> {
+pub async fn plan_migrations(
+    target: &Target,
+    path: &Path,
+    opts: &MigrationPlanOptions,
+) -> Result<Vec<MigrationPlan>> {
     let files = file::load(path, target.kind)?;
-    let mut db = Db::connect(target, Duration::from_secs(5)).await?;
+    let mut db = db::connect(target, Duration::from_secs(5)).await?;
     db.read_only().await?;
     let rows = state::read_all(&mut db).await?;
+    let engine = crate::engine::by_kind(target.kind).planner;
     let mut p = Planner {
         db,
-        facts: FactsSession::connect(target).await?,
+        engine,
+        facts: engine.open(target, false).await?,
         cache: HashMap::new(),
         opts,
     };
@@ -618,7 +375,7 @@ pub async fn plan(target: &Target, path: &Path, opts: &Options) -> Result<Vec<Mi
                     Ok(per_op) => pp.statements = p.statements(f, phase, per_op).await?,
                     Err(e) => pp.error = Some(e.message),
                 }
-                if p.db.is_postgres() && pp.statements.iter().any(|s| s.in_transaction) {
+                if p.engine.transactional_ddl() && pp.statements.iter().any(|s| s.in_transaction) {
                     pp.note = Some(
                         "the statements marked in_transaction run in one transaction: each lock is held until it commits".into(),
                     );
@@ -743,23 +500,6 @@ pub fn text(plans: &[MigrationPlan]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statements_godwit_writes_are_classified_without_facts() {
-        let c = classify_mysql("LOCK TABLES `d`.`t` WRITE", None, false);
-        assert!(c.blocks_writes && c.blocks_reads);
-        let c = classify_mysql(
-            "ALTER TABLE `d`.`t` ADD INDEX IF NOT EXISTS `i` (`a`), ALGORITHM=INPLACE, LOCK=NONE",
-            None,
-            false,
-        );
-        assert_eq!(c.lock, "ALGORITHM=INPLACE, LOCK=NONE");
-        assert!(!c.blocks_writes);
-        let c = classify_postgres("CREATE OR REPLACE TRIGGER \"x\" BEFORE INSERT ON \"s\".\"t\" FOR EACH ROW EXECUTE FUNCTION f()", None);
-        assert_eq!(c.lock, "SHARE ROW EXCLUSIVE");
-        let c = classify_postgres("SELECT 1", None);
-        assert!(c.scan && !c.blocks_writes);
-    }
 
     #[test]
     fn remaining_phases_follow_the_state() {

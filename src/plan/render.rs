@@ -2,7 +2,6 @@
 //! docs/plan.md.)
 
 use super::{Change, Plan};
-use crate::target::EngineKind;
 use std::fmt::Write;
 
 fn human_bytes(b: u64) -> String {
@@ -49,27 +48,9 @@ fn wrap(text: &str, width: usize, indent: &str) -> String {
     out
 }
 
-fn class(c: &Change, engine: EngineKind) -> String {
-    match engine {
-        EngineKind::Mysql => format!(
-            "{} LOCK={}",
-            c.algorithm.map(|a| a.as_str()).unwrap_or("?"),
-            c.mysql_lock.map(|l| l.as_str()).unwrap_or("?")
-        ),
-        EngineKind::Postgres => {
-            let what = if c.rewrite {
-                "rewrite"
-            } else if c.scan {
-                "scan"
-            } else {
-                "catalog"
-            };
-            format!("{}, {what}", c.pg_lock.map(|l| l.as_str()).unwrap_or("?"))
-        }
-    }
-}
-
 pub fn text(p: &Plan) -> String {
+    let engine = crate::engine::by_kind(p.engine).planner;
+    let class = |c: &Change| engine.change_label(c);
     let mut s = String::new();
     let f = &p.facts;
     let _ = writeln!(
@@ -92,10 +73,10 @@ pub fn text(p: &Plan) -> String {
             "{}",
             wrap(&format!("{:>2}. {}", i + 1, c.clause), 78, "    ")
         );
-        let _ = writeln!(s, "    {}", class(c, p.engine));
+        let _ = writeln!(s, "    {}", class(c));
         let _ = writeln!(s, "{}", wrap(&format!("    {}", c.reason), 78, "    "));
     }
-    let _ = writeln!(s, "overall: {}", class(&p.overall, p.engine));
+    let _ = writeln!(s, "overall: {}", class(&p.overall));
     let r = &p.recommendation;
     let strategy = match r.strategy {
         super::Strategy::Native => "run natively",

@@ -5,7 +5,7 @@ use super::sql::quote;
 use super::{conn_err, parse_version, SESSION_SETUP};
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{
-    ColumnFact, Facts, IndexFact, LongTransaction, MysqlFacts, PlanOptions, Probe, ProbeResult,
+    ColumnFact, DataProbe, Facts, IndexFact, LongTransaction, MysqlFacts, PlanOptions, ProbeResult,
     Sample,
 };
 use crate::target::{EngineKind, Target};
@@ -385,7 +385,7 @@ impl Session {
     pub async fn probes(
         &mut self,
         f: &Facts,
-        probes: &[Probe],
+        probes: &[DataProbe],
         limit: u64,
     ) -> Result<Vec<ProbeResult>> {
         self.statement_timeout(30).await;
@@ -416,21 +416,21 @@ impl Session {
         let mut out = Vec::new();
         for p in probes {
             let (cols, cond): (Vec<String>, String) = match p {
-                Probe::Nulls { column } => {
+                DataProbe::Nulls { column } => {
                     (vec![column.clone()], format!("{} IS NULL", quote(column)))
                 }
-                Probe::TooLong { column, max_chars } => (
+                DataProbe::TooLong { column, max_chars } => (
                     vec![column.clone()],
                     format!("CHAR_LENGTH({}) > {max_chars}", quote(column)),
                 ),
-                Probe::OutOfRange { column, min, max } => (
+                DataProbe::OutOfRange { column, min, max } => (
                     vec![column.clone()],
                     format!("({0} < {min} OR {0} > {max})", quote(column)),
                 ),
-                Probe::Duplicates { .. } => (vec![], String::new()),
+                DataProbe::Duplicates { .. } => (vec![], String::new()),
             };
             let inner_cols: Vec<String> = match p {
-                Probe::Duplicates { columns } => columns.clone(),
+                DataProbe::Duplicates { columns } => columns.clone(),
                 _ => cols.clone(),
             };
             let mut sel: Vec<String> = pk.clone();
@@ -442,7 +442,7 @@ impl Session {
             let sel = sel.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
             let sub = format!("(SELECT {sel} FROM {t}{order} LIMIT {limit}) s");
             let sql = match p {
-                Probe::Duplicates { columns } => {
+                DataProbe::Duplicates { columns } => {
                     let g = columns
                         .iter()
                         .map(|c| quote(c))
@@ -479,7 +479,7 @@ impl Session {
                     }
                 };
             let found = match p {
-                Probe::Duplicates { .. } => example.is_some(),
+                DataProbe::Duplicates { .. } => example.is_some(),
                 _ => example.is_some(),
             };
             let rows_checked: u64 = self

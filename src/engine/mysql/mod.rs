@@ -3,10 +3,14 @@
 mod binlog;
 mod checkpoint;
 mod checks;
+pub mod classify;
+mod classify_clauses;
 pub(crate) mod cutover;
 pub mod facts;
 mod inspect;
 pub(crate) mod load;
+pub mod phases;
+pub mod planner;
 pub mod rowimage;
 pub mod sql;
 mod verify;

@@ -7,7 +7,8 @@ use super::inspect::{row_estimate_sql, split_name};
 use super::sql::quote;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{
-    ColumnFact, Facts, IndexFact, LongTransaction, PgFacts, PlanOptions, Probe, ProbeResult, Sample,
+    ColumnFact, DataProbe, Facts, IndexFact, LongTransaction, PgFacts, PlanOptions, ProbeResult,
+    Sample,
 };
 use crate::target::{EngineKind, Target};
 use std::time::Instant;
@@ -271,7 +272,7 @@ impl Session {
     pub async fn probes(
         &self,
         f: &Facts,
-        probes: &[Probe],
+        probes: &[DataProbe],
         limit: u64,
     ) -> Result<Vec<ProbeResult>> {
         let t = format!("{}.{}", quote(&f.schema), quote(&f.table));
@@ -302,10 +303,10 @@ impl Session {
         for p in probes {
             let sub = format!("(SELECT * FROM {t}{order} LIMIT {limit}) s");
             let sql = match p {
-                Probe::Nulls { column } => format!("SELECT {key_expr} FROM {sub} WHERE {} IS NULL LIMIT 1", quote(column)),
-                Probe::TooLong { column, max_chars } => format!("SELECT {key_expr} FROM {sub} WHERE char_length({}::text) > {max_chars} LIMIT 1", quote(column)),
-                Probe::OutOfRange { column, min, max } => format!("SELECT {key_expr} FROM {sub} WHERE {0}::numeric < {min} OR {0}::numeric > {max} LIMIT 1", quote(column)),
-                Probe::Duplicates { columns } => {
+                DataProbe::Nulls { column } => format!("SELECT {key_expr} FROM {sub} WHERE {} IS NULL LIMIT 1", quote(column)),
+                DataProbe::TooLong { column, max_chars } => format!("SELECT {key_expr} FROM {sub} WHERE char_length({}::text) > {max_chars} LIMIT 1", quote(column)),
+                DataProbe::OutOfRange { column, min, max } => format!("SELECT {key_expr} FROM {sub} WHERE {0}::numeric < {min} OR {0}::numeric > {max} LIMIT 1", quote(column)),
+                DataProbe::Duplicates { columns } => {
                     let g = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
                     let ex = columns.iter().map(|c| format!("{} || '=' || {}::text", lit(c), quote(c))).collect::<Vec<_>>().join(", ");
                     let nn = columns.iter().map(|c| format!("{} IS NOT NULL", quote(c))).collect::<Vec<_>>().join(" AND ");

@@ -5,12 +5,15 @@
 
 mod alter;
 mod checks;
+pub mod classify;
 pub(crate) mod conn;
 mod cutover;
 pub mod facts;
 mod inspect;
 pub(crate) mod load;
 pub mod pgoutput;
+pub mod phases;
+pub mod planner;
 pub mod sql;
 mod stream;
 mod verify;

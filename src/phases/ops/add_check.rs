@@ -139,10 +139,10 @@ impl Op for AddCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::mysql::phases::Mysql;
+    use crate::engine::postgres::phases::Postgres;
     use crate::phases::catalog::{ColumnInfo, TableInfo};
     use crate::phases::dialect::Dialect;
-    use crate::phases::sql_mysql::Mysql;
-    use crate::phases::sql_postgres::Postgres;
 
     fn op() -> AddCheck {
         AddCheck {

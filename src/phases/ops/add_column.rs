@@ -210,9 +210,9 @@ impl Op for AddColumn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::mysql::phases::Mysql;
+    use crate::engine::postgres::phases::Postgres;
     use crate::phases::dialect::Dialect;
-    use crate::phases::sql_mysql::Mysql;
-    use crate::phases::sql_postgres::Postgres;
 
     fn expand(sql: &dyn Dialect, up: &str) -> String {
         let info = TableInfo {

@@ -222,9 +222,9 @@ impl Op for AddForeignKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::mysql::phases::Mysql;
+    use crate::engine::postgres::phases::Postgres;
     use crate::phases::catalog::{ColumnInfo, IndexInfo, TableInfo};
-    use crate::phases::sql_mysql::Mysql;
-    use crate::phases::sql_postgres::Postgres;
     use std::collections::HashMap;
 
     fn fk(on_delete: Option<&str>) -> AddForeignKey {

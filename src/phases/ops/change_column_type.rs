@@ -332,10 +332,10 @@ impl Op for ChangeColumnType {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::mysql::phases::Mysql;
+    use crate::engine::postgres::phases::Postgres;
     use crate::phases::catalog::IndexInfo;
     use crate::phases::dialect::Dialect;
-    use crate::phases::sql_mysql::Mysql;
-    use crate::phases::sql_postgres::Postgres;
 
     fn op() -> ChangeColumnType {
         ChangeColumnType {

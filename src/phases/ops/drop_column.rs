@@ -81,10 +81,10 @@ impl Op for DropColumn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::mysql::phases::Mysql;
+    use crate::engine::postgres::phases::Postgres;
     use crate::phases::catalog::ColumnInfo;
     use crate::phases::dialect::Dialect;
-    use crate::phases::sql_mysql::Mysql;
-    use crate::phases::sql_postgres::Postgres;
 
     fn info() -> TableInfo {
         TableInfo {

@@ -59,8 +59,8 @@ impl Op for DropIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::mysql::phases::Mysql;
     use crate::phases::catalog::{IndexInfo, TableInfo};
-    use crate::phases::sql_mysql::Mysql;
 
     fn expand(name: &str, resuming: bool) -> Result<Vec<Stmt>, String> {
         let info = TableInfo {

@@ -111,8 +111,8 @@ impl Op for RenameTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::mysql::phases::Mysql;
     use crate::phases::catalog::TableInfo;
-    use crate::phases::sql_mysql::Mysql;
     use std::collections::HashMap;
 
     fn contract(rels: &[(&str, bool)], planning: bool) -> Result<Vec<String>, String> {

@@ -1,7 +1,7 @@
 //! `destructive-drop`: dropping a column or table loses data for good.
 
 use super::Rule;
-use crate::plan::{Finding, Op, Plan, PlanOptions, Severity};
+use crate::plan::{ChangeKind, Finding, Plan, PlanOptions, Severity};
 
 pub const RULE: Rule = Rule {
     id: "destructive-drop",
@@ -11,7 +11,7 @@ pub const RULE: Rule = Rule {
 fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
     p.changes
         .iter()
-        .filter(|c| matches!(c.op, Op::DropColumn | Op::DropTable))
+        .filter(|c| matches!(c.op, ChangeKind::DropColumn | ChangeKind::DropTable))
         .map(|c| Finding {
             rule: RULE.id,
             severity: Severity::Warning,
@@ -25,13 +25,12 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_on_drop_not_on_add() {
-        let p = plan(EngineKind::Mysql, vec![change(Op::DropColumn, &["a"])]);
+        let p = mysql_plan(vec![change(ChangeKind::DropColumn, &["a"])]);
         assert_eq!(check(&p, &PlanOptions::default()).len(), 1);
-        let p = plan(EngineKind::Mysql, vec![change(Op::AddColumn, &["a"])]);
+        let p = mysql_plan(vec![change(ChangeKind::AddColumn, &["a"])]);
         assert!(check(&p, &PlanOptions::default()).is_empty());
     }
 }

@@ -1,8 +1,7 @@
 //! `fk-without-not-valid`: adding a foreign key validates every row while writes wait.
 
 use super::Rule;
-use crate::plan::{Finding, Op, Plan, PlanOptions, Severity};
-use crate::target::EngineKind;
+use crate::plan::{ChangeKind, Finding, Plan, PlanOptions, Severity};
 
 pub const RULE: Rule = Rule {
     id: "fk-without-not-valid",
@@ -12,12 +11,15 @@ pub const RULE: Rule = Rule {
 fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
     p.changes
         .iter()
-        .filter(|c| c.op == Op::AddForeignKey && !c.not_valid)
+        .filter(|c| c.op == ChangeKind::AddForeignKey && !c.not_valid)
         .map(|c| Finding {
             rule: RULE.id,
             severity: Severity::Warning,
             message: format!("`{}` checks every existing row while writes wait", c.clause),
-            fix: if p.engine == EngineKind::Postgres {
+            fix: if crate::engine::by_kind(p.engine)
+                .planner
+                .validates_constraints_later()
+            {
                 "add it NOT VALID, then run ALTER TABLE … VALIDATE CONSTRAINT … (writes continue)".into()
             } else {
                 "add the foreign key with `godwit run`, or natively with foreign_key_checks=0 after checking the data".into()
@@ -33,11 +35,11 @@ mod tests {
 
     #[test]
     fn fires_without_not_valid_only() {
-        let mut c = change(Op::AddForeignKey, &["a"]);
-        let p = plan(EngineKind::Postgres, vec![c.clone()]);
+        let mut c = change(ChangeKind::AddForeignKey, &["a"]);
+        let p = pg_plan(vec![c.clone()]);
         assert_eq!(check(&p, &PlanOptions::default()).len(), 1);
         c.not_valid = true;
-        let p = plan(EngineKind::Postgres, vec![c]);
+        let p = pg_plan(vec![c]);
         assert!(check(&p, &PlanOptions::default()).is_empty());
     }
 }

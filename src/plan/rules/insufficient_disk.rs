@@ -30,11 +30,10 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_when_free_space_is_short() {
-        let mut p = plan(EngineKind::Postgres, vec![]);
+        let mut p = pg_plan(vec![]);
         assert!(
             check(&p, &PlanOptions::default()).is_empty(),
             "unknown free space"

@@ -34,21 +34,20 @@ fn check(p: &Plan, o: &PlanOptions) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
-    use crate::plan::{Op, PgLock};
-    use crate::target::EngineKind;
+    use crate::plan::{ChangeKind, PgLock};
 
     #[test]
     fn fires_on_large_blocking_scan_only() {
-        let mut c = change(Op::SetNotNull, &["a"]);
+        let mut c = change(ChangeKind::SetNotNull, &["a"]);
         c.pg_lock = Some(PgLock::AccessExclusive);
         c.blocks_writes = true;
         c.scan = true;
-        let mut p = plan(EngineKind::Postgres, vec![c.clone()]);
+        let mut p = pg_plan(vec![c.clone()]);
         assert!(check(&p, &PlanOptions::default()).is_empty(), "small table");
         large(&mut p);
         assert_eq!(check(&p, &PlanOptions::default()).len(), 1);
         c.scan = false; // catalog-only twin
-        let mut p = plan(EngineKind::Postgres, vec![c]);
+        let mut p = pg_plan(vec![c]);
         large(&mut p);
         assert!(check(&p, &PlanOptions::default()).is_empty());
     }

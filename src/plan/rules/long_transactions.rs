@@ -39,11 +39,10 @@ mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
     use crate::plan::LongTransaction;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_above_the_threshold_only() {
-        let mut p = plan(EngineKind::Mysql, vec![]);
+        let mut p = mysql_plan(vec![]);
         p.facts.long_transactions.push(LongTransaction {
             id: "7".into(),
             seconds: 5,

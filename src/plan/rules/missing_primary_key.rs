@@ -2,7 +2,7 @@
 //! online copy nor row-based replication can address rows efficiently.
 
 use super::Rule;
-use crate::plan::{Finding, Op, Plan, PlanOptions, Severity};
+use crate::plan::{ChangeKind, Finding, Plan, PlanOptions, Severity};
 
 pub const RULE: Rule = Rule {
     id: "missing-primary-key",
@@ -11,8 +11,8 @@ pub const RULE: Rule = Rule {
 
 fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
     let has_pk = p.facts.primary_key().is_some();
-    let adds_pk = p.changes.iter().any(|c| c.op == Op::AddPrimaryKey);
-    let drops_pk = p.changes.iter().any(|c| c.op == Op::DropPrimaryKey);
+    let adds_pk = p.changes.iter().any(|c| c.op == ChangeKind::AddPrimaryKey);
+    let drops_pk = p.changes.iter().any(|c| c.op == ChangeKind::DropPrimaryKey);
     if (has_pk && !drops_pk) || adds_pk {
         return vec![];
     }
@@ -32,11 +32,10 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_without_pk_only() {
-        let mut p = plan(EngineKind::Mysql, vec![change(Op::AddColumn, &["x"])]);
+        let mut p = mysql_plan(vec![change(ChangeKind::AddColumn, &["x"])]);
         assert!(check(&p, &PlanOptions::default()).is_empty());
         p.facts.indexes.clear();
         assert_eq!(check(&p, &PlanOptions::default()).len(), 1);

@@ -46,16 +46,28 @@ pub(crate) mod fixture {
     use crate::plan::*;
     use crate::target::EngineKind;
 
-    pub fn facts(engine: EngineKind) -> Facts {
+    /// Facts of a small MariaDB table.
+    pub fn mysql_facts() -> Facts {
+        facts(EngineKind::Mysql)
+    }
+
+    /// A plan of `changes` on a small MariaDB table.
+    pub fn mysql_plan(changes: Vec<Change>) -> Plan {
+        plan(EngineKind::Mysql, changes)
+    }
+
+    /// A plan of `changes` on a small PostgreSQL table.
+    pub fn pg_plan(changes: Vec<Change>) -> Plan {
+        plan(EngineKind::Postgres, changes)
+    }
+
+    fn facts(engine: EngineKind) -> Facts {
+        let mysql = engine == EngineKind::Mysql;
         Facts {
             engine,
             server_version: "test".into(),
-            version: if engine == EngineKind::Mysql {
-                (10, 11, 0)
-            } else {
-                (15, 0, 0)
-            },
-            mariadb: engine == EngineKind::Mysql,
+            version: if mysql { (10, 11, 0) } else { (15, 0, 0) },
+            mariadb: mysql,
             schema: "s".into(),
             table: "t".into(),
             row_estimate: 10,
@@ -87,12 +99,12 @@ pub(crate) mod fixture {
         }
     }
 
-    pub fn plan(engine: EngineKind, changes: Vec<Change>) -> Plan {
+    fn plan(engine: EngineKind, changes: Vec<Change>) -> Plan {
         let f = facts(engine);
         let overall = changes
             .first()
             .cloned()
-            .unwrap_or_else(|| Change::new(String::new(), Op::Other));
+            .unwrap_or_else(|| Change::new(String::new(), ChangeKind::Other));
         Plan {
             engine,
             server_version: "test".into(),
@@ -112,7 +124,7 @@ pub(crate) mod fixture {
         }
     }
 
-    pub fn change(op: Op, cols: &[&str]) -> Change {
+    pub fn change(op: ChangeKind, cols: &[&str]) -> Change {
         let mut c = Change::new(format!("{op:?}"), op);
         c.columns = cols.iter().map(|s| s.to_string()).collect();
         c

@@ -2,7 +2,7 @@
 //! holds NULLs fails.
 
 use super::Rule;
-use crate::plan::{Finding, Plan, PlanOptions, Probe, Severity};
+use crate::plan::{DataProbe, Finding, Plan, PlanOptions, Severity};
 
 pub const RULE: Rule = Rule {
     id: "not-null-with-nulls",
@@ -14,7 +14,7 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
         .iter()
         .filter(|r| r.found)
         .filter_map(|r| match &r.probe {
-            Probe::Nulls { column } => Some(Finding {
+            DataProbe::Nulls { column } => Some(Finding {
                 rule: RULE.id,
                 severity: Severity::Error,
                 message: format!(
@@ -33,13 +33,12 @@ mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
     use crate::plan::ProbeResult;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_only_when_nulls_were_found() {
-        let mut p = plan(EngineKind::Postgres, vec![]);
+        let mut p = pg_plan(vec![]);
         let mut r = ProbeResult {
-            probe: Probe::Nulls { column: "a".into() },
+            probe: DataProbe::Nulls { column: "a".into() },
             found: true,
             example: Some("id=3".into()),
             rows_checked: 10,

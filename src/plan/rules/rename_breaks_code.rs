@@ -1,7 +1,7 @@
 //! `rename-breaks-code`: a renamed column or table breaks running application code.
 
 use super::Rule;
-use crate::plan::{Finding, Op, Plan, PlanOptions, Severity};
+use crate::plan::{ChangeKind, Finding, Plan, PlanOptions, Severity};
 
 pub const RULE: Rule = Rule {
     id: "rename-breaks-code",
@@ -12,8 +12,8 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
     p.changes
         .iter()
         .filter(|c| {
-            matches!(c.op, Op::RenameColumn | Op::RenameTable)
-                || (c.op == Op::ChangeColumn && c.new_name.is_some())
+            matches!(c.op, ChangeKind::RenameColumn | ChangeKind::RenameTable)
+                || (c.op == ChangeKind::ChangeColumn && c.new_name.is_some())
         })
         .map(|c| Finding {
             rule: RULE.id,
@@ -21,7 +21,7 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
             message: format!(
                 "`{}` renames {} to {}: code using the old name fails at once",
                 c.clause,
-                if c.op == Op::RenameTable { p.table.clone() } else { c.columns.join(", ") },
+                if c.op == ChangeKind::RenameTable { p.table.clone() } else { c.columns.join(", ") },
                 c.new_name.clone().unwrap_or_default()
             ),
             fix: "use phases: add the new name (column, or a view for a table), write both, switch reads, then drop the old".into(),
@@ -33,15 +33,14 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_on_rename_not_on_modify() {
-        let mut c = change(Op::RenameColumn, &["a"]);
+        let mut c = change(ChangeKind::RenameColumn, &["a"]);
         c.new_name = Some("b".into());
-        let p = plan(EngineKind::Postgres, vec![c]);
+        let p = pg_plan(vec![c]);
         assert_eq!(check(&p, &PlanOptions::default()).len(), 1);
-        let p = plan(EngineKind::Postgres, vec![change(Op::ChangeColumn, &["a"])]);
+        let p = pg_plan(vec![change(ChangeKind::ChangeColumn, &["a"])]);
         assert!(check(&p, &PlanOptions::default()).is_empty());
     }
 }

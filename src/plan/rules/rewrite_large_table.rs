@@ -30,14 +30,13 @@ fn check(p: &Plan, o: &PlanOptions) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
-    use crate::plan::Op;
-    use crate::target::EngineKind;
+    use crate::plan::ChangeKind;
 
     #[test]
     fn fires_on_large_rewrite_only() {
-        let mut c = change(Op::ChangeType, &["a"]);
+        let mut c = change(ChangeKind::ChangeType, &["a"]);
         c.rewrite = true;
-        let mut p = plan(EngineKind::Mysql, vec![c]);
+        let mut p = mysql_plan(vec![c]);
         large(&mut p);
         assert_eq!(check(&p, &PlanOptions::default()).len(), 1);
         p.overall.rewrite = false;

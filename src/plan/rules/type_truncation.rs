@@ -2,7 +2,7 @@
 //! numbers out of range).
 
 use super::Rule;
-use crate::plan::{Finding, Plan, PlanOptions, Probe, Severity};
+use crate::plan::{DataProbe, Finding, Plan, PlanOptions, Severity};
 
 pub const RULE: Rule = Rule {
     id: "type-truncation",
@@ -15,8 +15,8 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
         .filter(|r| r.found)
         .filter_map(|r| {
             let (column, what) = match &r.probe {
-                Probe::TooLong { column, max_chars } => (column, format!("longer than {max_chars} characters")),
-                Probe::OutOfRange { column, min, max } => (column, format!("outside {min}..{max}")),
+                DataProbe::TooLong { column, max_chars } => (column, format!("longer than {max_chars} characters")),
+                DataProbe::OutOfRange { column, min, max } => (column, format!("outside {min}..{max}")),
                 _ => return None,
             };
             Some(Finding {
@@ -37,13 +37,12 @@ mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
     use crate::plan::ProbeResult;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_only_when_values_do_not_fit() {
-        let mut p = plan(EngineKind::Mysql, vec![]);
+        let mut p = mysql_plan(vec![]);
         let mut r = ProbeResult {
-            probe: Probe::TooLong {
+            probe: DataProbe::TooLong {
                 column: "b".into(),
                 max_chars: 5,
             },

@@ -2,7 +2,7 @@
 //! fails (after doing all the work).
 
 use super::Rule;
-use crate::plan::{Finding, Plan, PlanOptions, Probe, Severity};
+use crate::plan::{DataProbe, Finding, Plan, PlanOptions, Severity};
 
 pub const RULE: Rule = Rule {
     id: "unique-duplicates",
@@ -14,7 +14,7 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
         .iter()
         .filter(|r| r.found)
         .filter_map(|r| match &r.probe {
-            Probe::Duplicates { columns } => Some(Finding {
+            DataProbe::Duplicates { columns } => Some(Finding {
                 rule: RULE.id,
                 severity: Severity::Error,
                 message: format!(
@@ -34,13 +34,12 @@ mod tests {
     use super::*;
     use crate::plan::rules::fixture::*;
     use crate::plan::ProbeResult;
-    use crate::target::EngineKind;
 
     #[test]
     fn fires_only_when_duplicates_were_found() {
-        let mut p = plan(EngineKind::Mysql, vec![]);
+        let mut p = mysql_plan(vec![]);
         let mut r = ProbeResult {
-            probe: Probe::Duplicates {
+            probe: DataProbe::Duplicates {
                 columns: vec!["a".into()],
             },
             found: true,

@@ -5,8 +5,8 @@
 //! Checked on PostgreSQL 15 by `tests/plan_postgres.rs` (relfilenode, `pg_locks`, and the
 //! transaction's sequential-scan counter for every corpus entry).
 
-use super::{Change, Facts, Op, PgLock, PlanOptions, Recommendation, Strategy};
 use crate::error::{Error, ErrorKind, Result};
+use crate::plan::{Change, ChangeKind, Facts, PgLock, PlanOptions, Recommendation, Strategy};
 use crate::target::EngineKind;
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, DataType, Expr, Statement,
@@ -30,7 +30,7 @@ pub fn parse(table: &str, alter: &str) -> Result<Parsed> {
             "give ALTER TABLE clauses (ADD COLUMN …, ALTER COLUMN …) or one CREATE INDEX statement",
         )
     };
-    let trimmed = super::as_statement(EngineKind::Postgres, alter, "t")?;
+    let trimmed = crate::plan::as_statement(EngineKind::Postgres, alter, "t")?;
     let trimmed = trimmed.as_str();
     if trimmed
         .split_whitespace()
@@ -146,7 +146,7 @@ fn set(c: &mut Change, lock: PgLock, rewrite: bool, scan: bool, reason: impl Int
 
 fn ident_cols(cols: &[sqlparser::ast::IndexColumn]) -> Vec<String> {
     cols.iter()
-        .map(|c| super::mysql::unquote(&c.column.expr.to_string()))
+        .map(|c| crate::plan::unquote(&c.column.expr.to_string()))
         .collect()
 }
 
@@ -162,16 +162,16 @@ fn create_index(ci: &sqlparser::ast::CreateIndex) -> Change {
     let mut c = Change::new(
         ci.to_string(),
         if ci.unique {
-            Op::AddUnique
+            ChangeKind::AddUnique
         } else {
-            Op::AddIndex
+            ChangeKind::AddIndex
         },
     );
     c.columns = ident_cols(&ci.columns);
     c.new_name = ci
         .name
         .as_ref()
-        .map(|n| super::mysql::unquote(&n.to_string()));
+        .map(|n| crate::plan::unquote(&n.to_string()));
     if ci.concurrently {
         set(
             &mut c,
@@ -196,7 +196,7 @@ fn create_index(ci: &sqlparser::ast::CreateIndex) -> Change {
 /// (`timestamptz`, [3]).
 fn pg_type(t: &str) -> (String, Vec<u64>) {
     let t = t.trim().to_lowercase();
-    let (name, args) = super::type_parts(&t);
+    let (name, args) = crate::plan::type_parts(&t);
     let zoned = t.contains("with time zone") || name == "timestamptz" || name == "timetz";
     let unzoned = t.contains("without time zone");
     let name = match name.as_str() {
@@ -300,14 +300,14 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
     use AlterTableOperation as A;
     match op {
         A::AddColumn { column_def, .. } => {
-            let mut c = Change::new(text, Op::AddColumn);
+            let mut c = Change::new(text, ChangeKind::AddColumn);
             c.columns = vec![column_def.name.value.clone()];
             c.new_type = Some(column_def.data_type.to_string());
             add_column(&mut c, column_def, f, volatile);
             c
         }
         A::DropColumn { column_names, .. } => {
-            let mut c = Change::new(text, Op::DropColumn);
+            let mut c = Change::new(text, ChangeKind::DropColumn);
             c.columns = column_names.iter().map(|i| i.value.clone()).collect();
             set(
                 &mut c,
@@ -322,7 +322,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
             old_column_name,
             new_column_name,
         } => {
-            let mut c = Change::new(text, Op::RenameColumn);
+            let mut c = Change::new(text, ChangeKind::RenameColumn);
             c.columns = vec![old_column_name.value.clone()];
             c.new_name = Some(new_column_name.value.clone());
             set(
@@ -335,12 +335,12 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
             c
         }
         A::RenameTable { table_name } => {
-            let mut c = Change::new(text, Op::RenameTable);
+            let mut c = Change::new(text, ChangeKind::RenameTable);
             let n = match table_name {
                 sqlparser::ast::RenameTableNameKind::As(n)
                 | sqlparser::ast::RenameTableNameKind::To(n) => n.to_string(),
             };
-            c.new_name = Some(super::mysql::unquote(&n));
+            c.new_name = Some(crate::plan::unquote(&n));
             set(
                 &mut c,
                 PgLock::AccessExclusive,
@@ -351,7 +351,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
             c
         }
         A::RenameConstraint { old_name, new_name } => {
-            let mut c = Change::new(text, Op::RenameConstraint);
+            let mut c = Change::new(text, ChangeKind::RenameConstraint);
             c.new_name = Some(new_name.value.clone());
             let _ = old_name;
             set(
@@ -368,7 +368,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
             let mut c;
             match op {
                 AlterColumnOperation::SetDefault { .. } => {
-                    c = Change::new(text, Op::SetDefault);
+                    c = Change::new(text, ChangeKind::SetDefault);
                     set(
                         &mut c,
                         PgLock::AccessExclusive,
@@ -378,7 +378,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
                     );
                 }
                 AlterColumnOperation::DropDefault => {
-                    c = Change::new(text, Op::DropDefault);
+                    c = Change::new(text, ChangeKind::DropDefault);
                     set(
                         &mut c,
                         PgLock::AccessExclusive,
@@ -388,7 +388,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
                     );
                 }
                 AlterColumnOperation::DropNotNull => {
-                    c = Change::new(text, Op::DropNotNull);
+                    c = Change::new(text, ChangeKind::DropNotNull);
                     set(
                         &mut c,
                         PgLock::AccessExclusive,
@@ -398,7 +398,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
                     );
                 }
                 AlterColumnOperation::SetNotNull => {
-                    c = Change::new(text, Op::SetNotNull);
+                    c = Change::new(text, ChangeKind::SetNotNull);
                     let proven = v >= (12, 0, 0)
                         && f.proven_not_null
                             .iter()
@@ -425,12 +425,12 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
                 AlterColumnOperation::SetDataType {
                     data_type, using, ..
                 } => {
-                    c = Change::new(text, Op::ChangeType);
+                    c = Change::new(text, ChangeKind::ChangeType);
                     c.new_type = Some(data_type.to_string());
                     retype(&mut c, &col, data_type, using.as_ref(), f);
                 }
                 AlterColumnOperation::AddGenerated { .. } => {
-                    c = Change::new(text, Op::Other);
+                    c = Change::new(text, ChangeKind::Other);
                     set(
                         &mut c,
                         PgLock::AccessExclusive,
@@ -450,7 +450,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
             let mut c;
             match constraint {
                 TableConstraint::ForeignKey(fk) => {
-                    c = Change::new(text, Op::AddForeignKey);
+                    c = Change::new(text, ChangeKind::AddForeignKey);
                     c.columns = fk.columns.iter().map(|i| i.value.clone()).collect();
                     if *not_valid {
                         set(&mut c, PgLock::ShareRowExclusive, false, false, "NOT VALID: no scan; run VALIDATE CONSTRAINT later (SHARE UPDATE EXCLUSIVE)");
@@ -459,7 +459,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
                     }
                 }
                 TableConstraint::Check(_) => {
-                    c = Change::new(text, Op::AddCheck);
+                    c = Change::new(text, ChangeKind::AddCheck);
                     if *not_valid {
                         set(
                             &mut c,
@@ -479,7 +479,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
                     }
                 }
                 TableConstraint::Unique(u) => {
-                    c = Change::new(text, Op::AddUnique);
+                    c = Change::new(text, ChangeKind::AddUnique);
                     c.columns = ident_cols(&u.columns);
                     set(
                         &mut c,
@@ -490,12 +490,12 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
                     );
                 }
                 TableConstraint::PrimaryKey(p) => {
-                    c = Change::new(text, Op::AddPrimaryKey);
+                    c = Change::new(text, ChangeKind::AddPrimaryKey);
                     c.columns = ident_cols(&p.columns);
                     set(&mut c, PgLock::AccessExclusive, false, true, "the primary key index is built (and NOT NULL checked) under ACCESS EXCLUSIVE");
                 }
                 TableConstraint::PrimaryKeyUsingIndex(_) | TableConstraint::UniqueUsingIndex(_) => {
-                    c = Change::new(text, Op::Other);
+                    c = Change::new(text, ChangeKind::Other);
                     set(
                         &mut c,
                         PgLock::AccessExclusive,
@@ -505,7 +505,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
                     );
                 }
                 _ => {
-                    c = Change::new(text, Op::Other);
+                    c = Change::new(text, ChangeKind::Other);
                     set(
                         &mut c,
                         PgLock::AccessExclusive,
@@ -519,7 +519,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
             c
         }
         A::ValidateConstraint { .. } => {
-            let mut c = Change::new(text, Op::ValidateConstraint);
+            let mut c = Change::new(text, ChangeKind::ValidateConstraint);
             set(
                 &mut c,
                 PgLock::ShareUpdateExclusive,
@@ -530,7 +530,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
             c
         }
         A::DropConstraint { name, .. } => {
-            let mut c = Change::new(text, Op::DropConstraint);
+            let mut c = Change::new(text, ChangeKind::DropConstraint);
             c.new_name = Some(name.value.clone());
             set(
                 &mut c,
@@ -542,7 +542,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
             c
         }
         A::SetOptionsParens { .. } => {
-            let mut c = Change::new(text, Op::TableOption);
+            let mut c = Change::new(text, ChangeKind::TableOption);
             set(
                 &mut c,
                 PgLock::ShareUpdateExclusive,
@@ -553,7 +553,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
             c
         }
         A::SetLogged | A::SetUnlogged => {
-            let mut c = Change::new(text, Op::TableOption);
+            let mut c = Change::new(text, ChangeKind::TableOption);
             set(
                 &mut c,
                 PgLock::AccessExclusive,
@@ -567,7 +567,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
         | A::EnableTrigger { .. }
         | A::EnableAlwaysTrigger { .. }
         | A::EnableReplicaTrigger { .. } => {
-            let mut c = Change::new(text, Op::TableOption);
+            let mut c = Change::new(text, ChangeKind::TableOption);
             set(
                 &mut c,
                 PgLock::ShareRowExclusive,
@@ -578,7 +578,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
             c
         }
         A::ReplicaIdentity { .. } | A::OwnerTo { .. } => {
-            let mut c = Change::new(text, Op::TableOption);
+            let mut c = Change::new(text, ChangeKind::TableOption);
             set(
                 &mut c,
                 PgLock::AccessExclusive,
@@ -589,7 +589,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
             c
         }
         _ => {
-            let mut c = Change::new(text, Op::Other);
+            let mut c = Change::new(text, ChangeKind::Other);
             set(
                 &mut c,
                 PgLock::AccessExclusive,
@@ -747,7 +747,7 @@ pub fn combine(changes: &[Change]) -> Change {
         .map(|c| c.clause.clone())
         .collect::<Vec<_>>()
         .join(", ");
-    let mut all = Change::new(text, Op::Other);
+    let mut all = Change::new(text, ChangeKind::Other);
     let lock = changes
         .iter()
         .filter_map(|c| c.pg_lock)
@@ -775,15 +775,17 @@ pub fn recommend(
 ) -> Recommendation {
     let q = format!(
         "{}.{}",
-        crate::engine::postgres::sql::quote(&f.schema),
-        crate::engine::postgres::sql::quote(&f.table)
+        super::sql::quote(&f.schema),
+        super::sql::quote(&f.table)
     );
-    let large = super::is_large(f, o);
+    let large = crate::plan::is_large(f, o);
     let timeout = "SET lock_timeout = '5s'".to_string();
-    if changes
-        .iter()
-        .any(|c| matches!(c.op, Op::RenameColumn | Op::RenameTable | Op::DropColumn))
-    {
+    if changes.iter().any(|c| {
+        matches!(
+            c.op,
+            ChangeKind::RenameColumn | ChangeKind::RenameTable | ChangeKind::DropColumn
+        )
+    }) {
         return Recommendation {
             strategy: Strategy::Phases,
             statements: vec![
@@ -810,28 +812,23 @@ pub fn recommend(
     let mut reasons = Vec::new();
     for c in changes {
         match c.op {
-            Op::AddForeignKey | Op::AddCheck if !c.not_valid && c.scan => {
+            ChangeKind::AddForeignKey | ChangeKind::AddCheck if !c.not_valid && c.scan => {
                 let name = format!("{}_{}_chk", f.table, c.columns.join("_"));
                 let body = c.clause.trim_start_matches("ADD ").to_string();
                 let body = if c.clause.to_uppercase().starts_with("ADD CONSTRAINT") {
                     c.clause.clone()
                 } else {
-                    format!(
-                        "ADD CONSTRAINT {} {}",
-                        crate::engine::postgres::sql::quote(&name),
-                        body
-                    )
+                    format!("ADD CONSTRAINT {} {}", super::sql::quote(&name), body)
                 };
                 let cname = constraint_name(&body).unwrap_or(name);
                 safe.push(format!("ALTER TABLE {q} {body} NOT VALID"));
                 safe.push(format!("ALTER TABLE {q} VALIDATE CONSTRAINT {}", cname));
                 reasons.push("NOT VALID + VALIDATE: the scan runs under SHARE UPDATE EXCLUSIVE");
             }
-            Op::SetNotNull if c.scan => {
+            ChangeKind::SetNotNull if c.scan => {
                 let col = c.columns.first().cloned().unwrap_or_default();
-                let cname =
-                    crate::engine::postgres::sql::quote(&format!("{}_{}_not_null", f.table, col));
-                let qc = crate::engine::postgres::sql::quote(&col);
+                let cname = super::sql::quote(&format!("{}_{}_not_null", f.table, col));
+                let qc = super::sql::quote(&col);
                 safe.push(format!(
                     "ALTER TABLE {q} ADD CONSTRAINT {cname} CHECK ({qc} IS NOT NULL) NOT VALID"
                 ));
@@ -840,23 +837,31 @@ pub fn recommend(
                 safe.push(format!("ALTER TABLE {q} DROP CONSTRAINT {cname}"));
                 reasons.push("a validated CHECK (col IS NOT NULL) lets SET NOT NULL skip its scan (PostgreSQL 12+)");
             }
-            Op::AddIndex | Op::AddUnique
+            ChangeKind::AddIndex | ChangeKind::AddUnique
                 if c.scan && c.pg_lock != Some(PgLock::ShareUpdateExclusive) =>
             {
                 let cols = c
                     .columns
                     .iter()
-                    .map(|k| crate::engine::postgres::sql::quote(k))
+                    .map(|k| super::sql::quote(k))
                     .collect::<Vec<_>>()
                     .join(", ");
                 let name = format!(
                     "{}_{}_{}",
                     f.table,
                     c.columns.join("_"),
-                    if c.op == Op::AddUnique { "key" } else { "idx" }
+                    if c.op == ChangeKind::AddUnique {
+                        "key"
+                    } else {
+                        "idx"
+                    }
                 );
-                let qn = crate::engine::postgres::sql::quote(&name);
-                let uniq = if c.op == Op::AddUnique { "UNIQUE " } else { "" };
+                let qn = super::sql::quote(&name);
+                let uniq = if c.op == ChangeKind::AddUnique {
+                    "UNIQUE "
+                } else {
+                    ""
+                };
                 safe.push(format!(
                     "CREATE {uniq}INDEX CONCURRENTLY {qn} ON {q} ({cols})"
                 ));
@@ -867,14 +872,14 @@ pub fn recommend(
                 }
                 reasons.push("CONCURRENTLY builds the index while writes continue");
             }
-            Op::AddPrimaryKey => {
+            ChangeKind::AddPrimaryKey => {
                 let cols = c
                     .columns
                     .iter()
-                    .map(|k| crate::engine::postgres::sql::quote(k))
+                    .map(|k| super::sql::quote(k))
                     .collect::<Vec<_>>()
                     .join(", ");
-                let qn = crate::engine::postgres::sql::quote(&format!("{}_pkey", f.table));
+                let qn = super::sql::quote(&format!("{}_pkey", f.table));
                 safe.push(format!(
                     "CREATE UNIQUE INDEX CONCURRENTLY {qn} ON {q} ({cols})"
                 ));

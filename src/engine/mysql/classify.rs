@@ -4,12 +4,12 @@
 //! Checked on MariaDB 10.11 by `tests/plan_mysql.rs` (each corpus entry runs with the
 //! predicted `ALGORITHM=…, LOCK=…` and must fail with the next cheaper one).
 
-use super::mysql_clauses::{self, Clause, OptKind, TableOpt};
-use super::{
-    canonical_charset, canonical_collation, collation_charset, Algorithm, Change, Facts,
-    InstantKind, MyLock, Op, PlanOptions, Recommendation, Strategy,
-};
+use super::classify_clauses::{self as mysql_clauses, Clause, OptKind, TableOpt};
 use crate::error::{Error, ErrorKind, Result};
+use crate::plan::{
+    canonical_charset, canonical_collation, collation_charset, unquote, Algorithm, Change,
+    ChangeKind, Facts, InstantKind, MyLock, PlanOptions, Recommendation, Strategy,
+};
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, DataType,
     GeneratedExpressionMode, MySQLColumnPosition, Statement, TableConstraint,
@@ -155,17 +155,6 @@ fn ident_list(cols: &[sqlparser::ast::IndexColumn]) -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn unquote(s: &str) -> String {
-    let s = s.trim();
-    let quoted =
-        (s.starts_with('`') && s.ends_with('`')) || (s.starts_with('"') && s.ends_with('"'));
-    if quoted && s.len() >= 2 {
-        s[1..s.len() - 1].to_string()
-    } else {
-        s.to_string()
-    }
-}
-
 fn set(c: &mut Change, a: Algorithm, l: MyLock, reason: &str) {
     c.algorithm = Some(a);
     c.mysql_lock = Some(l);
@@ -218,14 +207,14 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, cx: &Ctx) -> Change {
             column_position,
             ..
         } => {
-            let mut c = Change::new(text, Op::AddColumn);
+            let mut c = Change::new(text, ChangeKind::AddColumn);
             c.columns = vec![column_def.name.value.clone()];
             c.new_type = Some(column_def.data_type.to_string());
             add_column(&mut c, column_def, column_position.as_ref(), f, v, maria);
             c
         }
         A::DropColumn { column_names, .. } => {
-            let mut c = Change::new(text, Op::DropColumn);
+            let mut c = Change::new(text, ChangeKind::DropColumn);
             c.columns = column_names.iter().map(|i| i.value.clone()).collect();
             let indexed = c
                 .columns
@@ -265,7 +254,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, cx: &Ctx) -> Change {
             old_column_name,
             new_column_name,
         } => {
-            let mut c = Change::new(text, Op::RenameColumn);
+            let mut c = Change::new(text, ChangeKind::RenameColumn);
             c.columns = vec![old_column_name.value.clone()];
             c.new_name = Some(new_column_name.value.clone());
             rename_column(&mut c, f, v, maria);
@@ -278,7 +267,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, cx: &Ctx) -> Change {
             options,
             column_position,
         } => {
-            let mut c = Change::new(text, Op::ChangeColumn);
+            let mut c = Change::new(text, ChangeKind::ChangeColumn);
             c.columns = vec![old_name.value.clone()];
             if old_name.value != new_name.value {
                 c.new_name = Some(new_name.value.clone());
@@ -303,7 +292,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, cx: &Ctx) -> Change {
             options,
             column_position,
         } => {
-            let mut c = Change::new(text, Op::ChangeColumn);
+            let mut c = Change::new(text, ChangeKind::ChangeColumn);
             c.columns = vec![col_name.value.clone()];
             modify(
                 &mut c,
@@ -318,9 +307,11 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, cx: &Ctx) -> Change {
         }
         A::AlterColumn { column_name, op } => {
             let (kind, alg) = match op {
-                AlterColumnOperation::SetDefault { .. } => (Op::SetDefault, Algorithm::Instant),
-                AlterColumnOperation::DropDefault => (Op::DropDefault, Algorithm::Instant),
-                _ => (Op::Other, Algorithm::Copy),
+                AlterColumnOperation::SetDefault { .. } => {
+                    (ChangeKind::SetDefault, Algorithm::Instant)
+                }
+                AlterColumnOperation::DropDefault => (ChangeKind::DropDefault, Algorithm::Instant),
+                _ => (ChangeKind::Other, Algorithm::Copy),
             };
             let mut c = Change::new(text, kind);
             c.columns = vec![column_name.value.clone()];
@@ -338,7 +329,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, cx: &Ctx) -> Change {
         }
         A::AddConstraint { constraint, .. } => add_constraint(text, constraint, f, v, maria),
         A::DropPrimaryKey { .. } => {
-            let mut c = Change::new(text, Op::DropPrimaryKey);
+            let mut c = Change::new(text, ChangeKind::DropPrimaryKey);
             if adds_pk {
                 set(
                     &mut c,
@@ -357,7 +348,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, cx: &Ctx) -> Change {
             c
         }
         A::DropIndex { name } => {
-            let mut c = Change::new(text, Op::DropIndex);
+            let mut c = Change::new(text, ChangeKind::DropIndex);
             c.new_name = Some(name.value.clone());
             set(
                 &mut c,
@@ -368,7 +359,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, cx: &Ctx) -> Change {
             c
         }
         A::DropForeignKey { name, .. } | A::DropConstraint { name, .. } => {
-            let mut c = Change::new(text, Op::DropConstraint);
+            let mut c = Change::new(text, ChangeKind::DropConstraint);
             if matches!(op, A::DropForeignKey { .. }) {
                 c.instant_kind = InstantKind::Engine;
             }
@@ -392,12 +383,12 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, cx: &Ctx) -> Change {
             c
         }
         A::AutoIncrement { .. } => table_option(
-            Change::new(text, Op::TableOption),
+            Change::new(text, ChangeKind::TableOption),
             f,
             "the AUTO_INCREMENT value is metadata only",
         ),
         A::RenameTable { table_name } => {
-            let mut c = Change::new(text, Op::RenameTable);
+            let mut c = Change::new(text, ChangeKind::RenameTable);
             let n = match table_name {
                 sqlparser::ast::RenameTableNameKind::As(n)
                 | sqlparser::ast::RenameTableNameKind::To(n) => n.to_string(),
@@ -414,7 +405,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, cx: &Ctx) -> Change {
             c
         }
         _ => {
-            let mut c = Change::new(text, Op::Other);
+            let mut c = Change::new(text, ChangeKind::Other);
             set(
                 &mut c,
                 Algorithm::Copy,
@@ -564,7 +555,7 @@ fn add_column(
 /// Bytes of the longest character of a charset: the server's `CHARACTER_SETS.MAXLEN`,
 /// else the usual values.
 fn max_bytes(f: &Facts, charset: Option<&str>) -> u64 {
-    let cs = super::canonical_charset(charset.unwrap_or("utf8mb4"));
+    let cs = crate::plan::canonical_charset(charset.unwrap_or("utf8mb4"));
     if let Some(m) = f.mysql.max_bytes(&cs) {
         return m;
     }
@@ -671,7 +662,7 @@ fn is_char_type(name: &str) -> bool {
 ///
 /// MySQL and MariaDB before 10.4.3 copy the table for any of these.
 fn recode(
-    old: &super::ColumnFact,
+    old: &crate::plan::ColumnFact,
     cs: &str,
     coll: &str,
     convert: bool,
@@ -695,7 +686,7 @@ fn recode(
             "a new character set or collation for `{col}` ({ocoll} → {coll}) copies the table"
         ));
     }
-    let (name, args) = super::type_parts(&old.column_type);
+    let (name, args) = crate::plan::type_parts(&old.column_type);
     if name == "enum" || name == "set" {
         return copy(format!(
             "a new character set or collation for the {} `{col}` copies the table",
@@ -793,8 +784,8 @@ fn modify(
     } else {
         !has_opt(options, |o| matches!(o, ColumnOption::PrimaryKey(_)))
     };
-    let (on, oa) = super::type_parts(&old.column_type);
-    let (nn, na) = super::type_parts(&new_type);
+    let (on, oa) = crate::plan::type_parts(&old.column_type);
+    let (nn, na) = crate::plan::type_parts(&new_type);
     let same_type = norm_type(&old.column_type) == norm_type(&new_type);
     let reorder = pos.is_some();
 
@@ -908,7 +899,7 @@ fn modify(
             } else {
                 "NULL → NOT NULL rebuilds the table in place (and fails on existing NULLs)".into()
             };
-            c.op = Op::ChangeColumn;
+            c.op = ChangeKind::ChangeColumn;
         } else if reorder {
             let instant = if maria { v >= (10, 4, 0) } else { false };
             if !instant {
@@ -926,7 +917,7 @@ fn modify(
         alg = Algorithm::Inplace;
     }
     if !same_type && alg == Algorithm::Copy {
-        c.op = Op::ChangeType;
+        c.op = ChangeKind::ChangeType;
     }
     let lock = if alg == Algorithm::Copy {
         MyLock::Shared
@@ -970,14 +961,14 @@ fn table_option(mut c: Change, f: &Facts, why: &str) -> Change {
 /// its columns need ([`recode`]).
 fn classify_option(o: &TableOpt, f: &Facts, cx: &Ctx) -> Change {
     let text = o.text.clone();
-    let rebuild = |op: Op, why: &str| {
+    let rebuild = |op: ChangeKind, why: &str| {
         let mut c = Change::new(text.clone(), op);
         set(&mut c, Algorithm::Inplace, MyLock::None, why);
         c
     };
     match &o.kind {
         OptKind::RenameIndex { from, to } => {
-            let mut c = Change::new(text, Op::RenameIndex);
+            let mut c = Change::new(text, ChangeKind::RenameIndex);
             c.columns = f
                 .indexes
                 .iter()
@@ -1005,7 +996,7 @@ fn classify_option(o: &TableOpt, f: &Facts, cx: &Ctx) -> Change {
             c
         }
         OptKind::Force => rebuild(
-            Op::TableOption,
+            ChangeKind::TableOption,
             "FORCE rebuilds the table in place while writes continue",
         ),
         OptKind::Engine(e) => {
@@ -1016,11 +1007,11 @@ fn classify_option(o: &TableOpt, f: &Facts, cx: &Ctx) -> Change {
                 .is_none_or(|cur| cur.eq_ignore_ascii_case(unquote(e).as_str()));
             if same {
                 rebuild(
-                    Op::TableOption,
+                    ChangeKind::TableOption,
                     "ENGINE= with the table's own engine rebuilds it in place while writes continue",
                 )
             } else {
-                let mut c = Change::new(text, Op::TableOption);
+                let mut c = Change::new(text, ChangeKind::TableOption);
                 set(
                     &mut c,
                     Algorithm::Copy,
@@ -1031,35 +1022,35 @@ fn classify_option(o: &TableOpt, f: &Facts, cx: &Ctx) -> Change {
             }
         }
         OptKind::RowFormat(_) => rebuild(
-            Op::TableOption,
+            ChangeKind::TableOption,
             "ROW_FORMAT= rebuilds the table in place while writes continue",
         ),
         OptKind::KeyBlockSize => rebuild(
-            Op::TableOption,
+            ChangeKind::TableOption,
             "KEY_BLOCK_SIZE= rebuilds the table in place while writes continue",
         ),
         OptKind::AutoIncrement => table_option(
-            Change::new(text, Op::TableOption),
+            Change::new(text, ChangeKind::TableOption),
             f,
             "the AUTO_INCREMENT value is metadata only",
         ),
         OptKind::Comment => table_option(
-            Change::new(text, Op::TableOption),
+            Change::new(text, ChangeKind::TableOption),
             f,
             "the table comment is metadata only",
         ),
         OptKind::Stats => table_option(
-            Change::new(text, Op::TableOption),
+            Change::new(text, ChangeKind::TableOption),
             f,
             "statistics options are metadata only",
         ),
         OptKind::DefaultCharset(_) | OptKind::DefaultCollate(_) => table_option(
-            Change::new(text, Op::TableOption),
+            Change::new(text, ChangeKind::TableOption),
             f,
             "the table's default character set or collation is metadata only (existing columns keep theirs)",
         ),
         OptKind::Convert { .. } => {
-            let mut c = Change::new(text, Op::TableOption);
+            let mut c = Change::new(text, ChangeKind::TableOption);
             let coll = cx.table_collation.clone().unwrap_or_default();
             let cs = collation_charset(&coll);
             let mut alg = if f.mariadb {
@@ -1098,7 +1089,7 @@ fn classify_option(o: &TableOpt, f: &Facts, cx: &Ctx) -> Change {
             c
         }
         OptKind::Other(name) => {
-            let mut c = Change::new(text, Op::TableOption);
+            let mut c = Change::new(text, ChangeKind::TableOption);
             set(
                 &mut c,
                 Algorithm::Copy,
@@ -1113,14 +1104,14 @@ fn classify_option(o: &TableOpt, f: &Facts, cx: &Ctx) -> Change {
 fn add_constraint(text: String, tc: &TableConstraint, f: &Facts, _v: V, _maria: bool) -> Change {
     match tc {
         TableConstraint::Index(i) => {
-            let mut c = Change::new(text, Op::AddIndex);
+            let mut c = Change::new(text, ChangeKind::AddIndex);
             c.columns = ident_list(&i.columns);
             c.new_name = i.name.as_ref().map(|n| n.value.clone());
             set(&mut c, nocopy(f), MyLock::None, "a secondary index is built in place while writes continue (replicas apply it serially)");
             c
         }
         TableConstraint::Unique(u) => {
-            let mut c = Change::new(text, Op::AddUnique);
+            let mut c = Change::new(text, ChangeKind::AddUnique);
             c.columns = ident_list(&u.columns);
             c.new_name = u
                 .name
@@ -1136,7 +1127,7 @@ fn add_constraint(text: String, tc: &TableConstraint, f: &Facts, _v: V, _maria: 
             c
         }
         TableConstraint::FulltextOrSpatial(ft) => {
-            let mut c = Change::new(text, Op::AddIndex);
+            let mut c = Change::new(text, ChangeKind::AddIndex);
             c.columns = ident_list(&ft.columns);
             let has_ft = f
                 .indexes
@@ -1160,7 +1151,7 @@ fn add_constraint(text: String, tc: &TableConstraint, f: &Facts, _v: V, _maria: 
             c
         }
         TableConstraint::PrimaryKey(p) => {
-            let mut c = Change::new(text, Op::AddPrimaryKey);
+            let mut c = Change::new(text, ChangeKind::AddPrimaryKey);
             c.columns = ident_list(&p.columns);
             set(
                 &mut c,
@@ -1171,7 +1162,7 @@ fn add_constraint(text: String, tc: &TableConstraint, f: &Facts, _v: V, _maria: 
             c
         }
         TableConstraint::ForeignKey(fk) => {
-            let mut c = Change::new(text, Op::AddForeignKey);
+            let mut c = Change::new(text, ChangeKind::AddForeignKey);
             c.columns = fk.columns.iter().map(|i| i.value.clone()).collect();
             if f.setting("foreign_key_checks") == Some("0") {
                 set(
@@ -1191,13 +1182,13 @@ fn add_constraint(text: String, tc: &TableConstraint, f: &Facts, _v: V, _maria: 
             c
         }
         TableConstraint::Check(_) => {
-            let mut c = Change::new(text, Op::AddCheck);
+            let mut c = Change::new(text, ChangeKind::AddCheck);
             let why = "a CHECK constraint is validated by copying the table";
             set(&mut c, Algorithm::Copy, MyLock::Shared, why);
             c
         }
         _ => {
-            let mut c = Change::new(text, Op::Other);
+            let mut c = Change::new(text, ChangeKind::Other);
             set(
                 &mut c,
                 Algorithm::Copy,
@@ -1221,7 +1212,7 @@ pub fn combine(changes: &[Change], f: &Facts) -> Change {
         .map(|c| c.clause.clone())
         .collect::<Vec<_>>()
         .join(", ");
-    let mut all = Change::new(text, Op::Other);
+    let mut all = Change::new(text, ChangeKind::Other);
     let mut alg = changes
         .iter()
         .filter_map(|c| c.algorithm)
@@ -1273,8 +1264,8 @@ pub fn recommend(
     clauses: &str,
     o: &PlanOptions,
 ) -> Recommendation {
-    let q = crate::engine::mysql::sql::quote(&f.table);
-    let large = super::is_large(f, o);
+    let q = super::sql::quote(&f.table);
+    let large = crate::plan::is_large(f, o);
     let alg = all.algorithm.unwrap_or(Algorithm::Copy);
     let lock = all.mysql_lock.unwrap_or(MyLock::Shared);
     let native = format!(
@@ -1288,8 +1279,10 @@ pub fn recommend(
     );
     let timeout = "SET SESSION lock_wait_timeout = 5".to_string();
     let breaking = changes.iter().any(|c| {
-        matches!(c.op, Op::RenameColumn | Op::RenameTable | Op::DropColumn)
-            || (c.op == Op::ChangeColumn && c.new_name.is_some())
+        matches!(
+            c.op,
+            ChangeKind::RenameColumn | ChangeKind::RenameTable | ChangeKind::DropColumn
+        ) || (c.op == ChangeKind::ChangeColumn && c.new_name.is_some())
     });
     if breaking {
         return Recommendation {
@@ -1465,14 +1458,14 @@ mod tests {
             &f,
         )
         .unwrap();
-        let ops: Vec<Op> = ch.iter().map(|c| c.op).collect();
+        let ops: Vec<ChangeKind> = ch.iter().map(|c| c.op).collect();
         assert_eq!(
             ops,
             vec![
-                Op::AddColumn,
-                Op::RenameIndex,
-                Op::TableOption,
-                Op::TableOption
+                ChangeKind::AddColumn,
+                ChangeKind::RenameIndex,
+                ChangeKind::TableOption,
+                ChangeKind::TableOption
             ]
         );
         assert_eq!(ch[1].clause, "RENAME INDEX i_a TO `i b`");

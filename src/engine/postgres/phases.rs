@@ -1,9 +1,16 @@
-//! The phases' statements for PostgreSQL.
+//! The phases on PostgreSQL: how their statements are spelled ([`Postgres`], the
+//! dialect), the catalog queries, and the phase commands' connection ([`PgPhaseDb`]).
 
-use super::catalog::{ColumnInfo, Grant, TableInfo};
-use super::dialect::Dialect;
-use super::ops::{AddForeignKey, Chain, Cond, Filter, Stmt, Trigger, Val};
-use crate::engine::postgres::sql::{qualified, quote};
+use super::conn::{connect as pg_connect, pg_err as driver_err};
+use super::sql::{qualified, quote};
+use crate::error::{Error, Result};
+use crate::phases::catalog::{CatalogSql, ColumnInfo, Grant, TableInfo};
+use crate::phases::db::{relabel, short, Db, Param, PhaseConnector, PhaseDb, Rows};
+use crate::phases::dialect::Dialect;
+use crate::phases::ops::{AddForeignKey, Chain, Cond, Filter, Stmt, Trigger, Val};
+use crate::target::Target;
+use async_trait::async_trait;
+use std::time::Duration;
 
 pub struct Postgres {
     pub schema: String,
@@ -130,6 +137,41 @@ impl Postgres {
 impl Dialect for Postgres {
     fn engine(&self) -> crate::target::EngineKind {
         crate::target::EngineKind::Postgres
+    }
+    fn placeholder(&self, n: usize) -> String {
+        format!("${n}")
+    }
+    fn read_only(&self) -> &'static str {
+        "SET default_transaction_read_only = on"
+    }
+    fn transactional_ddl(&self) -> bool {
+        true
+    }
+    fn runner_lock(&self) -> (String, Vec<Param>, &'static str) {
+        (
+            "SELECT pg_try_advisory_lock(hashtext('godwit_phases.' || current_schema()))::text"
+                .into(),
+            vec![],
+            "true",
+        )
+    }
+    fn catalog(&self) -> &'static CatalogSql {
+        &CATALOG
+    }
+    fn create_state_table(&self, t: &str) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {t} (id text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, \
+             phase text NOT NULL, backfill_op bigint NOT NULL DEFAULT 0, backfill_after text, \
+             rows_backfilled bigint NOT NULL DEFAULT 0, applied_by text, started_at timestamptz, \
+             expanded_at timestamptz, backfilled_at timestamptz, contracted_at timestamptz, \
+             aborted_at timestamptz, updated_at timestamptz)"
+        )
+    }
+    fn now(&self) -> &'static str {
+        "now()"
+    }
+    fn current_user(&self) -> &'static str {
+        "current_user::text"
     }
     fn quote(&self, ident: &str) -> String {
         quote(ident)
@@ -404,5 +446,178 @@ impl Dialect for Postgres {
             self.table(from),
             quote(to)
         ))
+    }
+}
+
+const PG_INDEXES: &str = "SELECT ic.relname::text, k.ord::text, a.attname::text, (NOT i.indisunique)::text, \
+     (am.amname = 'btree' AND i.indexprs IS NULL AND i.indpred IS NULL AND i.indnkeyatts = i.indnatts \
+      AND NOT EXISTS (SELECT 1 FROM unnest(i.indclass::oid[]) oc(o) JOIN pg_opclass op ON op.oid = oc.o WHERE NOT op.opcdefault) \
+      AND NOT EXISTS (SELECT 1 FROM unnest(i.indoption::int2[]) io(v) WHERE io.v <> 0) \
+      AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[], i.indcollation::oid[]) z(n, coll) \
+                      JOIN pg_attribute za ON za.attrelid = i.indrelid AND za.attnum = z.n \
+                      WHERE z.coll <> 0 AND z.coll <> za.attcollation))::text, \
+     (SELECT con.conname::text FROM pg_constraint con WHERE con.conindid = i.indexrelid ORDER BY con.oid LIMIT 1), \
+     i.indisprimary::text \
+     FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+     JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam \
+     CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+     LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum AND k.attnum > 0 \
+     WHERE n.nspname = current_schema() AND c.relname = $1::text AND k.ord <= i.indnkeyatts \
+     ORDER BY ic.oid, k.ord";
+
+const PG_CHECKS: &str =
+    "SELECT con.conname::text, pg_get_constraintdef(con.oid) FROM pg_constraint con \
+     JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = current_schema() AND c.relname = $1::text AND con.contype = 'c'";
+
+const PG_USES: &str = "WITH t AS (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+       WHERE n.nspname = current_schema() AND c.relname = $1::text) \
+     SELECT a.attname::text, pg_describe_object(d.classid, d.objid, d.objsubid) \
+     FROM pg_depend d JOIN t ON d.refobjid = t.oid \
+     JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid \
+     WHERE d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype <> 'i' \
+       AND NOT (d.classid = 'pg_class'::regclass AND EXISTS (SELECT 1 FROM pg_index x WHERE x.indexrelid = d.objid AND x.indrelid = t.oid)) \
+       AND NOT (d.classid = 'pg_attrdef'::regclass AND EXISTS (SELECT 1 FROM pg_attrdef ad WHERE ad.oid = d.objid AND ad.adrelid = t.oid AND ad.adnum = d.refobjsubid)) \
+     UNION ALL SELECT a.attname::text, CASE WHEN a.attidentity <> '' THEN 'an identity column' ELSE 'a generated column' END \
+     FROM pg_attribute a JOIN t ON a.attrelid = t.oid \
+     WHERE a.attnum > 0 AND NOT a.attisdropped AND (a.attidentity <> '' OR a.attgenerated <> '')";
+
+/// The catalog queries of the phases (see [`CatalogSql`]).
+const CATALOG: CatalogSql = CatalogSql {
+    relation_kind: "SELECT CASE WHEN c.relkind = 'v' THEN 'v' ELSE 'r' END FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = $1::text AND c.relkind IN ('r','p','v')",
+    columns: "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid), NULL::text, NULL::text \
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+         WHERE n.nspname = current_schema() AND c.relname = $1::text AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+    primary_key: "SELECT a.attname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
+         WHERE n.nspname = current_schema() AND c.relname = $1::text AND i.indisprimary ORDER BY k.ord",
+    indexes: "SELECT ic.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = $1::text AND i.indisvalid",
+    foreign_keys: "SELECT co.conname::text FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = current_schema() AND c.relname = $1::text AND co.contype = 'f'",
+    grants: Some(
+            "SELECT CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(g.grantee)::text END, g.privilege_type::text \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) g \
+             WHERE n.nspname = current_schema() AND c.relname = $1::text \
+             AND g.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE') AND g.grantee <> c.relowner \
+             ORDER BY 1, 2",
+        ),
+    index_parts: PG_INDEXES,
+    primary_flag: true,
+    checks: PG_CHECKS,
+    check_clauses_name_columns: false,
+    uses: PG_USES,
+    uses_params: 1,
+};
+
+/// A phase command's connection to PostgreSQL.
+pub struct PgPhaseDb {
+    client: tokio_postgres::Client,
+    dialect: Postgres,
+}
+
+fn pg_err(e: tokio_postgres::Error, what: &str) -> Error {
+    relabel(driver_err(e, what))
+}
+
+fn pg_params(params: &[Param]) -> Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> {
+    params
+        .iter()
+        .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+            match p {
+                Param::Text(s) => Box::new(s.clone()),
+                Param::Int(i) => Box::new(*i),
+            }
+        })
+        .collect()
+}
+
+/// Opens [`PgPhaseDb`]s.
+pub struct PgPhases;
+
+#[async_trait]
+impl PhaseConnector for PgPhases {
+    async fn connect(&self, target: &Target, lock_timeout: Duration) -> Result<Db> {
+        let client = pg_connect(target, "phases").await?;
+        let ms = lock_timeout.as_millis().max(1);
+        client
+            .batch_execute(&format!("SET lock_timeout = {ms}"))
+            .await
+            .map_err(|e| pg_err(e, "setting lock_timeout"))?;
+        let schema: String = client
+            .query_one("SELECT current_schema()::text", &[])
+            .await
+            .and_then(|r| r.try_get::<_, Option<String>>(0))
+            .map_err(|e| pg_err(e, "reading the current schema"))?
+            .ok_or_else(|| Error::bad_input("no current schema: set search_path for the user"))?;
+        let version: u32 = client
+            .query_one("SELECT current_setting('server_version_num')", &[])
+            .await
+            .and_then(|r| r.try_get::<_, String>(0))
+            .map_err(|e| pg_err(e, "reading the server version"))?
+            .parse()
+            .unwrap_or(0);
+        Ok(Box::new(PgPhaseDb {
+            client,
+            dialect: Postgres { schema, version },
+        }))
+    }
+}
+
+#[async_trait]
+impl PhaseDb for PgPhaseDb {
+    fn dialect(&self) -> &dyn Dialect {
+        &self.dialect
+    }
+
+    async fn exec(&mut self, sql: &str) -> Result<()> {
+        tracing::debug!(sql, "exec");
+        // The extended protocol: one statement, never a batch.
+        self.client
+            .execute(sql, &[])
+            .await
+            .map(|_| ())
+            .map_err(|e| pg_err(e, &short(sql)))
+    }
+
+    async fn exec_params(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
+        tracing::trace!(sql, "exec_params");
+        let boxed = pg_params(params);
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = boxed
+            .iter()
+            .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        self.client
+            .execute(sql, &refs)
+            .await
+            .map_err(|e| pg_err(e, &short(sql)))
+    }
+
+    async fn query(&mut self, sql: &str, params: &[Param]) -> Result<Rows> {
+        tracing::trace!(sql, "query");
+        let boxed = pg_params(params);
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = boxed
+            .iter()
+            .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let rows = self
+            .client
+            .query(sql, &refs)
+            .await
+            .map_err(|e| pg_err(e, &short(sql)))?;
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.try_get::<_, Option<String>>(i))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| pg_err(e, &short(sql)))
+            })
+            .collect()
+    }
+
+    async fn load_values(&mut self, names: &[String]) -> Result<Vec<f64>> {
+        super::load::read(&self.client, names).await
     }
 }

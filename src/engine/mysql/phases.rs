@@ -1,9 +1,17 @@
-//! The phases' statements for MySQL/MariaDB.
+//! The phases on MySQL/MariaDB: how their statements are spelled ([`Mysql`], the
+//! dialect), the catalog queries, and the phase commands' connection ([`MysqlPhaseDb`]).
 
-use super::catalog::{ColumnInfo, Grant, TableInfo};
-use super::dialect::Dialect;
-use super::ops::{mentions, AddForeignKey, Chain, Cond, Filter, Stmt, Trigger, Val};
-use crate::engine::mysql::sql::{qualified, quote};
+use super::conn_err as driver_err;
+use super::sql::{qualified, quote};
+use crate::error::{Error, ErrorKind, Result};
+use crate::phases::catalog::{CatalogSql, ColumnInfo, Grant, TableInfo};
+use crate::phases::db::{relabel, short, Db, Param, PhaseConnector, PhaseDb, Rows};
+use crate::phases::dialect::Dialect;
+use crate::phases::ops::{mentions, AddForeignKey, Chain, Cond, Filter, Stmt, Trigger, Val};
+use crate::target::Target;
+use async_trait::async_trait;
+use mysql_async::prelude::Queryable;
+use std::time::Duration;
 
 pub struct Mysql {
     pub db: String,
@@ -117,6 +125,44 @@ impl Mysql {
 impl Dialect for Mysql {
     fn engine(&self) -> crate::target::EngineKind {
         crate::target::EngineKind::Mysql
+    }
+    fn placeholder(&self, _n: usize) -> String {
+        "?".into()
+    }
+    fn read_only(&self) -> &'static str {
+        "SET SESSION TRANSACTION READ ONLY"
+    }
+    fn transactional_ddl(&self) -> bool {
+        false
+    }
+    fn after_failure(&self) -> &'static [&'static str] {
+        &["UNLOCK TABLES", "SET SESSION foreign_key_checks = 1"]
+    }
+    fn runner_lock(&self) -> (String, Vec<Param>, &'static str) {
+        let name = format!("godwit_phases.{}", self.db);
+        (
+            "SELECT GET_LOCK(?, 0)".into(),
+            vec![Param::Text(Some(name))],
+            "1",
+        )
+    }
+    fn catalog(&self) -> &'static CatalogSql {
+        &CATALOG
+    }
+    fn create_state_table(&self, t: &str) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {t} (id VARCHAR(191) PRIMARY KEY, name VARCHAR(255) NOT NULL, \
+             checksum VARCHAR(64) NOT NULL, phase VARCHAR(20) NOT NULL, backfill_op BIGINT NOT NULL DEFAULT 0, \
+             backfill_after TEXT NULL, rows_backfilled BIGINT NOT NULL DEFAULT 0, applied_by VARCHAR(255) NULL, \
+             started_at DATETIME(6) NULL, expanded_at DATETIME(6) NULL, backfilled_at DATETIME(6) NULL, \
+             contracted_at DATETIME(6) NULL, aborted_at DATETIME(6) NULL, updated_at DATETIME(6) NULL) ENGINE=InnoDB"
+        )
+    }
+    fn now(&self) -> &'static str {
+        "CURRENT_TIMESTAMP(6)"
+    }
+    fn current_user(&self) -> &'static str {
+        "CURRENT_USER()"
     }
     fn quote(&self, ident: &str) -> String {
         quote(ident)
@@ -419,6 +465,208 @@ impl Dialect for Mysql {
             self.table(from),
             self.table(to)
         ))
+    }
+}
+
+const MY_INDEXES: &str = "SELECT INDEX_NAME, CAST(SEQ_IN_INDEX AS CHAR), COLUMN_NAME, CAST(NON_UNIQUE AS CHAR), \
+     CAST((INDEX_TYPE = 'BTREE' AND SUB_PART IS NULL AND COALESCE(COLLATION, 'A') = 'A' AND INDEX_COMMENT = '') AS CHAR), NULL \
+     FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?";
+
+const MY_CHECKS: &str =
+    "SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
+     WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = ?";
+
+const MY_USES: &str = "SELECT COLUMN_NAME, CONCAT('foreign key `', CONSTRAINT_NAME, '`') FROM information_schema.KEY_COLUMN_USAGE \
+       WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL \
+     UNION ALL SELECT REFERENCED_COLUMN_NAME, CONCAT('foreign key `', CONSTRAINT_NAME, '` of table `', TABLE_NAME, '`') \
+       FROM information_schema.KEY_COLUMN_USAGE WHERE REFERENCED_TABLE_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME = ? \
+     UNION ALL SELECT COLUMN_NAME, LOWER(EXTRA) FROM information_schema.COLUMNS \
+       WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND EXTRA <> '' \
+     UNION ALL SELECT CONCAT('`generated:', COLUMN_NAME), GENERATION_EXPRESSION FROM information_schema.COLUMNS \
+       WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND GENERATION_EXPRESSION IS NOT NULL";
+
+/// The catalog queries of the phases (see [`CatalogSql`]).
+const CATALOG: CatalogSql = CatalogSql {
+    relation_kind: "SELECT CASE WHEN TABLE_TYPE = 'VIEW' THEN 'v' ELSE 'r' END FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+    columns: "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, COLLATION_NAME, COLUMN_COMMENT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+    primary_key: "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+    indexes: "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+    foreign_keys: "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+    grants: None,
+    index_parts: MY_INDEXES,
+    primary_flag: false,
+    checks: MY_CHECKS,
+    check_clauses_name_columns: true,
+    uses: MY_USES,
+    uses_params: 4,
+};
+
+/// A phase command's connection to MySQL/MariaDB.
+pub struct MysqlPhaseDb {
+    conn: mysql_async::Conn,
+    dialect: Mysql,
+    version: String,
+}
+
+fn conn_err(e: mysql_async::Error, what: &str) -> Error {
+    relabel(driver_err(e, what))
+}
+
+fn my_text(v: mysql_async::Value) -> Option<String> {
+    use mysql_async::Value as V;
+    match v {
+        V::NULL => None,
+        V::Bytes(b) => Some(String::from_utf8_lossy(&b).to_string()),
+        V::Int(i) => Some(i.to_string()),
+        V::UInt(u) => Some(u.to_string()),
+        V::Float(f) => Some(f.to_string()),
+        V::Double(f) => Some(f.to_string()),
+        other => Some(other.as_sql(true).trim_matches('\'').to_string()),
+    }
+}
+
+fn my_param(p: &Param) -> mysql_async::Value {
+    match p {
+        Param::Text(Some(s)) => mysql_async::Value::Bytes(s.clone().into_bytes()),
+        Param::Text(None) => mysql_async::Value::NULL,
+        Param::Int(i) => mysql_async::Value::Int(*i),
+    }
+}
+
+/// Opens [`MysqlPhaseDb`]s.
+pub struct MysqlPhases;
+
+#[async_trait]
+impl PhaseConnector for MysqlPhases {
+    async fn connect(&self, target: &Target, lock_timeout: Duration) -> Result<Db> {
+        let secs = lock_timeout.as_secs().max(1);
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(target.host.clone())
+            .tcp_port(target.port)
+            .user(Some(target.user.clone()))
+            .pass(target.password().map(str::to_string))
+            .db_name(Some(target.database.clone()))
+            .prefer_socket(false)
+            .setup(vec![
+                "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'".to_string(),
+                // Backfill batches take record locks only (no gap locks), and
+                // semi-consistent reads skip the application's uncommitted rows
+                // instead of waiting on them: no deadlock with its inserts.
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_string(),
+                format!("SET SESSION lock_wait_timeout = {secs}"),
+                format!("SET SESSION innodb_lock_wait_timeout = {secs}"),
+            ]);
+        let mut conn = tokio::time::timeout(Duration::from_secs(15), mysql_async::Conn::new(opts))
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Unreachable,
+                    format!("no answer from {target} within 15 s"),
+                )
+            })?
+            .map_err(|e| {
+                let e = conn_err(e, &format!("connecting to {target}"));
+                Error {
+                    message: target.scrub(&e.message),
+                    ..e
+                }
+            })?;
+        let version: String = conn
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(|e| conn_err(e, "reading the server version"))?
+            .unwrap_or_default();
+        Ok(Box::new(MysqlPhaseDb {
+            conn,
+            dialect: Mysql {
+                db: target.database.clone(),
+            },
+            version,
+        }))
+    }
+}
+
+#[async_trait]
+impl PhaseDb for MysqlPhaseDb {
+    fn dialect(&self) -> &dyn Dialect {
+        &self.dialect
+    }
+
+    async fn exec(&mut self, sql: &str) -> Result<()> {
+        tracing::debug!(sql, "exec");
+        self.conn
+            .query_drop(sql)
+            .await
+            .map_err(|e| conn_err(e, &short(sql)))
+    }
+
+    async fn exec_params(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
+        tracing::trace!(sql, "exec_params");
+        let ps: Vec<mysql_async::Value> = params.iter().map(my_param).collect();
+        self.conn
+            .exec_drop(sql, ps)
+            .await
+            .map_err(|e| conn_err(e, &short(sql)))?;
+        Ok(self.conn.affected_rows())
+    }
+
+    async fn query(&mut self, sql: &str, params: &[Param]) -> Result<Rows> {
+        tracing::trace!(sql, "query");
+        let ps: Vec<mysql_async::Value> = params.iter().map(my_param).collect();
+        let rows: Vec<mysql_async::Row> = self
+            .conn
+            .exec(sql, ps)
+            .await
+            .map_err(|e| conn_err(e, &short(sql)))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.unwrap().into_iter().map(my_text).collect())
+            .collect())
+    }
+
+    async fn load_values(&mut self, names: &[String]) -> Result<Vec<f64>> {
+        super::load::read(&mut self.conn, names).await
+    }
+
+    /// MySQL before 5.7.2 and MariaDB before 10.2.3 allow one trigger per event and
+    /// timing: refuse there when the table already has one.
+    async fn check_trigger_support(&mut self, table: &str) -> Result<()> {
+        let version = &self.version;
+        let mariadb = version.to_lowercase().contains("mariadb");
+        let v: Vec<u32> = version
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .take(3)
+            .map(|s| s.parse().unwrap_or(0))
+            .collect();
+        let v = (
+            v.first().copied().unwrap_or(0),
+            v.get(1).copied().unwrap_or(0),
+            v.get(2).copied().unwrap_or(0),
+        );
+        let multi = if mariadb {
+            v >= (10, 2, 3)
+        } else {
+            v >= (5, 7, 2)
+        };
+        if multi {
+            return Ok(());
+        }
+        let n = self
+            .query(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = ? AND ACTION_TIMING = 'BEFORE'",
+                &[Param::Text(Some(table.to_string()))],
+            )
+            .await?;
+        if n.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Triggers,
+                format!("table `{table}` already has a BEFORE trigger and this server allows only one per event (MySQL < 5.7.2 / MariaDB < 10.2.3)"),
+            )
+            .with_hint("upgrade the server, or fold the existing trigger's work into a `sql` operation"))
+        }
     }
 }
 
