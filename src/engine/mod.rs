@@ -183,6 +183,8 @@ pub struct ArtifactNames {
 pub enum Scope {
     /// Before anything is created.
     Preflight,
+    /// Before a run takes over what a dead run left (its shadow is expected).
+    Resume,
 }
 
 #[async_trait]
@@ -316,6 +318,13 @@ pub trait Engine: Send + Sync {
     fn resume_state(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+    /// After a run that died while cutting over, whose original was to be renamed `old`:
+    /// the name the original has now when the swap happened, None when it did not.
+    async fn swapped_as(&self, _old: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// Drop a table the swap of a dead run left as the old table.
+    async fn drop_old_table(&self, name: &str) -> Result<()>;
     /// Take over the shadow and the stream a dead run left: check that the shadow exists,
     /// that the stream can still be read from `from`, restore `state`, and inspect the
     /// shadow. `copying`: the dead run had not finished the copy.

@@ -26,6 +26,8 @@ pub enum Stage {
     Copy,
     /// Every row is copied (and the engine's after-copy steps are done).
     Copied,
+    /// Cutting over: the tables may have been swapped (the original then renamed `old`).
+    CutOver,
 }
 
 /// Format version of the saved checkpoint.
@@ -40,6 +42,8 @@ pub struct Checkpoint {
     /// Identifies the change: a rerun resumes only the same one.
     pub change_id: String,
     pub shadow: String,
+    /// The name the original gets at the swap.
+    pub old: String,
     pub stage: Stage,
     /// Every row with a key up to this one is in the shadow (None: none yet).
     pub copied_upto: Option<Key>,
@@ -95,6 +99,7 @@ mod tests {
             alter: "ADD COLUMN x INT".into(),
             change_id: "1".into(),
             shadow: "t_godwit_new".into(),
+            old: "_godwit_old_t_1".into(),
             stage: Stage::Copy,
             copied_upto: Some(vec![
                 crate::engine::KeyPart::Int(5),

@@ -991,6 +991,20 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
+    async fn swapped_as(&self, old: &str) -> Result<Option<String>> {
+        let w = self.s.world();
+        Ok(w.swapped.then(|| old.to_string()))
+    }
+
+    async fn drop_old_table(&self, _name: &str) -> Result<()> {
+        let mut w = self.s.enter(Call::DropOld);
+        if !w.swapped || w.old_dropped {
+            w.violation("drop_old_table without an old table");
+        }
+        w.old_dropped = true;
+        Ok(())
+    }
+
     async fn resume(
         &self,
         _orig: &Table,

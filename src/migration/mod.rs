@@ -108,6 +108,9 @@ pub struct Migration<'a> {
     save_failed: bool,
 }
 
+/// Extra tries (500 ms apart) for the table's runner lock.
+const RUNNER_LOCK_TRIES: u32 = 8;
+
 /// Save the checkpoint at least this often outside the copy (which saves per chunk).
 const SAVE_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -214,7 +217,12 @@ impl<'a> Migration<'a> {
             .await?;
         let resume = self.take_table().await?;
         let orig = self.engine.inspect().await?;
-        self.engine.preflight(Scope::Preflight, &orig).await?;
+        let scope = if resume.is_some() {
+            Scope::Resume
+        } else {
+            Scope::Preflight
+        };
+        self.engine.preflight(scope, &orig).await?;
         self.orig = Some(orig.clone());
         if let Some(cp) = resume {
             return self.resume_run(started, orig, cp).await;
@@ -259,10 +267,16 @@ impl<'a> Migration<'a> {
         &mut self,
         started: Instant,
         orig: Table,
-        cp: Checkpoint,
+        mut cp: Checkpoint,
     ) -> Result<Outcome> {
         self.rep
             .state(State::Prepare, "resuming from the checkpoint");
+        if cp.stage == Stage::CutOver {
+            match self.engine.swapped_as(&cp.old).await? {
+                Some(old) => return self.finish_swapped(started, orig, cp, old).await,
+                None => cp.stage = Stage::Copied,
+            }
+        }
         self.created = true;
         let copying = cp.stage == Stage::Copy;
         let shadow = self
@@ -291,6 +305,57 @@ impl<'a> Migration<'a> {
             self.copy_phase(&orig, &mapping).await?;
         }
         self.finish(started, orig, shadow, mapping).await
+    }
+
+    /// The dead run swapped the tables and died before its cleanup: the migration
+    /// succeeded; finish the cleanup.
+    async fn finish_swapped(
+        &mut self,
+        started: Instant,
+        orig: Table,
+        cp: Checkpoint,
+        old: String,
+    ) -> Result<Outcome> {
+        self.swap = Swap::Done;
+        self.rep.state(
+            State::Cleanup,
+            "the earlier run had swapped the tables: the migration succeeded; cleaning up",
+        );
+        self.rep.emit(
+            "resume",
+            serde_json::json!({ "stage": cp.stage, "swapped": true, "old_table": old }),
+        );
+        let mut leftovers = Vec::new();
+        let mut cleanup_error = None;
+        let mut dropped = false;
+        if self.opts.ok_to_drop_table {
+            match self.engine.drop_old_table(&old).await {
+                Ok(()) => dropped = true,
+                Err(e) => {
+                    leftovers.push(format!("table {old}"));
+                    cleanup_error = Some(format!("dropping the old table: {e}"));
+                }
+            }
+        }
+        if let Err(e) = self.engine.drop_checkpoint().await {
+            leftovers.push("checkpoint".into());
+            cleanup_error.get_or_insert(format!("removing the checkpoint: {e}"));
+        }
+        Ok(Outcome::Done(Box::new(Done {
+            table: orig.name.clone(),
+            old_table: old,
+            new_table: orig.name.clone(),
+            old_table_dropped: dropped,
+            rows_copied: cp.rows_copied,
+            keys_replayed: cp.keys_replayed,
+            cut_over_ms: 0,
+            cut_over_attempts: 0,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            cleanup_complete: cleanup_error.is_none(),
+            leftovers,
+            cleanup_error,
+            verify: None,
+        })))
     }
 
     /// Build the mapping, check the key, open the stream at `from`.
@@ -358,9 +423,6 @@ impl<'a> Migration<'a> {
 
         self.swap = Swap::Done;
         self.created = false;
-        if let Err(e) = self.engine.drop_checkpoint().await {
-            tracing::warn!("could not remove the checkpoint: {e}");
-        }
         self.rep.state(
             State::Cleanup,
             "tables swapped: the migration succeeded; cleaning up",
@@ -400,6 +462,10 @@ impl<'a> Migration<'a> {
                 }
             }
         }
+        if let Err(e) = self.engine.drop_checkpoint().await {
+            leftovers.push("checkpoint".into());
+            cleanup_error.get_or_insert(format!("removing the checkpoint: {e}"));
+        }
         if let Some(e) = &cleanup_error {
             tracing::error!("the migration succeeded, but its cleanup did not: {e}");
         }
@@ -424,7 +490,17 @@ impl<'a> Migration<'a> {
     /// left over from a run that is gone, and are removed here (said in the log and as a
     /// `stale_leftovers_removed` event).
     async fn take_table(&mut self) -> Result<Option<Checkpoint>> {
-        if !self.engine.lock_runner().await? {
+        // A run killed a moment ago may still hold it until the server notices its
+        // sessions are gone: ask for a few seconds before calling it taken.
+        let mut held = self.engine.lock_runner().await?;
+        for _ in 0..RUNNER_LOCK_TRIES {
+            if held {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            held = self.engine.lock_runner().await?;
+        }
+        if !held {
             return Err(Error::new(
                 ErrorKind::Leftovers,
                 "another godwit run is migrating this table right now (it holds the table's runner lock)",
@@ -526,6 +602,7 @@ impl<'a> Migration<'a> {
             alter: self.opts.alter.clauses.clone(),
             change_id: checkpoint::change_id(&orig.name, &self.opts.alter),
             shadow: self.engine.names().shadow.clone(),
+            old: self.engine.names().old.clone(),
             stage: self.stage,
             copied_upto: self.copied_upto.clone(),
             position,
@@ -815,6 +892,9 @@ impl<'a> Migration<'a> {
 
     /// Swap the tables. Returns how long writes were blocked and the attempts made.
     async fn cut_over(&mut self) -> Result<(u64, u32)> {
+        // From here a dead run may have swapped: its rerun looks before resuming.
+        self.stage = Stage::CutOver;
+        self.save_checkpoint(true).await;
         let timeout = self.opts.cut_over_timeout;
         let retries = self.opts.cut_over_retries.max(1);
         let mut last_err = None;

@@ -1181,3 +1181,37 @@ async fn a_handled_failure_removes_the_checkpoint_with_the_shadow() {
     assert!(w.saves > 0);
     assert!(w.checkpoint.is_none(), "the checkpoint is left");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_run_that_died_right_after_the_swap_is_finished_by_the_rerun() {
+    use futures_util::FutureExt;
+    let fake = FakeEngine::with_rows(2000, Config::default());
+    let mut writer = Writer::new(23, 2000, 2);
+    fake.on_call(move |c, w| {
+        writer.act(w);
+        if *c == Call::CloseStream && w.swapped {
+            panic!("the process dies right after the swap");
+        }
+    });
+    let mut o = opts();
+    o.ok_to_drop_table = true;
+    let died = std::panic::AssertUnwindSafe(run(&fake, o.clone()))
+        .catch_unwind()
+        .await;
+    assert!(died.is_err(), "the run did not die");
+    {
+        let mut w = fake.world();
+        assert!(w.swapped && w.checkpoint.is_some() && !w.old_dropped);
+        w.crash();
+    }
+    fake.on_call(|_, _| {});
+    let d = done(run(&fake, o).await);
+    let w = fake.world();
+    assert!(d.old_table_dropped && d.cleanup_complete, "{d:?}");
+    assert!(w.old_dropped && w.checkpoint.is_none());
+    assert!(
+        !w.called(&Call::Resume),
+        "took over a shadow that is now the table"
+    );
+    assert_eq!(w.shadow.as_ref(), Some(&w.truth));
+}

@@ -181,10 +181,13 @@ impl LiveRun {
                         }
                     }
                 }
-                Ok(None) => panic!(
-                    "godwit exited before the awaited event; output:\n{}",
-                    self.lines.join("\n")
-                ),
+                Ok(None) => {
+                    let stderr = (&mut self.stderr_task).await.unwrap_or_default();
+                    panic!(
+                        "godwit exited before the awaited event; output:\n{}\nstderr:\n{stderr}",
+                        self.lines.join("\n")
+                    )
+                }
                 Err(_) => panic!(
                     "timed out waiting for an event; output so far:\n{}",
                     self.lines.join("\n")

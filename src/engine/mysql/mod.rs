@@ -1022,6 +1022,38 @@ impl Engine for MysqlEngine {
         self.checkpoint_drop().await.map(|_| ())
     }
 
+    async fn swapped_as(&self, old: &str) -> Result<Option<String>> {
+        let mut c = self.conn().await?;
+        let found: Vec<(String, String)> = c
+            .exec(
+                "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?)",
+                (&self.db, old, cutover::sentry_name(&self.table).unwrap_or_default()),
+            )
+            .await
+            .map_err(|e| conn_err(e, "looking for the old table"))?;
+        // The final name, or (sentry algorithm) the sentry's name the RENAME gave the
+        // original before its final rename: then it is not the sentry itself.
+        if found.iter().any(|(n, _)| n == old) {
+            return Ok(Some(old.to_string()));
+        }
+        Ok(found
+            .into_iter()
+            .find(|(_, comment)| comment != cutover::SENTRY_COMMENT)
+            .map(|(n, _)| n))
+    }
+
+    async fn drop_old_table(&self, name: &str) -> Result<()> {
+        let mut c = self.conn().await?;
+        exec(
+            &mut c,
+            &format!("DROP TABLE IF EXISTS {}", qualified(&self.db, name)),
+            vec![],
+            "dropping the old table",
+        )
+        .await
+        .map(|_| ())
+    }
+
     fn resume_state(&self) -> serde_json::Value {
         let deferred = self
             .deferred_indexes
@@ -1067,6 +1099,20 @@ impl Engine for MysqlEngine {
             }
             Err(e) => return Err(e),
         };
+        // A cut-over sentry of the dead run (it died during a cut-over attempt) goes.
+        for t in self.leftovers().await? {
+            if t != self.names.shadow {
+                tracing::warn!("removing {t}, left by the dead run's cut-over");
+                let mut c = self.conn().await?;
+                exec(
+                    &mut c,
+                    &format!("DROP TABLE IF EXISTS {}", qualified(&self.db, &t)),
+                    vec![],
+                    "removing a cut-over sentry",
+                )
+                .await?;
+            }
+        }
         // Deferred indexes the dead run had already built are not built again.
         let saved: Vec<String> = state["deferred_indexes"]
             .as_array()

@@ -462,13 +462,23 @@ impl PgEngine {
     }
 
     async fn drop_slot(&self, c: &Client) -> Result<Option<String>> {
-        let row = c
-            .query_opt(sql::SLOT_STATE, &[&self.slot])
-            .await
-            .map_err(|e| pg_err(e, "looking for the replication slot"))?;
-        let Some(row) = row else { return Ok(None) };
-        let active: bool = row.try_get(0).map_err(|e| pg_err(e, "reading the slot"))?;
-        let pid: Option<i32> = row.try_get(1).map_err(|e| pg_err(e, "reading the slot"))?;
+        // A client killed in the middle of reading the slot leaves its server process
+        // busy until the statement ends: give it a few seconds to notice and go.
+        let mut tries = 0;
+        let (active, pid) = loop {
+            let row = c
+                .query_opt(sql::SLOT_STATE, &[&self.slot])
+                .await
+                .map_err(|e| pg_err(e, "looking for the replication slot"))?;
+            let Some(row) = row else { return Ok(None) };
+            let active: bool = row.try_get(0).map_err(|e| pg_err(e, "reading the slot"))?;
+            let pid: Option<i32> = row.try_get(1).map_err(|e| pg_err(e, "reading the slot"))?;
+            tries += 1;
+            if !active || tries >= 50 {
+                break (active, pid);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         if active {
             return Err(Error::new(
                 ErrorKind::Leftovers,
@@ -1233,6 +1243,16 @@ impl Engine for PgEngine {
 
     async fn drop_checkpoint(&self) -> Result<()> {
         Ok(())
+    }
+
+    async fn drop_old_table(&self, name: &str) -> Result<()> {
+        let c = self.main.lock().await;
+        batch(
+            &c,
+            &sql::drop_table(&self.schema, name),
+            "dropping the old table",
+        )
+        .await
     }
 
     async fn resume(

@@ -6,10 +6,12 @@ use async_trait::async_trait;
 /// A shadow or sentry from an earlier run means that run may still be going, or died.
 pub struct Leftovers;
 
+pub const NAME: &str = "leftovers";
+
 #[async_trait]
 impl<'a> Check<CheckCtx<'a>> for Leftovers {
     fn name(&self) -> &'static str {
-        "leftovers"
+        NAME
     }
     async fn run(&self, cx: &mut CheckCtx<'a>) -> Result<()> {
         let found = cx.engine.leftovers().await?;

@@ -38,8 +38,9 @@ fn preflight_checks<'a>() -> Vec<Box<dyn Check<CheckCtx<'a>>>> {
 }
 
 pub async fn run(scope: Scope, cx: &mut CheckCtx<'_>) -> Result<()> {
-    let checks = match scope {
-        Scope::Preflight => preflight_checks(),
-    };
+    let mut checks = preflight_checks();
+    if scope == Scope::Resume {
+        checks.retain(|c| c.name() != leftovers::NAME);
+    }
     crate::engine::check::run_all(checks, cx).await
 }

@@ -41,7 +41,7 @@ fn preflight_checks<'a>() -> Vec<Box<dyn Check<CheckCtx<'a>>>> {
 
 pub async fn run(scope: Scope, cx: &mut CheckCtx<'_>) -> Result<()> {
     let checks = match scope {
-        Scope::Preflight => preflight_checks(),
+        Scope::Preflight | Scope::Resume => preflight_checks(),
     };
     crate::engine::check::run_all(checks, cx).await
 }

@@ -1,0 +1,340 @@
+//! Never start over (issue #11, item 1): godwit killed with SIGKILL in every state, with a
+//! writer running the whole time, and the same command run again. On MariaDB the rerun
+//! resumes from the checkpoint (it keeps the shadow, does not copy again what was copied,
+//! replays from the saved binlog position); on PostgreSQL (no resume yet) it removes what
+//! the dead run left and starts over. Either way the result equals the original plus
+//! every committed write, and nothing of godwit's is left.
+mod support;
+
+use support::both::{Db, Engine, Writer, ROWS, WRITER_IDS};
+use support::{LiveRun, Run};
+
+const ALTER: &str = "ADD COLUMN extra INT, ADD INDEX by_v (v)";
+const PG_ALTER: &str = "ADD COLUMN extra INT, ALTER COLUMN note TYPE varchar(80)";
+
+fn alter(db: &Db) -> &'static str {
+    match db.engine() {
+        Engine::Maria => ALTER,
+        Engine::Postgres => PG_ALTER,
+    }
+}
+
+fn args<'a>(db: &'a Db, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "run",
+        "--url",
+        db.url(),
+        "--table",
+        "orders",
+        "--alter",
+        alter(db),
+        "--execute",
+        "--format",
+        "json",
+        "--ok-to-drop-table",
+        "--chunk-size",
+        "100",
+        "--chunk-time-millis",
+        "10",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn kill9(live: &LiveRun) {
+    let ok = std::process::Command::new("kill")
+        .args(["-9", &live.pid().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -9 failed");
+}
+
+/// The checkpoint's rows_copied, if there is one (MariaDB).
+async fn checkpoint_rows(db: &Db) -> Option<u64> {
+    let Db::Maria(m) = db else { return None };
+    let t: Vec<String> = m
+        .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '_godwit_checkpoint'")
+        .await;
+    if t.is_empty() {
+        return None;
+    }
+    let s: Vec<String> = m
+        .query("SELECT state FROM _godwit_checkpoint WHERE table_name = 'orders'")
+        .await;
+    let v: serde_json::Value = serde_json::from_str(s.first()?).ok()?;
+    v["rows_copied"].as_u64()
+}
+
+/// The migration is complete (the new column exists): killed after the swap, before it
+/// said `done`. On MariaDB the rerun finishes the cleanup from the checkpoint; without a
+/// checkpoint left (killed after removing it, or PostgreSQL) `godwit cleanup` does.
+async fn finished_before_the_kill(db: &Db) -> bool {
+    if !db
+        .columns("orders")
+        .await
+        .iter()
+        .any(|c| c.starts_with("extra "))
+    {
+        return false;
+    }
+    if checkpoint_rows(db).await.is_some() {
+        return false;
+    }
+    support::godwit(
+        &[
+            "cleanup",
+            "--url",
+            db.url(),
+            "--table",
+            "orders",
+            "--execute",
+            "--include-old-tables",
+        ],
+        &[],
+    )
+    .await
+    .expect_ok();
+    true
+}
+
+async fn assert_done(db: &Db, run: &Run, want: &[String], inserted: &[i64]) {
+    run.expect_ok();
+    assert_same(db, want, inserted).await;
+}
+
+async fn assert_same(db: &Db, want: &[String], inserted: &[i64]) {
+    assert_eq!(&db.rows(WRITER_IDS).await, want, "rows differ");
+    assert_eq!(
+        db.count(&format!("id > {WRITER_IDS}")).await,
+        inserted.len(),
+        "the writer's rows"
+    );
+    assert!(db
+        .columns("orders")
+        .await
+        .iter()
+        .any(|c| c.starts_with("extra ")));
+    let left = db.leftovers().await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Kill during the copy once the checkpoint shows `at` rows copied (MariaDB) or after
+/// `at` ms (PostgreSQL), then rerun to the end.
+async fn killed_during_copy(engine: Engine, at: u64) {
+    let db = Db::new(engine, "resume_copy").await;
+    let want = db.rows(WRITER_IDS).await;
+    let writer = Writer::start(engine, db.url().to_string());
+    let live = LiveRun::start(&args(&db, &["--max-rows-per-second", "600"]), &[]);
+    match engine {
+        Engine::Maria => {
+            let mut waited = 0;
+            while checkpoint_rows(&db).await.unwrap_or(0) < at {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                waited += 1;
+                assert!(waited < 1000, "no checkpoint with {at} rows");
+            }
+        }
+        Engine::Postgres => tokio::time::sleep(std::time::Duration::from_millis(at)).await,
+    }
+    kill9(&live);
+    let _ = live.finish().await;
+    let rerun = LiveRun::start(&args(&db, &[]), &[]).finish().await;
+    let inserted = writer.stop().await;
+    if engine == Engine::Maria {
+        let r = rerun
+            .event("resume")
+            .unwrap_or_else(|| panic!("no resume event:\n{}\n{}", rerun.stdout, rerun.stderr));
+        assert_eq!(r["stage"], "copy", "{r}");
+        assert!(r["rows_copied"].as_u64().unwrap() >= at, "{r}");
+        // The copy went on after the checkpoint's key, not from the start.
+        let first = r["copied_upto"][0]["Int"].as_i64().unwrap();
+        assert!(first >= at as i64 - 100, "{r}");
+    } else {
+        assert!(
+            rerun.event("stale_leftovers_removed").is_some() || rerun.event("resume").is_none()
+        );
+    }
+    assert_done(&db, &rerun, &want, &inserted).await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_early_in_the_copy_mariadb() {
+    killed_during_copy(Engine::Maria, 300).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_late_in_the_copy_mariadb() {
+    killed_during_copy(Engine::Maria, (ROWS as u64) * 8 / 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_during_the_copy_postgres() {
+    killed_during_copy(Engine::Postgres, 1500).await;
+}
+
+/// Kill while the cut-over is postponed (copy done, in sync): the rerun resumes after
+/// the copy.
+async fn killed_while_postponed(engine: Engine) {
+    let db = Db::new(engine, "resume_post").await;
+    let want = db.rows(WRITER_IDS).await;
+    let flag =
+        std::env::temp_dir().join(format!("godwit-postpone-{}-{engine:?}", std::process::id()));
+    std::fs::write(&flag, "").unwrap();
+    let writer = Writer::start(engine, db.url().to_string());
+    let flag_s = flag.to_string_lossy().to_string();
+    let mut live = LiveRun::start(&args(&db, &["--postpone-cut-over-flag-file", &flag_s]), &[]);
+    live.wait_for(120, |e| e["event"] == "state" && e["state"] == "postponed")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    kill9(&live);
+    let _ = live.finish().await;
+    std::fs::remove_file(&flag).unwrap();
+    let rerun = LiveRun::start(&args(&db, &[]), &[]).finish().await;
+    let inserted = writer.stop().await;
+    if engine == Engine::Maria {
+        let r = rerun.event("resume").expect("resume event");
+        assert_eq!(r["stage"], "copied", "{r}");
+        assert!(
+            !rerun.states().contains(&"copy".to_string()),
+            "copied again: {:?}",
+            rerun.states()
+        );
+    }
+    assert_done(&db, &rerun, &want, &inserted).await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_while_postponed_mariadb() {
+    killed_while_postponed(Engine::Maria).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_while_postponed_postgres() {
+    killed_while_postponed(Engine::Postgres).await;
+}
+
+/// Killed again and again at seeded moments (copy, catch-up, verify, cut-over): every
+/// rerun resumes or starts over, and the last one ends equal.
+async fn killed_many_times(engine: Engine, seed: u64) {
+    let db = Db::new(engine, "resume_many").await;
+    let want = db.rows(WRITER_IDS).await;
+    let writer = Writer::start(engine, db.url().to_string());
+    let mut x = seed;
+    let mut kills = 0;
+    let mut history = Vec::new();
+    let run: Option<Run> = loop {
+        let live = LiveRun::start(&args(&db, &["--max-rows-per-second", "3000"]), &[]);
+        // xorshift: the kill points are the same on every machine for a seed.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let delay = 150 + x % 900;
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        if kills == 10 {
+            break Some(live.finish().await);
+        }
+        kill9(&live);
+        let r = live.finish().await;
+        history.push(format!(
+            "killed after {delay} ms; events:\n{}\nstderr:\n{}",
+            r.stdout,
+            r.stderr
+                .lines()
+                .rev()
+                .take(8)
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+        kills += 1;
+        if r.event("done").is_some() {
+            // It finished before the kill: that is an end too.
+            break Some(r);
+        }
+        if finished_before_the_kill(&db).await {
+            // Killed after its last step (the checkpoint removed) but before it said
+            // `done`: the migration is complete, a rerun would apply the ALTER again.
+            break None;
+        }
+    };
+    let inserted = writer.stop().await;
+    let history = history.join("\n");
+    if let Some(run) = &run {
+        assert_eq!(run.code, 0, "{}\nearlier runs:\n{history}", run.stdout);
+        assert_done(&db, run, &want, &inserted).await;
+    } else {
+        assert_same(&db, &want, &inserted).await;
+    }
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_ten_times_at_seeded_points_mariadb() {
+    killed_many_times(Engine::Maria, 0x9e37_79b9_7f4a_7c15).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_ten_times_at_seeded_points_postgres() {
+    killed_many_times(Engine::Postgres, 0x2545_f491_4f6c_dd1d).await;
+}
+
+/// A checkpoint of another change is refused (exit 37, nothing touched); `--restart`
+/// discards it; `--resume` without a checkpoint is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_change_is_refused_until_restart_mariadb() {
+    let engine = Engine::Maria;
+    let db = Db::new(engine, "resume_other").await;
+    let want = db.rows(WRITER_IDS).await;
+    let live = LiveRun::start(&args(&db, &["--max-rows-per-second", "600"]), &[]);
+    while checkpoint_rows(&db).await.unwrap_or(0) < 300 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    kill9(&live);
+    let _ = live.finish().await;
+    let url = db.url().to_string();
+    let other = |extra: &'static [&'static str]| {
+        let url = url.clone();
+        async move {
+            let mut a = vec![
+                "run",
+                "--url",
+                &url,
+                "--table",
+                "orders",
+                "--alter",
+                "ADD COLUMN other INT",
+                "--execute",
+                "--format",
+                "json",
+                "--ok-to-drop-table",
+            ];
+            a.extend_from_slice(extra);
+            support::godwit(&a, &[]).await
+        }
+    };
+    let r = other(&[]).await;
+    assert_eq!(r.code, 37, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(ALTER) || r.stderr.contains(ALTER),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        checkpoint_rows(&db).await.is_some(),
+        "the checkpoint was touched"
+    );
+    let r = other(&["--restart"]).await;
+    r.expect_ok();
+    assert!(r.event("resume").is_none());
+    assert_eq!(&db.rows(WRITER_IDS).await, &want);
+    assert!(
+        db.leftovers().await.is_empty(),
+        "{:?}",
+        db.leftovers().await
+    );
+    let r = other(&["--resume"]).await;
+    assert_eq!(r.code, 37, "{}", r.stderr);
+    db.drop_db().await;
+}
