@@ -314,6 +314,25 @@ async fn another_change_is_refused_until_restart_mariadb() {
             support::godwit(&a, &[]).await
         }
     };
+    // `godwit status --table` shows where the dead run stopped.
+    let st = support::godwit(
+        &[
+            "status",
+            "--url",
+            db.url(),
+            "--table",
+            "orders",
+            "--format",
+            "json",
+        ],
+        &[],
+    )
+    .await;
+    st.expect_ok();
+    let cp = &st.event("checkpoint").expect("checkpoint event")["checkpoint"];
+    assert_eq!(cp["alter"], ALTER, "{cp}");
+    assert_eq!(cp["stage"], "copy", "{cp}");
+    assert!(cp["rows_copied"].as_u64().unwrap() >= 300, "{cp}");
     let r = other(&[]).await;
     assert_eq!(r.code, 37, "{}\n{}", r.stdout, r.stderr);
     assert!(

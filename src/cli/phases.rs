@@ -62,6 +62,10 @@ pub struct StatusArgs {
     pub url: String,
     #[arg(long)]
     pub password_file: Option<PathBuf>,
+    /// Show the checkpoint of an online migration (`godwit run`) of this table instead:
+    /// where a run that died stopped, and what the same command would resume.
+    #[arg(long, conflicts_with = "path")]
+    pub table: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -121,8 +125,44 @@ pub async fn status(a: StatusArgs) -> i32 {
     let r = async {
         let target = Target::parse(&a.url, a.password_file.as_deref())?;
         let rep = Reporter::new(a.format);
+        if let Some(table) = &a.table {
+            return checkpoint_status(&target, table, a.format, &rep).await;
+        }
         phases::status(&target, a.path.as_deref(), a.format, &rep).await
     }
     .await;
     finish(f, r)
+}
+
+/// `godwit status --table T`: the checkpoint of an online migration of T, if any.
+async fn checkpoint_status(
+    target: &Target,
+    table: &str,
+    format: Format,
+    rep: &Reporter,
+) -> crate::error::Result<()> {
+    let engine = crate::engine::connect(target, table, &Default::default()).await?;
+    let saved = engine.load_checkpoint().await;
+    let _ = engine.close().await;
+    let cp: Option<crate::migration::checkpoint::Checkpoint> =
+        saved?.and_then(|t| serde_json::from_str(&t).ok());
+    if format == Format::Json {
+        rep.emit(
+            "checkpoint",
+            serde_json::json!({ "table": table, "checkpoint": cp }),
+        );
+        return Ok(());
+    }
+    match cp {
+        None => println!("no checkpointed online migration of {table}"),
+        Some(cp) => {
+            let age = crate::migration::checkpoint::now_ms().saturating_sub(cp.saved_at_ms) / 1000;
+            println!(
+                "{table}: a run of `{}` stopped during its {:?} stage ({} rows copied, up to key {:?}; stream position {}; saved {age} s ago)",
+                cp.alter, cp.stage, cp.rows_copied, cp.copied_upto, cp.position
+            );
+            println!("  the same `godwit run … --execute` resumes it; --restart discards it");
+        }
+    }
+    Ok(())
 }
