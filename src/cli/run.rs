@@ -68,6 +68,11 @@ pub struct RunArgs {
     /// With --attempt-native: longest wait for the table's lock (seconds).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub native_lock_timeout_seconds: u64,
+    /// How long to keep reconnecting after a connection is lost (the change stream, the
+    /// copy, the replay), with backoff from 100 ms to 5 s, continuing where it was; 0
+    /// fails at once. The cut-over is not retried beyond --cut-over-retries.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub reconnect_timeout_seconds: u64,
     /// Test seam: hold the cut-over lock this long once the swap is queued (first attempt).
     #[arg(long, hide = true)]
     pub debug_cut_over_hold_millis: Option<u64>,
@@ -92,7 +97,15 @@ fn options(a: &RunArgs, alter: AlterSpec) -> Result<RunOptions> {
         postpone_flag_file: a.postpone_cut_over_flag_file.clone(),
         ok_to_drop_table: a.ok_to_drop_table,
         after_swap_hold: a.debug_after_swap_hold_millis.map(Duration::from_millis),
+        reconnect: reconnect(a),
     })
+}
+
+fn reconnect(a: &RunArgs) -> crate::engine::retry::Reconnect {
+    crate::engine::retry::Reconnect {
+        timeout: Duration::from_secs(a.reconnect_timeout_seconds),
+        json: a.format == Format::Json,
+    }
 }
 
 fn print_dry_run(rep: &Reporter, format: Format, d: &DryRun) {
@@ -193,6 +206,7 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
     );
     let eopts = EngineOptions {
         cut_over_hold: a.debug_cut_over_hold_millis.map(Duration::from_millis),
+        reconnect: reconnect(a),
     };
     let engine = engine::connect(&target, &a.conn.table, &eopts).await?;
     let abort = Arc::new(AtomicBool::new(false));

@@ -31,6 +31,7 @@ fn opts() -> RunOptions {
         postpone_flag_file: None,
         ok_to_drop_table: false,
         after_swap_hold: None,
+        reconnect: Default::default(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The PostgreSQL engine: publication + temporary logical slot read with `pgoutput`
+//! The PostgreSQL engine: publication + logical slot read with `pgoutput`
 //! through the SQL functions, a plain `INSERT … SELECT` copy into an index-less shadow,
 //! key-based replay (parked while the copy runs, see `PgEngine::flush`), and a
 //! rename-based cut-over in one transaction (see `cutover.rs`).
@@ -15,6 +15,7 @@ pub mod sql;
 mod stream;
 
 use crate::ddl::AlterSpec;
+use crate::engine::retry::Reconnect;
 use crate::engine::{
     artifact_base, artifact_names, ArtifactNames, ChangeStream, Copier, CutOverLock, Engine,
     EngineOptions, Key, KeyPart, Position, Scope, PREFIX,
@@ -120,7 +121,7 @@ pub struct PgEngine {
     version: String,
     info: std::sync::Mutex<Option<RelInfo>>,
     shadow: std::sync::Mutex<ShadowState>,
-    /// The session holding the temporary slot, between `start_stream` and `open_stream`.
+    /// The session that created the slot, between `start_stream` and `open_stream`.
     stream_session: tokio::sync::Mutex<Option<(Client, u64)>>,
     /// While the copy runs, replay parks keys instead of writing the shadow.
     parking: std::sync::atomic::AtomicBool,
@@ -474,7 +475,7 @@ impl PgEngine {
                     pid.unwrap_or(0)
                 ),
             )
-            .with_hint("wait for that run to finish, or stop it; its slot is dropped when its session ends"));
+            .with_hint("wait for that run to finish, or stop it; then run `godwit cleanup` to drop the slot"));
         }
         c.query(sql::DROP_SLOT, &[&self.slot])
             .await
@@ -647,9 +648,18 @@ const COPY_SESSIONS: usize = 2;
 
 pub struct PgCopier {
     clients: Vec<Client>,
+    target: Target,
+    reconnect: Reconnect,
     b: Builder,
     last: Option<Vec<String>>,
     done: bool,
+}
+
+/// A session that copies (or writes the shadow otherwise).
+async fn copy_session(target: &Target) -> Result<Client> {
+    let c = conn::connect(target, "copy").await?;
+    batch(&c, sql::WRITER_SESSION, "preparing the copy").await?;
+    Ok(c)
 }
 
 fn bound_params<'a>(keys: &[&'a Option<Vec<String>>]) -> Vec<&'a (dyn ToSql + Sync)> {
@@ -701,9 +711,51 @@ async fn copy_range(
 
 #[async_trait]
 impl Copier for PgCopier {
+    /// A chunk whose connection is lost is copied again on new sessions, after removing
+    /// from the shadow what it may have written (the shadow has no key while the copy
+    /// runs, and replay waits until the copy is done, so only copied rows are there).
     async fn next_chunk(&mut self, rows: u64) -> Result<Option<u64>> {
         if self.done {
             return Ok(None);
+        }
+        let policy = self.reconnect.clone();
+        let mut outage = policy.outage("of the copy");
+        let mut again = false;
+        loop {
+            let r = self.chunk_once(rows, again).await;
+            match r {
+                Ok(n) => {
+                    outage.recovered();
+                    return Ok(Some(n));
+                }
+                Err(e) => {
+                    outage.wait(e).await?;
+                    again = true;
+                }
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.done
+    }
+}
+
+impl PgCopier {
+    async fn chunk_once(&mut self, rows: u64, again: bool) -> Result<u64> {
+        if again {
+            // New sessions for all: one that failed may not know it yet.
+            for c in self.clients.iter_mut() {
+                *c = copy_session(&self.target).await?;
+            }
+            let last = &self.last;
+            self.clients[0]
+                .execute(
+                    self.b.delete_copied_after(last.is_some()).as_str(),
+                    &bound_params(&[last]),
+                )
+                .await
+                .map_err(|e| pg_err(e, "removing a chunk copied in part"))?;
         }
         let per = (rows / self.clients.len() as u64).max(1);
         let mut ranges = Vec::new();
@@ -729,11 +781,7 @@ impl Copier for PgCopier {
             Some(k) => self.last = Some(k),
             None => self.done = true,
         }
-        Ok(Some(n))
-    }
-
-    fn finished(&self) -> bool {
-        self.done
+        Ok(n)
     }
 }
 
@@ -885,19 +933,38 @@ impl Engine for PgEngine {
         key: &[String],
         from: &Position,
     ) -> Result<Box<dyn ChangeStream>> {
-        let (client, start) = self
-            .stream_session
-            .lock()
-            .await
-            .take()
-            .ok_or_else(|| Error::internal("start_stream was not called"))?;
+        let started = self.stream_session.lock().await.take();
+        let (client, start, confirmed) = match started {
+            Some((client, start)) => (client, start, None),
+            // Opened again after its session was lost: a new session on the same slot.
+            None => {
+                let s = conn::connect(&self.target, "stream").await?;
+                batch(&s, sql::STREAM_SESSION, "preparing the change stream").await?;
+                let lsn: Option<String> = s
+                    .query_opt(sql::SLOT_CONFIRMED, &[&self.slot])
+                    .await
+                    .and_then(|r| r.map(|r| r.try_get(0)).transpose())
+                    .map_err(|e| pg_err(e, "reading the replication slot"))?;
+                let lsn = lsn.and_then(|l| pgoutput::parse_lsn(&l)).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::SourceChanged,
+                        format!(
+                            "replication slot {} is gone: the changes made since it was lost cannot be read",
+                            self.slot
+                        ),
+                    )
+                    .with_hint("do not drop godwit's replication slot while it runs; run godwit again")
+                })?;
+                (s, lsn, Some(lsn))
+            }
+        };
         let from = match from {
             Position::Lsn(l) => *l,
             _ => start,
         };
         let info = self.rel_info()?;
         let checkpoints = conn::connect(&self.target, "restart points").await.ok();
-        Ok(Box::new(stream::PgStream::new(
+        let mut s = stream::PgStream::new(
             client,
             self.slot.clone(),
             self.publication.clone(),
@@ -905,7 +972,11 @@ impl Engine for PgEngine {
             key.to_vec(),
             from,
             stream::RestartPoints::new(checkpoints, from),
-        )))
+        );
+        if let Some(c) = confirmed {
+            s.confirmed_at(c);
+        }
+        Ok(Box::new(s))
     }
 
     async fn create_shadow(&self, _orig: &Table, alter: &AlterSpec) -> Result<Table> {
@@ -1054,9 +1125,7 @@ impl Engine for PgEngine {
     async fn copier(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Box<dyn Copier>> {
         let mut clients = Vec::new();
         for _ in 0..COPY_SESSIONS {
-            let c = conn::connect(&self.target, "copy").await?;
-            batch(&c, sql::WRITER_SESSION, "preparing the copy").await?;
-            clients.push(c);
+            clients.push(copy_session(&self.target).await?);
         }
         let b = self.builder(orig, mapping)?;
         {
@@ -1072,6 +1141,8 @@ impl Engine for PgEngine {
         }
         Ok(Box::new(PgCopier {
             clients,
+            target: self.target.clone(),
+            reconnect: self.options.reconnect.clone(),
             b,
             last: None,
             done: false,

@@ -121,6 +121,12 @@ impl PgStream {
         }
     }
 
+    /// A stream opened again on a slot whose consumer confirmed up to `lsn` (below the
+    /// position the core has read): the next acknowledgement moves the slot from there.
+    pub fn confirmed_at(&mut self, lsn: u64) {
+        self.acked = lsn.min(self.acked);
+    }
+
     fn client(&self) -> Result<&Client> {
         self.client
             .as_ref()
@@ -410,8 +416,8 @@ impl ChangeStream for PgStream {
 
     async fn close(&mut self) -> Result<()> {
         if let Some(c) = self.client.take() {
-            // The slot is temporary: it goes with the session. Drop it explicitly anyway
-            // so it is gone before this returns.
+            // The slot is persistent (it survives a lost session): drop it here; what
+            // fails is dropped by the engine's cleanup, the next run or `godwit cleanup`.
             let _ = c.query(sql::DROP_SLOT, &[&self.slot]).await;
             let _ = c
                 .batch_execute(&sql::drop_publication(&self.publication))
