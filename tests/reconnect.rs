@@ -258,12 +258,8 @@ mod postgres {
         tx.commit().await
     }
 
-    /// Terminate godwit's backends of `victim`; returns how many.
-    async fn kill(db: &TestDb, victim: Victim) -> usize {
-        let app = match victim {
-            Victim::Stream => "godwit stream",
-            Victim::Copier => "godwit copy",
-        };
+    /// Terminate godwit's backends named `app`; returns how many.
+    async fn kill(db: &TestDb, app: &str) -> usize {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while tokio::time::Instant::now() < deadline {
             let n = db
@@ -283,79 +279,119 @@ mod postgres {
         panic!("no backend named {app:?} found to terminate");
     }
 
+    struct Writers {
+        stop: Arc<AtomicBool>,
+        ops: Arc<AtomicU64>,
+        tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
+    }
+
+    async fn setup(prefix: &str) -> (TestDb, Writers) {
+        let db = TestDb::new(prefix).await;
+        db.exec(&format!(
+            "CREATE TABLE t (id bigserial PRIMARY KEY, v int NOT NULL, pad text); \
+             INSERT INTO t (v, pad) SELECT i, repeat('x', i % 200) FROM generate_series(1, {ROWS}) i; \
+             CREATE TABLE mirror (id bigint PRIMARY KEY, v int NOT NULL, pad text); \
+             INSERT INTO mirror SELECT * FROM t;"
+        ))
+        .await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ops = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for w in 0..4u64 {
+            let (url, stop, ops) = (db.url.clone(), stop.clone(), ops.clone());
+            tasks.push(tokio::spawn(async move {
+                use rand::{Rng, SeedableRng};
+                let mut rng = rand::rngs::StdRng::seed_from_u64(w * 7919 + 1);
+                let mut c = support::postgres::connect(&url).await;
+                let mut errors = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let op = rng.random_range(0..4u32);
+                    let id = rng.random_range(1..(ROWS as i64 + 2000));
+                    let val = rng.random_range(0..1_000_000i32);
+                    match one_write(&mut c, op, id, val).await {
+                        Ok(()) => {
+                            ops.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(e)
+                            if e.code()
+                                == Some(
+                                    &tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED,
+                                ) => {}
+                        Err(e) => errors.push(format!("{e:?}")),
+                    }
+                }
+                errors
+            }));
+        }
+        (db, Writers { stop, ops, tasks })
+    }
+
+    /// Stop the writers, then: the table equals the mirror, `v` has type `ty` (bigint
+    /// once migrated), nothing of godwit's is left.
+    async fn check(name: &str, db: &TestDb, writers: Writers, ty: &str) {
+        writers.stop.store(true, Ordering::SeqCst);
+        let mut errors = Vec::new();
+        for w in writers.tasks {
+            errors.extend(w.await.unwrap());
+        }
+        assert!(errors.is_empty(), "{name}: writer errors: {errors:?}");
+        assert!(writers.ops.load(Ordering::SeqCst) > 0, "{name}: no writes");
+        let got = db.rows("t", "id, v, pad", "id").await;
+        let want = db.rows("mirror", "id, v, pad", "id").await;
+        assert_eq!(got.len(), want.len(), "{name}: row counts differ");
+        assert!(got == want, "{name}: the table differs from the mirror");
+        let have = db
+            .strings("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'v'")
+            .await;
+        assert_eq!(have, vec![ty], "{name}");
+        assert_eq!(db.leftovers().await, Vec::<String>::new(), "{name}");
+    }
+
+    const ALTER: &str = "ALTER COLUMN v TYPE bigint, ADD COLUMN note text DEFAULT 'n'";
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn lost_connections() {
         for case in &CASES {
-            let db = TestDb::new("pg_reconn").await;
-            db.exec(&format!(
-                "CREATE TABLE t (id bigserial PRIMARY KEY, v int NOT NULL, pad text); \
-                 INSERT INTO t (v, pad) SELECT i, repeat('x', i % 200) FROM generate_series(1, {ROWS}) i; \
-                 CREATE TABLE mirror (id bigint PRIMARY KEY, v int NOT NULL, pad text); \
-                 INSERT INTO mirror SELECT * FROM t;"
-            ))
-            .await;
-            let stop = Arc::new(AtomicBool::new(false));
-            let ops = Arc::new(AtomicU64::new(0));
-            let mut writers = Vec::new();
-            for w in 0..4u64 {
-                let (url, stop, ops) = (db.url.clone(), stop.clone(), ops.clone());
-                writers.push(tokio::spawn(async move {
-                    use rand::{Rng, SeedableRng};
-                    let mut rng = rand::rngs::StdRng::seed_from_u64(w * 7919 + 1);
-                    let mut c = support::postgres::connect(&url).await;
-                    let mut errors = Vec::new();
-                    while !stop.load(Ordering::SeqCst) {
-                        let op = rng.random_range(0..4u32);
-                        let id = rng.random_range(1..(ROWS as i64 + 2000));
-                        let val = rng.random_range(0..1_000_000i32);
-                        match one_write(&mut c, op, id, val).await {
-                            Ok(()) => {
-                                ops.fetch_add(1, Ordering::SeqCst);
-                            }
-                            Err(e)
-                                if e.code()
-                                    == Some(
-                                        &tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED,
-                                    ) => {}
-                            Err(e) => errors.push(format!("{e:?}")),
-                        }
-                    }
-                    errors
-                }));
-            }
-            let alter = "ALTER COLUMN v TYPE bigint, ADD COLUMN note text DEFAULT 'n'";
-            let mut live = LiveRun::start(&run_args(&db.url, "t", alter, case), &[]);
+            let (db, writers) = setup("pg_reconn").await;
+            let mut live = LiveRun::start(&run_args(&db.url, "t", ALTER, case), &[]);
             wait_for_copy(&mut live).await;
-            let killed = kill(&db, case.victim).await;
+            let killed = match case.victim {
+                Victim::Stream => kill(&db, "godwit stream").await,
+                Victim::Copier => kill(&db, "godwit copy").await,
+            };
             let run = live.finish().await;
-            stop.store(true, Ordering::SeqCst);
-            let mut errors = Vec::new();
-            for w in writers {
-                errors.extend(w.await.unwrap());
-            }
-            assert!(
-                errors.is_empty(),
-                "{}: writer errors: {errors:?}",
-                case.name
-            );
-            assert!(ops.load(Ordering::SeqCst) > 0, "{}: no writes", case.name);
             check_run(case, &run);
             assert!(killed > 0);
-            let got = db.rows("t", "id, v, pad", "id").await;
-            let want = db.rows("mirror", "id, v, pad", "id").await;
-            assert_eq!(got.len(), want.len(), "{}: row counts differ", case.name);
-            assert!(
-                got == want,
-                "{}: the table differs from the mirror",
-                case.name
-            );
-            let ty = db
-                .strings("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'v'")
-                .await;
-            let want_ty = if case.reconnects { "bigint" } else { "integer" };
-            assert_eq!(ty, vec![want_ty], "{}", case.name);
-            assert_eq!(db.leftovers().await, Vec::<String>::new(), "{}", case.name);
+            let ty = if case.reconnects { "bigint" } else { "integer" };
+            check(case.name, &db, writers, ty).await;
             db.drop_db().await;
         }
+    }
+
+    /// The main session (replay after the copy, the runner lock) terminated while the
+    /// cut-over is postponed: a new one takes the runner lock again and the replay goes on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn main_session_lost_after_the_copy() {
+        let (db, writers) = setup("pg_reconn_main").await;
+        let flag = std::env::temp_dir().join(format!("godwit-reconnect-{}", db.name));
+        std::fs::write(&flag, b"").unwrap();
+        let flag_s = flag.to_string_lossy().to_string();
+        let mut args = run_args(&db.url, "t", ALTER, &CASES[0]);
+        args.extend(["--postpone-cut-over-flag-file", flag_s.as_str()]);
+        let mut live = LiveRun::start(&args, &[]);
+        live.wait_for(120, |v| v["event"] == "state" && v["state"] == "postponed")
+            .await;
+        assert!(kill(&db, "godwit main").await > 0);
+        // Flushes run every half second while postponed: the next one reconnects.
+        live.wait_for(60, |v| {
+            v["event"] == "reconnect" && v["status"] == "restored"
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        std::fs::remove_file(&flag).unwrap();
+        let run = live.finish().await;
+        run.expect_ok();
+        check("main session lost", &db, writers, "bigint").await;
+        db.drop_db().await;
     }
 }

@@ -123,6 +123,9 @@ pub struct PgEngine {
     shadow: std::sync::Mutex<ShadowState>,
     /// The session that created the slot, between `start_stream` and `open_stream`.
     stream_session: tokio::sync::Mutex<Option<(Client, u64)>>,
+    /// The original's columns as the change stream first described them (DDL detection
+    /// across streams opened again after a lost connection).
+    stream_columns: stream::RelationColumns,
     /// While the copy runs, replay parks keys instead of writing the shadow.
     parking: std::sync::atomic::AtomicBool,
     options: EngineOptions,
@@ -163,6 +166,7 @@ impl PgEngine {
             info: std::sync::Mutex::new(None),
             shadow: std::sync::Mutex::new(ShadowState::default()),
             stream_session: tokio::sync::Mutex::new(None),
+            stream_columns: Default::default(),
             parking: std::sync::atomic::AtomicBool::new(false),
             options: options.clone(),
         })
@@ -458,6 +462,55 @@ impl PgEngine {
         Ok(found)
     }
 
+    /// The main session. When it was lost, a new one (after the backoff of
+    /// `--reconnect-timeout-seconds`), which takes the table's runner lock again; not
+    /// when `keep_parked` and the copy runs: the keys parked in the lost session are gone.
+    async fn main(&self, keep_parked: bool) -> Result<tokio::sync::MutexGuard<'_, Client>> {
+        let mut c = self.main.lock().await;
+        if !c.is_closed() {
+            return Ok(c);
+        }
+        if keep_parked && self.parking.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::Unreachable,
+                "lost the main session during the copy: the changed keys parked in it are gone",
+            )
+            .with_hint(crate::error::UNREACHABLE_HINT));
+        }
+        let policy = self.options.reconnect.clone();
+        let mut outage = policy.outage("of the main session");
+        let mut err = Error::new(ErrorKind::Unreachable, "the main session was closed");
+        loop {
+            outage.wait(err).await?;
+            match self.reopen_main().await {
+                Ok(new) => {
+                    *c = new;
+                    outage.recovered();
+                    return Ok(c);
+                }
+                Err(e) => err = e,
+            }
+        }
+    }
+
+    async fn reopen_main(&self) -> Result<Client> {
+        let c = writer_session(&self.target, "main").await?;
+        let key = runner_lock_key(&self.target.database, &self.schema, &self.table);
+        let got: bool = c
+            .query_one(sql::RUNNER_LOCK, &[&key])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| pg_err(e, "taking the table's runner lock again"))?;
+        if !got {
+            return Err(Error::new(
+                ErrorKind::Leftovers,
+                "another godwit run took this table's runner lock while this run's main session was lost",
+            )
+            .with_hint("let that run finish; this one stops and leaves the table unchanged"));
+        }
+        Ok(c)
+    }
+
     async fn drop_slot(&self, c: &Client) -> Result<Option<String>> {
         let row = c
             .query_opt(sql::SLOT_STATE, &[&self.slot])
@@ -655,9 +708,9 @@ pub struct PgCopier {
     done: bool,
 }
 
-/// A session that copies (or writes the shadow otherwise).
-async fn copy_session(target: &Target) -> Result<Client> {
-    let c = conn::connect(target, "copy").await?;
+/// A session that writes the shadow (`purpose` names it in `pg_stat_activity`).
+async fn writer_session(target: &Target, purpose: &str) -> Result<Client> {
+    let c = conn::connect(target, purpose).await?;
     batch(&c, sql::WRITER_SESSION, "preparing the copy").await?;
     Ok(c)
 }
@@ -746,7 +799,7 @@ impl PgCopier {
         if again {
             // New sessions for all: one that failed may not know it yet.
             for c in self.clients.iter_mut() {
-                *c = copy_session(&self.target).await?;
+                *c = writer_session(&self.target, "copy").await?;
             }
             let last = &self.last;
             self.clients[0]
@@ -823,7 +876,7 @@ impl Engine for PgEngine {
     }
 
     async fn leftovers(&self) -> Result<Vec<String>> {
-        let c = self.main.lock().await;
+        let c = self.main(false).await?;
         self.leftovers_with(&c).await
     }
 
@@ -832,7 +885,7 @@ impl Engine for PgEngine {
         if let Some((s, _)) = self.stream_session.lock().await.take() {
             let _ = s.query(sql::DROP_SLOT, &[&self.slot]).await;
         }
-        let c = self.main.lock().await;
+        let c = self.main(false).await?;
         if let Some(s) = self.drop_slot(&c).await? {
             gone.push(s);
         }
@@ -885,7 +938,7 @@ impl Engine for PgEngine {
     async fn cleanup_candidates(&self, include_old: bool) -> Result<Vec<String>> {
         let mut found = self.leftovers().await?;
         if include_old {
-            let c = self.main.lock().await;
+            let c = self.main(false).await?;
             for t in self.old_tables(&c).await? {
                 found.push(format!("table {}.{t}", self.schema));
             }
@@ -976,6 +1029,7 @@ impl Engine for PgEngine {
         if let Some(c) = confirmed {
             s.confirmed_at(c);
         }
+        s.share_columns(self.stream_columns.clone());
         Ok(Box::new(s))
     }
 
@@ -1068,7 +1122,7 @@ impl Engine for PgEngine {
     }
 
     async fn current_position(&self) -> Result<Option<Position>> {
-        let c = self.main.lock().await;
+        let c = self.main(true).await?;
         let lsn: String = c
             .query_one(sql::FLUSH_LSN, &[])
             .await
@@ -1081,7 +1135,7 @@ impl Engine for PgEngine {
     async fn after_copy(&self, orig: &Table, mapping: &ColumnMapping) -> Result<()> {
         let state = self.shadow_state()?;
         let b = self.builder(orig, mapping)?;
-        let c = self.main.lock().await;
+        let c = self.main(true).await?;
         // Two sessions build at once (measured 1.0 s against 1.3 s for a primary key and
         // one index over 2M rows on 2 cores); without a second session, one builds all.
         let (mine, theirs): (Vec<_>, Vec<_>) = state
@@ -1118,14 +1172,14 @@ impl Engine for PgEngine {
     }
 
     async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
-        restart_point(&*self.main.lock().await).await;
+        restart_point(&*self.main(true).await?).await;
         Ok(())
     }
 
     async fn copier(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Box<dyn Copier>> {
         let mut clients = Vec::new();
         for _ in 0..COPY_SESSIONS {
-            clients.push(copy_session(&self.target).await?);
+            clients.push(writer_session(&self.target, "copy").await?);
         }
         let b = self.builder(orig, mapping)?;
         {
@@ -1155,13 +1209,33 @@ impl Engine for PgEngine {
     /// `after_copy`, once every chunk has committed and the indexes exist. That also
     /// closes the in-flight chunk race (docs/architecture.md, "Key-based replay and its
     /// races", 3): no replay runs before a chunk commits.
+    ///
+    /// After the copy, a flush whose connection is lost runs again on a new main session
+    /// (delete + insert by key, a transaction per batch: running it twice changes
+    /// nothing). During the copy it is not: the keys parked so far went with the session.
     async fn flush(&self, orig: &Table, mapping: &ColumnMapping, keys: &[Key]) -> Result<u64> {
         let b = self.builder(orig, mapping)?;
-        let c = self.main.lock().await;
-        if self.parking.load(std::sync::atomic::Ordering::SeqCst) {
-            return park_keys(&c, &b, keys).await;
+        let policy = self.options.reconnect.clone();
+        let mut outage = policy.outage("of the replay");
+        loop {
+            let parking = self.parking.load(std::sync::atomic::Ordering::SeqCst);
+            let r = async {
+                let c = self.main(true).await?;
+                if parking {
+                    return park_keys(&c, &b, keys).await;
+                }
+                flush_keys(&c, &b, keys, true).await
+            }
+            .await;
+            match r {
+                Ok(n) => {
+                    outage.recovered();
+                    return Ok(n);
+                }
+                Err(e) if parking => return Err(e),
+                Err(e) => outage.wait(e).await?,
+            }
         }
-        flush_keys(&c, &b, keys, true).await
     }
 
     async fn lock_for_cut_over(
@@ -1198,12 +1272,12 @@ impl Engine for PgEngine {
     }
 
     async fn status_values(&self, names: &[String]) -> Result<Vec<f64>> {
-        let c = self.main.lock().await;
+        let c = self.main(true).await?;
         load::read(&c, names).await
     }
 
     async fn drop_old(&self) -> Result<()> {
-        let c = self.main.lock().await;
+        let c = self.main(false).await?;
         batch(
             &c,
             &sql::drop_table(&self.schema, &self.names.old),
