@@ -196,6 +196,37 @@ mod mysql {
             db.drop_db().await;
         }
     }
+
+    /// Every connection of godwit's dropped at once mid-copy, and new ones refused for a
+    /// second (the network, or a server restart).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn short_network_cut_mid_copy() {
+        let db = TestDb::new("reconn_cut").await;
+        create_orders(&db, "orders", ROWS).await;
+        db.exec("CREATE TABLE mirror LIKE orders").await;
+        db.exec("INSERT INTO mirror SELECT * FROM orders").await;
+        let writers = Writers::start(&db, "orders", "mirror", 4, ROWS);
+        let proxy = support::proxy::Proxy::start(&support::proxy::host_port(&db.url)).await;
+        let url = proxy.url(&db.url);
+        let case = &CASES[0];
+        let alter = "ADD COLUMN shipped_at DATETIME NULL";
+        let mut live = LiveRun::start(&run_args(&url, "orders", alter, case), &[]);
+        wait_for_copy(&mut live).await;
+        proxy.cut();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        proxy.restore();
+        let run = live.finish().await;
+        let stats = writers.stop().await;
+        assert!(stats.errors.is_empty(), "writer errors: {:?}", stats.errors);
+        check_run(case, &run);
+        let a = db.rows("mirror", ORDERS_COLS, "id").await;
+        let b = db.rows("orders", ORDERS_COLS, "id").await;
+        assert_eq!(a.len(), b.len(), "row counts differ");
+        assert!(a == b, "the table differs from the mirror");
+        let left = db.leftovers(&[]).await;
+        assert!(left.is_empty(), "left behind: {left:?}");
+        db.drop_db().await;
+    }
 }
 
 mod postgres {
@@ -392,6 +423,36 @@ mod postgres {
         let run = live.finish().await;
         run.expect_ok();
         check("main session lost", &db, writers, "bigint").await;
+        db.drop_db().await;
+    }
+
+    /// Every connection of godwit's dropped at once after the copy (while postponed), and
+    /// new ones refused for a second: stream, main session and replay come back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn short_network_cut_after_the_copy() {
+        let (db, writers) = setup("pg_reconn_cut").await;
+        let proxy = support::proxy::Proxy::start(&support::proxy::host_port(&db.url)).await;
+        let url = proxy.url(&db.url);
+        let flag = std::env::temp_dir().join(format!("godwit-reconnect-{}", db.name));
+        std::fs::write(&flag, b"").unwrap();
+        let flag_s = flag.to_string_lossy().to_string();
+        let mut args = run_args(&url, "t", ALTER, &CASES[0]);
+        args.extend(["--postpone-cut-over-flag-file", flag_s.as_str()]);
+        let mut live = LiveRun::start(&args, &[]);
+        live.wait_for(120, |v| v["event"] == "state" && v["state"] == "postponed")
+            .await;
+        proxy.cut();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        proxy.restore();
+        live.wait_for(60, |v| {
+            v["event"] == "reconnect" && v["status"] == "restored"
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        std::fs::remove_file(&flag).unwrap();
+        let run = live.finish().await;
+        run.expect_ok();
+        check("network cut", &db, writers, "bigint").await;
         db.drop_db().await;
     }
 }
