@@ -426,6 +426,59 @@ mod postgres {
         db.drop_db().await;
     }
 
+    /// The slot is persistent now: a godwit killed with SIGKILL leaves it (nothing else
+    /// can drop it), `godwit cleanup` lists and drops it, and the next run on the table
+    /// removes one left over by itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_killed_runs_slot_is_removed_by_cleanup_or_the_next_run() {
+        let (db, writers) = setup("pg_reconn_kill").await;
+        let slot = |v: &[String]| v.iter().any(|l| l.starts_with("slot "));
+        for cleanup_first in [true, false] {
+            let mut live = LiveRun::start(&run_args(&db.url, "t", ALTER, &CASES[0]), &[]);
+            wait_for_copy(&mut live).await;
+            support::phases::signal(live.pid(), 9);
+            live.finish().await;
+            assert!(slot(&db.leftovers().await), "{:?}", db.leftovers().await);
+            if cleanup_first {
+                let listed = support::godwit(
+                    &[
+                        "cleanup", "--url", &db.url, "--table", "t", "--format", "json",
+                    ],
+                    &[],
+                )
+                .await;
+                assert!(
+                    listed.stdout.contains("replication slot _godwit_slot_"),
+                    "{}",
+                    listed.stdout
+                );
+                assert!(
+                    slot(&db.leftovers().await),
+                    "a dry cleanup removed something"
+                );
+                let done = support::godwit(
+                    &["cleanup", "--url", &db.url, "--table", "t", "--execute"],
+                    &[],
+                )
+                .await;
+                done.expect_ok();
+                assert_eq!(db.leftovers().await, Vec::<String>::new());
+            }
+        }
+        // The second kill's leftovers (slot included) are removed by the next run.
+        let run = db.migrate("t", ALTER, &[]).await;
+        run.expect_ok();
+        let stale = run
+            .event("stale_leftovers_removed")
+            .expect("stale leftovers removed");
+        assert!(
+            stale["objects"].to_string().contains("replication slot"),
+            "{stale}"
+        );
+        check("killed run", &db, writers, "bigint").await;
+        db.drop_db().await;
+    }
+
     /// Every connection of godwit's dropped at once after the copy (while postponed), and
     /// new ones refused for a second: stream, main session and replay come back.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
