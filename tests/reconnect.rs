@@ -426,6 +426,29 @@ mod postgres {
         db.drop_db().await;
     }
 
+    /// Wait until no session holds the table's runner lock (the server ends the session
+    /// of a killed or finished godwit a moment after the process is gone).
+    async fn wait_runner_lock_free(db: &TestDb) {
+        let key = godwit::engine::postgres::runner_lock_key(&db.name, "public", "t");
+        for _ in 0..200 {
+            let got: bool = db
+                .client
+                .query_one("SELECT pg_try_advisory_lock(1735353463, $1)", &[&key])
+                .await
+                .unwrap()
+                .get(0);
+            if got {
+                db.client
+                    .execute("SELECT pg_advisory_unlock(1735353463, $1)", &[&key])
+                    .await
+                    .unwrap();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the runner lock stayed taken");
+    }
+
     /// The slot is persistent now: a godwit killed with SIGKILL leaves it (nothing else
     /// can drop it), `godwit cleanup` lists and drops it, and the next run on the table
     /// removes one left over by itself.
@@ -434,6 +457,7 @@ mod postgres {
         let (db, writers) = setup("pg_reconn_kill").await;
         let slot = |v: &[String]| v.iter().any(|l| l.starts_with("slot "));
         for cleanup_first in [true, false] {
+            wait_runner_lock_free(&db).await;
             let mut live = LiveRun::start(&run_args(&db.url, "t", ALTER, &CASES[0]), &[]);
             wait_for_copy(&mut live).await;
             support::phases::signal(live.pid(), 9);
@@ -456,6 +480,28 @@ mod postgres {
                     slot(&db.leftovers().await),
                     "a dry cleanup removed something"
                 );
+                // While a run holds the table's runner lock, nothing is removed (the
+                // slot is in use only while it is read: that alone does not tell).
+                let key = godwit::engine::postgres::runner_lock_key(&db.name, "public", "t");
+                let holder = db.conn().await;
+                holder
+                    .execute("SELECT pg_advisory_lock(1735353463, $1)", &[&key])
+                    .await
+                    .unwrap();
+                let refused = support::godwit(
+                    &["cleanup", "--url", &db.url, "--table", "t", "--execute"],
+                    &[],
+                )
+                .await;
+                assert_eq!(refused.code, 20, "{}", refused.stderr);
+                assert!(
+                    slot(&db.leftovers().await),
+                    "removed while a run held the lock"
+                );
+                holder
+                    .execute("SELECT pg_advisory_unlock(1735353463, $1)", &[&key])
+                    .await
+                    .unwrap();
                 let done = support::godwit(
                     &["cleanup", "--url", &db.url, "--table", "t", "--execute"],
                     &[],
@@ -466,6 +512,7 @@ mod postgres {
             }
         }
         // The second kill's leftovers (slot included) are removed by the next run.
+        wait_runner_lock_free(&db).await;
         let run = db.migrate("t", ALTER, &[]).await;
         run.expect_ok();
         let stale = run

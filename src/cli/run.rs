@@ -81,7 +81,7 @@ pub struct RunArgs {
     pub debug_after_swap_hold_millis: Option<u64>,
 }
 
-fn options(a: &RunArgs, alter: AlterSpec) -> Result<RunOptions> {
+fn options(a: &RunArgs, alter: AlterSpec, abort: &Arc<AtomicBool>) -> Result<RunOptions> {
     if !(a.cut_over_lock_timeout_seconds > 0.0 && a.cut_over_lock_timeout_seconds <= 3600.0) {
         return Err(Error::bad_input(
             "--cut-over-lock-timeout-seconds must be between 0 and 3600",
@@ -97,14 +97,15 @@ fn options(a: &RunArgs, alter: AlterSpec) -> Result<RunOptions> {
         postpone_flag_file: a.postpone_cut_over_flag_file.clone(),
         ok_to_drop_table: a.ok_to_drop_table,
         after_swap_hold: a.debug_after_swap_hold_millis.map(Duration::from_millis),
-        reconnect: reconnect(a),
+        reconnect: reconnect(a, abort),
     })
 }
 
-fn reconnect(a: &RunArgs) -> crate::engine::retry::Reconnect {
+fn reconnect(a: &RunArgs, abort: &Arc<AtomicBool>) -> crate::engine::retry::Reconnect {
     crate::engine::retry::Reconnect {
         timeout: Duration::from_secs(a.reconnect_timeout_seconds),
         json: a.format == Format::Json,
+        abort: Some(abort.clone()),
     }
 }
 
@@ -197,7 +198,8 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
     if a.attempt_native && attempt_native(a, &target, rep).await? {
         return Ok(());
     }
-    let opts = options(a, alter)?;
+    let abort = Arc::new(AtomicBool::new(false));
+    let opts = options(a, alter, &abort)?;
     let throttle = Throttle::new(
         a.max_rows_per_second,
         a.max_load.clone(),
@@ -206,10 +208,9 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
     );
     let eopts = EngineOptions {
         cut_over_hold: a.debug_cut_over_hold_millis.map(Duration::from_millis),
-        reconnect: reconnect(a),
+        reconnect: reconnect(a, &abort),
     };
     let engine = engine::connect(&target, &a.conn.table, &eopts).await?;
-    let abort = Arc::new(AtomicBool::new(false));
     let signals = spawn_signal_watch(abort.clone());
     let result = Migration::new(engine.as_ref(), opts, throttle, rep, abort)
         .run()

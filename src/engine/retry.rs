@@ -5,6 +5,8 @@
 //! run at once.
 
 use crate::error::{Error, ErrorKind, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -19,6 +21,8 @@ pub struct Reconnect {
     pub timeout: Duration,
     /// Report each attempt as a `reconnect` JSON event on stdout (`--format json`).
     pub json: bool,
+    /// Set by Ctrl-C / SIGTERM: stop waiting and fail with `Aborted`.
+    pub abort: Option<Arc<AtomicBool>>,
 }
 
 /// True for an error that means the connection (or the server) is gone, so the same
@@ -110,8 +114,30 @@ impl Outage<'_> {
             limit.as_secs()
         );
         self.report("retrying", Some(&e));
-        tokio::time::sleep(pause).await;
-        Ok(())
+        let until = Instant::now() + pause;
+        loop {
+            if self.aborted() {
+                return Err(Error::new(
+                    ErrorKind::Aborted,
+                    format!(
+                        "stopped by signal while reconnecting (lost the connection {}); the original table is unchanged",
+                        self.what
+                    ),
+                ));
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            tokio::time::sleep((until - now).min(Duration::from_millis(100))).await;
+        }
+    }
+
+    fn aborted(&self) -> bool {
+        self.policy
+            .abort
+            .as_ref()
+            .is_some_and(|a| a.load(Ordering::SeqCst))
     }
 
     /// The attempt after a loss succeeded: say so (nothing when nothing was lost).
@@ -171,7 +197,7 @@ mod tests {
     async fn only_connection_loss_is_retried() {
         let r = Reconnect {
             timeout: Duration::from_secs(300),
-            json: false,
+            ..Reconnect::default()
         };
         let mut o = r.outage("of the copy");
         let data = Error::new(ErrorKind::DataError, "duplicate key");
@@ -200,7 +226,7 @@ mod tests {
     async fn gives_up_when_the_time_is_up_and_says_how_long() {
         let r = Reconnect {
             timeout: Duration::from_secs(10),
-            json: false,
+            ..Reconnect::default()
         };
         let mut state = 0u32;
         let t0 = tokio::time::Instant::now();
@@ -225,10 +251,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_signal_stops_the_waiting() {
+        let abort = Arc::new(AtomicBool::new(false));
+        let r = Reconnect {
+            timeout: Duration::from_secs(300),
+            abort: Some(abort.clone()),
+            ..Reconnect::default()
+        };
+        let mut o = r.outage("of the copy");
+        assert!(o.wait(lost()).await.is_ok());
+        abort.store(true, Ordering::SeqCst);
+        assert_eq!(o.wait(lost()).await.unwrap_err().kind, ErrorKind::Aborted);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_later_success_ends_the_outage() {
         let r = Reconnect {
             timeout: Duration::from_secs(10),
-            json: false,
+            ..Reconnect::default()
         };
         let mut state = 0u32;
         let v = r

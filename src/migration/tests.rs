@@ -427,7 +427,7 @@ fn reconnecting() -> RunOptions {
     RunOptions {
         reconnect: crate::engine::retry::Reconnect {
             timeout: Duration::from_secs(60),
-            json: false,
+            ..Default::default()
         },
         ..opts()
     }

@@ -488,26 +488,24 @@ impl Copier for MysqlCopier {
     /// checked, so copying it twice changes nothing.
     async fn next_chunk(&mut self, rows: u64) -> Result<Option<u64>> {
         let policy = self.reconnect.clone();
-        let mut outage = policy.outage("of the copy");
-        loop {
-            match self.chunk_once(rows).await {
-                Ok(n) => {
-                    outage.recovered();
-                    return Ok(n);
-                }
-                Err(e) => {
-                    if crate::engine::retry::is_connection_loss(&e) {
-                        self.conn = None;
-                    }
-                    outage.wait(e).await?;
-                }
-            }
-        }
+        policy
+            .run("of the copy", self, |c| Box::pin(c.chunk_once(rows)))
+            .await
     }
 }
 
 impl MysqlCopier {
     async fn chunk_once(&mut self, rows: u64) -> Result<Option<u64>> {
+        let r = self.try_chunk(rows).await;
+        if r.as_ref()
+            .is_err_and(crate::engine::retry::is_connection_loss)
+        {
+            self.conn = None;
+        }
+        r
+    }
+
+    async fn try_chunk(&mut self, rows: u64) -> Result<Option<u64>> {
         if self.done {
             return Ok(None);
         }
@@ -880,9 +878,9 @@ impl Engine for MysqlEngine {
     }
 
     async fn copier(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Box<dyn Copier>> {
-        let conn = copy_session(&self.opts).await?;
         Ok(Box::new(MysqlCopier {
-            conn: Some(conn),
+            // Opened by the first chunk (again after a lost connection).
+            conn: None,
             opts: self.opts.clone(),
             reconnect: self.options.reconnect.clone(),
             b: self.builder(orig, mapping)?,

@@ -126,6 +126,8 @@ pub struct PgEngine {
     /// The original's columns as the change stream first described them (DDL detection
     /// across streams opened again after a lost connection).
     stream_columns: stream::RelationColumns,
+    /// This engine's main session holds the table's runner lock.
+    runner_held: std::sync::atomic::AtomicBool,
     /// While the copy runs, replay parks keys instead of writing the shadow.
     parking: std::sync::atomic::AtomicBool,
     options: EngineOptions,
@@ -167,6 +169,7 @@ impl PgEngine {
             shadow: std::sync::Mutex::new(ShadowState::default()),
             stream_session: tokio::sync::Mutex::new(None),
             stream_columns: Default::default(),
+            runner_held: Default::default(),
             parking: std::sync::atomic::AtomicBool::new(false),
             options: options.clone(),
         })
@@ -470,6 +473,9 @@ impl PgEngine {
         if !c.is_closed() {
             return Ok(c);
         }
+        // The runner lock went with the session.
+        self.runner_held
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         if keep_parked && self.parking.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Error::new(
                 ErrorKind::Unreachable,
@@ -485,6 +491,8 @@ impl PgEngine {
             match self.reopen_main().await {
                 Ok(new) => {
                     *c = new;
+                    self.runner_held
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                     outage.recovered();
                     return Ok(c);
                 }
@@ -511,14 +519,38 @@ impl PgEngine {
         Ok(c)
     }
 
+    /// End the session holding the slot and wait (at most 10 s) until it lets go.
+    /// Returns whether the slot is still in use.
+    async fn end_slot_holder(&self, c: &Client) -> Result<bool> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let held = c
+                .query(sql::END_SLOT_HOLDER, &[&self.slot])
+                .await
+                .map_err(|e| pg_err(e, "ending the session that holds the replication slot"))?;
+            if held.is_empty() {
+                return Ok(false);
+            }
+            if std::time::Instant::now() > deadline {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn drop_slot(&self, c: &Client) -> Result<Option<String>> {
         let row = c
             .query_opt(sql::SLOT_STATE, &[&self.slot])
             .await
             .map_err(|e| pg_err(e, "looking for the replication slot"))?;
         let Some(row) = row else { return Ok(None) };
-        let active: bool = row.try_get(0).map_err(|e| pg_err(e, "reading the slot"))?;
+        let mut active: bool = row.try_get(0).map_err(|e| pg_err(e, "reading the slot"))?;
         let pid: Option<i32> = row.try_get(1).map_err(|e| pg_err(e, "reading the slot"))?;
+        if active && self.runner_held.load(std::sync::atomic::Ordering::SeqCst) {
+            // With the table's runner lock held, the slot's user is a session of this
+            // run or of a dead one (lost, its server process not gone yet): end it.
+            active = self.end_slot_holder(c).await?;
+        }
         if active {
             return Err(Error::new(
                 ErrorKind::Leftovers,
@@ -706,6 +738,8 @@ pub struct PgCopier {
     b: Builder,
     last: Option<Vec<String>>,
     done: bool,
+    /// The last attempt failed: new sessions, and what it may have written removed.
+    redo: bool,
 }
 
 /// A session that writes the shadow (`purpose` names it in `pg_stat_activity`).
@@ -772,21 +806,10 @@ impl Copier for PgCopier {
             return Ok(None);
         }
         let policy = self.reconnect.clone();
-        let mut outage = policy.outage("of the copy");
-        let mut again = false;
-        loop {
-            let r = self.chunk_once(rows, again).await;
-            match r {
-                Ok(n) => {
-                    outage.recovered();
-                    return Ok(Some(n));
-                }
-                Err(e) => {
-                    outage.wait(e).await?;
-                    again = true;
-                }
-            }
-        }
+        let n = policy
+            .run("of the copy", self, |c| Box::pin(c.chunk_once(rows)))
+            .await?;
+        Ok(Some(n))
     }
 
     fn finished(&self) -> bool {
@@ -795,12 +818,23 @@ impl Copier for PgCopier {
 }
 
 impl PgCopier {
-    async fn chunk_once(&mut self, rows: u64, again: bool) -> Result<u64> {
-        if again {
+    async fn chunk_once(&mut self, rows: u64) -> Result<u64> {
+        let r = self.try_chunk(rows).await;
+        // Whatever failed, the next attempt starts from the last finished chunk.
+        self.redo = r.is_err();
+        r
+    }
+
+    async fn try_chunk(&mut self, rows: u64) -> Result<u64> {
+        if self.redo || self.clients.is_empty() {
             // New sessions for all: one that failed may not know it yet.
-            for c in self.clients.iter_mut() {
-                *c = writer_session(&self.target, "copy").await?;
+            self.clients.clear();
+            for _ in 0..COPY_SESSIONS {
+                self.clients
+                    .push(writer_session(&self.target, "copy").await?);
             }
+        }
+        if self.redo {
             let last = &self.last;
             self.clients[0]
                 .execute(
@@ -993,6 +1027,21 @@ impl Engine for PgEngine {
             None => {
                 let s = conn::connect(&self.target, "stream").await?;
                 batch(&s, sql::STREAM_SESSION, "preparing the change stream").await?;
+                // The lost session's server process may still hold the slot (in a read
+                // that has not ended yet): end it, and try again after the backoff.
+                let held = s
+                    .query(sql::END_SLOT_HOLDER, &[&self.slot])
+                    .await
+                    .map_err(|e| pg_err(e, "reading the replication slot"))?;
+                if !held.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::Unreachable,
+                        format!(
+                            "replication slot {} is still held by the lost stream session; it was asked to end",
+                            self.slot
+                        ),
+                    ));
+                }
                 let lsn: Option<String> = s
                     .query_opt(sql::SLOT_CONFIRMED, &[&self.slot])
                     .await
@@ -1177,10 +1226,6 @@ impl Engine for PgEngine {
     }
 
     async fn copier(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Box<dyn Copier>> {
-        let mut clients = Vec::new();
-        for _ in 0..COPY_SESSIONS {
-            clients.push(writer_session(&self.target, "copy").await?);
-        }
         let b = self.builder(orig, mapping)?;
         {
             let c = self.main.lock().await;
@@ -1194,12 +1239,14 @@ impl Engine for PgEngine {
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(Box::new(PgCopier {
-            clients,
+            // Opened by the first chunk (again after a lost connection).
+            clients: Vec::new(),
             target: self.target.clone(),
             reconnect: self.options.reconnect.clone(),
             b,
             last: None,
             done: false,
+            redo: false,
         }))
     }
 
@@ -1289,10 +1336,14 @@ impl Engine for PgEngine {
     async fn lock_runner(&self) -> Result<bool> {
         let c = self.main.lock().await;
         let key = runner_lock_key(&self.target.database, &self.schema, &self.table);
-        c.query_one(sql::RUNNER_LOCK, &[&key])
+        let got: bool = c
+            .query_one(sql::RUNNER_LOCK, &[&key])
             .await
             .and_then(|r| r.try_get(0))
-            .map_err(|e| pg_err(e, "taking the table's runner lock"))
+            .map_err(|e| pg_err(e, "taking the table's runner lock"))?;
+        self.runner_held
+            .store(got, std::sync::atomic::Ordering::SeqCst);
+        Ok(got)
     }
 
     async fn swapped(&self) -> Result<bool> {

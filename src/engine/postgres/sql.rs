@@ -246,6 +246,9 @@ pub fn drop_publication(publication: &str) -> String {
 /// the table or by `godwit cleanup`.
 pub const CREATE_SLOT: &str =
     "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput', false)";
+/// Parameters: slot name. Ends the session still holding the slot (a lost stream
+/// session whose server process has not noticed yet); a row when there was one.
+pub const END_SLOT_HOLDER: &str = "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active AND active_pid <> pg_backend_pid()";
 /// Parameters: slot name. Where the slot's consumer has confirmed up to.
 pub const SLOT_CONFIRMED: &str =
     "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1";
