@@ -197,6 +197,67 @@ mod mysql {
         }
     }
 
+    /// The network cut for longer than `--reconnect-timeout-seconds`: exit 10 saying how
+    /// long godwit tried, the original unchanged; what could not be removed without the
+    /// server is removed by `godwit cleanup` once it answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn network_cut_longer_than_the_timeout() {
+        let db = TestDb::new("reconn_gone").await;
+        create_orders(&db, "orders", ROWS).await;
+        db.exec("CREATE TABLE mirror LIKE orders").await;
+        db.exec("INSERT INTO mirror SELECT * FROM orders").await;
+        let writers = Writers::start(&db, "orders", "mirror", 4, ROWS);
+        let proxy = support::proxy::Proxy::start(&support::proxy::host_port(&db.url)).await;
+        let url = proxy.url(&db.url);
+        let case = Case {
+            name: "network gone for good",
+            victim: Victim::Stream,
+            reconnect_timeout: "2",
+            reconnects: false,
+        };
+        let alter = "ADD COLUMN shipped_at DATETIME NULL";
+        let mut live = LiveRun::start(&run_args(&url, "orders", alter, &case), &[]);
+        wait_for_copy(&mut live).await;
+        proxy.cut();
+        let run = live.finish().await;
+        let stats = writers.stop().await;
+        assert!(stats.errors.is_empty(), "writer errors: {:?}", stats.errors);
+        assert_eq!(
+            run.code, 10,
+            "stdout:\n{}\nstderr:\n{}",
+            run.stdout, run.stderr
+        );
+        let msg = run.event("error").unwrap()["message"].to_string();
+        assert!(
+            msg.contains("gave up after reconnecting for")
+                && msg.contains("--reconnect-timeout-seconds 2"),
+            "{msg}"
+        );
+        assert!(run
+            .events
+            .iter()
+            .any(|e| e["event"] == "reconnect" && e["status"] == "retrying"));
+        let a = db.rows("mirror", ORDERS_COLS, "id").await;
+        let b = db.rows("orders", ORDERS_COLS, "id").await;
+        assert!(a == b, "the original differs from the mirror");
+        let cleanup = support::godwit(
+            &[
+                "cleanup",
+                "--url",
+                &db.url,
+                "--table",
+                "orders",
+                "--execute",
+            ],
+            &[],
+        )
+        .await;
+        cleanup.expect_ok();
+        let left = db.leftovers(&[]).await;
+        assert!(left.is_empty(), "left behind: {left:?}");
+        db.drop_db().await;
+    }
+
     /// Every connection of godwit's dropped at once mid-copy, and new ones refused for a
     /// second (the network, or a server restart).
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

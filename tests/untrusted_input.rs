@@ -635,6 +635,9 @@ async fn server_lost_mid_run(engine: Engine) {
             "json",
             "--postpone-cut-over-flag-file",
             flag.to_str().unwrap(),
+            // Fail at once instead of reconnecting (tests/reconnect.rs covers that).
+            "--reconnect-timeout-seconds",
+            "0",
         ],
         &[],
     );

@@ -1323,8 +1323,9 @@ impl Engine for PgEngine {
         load::read(&c, names).await
     }
 
+    /// After the swap: no reconnecting (a failure is reported as exit 35 with what is left).
     async fn drop_old(&self) -> Result<()> {
-        let c = self.main(false).await?;
+        let c = self.main.lock().await;
         batch(
             &c,
             &sql::drop_table(&self.schema, &self.names.old),
