@@ -96,6 +96,17 @@ fn now_ms() -> u128 {
         .unwrap_or(0)
 }
 
+/// Print one JSON event line on stdout (for `--format json`; see [`Reporter::emit`]).
+pub fn emit_json(event: &str, body: serde_json::Value) {
+    let mut obj = serde_json::json!({"event": event, "ts_ms": now_ms() as u64});
+    if let (Some(o), serde_json::Value::Object(b)) = (obj.as_object_mut(), body) {
+        o.extend(b);
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{obj}");
+    let _ = out.flush();
+}
+
 impl Reporter {
     pub fn new(format: Format) -> Reporter {
         let bar = (format == Format::Text && std::io::stderr().is_terminal()).then(|| {
@@ -138,13 +149,7 @@ impl Reporter {
         if self.format != Format::Json {
             return;
         }
-        let mut obj = serde_json::json!({"event": event, "ts_ms": now_ms() as u64});
-        if let (Some(o), serde_json::Value::Object(b)) = (obj.as_object_mut(), body) {
-            o.extend(b);
-        }
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{obj}");
-        let _ = out.flush();
+        emit_json(event, body);
     }
 
     pub fn state(&mut self, state: State, message: &str) {

@@ -35,6 +35,16 @@ async fn inner(a: &CleanupArgs, rep: &Reporter) -> Result<()> {
     let target = Target::parse(&a.conn.url, a.conn.password_file.as_deref())?;
     let engine = engine::connect(&target, &a.conn.table, &EngineOptions::default()).await?;
     let found = if a.execute {
+        // A running migration's objects are never removed (on PostgreSQL its slot is
+        // in use only while it is read, so "in use" alone does not tell).
+        if !engine.lock_runner().await? {
+            let _ = engine.close().await;
+            return Err(crate::error::Error::new(
+                crate::error::ErrorKind::Leftovers,
+                "another godwit run is migrating this table right now (it holds the table's runner lock); nothing was removed",
+            )
+            .with_hint("wait for it to finish, or stop it, then run godwit cleanup again"));
+        }
         engine.cleanup(a.include_old_tables).await?
     } else {
         let mut f = engine.leftovers().await?;

@@ -80,6 +80,11 @@ pub struct RunArgs {
     /// With --attempt-native: longest wait for the table's lock (seconds).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub native_lock_timeout_seconds: u64,
+    /// How long to keep reconnecting after a connection is lost (the change stream, the
+    /// copy, the replay), with backoff from 100 ms to 5 s, continuing where it was; 0
+    /// fails at once. The cut-over is not retried beyond --cut-over-retries.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub reconnect_timeout_seconds: u64,
     /// Test seam: hold the cut-over lock this long once the swap is queued (first attempt).
     #[arg(long, hide = true)]
     pub debug_cut_over_hold_millis: Option<u64>,
@@ -88,7 +93,7 @@ pub struct RunArgs {
     pub debug_after_swap_hold_millis: Option<u64>,
 }
 
-fn options(a: &RunArgs, alter: AlterSpec) -> Result<RunOptions> {
+fn options(a: &RunArgs, alter: AlterSpec, abort: &Arc<AtomicBool>) -> Result<RunOptions> {
     if !(a.cut_over_lock_timeout_seconds > 0.0 && a.cut_over_lock_timeout_seconds <= 3600.0) {
         return Err(Error::bad_input(
             "--cut-over-lock-timeout-seconds must be between 0 and 3600",
@@ -112,7 +117,16 @@ fn options(a: &RunArgs, alter: AlterSpec) -> Result<RunOptions> {
             ResumeMode::Auto
         },
         after_swap_hold: a.debug_after_swap_hold_millis.map(Duration::from_millis),
+        reconnect: reconnect(a, abort),
     })
+}
+
+fn reconnect(a: &RunArgs, abort: &Arc<AtomicBool>) -> crate::engine::retry::Reconnect {
+    crate::engine::retry::Reconnect {
+        timeout: Duration::from_secs(a.reconnect_timeout_seconds),
+        json: a.format == Format::Json,
+        abort: Some(abort.clone()),
+    }
 }
 
 fn print_dry_run(rep: &Reporter, format: Format, d: &DryRun) {
@@ -205,7 +219,8 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
     if a.attempt_native && attempt_native(a, &target, rep).await? {
         return Ok(());
     }
-    let opts = options(a, alter)?;
+    let abort = Arc::new(AtomicBool::new(false));
+    let opts = options(a, alter, &abort)?;
     let throttle = Throttle::new(
         a.max_rows_per_second,
         a.max_load.clone(),
@@ -214,9 +229,9 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
     );
     let eopts = EngineOptions {
         cut_over_hold: a.debug_cut_over_hold_millis.map(Duration::from_millis),
+        reconnect: reconnect(a, &abort),
     };
     let engine = engine::connect(&target, &a.conn.table, &eopts).await?;
-    let abort = Arc::new(AtomicBool::new(false));
     let signals = spawn_signal_watch(abort.clone());
     let result = Migration::new(engine.as_ref(), opts, throttle, rep, abort)
         .run()

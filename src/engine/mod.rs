@@ -5,6 +5,7 @@
 pub mod check;
 pub mod mysql;
 pub mod postgres;
+pub mod retry;
 
 use crate::ddl::AlterSpec;
 use crate::error::Result;
@@ -428,4 +429,6 @@ mod names_tests {
 pub struct EngineOptions {
     /// Debug seam for tests: hold the cut-over lock this long after the swap is queued.
     pub cut_over_hold: Option<Duration>,
+    /// Reconnecting the copy and replay connections after a connection loss.
+    pub reconnect: retry::Reconnect,
 }

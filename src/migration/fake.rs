@@ -175,6 +175,9 @@ struct StreamState {
     read: u64,
     acked: u64,
     ddl_seen: bool,
+    /// The stream's connection was lost (a poll failed with `Unreachable`): it may be
+    /// opened again.
+    lost: bool,
 }
 
 #[derive(Debug, Default)]
@@ -689,6 +692,19 @@ impl Engine for FakeEngine {
         from: &Position,
     ) -> Result<Box<dyn ChangeStream>> {
         let mut w = self.s.enter(Call::OpenStream);
+        if w.stream.open && w.stream.lost && !w.stream.closed {
+            // Opened again after a lost connection: from at most what was read (reading
+            // again from there repeats keys, which is harmless; past it would lose some).
+            let (read, acked) = (w.stream.read, w.stream.acked);
+            match from {
+                Position::Lsn(p) if *p <= read && *p >= acked => w.stream.read = *p,
+                _ => w.violation(format!(
+                    "stream reopened from {from}, read up to {read}, acked {acked}"
+                )),
+            }
+            w.stream.lost = false;
+            return Ok(Box::new(FakeStream { s: self.s.clone() }));
+        }
         if std::mem::take(&mut w.resuming) {
             let Position::Lsn(p) = *from else {
                 unreachable!("the fake only hands out LSNs")
@@ -1158,6 +1174,7 @@ impl ChangeStream for FakeStream {
                 w.violation("poll on a closed stream");
             }
             if let Some(kind) = w.fail_next_poll.take() {
+                w.stream.lost = kind == ErrorKind::Unreachable;
                 return Err(Error::new(kind, "fake: the change stream failed"));
             }
             if w.stream.ddl_seen {

@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub resume: ResumeMode,
     /// Test seam: wait this long right after the swap, before the cleanup steps.
     pub after_swap_hold: Option<Duration>,
+    /// Reconnecting the change stream after a connection loss.
+    pub reconnect: crate::engine::retry::Reconnect,
 }
 
 /// Where the swap stands: what a failure may say about the original table.
@@ -654,13 +656,17 @@ impl<'a> Migration<'a> {
         leaked
     }
 
-    /// Read what the stream has (waiting at most `wait`) into the dirty set.
+    /// Read what the stream has (waiting at most `wait`) into the dirty set. A lost
+    /// stream connection is opened again (see [`Migration::reopen_stream`]).
     async fn drain(&mut self, wait: Duration) -> Result<()> {
         let stream = self
             .stream
             .as_mut()
             .ok_or_else(|| Error::internal("stream not open"))?;
-        let batch = stream.poll(wait).await?;
+        let batch = match stream.poll(wait).await {
+            Ok(b) => b,
+            Err(e) => return self.reopen_stream(e).await,
+        };
         if let Some(p) = batch.position {
             self.position = Some(p);
         }
@@ -671,15 +677,69 @@ impl<'a> Migration<'a> {
         Ok(())
     }
 
+    /// The change stream failed with `e`. A lost connection is opened again from the
+    /// last position read (every key read before it is in the dirty set; a poll returns
+    /// the keys it read before an error first), with the backoff and time limit of
+    /// `--reconnect-timeout-seconds` (docs/how-it-works.md, "Lost connections"). Not
+    /// under the cut-over lock: there a lost stream fails the attempt, and the next
+    /// attempt reconnects before it locks.
+    async fn reopen_stream(&mut self, e: Error) -> Result<()> {
+        if !crate::engine::retry::is_connection_loss(&e)
+            || self.rep.current_state() == Some(State::CutOver)
+        {
+            return Err(e);
+        }
+        // Dropped, not closed: closing removes the stream's server-side objects.
+        self.stream = None;
+        let policy = self.opts.reconnect.clone();
+        let mut outage = policy.outage("of the change stream");
+        let mut err = e;
+        loop {
+            outage.wait(err).await?;
+            self.check_abort()?;
+            let from = self
+                .position
+                .clone()
+                .ok_or_else(|| Error::internal("no stream position"))?;
+            let opened = self
+                .engine
+                .open_stream(self.orig()?, &self.mapping()?.key.source_columns, &from)
+                .await;
+            match opened {
+                Ok(s) => {
+                    self.stream = Some(s);
+                    outage.recovered();
+                    tracing::info!(%from, "change stream reopened");
+                    return Ok(());
+                }
+                Err(e) => err = e,
+            }
+        }
+    }
+
+    /// Acknowledge the stream up to `p`; on a lost connection, on a reopened stream.
+    async fn ack(&mut self, p: &Position) -> Result<()> {
+        let Some(s) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        if let Err(e) = s.ack(p).await {
+            self.reopen_stream(e).await?;
+            if let Some(s) = self.stream.as_mut() {
+                s.ack(p).await?;
+            }
+        }
+        self.acked = Some(p.clone());
+        Ok(())
+    }
+
     /// Replay every dirty key, then acknowledge the stream up to where it was read.
     async fn flush(&mut self) -> Result<usize> {
         self.last_flush = Instant::now();
         if self.dirty.is_empty() {
             // Nothing to write: everything read so far is applied, so the stream may move
             // on (a PostgreSQL slot that is never advanced re-decodes its WAL every peek).
-            if let (Some(p), Some(s)) = (self.position.clone(), self.stream.as_mut()) {
-                s.ack(&p).await?;
-                self.acked = Some(p);
+            if let Some(p) = self.position.clone() {
+                self.ack(&p).await?;
             }
             self.save_checkpoint(false).await;
             return Ok(0);
@@ -696,9 +756,8 @@ impl<'a> Migration<'a> {
             return Err(e);
         }
         self.keys_replayed += n as u64;
-        if let (Some(p), Some(s)) = (upto, self.stream.as_mut()) {
-            s.ack(&p).await?;
-            self.acked = Some(p);
+        if let Some(p) = upto {
+            self.ack(&p).await?;
         }
         self.save_checkpoint(false).await;
         Ok(n)

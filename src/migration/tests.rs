@@ -34,6 +34,7 @@ fn opts() -> RunOptions {
         verify: true,
         resume: ResumeMode::Auto,
         after_swap_hold: None,
+        reconnect: Default::default(),
     }
 }
 
@@ -430,6 +431,66 @@ async fn a_stream_error_fails_the_run_keeping_its_kind() {
         assert_untouched(&w);
         assert!(!w.called(&Call::Lock(1)), "place {i}");
     }
+}
+
+fn reconnecting() -> RunOptions {
+    RunOptions {
+        reconnect: crate::engine::retry::Reconnect {
+            timeout: Duration::from_secs(60),
+            ..Default::default()
+        },
+        ..opts()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_stream_is_reopened_where_it_was_read() {
+    // (the call after which the stream's connection is lost)
+    let places: [fn(&Call, usize) -> bool; 4] = [
+        |c, n| matches!(c, Call::NextChunk(_)) && n == 2,
+        |c, n| matches!(c, Call::NextChunk(_)) && n == 5,
+        |c, _| *c == Call::AfterCopy,
+        |c, _| *c == Call::BeforeCutOver,
+    ];
+    for (i, place) in places.into_iter().enumerate() {
+        let fake = FakeEngine::with_rows(1000, Config::default());
+        let mut writer = Writer::new(10 + i as u64, 1000, 2);
+        let mut seen = 0;
+        fake.on_call(move |c, w| {
+            writer.act(w);
+            if matches!(c, Call::NextChunk(_)) {
+                seen += 1;
+            }
+            if place(c, seen) {
+                w.update(1, -1);
+                w.fail_next_poll = Some(ErrorKind::Unreachable);
+            }
+        });
+        done(run(&fake, reconnecting()).await);
+        let w = fake.world();
+        assert_migrated(&w);
+        assert_eq!(w.count(|c| *c == Call::OpenStream), 2, "place {i}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_a_lost_connection_reopens_the_stream() {
+    let fake = FakeEngine::with_rows(1000, Config::default());
+    let mut seen = 0;
+    fake.on_call(move |c, w| {
+        if matches!(c, Call::NextChunk(_)) {
+            seen += 1;
+            if seen == 2 {
+                w.update(1, -1);
+                w.fail_next_poll = Some(ErrorKind::Internal);
+            }
+        }
+    });
+    let e = failed(run(&fake, reconnecting()).await);
+    assert_eq!(e.kind, ErrorKind::Internal);
+    let w = fake.world();
+    assert_untouched(&w);
+    assert_eq!(w.count(|c| *c == Call::OpenStream), 1);
 }
 
 #[tokio::test(start_paused = true)]

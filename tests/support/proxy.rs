@@ -57,6 +57,11 @@ impl Proxy {
         }
     }
 
+    /// Accept new connections again (after [`Proxy::cut`]): a short network cut.
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+
     /// `url` with its port replaced by the proxy's.
     pub fn url(&self, url: &str) -> String {
         let (scheme, rest) = url.split_once("://").expect("a URL");

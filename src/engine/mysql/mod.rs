@@ -16,6 +16,7 @@ pub mod sql;
 mod verify;
 
 use crate::ddl::AlterSpec;
+use crate::engine::retry::Reconnect;
 use crate::engine::{
     artifact_names, ArtifactNames, ChangeStream, Copier, CutOverLock, Engine, EngineOptions, Key,
     Position, Scope, PREFIX,
@@ -448,22 +449,85 @@ async fn build_shadow(c: &mut Conn, shadow: &str, orig: &str, alter: &AlterSpec)
 }
 
 pub struct MysqlCopier {
-    conn: Conn,
+    /// The copy's own connection (not from the pool: a lost one is never reused); None
+    /// after it was lost, until the next attempt opens a new one.
+    conn: Option<Conn>,
+    opts: Opts,
+    reconnect: Reconnect,
     b: Builder,
     key_name: String,
     last: Option<Key>,
     done: bool,
 }
 
+/// A connection for the copy: consistent, non-locking reads per chunk, so the copy never
+/// blocks the application (races with concurrent writes are closed by the replay, see
+/// docs/how-it-works.md).
+async fn copy_session(opts: &Opts) -> Result<Conn> {
+    let mut conn = Conn::new(opts.clone())
+        .await
+        .map_err(|e| conn_err(e, "opening a connection for the copy"))?;
+    exec(
+        &mut conn,
+        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        vec![],
+        "preparing the copy",
+    )
+    .await?;
+    // Notes (a value rounded to the new precision) are not counted as warnings: the
+    // native ALTER accepts them, and they would push real warnings out of the list
+    // check_warnings reads.
+    exec(
+        &mut conn,
+        "SET SESSION sql_notes = 0",
+        vec![],
+        "preparing the copy",
+    )
+    .await?;
+    Ok(conn)
+}
+
 #[async_trait]
 impl Copier for MysqlCopier {
+    fn copied_upto(&self) -> Option<Key> {
+        self.last.clone()
+    }
+
+    /// A chunk whose connection is lost is copied again on a new one: `INSERT IGNORE` of
+    /// a key range in its own transaction, committed only after its warnings were
+    /// checked, so copying it twice changes nothing.
     async fn next_chunk(&mut self, rows: u64) -> Result<Option<u64>> {
+        let policy = self.reconnect.clone();
+        policy
+            .run("of the copy", self, |c| Box::pin(c.chunk_once(rows)))
+            .await
+    }
+}
+
+impl MysqlCopier {
+    async fn chunk_once(&mut self, rows: u64) -> Result<Option<u64>> {
+        let r = self.try_chunk(rows).await;
+        if r.as_ref()
+            .is_err_and(crate::engine::retry::is_connection_loss)
+        {
+            self.conn = None;
+        }
+        r
+    }
+
+    async fn try_chunk(&mut self, rows: u64) -> Result<Option<u64>> {
         if self.done {
             return Ok(None);
         }
-        let (sql, params) = self.b.chunk_end(self.last.as_ref(), rows.max(1) - 1);
-        let end: Option<Row> = self
+        if self.conn.is_none() {
+            self.conn = Some(copy_session(&self.opts).await?);
+        }
+        let conn = self
             .conn
+            .as_mut()
+            .ok_or_else(|| Error::internal("no connection for the copy"))?;
+        let (sql, params) = self.b.chunk_end(self.last.as_ref(), rows.max(1) - 1);
+        let end: Option<Row> = conn
             .exec_first(sql, params)
             .await
             .map_err(|e| conn_err(e, "finding the next chunk"))?;
@@ -481,10 +545,25 @@ impl Copier for MysqlCopier {
             }
         };
         let (sql, params) = self.b.copy_chunk(self.last.as_ref(), end.as_ref());
-        exec(&mut self.conn, &sql, params, "copying a chunk").await?;
-        // Read before SHOW WARNINGS, which resets it.
-        let n = self.conn.affected_rows();
-        check_warnings(&mut self.conn, &self.key_name).await?;
+        exec(conn, "START TRANSACTION", vec![], "copying a chunk").await?;
+        let copied = async {
+            exec(conn, &sql, params, "copying a chunk").await?;
+            // Read before SHOW WARNINGS, which resets it.
+            let n = conn.affected_rows();
+            check_warnings(conn, &self.key_name).await?;
+            exec(conn, "COMMIT", vec![], "copying a chunk").await?;
+            Ok::<_, Error>(n)
+        }
+        .await;
+        let n = match copied {
+            Ok(n) => n,
+            Err(e) => {
+                if !crate::engine::retry::is_connection_loss(&e) {
+                    let _ = conn.query_drop("ROLLBACK").await;
+                }
+                return Err(e);
+            }
+        };
         match end {
             Some(k) => self.last = Some(k),
             None => self.done = true,
@@ -492,10 +571,6 @@ impl Copier for MysqlCopier {
         // Rows read is what the chunk covered; affected rows leaves out rows that replay
         // wrote first.
         Ok(Some(if self.done { n } else { rows.max(n) }))
-    }
-
-    fn copied_upto(&self) -> Option<Key> {
-        self.last.clone()
     }
 }
 
@@ -830,28 +905,11 @@ impl Engine for MysqlEngine {
         mapping: &ColumnMapping,
         after: Option<&Key>,
     ) -> Result<Box<dyn Copier>> {
-        let mut conn = self.conn().await?;
-        // A consistent, non-locking read per chunk: the copy never blocks the application.
-        // Races with concurrent writes are closed by the replay (see docs/how-it-works.md).
-        exec(
-            &mut conn,
-            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
-            vec![],
-            "preparing the copy",
-        )
-        .await?;
-        // Notes (a value rounded to the new precision) are not counted as warnings: the
-        // native ALTER accepts them, and they would push real warnings out of the list
-        // check_warnings reads.
-        exec(
-            &mut conn,
-            "SET SESSION sql_notes = 0",
-            vec![],
-            "preparing the copy",
-        )
-        .await?;
         Ok(Box::new(MysqlCopier {
-            conn,
+            // Opened by the first chunk (again after a lost connection).
+            conn: None,
+            opts: self.opts.clone(),
+            reconnect: self.options.reconnect.clone(),
             b: self.builder(orig, mapping)?,
             key_name: mapping.key.target_name.clone(),
             last: after.cloned(),
@@ -859,10 +917,32 @@ impl Engine for MysqlEngine {
         }))
     }
 
+    /// A flush whose connection is lost runs again on a new one: delete and insert by
+    /// key, one transaction per batch, so replaying a batch twice changes nothing.
     async fn flush(&self, orig: &Table, mapping: &ColumnMapping, keys: &[Key]) -> Result<u64> {
         let b = self.builder(orig, mapping)?;
-        let mut c = self.conn().await?;
-        flush_keys(&mut c, &b, keys, true, false).await
+        let policy = self.options.reconnect.clone();
+        let mut outage = policy.outage("of the replay");
+        loop {
+            let r = async {
+                // A new connection after a loss: the pool may still hold the lost one.
+                let mut c = match outage.attempts() {
+                    0 => self.conn().await?,
+                    _ => Conn::new(self.opts.clone())
+                        .await
+                        .map_err(|e| conn_err(e, "opening a connection for the replay"))?,
+                };
+                flush_keys(&mut c, &b, keys, true, false).await
+            }
+            .await;
+            match r {
+                Ok(n) => {
+                    outage.recovered();
+                    return Ok(n);
+                }
+                Err(e) => outage.wait(e).await?,
+            }
+        }
     }
 
     async fn lock_for_cut_over(

@@ -1,4 +1,4 @@
-//! The PostgreSQL engine: publication + temporary logical slot read with `pgoutput`
+//! The PostgreSQL engine: publication + logical slot read with `pgoutput`
 //! through the SQL functions, a plain `INSERT … SELECT` copy into an index-less shadow,
 //! key-based replay (parked while the copy runs, see `PgEngine::flush`), and a
 //! rename-based cut-over in one transaction (see `cutover.rs`).
@@ -19,6 +19,7 @@ mod stream;
 mod verify;
 
 use crate::ddl::AlterSpec;
+use crate::engine::retry::Reconnect;
 use crate::engine::{
     artifact_base, artifact_names, ArtifactNames, ChangeStream, Copier, CutOverLock, Engine,
     EngineOptions, Key, KeyPart, Position, Scope, PREFIX,
@@ -124,8 +125,13 @@ pub struct PgEngine {
     version: String,
     info: std::sync::Mutex<Option<RelInfo>>,
     shadow: std::sync::Mutex<ShadowState>,
-    /// The session holding the temporary slot, between `start_stream` and `open_stream`.
+    /// The session that created the slot, between `start_stream` and `open_stream`.
     stream_session: tokio::sync::Mutex<Option<(Client, u64)>>,
+    /// The original's columns as the change stream first described them (DDL detection
+    /// across streams opened again after a lost connection).
+    stream_columns: stream::RelationColumns,
+    /// This engine's main session holds the table's runner lock.
+    runner_held: std::sync::atomic::AtomicBool,
     /// While the copy runs, replay parks keys instead of writing the shadow.
     parking: std::sync::atomic::AtomicBool,
     options: EngineOptions,
@@ -166,6 +172,8 @@ impl PgEngine {
             info: std::sync::Mutex::new(None),
             shadow: std::sync::Mutex::new(ShadowState::default()),
             stream_session: tokio::sync::Mutex::new(None),
+            stream_columns: Default::default(),
+            runner_held: Default::default(),
             parking: std::sync::atomic::AtomicBool::new(false),
             options: options.clone(),
         })
@@ -461,24 +469,92 @@ impl PgEngine {
         Ok(found)
     }
 
-    async fn drop_slot(&self, c: &Client) -> Result<Option<String>> {
-        // A client killed in the middle of reading the slot leaves its server process
-        // busy until the statement ends: give it a few seconds to notice and go.
-        let mut tries = 0;
-        let (active, pid) = loop {
-            let row = c
-                .query_opt(sql::SLOT_STATE, &[&self.slot])
-                .await
-                .map_err(|e| pg_err(e, "looking for the replication slot"))?;
-            let Some(row) = row else { return Ok(None) };
-            let active: bool = row.try_get(0).map_err(|e| pg_err(e, "reading the slot"))?;
-            let pid: Option<i32> = row.try_get(1).map_err(|e| pg_err(e, "reading the slot"))?;
-            tries += 1;
-            if !active || tries >= 50 {
-                break (active, pid);
+    /// The main session. When it was lost, a new one (after the backoff of
+    /// `--reconnect-timeout-seconds`), which takes the table's runner lock again; not
+    /// when `keep_parked` and the copy runs: the keys parked in the lost session are gone.
+    async fn main(&self, keep_parked: bool) -> Result<tokio::sync::MutexGuard<'_, Client>> {
+        let mut c = self.main.lock().await;
+        if !c.is_closed() {
+            return Ok(c);
+        }
+        // The runner lock went with the session.
+        self.runner_held
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        if keep_parked && self.parking.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::Unreachable,
+                "lost the main session during the copy: the changed keys parked in it are gone",
+            )
+            .with_hint(crate::error::UNREACHABLE_HINT));
+        }
+        let policy = self.options.reconnect.clone();
+        let mut outage = policy.outage("of the main session");
+        let mut err = Error::new(ErrorKind::Unreachable, "the main session was closed");
+        loop {
+            outage.wait(err).await?;
+            match self.reopen_main().await {
+                Ok(new) => {
+                    *c = new;
+                    self.runner_held
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    outage.recovered();
+                    return Ok(c);
+                }
+                Err(e) => err = e,
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        }
+    }
+
+    async fn reopen_main(&self) -> Result<Client> {
+        let c = writer_session(&self.target, "main").await?;
+        let key = runner_lock_key(&self.target.database, &self.schema, &self.table);
+        let got: bool = c
+            .query_one(sql::RUNNER_LOCK, &[&key])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| pg_err(e, "taking the table's runner lock again"))?;
+        if !got {
+            return Err(Error::new(
+                ErrorKind::Leftovers,
+                "another godwit run took this table's runner lock while this run's main session was lost",
+            )
+            .with_hint("let that run finish; this one stops and leaves the table unchanged"));
+        }
+        Ok(c)
+    }
+
+    /// End the session holding the slot and wait (at most 10 s) until it lets go.
+    /// Returns whether the slot is still in use.
+    async fn end_slot_holder(&self, c: &Client) -> Result<bool> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let held = c
+                .query(sql::END_SLOT_HOLDER, &[&self.slot])
+                .await
+                .map_err(|e| pg_err(e, "ending the session that holds the replication slot"))?;
+            if held.is_empty() {
+                return Ok(false);
+            }
+            if std::time::Instant::now() > deadline {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn drop_slot(&self, c: &Client) -> Result<Option<String>> {
+        let row = c
+            .query_opt(sql::SLOT_STATE, &[&self.slot])
+            .await
+            .map_err(|e| pg_err(e, "looking for the replication slot"))?;
+        let Some(row) = row else { return Ok(None) };
+        let mut active: bool = row.try_get(0).map_err(|e| pg_err(e, "reading the slot"))?;
+        let pid: Option<i32> = row.try_get(1).map_err(|e| pg_err(e, "reading the slot"))?;
+        if active && self.runner_held.load(std::sync::atomic::Ordering::SeqCst) {
+            // With the table's runner lock held, the slot's user is a session of this
+            // run or of a dead one (lost, its server process not gone yet): end it.
+            active = self.end_slot_holder(c).await?;
+        }
         if active {
             return Err(Error::new(
                 ErrorKind::Leftovers,
@@ -488,7 +564,7 @@ impl PgEngine {
                     pid.unwrap_or(0)
                 ),
             )
-            .with_hint("wait for that run to finish, or stop it; its slot is dropped when its session ends"));
+            .with_hint("wait for that run to finish, or stop it; then run `godwit cleanup` to drop the slot"));
         }
         c.query(sql::DROP_SLOT, &[&self.slot])
             .await
@@ -661,9 +737,20 @@ const COPY_SESSIONS: usize = 2;
 
 pub struct PgCopier {
     clients: Vec<Client>,
+    target: Target,
+    reconnect: Reconnect,
     b: Builder,
     last: Option<Vec<String>>,
     done: bool,
+    /// The last attempt failed: new sessions, and what it may have written removed.
+    redo: bool,
+}
+
+/// A session that writes the shadow (`purpose` names it in `pg_stat_activity`).
+async fn writer_session(target: &Target, purpose: &str) -> Result<Client> {
+    let c = conn::connect(target, purpose).await?;
+    batch(&c, sql::WRITER_SESSION, "preparing the copy").await?;
+    Ok(c)
 }
 
 fn bound_params<'a>(keys: &[&'a Option<Vec<String>>]) -> Vec<&'a (dyn ToSql + Sync)> {
@@ -715,9 +802,57 @@ async fn copy_range(
 
 #[async_trait]
 impl Copier for PgCopier {
+    fn copied_upto(&self) -> Option<Key> {
+        self.last
+            .as_ref()
+            .map(|k| k.iter().cloned().map(KeyPart::Text).collect())
+    }
+
+    /// A chunk whose connection is lost is copied again on new sessions, after removing
+    /// from the shadow what it may have written (the shadow has no key while the copy
+    /// runs, and replay waits until the copy is done, so only copied rows are there).
     async fn next_chunk(&mut self, rows: u64) -> Result<Option<u64>> {
         if self.done {
             return Ok(None);
+        }
+        let policy = self.reconnect.clone();
+        let n = policy
+            .run("of the copy", self, |c| Box::pin(c.chunk_once(rows)))
+            .await?;
+        Ok(Some(n))
+    }
+
+    fn finished(&self) -> bool {
+        self.done
+    }
+}
+
+impl PgCopier {
+    async fn chunk_once(&mut self, rows: u64) -> Result<u64> {
+        let r = self.try_chunk(rows).await;
+        // Whatever failed, the next attempt starts from the last finished chunk.
+        self.redo = r.is_err();
+        r
+    }
+
+    async fn try_chunk(&mut self, rows: u64) -> Result<u64> {
+        if self.redo || self.clients.is_empty() {
+            // New sessions for all: one that failed may not know it yet.
+            self.clients.clear();
+            for _ in 0..COPY_SESSIONS {
+                self.clients
+                    .push(writer_session(&self.target, "copy").await?);
+            }
+        }
+        if self.redo {
+            let last = &self.last;
+            self.clients[0]
+                .execute(
+                    self.b.delete_copied_after(last.is_some()).as_str(),
+                    &bound_params(&[last]),
+                )
+                .await
+                .map_err(|e| pg_err(e, "removing a chunk copied in part"))?;
         }
         let per = (rows / self.clients.len() as u64).max(1);
         let mut ranges = Vec::new();
@@ -743,17 +878,7 @@ impl Copier for PgCopier {
             Some(k) => self.last = Some(k),
             None => self.done = true,
         }
-        Ok(Some(n))
-    }
-
-    fn finished(&self) -> bool {
-        self.done
-    }
-
-    fn copied_upto(&self) -> Option<Key> {
-        self.last
-            .as_ref()
-            .map(|k| k.iter().cloned().map(KeyPart::Text).collect())
+        Ok(n)
     }
 }
 
@@ -795,7 +920,7 @@ impl Engine for PgEngine {
     }
 
     async fn leftovers(&self) -> Result<Vec<String>> {
-        let c = self.main.lock().await;
+        let c = self.main(false).await?;
         self.leftovers_with(&c).await
     }
 
@@ -804,7 +929,7 @@ impl Engine for PgEngine {
         if let Some((s, _)) = self.stream_session.lock().await.take() {
             let _ = s.query(sql::DROP_SLOT, &[&self.slot]).await;
         }
-        let c = self.main.lock().await;
+        let c = self.main(false).await?;
         if let Some(s) = self.drop_slot(&c).await? {
             gone.push(s);
         }
@@ -857,7 +982,7 @@ impl Engine for PgEngine {
     async fn cleanup_candidates(&self, include_old: bool) -> Result<Vec<String>> {
         let mut found = self.leftovers().await?;
         if include_old {
-            let c = self.main.lock().await;
+            let c = self.main(false).await?;
             for t in self.old_tables(&c).await? {
                 found.push(format!("table {}.{t}", self.schema));
             }
@@ -905,19 +1030,53 @@ impl Engine for PgEngine {
         key: &[String],
         from: &Position,
     ) -> Result<Box<dyn ChangeStream>> {
-        let (client, start) = self
-            .stream_session
-            .lock()
-            .await
-            .take()
-            .ok_or_else(|| Error::internal("start_stream was not called"))?;
+        let started = self.stream_session.lock().await.take();
+        let (client, start, confirmed) = match started {
+            Some((client, start)) => (client, start, None),
+            // Opened again after its session was lost: a new session on the same slot.
+            None => {
+                let s = conn::connect(&self.target, "stream").await?;
+                batch(&s, sql::STREAM_SESSION, "preparing the change stream").await?;
+                // The lost session's server process may still hold the slot (in a read
+                // that has not ended yet): end it, and try again after the backoff.
+                let held = s
+                    .query(sql::END_SLOT_HOLDER, &[&self.slot])
+                    .await
+                    .map_err(|e| pg_err(e, "reading the replication slot"))?;
+                if !held.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::Unreachable,
+                        format!(
+                            "replication slot {} is still held by the lost stream session; it was asked to end",
+                            self.slot
+                        ),
+                    ));
+                }
+                let lsn: Option<String> = s
+                    .query_opt(sql::SLOT_CONFIRMED, &[&self.slot])
+                    .await
+                    .and_then(|r| r.map(|r| r.try_get(0)).transpose())
+                    .map_err(|e| pg_err(e, "reading the replication slot"))?;
+                let lsn = lsn.and_then(|l| pgoutput::parse_lsn(&l)).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::SourceChanged,
+                        format!(
+                            "replication slot {} is gone: the changes made since it was lost cannot be read",
+                            self.slot
+                        ),
+                    )
+                    .with_hint("do not drop godwit's replication slot while it runs; run godwit again")
+                })?;
+                (s, lsn, Some(lsn))
+            }
+        };
         let from = match from {
             Position::Lsn(l) => *l,
             _ => start,
         };
         let info = self.rel_info()?;
         let checkpoints = conn::connect(&self.target, "restart points").await.ok();
-        Ok(Box::new(stream::PgStream::new(
+        let mut s = stream::PgStream::new(
             client,
             self.slot.clone(),
             self.publication.clone(),
@@ -925,7 +1084,12 @@ impl Engine for PgEngine {
             key.to_vec(),
             from,
             stream::RestartPoints::new(checkpoints, from),
-        )))
+        );
+        if let Some(c) = confirmed {
+            s.confirmed_at(c);
+        }
+        s.share_columns(self.stream_columns.clone());
+        Ok(Box::new(s))
     }
 
     async fn create_shadow(&self, _orig: &Table, alter: &AlterSpec) -> Result<Table> {
@@ -1017,7 +1181,7 @@ impl Engine for PgEngine {
     }
 
     async fn current_position(&self) -> Result<Option<Position>> {
-        let c = self.main.lock().await;
+        let c = self.main(true).await?;
         let lsn: String = c
             .query_one(sql::FLUSH_LSN, &[])
             .await
@@ -1030,7 +1194,7 @@ impl Engine for PgEngine {
     async fn after_copy(&self, orig: &Table, mapping: &ColumnMapping) -> Result<()> {
         let state = self.shadow_state()?;
         let b = self.builder(orig, mapping)?;
-        let c = self.main.lock().await;
+        let c = self.main(true).await?;
         // Two sessions build at once (measured 1.0 s against 1.3 s for a primary key and
         // one index over 2M rows on 2 cores); without a second session, one builds all.
         let (mine, theirs): (Vec<_>, Vec<_>) = state
@@ -1067,7 +1231,7 @@ impl Engine for PgEngine {
     }
 
     async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
-        restart_point(&*self.main.lock().await).await;
+        restart_point(&*self.main(true).await?).await;
         Ok(())
     }
 
@@ -1077,12 +1241,6 @@ impl Engine for PgEngine {
         mapping: &ColumnMapping,
         after: Option<&Key>,
     ) -> Result<Box<dyn Copier>> {
-        let mut clients = Vec::new();
-        for _ in 0..COPY_SESSIONS {
-            let c = conn::connect(&self.target, "copy").await?;
-            batch(&c, sql::WRITER_SESSION, "preparing the copy").await?;
-            clients.push(c);
-        }
         let b = self.builder(orig, mapping)?;
         {
             let c = self.main.lock().await;
@@ -1096,10 +1254,14 @@ impl Engine for PgEngine {
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(Box::new(PgCopier {
-            clients,
+            // Opened by the first chunk (again after a lost connection).
+            clients: Vec::new(),
+            target: self.target.clone(),
+            reconnect: self.options.reconnect.clone(),
             b,
             last: after.map(|k| k.iter().map(part_text).collect()),
             done: false,
+            redo: false,
         }))
     }
 
@@ -1109,13 +1271,33 @@ impl Engine for PgEngine {
     /// `after_copy`, once every chunk has committed and the indexes exist. That also
     /// closes the in-flight chunk race (docs/architecture.md, "Key-based replay and its
     /// races", 3): no replay runs before a chunk commits.
+    ///
+    /// After the copy, a flush whose connection is lost runs again on a new main session
+    /// (delete + insert by key, a transaction per batch: running it twice changes
+    /// nothing). During the copy it is not: the keys parked so far went with the session.
     async fn flush(&self, orig: &Table, mapping: &ColumnMapping, keys: &[Key]) -> Result<u64> {
         let b = self.builder(orig, mapping)?;
-        let c = self.main.lock().await;
-        if self.parking.load(std::sync::atomic::Ordering::SeqCst) {
-            return park_keys(&c, &b, keys).await;
+        let policy = self.options.reconnect.clone();
+        let mut outage = policy.outage("of the replay");
+        loop {
+            let parking = self.parking.load(std::sync::atomic::Ordering::SeqCst);
+            let r = async {
+                let c = self.main(true).await?;
+                if parking {
+                    return park_keys(&c, &b, keys).await;
+                }
+                flush_keys(&c, &b, keys, true).await
+            }
+            .await;
+            match r {
+                Ok(n) => {
+                    outage.recovered();
+                    return Ok(n);
+                }
+                Err(e) if parking => return Err(e),
+                Err(e) => outage.wait(e).await?,
+            }
         }
-        flush_keys(&c, &b, keys, true).await
     }
 
     async fn lock_for_cut_over(
@@ -1152,10 +1334,11 @@ impl Engine for PgEngine {
     }
 
     async fn status_values(&self, names: &[String]) -> Result<Vec<f64>> {
-        let c = self.main.lock().await;
+        let c = self.main(true).await?;
         load::read(&c, names).await
     }
 
+    /// After the swap: no reconnecting (a failure is reported as exit 35 with what is left).
     async fn drop_old(&self) -> Result<()> {
         let c = self.main.lock().await;
         batch(
@@ -1169,10 +1352,14 @@ impl Engine for PgEngine {
     async fn lock_runner(&self) -> Result<bool> {
         let c = self.main.lock().await;
         let key = runner_lock_key(&self.target.database, &self.schema, &self.table);
-        c.query_one(sql::RUNNER_LOCK, &[&key])
+        let got: bool = c
+            .query_one(sql::RUNNER_LOCK, &[&key])
             .await
             .and_then(|r| r.try_get(0))
-            .map_err(|e| pg_err(e, "taking the table's runner lock"))
+            .map_err(|e| pg_err(e, "taking the table's runner lock"))?;
+        self.runner_held
+            .store(got, std::sync::atomic::Ordering::SeqCst);
+        Ok(got)
     }
 
     async fn swapped(&self) -> Result<bool> {

@@ -137,6 +137,23 @@ impl Builder {
         )
     }
 
+    /// Remove from the shadow every row past `after` (every row without it): the rows a
+    /// chunk whose connection was lost may have written, before it is copied again.
+    /// Parameters: the `after` key parts, if any.
+    pub fn delete_copied_after(&self, after: bool) -> String {
+        let filter = if after {
+            let cols: Vec<String> = self
+                .target_key
+                .iter()
+                .map(|c| format!("s.{}", quote(c)))
+                .collect();
+            format!(" WHERE ({}) > {}", cols.join(", "), self.bound_row(1))
+        } else {
+            String::new()
+        };
+        format!("DELETE FROM {} s{filter}", self.shadow)
+    }
+
     /// `(SELECT * FROM unnest($1::text[]::t1[], …))`: one text array per key column.
     fn key_set(&self) -> String {
         let arrays: Vec<String> = self
@@ -223,9 +240,18 @@ pub fn drop_publication(publication: &str) -> String {
     format!("DROP PUBLICATION IF EXISTS {}", quote(publication))
 }
 
-/// Parameters: slot name. A temporary slot disappears with the session if godwit dies.
+/// Parameters: slot name. A persistent slot: it outlives a lost stream session, so the
+/// stream can be opened again where it was (docs/how-it-works.md, "Lost connections").
+/// Every end of a run drops it; one left by a killed run is removed by the next run on
+/// the table or by `godwit cleanup`.
 pub const CREATE_SLOT: &str =
-    "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput', true)";
+    "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput', false)";
+/// Parameters: slot name. Ends the session still holding the slot (a lost stream
+/// session whose server process has not noticed yet); a row when there was one.
+pub const END_SLOT_HOLDER: &str = "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active AND active_pid <> pg_backend_pid()";
+/// Parameters: slot name. Where the slot's consumer has confirmed up to.
+pub const SLOT_CONFIRMED: &str =
+    "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1";
 pub const DROP_SLOT: &str = "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND (NOT active OR active_pid = pg_backend_pid())";
 /// Parameters: slot, upto_nchanges (int4), publication, upto_lsn (text). Bounded by the
 /// flushed position read just before: WAL written after it belongs to transactions still

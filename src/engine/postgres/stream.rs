@@ -77,6 +77,9 @@ impl RestartPoints {
     }
 }
 
+/// Column names and types of the original's first Relation message.
+pub type RelationColumns = std::sync::Arc<std::sync::Mutex<Option<Vec<(String, u32)>>>>;
+
 pub struct PgStream {
     pub client: Option<Client>,
     pub slot: String,
@@ -86,7 +89,9 @@ pub struct PgStream {
     /// Key column positions in the relation's tuple, by relation oid.
     layout: HashMap<u32, Vec<usize>>,
     /// Column names and types of the first Relation message (DDL detection).
-    first_columns: Option<Vec<(String, u32)>>,
+    /// Shared with the engine, so a stream opened again after a lost connection compares
+    /// with what the first one saw.
+    first_columns: RelationColumns,
     /// End LSN of the last commit delivered.
     delivered: u64,
     /// Where the slot was last advanced to.
@@ -113,12 +118,23 @@ impl PgStream {
             table_oid,
             key,
             layout: HashMap::new(),
-            first_columns: None,
+            first_columns: RelationColumns::default(),
             delivered: from,
             acked: from,
             pending: VecDeque::new(),
             restart_points,
         }
+    }
+
+    /// A stream opened again on a slot whose consumer confirmed up to `lsn` (below the
+    /// position the core has read): the next acknowledgement moves the slot from there.
+    pub fn confirmed_at(&mut self, lsn: u64) {
+        self.acked = lsn.min(self.acked);
+    }
+
+    /// Compare Relation messages with `cols` (what earlier streams of this run saw).
+    pub fn share_columns(&mut self, cols: RelationColumns) {
+        self.first_columns = cols;
     }
 
     fn client(&self) -> Result<&Client> {
@@ -164,8 +180,12 @@ impl PgStream {
             .iter()
             .map(|c| (c.name.clone(), c.type_oid))
             .collect();
-        match &self.first_columns {
-            None => self.first_columns = Some(sig),
+        let mut first = self
+            .first_columns
+            .lock()
+            .map_err(|_| Error::internal("stream state poisoned"))?;
+        match &*first {
+            None => *first = Some(sig),
             Some(first) if *first != sig => {
                 return Err(Error::new(
                     ErrorKind::SourceChanged,
@@ -410,8 +430,8 @@ impl ChangeStream for PgStream {
 
     async fn close(&mut self) -> Result<()> {
         if let Some(c) = self.client.take() {
-            // The slot is temporary: it goes with the session. Drop it explicitly anyway
-            // so it is gone before this returns.
+            // The slot is persistent (it survives a lost session): drop it here; what
+            // fails is dropped by the engine's cleanup, the next run or `godwit cleanup`.
             let _ = c.query(sql::DROP_SLOT, &[&self.slot]).await;
             let _ = c
                 .batch_execute(&sql::drop_publication(&self.publication))
