@@ -119,9 +119,9 @@ pub trait CutOverLock: Send {
     }
 }
 
-/// An order-independent digest of some rows: how many, and the XOR of a 64-bit hash of
+/// An order-independent digest of some rows: how many, and the XOR of a hash of
 /// each row's values, read through the column mapping. Equal digests mean equal rows (up
-/// to a hash collision, about 2^-64 per differing row).
+/// to a hash collision: 2^-32 per differing row with MySQL's CRC32, 2^-64 on PostgreSQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Digest {
     pub rows: u64,
