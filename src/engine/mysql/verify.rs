@@ -48,12 +48,12 @@ fn family(c: &Column) -> Family {
     }
 }
 
-/// A value as text for hashing: strings in one character set (converting costs more than
-/// the hash: only strings in another one are converted), bytes as hex.
-fn render(expr: &str, f: Family, charset: Option<&str>) -> String {
+/// A value for hashing. Strings go in as their bytes (the row is joined with a binary
+/// separator, so nothing is converted: a conversion costs more than the hash); both
+/// sides hold a compared string in the same character set (see `convert`).
+fn render(expr: &str, f: Family) -> String {
     match f {
-        Family::Text if charset == Some("utf8mb4") => expr.to_string(),
-        Family::Text => format!("CONVERT({expr} USING utf8mb4)"),
+        Family::Text => expr.to_string(),
         Family::Binary | Family::Other => format!("HEX({expr})"),
         Family::Bit => format!("({expr} + 0)"),
         Family::Json => format!("CAST({expr} AS CHAR)"),
@@ -163,18 +163,14 @@ impl Checksums {
                 continue;
             };
             let o = format!("o.{}", quote(&src.name));
-            let other_expr = render(
-                &format!("s.{}", quote(&dst.name)),
-                family(dst),
-                dst.charset.as_deref(),
-            );
+            let other_expr = render(&format!("s.{}", quote(&dst.name)), family(dst));
             let same = family(src) == family(dst)
                 && src.column_type.eq_ignore_ascii_case(&dst.column_type)
                 && src.charset == dst.charset;
             if same {
                 columns.same.push(dst.name.clone());
                 cols.push(Compared {
-                    orig: render(&o, family(src), src.charset.as_deref()),
+                    orig: render(&o, family(src)),
                     other: other_expr,
                     converted: false,
                 });
@@ -184,7 +180,7 @@ impl Checksums {
                 Ok(e) => {
                     columns.converted.push(dst.name.clone());
                     cols.push(Compared {
-                        orig: render(&e, family(dst), dst.charset.as_deref()),
+                        orig: render(&e, family(dst)),
                         other: other_expr,
                         converted: true,
                     });
@@ -227,7 +223,7 @@ impl Checksums {
         } else {
             let nulls: Vec<String> = exprs.iter().map(|e| format!("ISNULL({e})")).collect();
             format!(
-                "CONCAT_WS(CHAR(31 USING utf8mb4), {}, CONCAT({}))",
+                "CONCAT_WS(CHAR(31), {}, CONCAT({}))",
                 exprs.join(", "),
                 nulls.join(", ")
             )
