@@ -44,14 +44,16 @@ ANALYZE TABLE t1, t2;
 SQL
 ALTER="ADD COLUMN shipped_at DATETIME NULL, ADD INDEX idx_status(status)"
 URL="mysql://root@127.0.0.1:$MYSQL_PORT/godwit_bench"
-run() { "$GODWIT" run --url "$URL" --table "$1" --alter "$ALTER" --execute --ok-to-drop-table --format json; }
+run() { "$GODWIT" run --url "$URL" --table "$1" --alter "$ALTER" --execute --ok-to-drop-table --format json --chunk-time-millis 100; }
 
 t0=$(now)
 run t1 >/tmp/godwit-resume-bench-t1.jsonl
 whole=$(secs "$t0" "$(now)")
 
 t0=$(now)
-run t2 >/tmp/godwit-resume-bench-t2a.jsonl &
+# Not through the shell function: $! must be godwit's own process.
+"$GODWIT" run --url "$URL" --table t2 --alter "$ALTER" --execute --ok-to-drop-table \
+  --format json --chunk-time-millis 100 >/tmp/godwit-resume-bench-t2a.jsonl &
 pid=$!
 target=$((ROWS * 7 / 10))
 while :; do
