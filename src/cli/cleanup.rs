@@ -37,7 +37,7 @@ async fn inner(a: &CleanupArgs, rep: &Reporter) -> Result<()> {
     let found = if a.execute {
         // A running migration's objects are never removed (on PostgreSQL its slot is
         // in use only while it is read, so "in use" alone does not tell).
-        if !engine.lock_runner().await? {
+        if !engine::take_runner_lock(engine.as_ref()).await? {
             let _ = engine.close().await;
             return Err(crate::error::Error::new(
                 crate::error::ErrorKind::Leftovers,

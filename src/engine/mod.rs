@@ -338,6 +338,18 @@ pub trait Engine: Send + Sync {
     ) -> Result<Table>;
 }
 
+/// Take the table's runner lock, asking again for a few seconds: a run killed a moment
+/// ago holds it until the server notices that its sessions are gone.
+pub async fn take_runner_lock(engine: &dyn Engine) -> Result<bool> {
+    for _ in 0..8 {
+        if engine.lock_runner().await? {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    engine.lock_runner().await
+}
+
 /// Connect to the target and return its engine for `table`.
 pub async fn connect(
     target: &Target,

@@ -110,9 +110,6 @@ pub struct Migration<'a> {
     save_failed: bool,
 }
 
-/// Extra tries (500 ms apart) for the table's runner lock.
-const RUNNER_LOCK_TRIES: u32 = 8;
-
 /// Save the checkpoint at least this often outside the copy (which saves per chunk).
 const SAVE_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -492,17 +489,7 @@ impl<'a> Migration<'a> {
     /// left over from a run that is gone, and are removed here (said in the log and as a
     /// `stale_leftovers_removed` event).
     async fn take_table(&mut self) -> Result<Option<Checkpoint>> {
-        // A run killed a moment ago may still hold it until the server notices its
-        // sessions are gone: ask for a few seconds before calling it taken.
-        let mut held = self.engine.lock_runner().await?;
-        for _ in 0..RUNNER_LOCK_TRIES {
-            if held {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            held = self.engine.lock_runner().await?;
-        }
-        if !held {
+        if !crate::engine::take_runner_lock(self.engine).await? {
             return Err(Error::new(
                 ErrorKind::Leftovers,
                 "another godwit run is migrating this table right now (it holds the table's runner lock)",
