@@ -3,7 +3,7 @@
 # Source this file, then call ensure_packages, start_mariadb, start_postgres, stop_servers.
 
 GODWIT_RUN_DIR="${GODWIT_RUN_DIR:-$(mktemp -d /tmp/godwit-servers.XXXXXX)}"
-chmod 755 "$GODWIT_RUN_DIR"
+mkdir -p "$GODWIT_RUN_DIR" && chmod 755 "$GODWIT_RUN_DIR"
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -34,7 +34,8 @@ start_mariadb() {
   local binlog=(--log-bin="$dir/data/binlog" --binlog-format=ROW --binlog-row-image=FULL)
   # GODWIT_MARIADB_NO_BINLOG=1: a server without binary logging (preflight tests).
   [ -n "${GODWIT_MARIADB_NO_BINLOG:-}" ] && binlog=()
-  "$mysqld" --no-defaults --user="$(id -un)" --datadir="$dir/data" \
+  # The command line is kept so that tests can restart the server (restart_mariadb).
+  printf '%q ' "$mysqld" --no-defaults --user="$(id -un)" --datadir="$dir/data" \
     --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
     --port="$MYSQL_PORT" --bind-address=127.0.0.1 \
     "${binlog[@]}" \
@@ -42,8 +43,8 @@ start_mariadb() {
     --innodb-buffer-pool-size="${GODWIT_MARIADB_BUFFER_POOL:-1G}" \
     --innodb-flush-log-at-trx-commit=2 --sync-binlog=0 \
     --max-connections=500 --skip-name-resolve \
-    --log-error="$dir/error.log" >/dev/null 2>&1 &
-  echo $! >"$dir/launcher.pid"
+    --log-error="$dir/error.log" >"$dir/command"
+  launch_mariadb "$dir"
   for _ in $(seq 1 120); do
     if mariadb --no-defaults -uroot -h127.0.0.1 -P"$MYSQL_PORT" -e 'SELECT 1' >/dev/null 2>&1; then
       # root over TCP from 127.0.0.1 (skip-name-resolve: grant the address too)
@@ -57,6 +58,36 @@ start_mariadb() {
   done
   echo "MariaDB did not start; log:"; tail -30 "$dir/error.log"
   return 1
+}
+
+launch_mariadb() {
+  local dir="$1"
+  bash -c "exec $(cat "$dir/command")" >/dev/null 2>&1 &
+  echo $! >"$dir/launcher.pid"
+}
+
+# Restarts the MariaDB of run directory $1 (tests: a server restart mid-migration):
+# a clean shutdown, then the same command line; waits until it answers again.
+restart_mariadb() {
+  local dir="$1/mariadb" port
+  port=$(grep -o -- '--port=[0-9]*' "$dir/command" | cut -d= -f2)
+  local pid
+  pid=$(cat "$dir/mysqld.pid")
+  kill "$pid"
+  for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  launch_mariadb "$dir"
+  for _ in $(seq 1 120); do
+    mariadb --no-defaults -uroot -h127.0.0.1 -P"$port" -e 'SELECT 1' >/dev/null 2>&1 && return 0
+    sleep 0.25
+  done
+  echo "MariaDB did not restart"; tail -30 "$dir/error.log"; return 1
+}
+
+# Restarts the PostgreSQL of run directory $1 (fast shutdown: sessions are terminated).
+restart_postgres() {
+  local dir="$1/postgres" as=()
+  [ "$(id -u)" = 0 ] && as=(runuser -u "${PG_AS_USER:-godwitpg}" --)
+  "${as[@]}" /usr/lib/postgresql/15/bin/pg_ctl -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null
 }
 
 # Starts PostgreSQL 15 (wal_level=logical) as an unprivileged user; exports

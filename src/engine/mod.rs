@@ -265,6 +265,12 @@ pub trait Engine: Send + Sync {
     /// Take this table's runner lock for the rest of the run (released when the engine
     /// closes or the process dies). `false`: another godwit run holds it right now.
     async fn lock_runner(&self) -> Result<bool>;
+    /// Check that this run still holds the runner lock; when the session holding it was
+    /// lost (a server restart), take it again on a new one. `false`: another run holds it
+    /// now. An error: it cannot be told right now.
+    async fn keep_runner_lock(&self) -> Result<bool> {
+        Ok(true)
+    }
     /// After a swap that returned an error: did the swap happen? Looks on a new
     /// connection for the renamed original. An error means it cannot be told.
     async fn swapped(&self) -> Result<bool>;

@@ -108,6 +108,10 @@ pub struct Migration<'a> {
     copied_upto: Option<Key>,
     last_save: Option<Instant>,
     save_failed: bool,
+    /// When the runner lock was last checked (`keep_table`).
+    last_lock_check: Option<Instant>,
+    /// The runner lock went to another run (ours was lost with its session).
+    table_lost: bool,
 }
 
 /// Save the checkpoint at least this often outside the copy (which saves per chunk).
@@ -146,6 +150,8 @@ impl<'a> Migration<'a> {
             copied_upto: None,
             last_save: None,
             save_failed: false,
+            last_lock_check: None,
+            table_lost: false,
         }
     }
 
@@ -186,6 +192,13 @@ impl<'a> Migration<'a> {
     }
 
     fn check_abort(&self) -> Result<()> {
+        if self.table_lost {
+            return Err(Error::new(
+                ErrorKind::Leftovers,
+                "this run lost the table's runner lock with the session that held it (the server restarted?) and another godwit run holds it now; this run stops and leaves the shadow to that run",
+            )
+            .with_hint("watch the other run; the original table is unchanged"));
+        }
         if self.abort.load(Ordering::SeqCst) {
             return Err(Error::new(
                 ErrorKind::Aborted,
@@ -574,7 +587,34 @@ impl<'a> Migration<'a> {
 
     /// Save the checkpoint: `force`, or when the last save is older than SAVE_INTERVAL.
     /// A failed save is logged (once) and the run goes on: it only loses resumability.
+    /// Every few seconds: make sure this run still holds the table's runner lock (the
+    /// session holding it can be lost with a server restart; the engine takes it again).
+    /// When another run got it meanwhile, this run must stop without removing anything:
+    /// that run may be resuming this run's shadow.
+    async fn keep_table(&mut self) {
+        if self
+            .last_lock_check
+            .is_some_and(|t| t.elapsed() < SAVE_INTERVAL)
+        {
+            return;
+        }
+        self.last_lock_check = Some(Instant::now());
+        match self.engine.keep_runner_lock().await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!("another godwit run took this table's runner lock");
+                self.table_lost = true;
+                self.created = false;
+            }
+            // Cannot tell now (the server is away): asked again next time.
+            Err(e) => tracing::debug!("checking the runner lock: {e}"),
+        }
+    }
+
     async fn save_checkpoint(&mut self, force: bool) {
+        if self.swap == Swap::NotYet {
+            self.keep_table().await;
+        }
         if !self.engine.resumable() {
             return;
         }

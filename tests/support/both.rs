@@ -24,9 +24,18 @@ pub enum Db {
 
 impl Db {
     pub async fn new(engine: Engine, prefix: &str) -> Db {
+        let server = match engine {
+            Engine::Maria => super::mysql::server_url().await,
+            Engine::Postgres => super::postgres::server_url().await,
+        };
+        Self::new_on(engine, &server, prefix).await
+    }
+
+    /// The same, on the server at `server` (e.g. a private one a test restarts).
+    pub async fn new_on(engine: Engine, server: &str, prefix: &str) -> Db {
         let db = match engine {
-            Engine::Maria => Db::Maria(MariaDb::new(prefix).await),
-            Engine::Postgres => Db::Postgres(PgDb::new(prefix).await),
+            Engine::Maria => Db::Maria(MariaDb::new_on(server, prefix).await),
+            Engine::Postgres => Db::Postgres(PgDb::new_on(server, prefix).await),
         };
         db.exec("CREATE TABLE orders (id BIGINT PRIMARY KEY, v INT NOT NULL, note VARCHAR(40))")
             .await;
@@ -48,6 +57,14 @@ impl Db {
         match self {
             Db::Maria(_) => Engine::Maria,
             Db::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// The same database through new connections (after a server restart).
+    pub async fn reopen(&self) -> Db {
+        match self {
+            Db::Maria(d) => Db::Maria(d.reopen()),
+            Db::Postgres(d) => Db::Postgres(d.reopen().await),
         }
     }
 
@@ -182,8 +199,15 @@ impl Writer {
                         }
                     }
                     Engine::Postgres => {
-                        let c = super::postgres::connect(&url).await;
-                        c.execute(&sql, &[]).await.is_ok()
+                        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+                            Ok((c, conn)) => {
+                                tokio::spawn(async move {
+                                    let _ = conn.await;
+                                });
+                                c.execute(&sql, &[]).await.is_ok()
+                            }
+                            Err(_) => false,
+                        }
                     }
                 };
                 if ok {

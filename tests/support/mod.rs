@@ -262,6 +262,8 @@ impl PrivateServer {
         cmd.arg("-c").arg(format!(
             "source {root}/scripts/lib/servers.sh && {function} >&2 && echo \"${var} $GODWIT_RUN_DIR\""
         ));
+        // A run directory of its own, whatever the caller's environment says.
+        cmd.env_remove("GODWIT_RUN_DIR");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -276,6 +278,29 @@ impl PrivateServer {
             url: url.to_string(),
             dir: dir.to_string(),
         }
+    }
+}
+
+impl PrivateServer {
+    /// Restart the server in place (same port and data): a clean shutdown, then a start;
+    /// returns once it answers again.
+    pub fn restart(&self) {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let function = if std::path::Path::new(&self.dir).join("mariadb").exists() {
+            "restart_mariadb"
+        } else {
+            "restart_postgres"
+        };
+        let ok = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "GODWIT_RUN_DIR={0} source {root}/scripts/lib/servers.sh && {function} {0}",
+                self.dir
+            ))
+            .status()
+            .expect("restart the private server")
+            .success();
+        assert!(ok, "{function} failed");
     }
 }
 

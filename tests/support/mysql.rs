@@ -73,7 +73,12 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new(prefix: &str) -> TestDb {
-        let server = server_url().await;
+        Self::new_on(&server_url().await, prefix).await
+    }
+
+    /// A database of its own on the server at `server` (e.g. a private one).
+    pub async fn new_on(server: &str, prefix: &str) -> TestDb {
+        let server = server.to_string();
         let name = super::unique_name(prefix);
         let mut admin = Conn::new(Opts::from_url(&server).unwrap())
             .await
@@ -86,6 +91,15 @@ impl TestDb {
         let url = with_db(&server, &name);
         let pool = Pool::new(Opts::from_url(&url).unwrap());
         TestDb { name, url, pool }
+    }
+
+    /// The same database through new connections (after a server restart).
+    pub fn reopen(&self) -> TestDb {
+        TestDb {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            pool: Pool::new(Opts::from_url(&self.url).unwrap()),
+        }
     }
 
     pub async fn conn(&self) -> Conn {

@@ -90,7 +90,12 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new(prefix: &str) -> TestDb {
-        let server = server_url().await;
+        Self::new_on(&server_url().await, prefix).await
+    }
+
+    /// A database of its own on the server at `server` (e.g. a private one).
+    pub async fn new_on(server: &str, prefix: &str) -> TestDb {
+        let server = server.to_string();
         let name = super::unique_name(prefix);
         let admin = connect(&server).await;
         admin
@@ -104,6 +109,16 @@ impl TestDb {
             url,
             server,
             client,
+        }
+    }
+
+    /// The same database through a new session (after a server restart).
+    pub async fn reopen(&self) -> TestDb {
+        TestDb {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            server: self.server.clone(),
+            client: connect(&self.url).await,
         }
     }
 

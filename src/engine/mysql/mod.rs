@@ -861,19 +861,57 @@ impl Engine for MysqlEngine {
             indexes = defs.len(),
             "building the shadow's secondary indexes"
         );
-        let adds: Vec<String> = defs.iter().map(|d| format!("ADD {d}")).collect();
-        let mut c = self.conn().await?;
-        exec(
-            &mut c,
-            &format!(
-                "ALTER TABLE {} {}",
-                qualified(&self.db, &self.names.shadow),
-                adds.join(", ")
-            ),
-            vec![],
-            "building the shadow's secondary indexes",
-        )
-        .await?;
+        // A lost connection (a server restart) is retried on a new one: the ALTER is
+        // atomic, and the retry adds only the indexes the shadow does not have yet (the
+        // answer of one that completed may be what was lost).
+        let policy = self.options.reconnect.clone();
+        let mut outage = policy.outage("of the index build");
+        loop {
+            let r = async {
+                let mut c = match outage.attempts() {
+                    0 => self.conn().await?,
+                    _ => Conn::new(self.opts.clone())
+                        .await
+                        .map_err(|e| conn_err(e, "opening a connection for the index build"))?,
+                };
+                let shadow = qualified(&self.db, &self.names.shadow);
+                let missing: Vec<&String> = if outage.attempts() == 0 {
+                    defs.iter().collect()
+                } else {
+                    let create: Option<(String, Vec<u8>)> = c
+                        .query_first(format!("SHOW CREATE TABLE {shadow}"))
+                        .await
+                        .map_err(|e| conn_err(e, "reading the shadow's definition"))?;
+                    let have: Vec<String> = create
+                        .map(|(_, c)| plain_keys(&String::from_utf8_lossy(&c)))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(_, def)| def)
+                        .collect();
+                    defs.iter().filter(|d| !have.contains(d)).collect()
+                };
+                if missing.is_empty() {
+                    return Ok(());
+                }
+                let adds: Vec<String> = missing.iter().map(|d| format!("ADD {d}")).collect();
+                exec(
+                    &mut c,
+                    &format!("ALTER TABLE {shadow} {}", adds.join(", ")),
+                    vec![],
+                    "building the shadow's secondary indexes",
+                )
+                .await
+                .map(|_| ())
+            }
+            .await;
+            match r {
+                Ok(()) => {
+                    outage.recovered();
+                    break;
+                }
+                Err(e) => outage.wait(e).await?,
+            }
+        }
         if let Ok(mut d) = self.deferred_indexes.lock() {
             d.clear();
         }
@@ -1017,6 +1055,37 @@ impl Engine for MysqlEngine {
             return Ok(false);
         }
         *self.runner.lock().await = Some(c);
+        Ok(true)
+    }
+
+    async fn keep_runner_lock(&self) -> Result<bool> {
+        let name = runner_lock_name(&self.db, &self.table);
+        let mut runner = self.runner.lock().await;
+        let Some(c) = runner.as_mut() else {
+            // Not taken by this engine (a dry run): nothing to keep.
+            return Ok(true);
+        };
+        let mine: std::result::Result<Option<Option<i64>>, _> = c
+            .exec_first("SELECT IS_USED_LOCK(?) = CONNECTION_ID()", (&name,))
+            .await;
+        if let Ok(Some(Some(1))) = mine {
+            return Ok(true);
+        }
+        // The session is gone (or no longer holds it): take it on a new one.
+        let mut c = Conn::new(self.opts.clone())
+            .await
+            .map_err(|e| conn_err(e, "taking the table's runner lock again"))?;
+        let got: Option<Option<i64>> = c
+            .exec_first("SELECT GET_LOCK(?, 0)", (&name,))
+            .await
+            .map_err(|e| conn_err(e, "taking the table's runner lock again"))?;
+        if got.flatten() != Some(1) {
+            let _ = c.disconnect().await;
+            *runner = None;
+            return Ok(false);
+        }
+        tracing::info!("took the table's runner lock again on a new session");
+        *runner = Some(c);
         Ok(true)
     }
 

@@ -1362,6 +1362,28 @@ impl Engine for PgEngine {
         Ok(got)
     }
 
+    async fn keep_runner_lock(&self) -> Result<bool> {
+        if !self.runner_held.load(std::sync::atomic::Ordering::SeqCst) {
+            // Never taken by this engine, or lost: `main` takes it again below.
+            let c = self.main.lock().await;
+            if !c.is_closed() {
+                return Ok(true);
+            }
+        }
+        {
+            let c = self.main.lock().await;
+            if !c.is_closed() && c.simple_query("SELECT 1").await.is_ok() {
+                return Ok(true);
+            }
+        }
+        // The session is gone: a new one takes the lock again (or finds it taken).
+        match self.main(true).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind == ErrorKind::Leftovers => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn swapped(&self) -> Result<bool> {
         let c = conn::connect(&self.target, "swap check").await?;
         self.table_exists(&c, &self.names.old).await
