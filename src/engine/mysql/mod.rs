@@ -100,6 +100,9 @@ pub struct MysqlEngine {
     /// and added back in one ALTER before the cut-over: a sorted build is faster than
     /// maintaining them row by row.
     deferred_indexes: std::sync::Mutex<Vec<String>>,
+    /// The shadow's NOT NULL columns without a default, each with the value the server
+    /// gives existing rows in a native ALTER (its implicit default), as an SQL literal.
+    implicit_defaults: std::sync::Mutex<Vec<(String, String)>>,
     /// The session holding the table's runner lock (GET_LOCK), for the whole run.
     runner: tokio::sync::Mutex<Option<Conn>>,
     /// `AUTO_INCREMENT = N` of the ALTER: set again at cut-over (see `cutover.rs`).
@@ -267,6 +270,7 @@ impl MysqlEngine {
             opts,
             options: options.clone(),
             deferred_indexes: std::sync::Mutex::new(Vec::new()),
+            implicit_defaults: std::sync::Mutex::new(Vec::new()),
             runner: tokio::sync::Mutex::new(None),
             auto_increment: std::sync::Mutex::new(None),
         })
@@ -311,13 +315,91 @@ impl MysqlEngine {
     }
 
     fn builder(&self, orig: &Table, mapping: &ColumnMapping) -> Result<Builder> {
+        let fills: Vec<(String, String)> = self
+            .implicit_defaults
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(c, _)| !mapping.columns.iter().any(|m| &m.target == c))
+            .collect();
         Ok(Builder::new(
             &self.db,
             &self.table,
             &self.names.shadow,
             mapping,
             self.key_columns(orig, mapping)?,
-        ))
+        )
+        .with_fills(&fills))
+    }
+
+    /// Read the shadow's implicit defaults (see `implicit_defaults`): a native ALTER that
+    /// adds `c INT NOT NULL` gives existing rows 0, where the copy's INSERT, which leaves
+    /// `c` out, is refused ("Field 'c' doesn't have a default value"). The server says
+    /// what the values are: one row inserted with every default into a temporary copy
+    /// of the shadow. When that cannot be done (e.g. a CHECK refuses the row), none are
+    /// known and such a copy fails as before.
+    async fn read_implicit_defaults(&self, c: &mut Conn) {
+        let cols: Vec<String> = match c
+            .exec(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+                 AND IS_NULLABLE = 'NO' AND COLUMN_DEFAULT IS NULL AND EXTRA NOT LIKE '%auto_increment%' \
+                 AND IFNULL(GENERATION_EXPRESSION, '') = '' ORDER BY ORDINAL_POSITION",
+                (&self.db, &self.names.shadow),
+            )
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!("reading the shadow's columns without a default: {e}");
+                return;
+            }
+        };
+        if cols.is_empty() {
+            return;
+        }
+        let probe = qualified(&self.db, &format!("{PREFIX}probe_{}", std::process::id()));
+        let list = cols
+            .iter()
+            .map(|c| sql::quote(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let read = async {
+            c.query_drop(format!(
+                "CREATE TEMPORARY TABLE {probe} LIKE {}",
+                qualified(&self.db, &self.names.shadow)
+            ))
+            .await?;
+            c.query_drop(format!("INSERT IGNORE INTO {probe} () VALUES ()"))
+                .await?;
+            let row: Option<Row> = c.query_first(format!("SELECT {list} FROM {probe}")).await?;
+            Ok::<_, mysql_async::Error>(row)
+        }
+        .await;
+        let _ = c
+            .query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {probe}"))
+            .await;
+        let row = match read {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!("reading the shadow's implicit defaults: {e}");
+                return;
+            }
+        };
+        let fills: Vec<(String, String)> = cols
+            .into_iter()
+            .zip(row.unwrap())
+            .filter_map(|(c, v)| match v {
+                mysql_async::Value::Bytes(b) if b.is_empty() => Some((c, "''".to_string())),
+                mysql_async::Value::Bytes(b) => Some((c, format!("X'{}'", hex(&b)))),
+                _ => None,
+            })
+            .collect();
+        tracing::debug!(?fills, "implicit defaults of the shadow's NOT NULL columns");
+        if let Ok(mut f) = self.implicit_defaults.lock() {
+            *f = fills;
+        }
     }
 
     async fn binlog_position(conn: &mut Conn) -> Result<(String, u64)> {
@@ -333,6 +415,10 @@ impl MysqlEngine {
         let pos: u64 = row.get_opt(1).and_then(|r| r.ok()).unwrap_or(0);
         Ok((file, pos))
     }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 pub(crate) async fn exec(
@@ -616,7 +702,7 @@ pub(crate) async fn flush_keys(
                 if !in_lock {
                     let _ = conn.query_drop("ROLLBACK").await;
                 }
-                let e = if e.message.contains("(error 1062)") {
+                let e = if e.code == Some(ServerCode::Mysql(1062)) {
                     Error::new(ErrorKind::DataError, format!("{}; a write made during the migration violates a unique key of the new table", e.message))
                         .with_hint("remove the duplicates (or drop the UNIQUE from the ALTER) and run again")
                 } else {
@@ -817,6 +903,7 @@ impl Engine for MysqlEngine {
             let _ = c.disconnect().await;
             return Err(e);
         }
+        self.read_implicit_defaults(&mut c).await;
         // Bytes: a BINARY column's default is shown as raw bytes, not always UTF-8 (only the
         // KEY lines are read, and they are).
         let create: Option<(String, Vec<u8>)> = c
@@ -1233,6 +1320,13 @@ impl Engine for MysqlEngine {
                 format!("the checkpoint's binlog position {from} is gone: the server no longer has binlog file {file} (purged or expired), so the changes since the checkpoint cannot be read"),
             )
             .with_hint(restart));
+        }
+        {
+            let mut c = Conn::new(self.opts.clone())
+                .await
+                .map_err(|e| conn_err(e, "opening a connection"))?;
+            self.read_implicit_defaults(&mut c).await;
+            let _ = c.disconnect().await;
         }
         let shadow = match self.inspect_table(&self.names.shadow).await {
             Ok(t) => t,

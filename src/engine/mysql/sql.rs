@@ -185,6 +185,16 @@ impl Builder {
         }
     }
 
+    /// Columns the original does not fill, written with a value of their own (an SQL
+    /// literal) instead of being left out of the INSERT.
+    pub fn with_fills(mut self, fills: &[(String, String)]) -> Builder {
+        for (col, value) in fills {
+            self.insert_cols.push_str(&format!(", {}", quote(col)));
+            self.select_cols.push_str(&format!(", {value}"));
+        }
+        self
+    }
+
     fn key_list(&self, alias: &str) -> String {
         self.key
             .iter()
