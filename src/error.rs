@@ -144,6 +144,11 @@ impl fmt::Display for Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// True when the server answered with this PostgreSQL SQLSTATE.
+    pub fn is_sqlstate(&self, state: &str) -> bool {
+        matches!(&self.code, Some(ServerCode::Postgres(s)) if s == state)
+    }
+
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,

@@ -1010,7 +1010,8 @@ impl Engine for PgEngine {
             .and_then(|r| r.try_get(0))
             .map_err(|e| {
                 let e = pg_err(e, "creating the replication slot");
-                if e.message.contains("53400") {
+                // 53400: configuration_limit_exceeded (all slots in use).
+                if e.is_sqlstate("53400") {
                     Error::new(ErrorKind::ReplicationSlots, e.message).with_hint(
                         "free a replication slot (SELECT * FROM pg_replication_slots) or raise max_replication_slots (needs a restart)",
                     )

@@ -293,7 +293,8 @@ impl PgStream {
             .await
             .map_err(|e| {
                 let e = pg_err(e, "reading the change stream");
-                if e.message.contains("does not exist") {
+                // 42704: undefined_object (the slot or the publication).
+                if e.is_sqlstate("42704") {
                     Error::new(ErrorKind::Internal, e.message).with_hint(
                         "the replication slot or publication was removed while godwit ran",
                     )
