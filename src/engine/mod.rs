@@ -3,6 +3,7 @@
 //! An engine knows *how* (SQL, protocols, locks); the core in `migration/` decides *when*.
 
 pub mod check;
+pub mod int_bounds;
 pub mod mysql;
 pub mod postgres;
 pub mod retry;

@@ -11,7 +11,8 @@ use super::inspect;
 use super::rowimage::KeyDecode;
 use super::sql::{qualified, quote, Builder};
 use super::{conn_err, exec, MysqlEngine};
-use crate::engine::{CompareColumns, Digest, Key, KeyPart, Position, VerifyLock, VerifyView};
+use crate::engine::int_bounds::{IntBounds, IntKey};
+use crate::engine::{CompareColumns, Digest, Key, Position, VerifyLock, VerifyView};
 use crate::error::{Error, ErrorKind, Result};
 use crate::schema::{Column, ColumnMapping, Table};
 use async_trait::async_trait;
@@ -340,52 +341,6 @@ pub struct MysqlView {
     ints: Option<IntBounds>,
 }
 
-/// Bounds of verification chunks for a single integer key: `width` key values per chunk,
-/// from the smallest key to the largest in the snapshot. A bound is any key value (the
-/// ranges only have to be contiguous), so finding one by scanning `rows` index entries,
-/// which costs about as much as the chunk's checksum, is not needed. The width follows
-/// the rows the last chunk held, so sparse keys still give chunks of about `rows` rows.
-struct IntBounds {
-    unsigned: bool,
-    min: i128,
-    max: i128,
-    width: i128,
-    /// Rows of the last chunk and the width it had.
-    last: Option<(u64, i128)>,
-}
-
-impl IntBounds {
-    fn next(&mut self, after: Option<&Key>, rows: u64) -> Option<Option<Key>> {
-        let start = match after {
-            None => self.min - 1,
-            Some(k) => match k.as_slice() {
-                [KeyPart::Int(v)] => *v as i128,
-                [KeyPart::UInt(v)] => *v as i128,
-                _ => return None,
-            },
-        };
-        let rows = rows.max(1) as i128;
-        self.width = match self.last.take() {
-            // Fewer rows than asked: widen (at most 16 times per chunk).
-            Some((got, width)) if (got as i128) < rows => {
-                (width * rows / (got as i128).max(1)).min(width * 16)
-            }
-            Some((_, width)) => width,
-            None => rows,
-        }
-        .max(1);
-        let bound = start + self.width;
-        if bound >= self.max {
-            return Some(None);
-        }
-        Some(Some(vec![if self.unsigned {
-            KeyPart::UInt(bound as u64)
-        } else {
-            KeyPart::Int(bound as i64)
-        }]))
-    }
-}
-
 async fn pooled(pool: &Pool) -> Result<Conn> {
     pool.get_conn()
         .await
@@ -431,13 +386,15 @@ async fn int_bounds(c: &mut Conn, sums: &Checksums) -> Result<Option<IntBounds>>
     let parse = |v: Option<String>| v.and_then(|v| v.parse::<i128>().ok());
     Ok(match row {
         Some((lo, hi)) => match (parse(lo), parse(hi)) {
-            (Some(min), Some(max)) => Some(IntBounds {
-                unsigned,
+            (Some(min), Some(max)) => Some(IntBounds::new(
+                if unsigned {
+                    IntKey::Unsigned
+                } else {
+                    IntKey::Signed
+                },
                 min,
                 max,
-                width: 0,
-                last: None,
-            }),
+            )),
             _ => None,
         },
         None => None,
@@ -470,7 +427,7 @@ impl VerifyView for MysqlView {
         let (a, b) = tokio::join!(digest(&mut self.orig, a), digest(&mut self.other, b));
         let (a, b) = (a?, b?);
         if let Some(i) = self.ints.as_mut() {
-            i.last = Some((a.rows, i.width));
+            i.chunk_had(a.rows);
         }
         Ok((a, b))
     }
@@ -651,63 +608,5 @@ mod tests {
             .contains("from int(11) to double"));
         let en = col("a", "enum", "enum('x','y')");
         assert!(convert("o.a", &int, &en).is_err());
-    }
-
-    fn bounds(min: i128, max: i128) -> IntBounds {
-        IntBounds {
-            unsigned: false,
-            min,
-            max,
-            width: 0,
-            last: None,
-        }
-    }
-
-    fn int(k: &Option<Key>) -> i64 {
-        match k.as_ref().unwrap().as_slice() {
-            [KeyPart::Int(v)] => *v,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn integer_keys_are_cut_by_arithmetic_and_cover_the_table() {
-        // Dense keys 1..=100, chunks of 30 rows: (0,30], (30,60], (60,90], then the rest.
-        let mut b = bounds(1, 100);
-        let first = b.next(None, 30).unwrap();
-        assert_eq!(int(&first), 30);
-        b.last = Some((30, b.width));
-        let second = b.next(first.as_ref(), 30).unwrap();
-        assert_eq!(int(&second), 60);
-        b.last = Some((30, b.width));
-        let third = b.next(second.as_ref(), 30).unwrap();
-        assert_eq!(int(&third), 90);
-        b.last = Some((30, b.width));
-        assert_eq!(b.next(third.as_ref(), 30).unwrap(), None, "the rest");
-    }
-
-    #[test]
-    fn sparse_integer_keys_widen_the_chunks() {
-        // One row in the first chunk of 10 keys: the next covers 10 times as many keys,
-        // but never more than 16 times the last width.
-        let mut b = bounds(0, 1_000_000);
-        let first = b.next(None, 10).unwrap();
-        b.last = Some((1, b.width));
-        let second = b.next(first.as_ref(), 10).unwrap();
-        assert_eq!(int(&second) - int(&first), 100);
-        // No row in 100 keys, 100 rows asked: 100 times wider, held to 16 times.
-        b.last = Some((0, b.width));
-        let third = b.next(second.as_ref(), 100).unwrap();
-        assert_eq!(int(&third) - int(&second), 1600);
-    }
-
-    #[test]
-    fn unsigned_keys_past_the_signed_range() {
-        let mut b = bounds(u64::MAX as i128 - 50, u64::MAX as i128);
-        b.unsigned = true;
-        let first = b.next(None, 20).unwrap();
-        assert_eq!(first, Some(vec![KeyPart::UInt(u64::MAX - 31)]));
-        b.last = Some((20, b.width));
-        assert_eq!(b.next(first.as_ref(), 40).unwrap(), None);
     }
 }

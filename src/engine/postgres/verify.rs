@@ -13,6 +13,7 @@ use super::conn::{batch, connect, pg_err};
 use super::cutover::write_fence;
 use super::sql::{qualified, quote, Builder};
 use super::{inspect, part_text, PgEngine};
+use crate::engine::int_bounds::{IntBounds, IntKey};
 use crate::engine::{CompareColumns, Digest, Key, KeyPart, Position, VerifyLock, VerifyView};
 use crate::error::{Error, ErrorKind, Result};
 use crate::schema::{ColumnMapping, Table};
@@ -239,6 +240,38 @@ pub struct PgView {
     orig: Client,
     other: Client,
     sums: Checksums,
+    /// Chunk bounds by arithmetic on a single integer key (no scan for a bound).
+    ints: Option<IntBounds>,
+}
+
+/// The smallest and largest key in the snapshot of the original, when the key is one
+/// integer column.
+async fn int_bounds(c: &Client, sums: &Checksums) -> Result<Option<IntBounds>> {
+    let [(name, _, ty)] = sums.key.as_slice() else {
+        return Ok(None);
+    };
+    if !matches!(ty.as_str(), "smallint" | "integer" | "bigint") {
+        return Ok(None);
+    }
+    let sql = format!(
+        "SELECT min({0})::text, max({0})::text FROM {1}",
+        quote(name),
+        sums.orig
+    );
+    let r = c
+        .query_one(sql.as_str(), &[])
+        .await
+        .map_err(|e| pg_err(e, "reading the key's range"))?;
+    let get = |i: usize| {
+        r.try_get::<_, Option<String>>(i)
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse::<i128>().ok())
+    };
+    Ok(match (get(0), get(1)) {
+        (Some(min), Some(max)) => Some(IntBounds::new(IntKey::Text, min, max)),
+        _ => None,
+    })
 }
 
 impl PgView {
@@ -278,13 +311,22 @@ impl PgView {
             // The snapshot is taken by the first query.
             batch(c, "SELECT 1", "starting a verification snapshot").await?;
         }
-        Ok(PgView { orig, other, sums })
+        let ints = int_bounds(&orig, &sums).await?;
+        Ok(PgView {
+            orig,
+            other,
+            sums,
+            ints,
+        })
     }
 }
 
 #[async_trait]
 impl VerifyView for PgView {
     async fn next_bound(&mut self, after: Option<&Key>, rows: u64) -> Result<Option<Key>> {
+        if let Some(b) = self.ints.as_mut().and_then(|i| i.next(after, rows)) {
+            return Ok(b);
+        }
         let p = texts(after, None);
         let row = self
             .orig
@@ -310,7 +352,11 @@ impl VerifyView for PgView {
         let sa = self.sums.digest_sql(true, a, b, converted);
         let sb = self.sums.digest_sql(false, a, b, converted);
         let (x, y) = tokio::join!(digest(&self.orig, &sa, &p), digest(&self.other, &sb, &p));
-        Ok((x?, y?))
+        let (x, y) = (x?, y?);
+        if let Some(i) = self.ints.as_mut() {
+            i.chunk_had(x.rows);
+        }
+        Ok((x, y))
     }
 
     fn columns(&self) -> CompareColumns {
