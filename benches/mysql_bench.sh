@@ -28,7 +28,7 @@ if [ ! -x /usr/bin/time ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
 fi
 cargo build --release --quiet
-GODWIT="$PWD/target/release/godwit"
+GODWIT="${CARGO_TARGET_DIR:-$PWD/target}/release/godwit"
 start_mariadb
 
 db() { mariadb --no-defaults -uroot -h127.0.0.1 -P"$MYSQL_PORT" "$@"; }

@@ -16,7 +16,7 @@ if [ -z "${GODWIT_TEST_POSTGRES_URL:-}" ]; then
   start_postgres
 fi
 cargo build --release --quiet
-BIN=target/release/godwit
+BIN="${CARGO_TARGET_DIR:-target}/release/godwit"
 DB="godwit_bench_$$"
 $PSQL "$GODWIT_TEST_POSTGRES_URL" -qc "CREATE DATABASE $DB"
 URL="${GODWIT_TEST_POSTGRES_URL%/*}/$DB"

@@ -14,7 +14,7 @@ source scripts/lib/servers.sh
 trap stop_servers EXIT
 ensure_packages
 cargo build --release --quiet
-GODWIT="$PWD/target/release/godwit"
+GODWIT="${CARGO_TARGET_DIR:-$PWD/target}/release/godwit"
 start_mariadb
 db() { mariadb --no-defaults -uroot -h127.0.0.1 -P"$MYSQL_PORT" "$@"; }
 now() { date +%s.%N; }
