@@ -144,6 +144,13 @@ impl fmt::Display for Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// True when the server refused a row for a duplicate value of a unique key
+    /// (MySQL/MariaDB 1062, PostgreSQL 23505).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(&self.code, Some(ServerCode::Mysql(1062)))
+            || matches!(&self.code, Some(ServerCode::Postgres(s)) if s == "23505")
+    }
+
     /// True when the server answered with this PostgreSQL SQLSTATE.
     pub fn is_sqlstate(&self, state: &str) -> bool {
         matches!(&self.code, Some(ServerCode::Postgres(s)) if s == state)

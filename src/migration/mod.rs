@@ -848,6 +848,7 @@ impl<'a> Migration<'a> {
 
     async fn copy(&mut self, copier: &mut dyn Copier) -> Result<()> {
         self.copy_started = Some(Instant::now());
+        let mut again = false;
         loop {
             self.check_abort()?;
             self.throttled(State::Copy).await?;
@@ -858,7 +859,25 @@ impl<'a> Migration<'a> {
             let chunk = self.chunk;
             let (got, drained) = tokio::join!(copier.next_chunk(chunk), self.drain(Duration::ZERO));
             drained?;
-            let got = got?;
+            let got = match got {
+                // A unique key of the new table met a row the copy wrote earlier that has
+                // moved since (a key change, or a unique value deleted and inserted again
+                // further on) and whose replay has not run yet (docs/architecture.md,
+                // "Key-based replay and its races", 8). The chunk was rolled back: replay
+                // every change up to now, then copy it again. A duplicate that is still
+                // there is in the data.
+                Err(e) if e.is_unique_violation() && !again => {
+                    tracing::info!(
+                        "a unique key met a row copied earlier: replaying the changes so far, then copying the chunk again ({e})"
+                    );
+                    again = true;
+                    self.catch_up_to_server().await?;
+                    self.flush().await?;
+                    continue;
+                }
+                r => r?,
+            };
+            again = false;
             let took = t0.elapsed();
             let Some(n) = got else { break };
             self.rows_copied += n;

@@ -468,6 +468,7 @@ async fn check_warnings(conn: &mut Conn, migration_key: &str) -> Result<()> {
             ErrorKind::DataError,
             format!("copying into the new table: {msg} (warning {code}); nothing was changed on the original"),
         )
+        .with_code(ServerCode::Mysql(code as u16))
         .with_hint(hint));
     }
     Ok(())
