@@ -121,6 +121,19 @@ pub fn identity_set(clauses_text: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// True when a clause sets the table's replica identity (`REPLICA IDENTITY …`): the
+/// shadow then has the ALTER's, and the cut-over must not carry the original's over it.
+pub fn sets_replica_identity(clauses_text: &str) -> Result<bool> {
+    let toks = tokens(clauses_text)?;
+    Ok(clauses(&toks).into_iter().any(|c| {
+        let sig: Vec<&Token> = c
+            .iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .collect();
+        sig.len() >= 2 && is_kw(sig[0], Keyword::REPLICA) && is_kw(sig[1], Keyword::IDENTITY)
+    }))
+}
+
 /// Rewrite names of the original's indexes/constraints (after CONSTRAINT, INDEX or ON)
 /// to the shadow's names.
 pub fn translate_names(clauses_text: &str, names: &[(String, String)]) -> Result<String> {
@@ -172,6 +185,14 @@ mod tests {
             .unwrap(),
             vec!["id".to_string(), "Other".to_string(), "n".to_string()]
         );
+    }
+
+    #[test]
+    fn replica_identity_clauses_are_found() {
+        assert!(sets_replica_identity("ADD COLUMN a int, replica identity full").unwrap());
+        assert!(sets_replica_identity("REPLICA IDENTITY USING INDEX t_a").unwrap());
+        assert!(!sets_replica_identity("ADD COLUMN replica int").unwrap());
+        assert!(!sets_replica_identity("ALTER COLUMN identity TYPE bigint").unwrap());
     }
 
     #[test]

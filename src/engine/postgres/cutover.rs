@@ -36,6 +36,8 @@ pub struct CutOverSetup {
     pub fks_to_validate: Vec<String>,
     /// Identity columns (shadow names) whose value the ALTER sets itself.
     pub identity_set: Vec<String>,
+    /// The ALTER set the replica identity: the new table keeps the one it has.
+    pub replica_identity_set: bool,
     pub timeout: Duration,
     pub hold: Option<Duration>,
 }
@@ -454,11 +456,16 @@ impl PgCutOver {
             .identity_index
             .as_ref()
             .filter(|_| s.info.replica_identity == 'i');
-        if let Some(st) = sql::replica_identity(
-            &new,
-            s.info.replica_identity,
-            ident_index.map(|s| s.as_str()),
-        ) {
+        let carried = if s.replica_identity_set {
+            None
+        } else {
+            sql::replica_identity(
+                &new,
+                s.info.replica_identity,
+                ident_index.map(|s| s.as_str()),
+            )
+        };
+        if let Some(st) = carried {
             batch(l, &st, "copying the replica identity").await?;
         }
         for p in &cap.publications {

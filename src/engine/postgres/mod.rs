@@ -90,6 +90,8 @@ struct ShadowState {
     /// Identity columns whose sequence the ALTER itself sets (`RESTART`, a new
     /// identity): their value is not carried over from the original at cut-over.
     identity_set: Vec<String>,
+    /// The ALTER sets the replica identity: the shadow's is kept at cut-over.
+    replica_identity_set: bool,
 }
 
 /// An index or key constraint of the shadow, dropped for the copy: the statements that
@@ -339,6 +341,7 @@ impl PgEngine {
         }
         state.using = alter::using_expressions(&alter.clauses)?;
         state.identity_set = alter::identity_set(&alter.clauses)?;
+        state.replica_identity_set = alter::sets_replica_identity(&alter.clauses)?;
         Ok(state)
     }
 
@@ -1327,6 +1330,7 @@ impl Engine for PgEngine {
             index_map: state.index_map,
             fks_to_validate: state.fks_to_validate,
             identity_set: state.identity_set,
+            replica_identity_set: state.replica_identity_set,
             timeout,
             hold,
         })
