@@ -121,6 +121,97 @@ pub fn identity_set(clauses_text: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Which triggers an `ENABLE/DISABLE … TRIGGER` clause names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TriggerTarget {
+    Named(String),
+    /// `USER`: every trigger that is not a constraint's.
+    User,
+    /// `ALL`: also the constraints' own triggers.
+    All,
+}
+
+/// One `ENABLE [REPLICA | ALWAYS] TRIGGER …` / `DISABLE TRIGGER …` clause: the state it
+/// gives (`pg_trigger.tgenabled`: `O` enabled, `D` disabled, `R` replica, `A` always).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerChange {
+    pub target: TriggerTarget,
+    pub state: char,
+}
+
+/// Take the trigger clauses out of the ALTER: the shadow has no triggers (they are
+/// carried over at the cut-over, with their state), so these clauses are applied there,
+/// to the states carried. Returns the other clauses (empty when there are none) and the
+/// trigger clauses in order.
+pub fn split_trigger_clauses(clauses_text: &str) -> Result<(String, Vec<TriggerChange>)> {
+    let toks = tokens(clauses_text)?;
+    let mut rest: Vec<String> = Vec::new();
+    let mut changes = Vec::new();
+    for c in clauses(&toks) {
+        let sig: Vec<&Token> = c
+            .iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .collect();
+        let (state, at) = match sig.as_slice() {
+            [e, t, ..] if is_kw(e, Keyword::DISABLE) && is_kw(t, Keyword::TRIGGER) => ('D', 2),
+            [e, t, ..] if is_kw(e, Keyword::ENABLE) && is_kw(t, Keyword::TRIGGER) => ('O', 2),
+            [e, r, t, ..]
+                if is_kw(e, Keyword::ENABLE)
+                    && is_kw(r, Keyword::REPLICA)
+                    && is_kw(t, Keyword::TRIGGER) =>
+            {
+                ('R', 3)
+            }
+            [e, a, t, ..]
+                if is_kw(e, Keyword::ENABLE)
+                    && is_kw(a, Keyword::ALWAYS)
+                    && is_kw(t, Keyword::TRIGGER) =>
+            {
+                ('A', 3)
+            }
+            _ => {
+                rest.push(c.iter().map(|t| t.to_string()).collect::<String>());
+                continue;
+            }
+        };
+        let target = match sig.get(at) {
+            Some(t) if sig.len() == at + 1 && is_kw(t, Keyword::ALL) => TriggerTarget::All,
+            Some(t) if sig.len() == at + 1 && is_kw(t, Keyword::USER) => TriggerTarget::User,
+            Some(t) if sig.len() == at + 1 => match ident(t) {
+                Some(name) => TriggerTarget::Named(name),
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidAlter,
+                        "cannot read the trigger name of an ENABLE/DISABLE TRIGGER clause",
+                    ))
+                }
+            },
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidAlter,
+                    "an ENABLE/DISABLE TRIGGER clause names one trigger, ALL or USER",
+                ))
+            }
+        };
+        changes.push(TriggerChange { target, state });
+    }
+    let rest: Vec<String> = rest
+        .into_iter()
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .collect();
+    Ok((rest.join(", "), changes))
+}
+
+/// The state of trigger `name` (state `state` on the original) after `changes`.
+pub fn trigger_state_after(name: &str, state: char, changes: &[TriggerChange]) -> char {
+    changes.iter().fold(state, |s, c| match &c.target {
+        TriggerTarget::Named(n) if n == name => c.state,
+        TriggerTarget::User | TriggerTarget::All => c.state,
+        _ => s,
+    })
+}
+
 /// True when a clause sets the table's replica identity (`REPLICA IDENTITY …`): the
 /// shadow then has the ALTER's, and the cut-over must not carry the original's over it.
 pub fn sets_replica_identity(clauses_text: &str) -> Result<bool> {
@@ -185,6 +276,34 @@ mod tests {
             .unwrap(),
             vec!["id".to_string(), "Other".to_string(), "n".to_string()]
         );
+    }
+
+    #[test]
+    fn trigger_clauses_are_taken_out_and_applied_to_carried_states() {
+        let (rest, ch) = split_trigger_clauses(
+            "DISABLE TRIGGER t_touch, ADD COLUMN a int, enable always trigger \"Audit\", ENABLE REPLICA RULE r, ENABLE TRIGGER USER",
+        )
+        .unwrap();
+        assert_eq!(rest, "ADD COLUMN a int, ENABLE REPLICA RULE r");
+        assert_eq!(ch.len(), 3);
+        assert_eq!(ch[0].target, TriggerTarget::Named("t_touch".into()));
+        assert_eq!(
+            ch[1],
+            TriggerChange {
+                target: TriggerTarget::Named("Audit".into()),
+                state: 'A'
+            }
+        );
+        assert_eq!(trigger_state_after("t_touch", 'O', &ch[..1]), 'D');
+        assert_eq!(trigger_state_after("other", 'R', &ch[..2]), 'R');
+        assert_eq!(trigger_state_after("Audit", 'O', &ch[..2]), 'A');
+        assert_eq!(trigger_state_after("Audit", 'D', &ch), 'O');
+        let (rest, ch) = split_trigger_clauses("DISABLE TRIGGER ALL").unwrap();
+        assert_eq!(
+            (rest.as_str(), ch[0].target.clone()),
+            ("", TriggerTarget::All)
+        );
+        assert!(split_trigger_clauses("DISABLE TRIGGER a b").is_err());
     }
 
     #[test]

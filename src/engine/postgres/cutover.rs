@@ -38,6 +38,8 @@ pub struct CutOverSetup {
     pub identity_set: Vec<String>,
     /// The ALTER set the replica identity: the new table keeps the one it has.
     pub replica_identity_set: bool,
+    /// The ALTER's ENABLE/DISABLE TRIGGER clauses.
+    pub trigger_changes: Vec<super::alter::TriggerChange>,
     pub timeout: Duration,
     pub hold: Option<Duration>,
 }
@@ -401,7 +403,9 @@ impl PgCutOver {
         }
         for (name, def, state) in &cap.triggers {
             batch(l, def, &format!("re-creating trigger {name}")).await?;
-            if let Some(st) = sql::trigger_state(&new, name, state.chars().next().unwrap_or('O')) {
+            let carried = state.chars().next().unwrap_or('O');
+            let state = super::alter::trigger_state_after(name, carried, &s.trigger_changes);
+            if let Some(st) = sql::trigger_state(&new, name, state) {
                 batch(l, &st, "restoring a trigger's state").await?;
             }
         }

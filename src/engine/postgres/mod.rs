@@ -92,6 +92,9 @@ struct ShadowState {
     identity_set: Vec<String>,
     /// The ALTER sets the replica identity: the shadow's is kept at cut-over.
     replica_identity_set: bool,
+    /// The ALTER's ENABLE/DISABLE TRIGGER clauses, applied at the cut-over to the states
+    /// of the triggers carried over.
+    trigger_changes: Vec<alter::TriggerChange>,
 }
 
 /// An index or key constraint of the shadow, dropped for the copy: the statements that
@@ -267,6 +270,50 @@ impl PgEngine {
             .collect()
     }
 
+    /// The triggers an ENABLE/DISABLE TRIGGER clause names must exist on the original
+    /// (the server's ALTER would say the same); `ALL` is refused: it also switches the
+    /// foreign keys' own triggers, which godwit does not carry.
+    async fn check_trigger_clauses(
+        &self,
+        c: &Client,
+        orig: &str,
+        changes: &[alter::TriggerChange],
+    ) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = c
+            .query(sql::TRIGGERS, &[&orig])
+            .await
+            .map_err(|e| pg_err(e, "reading the table's triggers"))?
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect();
+        for ch in changes {
+            match &ch.target {
+                alter::TriggerTarget::All => {
+                    return Err(Error::new(
+                        ErrorKind::BadInput,
+                        "ENABLE/DISABLE TRIGGER ALL is not supported by godwit: it also switches the triggers of foreign keys",
+                    )
+                    .with_hint("name the triggers, or use USER (every trigger that is not a constraint's); nothing was changed"))
+                }
+                alter::TriggerTarget::Named(n) if !names.contains(n) => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidAlter,
+                        format!(
+                            "the server rejected the ALTER: trigger \"{n}\" for table \"{}\" does not exist",
+                            self.table
+                        ),
+                    )
+                    .with_hint("fix the --alter text; nothing was changed"))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     async fn create_shadow_inner(&self, c: &Client, alter: &AlterSpec) -> Result<ShadowState> {
         let (orig, shadow) = (self.orig_q(), self.shadow_q());
         batch(
@@ -318,14 +365,21 @@ impl PgEngine {
         let orig_idx = inspect::indexes(c, &orig).await?;
         let shadow_idx = inspect::indexes(c, &shadow).await?;
         state.index_map = inspect::match_indexes(&orig_idx, &shadow_idx);
-        let clauses = alter::translate_names(&alter.clauses, &state.index_map)?;
-        if let Err(e) = batch(
-            c,
-            &sql::alter_table(&self.schema, &self.names.shadow, &clauses),
-            "applying the ALTER",
-        )
-        .await
-        {
+        let (rest, triggers) = alter::split_trigger_clauses(&alter.clauses)?;
+        self.check_trigger_clauses(c, &orig, &triggers).await?;
+        state.trigger_changes = triggers;
+        let clauses = alter::translate_names(&rest, &state.index_map)?;
+        let applied = if clauses.trim().is_empty() {
+            Ok(())
+        } else {
+            batch(
+                c,
+                &sql::alter_table(&self.schema, &self.names.shadow, &clauses),
+                "applying the ALTER",
+            )
+            .await
+        };
+        if let Err(e) = applied {
             return Err(Error::new(
                 ErrorKind::InvalidAlter,
                 format!(
@@ -1331,6 +1385,7 @@ impl Engine for PgEngine {
             fks_to_validate: state.fks_to_validate,
             identity_set: state.identity_set,
             replica_identity_set: state.replica_identity_set,
+            trigger_changes: state.trigger_changes,
             timeout,
             hold,
         })
