@@ -211,8 +211,7 @@ pub fn classify_all(p: &Parsed, f: &Facts, volatile: &[String]) -> Result<Vec<Ch
                             .is_some_and(|k| k.indexed);
                         if c.op == ChangeKind::ChangeType && !c.rewrite && indexed {
                             c.scan = true;
-                            c.reason
-                                .push_str("; a new collation rebuilds the column's indexes");
+                            c.reason = "the type stays binary-coercible (no rewrite), but a new collation rebuilds the column's indexes under ACCESS EXCLUSIVE".into();
                         }
                         c.clause = t.clone();
                     }
@@ -1154,7 +1153,9 @@ pub fn recommend(
         statements.push(format!("ALTER TABLE {q} {}", rest.join(", ")));
     }
     statements.extend(safe);
-    let reason = if reasons.is_empty() {
+    let reason = if reasons.is_empty() && all.scan {
+        format!("no rewrite, but the table or its indexes are read under {}: reads and writes wait as that lock says; lock_timeout keeps it from queueing behind long transactions", all.pg_lock.map(|l| l.as_str()).unwrap_or("ACCESS EXCLUSIVE"))
+    } else if reasons.is_empty() {
         "catalog-only change: a brief lock; lock_timeout keeps it from queueing behind long transactions".to_string()
     } else {
         reasons.join("; ")
