@@ -10,9 +10,39 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::target::EngineKind;
 use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect};
 use sqlparser::keywords::Keyword;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 pub mod lex;
+
+/// Byte offsets of the tokens' locations in the text they came from.
+pub struct Source<'a> {
+    pub sql: &'a str,
+    /// Byte offset where each line starts.
+    lines: Vec<usize>,
+}
+
+impl<'a> Source<'a> {
+    pub fn new(sql: &'a str) -> Source<'a> {
+        let mut lines = vec![0];
+        lines.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
+        Source { sql, lines }
+    }
+    pub fn offset(&self, l: Location) -> usize {
+        let Some(&start) = self.lines.get((l.line as usize).saturating_sub(1)) else {
+            return self.sql.len();
+        };
+        self.sql[start..]
+            .char_indices()
+            .nth((l.column as usize).saturating_sub(1))
+            .map(|(i, _)| start + i)
+            .unwrap_or(self.sql.len())
+    }
+    /// The text from the start of `first` to the end of `last`, as written.
+    pub fn text(&self, first: &TokenWithSpan, last: &TokenWithSpan) -> String {
+        let (a, b) = (self.offset(first.span.start), self.offset(last.span.end));
+        self.sql.get(a..b.max(a)).unwrap_or("").trim().to_string()
+    }
+}
 
 /// The user's ALTER, made ready to apply to the shadow table.
 #[derive(Debug, Clone, PartialEq)]

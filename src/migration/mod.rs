@@ -848,7 +848,8 @@ impl<'a> Migration<'a> {
 
     async fn copy(&mut self, copier: &mut dyn Copier) -> Result<()> {
         self.copy_started = Some(Instant::now());
-        let mut again = false;
+        // Copies of the current chunk again after a unique key met a moved row.
+        let mut again = 0;
         loop {
             self.check_abort()?;
             self.throttled(State::Copy).await?;
@@ -866,18 +867,18 @@ impl<'a> Migration<'a> {
                 // "Key-based replay and its races", 8). The chunk was rolled back: replay
                 // every change up to now, then copy it again. A duplicate that is still
                 // there is in the data.
-                Err(e) if e.is_unique_violation() && !again => {
+                Err(e) if e.is_unique_violation() && again < 3 => {
                     tracing::info!(
                         "a unique key met a row copied earlier: replaying the changes so far, then copying the chunk again ({e})"
                     );
-                    again = true;
+                    again += 1;
                     self.catch_up_to_server().await?;
                     self.flush().await?;
                     continue;
                 }
                 r => r?,
             };
-            again = false;
+            again = 0;
             let took = t0.elapsed();
             let Some(n) = got else { break };
             self.rows_copied += n;

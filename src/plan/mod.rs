@@ -139,6 +139,10 @@ pub struct ColumnFact {
     pub collation: Option<String>,
     /// MySQL/MariaDB: part of an index over a prefix of the column (`KEY (c(10))`).
     pub prefix_indexed: bool,
+    /// MySQL/MariaDB: the column is AUTO_INCREMENT.
+    pub auto_increment: bool,
+    /// MySQL/MariaDB: a VIRTUAL generated column.
+    pub virtual_column: bool,
 }
 
 /// An index or key.
@@ -206,8 +210,9 @@ pub struct Facts {
     pub pg: PgFacts,
 }
 
-/// PostgreSQL facts about the session the ALTER would run in: godwit's own (`godwit run
-/// --attempt-native` opens its session with the same settings as the plan's).
+/// PostgreSQL facts about the session the ALTER would run in (godwit's own: `godwit run
+/// --attempt-native` opens its session with the same settings as the plan's), the table's
+/// storage and the database's domains.
 #[derive(Debug, Clone, Default)]
 pub struct PgFacts {
     /// The session's `TimeZone` (godwit's sessions set `UTC`).
@@ -215,6 +220,55 @@ pub struct PgFacts {
     /// The zone is UTC at every instant (UTC, Etc/UTC, GMT, `+00`…): PostgreSQL 12+ then
     /// converts timestamp ↔ timestamptz without rewriting the table.
     pub time_zone_is_utc: bool,
+    /// The table's access method (`heap`).
+    pub access_method: Option<String>,
+    /// The tablespace the table's files are in (the database's default when it names none).
+    pub tablespace: Option<String>,
+    /// The domains the session sees.
+    pub domains: Vec<PgDomain>,
+}
+
+/// A PostgreSQL domain.
+#[derive(Debug, Clone, Default)]
+pub struct PgDomain {
+    /// Its name, lower case as the catalog has it, without schema.
+    pub name: String,
+    /// The type it is over, as `format_type` writes it (`integer`, `character varying(20)`,
+    /// or another domain).
+    pub base: String,
+    /// It has constraints of its own (a CHECK or NOT NULL).
+    pub constrained: bool,
+}
+
+impl PgFacts {
+    /// The domain named `type_name` (written as in an ALTER: perhaps schema-qualified or
+    /// quoted).
+    pub fn domain(&self, type_name: &str) -> Option<&PgDomain> {
+        let t = type_name.trim();
+        let last = t.rsplit('.').next().unwrap_or(t);
+        let n = if last.starts_with('"') {
+            last.trim_matches('"').to_string()
+        } else {
+            last.to_lowercase()
+        };
+        self.domains.iter().find(|d| d.name == n)
+    }
+    /// `type_name` with its domains taken away (the type at the bottom of the chain), and
+    /// whether any domain on the way has constraints.
+    pub fn base_type(&self, type_name: &str) -> (String, bool) {
+        let mut t = type_name.to_string();
+        let mut constrained = false;
+        for _ in 0..16 {
+            match self.domain(&t) {
+                Some(d) => {
+                    constrained |= d.constrained;
+                    t = d.base.clone();
+                }
+                None => break,
+            }
+        }
+        (t, constrained)
+    }
 }
 
 /// MySQL/MariaDB facts for the character set and table option rules.
@@ -497,6 +551,10 @@ pub struct Change {
     /// PostgreSQL: the classification holds in a session whose TimeZone is UTC.
     #[serde(skip)]
     pub needs_utc_session: bool,
+    /// MySQL/MariaDB: where the clause places its column: `Some("")` for `FIRST`,
+    /// `Some(c)` for `AFTER c`.
+    #[serde(skip)]
+    pub position: Option<String>,
 }
 
 /// MariaDB: how the server carries out an instant clause. Measured on 10.11: a table
@@ -537,6 +595,7 @@ impl Change {
             reason: String::new(),
             instant_kind: InstantKind::Metadata,
             needs_utc_session: false,
+            position: None,
         }
     }
     /// Work proportional to the table's size happens under this change's lock.

@@ -146,7 +146,127 @@ pub fn classify_all(sql: &str, facts: &Facts) -> Result<Vec<Change>> {
         }
     }
     out.extend(ops.map(|o| classify(o, facts, &cx)));
+    clustered_index(&mut out, facts);
     Ok(out)
+}
+
+/// The key InnoDB clusters the table on: the primary key, else the first UNIQUE key whose
+/// columns are all NOT NULL. `(columns, name, is the primary key)`.
+fn clustered_key(f: &Facts) -> Option<(Vec<String>, String, bool)> {
+    if let Some(p) = f.indexes.iter().find(|i| i.primary) {
+        return Some((p.columns.clone(), p.name.clone(), true));
+    }
+    f.indexes
+        .iter()
+        .find(|i| {
+            i.unique
+                && !i.columns.is_empty()
+                && i.columns
+                    .iter()
+                    .all(|c| f.column(c).is_some_and(|k| !k.nullable))
+        })
+        .map(|i| (i.columns.clone(), i.name.clone(), false))
+}
+
+fn same_columns(a: &[String], b: &[String]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.eq_ignore_ascii_case(y))
+}
+
+/// MariaDB: clauses that change which key the table is clustered on, seen together
+/// (measured on 10.11, `tests/differential`). On a table without primary key, clustered
+/// on its first UNIQUE NOT NULL key K: `ADD PRIMARY KEY` on K's columns keeps the clustered
+/// index (NOCOPY), and with `DROP INDEX K` it is a rename (INSTANT); dropping K or one of
+/// its columns without a new primary key re-clusters the table (COPY). On a table with a
+/// primary key, `DROP PRIMARY KEY, ADD UNIQUE KEY` on the same NOT NULL columns keeps the
+/// clustered index (INSTANT).
+fn clustered_index(changes: &mut [Change], f: &Facts) {
+    if !f.mariadb {
+        return;
+    }
+    let Some((cols, name, primary)) = clustered_key(f) else {
+        return;
+    };
+    let keep = |c: &mut Change, a: Algorithm, why: &str| {
+        set(c, a, MyLock::None, why);
+        c.instant_kind = InstantKind::Metadata;
+    };
+    if primary {
+        let drops_pk = changes.iter().any(|c| c.op == ChangeKind::DropPrimaryKey);
+        let same_unique = changes.iter().any(|c| {
+            c.op == ChangeKind::AddUnique
+                && same_columns(&c.columns, &cols)
+                && cols
+                    .iter()
+                    .all(|k| f.column(k).is_some_and(|k| !k.nullable))
+        });
+        if drops_pk && same_unique {
+            for c in changes.iter_mut().filter(|c| {
+                c.op == ChangeKind::DropPrimaryKey
+                    || (c.op == ChangeKind::AddUnique && same_columns(&c.columns, &cols))
+            }) {
+                keep(
+                    c,
+                    Algorithm::Instant,
+                    "the new UNIQUE key on the primary key's NOT NULL columns keeps the clustered index: metadata only",
+                );
+            }
+        }
+        return;
+    }
+    let adds_pk = changes
+        .iter()
+        .any(|c| c.op == ChangeKind::AddPrimaryKey && same_columns(&c.columns, &cols));
+    let drops_key = changes.iter().any(|c| {
+        c.op == ChangeKind::DropIndex
+            && c.new_name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+    });
+    if adds_pk {
+        for c in changes.iter_mut().filter(|c| {
+            c.op == ChangeKind::AddPrimaryKey
+                || (c.op == ChangeKind::DropIndex
+                    && c.new_name
+                        .as_deref()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(&name)))
+        }) {
+            if drops_key {
+                keep(
+                    c,
+                    Algorithm::Instant,
+                    "the table is clustered on this UNIQUE NOT NULL key already: it becomes the primary key by a rename (metadata only)",
+                );
+            } else if c.op == ChangeKind::AddPrimaryKey {
+                keep(
+                    c,
+                    Algorithm::Nocopy,
+                    "the table is clustered on a UNIQUE NOT NULL key on these columns already: the primary key is added without a rebuild",
+                );
+            }
+        }
+        return;
+    }
+    if changes.iter().any(|c| c.op == ChangeKind::AddPrimaryKey) {
+        return;
+    }
+    for c in changes.iter_mut() {
+        let drops_cluster = (c.op == ChangeKind::DropIndex
+            && c.new_name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&name)))
+            || (c.op == ChangeKind::DropColumn
+                && c.columns
+                    .iter()
+                    .any(|k| cols.iter().any(|x| x.eq_ignore_ascii_case(k))));
+        if drops_cluster {
+            set(
+                c,
+                Algorithm::Copy,
+                MyLock::Shared,
+                &format!("the table has no primary key and is clustered on {name}: dropping it (or its column) re-clusters the table by copying it"),
+            );
+        }
+    }
 }
 
 fn ident_list(cols: &[sqlparser::ast::IndexColumn]) -> Vec<String> {
@@ -466,6 +586,7 @@ fn add_column(
     maria: bool,
 ) {
     let opts = def_options(d);
+    c.position = pos.map(place);
     let generated = opts.iter().find_map(|o| match o {
         ColumnOption::Generated {
             generation_expr_mode,
@@ -621,7 +742,12 @@ fn norm_type(t: &str) -> String {
             }
         }
     }
-    t.replace("integer", "int")
+    // Spellings of one type: BOOLEAN is tinyint(1), YEAR is year(4).
+    match t.as_str() {
+        "boolean" | "bool" => "tinyint".into(),
+        "year(4)" => "year".into(),
+        _ => t.replace("integer", "int"),
+    }
 }
 
 /// A character type: its values have a character set and a collation.
@@ -786,8 +912,25 @@ fn modify(
     };
     let (on, oa) = crate::plan::type_parts(&old.column_type);
     let (nn, na) = crate::plan::type_parts(&new_type);
-    let same_type = norm_type(&old.column_type) == norm_type(&new_type);
+    // On MariaDB JSON is LONGTEXT (with its json_valid CHECK).
+    let spelled = |t: &str| match norm_type(t) {
+        n if maria && n == "json" => "longtext".to_string(),
+        n => n,
+    };
+    let same_type = spelled(&old.column_type) == spelled(&new_type);
     let reorder = pos.is_some();
+    c.position = pos.map(place);
+    if maria
+        && old.virtual_column
+        && has_opt(options, |o| matches!(o, ColumnOption::Generated { .. }))
+    {
+        return set(
+            c,
+            Algorithm::Copy,
+            MyLock::Shared,
+            "a VIRTUAL column's expression is changed by copying the table (MariaDB)",
+        );
+    }
 
     // The character set and collation: as the MODIFY says, else the table's default.
     let given_cs = options.iter().find_map(|o| match o {
@@ -823,7 +966,11 @@ fn modify(
     let mut engine = false;
     let cs_changes =
         new_cs.as_deref().map(canonical_charset) != old.charset.as_deref().map(canonical_charset);
-    if !same_type || (on == "varchar" && cs_changes) {
+    if has_opt(options, is_auto_increment) && !old.auto_increment {
+        alg = Algorithm::Copy;
+        why =
+            "making an existing column AUTO_INCREMENT is a type change: the table is copied".into();
+    } else if !same_type || (on == "varchar" && cs_changes) {
         let old_is_enum = on == "enum" || on == "set";
         if old_is_enum && nn == on {
             let ov = enum_values(&old.column_type.to_lowercase());
@@ -892,7 +1039,11 @@ fn modify(
     // Nullability and position.
     let mut row_format = false;
     if alg != Algorithm::Copy {
-        if old.nullable != new_nullable {
+        if maria && old.nullable && !new_nullable && nn == "timestamp" {
+            alg = Algorithm::Copy;
+            why = "NULL → NOT NULL on a TIMESTAMP column copies the table (MariaDB: \"cannot convert NULL to non-constant DEFAULT\")".into();
+            c.op = ChangeKind::ChangeColumn;
+        } else if old.nullable != new_nullable {
             alg = alg.min(Algorithm::Inplace);
             why = if new_nullable {
                 "NOT NULL → NULL rebuilds the table in place".into()
@@ -956,8 +1107,9 @@ fn table_option(mut c: Change, f: &Facts, why: &str) -> Change {
 /// A clause sqlparser does not parse, read by [`mysql_clauses`]. Measured on MariaDB
 /// 10.11 (`tests/plan_mysql.rs`): `RENAME INDEX` is instant; `FORCE`, `ENGINE=` (the
 /// same engine), `ROW_FORMAT=` and `KEY_BLOCK_SIZE=` rebuild the table in place with
-/// LOCK=NONE; another engine copies it; `AUTO_INCREMENT=`, `COMMENT=`, `STATS_…=` and the
-/// default character set or collation are instant; `CONVERT TO CHARACTER SET` is what
+/// LOCK=NONE; another engine copies it; `AUTO_INCREMENT=`, `COMMENT=`, `STATS_…=`, the
+/// options InnoDB only records (`PACK_KEYS=`, `CHECKSUM=`, `MAX_ROWS=`, …), `ALTER INDEX …
+/// IGNORED` and the default character set or collation are instant; `CONVERT TO CHARACTER SET` is what
 /// its columns need ([`recode`]).
 fn classify_option(o: &TableOpt, f: &Facts, cx: &Ctx) -> Change {
     let text = o.text.clone();
@@ -1039,6 +1191,20 @@ fn classify_option(o: &TableOpt, f: &Facts, cx: &Ctx) -> Change {
             f,
             "the table comment is metadata only",
         ),
+        OptKind::Recorded => table_option(
+            Change::new(text, ChangeKind::TableOption),
+            f,
+            "InnoDB only records this option (PACK_KEYS, CHECKSUM, MAX_ROWS, …): metadata only",
+        ),
+        OptKind::IgnoreIndex(name) => {
+            let mut c = table_option(
+                Change::new(text, ChangeKind::Other),
+                f,
+                "whether the optimizer ignores an index is metadata only",
+            );
+            c.new_name = Some(name.clone());
+            c
+        }
         OptKind::Stats => table_option(
             Change::new(text, ChangeKind::TableOption),
             f,
@@ -1206,6 +1372,134 @@ fn add_constraint(text: String, tc: &TableConstraint, f: &Facts, _v: V, _maria: 
 /// option (AUTO_INCREMENT, COMMENT, default charset, STATS_…) with an instant rename or
 /// type change is done in place (NOCOPY), unless the row format changes too (measured on
 /// 10.11).
+/// The column's place as the ALTER gives it (see [`Change::position`]).
+fn place(p: &MySQLColumnPosition) -> String {
+    match p {
+        MySQLColumnPosition::First => String::new(),
+        MySQLColumnPosition::After(i) => i.value.clone(),
+    }
+}
+
+/// The table's columns after the ALTER, in order (names as they end up).
+fn columns_after(changes: &[Change], f: &Facts) -> Vec<String> {
+    let mut cols: Vec<String> = f.columns.iter().map(|c| c.name.clone()).collect();
+    let find = |cols: &[String], n: &str| cols.iter().position(|c| c.eq_ignore_ascii_case(n));
+    for c in changes {
+        let Some(name) = c.columns.first() else {
+            continue;
+        };
+        match c.op {
+            ChangeKind::DropColumn => {
+                cols.retain(|k| !c.columns.iter().any(|d| d.eq_ignore_ascii_case(k)))
+            }
+            ChangeKind::AddColumn => {
+                let at = match c.position.as_deref() {
+                    None => cols.len(),
+                    Some("") => 0,
+                    Some(after) => find(&cols, after).map(|i| i + 1).unwrap_or(cols.len()),
+                };
+                cols.insert(at, name.clone());
+            }
+            _ => {
+                let Some(i) = find(&cols, name) else { continue };
+                let new = c.new_name.clone().unwrap_or_else(|| cols[i].clone());
+                match c.position.as_deref() {
+                    None => cols[i] = new,
+                    Some(p) => {
+                        cols.remove(i);
+                        let at = if p.is_empty() {
+                            0
+                        } else {
+                            find(&cols, p).map(|i| i + 1).unwrap_or(cols.len())
+                        };
+                        cols.insert(at, new);
+                    }
+                }
+            }
+        }
+    }
+    cols
+}
+
+/// MariaDB with VIRTUAL columns (measured on 10.11, `tests/differential`): a statement that
+/// adds a column and moves a VIRTUAL column (its place among the columns changes: a column
+/// added before it, or dropped before it and added again elsewhere) is a copy ("INPLACE
+/// ADD or DROP of virtual columns cannot be combined with other ALTER TABLE actions"). While
+/// a VIRTUAL column stays indexed, a DROP COLUMN copies too, and what would be an instant
+/// add or reorder, or a rebuild in place, is a rebuild in place with LOCK=SHARED ("online
+/// rebuild with indexed virtual columns").
+fn virtual_columns(
+    changes: &[Change],
+    f: &Facts,
+    alg: Algorithm,
+    row_format_change: bool,
+) -> Option<(Algorithm, MyLock, &'static str)> {
+    if !f.mariadb || alg == Algorithm::Copy {
+        return None;
+    }
+    let after = columns_after(changes, f);
+    let index_of = |n: &str| after.iter().position(|c| c.eq_ignore_ascii_case(n));
+    let renamed = |n: &str| {
+        changes
+            .iter()
+            .find(|c| {
+                c.new_name.is_some() && c.columns.first().is_some_and(|k| k.eq_ignore_ascii_case(n))
+            })
+            .and_then(|c| c.new_name.clone())
+            .unwrap_or_else(|| n.to_string())
+    };
+    let dropped_indexes: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.op == ChangeKind::DropIndex)
+        .filter_map(|c| c.new_name.as_deref())
+        .collect();
+    let mut moved = false;
+    let mut indexed = false;
+    for (i, v) in f
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.virtual_column)
+    {
+        let Some(j) = index_of(&renamed(&v.name)) else {
+            continue;
+        };
+        moved |= i != j;
+        indexed |= f.indexes.iter().any(|x| {
+            !dropped_indexes
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(&x.name))
+                && x.columns.iter().any(|k| k.eq_ignore_ascii_case(&v.name))
+        });
+    }
+    let adds = changes.iter().any(|c| c.op == ChangeKind::AddColumn);
+    let drops = changes.iter().any(|c| c.op == ChangeKind::DropColumn);
+    if adds && moved {
+        return Some((
+            Algorithm::Copy,
+            MyLock::Shared,
+            "a column is added and a VIRTUAL column changes place: the table is copied (MariaDB)",
+        ));
+    }
+    if !indexed {
+        return None;
+    }
+    if drops {
+        return Some((
+            Algorithm::Copy,
+            MyLock::Shared,
+            "the table has an indexed VIRTUAL column: DROP COLUMN copies the table (MariaDB)",
+        ));
+    }
+    let rebuild = (alg == Algorithm::Instant && row_format_change)
+        || (alg == Algorithm::Inplace && (row_format_change || changes.iter().any(|c| c.rewrite)));
+    rebuild.then_some((
+        Algorithm::Inplace,
+        MyLock::Shared,
+        "the table has an indexed VIRTUAL column: the table is rebuilt in place, and not online (writes wait; MariaDB)",
+    ))
+}
+
 pub fn combine(changes: &[Change], f: &Facts) -> Change {
     let text = changes
         .iter()
@@ -1248,9 +1542,14 @@ pub fn combine(changes: &[Change], f: &Facts) -> Change {
         alg = Algorithm::Nocopy;
         reason = "a table option together with a rename or a column type change is done in place (NOCOPY), not instantly".into();
     }
+    let mut lock = lock;
+    if let Some((a, l, why)) = virtual_columns(changes, f, alg, row_format_change) {
+        (alg, lock, reason) = (a, l, why.to_string());
+    }
     set(&mut all, alg, lock, &reason);
-    all.rewrite =
-        changes.iter().any(|c| c.rewrite) || (alg == Algorithm::Inplace && row_format_change);
+    all.rewrite = changes.iter().any(|c| c.rewrite)
+        || (alg == Algorithm::Inplace && row_format_change)
+        || alg == Algorithm::Copy;
     all.blocks_writes = changes.iter().any(|c| c.blocks_writes);
     all.blocks_reads = changes.iter().any(|c| c.blocks_reads);
     all
@@ -1384,6 +1683,139 @@ mod tests {
         let f = facts();
         let ch = classify_all(&format!("ALTER TABLE t {clause}"), &f).unwrap();
         combine(&ch, &f)
+    }
+
+    fn col(name: &str, t: &str, nullable: bool) -> ColumnFact {
+        ColumnFact {
+            name: name.into(),
+            column_type: t.into(),
+            data_type: crate::plan::type_parts(t).0,
+            nullable,
+            ..Default::default()
+        }
+    }
+
+    fn alg_lock(f: &Facts, clause: &str) -> (Algorithm, MyLock) {
+        let ch = classify_all(&format!("ALTER TABLE t {clause}"), f).unwrap();
+        let all = combine(&ch, f);
+        (all.algorithm.unwrap(), all.mysql_lock.unwrap())
+    }
+
+    #[test]
+    fn column_spellings_auto_increment_timestamps_and_recorded_options_on_mariadb() {
+        use Algorithm::*;
+        let mut f = facts();
+        f.columns.push(col("bo", "tinyint(1)", false));
+        f.columns.push(col("y", "year(4)", true));
+        f.columns.push(col("ts", "timestamp(3)", true));
+        f.indexes.push(crate::plan::IndexFact {
+            name: "idx_a".into(),
+            columns: vec!["a".into()],
+            ..Default::default()
+        });
+        assert_eq!(alg_lock(&f, "MODIFY bo BOOLEAN NOT NULL FIRST").0, Instant);
+        assert_eq!(alg_lock(&f, "MODIFY y YEAR NULL AFTER a").0, Instant);
+        assert_eq!(
+            alg_lock(&f, "MODIFY a INT AUTO_INCREMENT"),
+            (Copy, MyLock::Shared)
+        );
+        assert_eq!(
+            alg_lock(
+                &f,
+                "MODIFY ts TIMESTAMP(3) NOT NULL DEFAULT '2000-01-01 00:00:00'"
+            ),
+            (Copy, MyLock::Shared)
+        );
+        for o in [
+            "PACK_KEYS = 1",
+            "CHECKSUM = 1",
+            "MAX_ROWS = 1000, AVG_ROW_LENGTH = 100",
+            "ALTER INDEX idx_a IGNORED",
+            "ALTER KEY idx_a NOT IGNORED",
+        ] {
+            assert_eq!(alg_lock(&f, o), (Instant, MyLock::None), "{o}");
+        }
+    }
+
+    #[test]
+    fn virtual_columns_on_mariadb() {
+        use Algorithm::*;
+        let mut f = facts();
+        f.columns.push(ColumnFact {
+            virtual_column: true,
+            generated: true,
+            ..col("g", "int(11)", true)
+        });
+        f.columns.push(col("w", "int(11)", true));
+        // Not indexed: only a statement that adds a column and moves it copies.
+        assert_eq!(alg_lock(&f, "ADD COLUMN x INT").0, Instant);
+        assert_eq!(alg_lock(&f, "DROP COLUMN w").0, Instant);
+        assert_eq!(
+            alg_lock(&f, "ADD COLUMN x INT AFTER a"),
+            (Copy, MyLock::Shared)
+        );
+        assert_eq!(
+            alg_lock(&f, "DROP COLUMN b, ADD COLUMN b INT"),
+            (Copy, MyLock::Shared)
+        );
+        assert_ne!(
+            alg_lock(&f, "DROP COLUMN b, ADD COLUMN b INT AFTER a").0,
+            Copy
+        );
+        assert_eq!(alg_lock(&f, "MODIFY g INT AS (a + 2) VIRTUAL").0, Copy);
+        // Indexed: no instant add, no online rebuild, DROP COLUMN copies.
+        f.indexes.push(crate::plan::IndexFact {
+            name: "idx_g".into(),
+            columns: vec!["g".into()],
+            ..Default::default()
+        });
+        assert_eq!(alg_lock(&f, "ADD COLUMN x INT"), (Inplace, MyLock::Shared));
+        assert_eq!(
+            alg_lock(&f, "MODIFY b VARCHAR(50) FIRST"),
+            (Inplace, MyLock::Shared)
+        );
+        assert_eq!(alg_lock(&f, "FORCE"), (Inplace, MyLock::Shared));
+        assert_eq!(alg_lock(&f, "DROP COLUMN w"), (Copy, MyLock::Shared));
+        assert_eq!(alg_lock(&f, "COMMENT = 'x'"), (Instant, MyLock::None));
+        assert_eq!(alg_lock(&f, "FORCE, DROP INDEX idx_g").1, MyLock::None);
+    }
+
+    #[test]
+    fn the_clustered_key_of_a_table_without_primary_key_on_mariadb() {
+        use Algorithm::*;
+        let mut f = facts();
+        f.columns[0].nullable = false;
+        f.indexes.push(crate::plan::IndexFact {
+            name: "uq_a".into(),
+            columns: vec!["a".into()],
+            unique: true,
+            ..Default::default()
+        });
+        assert_eq!(alg_lock(&f, "ADD PRIMARY KEY (a)"), (Nocopy, MyLock::None));
+        assert_eq!(
+            alg_lock(&f, "DROP INDEX uq_a, ADD PRIMARY KEY (a)"),
+            (Instant, MyLock::None)
+        );
+        assert_eq!(alg_lock(&f, "DROP INDEX uq_a"), (Copy, MyLock::Shared));
+        assert_eq!(alg_lock(&f, "DROP COLUMN a"), (Copy, MyLock::Shared));
+        assert_ne!(
+            alg_lock(&f, "DROP INDEX uq_a, ADD PRIMARY KEY (a, b)").0,
+            Copy
+        );
+        // With a primary key: the same NOT NULL columns as a UNIQUE key keep the clustering.
+        let mut f = facts();
+        f.columns[0].nullable = false;
+        f.indexes.push(crate::plan::IndexFact {
+            name: "PRIMARY".into(),
+            columns: vec!["a".into()],
+            unique: true,
+            primary: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            alg_lock(&f, "DROP PRIMARY KEY, ADD UNIQUE KEY uq (a)"),
+            (Instant, MyLock::None)
+        );
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! MySQL/MariaDB clauses sqlparser does not parse — `RENAME INDEX|KEY`, `FORCE`, table
 //! options (`ENGINE=`, `ROW_FORMAT=`, `KEY_BLOCK_SIZE=`, `[DEFAULT] CHARSET=`, `COLLATE=`,
 //! `COMMENT=`, `AUTO_INCREMENT=`, `STATS_…=`, several in one clause separated by spaces)
-//! and `CONVERT TO CHARACTER SET` — recognized on the sqlparser tokenizer's tokens. The
+//! `CONVERT TO CHARACTER SET` and `ALTER INDEX|KEY name [NOT] IGNORED` (MariaDB) —
+//! recognized on the sqlparser tokenizer's tokens. The
 //! other clauses go on to sqlparser as before.
 
+use crate::ddl::Source;
 use crate::error::{Error, ErrorKind, Result};
 use sqlparser::dialect::MySqlDialect;
-use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 /// One top-level clause of the ALTER.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +36,8 @@ pub enum OptKind {
         to: String,
     },
     Force,
+    /// `ALTER INDEX|KEY name [NOT] IGNORED` (MariaDB).
+    IgnoreIndex(String),
     Engine(String),
     RowFormat(String),
     KeyBlockSize,
@@ -50,6 +54,9 @@ pub enum OptKind {
     Comment,
     /// `STATS_PERSISTENT`, `STATS_AUTO_RECALC`, `STATS_SAMPLE_PAGES`.
     Stats,
+    /// Options InnoDB only records (`PACK_KEYS`, `CHECKSUM`, `MAX_ROWS`, `MIN_ROWS`,
+    /// `AVG_ROW_LENGTH`, `DELAY_KEY_WRITE`).
+    Recorded,
     /// Any other `NAME [=] value` table option: not classified.
     Other(String),
 }
@@ -83,7 +90,7 @@ const OTHER_OPTIONS: &[&str] = &[
 /// Words that start a clause this recognizer reads.
 fn starts_options(first: &str, second: Option<&str>) -> bool {
     match first {
-        "RENAME" => matches!(second, Some("INDEX" | "KEY")),
+        "RENAME" | "ALTER" => matches!(second, Some("INDEX" | "KEY")),
         "FORCE" | "ENGINE" | "ROW_FORMAT" | "KEY_BLOCK_SIZE" | "CONVERT" | "CHARACTER"
         | "CHARSET" | "COLLATE" | "COMMENT" | "AUTO_INCREMENT" => true,
         "DEFAULT" => matches!(second, Some("CHARACTER" | "CHARSET" | "COLLATE")),
@@ -111,36 +118,6 @@ fn value(t: &Token) -> Option<String> {
         Token::Number(n, _) => Some(n.clone()),
         Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => Some(s.clone()),
         _ => None,
-    }
-}
-
-/// Byte offsets of the tokens' locations in the text they came from.
-struct Source<'a> {
-    sql: &'a str,
-    /// Byte offset where each line starts.
-    lines: Vec<usize>,
-}
-
-impl<'a> Source<'a> {
-    fn new(sql: &'a str) -> Source<'a> {
-        let mut lines = vec![0];
-        lines.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
-        Source { sql, lines }
-    }
-    fn offset(&self, l: Location) -> usize {
-        let Some(&start) = self.lines.get((l.line as usize).saturating_sub(1)) else {
-            return self.sql.len();
-        };
-        self.sql[start..]
-            .char_indices()
-            .nth((l.column as usize).saturating_sub(1))
-            .map(|(i, _)| start + i)
-            .unwrap_or(self.sql.len())
-    }
-    /// The text from the start of `first` to the end of `last`, as written.
-    fn text(&self, first: &TokenWithSpan, last: &TokenWithSpan) -> String {
-        let (a, b) = (self.offset(first.span.start), self.offset(last.span.end));
-        self.sql.get(a..b.max(a)).unwrap_or("").trim().to_string()
     }
 }
 
@@ -249,6 +226,18 @@ fn options(src: &Source, c: &[TokenWithSpan]) -> Result<Vec<TableOpt>> {
                 }
             }
             "FORCE" => (OptKind::Force, i + 1),
+            "ALTER" => {
+                // ALTER INDEX|KEY name [NOT] IGNORED
+                let at = if kw(i + 3).as_deref() == Some("NOT") {
+                    i + 4
+                } else {
+                    i + 3
+                };
+                match (val(i + 2), kw(at).as_deref()) {
+                    (Some(name), Some("IGNORED")) => (OptKind::IgnoreIndex(name), at + 1),
+                    _ => return Err(missing("`name [NOT] IGNORED`", i + 2)),
+                }
+            }
             "CONVERT" => {
                 // CONVERT TO CHARACTER SET cs | CONVERT TO CHARSET cs [COLLATE [=] c]
                 if kw(i + 1).as_deref() != Some("TO") {
@@ -287,6 +276,8 @@ fn options(src: &Source, c: &[TokenWithSpan]) -> Result<Vec<TableOpt>> {
                     "AUTO_INCREMENT" => OptKind::AutoIncrement,
                     "COMMENT" => OptKind::Comment,
                     n if n.starts_with("STATS_") => OptKind::Stats,
+                    "PACK_KEYS" | "CHECKSUM" | "TABLE_CHECKSUM" | "MAX_ROWS" | "MIN_ROWS"
+                    | "AVG_ROW_LENGTH" | "DELAY_KEY_WRITE" => OptKind::Recorded,
                     n if OTHER_OPTIONS.contains(&n) => OptKind::Other(n.to_string()),
                     n => return Err(bad(format!("unknown table option `{n}`"))),
                 };
@@ -361,6 +352,19 @@ mod tests {
                 OptKind::Force
             ]
         );
+        let c2 = opts("ALTER INDEX `i` IGNORED, ALTER KEY j NOT IGNORED, PACK_KEYS = 1 CHECKSUM=1, MAX_ROWS 10, ALTER COLUMN x SET DEFAULT 1");
+        assert_eq!(c2.len(), 5);
+        match (&c2[0], &c2[1], &c2[2]) {
+            (Clause::Options(a), Clause::Options(b), Clause::Options(d)) => {
+                assert_eq!(a[0].kind, OptKind::IgnoreIndex("i".into()));
+                assert_eq!(b[0].kind, OptKind::IgnoreIndex("j".into()));
+                assert_eq!(b[0].text, "ALTER KEY j NOT IGNORED");
+                assert_eq!(d.len(), 2);
+                assert!(d.iter().all(|o| o.kind == OptKind::Recorded));
+            }
+            x => panic!("{x:?}"),
+        }
+        assert_eq!(c2[4], Clause::Parsed("ALTER COLUMN x SET DEFAULT 1".into()));
         match &c[2] {
             Clause::Options(o) => assert_eq!(o[0].text, "COMMENT 'it''s'"),
             x => panic!("{x:?}"),
@@ -374,6 +378,7 @@ mod tests {
             "RENAME INDEX a b",
             "CONVERT TO utf8mb4",
             "ROW_FORMAT=",
+            "ALTER INDEX i",
             "DEFAULT CHARSET",
             "ENGINE=InnoDB ROW_FORMAT",
         ] {

@@ -180,7 +180,7 @@ impl Session {
         let col_rows: Vec<Row> = self
             .conn
             .exec(
-                "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, IFNULL(GENERATION_EXPRESSION, ''), COLLATION_NAME \
+                "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, IFNULL(GENERATION_EXPRESSION, ''), COLLATION_NAME, IFNULL(EXTRA, '') \
                  FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
                 (&db, table),
             )
@@ -200,6 +200,14 @@ impl Session {
                     charset: s(r, 4),
                     generated: !s(r, 5).unwrap_or_default().is_empty(),
                     collation: s(r, 6),
+                    auto_increment: s(r, 7)
+                        .unwrap_or_default()
+                        .to_lowercase()
+                        .contains("auto_increment"),
+                    virtual_column: s(r, 7)
+                        .unwrap_or_default()
+                        .to_uppercase()
+                        .starts_with("VIRTUAL"),
                     prefix_indexed: prefixed.iter().any(|c| c.eq_ignore_ascii_case(&name)),
                     name,
                 }

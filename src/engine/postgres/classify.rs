@@ -5,6 +5,7 @@
 //! Checked on PostgreSQL 15 by `tests/plan_postgres.rs` (relfilenode, `pg_locks`, and the
 //! transaction's sequential-scan counter for every corpus entry).
 
+use super::classify_clauses::{self as pg_clauses, Clause, ClauseKind, PgClause};
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{Change, ChangeKind, Facts, PgLock, PlanOptions, Recommendation, Strategy};
 use crate::target::EngineKind;
@@ -15,15 +16,39 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-/// The parsed input: the operations of an ALTER TABLE, or a CREATE INDEX.
+/// The parsed input: the clauses of an ALTER TABLE, or a CREATE INDEX.
 #[derive(Debug, Clone)]
 pub enum Parsed {
-    Alter(Vec<AlterTableOperation>),
+    Alter(Vec<Op>),
     CreateIndex(Box<sqlparser::ast::CreateIndex>),
 }
 
+/// One clause of an ALTER TABLE.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Parsed by sqlparser; `text` is the user's clause when sqlparser was given it without
+    /// a part it cannot read (see [`super::classify_clauses`]).
+    Sql {
+        op: Box<AlterTableOperation>,
+        text: Option<String>,
+    },
+    /// Read from its tokens.
+    Read(PgClause),
+}
+
+impl Op {
+    /// The clause as it will be run.
+    pub fn text(&self) -> String {
+        match self {
+            Op::Sql { op, text } => text.clone().unwrap_or_else(|| op.to_string()),
+            Op::Read(c) => c.text.clone(),
+        }
+    }
+}
+
 /// Parse `--alter`: a clause list, `ALTER TABLE … clauses`, or `CREATE [UNIQUE] INDEX
-/// [CONCURRENTLY] … ON table (…)`.
+/// [CONCURRENTLY] … ON table (…)`. Clauses sqlparser does not read are read from their
+/// tokens ([`super::classify_clauses`]); the others are parsed by sqlparser one by one.
 pub fn parse(table: &str, alter: &str) -> Result<Parsed> {
     let bad = |e: String| {
         Error::new(ErrorKind::BadInput, format!("cannot parse the ALTER: {e}")).with_hint(
@@ -47,24 +72,41 @@ pub fn parse(table: &str, alter: &str) -> Result<Parsed> {
         };
     }
     let _ = table;
-    let stmts =
-        Parser::parse_sql(&PostgreSqlDialect {}, trimmed).map_err(|e| bad(e.to_string()))?;
-    match stmts.into_iter().next() {
-        Some(Statement::AlterTable(a)) if !a.operations.is_empty() => {
-            Ok(Parsed::Alter(a.operations))
+    let (head, clauses) = pg_clauses::split(trimmed)?;
+    let mut ops = Vec::new();
+    for c in clauses {
+        match c {
+            Clause::Read(r) => ops.push(Op::Read(r)),
+            Clause::Parsed { sql, text } => {
+                let stmt = if head.is_empty() {
+                    sql
+                } else {
+                    format!("{head} {sql}")
+                };
+                let stmts = Parser::parse_sql(&PostgreSqlDialect {}, &stmt)
+                    .map_err(|e| bad(e.to_string()))?;
+                match stmts.into_iter().next() {
+                    Some(Statement::AlterTable(a)) if !a.operations.is_empty() => {
+                        ops.extend(a.operations.into_iter().map(|op| Op::Sql {
+                            op: Box::new(op),
+                            text: text.clone(),
+                        }))
+                    }
+                    _ => return Err(bad("expected ALTER TABLE clauses".into())),
+                }
+            }
         }
-        _ => Err(bad("expected ALTER TABLE clauses".into())),
     }
+    if ops.is_empty() {
+        return Err(bad("expected ALTER TABLE clauses".into()));
+    }
+    Ok(Parsed::Alter(ops))
 }
 
 /// The clause list as text (for the recommended statements).
 pub fn clause_text(p: &Parsed) -> String {
     match p {
-        Parsed::Alter(ops) => ops
-            .iter()
-            .map(|o| o.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
+        Parsed::Alter(ops) => ops.iter().map(Op::text).collect::<Vec<_>>().join(", "),
         Parsed::CreateIndex(ci) => ci.to_string(),
     }
 }
@@ -116,7 +158,8 @@ pub fn functions_called(p: &Parsed) -> Vec<String> {
     let mut out = Vec::new();
     if let Parsed::Alter(ops) = p {
         for o in ops {
-            match o {
+            let Op::Sql { op: o, .. } = o else { continue };
+            match o.as_ref() {
                 AlterTableOperation::AddColumn { column_def, .. } => {
                     if let Some(e) = default_expr(column_def) {
                         collect_functions(e, &mut out);
@@ -154,7 +197,29 @@ fn ident_cols(cols: &[sqlparser::ast::IndexColumn]) -> Vec<String> {
 pub fn classify_all(p: &Parsed, f: &Facts, volatile: &[String]) -> Result<Vec<Change>> {
     Ok(match p {
         Parsed::CreateIndex(ci) => vec![create_index(ci)],
-        Parsed::Alter(ops) => ops.iter().map(|o| classify(o, f, volatile)).collect(),
+        Parsed::Alter(ops) => ops
+            .iter()
+            .map(|o| match o {
+                Op::Sql { op, text } => {
+                    let mut c = classify(op, f, volatile);
+                    if let Some(t) = text {
+                        // `TYPE … COLLATE x`: a new collation rebuilds the column's indexes.
+                        let indexed = c
+                            .columns
+                            .first()
+                            .and_then(|k| f.column(k))
+                            .is_some_and(|k| k.indexed);
+                        if c.op == ChangeKind::ChangeType && !c.rewrite && indexed {
+                            c.scan = true;
+                            c.reason = "the type stays binary-coercible (no rewrite), but a new collation rebuilds the column's indexes under ACCESS EXCLUSIVE".into();
+                        }
+                        c.clause = t.clone();
+                    }
+                    c
+                }
+                Op::Read(r) => classify_read(r, f),
+            })
+            .collect(),
     })
 }
 
@@ -577,7 +642,12 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
             );
             c
         }
-        A::ReplicaIdentity { .. } | A::OwnerTo { .. } => {
+        A::ReplicaIdentity { .. }
+        | A::OwnerTo { .. }
+        | A::EnableRowLevelSecurity
+        | A::DisableRowLevelSecurity
+        | A::ForceRowLevelSecurity
+        | A::NoForceRowLevelSecurity => {
             let mut c = Change::new(text, ChangeKind::TableOption);
             set(
                 &mut c,
@@ -602,6 +672,148 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, volatile: &[String]) -> Cha
     }
 }
 
+/// A type without its modifiers: `timestamp(3) without time zone` → `timestamp without time
+/// zone`.
+fn without_modifiers(t: &str) -> String {
+    match (t.find('('), t.find(')')) {
+        (Some(a), Some(b)) if b > a => format!("{}{}", t[..a].trim_end(), &t[b + 1..]),
+        _ => t.to_string(),
+    }
+}
+
+/// Storage parameters that take ACCESS EXCLUSIVE (PostgreSQL 15's `reloptions.c`); the
+/// others take SHARE UPDATE EXCLUSIVE.
+const EXCLUSIVE_PARAMETERS: &[&str] = &["user_catalog_table"];
+
+/// Classify a clause read from its tokens.
+fn classify_read(r: &PgClause, f: &Facts) -> Change {
+    use ClauseKind as K;
+    let kind = match &r.kind {
+        K::AlterConstraint => ChangeKind::Other,
+        _ => ChangeKind::TableOption,
+    };
+    let mut c = Change::new(r.text.clone(), kind);
+    c.columns = r.column.iter().cloned().collect();
+    let same = |want: &str, have: &Option<String>| have.as_deref() == Some(want);
+    match &r.kind {
+        K::SetStatistics => set(
+            &mut c,
+            PgLock::ShareUpdateExclusive,
+            false,
+            false,
+            "the column's statistics target is a catalog change",
+        ),
+        K::ColumnOptions => set(
+            &mut c,
+            PgLock::ShareUpdateExclusive,
+            false,
+            false,
+            "the column's options (n_distinct, …) are a catalog change",
+        ),
+        K::SetStorage => set(
+            &mut c,
+            PgLock::AccessExclusive,
+            false,
+            false,
+            "SET STORAGE is a catalog change: existing values keep their storage",
+        ),
+        K::SetCompression => set(
+            &mut c,
+            PgLock::AccessExclusive,
+            false,
+            false,
+            "SET COMPRESSION is a catalog change: existing values stay compressed as they are",
+        ),
+        K::Identity => set(
+            &mut c,
+            PgLock::AccessExclusive,
+            false,
+            false,
+            "the identity's options and sequence are a catalog change",
+        ),
+        K::DropExpression => set(
+            &mut c,
+            PgLock::AccessExclusive,
+            false,
+            false,
+            "DROP EXPRESSION keeps the stored values: a catalog change",
+        ),
+        K::AlterConstraint => set(
+            &mut c,
+            PgLock::AccessExclusive,
+            false,
+            false,
+            "changing a constraint's deferrability is a catalog change",
+        ),
+        K::ClusterOn | K::SetWithoutCluster => set(
+            &mut c,
+            PgLock::ShareUpdateExclusive,
+            false,
+            false,
+            "the index to CLUSTER on is a catalog mark: nothing is reordered",
+        ),
+        K::SetWithoutOids => set(
+            &mut c,
+            PgLock::AccessExclusive,
+            false,
+            false,
+            "SET WITHOUT OIDS does nothing (tables have no OIDs since PostgreSQL 12)",
+        ),
+        K::SetAccessMethod(am) if same(am, &f.pg.access_method) => set(
+            &mut c,
+            PgLock::AccessExclusive,
+            false,
+            false,
+            format!("the table already uses the access method {am}: nothing to do"),
+        ),
+        K::SetAccessMethod(am) => set(
+            &mut c,
+            PgLock::AccessExclusive,
+            true,
+            true,
+            format!("a new access method ({am}) rewrites the table under ACCESS EXCLUSIVE"),
+        ),
+        K::SetTablespace(ts) if same(ts, &f.pg.tablespace) => set(
+            &mut c,
+            PgLock::AccessExclusive,
+            false,
+            false,
+            format!("the table is already in tablespace {ts}: nothing to do"),
+        ),
+        K::SetTablespace(ts) => set(
+            &mut c,
+            PgLock::AccessExclusive,
+            true,
+            true,
+            format!("the table's files are copied to tablespace {ts} under ACCESS EXCLUSIVE"),
+        ),
+        K::StorageParameters(names) => {
+            let exclusive = names
+                .iter()
+                .any(|n| EXCLUSIVE_PARAMETERS.contains(&n.as_str()));
+            set(
+                &mut c,
+                if exclusive {
+                    PgLock::AccessExclusive
+                } else {
+                    PgLock::ShareUpdateExclusive
+                },
+                false,
+                false,
+                "storage parameters are a catalog change",
+            )
+        }
+        K::RowSecurity => set(
+            &mut c,
+            PgLock::AccessExclusive,
+            false,
+            false,
+            "row level security is a catalog change",
+        ),
+    }
+    c
+}
+
 /// `ALTER COLUMN col TYPE new [USING e]`.
 fn retype(c: &mut Change, col: &str, new: &DataType, using: Option<&Expr>, f: &Facts) {
     let Some(old) = f.column(col) else {
@@ -622,7 +834,38 @@ fn retype(c: &mut Change, col: &str, new: &DataType, using: Option<&Expr>, f: &F
             "USING computes every value anew: the table and its indexes are rewritten under ACCESS EXCLUSIVE",
         );
     }
-    let (o, _) = pg_type(&old.column_type);
+    // A domain is stored as the type under it: to that type the values stay; to a domain
+    // with constraints every value is checked, which rewrites the table. A domain column's
+    // own type modifier is -1 (the domain holds it): a length or precision coercion from it
+    // cannot be proven to widen, so it rewrites (shortstr over varchar(20) → varchar(40)).
+    let (old_base, _) = f.pg.base_type(&old.column_type);
+    let old_type = if old_base != old.column_type {
+        without_modifiers(&old_base)
+    } else {
+        old_base
+    };
+    let (new_base, new_checked) = f.pg.base_type(&new.to_string());
+    if new_checked {
+        return set(
+            c,
+            PgLock::AccessExclusive,
+            true,
+            true,
+            "the new type is a domain with constraints: every value is checked and the table rewritten under ACCESS EXCLUSIVE",
+        );
+    }
+    let new = &if new_base != new.to_string() {
+        match Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&new_base)
+            .and_then(|mut p| p.parse_data_type())
+        {
+            Ok(t) => t,
+            Err(_) => new.clone(),
+        }
+    } else {
+        new.clone()
+    };
+    let (o, _) = pg_type(&old_type);
     let (n, _) = pg_type(&new.to_string());
     let zone_change = matches!(
         (o.as_str(), n.as_str()),
@@ -630,7 +873,7 @@ fn retype(c: &mut Change, col: &str, new: &DataType, using: Option<&Expr>, f: &F
     );
     let session_utc = f.version >= (12, 0, 0) && f.pg.time_zone_is_utc;
     let zone = f.pg.time_zone.as_deref().unwrap_or("unknown");
-    if type_change_rewrites(&old.column_type, new, session_utc) {
+    if type_change_rewrites(&old_type, new, session_utc) {
         let why = if zone_change && !session_utc {
             format!("{o} → {n} converts every value in the session TimeZone ({zone}, not UTC): the table and its indexes are rewritten under ACCESS EXCLUSIVE (a session with TimeZone UTC would not rewrite it, PostgreSQL 12+)")
         } else {
@@ -694,6 +937,16 @@ fn add_column(c: &mut Change, d: &ColumnDef, f: &Facts, volatile: &[String]) {
             ColumnOption::Unique(_) | ColumnOption::PrimaryKey(_)
         )
     });
+    let (_, domain_checked) = f.pg.base_type(&d.data_type.to_string());
+    if domain_checked {
+        return set(
+            c,
+            PgLock::AccessExclusive,
+            true,
+            true,
+            "the column's type is a domain with constraints: every row is checked against them and the table rewritten under ACCESS EXCLUSIVE",
+        );
+    }
     if serial || identity_or_stored || volatile_default {
         let why = if serial {
             "a serial column is filled from a sequence: the table is rewritten under ACCESS EXCLUSIVE"
@@ -900,7 +1153,9 @@ pub fn recommend(
         statements.push(format!("ALTER TABLE {q} {}", rest.join(", ")));
     }
     statements.extend(safe);
-    let reason = if reasons.is_empty() {
+    let reason = if reasons.is_empty() && all.scan {
+        format!("no rewrite, but the table or its indexes are read under {}: reads and writes wait as that lock says; lock_timeout keeps it from queueing behind long transactions", all.pg_lock.map(|l| l.as_str()).unwrap_or("ACCESS EXCLUSIVE"))
+    } else if reasons.is_empty() {
         "catalog-only change: a brief lock; lock_timeout keeps it from queueing behind long transactions".to_string()
     } else {
         reasons.join("; ")
@@ -930,10 +1185,13 @@ mod tests {
         let p = parse("t", &format!("ALTER COLUMN x TYPE {s}")).unwrap();
         match p {
             Parsed::Alter(ops) => match &ops[0] {
-                AlterTableOperation::AlterColumn {
-                    op: AlterColumnOperation::SetDataType { data_type, .. },
-                    ..
-                } => data_type.clone(),
+                Op::Sql { op, .. } => match op.as_ref() {
+                    AlterTableOperation::AlterColumn {
+                        op: AlterColumnOperation::SetDataType { data_type, .. },
+                        ..
+                    } => data_type.clone(),
+                    _ => panic!(),
+                },
                 _ => panic!(),
             },
             _ => panic!(),
@@ -976,6 +1234,105 @@ mod tests {
             &dt("timestamp"),
             false
         ));
+    }
+
+    fn facts() -> Facts {
+        let mut f = Facts {
+            engine: EngineKind::Postgres,
+            server_version: "PostgreSQL 15.0".into(),
+            version: (15, 0, 0),
+            mariadb: false,
+            schema: "public".into(),
+            table: "t".into(),
+            row_estimate: 10,
+            data_bytes: 8192,
+            index_bytes: 0,
+            avg_row_bytes: 100,
+            columns: vec![],
+            indexes: vec![],
+            proven_not_null: vec![],
+            row_format: None,
+            free_bytes: None,
+            replicas: None,
+            long_transactions: vec![],
+            settings: vec![],
+            sample: None,
+            mysql: Default::default(),
+            pg: Default::default(),
+        };
+        f.pg.access_method = Some("heap".into());
+        f.pg.tablespace = Some("pg_default".into());
+        f.pg.domains = vec![
+            crate::plan::PgDomain {
+                name: "posint".into(),
+                base: "integer".into(),
+                constrained: true,
+            },
+            crate::plan::PgDomain {
+                name: "shortstr".into(),
+                base: "character varying(20)".into(),
+                constrained: false,
+            },
+        ];
+        for (name, t) in [("pos", "posint"), ("dom", "shortstr"), ("i", "integer")] {
+            f.columns.push(crate::plan::ColumnFact {
+                name: name.into(),
+                column_type: t.into(),
+                nullable: true,
+                ..Default::default()
+            });
+        }
+        f
+    }
+
+    fn overall(alter: &str) -> (Option<PgLock>, bool) {
+        let p = parse("t", alter).unwrap();
+        let all = combine(&classify_all(&p, &facts(), &[]).unwrap());
+        (all.pg_lock, all.rewrite)
+    }
+
+    #[test]
+    fn domains_are_their_base_types_unless_constrained() {
+        let ae = Some(PgLock::AccessExclusive);
+        assert_eq!(overall("ALTER COLUMN pos TYPE integer"), (ae, false));
+        assert_eq!(overall("ALTER COLUMN i TYPE posint"), (ae, true));
+        assert_eq!(overall("ALTER COLUMN i TYPE shortstr"), (ae, true));
+        assert_eq!(overall("ALTER COLUMN dom TYPE varchar(40)"), (ae, true));
+        assert_eq!(overall("ALTER COLUMN dom TYPE text"), (ae, false));
+        assert_eq!(overall("ADD COLUMN n posint DEFAULT 7"), (ae, true));
+        assert_eq!(overall("ADD COLUMN n shortstr"), (ae, false));
+    }
+
+    #[test]
+    fn clauses_read_from_tokens_are_planned() {
+        let (ae, sue) = (
+            Some(PgLock::AccessExclusive),
+            Some(PgLock::ShareUpdateExclusive),
+        );
+        assert_eq!(overall("ALTER COLUMN i SET STATISTICS 100"), (sue, false));
+        assert_eq!(overall("ALTER COLUMN i SET (n_distinct = 5)"), (sue, false));
+        assert_eq!(overall("ALTER COLUMN i SET STORAGE PLAIN"), (ae, false));
+        assert_eq!(overall("ALTER COLUMN i RESTART WITH 5"), (ae, false));
+        assert_eq!(overall("CLUSTER ON t_i_idx"), (sue, false));
+        assert_eq!(
+            overall("SET (fillfactor = 70, toast.autovacuum_enabled = false)"),
+            (sue, false)
+        );
+        assert_eq!(overall("SET (user_catalog_table = true)"), (ae, false));
+        assert_eq!(overall("SET ACCESS METHOD heap"), (ae, false));
+        assert_eq!(overall("SET ACCESS METHOD columnar"), (ae, true));
+        assert_eq!(overall("SET TABLESPACE pg_default"), (ae, false));
+        assert_eq!(overall("SET TABLESPACE fast"), (ae, true));
+        assert_eq!(overall("FORCE ROW LEVEL SECURITY"), (ae, false));
+        assert_eq!(
+            overall("ALTER COLUMN i SET STATISTICS 100, ALTER COLUMN i TYPE bigint"),
+            (ae, true)
+        );
+        let p = parse("t", "ALTER COLUMN i TYPE integer COLLATE \"C\", ADD CONSTRAINT u UNIQUE (i) WITH (fillfactor = 70), SET WITHOUT CLUSTER").unwrap();
+        assert_eq!(
+            clause_text(&p),
+            "ALTER COLUMN i TYPE integer COLLATE \"C\", ADD CONSTRAINT u UNIQUE (i) WITH (fillfactor = 70), SET WITHOUT CLUSTER"
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@ use super::inspect::{row_estimate_sql, split_name};
 use super::sql::quote;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{
-    ColumnFact, DataProbe, Facts, IndexFact, LongTransaction, PgFacts, PlanOptions, ProbeResult,
-    Sample,
+    ColumnFact, DataProbe, Facts, IndexFact, LongTransaction, PgDomain, PgFacts, PlanOptions,
+    ProbeResult, Sample,
 };
 use crate::target::{EngineKind, Target};
 use std::time::Instant;
@@ -36,6 +36,18 @@ const COLUMNS: &str = "SELECT a.attname::text, format_type(a.atttypid, a.atttypm
 const INDEXES: &str = "SELECT ic.relname::text, i.indisunique, i.indisprimary, am.amname::text, \
   ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o) \
   FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam WHERE i.indrelid = $1";
+
+/// The table's access method and tablespace (`reltablespace` 0 is the database's).
+const STORAGE: &str = "SELECT (SELECT amname::text FROM pg_am WHERE oid = c.relam), \
+  (SELECT spcname::text FROM pg_tablespace WHERE oid = COALESCE(NULLIF(c.reltablespace, 0), \
+    (SELECT dattablespace FROM pg_database WHERE datname = current_database()))) \
+  FROM pg_class c WHERE c.oid = $1";
+
+/// The domains the session sees: name, the type under it, constraints of its own (NOT NULL
+/// or a CHECK).
+const DOMAINS: &str = "SELECT t.typname::text, format_type(t.typbasetype, t.typtypmod), \
+  t.typnotnull OR EXISTS (SELECT 1 FROM pg_constraint k WHERE k.contypid = t.oid) \
+  FROM pg_type t WHERE t.typtype = 'd' AND pg_type_is_visible(t.oid) ORDER BY t.oid LIMIT 10000";
 
 const CHECKS: &str = "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = $1 AND contype = 'c' AND convalidated";
 
@@ -197,9 +209,27 @@ impl Session {
             .map_err(|e| pg_err(e, "reading the session's TimeZone"))?;
         let time_zone: String = tz.get(0);
         settings.push(("TimeZone".to_string(), time_zone.clone()));
+        let storage = c
+            .query_one(STORAGE, &[&oid])
+            .await
+            .map_err(|e| pg_err(e, "reading the table's storage"))?;
+        let domains = c
+            .query(DOMAINS, &[])
+            .await
+            .map_err(|e| pg_err(e, "reading the domains"))?
+            .iter()
+            .map(|r| PgDomain {
+                name: r.get(0),
+                base: r.get(1),
+                constrained: r.get(2),
+            })
+            .collect();
         let pg = PgFacts {
             time_zone: Some(time_zone),
             time_zone_is_utc: tz.get(1),
+            access_method: storage.get(0),
+            tablespace: storage.get(1),
+            domains,
         };
         let mut facts = Facts {
             engine: EngineKind::Postgres,

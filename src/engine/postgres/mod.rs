@@ -6,6 +6,7 @@
 mod alter;
 mod checks;
 pub mod classify;
+mod classify_clauses;
 pub(crate) mod conn;
 mod cutover;
 pub mod facts;
