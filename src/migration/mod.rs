@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod dirty;
 #[cfg(test)]
 mod fake;
+pub mod revert;
 #[cfg(test)]
 mod tests;
 pub mod verify;
@@ -45,6 +46,12 @@ pub struct RunOptions {
     pub after_swap_hold: Option<Duration>,
     /// Reconnecting the change stream after a connection loss.
     pub reconnect: crate::engine::retry::Reconnect,
+    /// `--revert-window`: after the swap, keep replaying the new table's changes into
+    /// the old table this long, so that `godwit revert` can swap back.
+    pub revert_window: Option<Duration>,
+    /// This run is `godwit revert`: the reverse direction of an open window, resumed
+    /// from its checkpoint.
+    pub revert: bool,
 }
 
 /// Where the swap stands: what a failure may say about the original table.
@@ -75,6 +82,8 @@ pub struct DryRun {
 pub enum Outcome {
     DryRun(Box<DryRun>),
     Done(Box<Done>),
+    /// The migration was done (and reported), then its revert window ended (reported).
+    WindowEnded,
 }
 
 /// Flush the dirty set once it holds this many keys, or after [`FLUSH_INTERVAL`].
@@ -108,6 +117,14 @@ pub struct Migration<'a> {
     copied_upto: Option<Key>,
     last_save: Option<Instant>,
     save_failed: bool,
+    /// Opens the engine of the reverse direction (the revert window).
+    reverse: Option<revert::Connector>,
+    /// The revert window this run keeps (saved with the checkpoint).
+    window: Option<checkpoint::RevertWindow>,
+    /// Where the change stream saw the swap (the revert window starts there).
+    swap_position: Option<Position>,
+    /// In the revert window: the migration itself succeeded.
+    in_window: bool,
 }
 
 /// Save the checkpoint at least this often outside the copy (which saves per chunk).
@@ -146,7 +163,17 @@ impl<'a> Migration<'a> {
             copied_upto: None,
             last_save: None,
             save_failed: false,
+            reverse: None,
+            window: None,
+            swap_position: None,
+            in_window: false,
         }
+    }
+
+    /// How to open the engine of the reverse direction (needed by `--revert-window`).
+    pub fn with_reverse(mut self, connect: revert::Connector) -> Self {
+        self.reverse = Some(connect);
+        self
     }
 
     /// Run the migration. On any error before the swap, every artifact is removed (or,
@@ -172,6 +199,17 @@ impl<'a> Migration<'a> {
                     "cleanup after failure failed: {e}; the next godwit run on this table removes what is left, or run `godwit cleanup`"
                 );
             }
+        }
+        if r.is_err() && (self.in_window || self.opts.revert) {
+            self.rep.state(
+                State::Failed,
+                if self.in_window {
+                    "the migration succeeded (the new schema is live), but the revert window closed (see the error)"
+                } else {
+                    "the revert did not finish (see the error)"
+                },
+            );
+            return r;
         }
         if r.is_err() {
             let msg = match self.swap {
@@ -214,7 +252,18 @@ impl<'a> Migration<'a> {
         self.throttle
             .validate(|names| async move { engine.status_values(&names).await })
             .await?;
-        let resume = self.take_table().await?;
+        if self.opts.revert_window.is_some() && !self.engine.resumable() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "--revert-window is not available on this server yet (it needs the checkpoints of resumable runs)",
+            )
+            .with_hint("run without --revert-window; nothing was changed"));
+        }
+        let resume = if self.opts.revert {
+            Some(self.take_window().await?)
+        } else {
+            self.take_table().await?
+        };
         let orig = self.engine.inspect().await?;
         let scope = if resume.is_some() {
             Scope::Resume
@@ -237,6 +286,9 @@ impl<'a> Migration<'a> {
                 &self.opts.alter.new_columns,
             )?;
             self.engine.check_key(&orig, &mapping)?;
+            if self.opts.revert_window.is_some() {
+                self.check_reversible(&orig, &shadow)?;
+            }
             self.engine.drop_shadow().await?;
             self.created = false;
             let names = self.engine.names();
@@ -276,7 +328,11 @@ impl<'a> Migration<'a> {
                 None => cp.stage = Stage::Copied,
             }
         }
-        self.created = true;
+        // A revert's shadow is the old table the swap kept: never removed on failure.
+        self.created = !self.opts.revert;
+        if self.opts.revert {
+            self.window = cp.revert.clone();
+        }
         let copying = cp.stage == Stage::Copy;
         let shadow = self
             .engine
@@ -371,6 +427,9 @@ impl<'a> Migration<'a> {
             &self.opts.alter.new_columns,
         )?;
         self.engine.check_key(orig, &mapping)?;
+        if self.opts.revert_window.is_some() {
+            self.check_reversible(orig, shadow)?;
+        }
         self.stream = Some(
             self.engine
                 .open_stream(orig, &mapping.key.source_columns, from)
@@ -451,8 +510,9 @@ impl<'a> Migration<'a> {
             )
             .with_hint("copy those rows from the old table by key; please report this with the server version"));
         }
+        let windowed = self.opts.revert_window.is_some();
         let mut dropped = false;
-        if self.opts.ok_to_drop_table {
+        if self.opts.ok_to_drop_table && !windowed {
             match self.engine.drop_old().await {
                 Ok(()) => dropped = true,
                 Err(e) => {
@@ -461,14 +521,17 @@ impl<'a> Migration<'a> {
                 }
             }
         }
-        if let Err(e) = self.engine.drop_checkpoint().await {
-            leftovers.push("checkpoint".into());
-            cleanup_error.get_or_insert(format!("removing the checkpoint: {e}"));
+        // With a revert window the checkpoint becomes the window's.
+        if !windowed {
+            if let Err(e) = self.engine.drop_checkpoint().await {
+                leftovers.push("checkpoint".into());
+                cleanup_error.get_or_insert(format!("removing the checkpoint: {e}"));
+            }
         }
         if let Some(e) = &cleanup_error {
             tracing::error!("the migration succeeded, but its cleanup did not: {e}");
         }
-        Ok(Outcome::Done(Box::new(Done {
+        let done = Done {
             table: orig.name.clone(),
             old_table: names.old,
             new_table: orig.name.clone(),
@@ -482,7 +545,12 @@ impl<'a> Migration<'a> {
             leftovers,
             cleanup_error,
             verify: verified,
-        })))
+        };
+        if windowed && done.cleanup_complete {
+            self.rep.done(&done);
+            return self.revert_window(done).await;
+        }
+        Ok(Outcome::Done(Box::new(done)))
     }
 
     /// Take the table's runner lock; with it held, objects of godwit's for this table are
@@ -558,6 +626,17 @@ impl<'a> Migration<'a> {
             )
             .with_hint("run the same command with --execute to resume it, or with --restart --execute to discard it; nothing was changed"));
         }
+        if let Some(w) = &cp.revert {
+            return Err(Error::new(
+                ErrorKind::Checkpoint,
+                format!(
+                    "a revert window is open on this table until {} (after the change: {})",
+                    checkpoint::utc(w.until_ms),
+                    cp.alter
+                ),
+            )
+            .with_hint("run `godwit revert` to swap back, or close the window with `godwit cleanup --execute` (or run this with --restart); nothing was changed"));
+        }
         let id = checkpoint::change_id(&cp.table, &self.opts.alter);
         if cp.change_id != id {
             return Err(Error::new(
@@ -585,11 +664,15 @@ impl<'a> Migration<'a> {
             return;
         };
         self.last_save = Some(Instant::now());
+        let mut change_id = checkpoint::change_id(&orig.name, &self.opts.alter);
+        if self.window.is_some() {
+            change_id = format!("revert-{change_id}");
+        }
         let cp = Checkpoint {
             version: checkpoint::VERSION,
             table: orig.name.clone(),
             alter: self.opts.alter.clauses.clone(),
-            change_id: checkpoint::change_id(&orig.name, &self.opts.alter),
+            change_id,
             shadow: self.engine.names().shadow.clone(),
             old: self.engine.names().old.clone(),
             stage: self.stage,
@@ -599,6 +682,7 @@ impl<'a> Migration<'a> {
             keys_replayed: self.keys_replayed,
             engine: self.engine.resume_state(),
             saved_at_ms: checkpoint::now_ms(),
+            revert: self.window.clone(),
         };
         let text = match serde_json::to_string(&cp) {
             Ok(t) => t,
@@ -631,6 +715,7 @@ impl<'a> Migration<'a> {
                 Ok(batch) => leaked.extend(batch.keys),
                 Err(e) if e.kind == ErrorKind::SourceChanged => {
                     tracing::debug!(leaked = leaked.len(), "swap confirmed in the change stream");
+                    self.swap_position = stream.swap_position();
                     return leaked;
                 }
                 Err(e) => {

@@ -35,6 +35,8 @@ fn opts() -> RunOptions {
         resume: ResumeMode::Auto,
         after_swap_hold: None,
         reconnect: Default::default(),
+        revert_window: None,
+        revert: false,
     }
 }
 
@@ -63,6 +65,7 @@ fn done(r: Result<Outcome>) -> Done {
     match r {
         Ok(Outcome::Done(d)) => *d,
         Ok(Outcome::DryRun(_)) => panic!("expected a migration, got a dry run"),
+        Ok(Outcome::WindowEnded) => panic!("expected a migration, got a revert window"),
         Err(e) => panic!("the migration failed: {e}"),
     }
 }

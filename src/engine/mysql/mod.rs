@@ -104,6 +104,10 @@ pub struct MysqlEngine {
     runner: tokio::sync::Mutex<Option<Conn>>,
     /// `AUTO_INCREMENT = N` of the ALTER: set again at cut-over (see `cutover.rs`).
     auto_increment: std::sync::Mutex<Option<u64>>,
+    /// A revert's shadow (the kept old table) whose name sorts before the table's: taken
+    /// over (`resume`) under `names.shadow`, which sorts after it, as the sentry cut-over
+    /// needs (see `cutover.rs`).
+    adopt: Option<String>,
 }
 
 /// `KEY` lines of a `SHOW CREATE TABLE`: (index name, definition).
@@ -256,12 +260,30 @@ impl MysqlEngine {
         if let Some(shadow) = cutover::shadow_name(&table) {
             names.shadow = shadow;
         }
+        let mariadb = version.to_lowercase().contains("mariadb");
+        let mut adopt = None;
+        if let Some(given) = &options.names {
+            if let Some(old) = &given.old {
+                names.old = old.clone();
+            }
+            let sorted = cutover::shadow_name(&table);
+            let needs_sort = given.cut_over
+                && !rename_under_lock(mariadb, parse_version(&version))
+                && given.shadow.as_str() <= table.as_str();
+            match sorted {
+                Some(sorted) if needs_sort && sorted != given.shadow => {
+                    names.shadow = sorted;
+                    adopt = Some(given.shadow.clone());
+                }
+                _ => names.shadow = given.shadow.clone(),
+            }
+        }
         Ok(MysqlEngine {
             pool: Pool::new(opts.clone()),
             names,
             db: target.database.clone(),
             table,
-            mariadb: version.to_lowercase().contains("mariadb"),
+            mariadb,
             version_tuple: parse_version(&version),
             version,
             opts,
@@ -269,6 +291,7 @@ impl MysqlEngine {
             deferred_indexes: std::sync::Mutex::new(Vec::new()),
             runner: tokio::sync::Mutex::new(None),
             auto_increment: std::sync::Mutex::new(None),
+            adopt,
         })
     }
 
@@ -318,6 +341,38 @@ impl MysqlEngine {
             mapping,
             self.key_columns(orig, mapping)?,
         ))
+    }
+
+    /// A revert takes over the old table the swap kept: renamed to `names.shadow` (which
+    /// sorts after the table) unless an earlier attempt did.
+    async fn adopt_shadow(&self, kept: &str) -> Result<()> {
+        let mut c = self.conn().await?;
+        let n: Vec<String> = c
+            .exec(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?)",
+                (&self.db, kept, &self.names.shadow),
+            )
+            .await
+            .map_err(|e| conn_err(e, "looking for the kept old table"))?;
+        if n.contains(&self.names.shadow) || !n.iter().any(|t| t == kept) {
+            return Ok(());
+        }
+        tracing::info!(
+            "taking over {kept} as {} (the cut-over needs a name that sorts after the table's)",
+            self.names.shadow
+        );
+        exec(
+            &mut c,
+            &format!(
+                "RENAME TABLE {} TO {}",
+                qualified(&self.db, kept),
+                qualified(&self.db, &self.names.shadow)
+            ),
+            vec![],
+            "taking over the kept old table",
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn binlog_position(conn: &mut Conn) -> Result<(String, u64)> {
@@ -574,6 +629,11 @@ impl MysqlCopier {
     }
 }
 
+/// Server errors of a value that does not fit its column under strict mode: out of
+/// range (1264), too long (1406), truncated (1265), incorrect (1366, 1292), NULL into NOT
+/// NULL (1048).
+const VALUE_ERRORS: [u16; 6] = [1264, 1406, 1265, 1366, 1292, 1048];
+
 /// Flush `keys` on `conn`: delete them from the shadow, re-insert what the original holds
 /// now. One transaction per batch; `locking` reads wait for writers whose binlog events
 /// are already out.
@@ -619,6 +679,17 @@ pub(crate) async fn flush_keys(
                 let e = if e.message.contains("(error 1062)") {
                     Error::new(ErrorKind::DataError, format!("{}; a write made during the migration violates a unique key of the new table", e.message))
                         .with_hint("remove the duplicates (or drop the UNIQUE from the ALTER) and run again")
+                } else if matches!(e.code, Some(ServerCode::Mysql(code)) if VALUE_ERRORS.contains(&code))
+                {
+                    // Strict mode: a value the target column cannot hold.
+                    Error {
+                        code: e.code,
+                        ..Error::new(
+                            ErrorKind::DataError,
+                            format!("{}; a row does not fit the table replayed into", e.message),
+                        )
+                        .with_hint("the value cannot be stored in the target column's type")
+                    }
                 } else {
                     e
                 };
@@ -1102,6 +1173,14 @@ impl Engine for MysqlEngine {
         self.checkpoint_drop().await.map(|_| ())
     }
 
+    async fn request_handover(&self) -> Result<bool> {
+        self.checkpoint_request("handover").await
+    }
+
+    async fn handover_requested(&self) -> Result<bool> {
+        Ok(self.checkpoint_request_read().await?.as_deref() == Some("handover"))
+    }
+
     async fn swapped_as(&self, old: &str) -> Result<Option<String>> {
         let mut c = self.conn().await?;
         let found: Vec<(String, String)> = c
@@ -1164,6 +1243,9 @@ impl Engine for MysqlEngine {
                 format!("the checkpoint's binlog position {from} is gone: the server no longer has binlog file {file} (purged or expired), so the changes since the checkpoint cannot be read"),
             )
             .with_hint(restart));
+        }
+        if let Some(kept) = &self.adopt {
+            self.adopt_shadow(kept).await?;
         }
         let shadow = match self.inspect_table(&self.names.shadow).await {
             Ok(t) => t,
