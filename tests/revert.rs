@@ -149,6 +149,13 @@ async fn revert_after_the_window_run_was_killed_equals_the_mirror_mariadb() {
     kill9(&live);
     let _ = live.finish().await;
     let_writes_happen().await;
+    let status = support::godwit(&["status", "--url", &db.url, "--table", "orders"], &[]).await;
+    status.expect_ok();
+    assert!(
+        status.stdout.contains("revert window") && status.stdout.contains("is open until"),
+        "{}",
+        status.stdout
+    );
     let r = revert(&db, &["--ok-to-drop-table"]).await;
     let stats = writers.stop().await;
     assert!(stats.errors.is_empty(), "writer errors: {:?}", stats.errors);
@@ -157,6 +164,68 @@ async fn revert_after_the_window_run_was_killed_equals_the_mirror_mariadb() {
     assert_reverted(&db, &original).await;
     // Nothing to revert any more.
     assert_eq!(revert(&db, &[]).await.code, 37);
+    db.drop_db().await;
+}
+
+/// Ctrl-C/SIGTERM during the window: the run stops replaying and exits 0, the window
+/// stays open (its checkpoint kept); `godwit cleanup --execute --include-old-tables`
+/// closes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_keeps_the_window_and_cleanup_closes_it_mariadb() {
+    let db = setup("revert_term").await;
+    let writers = Writers::start(&db, "orders", "orders_mirror", 2, ROWS);
+    let mut live = LiveRun::start(&run_args(&db, ALTER, &["--revert-window", "10m"]), &[]);
+    let open = window_open(&mut live).await;
+    let old = open["old_table"].as_str().unwrap().to_string();
+    let_writes_happen().await;
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &live.pid().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let run = live.finish().await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let stopped = run
+        .events
+        .iter()
+        .find(|e| e["event"] == "revert" && e["stopped"] == true)
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(stopped["message"]
+        .as_str()
+        .unwrap()
+        .contains("godwit cleanup"));
+    assert!(db.tables().await.contains(&old));
+    assert!(db
+        .tables()
+        .await
+        .contains(&"_godwit_checkpoint".to_string()));
+    let stats = writers.stop().await;
+    assert!(stats.errors.is_empty(), "writer errors: {:?}", stats.errors);
+    support::godwit(
+        &[
+            "cleanup",
+            "--url",
+            &db.url,
+            "--table",
+            "orders",
+            "--execute",
+            "--include-old-tables",
+        ],
+        &[],
+    )
+    .await
+    .expect_ok();
+    assert_eq!(revert(&db, &[]).await.code, 37);
+    assert!(db.show_create("orders").await.contains("`extra`"));
+    let a = db.rows("orders_mirror", ORDERS_COLS, "id").await;
+    let b = db.rows("orders", ORDERS_COLS, "id").await;
+    assert_eq!(a, b, "the new table differs from the mirror");
+    assert!(
+        db.leftovers(&[]).await.is_empty(),
+        "{:?}",
+        db.leftovers(&[]).await
+    );
     db.drop_db().await;
 }
 
