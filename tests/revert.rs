@@ -229,6 +229,80 @@ async fn sigterm_keeps_the_window_and_cleanup_closes_it_mariadb() {
     db.drop_db().await;
 }
 
+/// A revert whose cut-over cannot take its lock (a transaction holds the table) fails
+/// with both tables as they were and the window kept; the next `godwit revert` works.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_revert_keeps_the_window_mariadb() {
+    use mysql_async::prelude::Queryable;
+    let db = setup("revert_retry").await;
+    let original = without_counter(&db.show_create("orders").await);
+    let writers = Writers::start(&db, "orders", "orders_mirror", 2, ROWS);
+    let mut live = LiveRun::start(&run_args(&db, ALTER, &["--revert-window", "10m"]), &[]);
+    window_open(&mut live).await;
+    let_writes_happen().await;
+    // An open transaction that wrote the table: the cut-over's lock waits for it.
+    let mut blocker = db.conn().await;
+    blocker.query_drop("START TRANSACTION").await.unwrap();
+    blocker
+        .query_drop("UPDATE orders_mirror SET note = note WHERE id = -424242")
+        .await
+        .unwrap();
+    blocker
+        .query_drop("UPDATE orders SET note = note WHERE id = -424242")
+        .await
+        .unwrap();
+    let r = revert(
+        &db,
+        &[
+            "--cut-over-retries",
+            "1",
+            "--cut-over-lock-timeout-seconds",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 32, "{}\n{}", r.stdout, r.stderr);
+    let window = live.finish().await;
+    assert_eq!(window.code, 0, "{}", window.stderr);
+    assert!(db.show_create("orders").await.contains("`extra`"));
+    // The old table (taken over under the shadow's name) is no leftover: cleanup
+    // without --include-old-tables would leave it.
+    let listed = support::godwit(&["cleanup", "--url", &db.url, "--table", "orders"], &[]).await;
+    listed.expect_ok();
+    assert!(
+        !listed.stdout.contains("orders_godwit_new"),
+        "{}",
+        listed.stdout
+    );
+    let listed = support::godwit(
+        &[
+            "cleanup",
+            "--url",
+            &db.url,
+            "--table",
+            "orders",
+            "--include-old-tables",
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        listed.stdout.contains("orders_godwit_new"),
+        "{}",
+        listed.stdout
+    );
+    assert!(db.tables().await.contains(&"orders_godwit_new".to_string()));
+    blocker.query_drop("ROLLBACK").await.unwrap();
+    drop(blocker);
+    let_writes_happen().await;
+    let r = revert(&db, &["--ok-to-drop-table"]).await;
+    let stats = writers.stop().await;
+    assert!(stats.errors.is_empty(), "writer errors: {:?}", stats.errors);
+    r.expect_ok();
+    assert_reverted(&db, &original).await;
+    db.drop_db().await;
+}
+
 /// (c) A change that drops a column cannot be reverted: refused before the copy.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lossy_change_is_refused_with_a_revert_window_mariadb() {

@@ -65,7 +65,7 @@ pub struct RunArgs {
     /// After the cut-over, keep replaying the new table's changes into the old table for
     /// this long (e.g. 30m, 2h), so that `godwit revert` can swap back with every write
     /// kept. Refused (exit 38) when the change cannot be reverted without losing data.
-    #[arg(long, value_parser = parse_window)]
+    #[arg(long, value_parser = parse_window, conflicts_with = "attempt_native")]
     pub revert_window: Option<Duration>,
     /// Require a checkpoint of an earlier run of this change and continue it (without it,
     /// a matching checkpoint is resumed anyway, and a run starts fresh when there is none).

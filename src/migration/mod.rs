@@ -466,8 +466,12 @@ impl<'a> Migration<'a> {
         shadow: Table,
         mapping: ColumnMapping,
     ) -> Result<Outcome> {
-        self.rep
-            .state(State::CatchUp, "replaying changes made during the copy");
+        let msg = if self.opts.revert {
+            "replaying the changes since the revert window's last checkpoint"
+        } else {
+            "replaying changes made during the copy"
+        };
+        self.rep.state(State::CatchUp, msg);
         self.catch_up().await?;
         self.engine.before_cut_over(&mapping).await?;
         let verified = if self.opts.verify {
@@ -615,17 +619,6 @@ impl<'a> Migration<'a> {
                 "run again with --restart to discard it and start over; nothing was changed",
             ));
         };
-        if !self.opts.execute {
-            return Err(Error::new(
-                ErrorKind::Checkpoint,
-                format!(
-                    "an earlier run of this table stopped during its {} and left a checkpoint (change: {}); a dry run would disturb it",
-                    if cp.stage == Stage::Copy { "copy" } else { "catch-up" },
-                    cp.alter
-                ),
-            )
-            .with_hint("run the same command with --execute to resume it, or with --restart --execute to discard it; nothing was changed"));
-        }
         if let Some(w) = &cp.revert {
             return Err(Error::new(
                 ErrorKind::Checkpoint,
@@ -636,6 +629,17 @@ impl<'a> Migration<'a> {
                 ),
             )
             .with_hint("run `godwit revert` to swap back, or close the window with `godwit cleanup --execute` (or run this with --restart); nothing was changed"));
+        }
+        if !self.opts.execute {
+            return Err(Error::new(
+                ErrorKind::Checkpoint,
+                format!(
+                    "an earlier run of this table stopped during its {} and left a checkpoint (change: {}); a dry run would disturb it",
+                    if cp.stage == Stage::Copy { "copy" } else { "catch-up" },
+                    cp.alter
+                ),
+            )
+            .with_hint("run the same command with --execute to resume it, or with --restart --execute to discard it; nothing was changed"));
         }
         let id = checkpoint::change_id(&cp.table, &self.opts.alter);
         if cp.change_id != id {

@@ -307,7 +307,9 @@ impl<'a> Migration<'a> {
     /// the run that holds the window to hand over when it is alive).
     pub(super) async fn take_window(&mut self) -> Result<Checkpoint> {
         let first = self.window_checkpoint().await?;
-        if !crate::engine::take_runner_lock(self.engine).await? {
+        // Asked at once: a live window run answers within a second; a killed one's
+        // lingering session goes within the same wait.
+        if !self.engine.lock_runner().await? {
             self.engine.request_handover().await?;
             self.rep
                 .emit("revert", serde_json::json!({"handover_requested": true}));
@@ -396,5 +398,75 @@ mod tests {
         assert_eq!(r.renames, vec![("b".to_string(), "a".to_string())]);
         assert_eq!(r.new_columns, vec!["c".to_string()]);
         assert_eq!(r.auto_increment, None);
+    }
+
+    fn table(cols: &[(&str, bool)]) -> Table {
+        use crate::schema::{Column, UniqueKey};
+        Table {
+            schema: "db".into(),
+            name: "t".into(),
+            columns: cols
+                .iter()
+                .enumerate()
+                .map(|(i, (name, generated))| Column {
+                    name: name.to_string(),
+                    ordinal: i as u32 + 1,
+                    data_type: "int".into(),
+                    column_type: "int".into(),
+                    nullable: false,
+                    generated: *generated,
+                    unsigned: false,
+                    charset: None,
+                    collation: None,
+                    precision: None,
+                    scale: None,
+                    length: None,
+                })
+                .collect(),
+            unique_keys: vec![UniqueKey {
+                name: "PRIMARY".into(),
+                columns: vec!["id".into()],
+                primary: true,
+                all_not_null: true,
+                has_prefix: false,
+            }],
+            row_estimate: 0,
+            data_bytes: 0,
+            index_bytes: 0,
+        }
+    }
+
+    /// The reverse mapping of `alter` from `new` back to `orig`, and what it would lose.
+    fn lost(orig: &Table, new: &Table, alter: &AlterSpec) -> Vec<String> {
+        let spec = reverse_spec(alter);
+        let rev = ColumnMapping::build(new, orig, &spec.renames, &spec.new_columns).unwrap();
+        lossy_columns(orig, &rev)
+    }
+
+    fn spec(renames: &[(&str, &str)], new_columns: &[&str]) -> AlterSpec {
+        AlterSpec {
+            clauses: String::new(),
+            renames: renames
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            new_columns: new_columns.iter().map(|s| s.to_string()).collect(),
+            auto_increment: None,
+        }
+    }
+
+    #[test]
+    fn what_a_reverse_mapping_loses() {
+        let orig = table(&[("id", false), ("a", false), ("g", true)]);
+        // Added column, renamed column: nothing lost (the generated column is computed).
+        let new = table(&[("id", false), ("b", false), ("x", false)]);
+        assert!(lost(&orig, &new, &spec(&[("a", "b")], &[])).is_empty());
+        // Dropped column.
+        let new = table(&[("id", false), ("g", true)]);
+        assert_eq!(lost(&orig, &new, &spec(&[], &[])), vec!["a".to_string()]);
+        // Dropped and added again: a new column, never the old data.
+        let new = table(&[("id", false), ("a", false), ("g", true)]);
+        assert_eq!(lost(&orig, &new, &spec(&[], &["a"])), vec!["a".to_string()]);
+        assert!(lost(&orig, &new, &spec(&[], &[])).is_empty());
     }
 }

@@ -375,6 +375,16 @@ impl MysqlEngine {
         .map(|_| ())
     }
 
+    /// This table's checkpoint is a revert window's: a table under the shadow's name is
+    /// then the old table a revert attempt took over (kept on purpose, not a leftover).
+    async fn in_revert_window(&self) -> Result<bool> {
+        let Some(text) = self.checkpoint_load().await? else {
+            return Ok(false);
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        Ok(v["revert"].is_object())
+    }
+
     async fn binlog_position(conn: &mut Conn) -> Result<(String, u64)> {
         let row: Option<Row> = conn
             .query_first("SHOW MASTER STATUS")
@@ -630,9 +640,9 @@ impl MysqlCopier {
 }
 
 /// Server errors of a value that does not fit its column under strict mode: out of
-/// range (1264), too long (1406), truncated (1265), incorrect (1366, 1292), NULL into NOT
-/// NULL (1048).
-const VALUE_ERRORS: [u16; 6] = [1264, 1406, 1265, 1366, 1292, 1048];
+/// range (1264, 1690), too long (1406), truncated (1265), incorrect (1366, 1292), NULL
+/// into NOT NULL (1048, 1138), a CHECK constraint violated (3819 MySQL, 4025 MariaDB).
+const VALUE_ERRORS: [u16; 10] = [1264, 1690, 1406, 1265, 1366, 1292, 1048, 1138, 3819, 4025];
 
 /// Flush `keys` on `conn`: delete them from the shadow, re-insert what the original holds
 /// now. One transaction per batch; `locking` reads wait for writers whose binlog events
@@ -686,7 +696,10 @@ pub(crate) async fn flush_keys(
                         code: e.code,
                         ..Error::new(
                             ErrorKind::DataError,
-                            format!("{}; a row does not fit the table replayed into", e.message),
+                            format!(
+                                "{}; a value does not fit the column it is replayed into",
+                                e.message
+                            ),
                         )
                         .with_hint("the value cannot be stored in the target column's type")
                     }
@@ -768,7 +781,11 @@ impl Engine for MysqlEngine {
                 found.push(sentry);
             }
         }
-        // Old tables kept on purpose are not leftovers; sentries are.
+        // Old tables kept on purpose are not leftovers; sentries are. Nor is the old
+        // table of a revert window that a revert attempt took over as its shadow.
+        if self.in_revert_window().await? {
+            found.retain(|t| *t != self.names.shadow);
+        }
         Ok(found)
     }
 
@@ -813,6 +830,12 @@ impl Engine for MysqlEngine {
                 if !gone.contains(&o) {
                     gone.push(o);
                 }
+            }
+            if self.in_revert_window().await?
+                && !gone.contains(&self.names.shadow)
+                && self.inspect_table(&self.names.shadow).await.is_ok()
+            {
+                gone.push(self.names.shadow.clone());
             }
         }
         if self.checkpoint_load().await?.is_some() {
