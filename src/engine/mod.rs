@@ -315,6 +315,12 @@ pub trait Engine: Send + Sync {
     fn resumable(&self) -> bool {
         false
     }
+    /// This engine can keep a revert window after the swap (`--revert-window`): it
+    /// saves checkpoints, its stream reports where the swap happened
+    /// (`ChangeStream::swap_position`), and `request_handover` works.
+    fn revertable(&self) -> bool {
+        false
+    }
     /// This table's checkpoint (docs/how-it-works.md, "Resume"), as saved.
     async fn load_checkpoint(&self) -> Result<Option<String>>;
     /// Save this table's checkpoint (creating the checkpoint table when needed).

@@ -252,10 +252,10 @@ impl<'a> Migration<'a> {
         self.throttle
             .validate(|names| async move { engine.status_values(&names).await })
             .await?;
-        if self.opts.revert_window.is_some() && !self.engine.resumable() {
+        if (self.opts.revert_window.is_some() || self.opts.revert) && !self.engine.revertable() {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                "--revert-window is not available on this server yet (it needs the checkpoints of resumable runs)",
+                "a revert window is not available on this server yet (MySQL/MariaDB only)",
             )
             .with_hint("run without --revert-window; nothing was changed"));
         }

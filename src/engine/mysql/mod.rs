@@ -1184,6 +1184,10 @@ impl Engine for MysqlEngine {
         true
     }
 
+    fn revertable(&self) -> bool {
+        true
+    }
+
     async fn load_checkpoint(&self) -> Result<Option<String>> {
         self.checkpoint_load().await
     }
