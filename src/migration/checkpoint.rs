@@ -185,6 +185,17 @@ mod tests {
         assert_eq!(back.position, cp.position);
         assert_eq!(back.stage, Stage::Copy);
         assert!(back.revert.is_none() && !text.contains("revert"));
+        let window = Checkpoint {
+            revert: Some(RevertWindow {
+                until_ms: 99,
+                renames: vec![("b".into(), "a".into())],
+                new_columns: vec![],
+            }),
+            ..cp.clone()
+        };
+        let back: Checkpoint =
+            serde_json::from_str(&serde_json::to_string(&window).unwrap()).unwrap();
+        assert_eq!(back.revert, window.revert);
         let lsn: Position = serde_json::from_str("12345").unwrap();
         assert_eq!(lsn, Position::Lsn(12345));
     }
