@@ -303,6 +303,42 @@ async fn a_failed_revert_keeps_the_window_mariadb() {
     db.drop_db().await;
 }
 
+/// A renamed column maps back to its old name; writes made after the swap under the new
+/// name are in the original after the revert.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renamed_column_maps_back_mariadb() {
+    let db = setup("revert_rename").await;
+    let original = without_counter(&db.show_create("orders").await);
+    let mut live = LiveRun::start(
+        &run_args(
+            &db,
+            "CHANGE note memo VARCHAR(300) NULL, ADD COLUMN extra INT NOT NULL DEFAULT 5",
+            &["--revert-window", "10m"],
+        ),
+        &[],
+    );
+    window_open(&mut live).await;
+    assert!(db.show_create("orders").await.contains("`memo`"));
+    db.exec(
+        "UPDATE orders SET memo = 'after the swap', extra = 9 WHERE id = 10; \
+         DELETE FROM orders WHERE id = 11; \
+         INSERT INTO orders (id, user_id, amount, memo, created_at) VALUES (5000000, 1, 2.50, 'new', '2025-01-01'); \
+         UPDATE orders SET id = 5000001 WHERE id = 12; \
+         UPDATE orders_mirror SET note = 'after the swap' WHERE id = 10; \
+         DELETE FROM orders_mirror WHERE id = 11; \
+         INSERT INTO orders_mirror (id, user_id, amount, note, created_at) VALUES (5000000, 1, 2.50, 'new', '2025-01-01'); \
+         UPDATE orders_mirror SET id = 5000001 WHERE id = 12",
+    )
+    .await;
+    let_writes_happen().await;
+    let r = revert(&db, &["--ok-to-drop-table"]).await;
+    let window = live.finish().await;
+    r.expect_ok();
+    assert_eq!(window.code, 0, "{}", window.stderr);
+    assert_reverted(&db, &original).await;
+    db.drop_db().await;
+}
+
 /// (c) A change that drops a column cannot be reverted: refused before the copy.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lossy_change_is_refused_with_a_revert_window_mariadb() {
