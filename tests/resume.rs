@@ -357,3 +357,75 @@ async fn another_change_is_refused_until_restart_mariadb() {
     assert_eq!(r.code, 37, "{}", r.stderr);
     db.drop_db().await;
 }
+
+/// The PostgreSQL checkpoint table: created by the first save, one row per table, saved
+/// by an upsert that sets only `state` and `saved_at` (a column added later keeps its
+/// value), dropped with its last row; `godwit cleanup` lists and removes a table's row.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_checkpoint_table_postgres() {
+    let db = Db::new(Engine::Postgres, "resume_cp").await;
+    let target = godwit::target::Target::parse(db.url(), None).unwrap();
+    let open = |t: &'static str| {
+        let target = target.clone();
+        async move {
+            godwit::engine::connect(&target, t, &Default::default())
+                .await
+                .unwrap()
+        }
+    };
+    let (a, b) = (open("orders").await, open("victim").await);
+    assert_eq!(a.load_checkpoint().await.unwrap(), None);
+    a.drop_checkpoint().await.unwrap();
+    a.save_checkpoint("one").await.unwrap();
+    b.save_checkpoint("other").await.unwrap();
+    db.exec("ALTER TABLE _godwit_checkpoint ADD COLUMN note text")
+        .await;
+    db.exec("UPDATE _godwit_checkpoint SET note = 'kept'").await;
+    a.save_checkpoint("two").await.unwrap();
+    assert_eq!(a.load_checkpoint().await.unwrap().as_deref(), Some("two"));
+    assert_eq!(
+        db.strings("SELECT note FROM _godwit_checkpoint WHERE table_name = 'orders'")
+            .await,
+        vec!["kept".to_string()]
+    );
+    let listed = support::godwit(
+        &[
+            "cleanup",
+            "--url",
+            db.url(),
+            "--table",
+            "victim",
+            "--include-old-tables",
+        ],
+        &[],
+    )
+    .await;
+    listed.expect_ok();
+    assert!(
+        listed.stdout.contains("_godwit_checkpoint"),
+        "{}",
+        listed.stdout
+    );
+    a.drop_checkpoint().await.unwrap();
+    assert_eq!(a.load_checkpoint().await.unwrap(), None);
+    assert_eq!(b.load_checkpoint().await.unwrap().as_deref(), Some("other"));
+    support::godwit(
+        &[
+            "cleanup",
+            "--url",
+            db.url(),
+            "--table",
+            "victim",
+            "--execute",
+        ],
+        &[],
+    )
+    .await
+    .expect_ok();
+    assert_eq!(b.load_checkpoint().await.unwrap(), None);
+    let left = db.leftovers().await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    db.drop_db().await;
+}

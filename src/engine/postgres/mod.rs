@@ -4,6 +4,7 @@
 //! rename-based cut-over in one transaction (see `cutover.rs`).
 
 mod alter;
+mod checkpoint;
 mod checks;
 pub mod classify;
 pub(crate) mod conn;
@@ -134,6 +135,8 @@ pub struct PgEngine {
     runner_held: std::sync::atomic::AtomicBool,
     /// While the copy runs, replay parks keys instead of writing the shadow.
     parking: std::sync::atomic::AtomicBool,
+    /// The session that reads and writes the checkpoint table (`checkpoint.rs`).
+    checkpoint_session: tokio::sync::Mutex<Option<Client>>,
     options: EngineOptions,
 }
 
@@ -175,6 +178,7 @@ impl PgEngine {
             stream_columns: Default::default(),
             runner_held: Default::default(),
             parking: std::sync::atomic::AtomicBool::new(false),
+            checkpoint_session: tokio::sync::Mutex::new(None),
             options: options.clone(),
         })
     }
@@ -976,6 +980,10 @@ impl Engine for PgEngine {
                 gone.push(format!("table {}.{t}", self.schema));
             }
         }
+        drop(c);
+        if self.checkpoint_drop().await? {
+            gone.push(checkpoint::label(&self.schema, &self.table));
+        }
         Ok(gone)
     }
 
@@ -986,6 +994,9 @@ impl Engine for PgEngine {
             for t in self.old_tables(&c).await? {
                 found.push(format!("table {}.{t}", self.schema));
             }
+        }
+        if self.checkpoint_load().await?.is_some() {
+            found.push(checkpoint::label(&self.schema, &self.table));
         }
         Ok(found)
     }
@@ -1418,18 +1429,16 @@ impl Engine for PgEngine {
         self.inspect_table(name).await
     }
 
-    // Not resumable yet: no checkpoint is kept, a run stopped by a lost server is
-    // cleaned up when the server answers (or by the next run), as before.
     async fn load_checkpoint(&self) -> Result<Option<String>> {
-        Ok(None)
+        self.checkpoint_load().await
     }
 
-    async fn save_checkpoint(&self, _state: &str) -> Result<()> {
-        Ok(())
+    async fn save_checkpoint(&self, state: &str) -> Result<()> {
+        self.checkpoint_save(state).await
     }
 
     async fn drop_checkpoint(&self) -> Result<()> {
-        Ok(())
+        self.checkpoint_drop().await.map(|_| ())
     }
 
     async fn drop_old_table(&self, name: &str) -> Result<()> {

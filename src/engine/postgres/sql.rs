@@ -283,6 +283,66 @@ pub const WRITER_SESSION: &str = "SET synchronous_commit = local";
 pub const PARKED: &str = "pg_temp.godwit_parked";
 pub const DROP_PARKED: &str = "DROP TABLE IF EXISTS pg_temp.godwit_parked";
 
+// ---- the checkpoint table (docs/how-it-works.md, "Resume") -------------------------
+
+/// The checkpoint table's name, in the migrated table's schema.
+pub const CHECKPOINT_TABLE: &str = "_godwit_checkpoint";
+
+pub fn checkpoint_create(schema: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, state text NOT NULL, saved_at timestamptz NOT NULL DEFAULT clock_timestamp())",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
+pub fn checkpoint_comment(schema: &str) -> String {
+    format!(
+        "COMMENT ON TABLE {} IS 'godwit: checkpoints of running migrations'",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
+/// Parameters: table name. Returns the state.
+pub fn checkpoint_select(schema: &str) -> String {
+    format!(
+        "SELECT state FROM {} WHERE table_name = $1",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
+/// Parameters: table name, state. Sets only `state` and `saved_at` of an existing row
+/// (another column added later keeps its value).
+pub fn checkpoint_upsert(schema: &str) -> String {
+    format!(
+        "INSERT INTO {} (table_name, state, saved_at) VALUES ($1, $2, clock_timestamp()) \
+         ON CONFLICT (table_name) DO UPDATE SET state = EXCLUDED.state, saved_at = EXCLUDED.saved_at",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
+/// Parameters: table name.
+pub fn checkpoint_delete(schema: &str) -> String {
+    format!(
+        "DELETE FROM {} WHERE table_name = $1",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
+/// Keeps other runs from adding a row while the last one goes with the table.
+pub fn checkpoint_lock(schema: &str) -> String {
+    format!(
+        "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
+pub fn checkpoint_count(schema: &str) -> String {
+    format!(
+        "SELECT count(*) FROM {}",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
 /// Primary key and unique constraints of a table, dropped for the copy and added back
 /// after it (their index first, with its options, then `ADD CONSTRAINT … USING INDEX`:
 /// `pg_get_constraintdef` leaves out the index's storage parameters). Parameter: quoted,
