@@ -1,9 +1,9 @@
 //! Never start over (issue #11, item 1): godwit killed with SIGKILL in every state, with a
-//! writer running the whole time, and the same command run again. On MariaDB the rerun
-//! resumes from the checkpoint (it keeps the shadow, does not copy again what was copied,
-//! replays from the saved binlog position); on PostgreSQL (no resume yet) it removes what
-//! the dead run left and starts over. Either way the result equals the original plus
-//! every committed write, and nothing of godwit's is left.
+//! writer running the whole time, and the same command run again. The rerun resumes from
+//! the checkpoint (it keeps the shadow, does not copy again what was copied, replays from
+//! the saved binlog position or LSN — on PostgreSQL with the keys parked during the copy
+//! and the slot the dead run left). The result equals the original plus every committed
+//! write, and nothing of godwit's is left.
 mod support;
 
 use support::both::{Db, Engine, Writer, ROWS, WRITER_IDS};
@@ -50,20 +50,32 @@ fn kill9(live: &LiveRun) {
     assert!(ok, "kill -9 failed");
 }
 
-/// The checkpoint's rows_copied, if there is one (MariaDB).
-async fn checkpoint_rows(db: &Db) -> Option<u64> {
-    let Db::Maria(m) = db else { return None };
-    let t: Vec<String> = m
-        .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '_godwit_checkpoint'")
-        .await;
-    if t.is_empty() {
+/// The saved checkpoint of `orders`, if there is one.
+async fn checkpoint(db: &Db) -> Option<serde_json::Value> {
+    let exists = match db.engine() {
+        Engine::Maria => "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '_godwit_checkpoint'",
+        Engine::Postgres => "SELECT relname::text FROM pg_class WHERE relname = '_godwit_checkpoint' AND relnamespace = 'public'::regnamespace",
+    };
+    if db.strings(exists).await.is_empty() {
         return None;
     }
-    let s: Vec<String> = m
-        .query("SELECT state FROM _godwit_checkpoint WHERE table_name = 'orders'")
+    let s = db
+        .strings("SELECT state FROM _godwit_checkpoint WHERE table_name = 'orders'")
         .await;
-    let v: serde_json::Value = serde_json::from_str(s.first()?).ok()?;
-    v["rows_copied"].as_u64()
+    serde_json::from_str(s.first()?).ok()
+}
+
+/// The checkpoint's rows_copied, if there is one.
+async fn checkpoint_rows(db: &Db) -> Option<u64> {
+    checkpoint(db).await?["rows_copied"].as_u64()
+}
+
+/// The first key part of a saved key (an integer on MariaDB, text on PostgreSQL).
+fn first_key(k: &serde_json::Value) -> i64 {
+    k[0]["Int"]
+        .as_i64()
+        .or_else(|| k[0]["Text"].as_str().and_then(|t| t.parse().ok()))
+        .unwrap_or_else(|| panic!("not a key: {k}"))
 }
 
 /// The migration is complete (the new column exists): killed after the swap, before it
@@ -119,42 +131,38 @@ async fn assert_same(db: &Db, want: &[String], inserted: &[i64]) {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
-/// Kill during the copy once the checkpoint shows `at` rows copied (MariaDB) or after
-/// `at` ms (PostgreSQL), then rerun to the end.
+/// Kill during the copy once the checkpoint shows `at` rows copied, then rerun to the
+/// end: it resumes the copy after the checkpoint's key.
 async fn killed_during_copy(engine: Engine, at: u64) {
     let db = Db::new(engine, "resume_copy").await;
     let want = db.rows(WRITER_IDS).await;
     let writer = Writer::start(engine, db.url().to_string());
     let live = LiveRun::start(&args(&db, &["--max-rows-per-second", "600"]), &[]);
-    match engine {
-        Engine::Maria => {
-            let mut waited = 0;
-            while checkpoint_rows(&db).await.unwrap_or(0) < at {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                waited += 1;
-                assert!(waited < 1000, "no checkpoint with {at} rows");
-            }
-        }
-        Engine::Postgres => tokio::time::sleep(std::time::Duration::from_millis(at)).await,
+    let mut waited = 0;
+    while checkpoint_rows(&db).await.unwrap_or(0) < at {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += 1;
+        assert!(waited < 1000, "no checkpoint with {at} rows");
     }
     kill9(&live);
     let _ = live.finish().await;
     let rerun = LiveRun::start(&args(&db, &[]), &[]).finish().await;
     let inserted = writer.stop().await;
-    if engine == Engine::Maria {
-        let r = rerun
-            .event("resume")
-            .unwrap_or_else(|| panic!("no resume event:\n{}\n{}", rerun.stdout, rerun.stderr));
-        assert_eq!(r["stage"], "copy", "{r}");
-        assert!(r["rows_copied"].as_u64().unwrap() >= at, "{r}");
-        // The copy went on after the checkpoint's key, not from the start.
-        let first = r["copied_upto"][0]["Int"].as_i64().unwrap();
-        assert!(first >= at as i64 - 100, "{r}");
-    } else {
-        assert!(
-            rerun.event("stale_leftovers_removed").is_some() || rerun.event("resume").is_none()
-        );
-    }
+    let r = rerun
+        .event("resume")
+        .unwrap_or_else(|| panic!("no resume event:\n{}\n{}", rerun.stdout, rerun.stderr));
+    assert_eq!(r["stage"], "copy", "{r}");
+    let before = r["rows_copied"].as_u64().unwrap();
+    assert!(before >= at, "{r}");
+    // The copy went on after the checkpoint's key, not from the start.
+    let first = first_key(&r["copied_upto"]);
+    assert!(first >= at as i64 - 100, "{r}");
+    let done = rerun.event("done").expect("done event");
+    let by_rerun = done["rows_copied"].as_u64().unwrap() - before;
+    assert!(
+        by_rerun < ROWS as u64 - at + 200,
+        "the rerun copied {by_rerun} rows: {done}"
+    );
     assert_done(&db, &rerun, &want, &inserted).await;
     db.drop_db().await;
 }
@@ -170,8 +178,13 @@ async fn killed_late_in_the_copy_mariadb() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn killed_during_the_copy_postgres() {
-    killed_during_copy(Engine::Postgres, 1500).await;
+async fn killed_early_in_the_copy_postgres() {
+    killed_during_copy(Engine::Postgres, 300).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_late_in_the_copy_postgres() {
+    killed_during_copy(Engine::Postgres, (ROWS as u64) * 8 / 10).await;
 }
 
 /// Kill while the cut-over is postponed (copy done, in sync): the rerun resumes after
@@ -193,15 +206,13 @@ async fn killed_while_postponed(engine: Engine) {
     std::fs::remove_file(&flag).unwrap();
     let rerun = LiveRun::start(&args(&db, &[]), &[]).finish().await;
     let inserted = writer.stop().await;
-    if engine == Engine::Maria {
-        let r = rerun.event("resume").expect("resume event");
-        assert_eq!(r["stage"], "copied", "{r}");
-        assert!(
-            !rerun.states().contains(&"copy".to_string()),
-            "copied again: {:?}",
-            rerun.states()
-        );
-    }
+    let r = rerun.event("resume").expect("resume event");
+    assert_eq!(r["stage"], "copied", "{r}");
+    assert!(
+        !rerun.states().contains(&"copy".to_string()),
+        "copied again: {:?}",
+        rerun.states()
+    );
     assert_done(&db, &rerun, &want, &inserted).await;
     db.drop_db().await;
 }
@@ -216,17 +227,38 @@ async fn killed_while_postponed_postgres() {
     killed_while_postponed(Engine::Postgres).await;
 }
 
-/// Killed again and again at seeded moments (copy, catch-up, verify, cut-over): every
-/// rerun resumes or starts over, and the last one ends equal.
+/// Killed ten times at seeded moments (copy, catch-up, verify, postponed: the cut-over is
+/// postponed until the tenth kill, so every run is killed before it ends): every rerun
+/// after a kill that left a checkpoint resumes it, and the last one ends equal.
 async fn killed_many_times(engine: Engine, seed: u64) {
     let db = Db::new(engine, "resume_many").await;
     let want = db.rows(WRITER_IDS).await;
     let writer = Writer::start(engine, db.url().to_string());
+    let flag = std::env::temp_dir().join(format!(
+        "godwit-resume-many-{}-{engine:?}",
+        std::process::id()
+    ));
+    std::fs::write(&flag, "").unwrap();
+    let flag_s = flag.to_string_lossy().to_string();
     let mut x = seed;
     let mut kills = 0;
     let mut history = Vec::new();
+    // The last kill left a checkpoint: the next run must resume it.
+    let mut left = false;
+    let mut resumed = 0;
     let run: Option<Run> = loop {
-        let live = LiveRun::start(&args(&db, &["--max-rows-per-second", "3000"]), &[]);
+        let live = LiveRun::start(
+            &args(
+                &db,
+                &[
+                    "--max-rows-per-second",
+                    "1000",
+                    "--postpone-cut-over-flag-file",
+                    &flag_s,
+                ],
+            ),
+            &[],
+        );
         // xorshift: the kill points are the same on every machine for a seed.
         x ^= x << 13;
         x ^= x >> 7;
@@ -234,10 +266,39 @@ async fn killed_many_times(engine: Engine, seed: u64) {
         let delay = 150 + x % 900;
         tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
         if kills == 10 {
-            break Some(live.finish().await);
+            std::fs::remove_file(&flag).unwrap();
+            let r = live.finish().await;
+            assert!(
+                !left || r.event("resume").is_some(),
+                "the last run did not resume: {}\n{}",
+                r.stdout,
+                r.stderr
+            );
+            break Some(r);
         }
         kill9(&live);
         let r = live.finish().await;
+        // Past its start (killed before it read the checkpoint, it could not say).
+        let progressed = r
+            .states()
+            .iter()
+            .any(|s| s != "preflight" && s != "prepare");
+        if left && progressed {
+            assert!(
+                r.event("resume").is_some(),
+                "run {} did not resume the checkpoint: {}\n{}",
+                kills + 1,
+                r.stdout,
+                r.stderr
+            );
+        }
+        resumed += usize::from(r.event("resume").is_some());
+        eprintln!(
+            "kill {}: after {delay} ms, in state {:?}, resumed: {}",
+            kills + 1,
+            r.states().last(),
+            r.event("resume").is_some()
+        );
         history.push(format!(
             "killed after {delay} ms; events:\n{}\nstderr:\n{}",
             r.stdout,
@@ -258,7 +319,15 @@ async fn killed_many_times(engine: Engine, seed: u64) {
             // `done`: the migration is complete, a rerun would apply the ALTER again.
             break None;
         }
+        left = checkpoint(&db).await.is_some();
     };
+    let _ = std::fs::remove_file(&flag);
+    assert_eq!(kills, 10, "{}", history.join("\n"));
+    assert!(
+        resumed >= 5,
+        "{kills} kills and {resumed} resumed:\n{}",
+        history.join("\n")
+    );
     let inserted = writer.stop().await;
     let history = history.join("\n");
     if let Some(run) = &run {

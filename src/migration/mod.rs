@@ -108,6 +108,11 @@ pub struct Migration<'a> {
     copied_upto: Option<Key>,
     last_save: Option<Instant>,
     save_failed: bool,
+    /// The position of the last checkpoint saved; the stream is acknowledged no further
+    /// (the next run resumes from it: what comes after must still be there to read).
+    saved: Option<Position>,
+    /// The last save failed: the stream follows `acked` (this run could not resume).
+    unsaved: bool,
 }
 
 /// Save the checkpoint at least this often outside the copy (which saves per chunk).
@@ -146,6 +151,8 @@ impl<'a> Migration<'a> {
             copied_upto: None,
             last_save: None,
             save_failed: false,
+            saved: None,
+            unsaved: false,
         }
     }
 
@@ -334,6 +341,18 @@ impl<'a> Migration<'a> {
                     leftovers.push(format!("table {old}"));
                     cleanup_error = Some(format!("dropping the old table: {e}"));
                 }
+            }
+        }
+        // What the dead run's stream and copy kept on the server (it died before
+        // closing them); the shadow is the table now, under the original's name.
+        match self.engine.cleanup(false).await {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::info!("removed what the earlier run left: {}", gone.join(", "))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                leftovers.extend(self.engine.stream_artifacts());
+                cleanup_error.get_or_insert(format!("removing the earlier run's objects: {e}"));
             }
         }
         if let Err(e) = self.engine.drop_checkpoint().await {
@@ -607,12 +626,25 @@ impl<'a> Migration<'a> {
                 return;
             }
         };
-        if let Err(e) = self.engine.save_checkpoint(&text).await {
-            if !self.save_failed {
-                tracing::warn!("cannot save the checkpoint (the run goes on, but could not resume if it died): {e}");
+        match self.engine.save_checkpoint(&text).await {
+            Ok(()) => {
+                self.saved = Some(cp.position);
+                self.unsaved = false;
             }
-            self.save_failed = true;
+            Err(e) => {
+                if !self.save_failed {
+                    tracing::warn!("cannot save the checkpoint (the run goes on, but could not resume if it died): {e}");
+                }
+                self.save_failed = true;
+                self.unsaved = true;
+            }
         }
+    }
+
+    /// Save the checkpoint now and let the stream move on to it.
+    async fn checkpoint_now(&mut self) -> Result<()> {
+        self.save_checkpoint(true).await;
+        self.ack_stream().await
     }
 
     /// After the swap: read the stream up to the swap's own DDL event. Any key of the
@@ -704,18 +736,33 @@ impl<'a> Migration<'a> {
         }
     }
 
-    /// Acknowledge the stream up to `p`; on a lost connection, on a reopened stream.
+    /// Everything up to `p` is in the shadow: checkpoint it (at most every
+    /// SAVE_INTERVAL) and acknowledge the stream up to what is checkpointed.
     async fn ack(&mut self, p: &Position) -> Result<()> {
-        let Some(s) = self.stream.as_mut() else {
+        self.acked = Some(p.clone());
+        self.save_checkpoint(false).await;
+        self.ack_stream().await
+    }
+
+    /// Acknowledge the stream up to the last saved checkpoint's position (a rerun reads
+    /// again from there, so the stream must keep what follows: a PostgreSQL slot is never
+    /// advanced past it), or up to `acked` when this run keeps no checkpoint. On a lost
+    /// connection, on a reopened stream.
+    async fn ack_stream(&mut self) -> Result<()> {
+        let to = if self.engine.resumable() && !self.unsaved {
+            self.saved.clone()
+        } else {
+            self.acked.clone()
+        };
+        let (Some(p), Some(s)) = (to, self.stream.as_mut()) else {
             return Ok(());
         };
-        if let Err(e) = s.ack(p).await {
+        if let Err(e) = s.ack(&p).await {
             self.reopen_stream(e).await?;
             if let Some(s) = self.stream.as_mut() {
-                s.ack(p).await?;
+                s.ack(&p).await?;
             }
         }
-        self.acked = Some(p.clone());
         Ok(())
     }
 
@@ -728,7 +775,6 @@ impl<'a> Migration<'a> {
             if let Some(p) = self.position.clone() {
                 self.ack(&p).await?;
             }
-            self.save_checkpoint(false).await;
             return Ok(0);
         }
         let upto = self.position.clone();
@@ -746,7 +792,6 @@ impl<'a> Migration<'a> {
         if let Some(p) = upto {
             self.ack(&p).await?;
         }
-        self.save_checkpoint(false).await;
         Ok(n)
     }
 
@@ -830,7 +875,7 @@ impl<'a> Migration<'a> {
                 self.flush().await?;
             }
             self.copied_upto = copier.copied_upto();
-            self.save_checkpoint(true).await;
+            self.checkpoint_now().await?;
             let s = self.snapshot();
             self.rep.progress(&s, false);
             if copier.finished() {
@@ -858,6 +903,13 @@ impl<'a> Migration<'a> {
         let read = async {
             while !done.load(Ordering::SeqCst) {
                 self.drain(Duration::ZERO).await?;
+                // Nothing read is waiting for replay: the stream may move on (a
+                // PostgreSQL slot held back re-decodes the builds' WAL on every read).
+                if self.dirty.is_empty() {
+                    if let Some(p) = self.position.clone() {
+                        self.ack(&p).await?;
+                    }
+                }
                 for _ in 0..10 {
                     if done.load(Ordering::SeqCst) {
                         break;
@@ -949,6 +1001,8 @@ impl<'a> Migration<'a> {
             self.throttled(State::CatchUp).await?;
             self.catch_up_to_server().await?;
             self.flush().await?;
+            // What the lock's drain reads starts at the acknowledged position.
+            self.checkpoint_now().await?;
             self.rep.state(
                 State::CutOver,
                 &format!(

@@ -165,30 +165,29 @@ impl Builder {
         format!("(SELECT * FROM unnest({}))", arrays.join(", "))
     }
 
-    /// The session's table of keys whose replay waits for the copy to finish.
-    pub fn park_create(&self) -> String {
+    /// The table of keys whose replay waits for the copy to finish (`park`: its quoted,
+    /// qualified name). A real table, not a session's temporary one: the keys outlive a
+    /// lost main session and a dead run (a resumed run replays them).
+    pub fn park_create(&self, park: &str) -> String {
         let cols: Vec<String> = self
             .key
             .iter()
             .enumerate()
             .map(|(i, k)| format!("k{i} {}", k.sql_type))
             .collect();
-        format!(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS {PARKED} ({})",
-            cols.join(", ")
-        )
+        format!("CREATE TABLE IF NOT EXISTS {park} ({})", cols.join(", "))
     }
 
     /// Park keys (one text array per key column, as for a flush).
-    pub fn park_insert(&self) -> String {
-        format!("INSERT INTO {PARKED} SELECT * FROM {} k", self.key_set())
+    pub fn park_insert(&self, park: &str) -> String {
+        format!("INSERT INTO {park} SELECT * FROM {} k", self.key_set())
     }
 
     /// Take up to `n` parked keys out, as text.
-    pub fn park_take(&self, n: usize) -> String {
+    pub fn park_take(&self, park: &str, n: usize) -> String {
         let cols: Vec<String> = (0..self.key.len()).map(|i| format!("k{i}::text")).collect();
         format!(
-            "DELETE FROM {PARKED} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {PARKED} LIMIT {n})) RETURNING {}",
+            "DELETE FROM {park} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {park} LIMIT {n})) RETURNING {}",
             cols.join(", ")
         )
     }
@@ -277,11 +276,6 @@ pub const STREAM_SESSION: &str = "SET logical_decoding_work_mem = '512MB'";
 /// with asynchronous commit: measured 200 ms on every peek after a chunk. `local`, not
 /// `on`: never wait for a synchronous standby for the shadow's sake.
 pub const WRITER_SESSION: &str = "SET synchronous_commit = local";
-
-/// Keys whose replay waits until the copy is done: a temporary table of the main
-/// session, so it is never logged, never decoded, and gone with the session.
-pub const PARKED: &str = "pg_temp.godwit_parked";
-pub const DROP_PARKED: &str = "DROP TABLE IF EXISTS pg_temp.godwit_parked";
 
 // ---- the checkpoint table (docs/how-it-works.md, "Resume") -------------------------
 
@@ -593,6 +587,12 @@ pub const TABLES_LIKE: &str = "SELECT c.relname::text FROM pg_class c JOIN pg_na
 /// Parameters: slot. Returns active, active_pid.
 pub const SLOT_STATE: &str =
     "SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = $1";
+/// Parameters: slot. Returns the confirmed position and `wal_status` (`lost`: the WAL
+/// it needs is gone).
+pub const SLOT_RESUME: &str =
+    "SELECT confirmed_flush_lsn::text, wal_status FROM pg_replication_slots WHERE slot_name = $1";
+/// godwit's slots other than `$1` (any database), with the WAL each holds back (bytes).
+pub const OTHER_GODWIT_SLOTS: &str = "SELECT slot_name::text, COALESCE(database::text, ''), COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::int8 FROM pg_replication_slots WHERE slot_name LIKE '\\_godwit\\_slot\\_%' AND slot_name <> $1 ORDER BY 1";
 /// Parameters: publication.
 pub const PUBLICATION_EXISTS: &str =
     "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)";
@@ -714,12 +714,14 @@ mod tests {
     #[test]
     fn parked_keys_keep_their_types() {
         let b = builder(&["a", "b"]);
-        assert!(b.park_create().ends_with("(k0 bigint, k1 bigint)"));
         assert!(b
-            .park_insert()
+            .park_create("p")
+            .ends_with("EXISTS p (k0 bigint, k1 bigint)"));
+        assert!(b
+            .park_insert("p")
             .contains("unnest($1::text[]::bigint[], $2::text[]::bigint[])"));
         assert!(b
-            .park_take(10)
+            .park_take("p", 10)
             .ends_with("LIMIT 10)) RETURNING k0::text, k1::text"));
     }
 
