@@ -498,3 +498,43 @@ async fn the_checkpoint_table_postgres() {
     b.close().await.unwrap();
     db.drop_db().await;
 }
+
+/// A godwit replication slot that no run is using (here: of a table no run is
+/// migrating) is named at the start, with the WAL it holds back, as a warning (a WARN line
+/// and a `warning` event); the run goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_slot_holding_wal_is_warned_about_postgres() {
+    let db = Db::new(Engine::Postgres, "resume_slot").await;
+    let want = db.rows(WRITER_IDS).await;
+    let slot = format!("_godwit_slot_gone_{:08x}", std::process::id());
+    db.exec(&format!(
+        "SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"
+    ))
+    .await;
+    db.exec("CREATE TABLE filler AS SELECT generate_series(1, 20000) i")
+        .await;
+    let run = support::godwit(&args(&db, &[]), &[]).await;
+    db.exec(&format!("SELECT pg_drop_replication_slot('{slot}')"))
+        .await;
+    run.expect_ok();
+    let w = run
+        .events
+        .iter()
+        .find(|e| e["event"] == "warning" && e["slot"] == slot.as_str())
+        .unwrap_or_else(|| panic!("no warning about {slot}:\n{}", run.stdout));
+    assert!(w["retained_wal_bytes"].as_i64().unwrap() > 0, "{w}");
+    assert!(w["message"].as_str().unwrap().contains("of WAL"), "{w}");
+    assert!(run.stderr.contains(&slot), "{}", run.stderr);
+    // This run's own slot is not an old one (slots of other tests' databases may be).
+    let Db::Postgres(pg) = &db else {
+        unreachable!()
+    };
+    let here: Vec<_> = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "warning" && e["database"] == pg.name.as_str())
+        .collect();
+    assert_eq!(here.len(), 1, "{}", run.stdout);
+    assert_same(&db, &want, &[]).await;
+    db.drop_db().await;
+}

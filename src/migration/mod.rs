@@ -229,6 +229,7 @@ impl<'a> Migration<'a> {
             Scope::Preflight
         };
         self.engine.preflight(scope, &orig).await?;
+        self.start_warnings(scope).await;
         self.orig = Some(orig.clone());
         if let Some(cp) = resume {
             return self.resume_run(started, orig, cp).await;
@@ -266,6 +267,25 @@ impl<'a> Migration<'a> {
         self.save_checkpoint(true).await;
         self.copy_phase(&orig, &mapping).await?;
         self.finish(started, orig, shadow, mapping).await
+    }
+
+    /// The engine's warnings at the start: a WARN line and a `warning` event each.
+    async fn start_warnings(&mut self, scope: Scope) {
+        match self.engine.start_warnings(scope).await {
+            Ok(found) => {
+                for w in found {
+                    tracing::warn!("{}", w.message);
+                    let mut body = serde_json::json!({ "message": w.message });
+                    if let (Some(b), serde_json::Value::Object(d)) =
+                        (body.as_object_mut(), w.details)
+                    {
+                        b.extend(d);
+                    }
+                    self.rep.emit("warning", body);
+                }
+            }
+            Err(e) => tracing::debug!("could not look for things to warn about: {e}"),
+        }
     }
 
     /// Continue the run a checkpoint describes.

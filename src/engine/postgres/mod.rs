@@ -541,6 +541,35 @@ impl PgEngine {
         Ok(c)
     }
 
+    /// With the table's runner lock held, a session that still holds a lock on the shadow
+    /// or the table of parked keys is the dead run's, which the server has not ended yet
+    /// (a copy chunk, a replay, an index build, a cut-over): end it and wait (at most
+    /// 10 s) until it is gone, so that nothing of the dead run commits after this run has
+    /// looked at what it left.
+    async fn end_dead_run_writers(&self, c: &Client) -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let held = c
+                .query(sql::END_LOCK_HOLDERS, &[&self.shadow_q(), &self.park_q()])
+                .await
+                .map_err(|e| pg_err(e, "ending the dead run's sessions"))?;
+            if held.is_empty() {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::new(
+                    ErrorKind::Leftovers,
+                    format!(
+                        "sessions of the earlier run still hold {}.{} after being asked to end",
+                        self.schema, self.names.shadow
+                    ),
+                )
+                .with_hint("wait a few seconds and run the same command again"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// End the session holding the slot and wait (at most 10 s) until it lets go.
     /// Returns whether the slot is still in use.
     async fn end_slot_holder(&self, c: &Client) -> Result<bool> {
@@ -588,6 +617,16 @@ impl PgEngine {
             .await
             .map_err(|e| pg_err(e, "dropping the replication slot"))?;
         Ok(Some(format!("replication slot {}", self.slot)))
+    }
+}
+
+fn human_bytes(b: i64) -> String {
+    let b = b.max(0) as f64;
+    match b {
+        b if b >= 1024.0 * 1024.0 * 1024.0 => format!("{:.1} GB", b / (1024.0 * 1024.0 * 1024.0)),
+        b if b >= 1024.0 * 1024.0 => format!("{:.1} MB", b / (1024.0 * 1024.0)),
+        b if b >= 1024.0 => format!("{:.1} kB", b / 1024.0),
+        b => format!("{b} bytes"),
     }
 }
 
@@ -1535,9 +1574,63 @@ impl Engine for PgEngine {
         })
     }
 
+    /// godwit's replication slots that no run is using (no session holds the runner lock
+    /// of their table: the slot name ends with the same hash as the lock's key), each
+    /// with the WAL it holds back; this table's own only when this run does not resume it.
+    async fn start_warnings(&self, scope: Scope) -> Result<Vec<crate::engine::Warning>> {
+        let c = self.main().await?;
+        let read = |e| pg_err(e, "looking for replication slots of earlier runs");
+        let mine = if scope == Scope::Resume {
+            self.slot.as_str()
+        } else {
+            ""
+        };
+        let held: Vec<u32> = c
+            .query(sql::RUNNER_LOCKS_HELD, &[])
+            .await
+            .map_err(read)?
+            .iter()
+            .map(|r| r.try_get::<_, i64>(0).map(|k| k as u32))
+            .collect::<Result<_, _>>()
+            .map_err(read)?;
+        let mut out = Vec::new();
+        for r in c
+            .query(sql::OTHER_GODWIT_SLOTS, &[&mine])
+            .await
+            .map_err(read)?
+        {
+            let slot: String = r.try_get(0).map_err(read)?;
+            let database: String = r.try_get(1).map_err(read)?;
+            let bytes: i64 = r.try_get(2).map_err(read)?;
+            let hash = slot
+                .rsplit('_')
+                .next()
+                .and_then(|h| u32::from_str_radix(h, 16).ok());
+            let ours = slot == self.slot;
+            if !ours && hash.is_some_and(|h| held.contains(&h)) {
+                continue;
+            }
+            out.push(crate::engine::Warning {
+                message: format!(
+                    "replication slot {slot} (database {database}) of an earlier godwit run that is not running holds {} of WAL, which the server keeps until the slot is gone; run that migration again to resume it, or remove it with godwit cleanup --table <its table> --execute",
+                    human_bytes(bytes)
+                ),
+                details: serde_json::json!({
+                    "kind": "stale_replication_slot",
+                    "slot": slot,
+                    "database": database,
+                    "retained_wal_bytes": bytes,
+                }),
+            });
+        }
+        Ok(out)
+    }
+
     /// The swap is one transaction: the old table exists exactly when it happened.
     async fn swapped_as(&self, old: &str) -> Result<Option<String>> {
         let c = self.main().await?;
+        // A cut-over of the dead run still open on the server commits or rolls back first.
+        self.end_dead_run_writers(&c).await?;
         Ok(self.table_exists(&c, old).await?.then(|| old.to_string()))
     }
 
@@ -1614,6 +1707,7 @@ impl Engine for PgEngine {
                 pgoutput::format_lsn(from)
             )));
         }
+        self.end_dead_run_writers(&c).await?;
         // With the runner lock held, a session still reading the slot is the dead run's.
         if self.end_slot_holder(&c).await? {
             return Err(Error::new(

@@ -593,6 +593,11 @@ pub const SLOT_RESUME: &str =
     "SELECT confirmed_flush_lsn::text, wal_status FROM pg_replication_slots WHERE slot_name = $1";
 /// godwit's slots other than `$1` (any database), with the WAL each holds back (bytes).
 pub const OTHER_GODWIT_SLOTS: &str = "SELECT slot_name::text, COALESCE(database::text, ''), COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::int8 FROM pg_replication_slots WHERE slot_name LIKE '\\_godwit\\_slot\\_%' AND slot_name <> $1 ORDER BY 1";
+/// Parameters: two qualified names (text). Ends the other sessions that hold a lock on
+/// either relation; returns one row per session asked to end.
+pub const END_LOCK_HOLDERS: &str = "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.relation IN (to_regclass($1), to_regclass($2)) AND l.pid <> pg_backend_pid() GROUP BY l.pid";
+/// The second keys of the runner locks held now (see `RUNNER_LOCK`), as unsigned.
+pub const RUNNER_LOCKS_HELD: &str = "SELECT objid::text::int8 FROM pg_locks WHERE locktype = 'advisory' AND classid = 1735353463 AND objsubid = 2 AND granted";
 /// Parameters: publication.
 pub const PUBLICATION_EXISTS: &str =
     "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)";
