@@ -187,6 +187,14 @@ pub struct ArtifactNames {
     pub old: String,
 }
 
+/// Something the engine found worth a warning at the start (`Engine::start_warnings`).
+#[derive(Debug, Clone)]
+pub struct Warning {
+    pub message: String,
+    /// Fields of the `warning` JSON event (an object).
+    pub details: serde_json::Value,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     /// Before anything is created.
@@ -345,6 +353,12 @@ pub trait Engine: Send + Sync {
     /// the name the original has now when the swap happened, None when it did not.
     async fn swapped_as(&self, _old: &str) -> Result<Option<String>> {
         Ok(None)
+    }
+    /// What to tell at the start that is not an error (e.g. stream objects of earlier
+    /// runs holding server resources): each a message and details for the `warning`
+    /// event. `scope`: this run resumes a dead run's (its own objects are not meant).
+    async fn start_warnings(&self, _scope: Scope) -> Result<Vec<Warning>> {
+        Ok(Vec::new())
     }
     /// Drop a table the swap of a dead run left as the old table.
     async fn drop_old_table(&self, name: &str) -> Result<()>;

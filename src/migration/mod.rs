@@ -125,6 +125,11 @@ pub struct Migration<'a> {
     swap_position: Option<Position>,
     /// In the revert window: the migration itself succeeded.
     in_window: bool,
+    /// The position of the last checkpoint saved; the stream is acknowledged no further
+    /// (the next run resumes from it: what comes after must still be there to read).
+    saved: Option<Position>,
+    /// The last save failed: the stream follows `acked` (this run could not resume).
+    unsaved: bool,
 }
 
 /// Save the checkpoint at least this often outside the copy (which saves per chunk).
@@ -167,6 +172,8 @@ impl<'a> Migration<'a> {
             window: None,
             swap_position: None,
             in_window: false,
+            saved: None,
+            unsaved: false,
         }
     }
 
@@ -271,6 +278,7 @@ impl<'a> Migration<'a> {
             Scope::Preflight
         };
         self.engine.preflight(scope, &orig).await?;
+        self.start_warnings(scope).await;
         self.orig = Some(orig.clone());
         if let Some(cp) = resume {
             return self.resume_run(started, orig, cp).await;
@@ -313,6 +321,25 @@ impl<'a> Migration<'a> {
         self.finish(started, orig, shadow, mapping).await
     }
 
+    /// The engine's warnings at the start: a WARN line and a `warning` event each.
+    async fn start_warnings(&mut self, scope: Scope) {
+        match self.engine.start_warnings(scope).await {
+            Ok(found) => {
+                for w in found {
+                    tracing::warn!("{}", w.message);
+                    let mut body = serde_json::json!({ "message": w.message });
+                    if let (Some(b), serde_json::Value::Object(d)) =
+                        (body.as_object_mut(), w.details)
+                    {
+                        b.extend(d);
+                    }
+                    self.rep.emit("warning", body);
+                }
+            }
+            Err(e) => tracing::debug!("could not look for things to warn about: {e}"),
+        }
+    }
+
     /// Continue the run a checkpoint describes.
     async fn resume_run(
         &mut self,
@@ -328,16 +355,18 @@ impl<'a> Migration<'a> {
                 None => cp.stage = Stage::Copied,
             }
         }
-        // A revert's shadow is the old table the swap kept: never removed on failure.
-        self.created = !self.opts.revert;
         if self.opts.revert {
             self.window = cp.revert.clone();
         }
         let copying = cp.stage == Stage::Copy;
+        // Refused (exit 37: the stream or the shadow is gone): the checkpoint and what it
+        // kept stay as they are, for --restart to discard.
         let shadow = self
             .engine
             .resume(&orig, &cp.engine, &cp.position, copying)
             .await?;
+        // A revert's shadow is the old table the swap kept: never removed on failure.
+        self.created = !self.opts.revert;
         self.rows_copied = cp.rows_copied;
         self.keys_replayed = cp.keys_replayed;
         self.copied_upto = cp.copied_upto.clone();
@@ -390,6 +419,18 @@ impl<'a> Migration<'a> {
                     leftovers.push(format!("table {old}"));
                     cleanup_error = Some(format!("dropping the old table: {e}"));
                 }
+            }
+        }
+        // What the dead run's stream and copy kept on the server (it died before
+        // closing them); the shadow is the table now, under the original's name.
+        match self.engine.cleanup(false).await {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::info!("removed what the earlier run left: {}", gone.join(", "))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                leftovers.extend(self.engine.stream_artifacts());
+                cleanup_error.get_or_insert(format!("removing the earlier run's objects: {e}"));
             }
         }
         if let Err(e) = self.engine.drop_checkpoint().await {
@@ -695,12 +736,25 @@ impl<'a> Migration<'a> {
                 return;
             }
         };
-        if let Err(e) = self.engine.save_checkpoint(&text).await {
-            if !self.save_failed {
-                tracing::warn!("cannot save the checkpoint (the run goes on, but could not resume if it died): {e}");
+        match self.engine.save_checkpoint(&text).await {
+            Ok(()) => {
+                self.saved = Some(cp.position);
+                self.unsaved = false;
             }
-            self.save_failed = true;
+            Err(e) => {
+                if !self.save_failed {
+                    tracing::warn!("cannot save the checkpoint (the run goes on, but could not resume if it died): {e}");
+                }
+                self.save_failed = true;
+                self.unsaved = true;
+            }
         }
+    }
+
+    /// Save the checkpoint now and let the stream move on to it.
+    async fn checkpoint_now(&mut self) -> Result<()> {
+        self.save_checkpoint(true).await;
+        self.ack_stream().await
     }
 
     /// After the swap: read the stream up to the swap's own DDL event. Any key of the
@@ -793,18 +847,33 @@ impl<'a> Migration<'a> {
         }
     }
 
-    /// Acknowledge the stream up to `p`; on a lost connection, on a reopened stream.
+    /// Everything up to `p` is in the shadow: checkpoint it (at most every
+    /// SAVE_INTERVAL) and acknowledge the stream up to what is checkpointed.
     async fn ack(&mut self, p: &Position) -> Result<()> {
-        let Some(s) = self.stream.as_mut() else {
+        self.acked = Some(p.clone());
+        self.save_checkpoint(false).await;
+        self.ack_stream().await
+    }
+
+    /// Acknowledge the stream up to the last saved checkpoint's position (a rerun reads
+    /// again from there, so the stream must keep what follows: a PostgreSQL slot is never
+    /// advanced past it), or up to `acked` when this run keeps no checkpoint. On a lost
+    /// connection, on a reopened stream.
+    async fn ack_stream(&mut self) -> Result<()> {
+        let to = if self.engine.resumable() && !self.unsaved {
+            self.saved.clone()
+        } else {
+            self.acked.clone()
+        };
+        let (Some(p), Some(s)) = (to, self.stream.as_mut()) else {
             return Ok(());
         };
-        if let Err(e) = s.ack(p).await {
+        if let Err(e) = s.ack(&p).await {
             self.reopen_stream(e).await?;
             if let Some(s) = self.stream.as_mut() {
-                s.ack(p).await?;
+                s.ack(&p).await?;
             }
         }
-        self.acked = Some(p.clone());
         Ok(())
     }
 
@@ -817,7 +886,6 @@ impl<'a> Migration<'a> {
             if let Some(p) = self.position.clone() {
                 self.ack(&p).await?;
             }
-            self.save_checkpoint(false).await;
             return Ok(0);
         }
         let upto = self.position.clone();
@@ -835,7 +903,6 @@ impl<'a> Migration<'a> {
         if let Some(p) = upto {
             self.ack(&p).await?;
         }
-        self.save_checkpoint(false).await;
         Ok(n)
     }
 
@@ -919,7 +986,7 @@ impl<'a> Migration<'a> {
                 self.flush().await?;
             }
             self.copied_upto = copier.copied_upto();
-            self.save_checkpoint(true).await;
+            self.checkpoint_now().await?;
             let s = self.snapshot();
             self.rep.progress(&s, false);
             if copier.finished() {
@@ -947,6 +1014,13 @@ impl<'a> Migration<'a> {
         let read = async {
             while !done.load(Ordering::SeqCst) {
                 self.drain(Duration::ZERO).await?;
+                // Nothing read is waiting for replay: the stream may move on (a
+                // PostgreSQL slot held back re-decodes the builds' WAL on every read).
+                if self.dirty.is_empty() {
+                    if let Some(p) = self.position.clone() {
+                        self.ack(&p).await?;
+                    }
+                }
                 for _ in 0..10 {
                     if done.load(Ordering::SeqCst) {
                         break;
@@ -1038,6 +1112,8 @@ impl<'a> Migration<'a> {
             self.throttled(State::CatchUp).await?;
             self.catch_up_to_server().await?;
             self.flush().await?;
+            // What the lock's drain reads starts at the acknowledged position.
+            self.checkpoint_now().await?;
             self.rep.state(
                 State::CutOver,
                 &format!(
