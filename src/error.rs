@@ -61,6 +61,10 @@ pub enum ErrorKind {
     /// A checkpoint of an earlier run stands in the way (a different change, `--resume`
     /// without one, or one that can no longer be resumed): `--restart` discards it.
     Checkpoint,
+    /// The change cannot be reverted without losing data: `--revert-window` with an
+    /// ALTER whose reverse mapping is lossy (refused before the copy), or a write during
+    /// the revert window that the old table cannot hold (the window closed).
+    RevertImpossible,
     /// Anything else: a bug or an unexpected server error.
     Internal,
 }
@@ -92,6 +96,7 @@ impl ErrorKind {
             ErrorKind::SwappedCleanupIncomplete => 35,
             ErrorKind::VerifyMismatch => 36,
             ErrorKind::Checkpoint => 37,
+            ErrorKind::RevertImpossible => 38,
             ErrorKind::Migration => 40,
             ErrorKind::PlanRisk => 41,
         }

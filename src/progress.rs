@@ -30,6 +30,9 @@ pub enum State {
     CutOver,
     Cleanup,
     Done,
+    /// After the swap, with `--revert-window`: the new table's changes are replayed into
+    /// the old table so that `godwit revert` can swap back.
+    RevertWindow,
     Failed,
 }
 

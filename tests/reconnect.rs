@@ -477,10 +477,54 @@ mod postgres {
             let run = live.finish().await;
             check_run(case, &run);
             assert!(killed > 0);
+            if !case.reconnects {
+                // Stopped with exit 10, what it made kept for a rerun to resume; removed
+                // here instead, the original unchanged.
+                assert!(
+                    !db.leftovers().await.is_empty(),
+                    "{}: nothing kept to resume",
+                    case.name
+                );
+                support::godwit(
+                    &["cleanup", "--url", &db.url, "--table", "t", "--execute"],
+                    &[],
+                )
+                .await
+                .expect_ok();
+            }
             let ty = if case.reconnects { "bigint" } else { "integer" };
             check(case.name, &db, writers, ty).await;
             db.drop_db().await;
         }
+    }
+
+    /// The main session (the replay, which parks keys during the copy; the runner lock)
+    /// terminated during the copy: a new one takes the runner lock again, the keys parked
+    /// so far are still in their table, and the run ends equal to the mirror.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn main_session_lost_during_the_copy() {
+        let (db, writers) = setup("pg_reconn_main_copy").await;
+        let mut live = LiveRun::start(&run_args(&db.url, "t", ALTER, &CASES[0]), &[]);
+        wait_for_copy(&mut live).await;
+        assert!(kill(&db, "godwit main").await > 0);
+        live.wait_for(60, |v| {
+            v["event"] == "reconnect" && v["status"] == "restored"
+        })
+        .await;
+        let run = live.finish().await;
+        run.expect_ok();
+        // Lost and restored during the copy, not after it.
+        let at = |f: &dyn Fn(&serde_json::Value) -> bool| run.events.iter().position(f);
+        let restored = at(&|e| e["event"] == "reconnect" && e["status"] == "restored");
+        let catch_up = at(&|e| e["event"] == "state" && e["state"] == "catch_up");
+        assert!(
+            restored.is_some() && restored < catch_up,
+            "{}\n{}",
+            run.stdout,
+            run.stderr
+        );
+        check("main session lost during the copy", &db, writers, "bigint").await;
+        db.drop_db().await;
     }
 
     /// The main session (replay after the copy, the runner lock) terminated while the
@@ -534,8 +578,8 @@ mod postgres {
     }
 
     /// The slot is persistent now: a godwit killed with SIGKILL leaves it (nothing else
-    /// can drop it), `godwit cleanup` lists and drops it, and the next run on the table
-    /// removes one left over by itself.
+    /// can drop it) with the rest it made and its checkpoint, `godwit cleanup` lists and
+    /// drops them all, and the next run on the table resumes from what is left.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_killed_runs_slot_is_removed_by_cleanup_or_the_next_run() {
         let (db, writers) = setup("pg_reconn_kill").await;
@@ -555,11 +599,9 @@ mod postgres {
                     &[],
                 )
                 .await;
-                assert!(
-                    listed.stdout.contains("replication slot _godwit_slot_"),
-                    "{}",
-                    listed.stdout
-                );
+                for what in ["replication slot _godwit_slot_", "_godwit_park_t"] {
+                    assert!(listed.stdout.contains(what), "{what}: {}", listed.stdout);
+                }
                 assert!(
                     slot(&db.leftovers().await),
                     "a dry cleanup removed something"
@@ -595,17 +637,12 @@ mod postgres {
                 assert_eq!(db.leftovers().await, Vec::<String>::new());
             }
         }
-        // The second kill's leftovers (slot included) are removed by the next run.
+        // The second kill's slot, shadow and parked keys are taken over by the next run.
         wait_runner_lock_free(&db).await;
         let run = db.migrate("t", ALTER, &[]).await;
         run.expect_ok();
-        let stale = run
-            .event("stale_leftovers_removed")
-            .expect("stale leftovers removed");
-        assert!(
-            stale["objects"].to_string().contains("replication slot"),
-            "{stale}"
-        );
+        let resume = run.event("resume").expect("a resume event");
+        assert_eq!(resume["stage"], "copy", "{resume}");
         check("killed run", &db, writers, "bigint").await;
         db.drop_db().await;
     }

@@ -1,12 +1,12 @@
 //! Never start over (issue #11, item 1): godwit killed with SIGKILL in every state, with a
-//! writer running the whole time, and the same command run again. On MariaDB the rerun
-//! resumes from the checkpoint (it keeps the shadow, does not copy again what was copied,
-//! replays from the saved binlog position); on PostgreSQL (no resume yet) it removes what
-//! the dead run left and starts over. Either way the result equals the original plus
-//! every committed write, and nothing of godwit's is left.
+//! writer running the whole time, and the same command run again. The rerun resumes from
+//! the checkpoint (it keeps the shadow, does not copy again what was copied, replays from
+//! the saved binlog position or LSN — on PostgreSQL with the keys parked during the copy
+//! and the slot the dead run left). The result equals the original plus every committed
+//! write, and nothing of godwit's is left.
 mod support;
 
-use support::both::{Db, Engine, Writer, ROWS, WRITER_IDS};
+use support::both::{Db, Engine, MirrorWriter, ROWS, WRITER_IDS};
 use support::{LiveRun, Run};
 
 const ALTER: &str = "ADD COLUMN extra INT, ADD INDEX by_v (v)";
@@ -50,20 +50,32 @@ fn kill9(live: &LiveRun) {
     assert!(ok, "kill -9 failed");
 }
 
-/// The checkpoint's rows_copied, if there is one (MariaDB).
-async fn checkpoint_rows(db: &Db) -> Option<u64> {
-    let Db::Maria(m) = db else { return None };
-    let t: Vec<String> = m
-        .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '_godwit_checkpoint'")
-        .await;
-    if t.is_empty() {
+/// The saved checkpoint of `orders`, if there is one.
+async fn checkpoint(db: &Db) -> Option<serde_json::Value> {
+    let exists = match db.engine() {
+        Engine::Maria => "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '_godwit_checkpoint'",
+        Engine::Postgres => "SELECT relname::text FROM pg_class WHERE relname = '_godwit_checkpoint' AND relnamespace = 'public'::regnamespace",
+    };
+    if db.strings(exists).await.is_empty() {
         return None;
     }
-    let s: Vec<String> = m
-        .query("SELECT state FROM _godwit_checkpoint WHERE table_name = 'orders'")
+    let s = db
+        .strings("SELECT state FROM _godwit_checkpoint WHERE table_name = 'orders'")
         .await;
-    let v: serde_json::Value = serde_json::from_str(s.first()?).ok()?;
-    v["rows_copied"].as_u64()
+    serde_json::from_str(s.first()?).ok()
+}
+
+/// The checkpoint's rows_copied, if there is one.
+async fn checkpoint_rows(db: &Db) -> Option<u64> {
+    checkpoint(db).await?["rows_copied"].as_u64()
+}
+
+/// The first key part of a saved key (an integer on MariaDB, text on PostgreSQL).
+fn first_key(k: &serde_json::Value) -> i64 {
+    k[0]["Int"]
+        .as_i64()
+        .or_else(|| k[0]["Text"].as_str().and_then(|t| t.parse().ok()))
+        .unwrap_or_else(|| panic!("not a key: {k}"))
 }
 
 /// The migration is complete (the new column exists): killed after the swap, before it
@@ -98,18 +110,17 @@ async fn finished_before_the_kill(db: &Db) -> bool {
     true
 }
 
-async fn assert_done(db: &Db, run: &Run, want: &[String], inserted: &[i64]) {
+async fn assert_done(db: &Db, run: &Run) {
     run.expect_ok();
-    assert_same(db, want, inserted).await;
+    assert_same(db).await;
 }
 
-async fn assert_same(db: &Db, want: &[String], inserted: &[i64]) {
-    assert_eq!(&db.rows(WRITER_IDS).await, want, "rows differ");
-    assert_eq!(
-        db.count(&format!("id > {WRITER_IDS}")).await,
-        inserted.len(),
-        "the writer's rows"
-    );
+/// `orders` equals the writer's mirror, has the new column, and nothing of godwit's is
+/// left.
+async fn assert_same(db: &Db) {
+    let (got, want) = db.orders_and_mirror().await;
+    assert_eq!(got.len(), want.len(), "row counts differ");
+    assert!(got == want, "orders differs from the writer's mirror");
     assert!(db
         .columns("orders")
         .await
@@ -119,43 +130,38 @@ async fn assert_same(db: &Db, want: &[String], inserted: &[i64]) {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
-/// Kill during the copy once the checkpoint shows `at` rows copied (MariaDB) or after
-/// `at` ms (PostgreSQL), then rerun to the end.
+/// Kill during the copy once the checkpoint shows `at` rows copied, then rerun to the
+/// end: it resumes the copy after the checkpoint's key.
 async fn killed_during_copy(engine: Engine, at: u64) {
     let db = Db::new(engine, "resume_copy").await;
-    let want = db.rows(WRITER_IDS).await;
-    let writer = Writer::start(engine, db.url().to_string());
+    let writer = MirrorWriter::start(&db, at).await;
     let live = LiveRun::start(&args(&db, &["--max-rows-per-second", "600"]), &[]);
-    match engine {
-        Engine::Maria => {
-            let mut waited = 0;
-            while checkpoint_rows(&db).await.unwrap_or(0) < at {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                waited += 1;
-                assert!(waited < 1000, "no checkpoint with {at} rows");
-            }
-        }
-        Engine::Postgres => tokio::time::sleep(std::time::Duration::from_millis(at)).await,
+    let mut waited = 0;
+    while checkpoint_rows(&db).await.unwrap_or(0) < at {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += 1;
+        assert!(waited < 1000, "no checkpoint with {at} rows");
     }
     kill9(&live);
     let _ = live.finish().await;
     let rerun = LiveRun::start(&args(&db, &[]), &[]).finish().await;
-    let inserted = writer.stop().await;
-    if engine == Engine::Maria {
-        let r = rerun
-            .event("resume")
-            .unwrap_or_else(|| panic!("no resume event:\n{}\n{}", rerun.stdout, rerun.stderr));
-        assert_eq!(r["stage"], "copy", "{r}");
-        assert!(r["rows_copied"].as_u64().unwrap() >= at, "{r}");
-        // The copy went on after the checkpoint's key, not from the start.
-        let first = r["copied_upto"][0]["Int"].as_i64().unwrap();
-        assert!(first >= at as i64 - 100, "{r}");
-    } else {
-        assert!(
-            rerun.event("stale_leftovers_removed").is_some() || rerun.event("resume").is_none()
-        );
-    }
-    assert_done(&db, &rerun, &want, &inserted).await;
+    writer.stop().await;
+    let r = rerun
+        .event("resume")
+        .unwrap_or_else(|| panic!("no resume event:\n{}\n{}", rerun.stdout, rerun.stderr));
+    assert_eq!(r["stage"], "copy", "{r}");
+    let before = r["rows_copied"].as_u64().unwrap();
+    assert!(before >= at, "{r}");
+    // The copy went on after the checkpoint's key, not from the start.
+    let first = first_key(&r["copied_upto"]);
+    assert!(first >= at as i64 - 100, "{r}");
+    let done = rerun.event("done").expect("done event");
+    let by_rerun = done["rows_copied"].as_u64().unwrap() - before;
+    assert!(
+        by_rerun < ROWS as u64 - at + 200,
+        "the rerun copied {by_rerun} rows: {done}"
+    );
+    assert_done(&db, &rerun).await;
     db.drop_db().await;
 }
 
@@ -170,19 +176,23 @@ async fn killed_late_in_the_copy_mariadb() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn killed_during_the_copy_postgres() {
-    killed_during_copy(Engine::Postgres, 1500).await;
+async fn killed_early_in_the_copy_postgres() {
+    killed_during_copy(Engine::Postgres, 300).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_late_in_the_copy_postgres() {
+    killed_during_copy(Engine::Postgres, (ROWS as u64) * 8 / 10).await;
 }
 
 /// Kill while the cut-over is postponed (copy done, in sync): the rerun resumes after
 /// the copy.
 async fn killed_while_postponed(engine: Engine) {
     let db = Db::new(engine, "resume_post").await;
-    let want = db.rows(WRITER_IDS).await;
     let flag =
         std::env::temp_dir().join(format!("godwit-postpone-{}-{engine:?}", std::process::id()));
     std::fs::write(&flag, "").unwrap();
-    let writer = Writer::start(engine, db.url().to_string());
+    let writer = MirrorWriter::start(&db, 7).await;
     let flag_s = flag.to_string_lossy().to_string();
     let mut live = LiveRun::start(&args(&db, &["--postpone-cut-over-flag-file", &flag_s]), &[]);
     live.wait_for(120, |e| e["event"] == "state" && e["state"] == "postponed")
@@ -192,17 +202,15 @@ async fn killed_while_postponed(engine: Engine) {
     let _ = live.finish().await;
     std::fs::remove_file(&flag).unwrap();
     let rerun = LiveRun::start(&args(&db, &[]), &[]).finish().await;
-    let inserted = writer.stop().await;
-    if engine == Engine::Maria {
-        let r = rerun.event("resume").expect("resume event");
-        assert_eq!(r["stage"], "copied", "{r}");
-        assert!(
-            !rerun.states().contains(&"copy".to_string()),
-            "copied again: {:?}",
-            rerun.states()
-        );
-    }
-    assert_done(&db, &rerun, &want, &inserted).await;
+    writer.stop().await;
+    let r = rerun.event("resume").expect("resume event");
+    assert_eq!(r["stage"], "copied", "{r}");
+    assert!(
+        !rerun.states().contains(&"copy".to_string()),
+        "copied again: {:?}",
+        rerun.states()
+    );
+    assert_done(&db, &rerun).await;
     db.drop_db().await;
 }
 
@@ -216,17 +224,37 @@ async fn killed_while_postponed_postgres() {
     killed_while_postponed(Engine::Postgres).await;
 }
 
-/// Killed again and again at seeded moments (copy, catch-up, verify, cut-over): every
-/// rerun resumes or starts over, and the last one ends equal.
+/// Killed ten times at seeded moments (copy, catch-up, verify, postponed: the cut-over is
+/// postponed until the tenth kill, so every run is killed before it ends): every rerun
+/// after a kill that left a checkpoint resumes it, and the last one ends equal.
 async fn killed_many_times(engine: Engine, seed: u64) {
     let db = Db::new(engine, "resume_many").await;
-    let want = db.rows(WRITER_IDS).await;
-    let writer = Writer::start(engine, db.url().to_string());
+    let writer = MirrorWriter::start(&db, seed).await;
+    let flag = std::env::temp_dir().join(format!(
+        "godwit-resume-many-{}-{engine:?}",
+        std::process::id()
+    ));
+    std::fs::write(&flag, "").unwrap();
+    let flag_s = flag.to_string_lossy().to_string();
     let mut x = seed;
     let mut kills = 0;
     let mut history = Vec::new();
+    // The last kill left a checkpoint: the next run must resume it.
+    let mut left = false;
+    let mut resumed = 0;
     let run: Option<Run> = loop {
-        let live = LiveRun::start(&args(&db, &["--max-rows-per-second", "3000"]), &[]);
+        let live = LiveRun::start(
+            &args(
+                &db,
+                &[
+                    "--max-rows-per-second",
+                    "1000",
+                    "--postpone-cut-over-flag-file",
+                    &flag_s,
+                ],
+            ),
+            &[],
+        );
         // xorshift: the kill points are the same on every machine for a seed.
         x ^= x << 13;
         x ^= x >> 7;
@@ -234,10 +262,39 @@ async fn killed_many_times(engine: Engine, seed: u64) {
         let delay = 150 + x % 900;
         tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
         if kills == 10 {
-            break Some(live.finish().await);
+            std::fs::remove_file(&flag).unwrap();
+            let r = live.finish().await;
+            assert!(
+                !left || r.event("resume").is_some(),
+                "the last run did not resume: {}\n{}",
+                r.stdout,
+                r.stderr
+            );
+            break Some(r);
         }
         kill9(&live);
         let r = live.finish().await;
+        // Past its start (killed before it read the checkpoint, it could not say).
+        let progressed = r
+            .states()
+            .iter()
+            .any(|s| s != "preflight" && s != "prepare");
+        if left && progressed {
+            assert!(
+                r.event("resume").is_some(),
+                "run {} did not resume the checkpoint: {}\n{}",
+                kills + 1,
+                r.stdout,
+                r.stderr
+            );
+        }
+        resumed += usize::from(r.event("resume").is_some());
+        eprintln!(
+            "kill {}: after {delay} ms, in state {:?}, resumed: {}",
+            kills + 1,
+            r.states().last(),
+            r.event("resume").is_some()
+        );
         history.push(format!(
             "killed after {delay} ms; events:\n{}\nstderr:\n{}",
             r.stdout,
@@ -258,14 +315,22 @@ async fn killed_many_times(engine: Engine, seed: u64) {
             // `done`: the migration is complete, a rerun would apply the ALTER again.
             break None;
         }
+        left = checkpoint(&db).await.is_some();
     };
-    let inserted = writer.stop().await;
+    let _ = std::fs::remove_file(&flag);
+    assert_eq!(kills, 10, "{}", history.join("\n"));
+    assert!(
+        resumed >= 5,
+        "{kills} kills and {resumed} resumed:\n{}",
+        history.join("\n")
+    );
+    writer.stop().await;
     let history = history.join("\n");
     if let Some(run) = &run {
         assert_eq!(run.code, 0, "{}\nearlier runs:\n{history}", run.stdout);
-        assert_done(&db, run, &want, &inserted).await;
+        assert_done(&db, run).await;
     } else {
-        assert_same(&db, &want, &inserted).await;
+        assert_same(&db).await;
     }
     db.drop_db().await;
 }
@@ -355,5 +420,122 @@ async fn another_change_is_refused_until_restart_mariadb() {
     );
     let r = other(&["--resume"]).await;
     assert_eq!(r.code, 37, "{}", r.stderr);
+    db.drop_db().await;
+}
+
+/// The PostgreSQL checkpoint table: created by the first save, one row per table, saved
+/// by an upsert that sets only `state` and `saved_at` (a column added later keeps its
+/// value), dropped with its last row; `godwit cleanup` lists and removes a table's row.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_checkpoint_table_postgres() {
+    let db = Db::new(Engine::Postgres, "resume_cp").await;
+    let target = godwit::target::Target::parse(db.url(), None).unwrap();
+    let open = |t: &'static str| {
+        let target = target.clone();
+        async move {
+            godwit::engine::connect(&target, t, &Default::default())
+                .await
+                .unwrap()
+        }
+    };
+    let (a, b) = (open("orders").await, open("victim").await);
+    assert_eq!(a.load_checkpoint().await.unwrap(), None);
+    a.drop_checkpoint().await.unwrap();
+    a.save_checkpoint("one").await.unwrap();
+    b.save_checkpoint("other").await.unwrap();
+    db.exec("ALTER TABLE _godwit_checkpoint ADD COLUMN note text")
+        .await;
+    db.exec("UPDATE _godwit_checkpoint SET note = 'kept'").await;
+    a.save_checkpoint("two").await.unwrap();
+    assert_eq!(a.load_checkpoint().await.unwrap().as_deref(), Some("two"));
+    assert_eq!(
+        db.strings("SELECT note FROM _godwit_checkpoint WHERE table_name = 'orders'")
+            .await,
+        vec!["kept".to_string()]
+    );
+    let listed = support::godwit(
+        &[
+            "cleanup",
+            "--url",
+            db.url(),
+            "--table",
+            "victim",
+            "--include-old-tables",
+        ],
+        &[],
+    )
+    .await;
+    listed.expect_ok();
+    assert!(
+        listed.stdout.contains("_godwit_checkpoint"),
+        "{}",
+        listed.stdout
+    );
+    a.drop_checkpoint().await.unwrap();
+    assert_eq!(a.load_checkpoint().await.unwrap(), None);
+    assert_eq!(b.load_checkpoint().await.unwrap().as_deref(), Some("other"));
+    support::godwit(
+        &[
+            "cleanup",
+            "--url",
+            db.url(),
+            "--table",
+            "victim",
+            "--execute",
+        ],
+        &[],
+    )
+    .await
+    .expect_ok();
+    assert_eq!(b.load_checkpoint().await.unwrap(), None);
+    let left = db.leftovers().await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    db.drop_db().await;
+}
+
+/// A godwit replication slot that no run is using (here: of a table no run is
+/// migrating) is named at the start, with the WAL it holds back, as a warning (a WARN line
+/// and a `warning` event); the run goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_slot_holding_wal_is_warned_about_postgres() {
+    let db = Db::new(Engine::Postgres, "resume_slot").await;
+    let want = db.rows(WRITER_IDS).await;
+    let slot = format!("_godwit_slot_gone_{:08x}", std::process::id());
+    db.exec(&format!(
+        "SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"
+    ))
+    .await;
+    db.exec("CREATE TABLE filler AS SELECT generate_series(1, 20000) i")
+        .await;
+    let run = support::godwit(&args(&db, &[]), &[]).await;
+    db.exec(&format!("SELECT pg_drop_replication_slot('{slot}')"))
+        .await;
+    run.expect_ok();
+    let w = run
+        .events
+        .iter()
+        .find(|e| e["event"] == "warning" && e["slot"] == slot.as_str())
+        .unwrap_or_else(|| panic!("no warning about {slot}:\n{}", run.stdout));
+    assert!(w["retained_wal_bytes"].as_i64().unwrap() > 0, "{w}");
+    assert!(w["message"].as_str().unwrap().contains("of WAL"), "{w}");
+    assert!(run.stderr.contains(&slot), "{}", run.stderr);
+    // This run's own slot is not an old one (slots of other tests' databases may be).
+    let Db::Postgres(pg) = &db else {
+        unreachable!()
+    };
+    let here: Vec<_> = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "warning" && e["database"] == pg.name.as_str())
+        .collect();
+    assert_eq!(here.len(), 1, "{}", run.stdout);
+    assert_eq!(db.rows(WRITER_IDS).await, want);
+    assert!(
+        db.leftovers().await.is_empty(),
+        "{:?}",
+        db.leftovers().await
+    );
     db.drop_db().await;
 }

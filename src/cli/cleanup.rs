@@ -47,11 +47,8 @@ async fn inner(a: &CleanupArgs, rep: &Reporter) -> Result<()> {
         }
         engine.cleanup(a.include_old_tables).await?
     } else {
-        let mut f = engine.leftovers().await?;
-        if a.include_old_tables {
-            f = engine.cleanup_candidates(true).await?;
-        }
-        f
+        // What --execute would remove (a checkpoint included).
+        engine.cleanup_candidates(a.include_old_tables).await?
     };
     let _ = engine.close().await;
     if a.format == Format::Json {

@@ -3,6 +3,7 @@
 mod cleanup;
 mod phases;
 mod plan;
+mod revert;
 mod run;
 mod verify;
 
@@ -32,6 +33,9 @@ pub struct Cli {
 pub enum Command {
     /// Alter a table online (dry run unless --execute).
     Run(run::RunArgs),
+    /// Swap back to the original schema during a revert window (`run --revert-window`),
+    /// with every write since the cut-over kept.
+    Revert(revert::RevertArgs),
     /// Compare two tables row by row (chunked checksums): exit 0 when they hold the same
     /// rows, 36 when they differ.
     Verify(verify::VerifyArgs),
@@ -104,6 +108,7 @@ pub fn main() -> i32 {
         match cli.command {
             Command::Run(a) => run::run(a).await,
             Command::Cleanup(a) => cleanup::cleanup(a).await,
+            Command::Revert(a) => revert::revert(a).await,
             Command::Verify(a) => verify::verify(a).await,
             Command::Plan(a) => plan::plan_command(a).await,
             Command::Expand(a) => phases::phase(a, crate::phases::Phase::Expand).await,

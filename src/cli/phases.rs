@@ -155,6 +155,22 @@ async fn checkpoint_status(
     }
     match cp {
         None => println!("no checkpointed online migration of {table}"),
+        Some(cp) if cp.revert.is_some() => {
+            let until = cp.revert.as_ref().map(|w| w.until_ms).unwrap_or(0);
+            let state = if crate::migration::checkpoint::now_ms() < until {
+                "open"
+            } else {
+                "expired"
+            };
+            println!(
+                "{table}: the revert window of `{}` is {state} until {} (the old table is {}; replayed up to {})",
+                cp.alter,
+                crate::migration::checkpoint::utc(until),
+                cp.shadow,
+                cp.position
+            );
+            println!("  `godwit revert` swaps back; `godwit cleanup --execute` closes the window");
+        }
         Some(cp) => {
             let age = crate::migration::checkpoint::now_ms().saturating_sub(cp.saved_at_ms) / 1000;
             println!(

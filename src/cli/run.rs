@@ -58,9 +58,15 @@ pub struct RunArgs {
     /// Cut-over attempts before giving up (backoff between them).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub cut_over_retries: u32,
-    /// Drop the original (renamed) table after a successful cut-over.
+    /// Drop the original (renamed) table after a successful cut-over (with
+    /// --revert-window: when the window ends).
     #[arg(long)]
     pub ok_to_drop_table: bool,
+    /// After the cut-over, keep replaying the new table's changes into the old table for
+    /// this long (e.g. 30m, 2h), so that `godwit revert` can swap back with every write
+    /// kept. Refused (exit 38) when the change cannot be reverted without losing data.
+    #[arg(long, value_parser = parse_window, conflicts_with = "attempt_native")]
+    pub revert_window: Option<Duration>,
     /// Require a checkpoint of an earlier run of this change and continue it (without it,
     /// a matching checkpoint is resumed anyway, and a run starts fresh when there is none).
     #[arg(long, conflicts_with = "restart")]
@@ -93,6 +99,10 @@ pub struct RunArgs {
     pub debug_after_swap_hold_millis: Option<u64>,
 }
 
+fn parse_window(s: &str) -> std::result::Result<Duration, String> {
+    crate::migration::checkpoint::parse_duration(s)
+}
+
 fn options(a: &RunArgs, alter: AlterSpec, abort: &Arc<AtomicBool>) -> Result<RunOptions> {
     if !(a.cut_over_lock_timeout_seconds > 0.0 && a.cut_over_lock_timeout_seconds <= 3600.0) {
         return Err(Error::bad_input(
@@ -118,6 +128,8 @@ fn options(a: &RunArgs, alter: AlterSpec, abort: &Arc<AtomicBool>) -> Result<Run
         },
         after_swap_hold: a.debug_after_swap_hold_millis.map(Duration::from_millis),
         reconnect: reconnect(a, abort),
+        revert_window: a.revert_window,
+        revert: false,
     })
 }
 
@@ -228,12 +240,14 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
         a.throttle_flag_file.clone(),
     );
     let eopts = EngineOptions {
+        names: None,
         cut_over_hold: a.debug_cut_over_hold_millis.map(Duration::from_millis),
         reconnect: reconnect(a, &abort),
     };
     let engine = engine::connect(&target, &a.conn.table, &eopts).await?;
     let signals = spawn_signal_watch(abort.clone());
     let result = Migration::new(engine.as_ref(), opts, throttle, rep, abort)
+        .with_reverse(connector(&target, &a.conn.table, &eopts))
         .run()
         .await;
     signals.abort();
@@ -249,8 +263,27 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
                 return Err(cleanup_incomplete(a, &d));
             }
         }
+        Outcome::WindowEnded => rep.finish(),
     }
     Ok(())
+}
+
+/// Opens the engine of the reverse direction (the revert window, `godwit revert`).
+pub(super) fn connector(
+    target: &Target,
+    table: &str,
+    eopts: &EngineOptions,
+) -> crate::migration::revert::Connector {
+    let (target, table, eopts) = (target.clone(), table.to_string(), eopts.clone());
+    Box::new(move |names| {
+        let (target, table) = (target.clone(), table.clone());
+        let eopts = EngineOptions {
+            names: Some(names),
+            cut_over_hold: None,
+            ..eopts.clone()
+        };
+        Box::pin(async move { engine::connect(&target, &table, &eopts).await })
+    })
 }
 
 /// A migration that succeeded (tables swapped) whose cleanup did not: exit 35, with
@@ -274,7 +307,7 @@ fn cleanup_incomplete(a: &RunArgs, d: &crate::progress::Done) -> Error {
 }
 
 /// Ctrl-C and SIGTERM ask the migration to stop at its next step (before the cut-over).
-fn spawn_signal_watch(abort: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+pub(super) fn spawn_signal_watch(abort: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         #[cfg(unix)]
         {

@@ -85,6 +85,13 @@ pub trait ChangeStream: Send {
     async fn ack(&mut self, position: &Position) -> Result<()>;
     /// Stop reading and remove the stream's server-side artifacts.
     async fn close(&mut self) -> Result<()>;
+    /// After the stream stopped at a DDL statement on the table (the swap's RENAME): the
+    /// position right after that statement, where a stream of the new table starts (the
+    /// revert window, docs/how-it-works.md "Revert"). None when the stream does not see
+    /// the swap.
+    fn swap_position(&self) -> Option<Position> {
+        None
+    }
 }
 
 /// Copies the original table into the shadow in key order, one chunk per call.
@@ -179,6 +186,14 @@ pub struct ArtifactNames {
     pub shadow: String,
     /// The name the original gets at cut-over.
     pub old: String,
+}
+
+/// Something the engine found worth a warning at the start (`Engine::start_warnings`).
+#[derive(Debug, Clone)]
+pub struct Warning {
+    pub message: String,
+    /// Fields of the `warning` JSON event (an object).
+    pub details: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,12 +330,27 @@ pub trait Engine: Send + Sync {
     fn resumable(&self) -> bool {
         false
     }
+    /// This engine can keep a revert window after the swap (`--revert-window`): it
+    /// saves checkpoints, its stream reports where the swap happened
+    /// (`ChangeStream::swap_position`), and `request_handover` works.
+    fn revertable(&self) -> bool {
+        false
+    }
     /// This table's checkpoint (docs/how-it-works.md, "Resume"), as saved.
     async fn load_checkpoint(&self) -> Result<Option<String>>;
     /// Save this table's checkpoint (creating the checkpoint table when needed).
     async fn save_checkpoint(&self, state: &str) -> Result<()>;
     /// Remove this table's checkpoint, and the checkpoint table once it is empty.
     async fn drop_checkpoint(&self) -> Result<()>;
+    /// Ask the run holding this table's checkpoint (a revert window) to hand over: a mark
+    /// next to the checkpoint that saving it never overwrites. False: no checkpoint.
+    async fn request_handover(&self) -> Result<bool> {
+        Ok(false)
+    }
+    /// A handover was asked for (see [`Engine::request_handover`]).
+    async fn handover_requested(&self) -> Result<bool> {
+        Ok(false)
+    }
     /// What a resumed run must know about the shadow that its definition does not say
     /// (e.g. the indexes the copy runs without).
     fn resume_state(&self) -> serde_json::Value {
@@ -330,6 +360,12 @@ pub trait Engine: Send + Sync {
     /// the name the original has now when the swap happened, None when it did not.
     async fn swapped_as(&self, _old: &str) -> Result<Option<String>> {
         Ok(None)
+    }
+    /// What to tell at the start that is not an error (e.g. stream objects of earlier
+    /// runs holding server resources): each a message and details for the `warning`
+    /// event. `scope`: this run resumes a dead run's (its own objects are not meant).
+    async fn start_warnings(&self, _scope: Scope) -> Result<Vec<Warning>> {
+        Ok(Vec::new())
     }
     /// Drop a table the swap of a dead run left as the old table.
     async fn drop_old_table(&self, name: &str) -> Result<()>;
@@ -443,9 +479,25 @@ mod names_tests {
     }
 }
 
+/// Names given to a run instead of the fresh ones (the revert: the old table the swap kept
+/// is the shadow, see docs/how-it-works.md "Revert").
+#[derive(Debug, Clone)]
+pub struct NameOverride {
+    /// The table the run fills from the original.
+    pub shadow: String,
+    /// The name the original gets at the swap (None: a fresh one).
+    pub old: Option<String>,
+    /// This run will cut over: the engine may give the shadow the name its cut-over
+    /// needs when the run takes it over (`Engine::resume`). False for a run that only
+    /// replays into it (the revert window).
+    pub cut_over: bool,
+}
+
 /// Engine settings that come from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
+    /// Artifact names given instead of fresh ones.
+    pub names: Option<NameOverride>,
     /// Debug seam for tests: hold the cut-over lock this long after the swap is queued.
     pub cut_over_hold: Option<Duration>,
     /// Reconnecting the copy and replay connections after a connection loss.

@@ -55,6 +55,70 @@ pub struct Checkpoint {
     pub engine: serde_json::Value,
     /// When it was saved (Unix milliseconds).
     pub saved_at_ms: u64,
+    /// Set while a revert window is open: this checkpoint is the reverse direction's
+    /// (source the new table, shadow the old table the swap kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert: Option<RevertWindow>,
+}
+
+/// A revert window (docs/how-it-works.md, "Revert").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevertWindow {
+    /// When the window closes (Unix milliseconds).
+    pub until_ms: u64,
+    /// The reverse column renames: (name in the new table, name in the old table).
+    pub renames: Vec<(String, String)>,
+    /// Columns the ALTER dropped and added again (never filled from each other).
+    pub new_columns: Vec<String>,
+}
+
+/// `ms` (Unix milliseconds) as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A duration written `90s`, `30m`, `2h` or `1d` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&t[..i], t[i..].trim()),
+        None => (t, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. 90s, 30m, 2h, 1d)"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => {
+            return Err(format!(
+                "`{text}` is not a duration (e.g. 90s, 30m, 2h, 1d)"
+            ))
+        }
+    };
+    if secs == 0 {
+        return Err("the duration must be at least 1 s".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// The identity of a change: the table and the ALTER's clauses as godwit runs them.
@@ -113,13 +177,41 @@ mod tests {
             keys_replayed: 2,
             engine: serde_json::json!({"deferred": ["KEY `a` (`a`)"]}),
             saved_at_ms: 1,
+            revert: None,
         };
         let text = serde_json::to_string(&cp).unwrap();
         let back: Checkpoint = serde_json::from_str(&text).unwrap();
         assert_eq!(back.copied_upto, cp.copied_upto);
         assert_eq!(back.position, cp.position);
         assert_eq!(back.stage, Stage::Copy);
+        assert!(back.revert.is_none() && !text.contains("revert"));
+        let window = Checkpoint {
+            revert: Some(RevertWindow {
+                until_ms: 99,
+                renames: vec![("b".into(), "a".into())],
+                new_columns: vec![],
+            }),
+            ..cp.clone()
+        };
+        let back: Checkpoint =
+            serde_json::from_str(&serde_json::to_string(&window).unwrap()).unwrap();
+        assert_eq!(back.revert, window.revert);
         let lsn: Position = serde_json::from_str("12345").unwrap();
         assert_eq!(lsn, Position::Lsn(12345));
+    }
+
+    #[test]
+    fn durations_and_times_read_and_print() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("m").is_err());
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_796_601_600_000), "2026-12-07 00:00:00 UTC");
+        assert_eq!(utc(951_782_400_000 + 3_723_000), "2000-02-29 01:02:03 UTC");
     }
 }

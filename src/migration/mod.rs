@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod dirty;
 #[cfg(test)]
 mod fake;
+pub mod revert;
 #[cfg(test)]
 mod tests;
 pub mod verify;
@@ -45,6 +46,12 @@ pub struct RunOptions {
     pub after_swap_hold: Option<Duration>,
     /// Reconnecting the change stream after a connection loss.
     pub reconnect: crate::engine::retry::Reconnect,
+    /// `--revert-window`: after the swap, keep replaying the new table's changes into
+    /// the old table this long, so that `godwit revert` can swap back.
+    pub revert_window: Option<Duration>,
+    /// This run is `godwit revert`: the reverse direction of an open window, resumed
+    /// from its checkpoint.
+    pub revert: bool,
 }
 
 /// Where the swap stands: what a failure may say about the original table.
@@ -75,6 +82,8 @@ pub struct DryRun {
 pub enum Outcome {
     DryRun(Box<DryRun>),
     Done(Box<Done>),
+    /// The migration was done (and reported), then its revert window ended (reported).
+    WindowEnded,
 }
 
 /// Flush the dirty set once it holds this many keys, or after [`FLUSH_INTERVAL`].
@@ -112,6 +121,19 @@ pub struct Migration<'a> {
     last_lock_check: Option<Instant>,
     /// The runner lock went to another run (ours was lost with its session).
     table_lost: bool,
+    /// Opens the engine of the reverse direction (the revert window).
+    reverse: Option<revert::Connector>,
+    /// The revert window this run keeps (saved with the checkpoint).
+    window: Option<checkpoint::RevertWindow>,
+    /// Where the change stream saw the swap (the revert window starts there).
+    swap_position: Option<Position>,
+    /// In the revert window: the migration itself succeeded.
+    in_window: bool,
+    /// The position of the last checkpoint saved; the stream is acknowledged no further
+    /// (the next run resumes from it: what comes after must still be there to read).
+    saved: Option<Position>,
+    /// The last save failed: the stream follows `acked` (this run could not resume).
+    unsaved: bool,
 }
 
 /// Save the checkpoint at least this often outside the copy (which saves per chunk).
@@ -152,7 +174,19 @@ impl<'a> Migration<'a> {
             save_failed: false,
             last_lock_check: None,
             table_lost: false,
+            reverse: None,
+            window: None,
+            swap_position: None,
+            in_window: false,
+            saved: None,
+            unsaved: false,
         }
+    }
+
+    /// How to open the engine of the reverse direction (needed by `--revert-window`).
+    pub fn with_reverse(mut self, connect: revert::Connector) -> Self {
+        self.reverse = Some(connect);
+        self
     }
 
     /// Run the migration. On any error before the swap, every artifact is removed (or,
@@ -178,6 +212,17 @@ impl<'a> Migration<'a> {
                     "cleanup after failure failed: {e}; the next godwit run on this table removes what is left, or run `godwit cleanup`"
                 );
             }
+        }
+        if r.is_err() && (self.in_window || self.opts.revert) {
+            self.rep.state(
+                State::Failed,
+                if self.in_window {
+                    "the migration succeeded (the new schema is live), but the revert window closed (see the error)"
+                } else {
+                    "the revert did not finish (see the error)"
+                },
+            );
+            return r;
         }
         if r.is_err() {
             let msg = match self.swap {
@@ -227,7 +272,18 @@ impl<'a> Migration<'a> {
         self.throttle
             .validate(|names| async move { engine.status_values(&names).await })
             .await?;
-        let resume = self.take_table().await?;
+        if (self.opts.revert_window.is_some() || self.opts.revert) && !self.engine.revertable() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "a revert window is not available on this server yet (MySQL/MariaDB only)",
+            )
+            .with_hint("run without --revert-window; nothing was changed"));
+        }
+        let resume = if self.opts.revert {
+            Some(self.take_window().await?)
+        } else {
+            self.take_table().await?
+        };
         let orig = self.engine.inspect().await?;
         let scope = if resume.is_some() {
             Scope::Resume
@@ -235,6 +291,7 @@ impl<'a> Migration<'a> {
             Scope::Preflight
         };
         self.engine.preflight(scope, &orig).await?;
+        self.start_warnings(scope).await;
         self.orig = Some(orig.clone());
         if let Some(cp) = resume {
             return self.resume_run(started, orig, cp).await;
@@ -250,6 +307,9 @@ impl<'a> Migration<'a> {
                 &self.opts.alter.new_columns,
             )?;
             self.engine.check_key(&orig, &mapping)?;
+            if self.opts.revert_window.is_some() {
+                self.check_reversible(&orig, &shadow)?;
+            }
             self.engine.drop_shadow().await?;
             self.created = false;
             let names = self.engine.names();
@@ -274,6 +334,25 @@ impl<'a> Migration<'a> {
         self.finish(started, orig, shadow, mapping).await
     }
 
+    /// The engine's warnings at the start: a WARN line and a `warning` event each.
+    async fn start_warnings(&mut self, scope: Scope) {
+        match self.engine.start_warnings(scope).await {
+            Ok(found) => {
+                for w in found {
+                    tracing::warn!("{}", w.message);
+                    let mut body = serde_json::json!({ "message": w.message });
+                    if let (Some(b), serde_json::Value::Object(d)) =
+                        (body.as_object_mut(), w.details)
+                    {
+                        b.extend(d);
+                    }
+                    self.rep.emit("warning", body);
+                }
+            }
+            Err(e) => tracing::debug!("could not look for things to warn about: {e}"),
+        }
+    }
+
     /// Continue the run a checkpoint describes.
     async fn resume_run(
         &mut self,
@@ -289,12 +368,18 @@ impl<'a> Migration<'a> {
                 None => cp.stage = Stage::Copied,
             }
         }
-        self.created = true;
+        if self.opts.revert {
+            self.window = cp.revert.clone();
+        }
         let copying = cp.stage == Stage::Copy;
+        // Refused (exit 37: the stream or the shadow is gone): the checkpoint and what it
+        // kept stay as they are, for --restart to discard.
         let shadow = self
             .engine
             .resume(&orig, &cp.engine, &cp.position, copying)
             .await?;
+        // A revert's shadow is the old table the swap kept: never removed on failure.
+        self.created = !self.opts.revert;
         self.rows_copied = cp.rows_copied;
         self.keys_replayed = cp.keys_replayed;
         self.copied_upto = cp.copied_upto.clone();
@@ -349,6 +434,18 @@ impl<'a> Migration<'a> {
                 }
             }
         }
+        // What the dead run's stream and copy kept on the server (it died before
+        // closing them); the shadow is the table now, under the original's name.
+        match self.engine.cleanup(false).await {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::info!("removed what the earlier run left: {}", gone.join(", "))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                leftovers.extend(self.engine.stream_artifacts());
+                cleanup_error.get_or_insert(format!("removing the earlier run's objects: {e}"));
+            }
+        }
         if let Err(e) = self.engine.drop_checkpoint().await {
             leftovers.push("checkpoint".into());
             cleanup_error.get_or_insert(format!("removing the checkpoint: {e}"));
@@ -384,6 +481,9 @@ impl<'a> Migration<'a> {
             &self.opts.alter.new_columns,
         )?;
         self.engine.check_key(orig, &mapping)?;
+        if self.opts.revert_window.is_some() {
+            self.check_reversible(orig, shadow)?;
+        }
         self.stream = Some(
             self.engine
                 .open_stream(orig, &mapping.key.source_columns, from)
@@ -420,8 +520,12 @@ impl<'a> Migration<'a> {
         shadow: Table,
         mapping: ColumnMapping,
     ) -> Result<Outcome> {
-        self.rep
-            .state(State::CatchUp, "replaying changes made during the copy");
+        let msg = if self.opts.revert {
+            "replaying the changes since the revert window's last checkpoint"
+        } else {
+            "replaying changes made during the copy"
+        };
+        self.rep.state(State::CatchUp, msg);
         self.catch_up().await?;
         self.engine.before_cut_over(&mapping).await?;
         let verified = if self.opts.verify {
@@ -464,8 +568,9 @@ impl<'a> Migration<'a> {
             )
             .with_hint("copy those rows from the old table by key; please report this with the server version"));
         }
+        let windowed = self.opts.revert_window.is_some();
         let mut dropped = false;
-        if self.opts.ok_to_drop_table {
+        if self.opts.ok_to_drop_table && !windowed {
             match self.engine.drop_old().await {
                 Ok(()) => dropped = true,
                 Err(e) => {
@@ -474,14 +579,17 @@ impl<'a> Migration<'a> {
                 }
             }
         }
-        if let Err(e) = self.engine.drop_checkpoint().await {
-            leftovers.push("checkpoint".into());
-            cleanup_error.get_or_insert(format!("removing the checkpoint: {e}"));
+        // With a revert window the checkpoint becomes the window's.
+        if !windowed {
+            if let Err(e) = self.engine.drop_checkpoint().await {
+                leftovers.push("checkpoint".into());
+                cleanup_error.get_or_insert(format!("removing the checkpoint: {e}"));
+            }
         }
         if let Some(e) = &cleanup_error {
             tracing::error!("the migration succeeded, but its cleanup did not: {e}");
         }
-        Ok(Outcome::Done(Box::new(Done {
+        let done = Done {
             table: orig.name.clone(),
             old_table: names.old,
             new_table: orig.name.clone(),
@@ -495,7 +603,12 @@ impl<'a> Migration<'a> {
             leftovers,
             cleanup_error,
             verify: verified,
-        })))
+        };
+        if windowed && done.cleanup_complete {
+            self.rep.done(&done);
+            return self.revert_window(done).await;
+        }
+        Ok(Outcome::Done(Box::new(done)))
     }
 
     /// Take the table's runner lock; with it held, objects of godwit's for this table are
@@ -560,6 +673,17 @@ impl<'a> Migration<'a> {
                 "run again with --restart to discard it and start over; nothing was changed",
             ));
         };
+        if let Some(w) = &cp.revert {
+            return Err(Error::new(
+                ErrorKind::Checkpoint,
+                format!(
+                    "a revert window is open on this table until {} (after the change: {})",
+                    checkpoint::utc(w.until_ms),
+                    cp.alter
+                ),
+            )
+            .with_hint("run `godwit revert` to swap back, or close the window with `godwit cleanup --execute` (or run this with --restart); nothing was changed"));
+        }
         if !self.opts.execute {
             return Err(Error::new(
                 ErrorKind::Checkpoint,
@@ -625,11 +749,15 @@ impl<'a> Migration<'a> {
             return;
         };
         self.last_save = Some(Instant::now());
+        let mut change_id = checkpoint::change_id(&orig.name, &self.opts.alter);
+        if self.window.is_some() {
+            change_id = format!("revert-{change_id}");
+        }
         let cp = Checkpoint {
             version: checkpoint::VERSION,
             table: orig.name.clone(),
             alter: self.opts.alter.clauses.clone(),
-            change_id: checkpoint::change_id(&orig.name, &self.opts.alter),
+            change_id,
             shadow: self.engine.names().shadow.clone(),
             old: self.engine.names().old.clone(),
             stage: self.stage,
@@ -639,6 +767,7 @@ impl<'a> Migration<'a> {
             keys_replayed: self.keys_replayed,
             engine: self.engine.resume_state(),
             saved_at_ms: checkpoint::now_ms(),
+            revert: self.window.clone(),
         };
         let text = match serde_json::to_string(&cp) {
             Ok(t) => t,
@@ -647,12 +776,25 @@ impl<'a> Migration<'a> {
                 return;
             }
         };
-        if let Err(e) = self.engine.save_checkpoint(&text).await {
-            if !self.save_failed {
-                tracing::warn!("cannot save the checkpoint (the run goes on, but could not resume if it died): {e}");
+        match self.engine.save_checkpoint(&text).await {
+            Ok(()) => {
+                self.saved = Some(cp.position);
+                self.unsaved = false;
             }
-            self.save_failed = true;
+            Err(e) => {
+                if !self.save_failed {
+                    tracing::warn!("cannot save the checkpoint (the run goes on, but could not resume if it died): {e}");
+                }
+                self.save_failed = true;
+                self.unsaved = true;
+            }
         }
+    }
+
+    /// Save the checkpoint now and let the stream move on to it.
+    async fn checkpoint_now(&mut self) -> Result<()> {
+        self.save_checkpoint(true).await;
+        self.ack_stream().await
     }
 
     /// After the swap: read the stream up to the swap's own DDL event. Any key of the
@@ -671,6 +813,7 @@ impl<'a> Migration<'a> {
                 Ok(batch) => leaked.extend(batch.keys),
                 Err(e) if e.kind == ErrorKind::SourceChanged => {
                     tracing::debug!(leaked = leaked.len(), "swap confirmed in the change stream");
+                    self.swap_position = stream.swap_position();
                     return leaked;
                 }
                 Err(e) => {
@@ -744,18 +887,33 @@ impl<'a> Migration<'a> {
         }
     }
 
-    /// Acknowledge the stream up to `p`; on a lost connection, on a reopened stream.
+    /// Everything up to `p` is in the shadow: checkpoint it (at most every
+    /// SAVE_INTERVAL) and acknowledge the stream up to what is checkpointed.
     async fn ack(&mut self, p: &Position) -> Result<()> {
-        let Some(s) = self.stream.as_mut() else {
+        self.acked = Some(p.clone());
+        self.save_checkpoint(false).await;
+        self.ack_stream().await
+    }
+
+    /// Acknowledge the stream up to the last saved checkpoint's position (a rerun reads
+    /// again from there, so the stream must keep what follows: a PostgreSQL slot is never
+    /// advanced past it), or up to `acked` when this run keeps no checkpoint. On a lost
+    /// connection, on a reopened stream.
+    async fn ack_stream(&mut self) -> Result<()> {
+        let to = if self.engine.resumable() && !self.unsaved {
+            self.saved.clone()
+        } else {
+            self.acked.clone()
+        };
+        let (Some(p), Some(s)) = (to, self.stream.as_mut()) else {
             return Ok(());
         };
-        if let Err(e) = s.ack(p).await {
+        if let Err(e) = s.ack(&p).await {
             self.reopen_stream(e).await?;
             if let Some(s) = self.stream.as_mut() {
-                s.ack(p).await?;
+                s.ack(&p).await?;
             }
         }
-        self.acked = Some(p.clone());
         Ok(())
     }
 
@@ -768,7 +926,6 @@ impl<'a> Migration<'a> {
             if let Some(p) = self.position.clone() {
                 self.ack(&p).await?;
             }
-            self.save_checkpoint(false).await;
             return Ok(0);
         }
         let upto = self.position.clone();
@@ -786,7 +943,6 @@ impl<'a> Migration<'a> {
         if let Some(p) = upto {
             self.ack(&p).await?;
         }
-        self.save_checkpoint(false).await;
         Ok(n)
     }
 
@@ -890,7 +1046,7 @@ impl<'a> Migration<'a> {
                 self.flush().await?;
             }
             self.copied_upto = copier.copied_upto();
-            self.save_checkpoint(true).await;
+            self.checkpoint_now().await?;
             let s = self.snapshot();
             self.rep.progress(&s, false);
             if copier.finished() {
@@ -918,6 +1074,13 @@ impl<'a> Migration<'a> {
         let read = async {
             while !done.load(Ordering::SeqCst) {
                 self.drain(Duration::ZERO).await?;
+                // Nothing read is waiting for replay: the stream may move on (a
+                // PostgreSQL slot held back re-decodes the builds' WAL on every read).
+                if self.dirty.is_empty() {
+                    if let Some(p) = self.position.clone() {
+                        self.ack(&p).await?;
+                    }
+                }
                 for _ in 0..10 {
                     if done.load(Ordering::SeqCst) {
                         break;
@@ -1009,6 +1172,8 @@ impl<'a> Migration<'a> {
             self.throttled(State::CatchUp).await?;
             self.catch_up_to_server().await?;
             self.flush().await?;
+            // What the lock's drain reads starts at the acknowledged position.
+            self.checkpoint_now().await?;
             self.rep.state(
                 State::CutOver,
                 &format!(

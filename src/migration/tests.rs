@@ -35,6 +35,8 @@ fn opts() -> RunOptions {
         resume: ResumeMode::Auto,
         after_swap_hold: None,
         reconnect: Default::default(),
+        revert_window: None,
+        revert: false,
     }
 }
 
@@ -63,6 +65,7 @@ fn done(r: Result<Outcome>) -> Done {
     match r {
         Ok(Outcome::Done(d)) => *d,
         Ok(Outcome::DryRun(_)) => panic!("expected a migration, got a dry run"),
+        Ok(Outcome::WindowEnded) => panic!("expected a migration, got a revert window"),
         Err(e) => panic!("the migration failed: {e}"),
     }
 }
@@ -1060,11 +1063,17 @@ async fn a_shadow_changed_behind_the_cores_back_is_repaired_before_the_swap() {
     let mut planted = false;
     fake.on_call(move |c, w| {
         writer.act(w);
-        if *c == Call::VerifyLock && !planted {
+        // Planted as the views are taken (the shadow is in sync then: planted earlier, a
+        // key the writer changed meanwhile would be put right by the replay).
+        if *c == Call::VerifyViews && !planted {
             planted = true;
             let shadow = w.shadow.as_mut().expect("shadow");
-            shadow.insert(5, -1);
-            shadow.remove(&30_000);
+            // One in each chunk of 20,000 keys: the first key, the middle one (by rank,
+            // wherever the writer's keys went), one past every key.
+            let keys: Vec<i64> = shadow.keys().copied().collect();
+            let (first, middle) = (keys[0], keys[keys.len() / 2]);
+            shadow.insert(first, -1);
+            shadow.remove(&middle);
             shadow.insert(777_777, 1);
         }
     });

@@ -26,7 +26,7 @@ pub struct Column {
 }
 
 /// A unique index or primary key.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UniqueKey {
     pub name: String,
     pub columns: Vec<String>,

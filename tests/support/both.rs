@@ -225,3 +225,126 @@ impl Writer {
         self.task.await.unwrap()
     }
 }
+
+/// Inserts, updates and deletes rows of `orders` (the table's own rows and its own
+/// inserts, ids from WRITER_IDS) until stopped, each write and its copy into
+/// `orders_mirror` in one transaction: at the end `orders` must equal the mirror.
+pub struct MirrorWriter {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(u64, Vec<String>)>,
+}
+
+impl MirrorWriter {
+    /// Creates `orders_mirror` (a copy of `orders` now) and starts writing.
+    pub async fn start(db: &Db, seed: u64) -> MirrorWriter {
+        db.exec("CREATE TABLE orders_mirror AS SELECT * FROM orders")
+            .await;
+        let (engine, url) = (db.engine(), db.url().to_string());
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let (mut ops, mut errors) = (0u64, Vec::new());
+            let mut next = WRITER_IDS;
+            let mut maria = match engine {
+                Engine::Maria => Some(
+                    mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+                        .await
+                        .unwrap(),
+                ),
+                Engine::Postgres => None,
+            };
+            let mut pg = match engine {
+                Engine::Postgres => Some(super::postgres::connect(&url).await),
+                Engine::Maria => None,
+            };
+            while !s.load(Ordering::SeqCst) {
+                let op = rng.random_range(0..3u32);
+                let id = if rng.random_bool(0.5) || next == WRITER_IDS {
+                    rng.random_range(1..=ROWS)
+                } else {
+                    rng.random_range(WRITER_IDS + 1..=next)
+                };
+                let v = rng.random_range(0..1_000_000i64);
+                let stmts: Vec<String> = match op {
+                    0 => {
+                        next += 1;
+                        ["orders", "orders_mirror"]
+                            .iter()
+                            .map(|t| {
+                                format!("INSERT INTO {t} (id, v, note) VALUES ({next}, {v}, 'w')")
+                            })
+                            .collect()
+                    }
+                    1 => ["orders", "orders_mirror"]
+                        .iter()
+                        .map(|t| format!("UPDATE {t} SET v = {v}, note = 'u{v}' WHERE id = {id}"))
+                        .collect(),
+                    _ => ["orders", "orders_mirror"]
+                        .iter()
+                        .map(|t| format!("DELETE FROM {t} WHERE id = {id}"))
+                        .collect(),
+                };
+                let r: Result<(), String> = match (&mut maria, &mut pg) {
+                    (Some(c), _) => {
+                        use mysql_async::prelude::Queryable;
+                        async {
+                            c.query_drop("START TRANSACTION").await?;
+                            for st in &stmts {
+                                c.query_drop(st).await?;
+                            }
+                            c.query_drop("COMMIT").await
+                        }
+                        .await
+                        .map_err(|e| e.to_string())
+                    }
+                    (_, Some(c)) => async {
+                        let tx = c.transaction().await?;
+                        for st in &stmts {
+                            tx.execute(st.as_str(), &[]).await?;
+                        }
+                        tx.commit().await
+                    }
+                    .await
+                    .map_err(|e| e.to_string()),
+                    _ => unreachable!(),
+                };
+                match r {
+                    Ok(()) => ops += 1,
+                    Err(e) => errors.push(e),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            (ops, errors)
+        });
+        MirrorWriter { stop, task }
+    }
+
+    /// Stop; asserts the writer wrote and had no error. Returns the writes made.
+    pub async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        let (ops, errors) = self.task.await.unwrap();
+        assert!(errors.is_empty(), "writer errors: {errors:?}");
+        assert!(ops > 0, "no writes");
+        ops
+    }
+}
+
+impl Db {
+    /// `orders` and `orders_mirror`, every row as text in key order.
+    pub async fn orders_and_mirror(&self) -> (Vec<String>, Vec<String>) {
+        let q = |t: &str| match self.engine() {
+            Engine::Maria => {
+                format!("SELECT CONCAT_WS('|', id, v, IFNULL(note, 'NULL')) FROM {t} ORDER BY id")
+            }
+            Engine::Postgres => {
+                format!("SELECT concat_ws('|', id, v, coalesce(note, 'NULL')) FROM {t} ORDER BY id")
+            }
+        };
+        (
+            self.strings(&q("orders")).await,
+            self.strings(&q("orders_mirror")).await,
+        )
+    }
+}

@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 
 enum Msg {
     Keys(Vec<Key>),
+    /// The position right after a DDL statement on the table (sent before its error).
+    DdlAt(Position),
     Pos(Position, u32),
     Err(Error),
 }
@@ -25,6 +27,8 @@ pub struct BinlogStream {
     /// An error read after keys in the same poll: the keys go out first, the error with
     /// the next poll (after the swap, those keys are writes that missed the final flush).
     pending: Option<Error>,
+    /// Where the DDL statement that stopped the stream ends.
+    ddl_at: Option<Position>,
 }
 
 pub struct StreamConfig {
@@ -57,6 +61,7 @@ pub async fn open(cfg: StreamConfig) -> Result<BinlogStream> {
         rx,
         task: Some(task),
         pending: None,
+        ddl_at: None,
     })
 }
 
@@ -249,6 +254,11 @@ async fn follow(cfg: &StreamConfig, tx: &mpsc::Sender<Msg>) -> Result<()> {
             Some(EventData::QueryEvent(q)) => {
                 let text = q.query();
                 if is_ddl_on(&text, &q.schema(), &cfg.db, &cfg.table) {
+                    let at = Position::Binlog {
+                        file: file.clone(),
+                        pos: log_pos,
+                    };
+                    let _ = tx.send(Msg::DdlAt(at)).await;
                     return Err(Error::new(
                         ErrorKind::SourceChanged,
                         format!(
@@ -363,6 +373,7 @@ impl ChangeStream for BinlogStream {
             got_any = true;
             match msg {
                 Msg::Keys(mut k) => batch.keys.append(&mut k),
+                Msg::DdlAt(p) => self.ddl_at = Some(p),
                 Msg::Pos(p, ts) => {
                     batch.position = Some(p);
                     if ts > 0 {
@@ -398,6 +409,10 @@ impl ChangeStream for BinlogStream {
         }
         Ok(())
     }
+
+    fn swap_position(&self) -> Option<Position> {
+        self.ddl_at.clone()
+    }
 }
 
 impl Drop for BinlogStream {
@@ -422,6 +437,7 @@ mod tests {
             rx,
             task: None,
             pending: None,
+            ddl_at: None,
         };
         // A write that reached the old table after the final flush, then the swap's RENAME.
         tx.send(Msg::Keys(vec![vec![KeyPart::Int(7)]]))

@@ -107,6 +107,10 @@ pub struct MysqlEngine {
     runner: tokio::sync::Mutex<Option<Conn>>,
     /// `AUTO_INCREMENT = N` of the ALTER: set again at cut-over (see `cutover.rs`).
     auto_increment: std::sync::Mutex<Option<u64>>,
+    /// A revert's shadow (the kept old table) whose name sorts before the table's: taken
+    /// over (`resume`) under `names.shadow`, which sorts after it, as the sentry cut-over
+    /// needs (see `cutover.rs`).
+    adopt: Option<String>,
 }
 
 /// `KEY` lines of a `SHOW CREATE TABLE`: (index name, definition).
@@ -259,12 +263,30 @@ impl MysqlEngine {
         if let Some(shadow) = cutover::shadow_name(&table) {
             names.shadow = shadow;
         }
+        let mariadb = version.to_lowercase().contains("mariadb");
+        let mut adopt = None;
+        if let Some(given) = &options.names {
+            if let Some(old) = &given.old {
+                names.old = old.clone();
+            }
+            let sorted = cutover::shadow_name(&table);
+            let needs_sort = given.cut_over
+                && !rename_under_lock(mariadb, parse_version(&version))
+                && given.shadow.as_str() <= table.as_str();
+            match sorted {
+                Some(sorted) if needs_sort && sorted != given.shadow => {
+                    names.shadow = sorted;
+                    adopt = Some(given.shadow.clone());
+                }
+                _ => names.shadow = given.shadow.clone(),
+            }
+        }
         Ok(MysqlEngine {
             pool: Pool::new(opts.clone()),
             names,
             db: target.database.clone(),
             table,
-            mariadb: version.to_lowercase().contains("mariadb"),
+            mariadb,
             version_tuple: parse_version(&version),
             version,
             opts,
@@ -273,6 +295,7 @@ impl MysqlEngine {
             implicit_defaults: std::sync::Mutex::new(Vec::new()),
             runner: tokio::sync::Mutex::new(None),
             auto_increment: std::sync::Mutex::new(None),
+            adopt,
         })
     }
 
@@ -400,6 +423,48 @@ impl MysqlEngine {
         if let Ok(mut f) = self.implicit_defaults.lock() {
             *f = fills;
         }
+    }
+
+    /// A revert takes over the old table the swap kept: renamed to `names.shadow` (which
+    /// sorts after the table) unless an earlier attempt did.
+    async fn adopt_shadow(&self, kept: &str) -> Result<()> {
+        let mut c = self.conn().await?;
+        let n: Vec<String> = c
+            .exec(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?)",
+                (&self.db, kept, &self.names.shadow),
+            )
+            .await
+            .map_err(|e| conn_err(e, "looking for the kept old table"))?;
+        if n.contains(&self.names.shadow) || !n.iter().any(|t| t == kept) {
+            return Ok(());
+        }
+        tracing::info!(
+            "taking over {kept} as {} (the cut-over needs a name that sorts after the table's)",
+            self.names.shadow
+        );
+        exec(
+            &mut c,
+            &format!(
+                "RENAME TABLE {} TO {}",
+                qualified(&self.db, kept),
+                qualified(&self.db, &self.names.shadow)
+            ),
+            vec![],
+            "taking over the kept old table",
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// This table's checkpoint is a revert window's: a table under the shadow's name is
+    /// then the old table a revert attempt took over (kept on purpose, not a leftover).
+    async fn in_revert_window(&self) -> Result<bool> {
+        let Some(text) = self.checkpoint_load().await? else {
+            return Ok(false);
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        Ok(v["revert"].is_object())
     }
 
     async fn binlog_position(conn: &mut Conn) -> Result<(String, u64)> {
@@ -661,6 +726,11 @@ impl MysqlCopier {
     }
 }
 
+/// Server errors of a value that does not fit its column under strict mode: out of
+/// range (1264, 1690), too long (1406), truncated (1265), incorrect (1366, 1292), NULL
+/// into NOT NULL (1048, 1138), a CHECK constraint violated (3819 MySQL, 4025 MariaDB).
+const VALUE_ERRORS: [u16; 10] = [1264, 1690, 1406, 1265, 1366, 1292, 1048, 1138, 3819, 4025];
+
 /// Flush `keys` on `conn`: delete them from the shadow, re-insert what the original holds
 /// now. One transaction per batch; `locking` reads wait for writers whose binlog events
 /// are already out.
@@ -706,6 +776,20 @@ pub(crate) async fn flush_keys(
                 let e = if e.code == Some(ServerCode::Mysql(1062)) {
                     Error::new(ErrorKind::DataError, format!("{}; a write made during the migration violates a unique key of the new table", e.message))
                         .with_hint("remove the duplicates (or drop the UNIQUE from the ALTER) and run again")
+                } else if matches!(e.code, Some(ServerCode::Mysql(code)) if VALUE_ERRORS.contains(&code))
+                {
+                    // Strict mode: a value the target column cannot hold.
+                    Error {
+                        code: e.code,
+                        ..Error::new(
+                            ErrorKind::DataError,
+                            format!(
+                                "{}; a value does not fit the column it is replayed into",
+                                e.message
+                            ),
+                        )
+                        .with_hint("the value cannot be stored in the target column's type")
+                    }
                 } else {
                     e
                 };
@@ -784,7 +868,11 @@ impl Engine for MysqlEngine {
                 found.push(sentry);
             }
         }
-        // Old tables kept on purpose are not leftovers; sentries are.
+        // Old tables kept on purpose are not leftovers; sentries are. Nor is the old
+        // table of a revert window that a revert attempt took over as its shadow.
+        if self.in_revert_window().await? {
+            found.retain(|t| *t != self.names.shadow);
+        }
         Ok(found)
     }
 
@@ -829,6 +917,12 @@ impl Engine for MysqlEngine {
                 if !gone.contains(&o) {
                     gone.push(o);
                 }
+            }
+            if self.in_revert_window().await?
+                && !gone.contains(&self.names.shadow)
+                && self.inspect_table(&self.names.shadow).await.is_ok()
+            {
+                gone.push(self.names.shadow.clone());
             }
         }
         if self.checkpoint_load().await?.is_some() {
@@ -1247,6 +1341,10 @@ impl Engine for MysqlEngine {
         true
     }
 
+    fn revertable(&self) -> bool {
+        true
+    }
+
     async fn load_checkpoint(&self) -> Result<Option<String>> {
         self.checkpoint_load().await
     }
@@ -1257,6 +1355,14 @@ impl Engine for MysqlEngine {
 
     async fn drop_checkpoint(&self) -> Result<()> {
         self.checkpoint_drop().await.map(|_| ())
+    }
+
+    async fn request_handover(&self) -> Result<bool> {
+        self.checkpoint_request("handover").await
+    }
+
+    async fn handover_requested(&self) -> Result<bool> {
+        Ok(self.checkpoint_request_read().await?.as_deref() == Some("handover"))
     }
 
     async fn swapped_as(&self, old: &str) -> Result<Option<String>> {
@@ -1321,6 +1427,9 @@ impl Engine for MysqlEngine {
                 format!("the checkpoint's binlog position {from} is gone: the server no longer has binlog file {file} (purged or expired), so the changes since the checkpoint cannot be read"),
             )
             .with_hint(restart));
+        }
+        if let Some(kept) = &self.adopt {
+            self.adopt_shadow(kept).await?;
         }
         {
             let mut c = Conn::new(self.opts.clone())

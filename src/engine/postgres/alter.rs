@@ -122,7 +122,7 @@ pub fn identity_set(clauses_text: &str) -> Result<Vec<String>> {
 }
 
 /// Which triggers an `ENABLE/DISABLE … TRIGGER` clause names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TriggerTarget {
     Named(String),
     /// `USER`: every trigger that is not a constraint's.
@@ -133,7 +133,7 @@ pub enum TriggerTarget {
 
 /// One `ENABLE [REPLICA | ALWAYS] TRIGGER …` / `DISABLE TRIGGER …` clause: the state it
 /// gives (`pg_trigger.tgenabled`: `O` enabled, `D` disabled, `R` replica, `A` always).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TriggerChange {
     pub target: TriggerTarget,
     pub state: char,

@@ -4,6 +4,7 @@
 //! rename-based cut-over in one transaction (see `cutover.rs`).
 
 mod alter;
+mod checkpoint;
 mod checks;
 pub mod classify;
 mod classify_clauses;
@@ -77,8 +78,15 @@ pub fn stream_names(database: &str, schema: &str, table: &str) -> (String, Strin
     )
 }
 
-/// What `create_shadow` learned, used later by copy, replay and cut-over.
-#[derive(Debug, Default, Clone)]
+/// The table of keys parked during the copy: named like the shadow, so the leftovers
+/// check, `godwit cleanup` and the prefix checks see it.
+pub fn park_name(table: &str) -> String {
+    format!("{PREFIX}park_{}", artifact_base(table))
+}
+
+/// What `create_shadow` learned, used later by copy, replay and cut-over; kept in the
+/// checkpoint (`Engine::resume_state`).
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 struct ShadowState {
     /// (original index name, shadow index name) as `LIKE` created them.
     index_map: Vec<(String, String)>,
@@ -92,15 +100,20 @@ struct ShadowState {
     /// identity): their value is not carried over from the original at cut-over.
     identity_set: Vec<String>,
     /// The ALTER sets the replica identity: the shadow's is kept at cut-over.
+    #[serde(default)]
     replica_identity_set: bool,
     /// The ALTER's ENABLE/DISABLE TRIGGER clauses, applied at the cut-over to the states
     /// of the triggers carried over.
+    #[serde(default)]
     trigger_changes: Vec<alter::TriggerChange>,
+    /// The shadow's unique keys as created (a resumed run finds some of them deferred).
+    #[serde(default)]
+    unique_keys: Vec<crate::schema::UniqueKey>,
 }
 
 /// An index or key constraint of the shadow, dropped for the copy: the statements that
 /// build it again (with its comments).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Deferred {
     name: String,
     build: Vec<String>,
@@ -126,6 +139,8 @@ pub struct PgEngine {
     schema: String,
     table: String,
     names: ArtifactNames,
+    /// The table of keys parked during the copy (`_godwit_park_<table>`).
+    park: String,
     slot: String,
     publication: String,
     version: String,
@@ -140,6 +155,10 @@ pub struct PgEngine {
     runner_held: std::sync::atomic::AtomicBool,
     /// While the copy runs, replay parks keys instead of writing the shadow.
     parking: std::sync::atomic::AtomicBool,
+    /// This run took over a dead run's shadow and stream (`Engine::resume`).
+    resumed: std::sync::atomic::AtomicBool,
+    /// The session that reads and writes the checkpoint table (`checkpoint.rs`).
+    checkpoint_session: tokio::sync::Mutex<Option<Client>>,
     options: EngineOptions,
 }
 
@@ -170,6 +189,7 @@ impl PgEngine {
             target: target.clone(),
             main: tokio::sync::Mutex::new(c),
             names: artifact_names(&name, now),
+            park: park_name(&name),
             schema,
             table: name,
             slot,
@@ -181,6 +201,8 @@ impl PgEngine {
             stream_columns: Default::default(),
             runner_held: Default::default(),
             parking: std::sync::atomic::AtomicBool::new(false),
+            resumed: Default::default(),
+            checkpoint_session: tokio::sync::Mutex::new(None),
             options: options.clone(),
         })
     }
@@ -190,6 +212,9 @@ impl PgEngine {
     }
     fn shadow_q(&self) -> String {
         qualified(&self.schema, &self.names.shadow)
+    }
+    fn park_q(&self) -> String {
+        qualified(&self.schema, &self.park)
     }
 
     fn rel_info(&self) -> Result<RelInfo> {
@@ -402,8 +427,8 @@ impl PgEngine {
 
     /// Drop the shadow's indexes and key constraints for the copy (each row then costs
     /// one heap insert; building an index afterwards is about twice as fast as keeping it
-    /// up to date) and start parking replayed keys. Returns what to build again.
-    async fn defer_indexes(&self, c: &Client, b: &Builder) -> Result<Vec<Deferred>> {
+    /// up to date). Returns what to build again.
+    async fn defer_indexes(&self, c: &Client) -> Result<Vec<Deferred>> {
         let shadow = self.shadow_q();
         let read = |e| pg_err(e, "reading the shadow's indexes");
         let indexes = inspect::indexes(c, &shadow).await?;
@@ -470,7 +495,6 @@ impl PgEngine {
                 build,
             });
         }
-        batch(c, &b.park_create(), "creating the table of parked keys").await?;
         Ok(out)
     }
 
@@ -509,6 +533,9 @@ impl PgEngine {
         for ns in self.stray_shadows(c).await? {
             found.push(format!("table {ns}.{}", self.names.shadow));
         }
+        if self.table_exists(c, &self.park).await? {
+            found.push(format!("table {}.{}", self.schema, self.park));
+        }
         if c.query_opt(sql::SLOT_STATE, &[&self.slot])
             .await
             .map_err(|e| pg_err(e, "looking for the replication slot"))?
@@ -528,9 +555,9 @@ impl PgEngine {
     }
 
     /// The main session. When it was lost, a new one (after the backoff of
-    /// `--reconnect-timeout-seconds`), which takes the table's runner lock again; not
-    /// when `keep_parked` and the copy runs: the keys parked in the lost session are gone.
-    async fn main(&self, keep_parked: bool) -> Result<tokio::sync::MutexGuard<'_, Client>> {
+    /// `--reconnect-timeout-seconds`), which takes the table's runner lock again. (The
+    /// keys parked during the copy are in a table of their own: they outlive it.)
+    async fn main(&self) -> Result<tokio::sync::MutexGuard<'_, Client>> {
         let mut c = self.main.lock().await;
         if !c.is_closed() {
             return Ok(c);
@@ -538,13 +565,6 @@ impl PgEngine {
         // The runner lock went with the session.
         self.runner_held
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        if keep_parked && self.parking.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(Error::new(
-                ErrorKind::Unreachable,
-                "lost the main session during the copy: the changed keys parked in it are gone",
-            )
-            .with_hint(crate::error::UNREACHABLE_HINT));
-        }
         let policy = self.options.reconnect.clone();
         let mut outage = policy.outage("of the main session");
         let mut err = Error::new(ErrorKind::Unreachable, "the main session was closed");
@@ -579,6 +599,35 @@ impl PgEngine {
             .with_hint("let that run finish; this one stops and leaves the table unchanged"));
         }
         Ok(c)
+    }
+
+    /// With the table's runner lock held, a session that still holds a lock on the shadow
+    /// or the table of parked keys is the dead run's, which the server has not ended yet
+    /// (a copy chunk, a replay, an index build, a cut-over): end it and wait (at most
+    /// 10 s) until it is gone, so that nothing of the dead run commits after this run has
+    /// looked at what it left.
+    async fn end_dead_run_writers(&self, c: &Client) -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let held = c
+                .query(sql::END_LOCK_HOLDERS, &[&self.shadow_q(), &self.park_q()])
+                .await
+                .map_err(|e| pg_err(e, "ending the dead run's sessions"))?;
+            if held.is_empty() {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::new(
+                    ErrorKind::Leftovers,
+                    format!(
+                        "sessions of the earlier run still hold {}.{} after being asked to end",
+                        self.schema, self.names.shadow
+                    ),
+                )
+                .with_hint("wait a few seconds and run the same command again"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// End the session holding the slot and wait (at most 10 s) until it lets go.
@@ -629,6 +678,32 @@ impl PgEngine {
             .map_err(|e| pg_err(e, "dropping the replication slot"))?;
         Ok(Some(format!("replication slot {}", self.slot)))
     }
+}
+
+fn human_bytes(b: i64) -> String {
+    let b = b.max(0) as f64;
+    match b {
+        b if b >= 1024.0 * 1024.0 * 1024.0 => format!("{:.1} GB", b / (1024.0 * 1024.0 * 1024.0)),
+        b if b >= 1024.0 * 1024.0 => format!("{:.1} MB", b / (1024.0 * 1024.0)),
+        b if b >= 1024.0 => format!("{:.1} kB", b / 1024.0),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// What is still to build after a resumed copy: what the dead run deferred (`saved`),
+/// then what the shadow has now that it did not list (a key constraint or index the dead
+/// run had built again before it died is in `saved` already, with its comments).
+fn merge_deferred(saved: Vec<Deferred>, found: Vec<Deferred>) -> Vec<Deferred> {
+    let mut out = saved;
+    for d in found {
+        let known = out
+            .iter()
+            .any(|s| s.name == d.name || s.build.first() == d.build.first());
+        if !known {
+            out.push(d);
+        }
+    }
+    out
 }
 
 /// Key parts as text, one array per key column (the statement builder's bind format).
@@ -734,9 +809,10 @@ async fn replay_arrays(c: &Client, b: &Builder, arrays: &[Vec<String>]) -> Resul
     Ok(())
 }
 
-/// Record keys for replay after the copy (each statement commits on its own).
-async fn park_keys(c: &Client, b: &Builder, keys: &[Key]) -> Result<u64> {
-    let stmt = b.park_insert();
+/// Record keys for replay after the copy (each statement commits on its own; parking a
+/// key twice, after a lost connection, only replays it twice).
+async fn park_keys(c: &Client, b: &Builder, park: &str, keys: &[Key]) -> Result<u64> {
+    let stmt = b.park_insert(park);
     for chunk in keys.chunks(10_000) {
         let arrays = key_arrays(chunk, b.key.len());
         c.execute(stmt.as_str(), &params(&arrays))
@@ -748,8 +824,8 @@ async fn park_keys(c: &Client, b: &Builder, keys: &[Key]) -> Result<u64> {
 
 /// Replay every parked key, a batch per transaction (taking the batch out of the parked
 /// table commits with its replay). Returns the keys replayed.
-async fn replay_parked(c: &Client, b: &Builder) -> Result<u64> {
-    let take = b.park_take(1000);
+async fn replay_parked(c: &Client, b: &Builder, park: &str) -> Result<u64> {
+    let take = b.park_take(park, 1000);
     let mut n = 0;
     loop {
         batch(c, "BEGIN", "replaying parked keys").await?;
@@ -978,7 +1054,7 @@ impl Engine for PgEngine {
     }
 
     async fn leftovers(&self) -> Result<Vec<String>> {
-        let c = self.main(false).await?;
+        let c = self.main().await?;
         self.leftovers_with(&c).await
     }
 
@@ -987,7 +1063,7 @@ impl Engine for PgEngine {
         if let Some((s, _)) = self.stream_session.lock().await.take() {
             let _ = s.query(sql::DROP_SLOT, &[&self.slot]).await;
         }
-        let c = self.main(false).await?;
+        let c = self.main().await?;
         if let Some(s) = self.drop_slot(&c).await? {
             gone.push(s);
         }
@@ -1014,6 +1090,15 @@ impl Engine for PgEngine {
             .await?;
             gone.push(format!("table {}.{}", self.schema, self.names.shadow));
         }
+        if self.table_exists(&c, &self.park).await? {
+            batch(
+                &c,
+                &sql::drop_table(&self.schema, &self.park),
+                "dropping the table of parked keys",
+            )
+            .await?;
+            gone.push(format!("table {}.{}", self.schema, self.park));
+        }
         for ns in self.stray_shadows(&c).await? {
             batch(
                 &c,
@@ -1034,16 +1119,23 @@ impl Engine for PgEngine {
                 gone.push(format!("table {}.{t}", self.schema));
             }
         }
+        drop(c);
+        if self.checkpoint_drop().await? {
+            gone.push(checkpoint::label(&self.schema, &self.table));
+        }
         Ok(gone)
     }
 
     async fn cleanup_candidates(&self, include_old: bool) -> Result<Vec<String>> {
         let mut found = self.leftovers().await?;
         if include_old {
-            let c = self.main(false).await?;
+            let c = self.main().await?;
             for t in self.old_tables(&c).await? {
                 found.push(format!("table {}.{t}", self.schema));
             }
+        }
+        if self.checkpoint_load().await?.is_some() {
+            found.push(checkpoint::label(&self.schema, &self.table));
         }
         Ok(found)
     }
@@ -1171,6 +1263,10 @@ impl Engine for PgEngine {
             }
         }
         let (t, _) = inspect::inspect(&c, Some(&self.schema), &self.names.shadow).await?;
+        self.shadow
+            .lock()
+            .map_err(|_| Error::internal("engine state poisoned"))?
+            .unique_keys = t.unique_keys.clone();
         // Views are re-pointed at the new table with CREATE OR REPLACE VIEW, which (like
         // the in-place ALTER) cannot change the type of, or lose, a column a view reads.
         let rows = c
@@ -1240,7 +1336,7 @@ impl Engine for PgEngine {
     }
 
     async fn current_position(&self) -> Result<Option<Position>> {
-        let c = self.main(true).await?;
+        let c = self.main().await?;
         let lsn: String = c
             .query_one(sql::FLUSH_LSN, &[])
             .await
@@ -1253,7 +1349,7 @@ impl Engine for PgEngine {
     async fn after_copy(&self, orig: &Table, mapping: &ColumnMapping) -> Result<()> {
         let state = self.shadow_state()?;
         let b = self.builder(orig, mapping)?;
-        let c = self.main(true).await?;
+        let c = self.main().await?;
         // Two sessions build at once (measured 1.0 s against 1.3 s for a primary key and
         // one index over 2M rows on 2 cores); without a second session, one builds all.
         let (mine, theirs): (Vec<_>, Vec<_>) = state
@@ -1284,13 +1380,18 @@ impl Engine for PgEngine {
         restart_point(&c).await;
         self.parking
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        let n = replay_parked(&c, &b).await?;
+        let n = replay_parked(&c, &b, &self.park_q()).await?;
         tracing::info!(keys = n, "replayed the keys changed during the copy");
-        batch(&c, sql::DROP_PARKED, "dropping the table of parked keys").await
+        batch(
+            &c,
+            &sql::drop_table(&self.schema, &self.park),
+            "dropping the table of parked keys",
+        )
+        .await
     }
 
     async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
-        restart_point(&*self.main(true).await?).await;
+        restart_point(&*self.main().await?).await;
         Ok(())
     }
 
@@ -1301,14 +1402,31 @@ impl Engine for PgEngine {
         after: Option<&Key>,
     ) -> Result<Box<dyn Copier>> {
         let b = self.builder(orig, mapping)?;
+        let resumed = self.resumed.load(std::sync::atomic::Ordering::SeqCst);
         {
-            let c = self.main.lock().await;
+            let c = self.main().await?;
             batch(&c, sql::WRITER_SESSION, "preparing the copy").await?;
-            let deferred = self.defer_indexes(&c, &b).await?;
-            self.shadow
+            let found = self.defer_indexes(&c).await?;
+            batch(
+                &c,
+                &b.park_create(&self.park_q()),
+                "creating the table of parked keys",
+            )
+            .await?;
+            let mut state = self
+                .shadow
                 .lock()
-                .map_err(|_| Error::internal("engine state poisoned"))?
-                .deferred = deferred;
+                .map_err(|_| Error::internal("engine state poisoned"))?;
+            // Resumed: what the dead run deferred is still to build (it may have built
+            // some of it again before it died: found and dropped again here).
+            state.deferred = merge_deferred(
+                if resumed {
+                    std::mem::take(&mut state.deferred)
+                } else {
+                    Vec::new()
+                },
+                found,
+            );
             self.parking
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
@@ -1320,20 +1438,23 @@ impl Engine for PgEngine {
             b,
             last: after.map(|k| k.iter().map(part_text).collect()),
             done: false,
-            redo: false,
+            // A dead run's chunk in flight may have committed in part: its rows past the
+            // watermark go before the copy goes on.
+            redo: resumed,
         }))
     }
 
     /// While the copy runs the shadow has no key index to replay against, and copy and
-    /// replay need not be ordered against each other: keys are parked in a session table
-    /// (the stream may then move on: they are committed there) and replayed by
+    /// replay need not be ordered against each other: keys are parked in a table of
+    /// godwit's (`_godwit_park_<table>`; the stream may then move on: they are committed
+    /// there, and a resumed run finds them) and replayed by
     /// `after_copy`, once every chunk has committed and the indexes exist. That also
     /// closes the in-flight chunk race (docs/architecture.md, "Key-based replay and its
     /// races", 3): no replay runs before a chunk commits.
     ///
-    /// After the copy, a flush whose connection is lost runs again on a new main session
-    /// (delete + insert by key, a transaction per batch: running it twice changes
-    /// nothing). During the copy it is not: the keys parked so far went with the session.
+    /// A flush whose connection is lost runs again on a new main session: delete +
+    /// insert by key, a transaction per batch, or (during the copy) an insert into the
+    /// table of parked keys; running either twice changes nothing.
     async fn flush(&self, orig: &Table, mapping: &ColumnMapping, keys: &[Key]) -> Result<u64> {
         let b = self.builder(orig, mapping)?;
         let policy = self.options.reconnect.clone();
@@ -1341,9 +1462,9 @@ impl Engine for PgEngine {
         loop {
             let parking = self.parking.load(std::sync::atomic::Ordering::SeqCst);
             let r = async {
-                let c = self.main(true).await?;
+                let c = self.main().await?;
                 if parking {
-                    return park_keys(&c, &b, keys).await;
+                    return park_keys(&c, &b, &self.park_q(), keys).await;
                 }
                 flush_keys(&c, &b, keys, true).await
             }
@@ -1353,7 +1474,6 @@ impl Engine for PgEngine {
                     outage.recovered();
                     return Ok(n);
                 }
-                Err(e) if parking => return Err(e),
                 Err(e) => outage.wait(e).await?,
             }
         }
@@ -1395,7 +1515,7 @@ impl Engine for PgEngine {
     }
 
     async fn status_values(&self, names: &[String]) -> Result<Vec<f64>> {
-        let c = self.main(true).await?;
+        let c = self.main().await?;
         load::read(&c, names).await
     }
 
@@ -1438,7 +1558,7 @@ impl Engine for PgEngine {
             }
         }
         // The session is gone: a new one takes the lock again (or finds it taken).
-        match self.main(true).await {
+        match self.main().await {
             Ok(_) => Ok(true),
             Err(e) if e.kind == ErrorKind::Leftovers => Ok(false),
             Err(e) => Err(e),
@@ -1501,18 +1621,20 @@ impl Engine for PgEngine {
         self.inspect_table(name).await
     }
 
-    // Not resumable yet: no checkpoint is kept, a run stopped by a lost server is
-    // cleaned up when the server answers (or by the next run), as before.
-    async fn load_checkpoint(&self) -> Result<Option<String>> {
-        Ok(None)
+    fn resumable(&self) -> bool {
+        true
     }
 
-    async fn save_checkpoint(&self, _state: &str) -> Result<()> {
-        Ok(())
+    async fn load_checkpoint(&self) -> Result<Option<String>> {
+        self.checkpoint_load().await
+    }
+
+    async fn save_checkpoint(&self, state: &str) -> Result<()> {
+        self.checkpoint_save(state).await
     }
 
     async fn drop_checkpoint(&self) -> Result<()> {
-        Ok(())
+        self.checkpoint_drop().await.map(|_| ())
     }
 
     async fn drop_old_table(&self, name: &str) -> Result<()> {
@@ -1525,18 +1647,187 @@ impl Engine for PgEngine {
         .await
     }
 
+    /// The shadow's state, and the names of what the stream and the parked keys live in
+    /// (checked on resume: they are derived from the table's name).
+    fn resume_state(&self) -> serde_json::Value {
+        let state = self.shadow_state().unwrap_or_default();
+        serde_json::json!({
+            "shadow": state,
+            "park_table": self.park,
+            "slot": self.slot,
+            "publication": self.publication,
+        })
+    }
+
+    /// godwit's replication slots that no run is using (no session holds the runner lock
+    /// of their table: the slot name ends with the same hash as the lock's key), each
+    /// with the WAL it holds back; this table's own only when this run does not resume it.
+    async fn start_warnings(&self, scope: Scope) -> Result<Vec<crate::engine::Warning>> {
+        let c = self.main().await?;
+        let read = |e| pg_err(e, "looking for replication slots of earlier runs");
+        let mine = if scope == Scope::Resume {
+            self.slot.as_str()
+        } else {
+            ""
+        };
+        let held: Vec<u32> = c
+            .query(sql::RUNNER_LOCKS_HELD, &[])
+            .await
+            .map_err(read)?
+            .iter()
+            .map(|r| r.try_get::<_, i64>(0).map(|k| k as u32))
+            .collect::<Result<_, _>>()
+            .map_err(read)?;
+        let mut out = Vec::new();
+        for r in c
+            .query(sql::OTHER_GODWIT_SLOTS, &[&mine])
+            .await
+            .map_err(read)?
+        {
+            let slot: String = r.try_get(0).map_err(read)?;
+            let database: String = r.try_get(1).map_err(read)?;
+            let bytes: i64 = r.try_get(2).map_err(read)?;
+            let hash = slot
+                .rsplit('_')
+                .next()
+                .and_then(|h| u32::from_str_radix(h, 16).ok());
+            let ours = slot == self.slot;
+            if !ours && hash.is_some_and(|h| held.contains(&h)) {
+                continue;
+            }
+            out.push(crate::engine::Warning {
+                message: format!(
+                    "replication slot {slot} (database {database}) of an earlier godwit run that is not running holds {} of WAL, which the server keeps until the slot is gone; run that migration again to resume it, or remove it with godwit cleanup --table <its table> --execute",
+                    human_bytes(bytes)
+                ),
+                details: serde_json::json!({
+                    "kind": "stale_replication_slot",
+                    "slot": slot,
+                    "database": database,
+                    "retained_wal_bytes": bytes,
+                }),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The swap is one transaction: the old table exists exactly when it happened.
+    async fn swapped_as(&self, old: &str) -> Result<Option<String>> {
+        let c = self.main().await?;
+        // A cut-over of the dead run still open on the server commits or rolls back first.
+        self.end_dead_run_writers(&c).await?;
+        Ok(self.table_exists(&c, old).await?.then(|| old.to_string()))
+    }
+
     async fn resume(
         &self,
         _orig: &Table,
-        _state: &serde_json::Value,
-        _from: &Position,
+        state: &serde_json::Value,
+        from: &Position,
         _copying: bool,
     ) -> Result<Table> {
-        Err(Error::new(
-            ErrorKind::Checkpoint,
-            "resuming a migration is not supported on PostgreSQL yet",
-        )
-        .with_hint("run with --restart to start over"))
+        let restart =
+            "run the same command with --restart to discard the checkpoint and start over";
+        let gone = |what: String| Error::new(ErrorKind::Checkpoint, what).with_hint(restart);
+        let Position::Lsn(from) = *from else {
+            return Err(Error::internal(
+                "a PostgreSQL checkpoint needs a WAL position (LSN)",
+            ));
+        };
+        let shadow_state: ShadowState =
+            serde_json::from_value(state["shadow"].clone()).map_err(|e| {
+                gone(format!(
+                    "the checkpoint's PostgreSQL state cannot be read: {e}"
+                ))
+            })?;
+        for (key, mine) in [
+            ("slot", &self.slot),
+            ("publication", &self.publication),
+            ("park_table", &self.park),
+        ] {
+            if state[key].as_str() != Some(mine.as_str()) {
+                return Err(gone(format!(
+                    "the checkpoint names {key} {}, not {mine} as this version of godwit does",
+                    state[key]
+                )));
+            }
+        }
+        let c = self.main().await?;
+        let publication: bool = c
+            .query_one(sql::PUBLICATION_EXISTS, &[&self.publication])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| pg_err(e, "looking for the publication"))?;
+        if !publication {
+            return Err(gone(format!(
+                "the checkpoint's publication {} is gone, so the changes since the checkpoint cannot be read",
+                self.publication
+            )));
+        }
+        let slot = c
+            .query_opt(sql::SLOT_RESUME, &[&self.slot])
+            .await
+            .map_err(|e| pg_err(e, "reading the replication slot"))?;
+        let Some(slot) = slot else {
+            return Err(gone(format!(
+                "the checkpoint's replication slot {} is gone, so the changes since the checkpoint cannot be read",
+                self.slot
+            )));
+        };
+        let read = |e| pg_err(e, "reading the replication slot");
+        let confirmed: Option<String> = slot.try_get(0).map_err(read)?;
+        let wal_status: Option<String> = slot.try_get(1).map_err(read)?;
+        if wal_status.as_deref() == Some("lost") {
+            return Err(gone(format!(
+                "the WAL that replication slot {} needs was removed (max_slot_wal_keep_size), so the changes since the checkpoint cannot be read",
+                self.slot
+            )));
+        }
+        let confirmed = confirmed.as_deref().and_then(pgoutput::parse_lsn);
+        if let Some(c) = confirmed.filter(|c| *c > from) {
+            return Err(gone(format!(
+                "replication slot {} has moved past the checkpoint (confirmed {}, checkpoint {}): changes between them would be missed",
+                self.slot,
+                pgoutput::format_lsn(c),
+                pgoutput::format_lsn(from)
+            )));
+        }
+        self.end_dead_run_writers(&c).await?;
+        // With the runner lock held, a session still reading the slot is the dead run's.
+        if self.end_slot_holder(&c).await? {
+            return Err(Error::new(
+                ErrorKind::Leftovers,
+                format!(
+                    "replication slot {} is still in use by a session of the dead run",
+                    self.slot
+                ),
+            )
+            .with_hint("wait a few seconds and run the same command again"));
+        }
+        drop(c);
+        let mut shadow = match self.inspect_table(&self.names.shadow).await {
+            Ok(t) => t,
+            Err(e) if e.kind == ErrorKind::TableMissing => {
+                return Err(gone(format!(
+                    "the checkpoint's shadow table {}.{} is gone",
+                    self.schema, self.names.shadow
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        // Keys deferred for the copy are the shadow's all the same.
+        for k in &shadow_state.unique_keys {
+            if !shadow.unique_keys.iter().any(|u| u.name == k.name) {
+                shadow.unique_keys.push(k.clone());
+            }
+        }
+        *self
+            .shadow
+            .lock()
+            .map_err(|_| Error::internal("engine state poisoned"))? = shadow_state;
+        self.resumed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(shadow)
     }
 }
 

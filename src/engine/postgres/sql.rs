@@ -165,30 +165,29 @@ impl Builder {
         format!("(SELECT * FROM unnest({}))", arrays.join(", "))
     }
 
-    /// The session's table of keys whose replay waits for the copy to finish.
-    pub fn park_create(&self) -> String {
+    /// The table of keys whose replay waits for the copy to finish (`park`: its quoted,
+    /// qualified name). A real table, not a session's temporary one: the keys outlive a
+    /// lost main session and a dead run (a resumed run replays them).
+    pub fn park_create(&self, park: &str) -> String {
         let cols: Vec<String> = self
             .key
             .iter()
             .enumerate()
             .map(|(i, k)| format!("k{i} {}", k.sql_type))
             .collect();
-        format!(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS {PARKED} ({})",
-            cols.join(", ")
-        )
+        format!("CREATE TABLE IF NOT EXISTS {park} ({})", cols.join(", "))
     }
 
     /// Park keys (one text array per key column, as for a flush).
-    pub fn park_insert(&self) -> String {
-        format!("INSERT INTO {PARKED} SELECT * FROM {} k", self.key_set())
+    pub fn park_insert(&self, park: &str) -> String {
+        format!("INSERT INTO {park} SELECT * FROM {} k", self.key_set())
     }
 
     /// Take up to `n` parked keys out, as text.
-    pub fn park_take(&self, n: usize) -> String {
+    pub fn park_take(&self, park: &str, n: usize) -> String {
         let cols: Vec<String> = (0..self.key.len()).map(|i| format!("k{i}::text")).collect();
         format!(
-            "DELETE FROM {PARKED} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {PARKED} LIMIT {n})) RETURNING {}",
+            "DELETE FROM {park} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {park} LIMIT {n})) RETURNING {}",
             cols.join(", ")
         )
     }
@@ -278,10 +277,65 @@ pub const STREAM_SESSION: &str = "SET logical_decoding_work_mem = '512MB'";
 /// `on`: never wait for a synchronous standby for the shadow's sake.
 pub const WRITER_SESSION: &str = "SET synchronous_commit = local";
 
-/// Keys whose replay waits until the copy is done: a temporary table of the main
-/// session, so it is never logged, never decoded, and gone with the session.
-pub const PARKED: &str = "pg_temp.godwit_parked";
-pub const DROP_PARKED: &str = "DROP TABLE IF EXISTS pg_temp.godwit_parked";
+// ---- the checkpoint table (docs/how-it-works.md, "Resume") -------------------------
+
+/// The checkpoint table's name, in the migrated table's schema.
+pub const CHECKPOINT_TABLE: &str = "_godwit_checkpoint";
+
+pub fn checkpoint_create(schema: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, state text NOT NULL, saved_at timestamptz NOT NULL DEFAULT clock_timestamp())",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
+pub fn checkpoint_comment(schema: &str) -> String {
+    format!(
+        "COMMENT ON TABLE {} IS 'godwit: checkpoints of running migrations'",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
+/// Parameters: table name. Returns the state.
+pub fn checkpoint_select(schema: &str) -> String {
+    format!(
+        "SELECT state FROM {} WHERE table_name = $1",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
+/// Parameters: table name, state. Sets only `state` and `saved_at` of an existing row
+/// (another column added later keeps its value).
+pub fn checkpoint_upsert(schema: &str) -> String {
+    format!(
+        "INSERT INTO {} (table_name, state, saved_at) VALUES ($1, $2, clock_timestamp()) \
+         ON CONFLICT (table_name) DO UPDATE SET state = EXCLUDED.state, saved_at = EXCLUDED.saved_at",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
+/// Parameters: table name.
+pub fn checkpoint_delete(schema: &str) -> String {
+    format!(
+        "DELETE FROM {} WHERE table_name = $1",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
+/// Keeps other runs from adding a row while the last one goes with the table.
+pub fn checkpoint_lock(schema: &str) -> String {
+    format!(
+        "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
+pub fn checkpoint_count(schema: &str) -> String {
+    format!(
+        "SELECT count(*) FROM {}",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
 
 /// Primary key and unique constraints of a table, dropped for the copy and added back
 /// after it (their index first, with its options, then `ADD CONSTRAINT … USING INDEX`:
@@ -533,6 +587,17 @@ pub const TABLES_LIKE: &str = "SELECT c.relname::text FROM pg_class c JOIN pg_na
 /// Parameters: slot. Returns active, active_pid.
 pub const SLOT_STATE: &str =
     "SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = $1";
+/// Parameters: slot. Returns the confirmed position and `wal_status` (`lost`: the WAL
+/// it needs is gone).
+pub const SLOT_RESUME: &str =
+    "SELECT confirmed_flush_lsn::text, wal_status FROM pg_replication_slots WHERE slot_name = $1";
+/// godwit's slots other than `$1` (any database), with the WAL each holds back (bytes).
+pub const OTHER_GODWIT_SLOTS: &str = "SELECT slot_name::text, COALESCE(database::text, ''), COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::int8 FROM pg_replication_slots WHERE slot_name LIKE '\\_godwit\\_slot\\_%' AND slot_name <> $1 ORDER BY 1";
+/// Parameters: two qualified names (text). Ends the other sessions that hold a lock on
+/// either relation; returns one row per session asked to end.
+pub const END_LOCK_HOLDERS: &str = "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.relation IN (to_regclass($1), to_regclass($2)) AND l.pid <> pg_backend_pid() GROUP BY l.pid";
+/// The second keys of the runner locks held now (see `RUNNER_LOCK`), as unsigned.
+pub const RUNNER_LOCKS_HELD: &str = "SELECT objid::text::int8 FROM pg_locks WHERE locktype = 'advisory' AND classid = 1735353463 AND objsubid = 2 AND granted";
 /// Parameters: publication.
 pub const PUBLICATION_EXISTS: &str =
     "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)";
@@ -654,12 +719,14 @@ mod tests {
     #[test]
     fn parked_keys_keep_their_types() {
         let b = builder(&["a", "b"]);
-        assert!(b.park_create().ends_with("(k0 bigint, k1 bigint)"));
         assert!(b
-            .park_insert()
+            .park_create("p")
+            .ends_with("EXISTS p (k0 bigint, k1 bigint)"));
+        assert!(b
+            .park_insert("p")
             .contains("unnest($1::text[]::bigint[], $2::text[]::bigint[])"));
         assert!(b
-            .park_take(10)
+            .park_take("p", 10)
             .ends_with("LIMIT 10)) RETURNING k0::text, k1::text"));
     }
 

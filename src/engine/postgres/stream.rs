@@ -23,8 +23,6 @@ use tokio_postgres::Client;
 
 /// New changes asked for per peek (whole transactions are always returned).
 const BATCH: usize = 20_000;
-/// Advance an idle slot once it is this many bytes of WAL behind.
-const IDLE_ADVANCE: u64 = 1 << 20;
 const POLL_PAUSE: Duration = Duration::from_millis(25);
 /// Ask for a new decoding restart point after this much WAL (see [`RestartPoints`]).
 const RESTART_POINT_EVERY: u64 = 32 << 20;
@@ -392,11 +390,8 @@ impl PgStream {
             if lag.is_none() {
                 lag = Some(Duration::ZERO);
             }
-            // Nothing delivered is waiting for its flush: move the slot on now, or every
-            // peek would decode again all the WAL written since (the copy's own writes).
-            if keys.is_empty() && self.pending.is_empty() && pos > self.acked + IDLE_ADVANCE {
-                self.advance(pos).await?;
-            }
+            // The slot moves only when the core acknowledges (never past the position of
+            // its last checkpoint: a resumed run reads again from there), not on its own.
         }
         Ok((
             StreamBatch {

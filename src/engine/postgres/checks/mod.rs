@@ -41,7 +41,12 @@ fn preflight_checks<'a>() -> Vec<Box<dyn Check<CheckCtx<'a>>>> {
 
 pub async fn run(scope: Scope, cx: &mut CheckCtx<'_>) -> Result<()> {
     let checks = match scope {
-        Scope::Preflight | Scope::Resume => preflight_checks(),
+        Scope::Preflight => preflight_checks(),
+        // A resumed run takes over the dead run's slot and objects.
+        Scope::Resume => preflight_checks()
+            .into_iter()
+            .filter(|c| !matches!(c.name(), "free replication slot" | "leftovers"))
+            .collect(),
     };
     crate::engine::check::run_all(checks, cx).await
 }
