@@ -303,12 +303,14 @@ impl<'a> Migration<'a> {
                 None => cp.stage = Stage::Copied,
             }
         }
-        self.created = true;
         let copying = cp.stage == Stage::Copy;
+        // Refused (exit 37: the stream or the shadow is gone): the checkpoint and what it
+        // kept stay as they are, for --restart to discard.
         let shadow = self
             .engine
             .resume(&orig, &cp.engine, &cp.position, copying)
             .await?;
+        self.created = true;
         self.rows_copied = cp.rows_copied;
         self.keys_replayed = cp.keys_replayed;
         self.copied_upto = cp.copied_upto.clone();
