@@ -647,3 +647,35 @@ async fn a_slot_that_cannot_resume_is_refused_postgres() {
     }
     db.drop_db().await;
 }
+
+/// Killed right after the swap, before its cleanup: the rerun sees the tables swapped,
+/// only finishes the cleanup (the old table, and on PostgreSQL the dead run's slot,
+/// publication and park table) and says `done`.
+async fn killed_after_the_swap(engine: Engine) {
+    let db = Db::new(engine, "resume_swapped").await;
+    let writer = MirrorWriter::start(&db, 11).await;
+    let mut live = LiveRun::start(&args(&db, &["--debug-after-swap-hold-millis", "5000"]), &[]);
+    live.wait_for(120, |e| e["event"] == "state" && e["state"] == "cleanup")
+        .await;
+    kill9(&live);
+    let _ = live.finish().await;
+    assert!(checkpoint(&db).await.is_some(), "no checkpoint left");
+    let rerun = LiveRun::start(&args(&db, &[]), &[]).finish().await;
+    writer.stop().await;
+    let r = rerun
+        .event("resume")
+        .unwrap_or_else(|| panic!("no resume event:\n{}\n{}", rerun.stdout, rerun.stderr));
+    assert_eq!(r["swapped"], true, "{r}");
+    assert_done(&db, &rerun).await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_the_swap_mariadb() {
+    killed_after_the_swap(Engine::Maria).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_the_swap_postgres() {
+    killed_after_the_swap(Engine::Postgres).await;
+}
