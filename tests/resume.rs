@@ -539,3 +539,143 @@ async fn an_old_slot_holding_wal_is_warned_about_postgres() {
     );
     db.drop_db().await;
 }
+
+/// Kill a PostgreSQL run during the copy (once its checkpoint shows rows copied).
+async fn killed_pg_run(db: &Db) {
+    let live = LiveRun::start(&args(db, &["--max-rows-per-second", "600"]), &[]);
+    let mut waited = 0;
+    while checkpoint_rows(db).await.unwrap_or(0) < 300 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += 1;
+        assert!(waited < 1000, "no checkpoint");
+    }
+    kill9(&live);
+    let _ = live.finish().await;
+}
+
+/// What a killed PostgreSQL run leaves is shown by `godwit status` and `godwit cleanup`;
+/// a slot that was dropped, or advanced past the checkpoint, cannot be resumed: exit 37
+/// saying why, nothing touched, and `--restart` starts over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slot_that_cannot_resume_is_refused_postgres() {
+    let db = Db::new(Engine::Postgres, "resume_slot_gone").await;
+    let want = db.rows(WRITER_IDS).await;
+    for damage in ["dropped", "advanced"] {
+        killed_pg_run(&db).await;
+        let st = support::godwit(
+            &[
+                "status",
+                "--url",
+                db.url(),
+                "--table",
+                "orders",
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .await;
+        st.expect_ok();
+        let cp = &st.event("checkpoint").expect("checkpoint event")["checkpoint"];
+        assert_eq!(cp["stage"], "copy", "{cp}");
+        assert!(cp["position"].as_u64().is_some(), "an LSN: {cp}");
+        let listed =
+            support::godwit(&["cleanup", "--url", db.url(), "--table", "orders"], &[]).await;
+        listed.expect_ok();
+        for what in [
+            "_godwit_new_orders",
+            "_godwit_park_orders",
+            "replication slot _godwit_slot_orders_",
+            "publication _godwit_pub_orders_",
+            "_godwit_checkpoint",
+        ] {
+            assert!(listed.stdout.contains(what), "{what}: {}", listed.stdout);
+        }
+        let slot = db
+            .strings("SELECT slot_name::text FROM pg_replication_slots WHERE database = current_database()")
+            .await;
+        assert_eq!(slot.len(), 1, "{slot:?}");
+        let slot = &slot[0];
+        // Wait until the dead run's sessions are gone (the slot is free).
+        for _ in 0..200 {
+            let active = db
+                .strings(&format!(
+                    "SELECT active::text FROM pg_replication_slots WHERE slot_name = '{slot}'"
+                ))
+                .await;
+            if active == ["false"] {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        db.exec("INSERT INTO victim VALUES (4)").await;
+        let why = match damage {
+            "dropped" => {
+                db.exec(&format!("SELECT pg_drop_replication_slot('{slot}')"))
+                    .await;
+                "is gone"
+            }
+            _ => {
+                db.exec(&format!(
+                    "SELECT pg_replication_slot_advance('{slot}', pg_current_wal_lsn())"
+                ))
+                .await;
+                "moved past the checkpoint"
+            }
+        };
+        let before = db.leftovers().await;
+        let r = support::godwit(&args(&db, &[]), &[]).await;
+        assert_eq!(r.code, 37, "{damage}: {}\n{}", r.stdout, r.stderr);
+        let err = r.event("error").expect("error event");
+        let msg = err["message"].as_str().unwrap();
+        assert!(msg.contains(slot) && msg.contains(why), "{damage}: {msg}");
+        assert!(err["hint"].as_str().unwrap().contains("--restart"), "{err}");
+        assert_eq!(db.leftovers().await, before, "{damage}: touched");
+        assert!(
+            checkpoint(&db).await.is_some(),
+            "{damage}: checkpoint touched"
+        );
+        let r = support::godwit(&args(&db, &["--restart"]), &[]).await;
+        r.expect_ok();
+        assert!(r.event("resume").is_none());
+        assert_eq!(db.rows(WRITER_IDS).await, want);
+        let left = db.leftovers().await;
+        assert!(left.is_empty(), "left behind: {left:?}");
+        // Back to the original schema for the next round.
+        db.exec("ALTER TABLE orders DROP COLUMN extra").await;
+        db.exec("DELETE FROM victim WHERE id = 4").await;
+    }
+    db.drop_db().await;
+}
+
+/// Killed right after the swap, before its cleanup: the rerun sees the tables swapped,
+/// only finishes the cleanup (the old table, and on PostgreSQL the dead run's slot,
+/// publication and park table) and says `done`.
+async fn killed_after_the_swap(engine: Engine) {
+    let db = Db::new(engine, "resume_swapped").await;
+    let writer = MirrorWriter::start(&db, 11).await;
+    let mut live = LiveRun::start(&args(&db, &["--debug-after-swap-hold-millis", "5000"]), &[]);
+    live.wait_for(120, |e| e["event"] == "state" && e["state"] == "cleanup")
+        .await;
+    kill9(&live);
+    let _ = live.finish().await;
+    assert!(checkpoint(&db).await.is_some(), "no checkpoint left");
+    let rerun = LiveRun::start(&args(&db, &[]), &[]).finish().await;
+    writer.stop().await;
+    let r = rerun
+        .event("resume")
+        .unwrap_or_else(|| panic!("no resume event:\n{}\n{}", rerun.stdout, rerun.stderr));
+    assert_eq!(r["swapped"], true, "{r}");
+    assert_done(&db, &rerun).await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_the_swap_mariadb() {
+    killed_after_the_swap(Engine::Maria).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_the_swap_postgres() {
+    killed_after_the_swap(Engine::Postgres).await;
+}

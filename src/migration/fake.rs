@@ -1226,6 +1226,18 @@ impl ChangeStream for FakeStream {
         if p > read {
             w.violation(format!("ack({p}) past what was read ({read})"));
         }
+        // A resumable run reads again from its checkpoint: the stream must keep what
+        // follows it (a PostgreSQL slot is never advanced past it).
+        if w.resumable {
+            let saved = w
+                .checkpoint
+                .as_deref()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+                .and_then(|v| v["position"].as_u64());
+            if saved.is_none_or(|s| p > s) {
+                w.violation(format!("ack({p}) past the saved checkpoint ({saved:?})"));
+            }
+        }
         // Every change up to `p` must be in the shadow by now: an acknowledged change is
         // never delivered again.
         for pos in w.stream.acked..p {

@@ -43,10 +43,13 @@ pub async fn run(scope: Scope, cx: &mut CheckCtx<'_>) -> Result<()> {
     let checks = match scope {
         Scope::Preflight => preflight_checks(),
         // A resumed run takes over the dead run's slot and objects.
-        Scope::Resume => preflight_checks()
-            .into_iter()
-            .filter(|c| !matches!(c.name(), "free replication slot" | "leftovers"))
-            .collect(),
+        Scope::Resume => {
+            let skip = [slots::FreeSlot.name(), leftovers::Leftovers.name()];
+            preflight_checks()
+                .into_iter()
+                .filter(|c| !skip.contains(&c.name()))
+                .collect()
+        }
     };
     crate::engine::check::run_all(checks, cx).await
 }
