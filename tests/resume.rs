@@ -143,7 +143,12 @@ async fn killed_during_copy(engine: Engine, at: u64) {
         assert!(waited < 1000, "no checkpoint with {at} rows");
     }
     kill9(&live);
-    let _ = live.finish().await;
+    let first_run = live.finish().await;
+    // The checkpoint was reported (`checkpoint` event) with the stage it saved.
+    let said = first_run
+        .event("checkpoint")
+        .unwrap_or_else(|| panic!("no checkpoint event:\n{}", first_run.stdout));
+    assert_eq!(said["stage"], "copy", "{said}");
     let rerun = LiveRun::start(&args(&db, &[]), &[]).finish().await;
     writer.stop().await;
     let r = rerun

@@ -119,6 +119,8 @@ pub struct Migration<'a> {
     save_failed: bool,
     /// When the runner lock was last checked (`keep_table`).
     last_lock_check: Option<Instant>,
+    /// The stage and time of the last `checkpoint` event.
+    last_said: Option<(Stage, Instant)>,
     /// The runner lock went to another run (ours was lost with its session).
     table_lost: bool,
     /// Opens the engine of the reverse direction (the revert window).
@@ -138,6 +140,8 @@ pub struct Migration<'a> {
 
 /// Save the checkpoint at least this often outside the copy (which saves per chunk).
 const SAVE_INTERVAL: Duration = Duration::from_secs(2);
+/// Report a saved checkpoint (`checkpoint` event) at most this often within one stage.
+const CHECKPOINT_EVENT_INTERVAL: Duration = Duration::from_secs(10);
 
 impl<'a> Migration<'a> {
     pub fn new(
@@ -173,6 +177,7 @@ impl<'a> Migration<'a> {
             last_save: None,
             save_failed: false,
             last_lock_check: None,
+            last_said: None,
             table_lost: false,
             reverse: None,
             window: None,
@@ -778,6 +783,22 @@ impl<'a> Migration<'a> {
         };
         match self.engine.save_checkpoint(&text).await {
             Ok(()) => {
+                // Said as a `checkpoint` event when the stage changes and at most every
+                // 10 s otherwise (saves happen after every chunk).
+                let due = self.last_said.as_ref().is_none_or(|(stage, at)| {
+                    *stage != cp.stage || at.elapsed() >= CHECKPOINT_EVENT_INTERVAL
+                });
+                if due {
+                    self.last_said = Some((cp.stage, Instant::now()));
+                    self.rep.emit(
+                        "checkpoint",
+                        serde_json::json!({
+                            "stage": cp.stage, "position": cp.position,
+                            "copied_upto": cp.copied_upto, "rows_copied": cp.rows_copied,
+                            "keys_replayed": cp.keys_replayed,
+                        }),
+                    );
+                }
                 self.saved = Some(cp.position);
                 self.unsaved = false;
             }
