@@ -202,7 +202,7 @@ pub fn key_type_supported(c: &Column) -> bool {
 pub const INDEXES: &str = "SELECT ic.relname::text, i.indisunique, i.indisprimary, \
     regexp_replace(pg_get_indexdef(i.indexrelid), '^.* USING ', ''), \
     EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid), \
-    pg_get_indexdef(i.indexrelid), obj_description(i.indexrelid, 'pg_class') \
+    pg_get_indexdef(i.indexrelid), obj_description(i.indexrelid, 'pg_class'), i.indisclustered \
     FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
     WHERE i.indrelid = $1::text::regclass ORDER BY ic.oid";
 
@@ -216,6 +216,8 @@ pub struct IndexDef {
     pub constraint: bool,
     pub full: String,
     pub comment: Option<String>,
+    /// Marked by `CLUSTER ON` (the index a plain `CLUSTER` uses).
+    pub clustered: bool,
 }
 
 /// `table` is a quoted, qualified name.
@@ -231,6 +233,7 @@ pub async fn indexes(c: &Client, table: &str) -> Result<Vec<IndexDef>> {
             constraint: r.try_get(4).map_err(read)?,
             full: r.try_get(5).map_err(read)?,
             comment: r.try_get(6).map_err(read)?,
+            clustered: r.try_get(7).map_err(read)?,
         });
     }
     Ok(out)
@@ -269,6 +272,7 @@ mod tests {
             constraint: unique,
             full: String::new(),
             comment: None,
+            clustered: false,
         }
     }
 

@@ -391,6 +391,18 @@ impl PgEngine {
         let orig_idx = inspect::indexes(c, &orig).await?;
         let shadow_idx = inspect::indexes(c, &shadow).await?;
         state.index_map = inspect::match_indexes(&orig_idx, &shadow_idx);
+        // LIKE does not copy the CLUSTER ON mark: the shadow's twin of the original's
+        // clustered index gets it (before the ALTER, which may change it).
+        if let Some(o) = orig_idx.iter().find(|i| i.clustered) {
+            if let Some((_, twin)) = state.index_map.iter().find(|(from, _)| *from == o.name) {
+                batch(
+                    c,
+                    &sql::cluster_on(&shadow, twin),
+                    "copying the clustered index mark",
+                )
+                .await?;
+            }
+        }
         let (rest, triggers) = alter::split_trigger_clauses(&alter.clauses)?;
         self.check_trigger_clauses(c, &orig, &triggers).await?;
         state.trigger_changes = triggers;
@@ -460,6 +472,10 @@ impl PgEngine {
                 def.full.clone(),
                 sql::add_constraint_using_index(&shadow, &name, &kind, &index, &deferrable),
             ];
+            if def.clustered {
+                // The index now has the constraint's name.
+                build.push(sql::cluster_on(&shadow, &name));
+            }
             if let Some(text) = comment {
                 build.push(
                     c.query_one(sql::FORMAT_CONSTRAINT_COMMENT, &[&name, &shadow, &text])
@@ -481,6 +497,9 @@ impl PgEngine {
         }
         for idx in indexes.iter().filter(|i| !i.constraint) {
             let mut build = vec![idx.full.clone()];
+            if idx.clustered {
+                build.push(sql::cluster_on(&shadow, &idx.name));
+            }
             if let Some(text) = &idx.comment {
                 build.push(self.index_comment(c, &idx.name, text).await?);
             }

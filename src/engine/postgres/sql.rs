@@ -489,6 +489,11 @@ pub fn owner_to(table: &str, owner: &str) -> String {
     format!("ALTER TABLE {table} OWNER TO {}", quote(owner))
 }
 
+/// Mark `index` as the one `CLUSTER` uses (`table` quoted and qualified).
+pub fn cluster_on(table: &str, index: &str) -> String {
+    format!("ALTER TABLE {table} CLUSTER ON {}", quote(index))
+}
+
 pub fn trigger_state(table: &str, trigger: &str, state: char) -> Option<String> {
     let what = match state {
         'D' => "DISABLE TRIGGER",
