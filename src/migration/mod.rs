@@ -511,6 +511,12 @@ impl<'a> Migration<'a> {
             .await?;
         self.copy(copier.as_mut()).await?;
         drop(copier);
+        // Every change made during the copy goes to the replay before the engine's
+        // after-copy steps: a row copied and moved ahead since is in the shadow twice
+        // until its key is replayed, and a UNIQUE index built before that would refuse
+        // it (docs/architecture.md, "Key-based replay and its races", 8).
+        self.catch_up_to_server().await?;
+        self.flush().await?;
         self.after_copy(orig, mapping).await?;
         self.stage = Stage::Copied;
         self.save_checkpoint(true).await;

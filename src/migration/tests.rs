@@ -322,9 +322,15 @@ async fn a_key_changed_many_times_is_flushed_once_per_round() {
         .filter(|c| matches!(c, Call::Flush(_)))
         .collect();
     assert_eq!(flushes, vec![&Call::Flush(vec![7, 8, 9])]);
-    // Replayed in the catch-up, before the cut-over reads the server's position.
+    // Replayed in the catch-up, before the cut-over reads the server's position (the
+    // first read of it after the engine's after-copy steps: the one before them is the
+    // copy's end, see race 8).
     let flush = w.first(|c| matches!(c, Call::Flush(_))).unwrap();
-    assert!(flush < w.first(|c| *c == Call::CurrentPosition).unwrap());
+    let after_copy = w.first(|c| *c == Call::AfterCopy).unwrap();
+    let cut_over_read = (after_copy..w.calls.len())
+        .find(|&i| w.calls[i] == Call::CurrentPosition)
+        .unwrap();
+    assert!(after_copy < flush && flush < cut_over_read);
     assert_eq!(d.keys_replayed, 3);
     assert!(!w.shadow.as_ref().unwrap().contains_key(&9));
 }
