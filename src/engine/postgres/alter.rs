@@ -212,6 +212,27 @@ pub fn trigger_state_after(name: &str, state: char, changes: &[TriggerChange]) -
     })
 }
 
+/// Constraints the ALTER validates (`VALIDATE CONSTRAINT name`): they must hold for
+/// every row, so the shadow keeps them for the copy.
+pub fn validated_constraints(clauses_text: &str) -> Result<Vec<String>> {
+    let toks = tokens(clauses_text)?;
+    Ok(clauses(&toks)
+        .into_iter()
+        .filter_map(|c| {
+            let sig: Vec<&Token> = c
+                .iter()
+                .filter(|t| !matches!(t, Token::Whitespace(_)))
+                .collect();
+            match sig.as_slice() {
+                [v, k, name] if is_kw(v, Keyword::VALIDATE) && is_kw(k, Keyword::CONSTRAINT) => {
+                    ident(name)
+                }
+                _ => None,
+            }
+        })
+        .collect())
+}
+
 /// True when a clause sets the table's replica identity (`REPLICA IDENTITY …`): the
 /// shadow then has the ALTER's, and the cut-over must not carry the original's over it.
 pub fn sets_replica_identity(clauses_text: &str) -> Result<bool> {
@@ -304,6 +325,17 @@ mod tests {
             ("", TriggerTarget::All)
         );
         assert!(split_trigger_clauses("DISABLE TRIGGER a b").is_err());
+    }
+
+    #[test]
+    fn validated_constraints_are_found() {
+        assert_eq!(
+            validated_constraints(
+                "validate constraint \"C1\", ADD COLUMN validate int, VALIDATE CONSTRAINT c2"
+            )
+            .unwrap(),
+            vec!["C1".to_string(), "c2".to_string()]
+        );
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct CutOverSetup {
     pub replica_identity_set: bool,
     /// The ALTER's ENABLE/DISABLE TRIGGER clauses.
     pub trigger_changes: Vec<super::alter::TriggerChange>,
+    /// NOT VALID constraints kept off the shadow: (name, definition).
+    pub not_valid: Vec<(String, String)>,
     pub timeout: Duration,
     pub hold: Option<Duration>,
 }
@@ -388,6 +390,14 @@ impl PgCutOver {
         }
         for name in &s.fks_to_validate {
             validate.push((new.clone(), name.clone()));
+        }
+        for (name, def) in &s.not_valid {
+            batch(
+                l,
+                &sql::add_constraint_not_valid(&new, name, def),
+                "adding a NOT VALID constraint",
+            )
+            .await?;
         }
 
         // 4. Views, triggers, grants, owner, comment, security, identity, publications.

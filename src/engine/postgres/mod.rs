@@ -106,6 +106,10 @@ struct ShadowState {
     /// of the triggers carried over.
     #[serde(default)]
     trigger_changes: Vec<alter::TriggerChange>,
+    /// NOT VALID CHECK and FOREIGN KEY constraints (name, definition): kept off the
+    /// shadow (old rows need not satisfy them) and added NOT VALID at the cut-over.
+    #[serde(default)]
+    not_valid: Vec<(String, String)>,
     /// The shadow's unique keys as created (a resumed run finds some of them deferred).
     #[serde(default)]
     unique_keys: Vec<crate::schema::UniqueKey>,
@@ -430,6 +434,34 @@ impl PgEngine {
             .with_hint(
                 "fix the --alter text; it was tried on an empty copy, nothing else changed",
             ));
+        }
+        // A NOT VALID constraint holds for new rows only: the copy's rows are old rows,
+        // so the shadow goes without it, and the new table gets it NOT VALID at the
+        // cut-over, as the native ALTER leaves it (unless the ALTER validates it).
+        let validated = alter::validated_constraints(&alter.clauses)?;
+        for r in c
+            .query(sql::NOT_VALID_CONSTRAINTS, &[&shadow, &orig])
+            .await
+            .map_err(|e| pg_err(e, "reading NOT VALID constraints"))?
+        {
+            let name: String = r.get(0);
+            if state.fks_to_validate.contains(&name) || validated.contains(&name) {
+                continue;
+            }
+            let def: String = r.get(1);
+            let def = def
+                .trim_end()
+                .strip_suffix("NOT VALID")
+                .unwrap_or(&def)
+                .trim_end()
+                .to_string();
+            batch(
+                c,
+                &sql::drop_constraint(&shadow, &name),
+                "keeping a NOT VALID constraint off the shadow",
+            )
+            .await?;
+            state.not_valid.push((name, def));
         }
         state.using = alter::using_expressions(&alter.clauses)?;
         state.identity_set = alter::identity_set(&alter.clauses)?;
@@ -1540,6 +1572,7 @@ impl Engine for PgEngine {
             identity_set: state.identity_set,
             replica_identity_set: state.replica_identity_set,
             trigger_changes: state.trigger_changes,
+            not_valid: state.not_valid,
             timeout,
             hold,
         })

@@ -464,6 +464,14 @@ pub fn drop_constraint(table: &str, name: &str) -> String {
 }
 
 /// `def` comes from `pg_get_constraintdef` (captured with a fully qualifying search_path).
+/// CHECK and FOREIGN KEY constraints of the shadow (`$1`) that are not validated, or
+/// whose namesake CHECK on the original (`$2`) is not (`LIKE` copies those as valid):
+/// (name, definition). Both names quoted and qualified.
+pub const NOT_VALID_CONSTRAINTS: &str = "SELECT s.conname::text, pg_get_constraintdef(s.oid) FROM pg_constraint s \
+    WHERE s.conrelid = $1::text::regclass AND s.contype IN ('c', 'f') AND (NOT s.convalidated \
+    OR EXISTS (SELECT 1 FROM pg_constraint o WHERE o.conrelid = $2::text::regclass AND o.conname = s.conname \
+    AND o.contype = 'c' AND NOT o.convalidated)) ORDER BY 1";
+
 pub fn add_constraint_not_valid(table: &str, name: &str, def: &str) -> String {
     format!(
         "ALTER TABLE {table} ADD CONSTRAINT {} {def} NOT VALID",
