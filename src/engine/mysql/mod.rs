@@ -356,6 +356,17 @@ impl MysqlEngine {
         .with_fills(&fills))
     }
 
+    /// A connection for attempt `attempts` (0-based) of a statement retried after a lost
+    /// connection: the pool's first, then a new one (the pool may still hold the lost one).
+    async fn conn_for_attempt(&self, attempts: u32, what: &str) -> Result<Conn> {
+        match attempts {
+            0 => self.conn().await,
+            _ => Conn::new(self.opts.clone())
+                .await
+                .map_err(|e| conn_err(e, &format!("opening a connection for {what}"))),
+        }
+    }
+
     /// Read the shadow's implicit defaults (see `implicit_defaults`): a native ALTER that
     /// adds `c INT NOT NULL` gives existing rows 0, where the copy's INSERT, which leaves
     /// `c` out, is refused ("Field 'c' doesn't have a default value"). The server says
@@ -1050,12 +1061,9 @@ impl Engine for MysqlEngine {
         let mut outage = policy.outage("of the index build");
         loop {
             let r = async {
-                let mut c = match outage.attempts() {
-                    0 => self.conn().await?,
-                    _ => Conn::new(self.opts.clone())
-                        .await
-                        .map_err(|e| conn_err(e, "opening a connection for the index build"))?,
-                };
+                let mut c = self
+                    .conn_for_attempt(outage.attempts(), "the index build")
+                    .await?;
                 let shadow = qualified(&self.db, &self.names.shadow);
                 let missing: Vec<&String> = if outage.attempts() == 0 {
                     defs.iter().collect()
@@ -1145,13 +1153,9 @@ impl Engine for MysqlEngine {
         let mut outage = policy.outage("of the replay");
         loop {
             let r = async {
-                // A new connection after a loss: the pool may still hold the lost one.
-                let mut c = match outage.attempts() {
-                    0 => self.conn().await?,
-                    _ => Conn::new(self.opts.clone())
-                        .await
-                        .map_err(|e| conn_err(e, "opening a connection for the replay"))?,
-                };
+                let mut c = self
+                    .conn_for_attempt(outage.attempts(), "the replay")
+                    .await?;
                 flush_keys(&mut c, &b, keys, true, false).await
             }
             .await;
