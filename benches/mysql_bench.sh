@@ -4,8 +4,8 @@
 #
 #   benches/mysql_bench.sh [ROWS]        (default 2000000)
 #
-# Starts a private MariaDB on a free loopback port (2G buffer pool, like
-# /work/shared/reference/measurements.md), builds godwit in release mode, and prints
+# Starts a private MariaDB on a free loopback port (2G buffer pool, so both tables stay
+# in memory), builds godwit in release mode, and prints
 # native seconds, godwit seconds, the ratio godwit/native and godwit's peak RSS.
 # godwit's JSON events are kept in $BENCH_OUT (default /tmp/godwit-bench-<ROWS>.jsonl)
 # for a look at chunk sizes and rates (summarised by benches/events.py, which also gives
