@@ -237,7 +237,12 @@ impl PgCutOver {
         )
         .await?;
         for (i, idx) in orig_idx.iter().enumerate() {
-            let tmp = format!("{PREFIX}i{stamp}_{i}");
+            // Index names are per schema: the table's hash keeps two tables swapped in
+            // the same second apart.
+            let tmp = format!(
+                "{PREFIX}i{stamp}_{:08x}_{i}",
+                crate::engine::fnv32(s.orig.bytes())
+            );
             batch(
                 l,
                 &sql::rename_index(sch, &idx.name, &tmp),
