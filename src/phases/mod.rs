@@ -27,7 +27,7 @@ use crate::throttle::Throttle;
 use catalog::TableInfo;
 use db::Db;
 use file::MigrationFile;
-use ops::{Cx, Probe, Stmt};
+use ops::{Cx, Probe, Stmt, StmtKind};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -431,9 +431,10 @@ fn backfill_plan(db: &Db, f: &MigrationFile, batch: u64) -> Vec<Stmt> {
     backfills(db, f)
         .into_iter()
         .map(|(_, _, sql)| {
-            Stmt::new(format!(
-                "-- in batches of {batch} rows by primary key:\n{sql}"
-            ))
+            Stmt::new(
+                StmtKind::Comment,
+                format!("-- in batches of {batch} rows by primary key:\n{sql}"),
+            )
         })
         .collect()
 }
@@ -658,7 +659,12 @@ async fn run_phase(
         let mut shown: Vec<Stmt> = probes
             .iter()
             .flat_map(|(_, ps)| ps)
-            .map(|p| Stmt::new(format!("-- check first, changing nothing: {}", p.sql)))
+            .map(|p| {
+                Stmt::new(
+                    StmtKind::Comment,
+                    format!("-- check first, changing nothing: {}", p.sql),
+                )
+            })
             .collect();
         shown.extend(stmts);
         print_plan(rep, opts.format, f, phase, &shown);

@@ -261,7 +261,7 @@ impl Planner<'_> {
                 None => None,
             };
             for s in stmts {
-                let c = engine.classify_statement(&s.sql, facts.as_ref(), &mut cx);
+                let c = engine.classify_statement(&s, facts.as_ref(), &mut cx);
                 let rows = facts.as_ref().map(|f| f.row_estimate);
                 let estimated_seconds = facts.as_ref().map(|f| {
                     let (read, write) = rates(f);
