@@ -2,6 +2,7 @@
 //! dialect), the catalog queries, and the phase commands' connection ([`MysqlPhaseDb`]).
 
 use super::conn_err as driver_err;
+use super::session::{self, SessionKind};
 use super::sql::{qualified, quote};
 use crate::error::{Error, ErrorKind, Result};
 use crate::phases::catalog::{CatalogSql, ColumnInfo, Grant, TableInfo};
@@ -599,38 +600,8 @@ pub struct MysqlPhases;
 #[async_trait]
 impl PhaseConnector for MysqlPhases {
     async fn connect(&self, target: &Target, lock_timeout: Duration) -> Result<Db> {
-        let secs = lock_timeout.as_secs().max(1);
-        let opts = mysql_async::OptsBuilder::default()
-            .ip_or_hostname(target.host.clone())
-            .tcp_port(target.port)
-            .user(Some(target.user.clone()))
-            .pass(target.password().map(str::to_string))
-            .db_name(Some(target.database.clone()))
-            .prefer_socket(false)
-            .setup(vec![
-                "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'".to_string(),
-                // Backfill batches take record locks only (no gap locks), and
-                // semi-consistent reads skip the application's uncommitted rows
-                // instead of waiting on them: no deadlock with its inserts.
-                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_string(),
-                format!("SET SESSION lock_wait_timeout = {secs}"),
-                format!("SET SESSION innodb_lock_wait_timeout = {secs}"),
-            ]);
-        let mut conn = tokio::time::timeout(Duration::from_secs(15), mysql_async::Conn::new(opts))
-            .await
-            .map_err(|_| {
-                Error::new(
-                    ErrorKind::Unreachable,
-                    format!("no answer from {target} within 15 s"),
-                )
-            })?
-            .map_err(|e| {
-                let e = conn_err(e, &format!("connecting to {target}"));
-                Error {
-                    message: target.scrub(&e.message),
-                    ..e
-                }
-            })?;
+        let opts = session::options(target, SessionKind::Phases { lock_timeout });
+        let mut conn = session::connect(target, opts).await?;
         let version: String = conn
             .query_first("SELECT VERSION()")
             .await
