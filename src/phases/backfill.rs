@@ -82,7 +82,7 @@ pub async fn run(
             .await?
             .into_iter()
             .next()
-            .map(|r| r.into_iter().map(Option::unwrap_or_default).collect());
+            .map(|r| r.texts());
         let upd = db
             .dialect()
             .backfill_update(&job.backfill, &key, after.is_some(), end.is_some());

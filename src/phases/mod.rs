@@ -248,11 +248,11 @@ async fn run_guards(
             .await?
             .into_iter()
             .next()
-            .and_then(|r| r.into_iter().next().flatten())
+            .and_then(|r| r.opt(0))
             .unwrap_or_else(|| "?".into());
         let show =
             |(l, v): (&String, &Option<String>)| format!("{l}={}", v.as_deref().unwrap_or("NULL"));
-        let pairs: Vec<(&String, &Option<String>)> = g.labels.iter().zip(&row).collect();
+        let pairs: Vec<(&String, &Option<String>)> = g.labels.iter().zip(&row.0).collect();
         let (key, rest) = pairs.split_at(g.key_len.min(pairs.len()));
         let mut example = key.iter().copied().map(show).collect::<Vec<_>>().join(", ");
         if !rest.is_empty() {

@@ -105,18 +105,15 @@ pub async fn read_all(db: &mut Db) -> Result<Vec<Row>> {
     let rows = db.query(&sql, &[]).await?;
     Ok(rows
         .into_iter()
-        .map(|r| {
-            let g = |i: usize| r.get(i).cloned().flatten();
-            Row {
-                id: g(0).unwrap_or_default(),
-                checksum: g(1).unwrap_or_default(),
-                phase: PhaseState::parse(&g(2).unwrap_or_default()),
-                backfill_op: g(3).and_then(|s| s.parse().ok()).unwrap_or(0),
-                backfill_after: g(4),
-                rows_backfilled: g(5).and_then(|s| s.parse().ok()).unwrap_or(0),
-                applied_by: g(6),
-                updated_at: g(7),
-            }
+        .map(|r| Row {
+            id: r.text(0),
+            checksum: r.text(1),
+            phase: PhaseState::parse(&r.text(2)),
+            backfill_op: r.int(3).unwrap_or(0),
+            backfill_after: r.opt(4),
+            rows_backfilled: r.int(5).unwrap_or(0),
+            applied_by: r.opt(6),
+            updated_at: r.opt(7),
         })
         .collect())
 }

@@ -6,7 +6,7 @@ use super::session::{self, SessionKind};
 use super::sql::{qualified, quote};
 use crate::error::{Error, ErrorKind, Result};
 use crate::phases::catalog::{CatalogSql, ColumnInfo, Grant, TableInfo};
-use crate::phases::db::{relabel, short, Db, Param, PhaseConnector, PhaseDb, Rows};
+use crate::phases::db::{relabel, short, Db, Param, PhaseConnector, PhaseDb, Rows, TextRow};
 use crate::phases::dialect::Dialect;
 use crate::phases::ops::{
     mentions, AddForeignKey, Chain, Cond, Filter, Stmt, StmtKind, Trigger, Val,
@@ -651,7 +651,7 @@ impl PhaseDb for MysqlPhaseDb {
             .map_err(|e| conn_err(e, &short(sql)))?;
         Ok(rows
             .into_iter()
-            .map(|r| r.unwrap().into_iter().map(my_text).collect())
+            .map(|r| TextRow(r.unwrap().into_iter().map(my_text).collect()))
             .collect())
     }
 

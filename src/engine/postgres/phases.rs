@@ -5,7 +5,7 @@ use super::conn::{connect as pg_connect, pg_err as driver_err};
 use super::sql::{qualified, quote};
 use crate::error::{Error, Result};
 use crate::phases::catalog::{CatalogSql, ColumnInfo, Grant, TableInfo};
-use crate::phases::db::{relabel, short, Db, Param, PhaseConnector, PhaseDb, Rows};
+use crate::phases::db::{relabel, short, Db, Param, PhaseConnector, PhaseDb, Rows, TextRow};
 use crate::phases::dialect::Dialect;
 use crate::phases::ops::{AddForeignKey, Chain, Cond, Filter, Stmt, StmtKind, Trigger, Val};
 use crate::target::Target;
@@ -677,6 +677,7 @@ impl PhaseDb for PgPhaseDb {
                 (0..r.len())
                     .map(|i| r.try_get::<_, Option<String>>(i))
                     .collect::<std::result::Result<Vec<_>, _>>()
+                    .map(TextRow)
                     .map_err(|e| pg_err(e, &short(sql)))
             })
             .collect()
