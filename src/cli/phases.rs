@@ -1,11 +1,13 @@
 //! `godwit expand | backfill | contract | abort | migrate | status`: migrations from files.
 
+use crate::control::{Control, Kind};
 use crate::error::Result;
 use crate::phases::{self, Phase, PhaseOptions};
 use crate::progress::{Format, Reporter};
 use crate::target::Target;
 use crate::throttle::{LoadThresholds, Throttle};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -42,6 +44,8 @@ pub struct PhaseArgs {
     /// Longest wait for a table lock per DDL statement.
     #[arg(long, default_value_t = 10.0)]
     pub lock_timeout_seconds: f64,
+    #[command(flatten)]
+    pub control: super::ctl::ControlArgs,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -77,19 +81,24 @@ async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
         ));
     }
     let target = Target::parse(&a.url, a.password_file.as_deref())?;
+    let control = Arc::new(Control::new(Kind::Backfill));
     let mut throttle = Throttle::new(
         a.max_rows_per_second,
         a.max_load.clone(),
         None,
         a.throttle_flag_file.clone(),
-    );
-    let rep = Reporter::new(a.format);
+    )
+    .with_control(control.clone());
+    let rep = Reporter::new(a.format).with_control(control.clone());
+    // Stopped, and the socket file removed, when this function returns.
+    let _servers = a.control.start(&control, &rep).await?;
     let opts = PhaseOptions {
         execute: a.execute,
         allow_changed: a.allow_changed,
         batch_size: a.batch_size,
         lock_timeout: Duration::from_secs_f64(a.lock_timeout_seconds),
         format: a.format,
+        control,
     };
     phases::run(&target, &a.path, list, complete, &opts, &mut throttle, &rep).await
 }
