@@ -86,7 +86,10 @@ import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 states = [(e["ts_ms"], e["state"]) for e in ev if e["event"] == "state"]
 copy_start = next(t for t, s in states if s == "copy")
-copy_end = next(t for t, s in states if t > copy_start and s not in ("copy", "throttled"))
+after = next(t for t, s in states if t > copy_start and s not in ("copy", "throttled"))
+# The copy's last (forced) progress event ends it; what follows in the `copy` state is
+# the engine's after-copy work, which the ETA does not cover.
+copy_end = max(e["ts_ms"] for e in ev if e["event"] == "progress" and copy_start <= e["ts_ms"] <= after)
 # Throttled intervals within the copy.
 held, since = [], None
 for t, s in states:
@@ -100,7 +103,9 @@ prog = [e for e in ev if e["event"] == "progress" and copy_start <= e["ts_ms"] <
 est = max(p["rows_estimate"] for p in prog)
 print(f"copy: {(copy_end - copy_start) / 1000:.1f} s wall, {running(copy_start, copy_end) / 1000:.1f} s running, "
       f"{sum(y - x for x, y in held) / 1000:.1f} s throttled, estimate {est} rows")
-print(f"{'at':>4} {'ETA s':>7} {'left wall s':>12} {'left running s':>15} {'error vs running':>17} {'error vs wall':>14}")
+# For comparison, the ETA godwit computed before: the average rate since the copy started,
+# throttled time included.
+print(f"{'at':>4} {'ETA s':>7} {'left wall s':>12} {'left running s':>15} {'error vs running':>17} {'error vs wall':>14} {'average-rate ETA s':>19} {'its error vs wall':>18}")
 for frac in (0.25, 0.5, 0.75):
     p = next((p for p in prog if p["rows_copied"] >= frac * est and p.get("eta_seconds") is not None), None)
     if p is None:
@@ -109,5 +114,8 @@ for frac in (0.25, 0.5, 0.75):
     run = running(p["ts_ms"], copy_end) / 1000
     eta = p["eta_seconds"]
     err = lambda actual: f"{(eta - actual) / actual * 100:+.0f}%" if actual > 0 else "-"
-    print(f"{int(frac * 100):>3}% {eta:>7} {wall:>12.1f} {run:>15.1f} {err(run):>17} {err(wall):>14}")
+    avg = p["rows_copied"] / max((p["ts_ms"] - copy_start) / 1000, 0.001)
+    old = (est - p["rows_copied"]) / avg
+    old_err = f"{(old - wall) / wall * 100:+.0f}%" if wall > 0 else "-"
+    print(f"{int(frac * 100):>3}% {eta:>7} {wall:>12.1f} {run:>15.1f} {err(run):>17} {err(wall):>14} {old:>19.1f} {old_err:>18}")
 PY

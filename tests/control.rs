@@ -416,6 +416,83 @@ async fn backfill_answers_postgres() {
     backfill_answers(Engine::Postgres).await;
 }
 
+/// SIGTERM during a backfill that serves a socket: it stops after the batch in flight
+/// (exit 30), the socket file is removed, and the same command finishes the backfill.
+async fn sigterm_stops_the_backfill(engine: Engine) {
+    let db = Db::new(engine, "ctl_bf_term").await;
+    let writer = MirrorWriter::start(&db, 4).await;
+    let (dir, d) = support::phases::write_migration(
+        &support::unique_name("ctl_bf_term"),
+        "0001_double_v.toml",
+        r#"name = "double v"
+[[operations]]
+type = "add_column"
+table = "orders"
+column = { name = "v2", type = "BIGINT", nullable = true }
+up = "v * 2"
+"#,
+    );
+    let sock = sock_path("bfterm", engine);
+    let sock_s = sock.to_string_lossy().to_string();
+    let args = |with_socket: bool| {
+        let mut v = vec![
+            "migrate",
+            d.as_str(),
+            "--url",
+            db.url(),
+            "--execute",
+            "--format",
+            "json",
+            "--batch-size",
+            "100",
+            "--max-rows-per-second",
+            "400",
+        ];
+        if with_socket {
+            v.extend(["--serve-socket-file", sock_s.as_str()]);
+        }
+        v
+    };
+    let mut live = LiveRun::start(&args(true), &[]);
+    live.wait_for(120, |e| {
+        e["event"] == "backfill_progress" && e["rows"].as_u64() >= Some(200)
+    })
+    .await;
+    support::phases::signal(live.pid(), 15);
+    let run = live.finish().await;
+    assert_eq!(run.code, 30, "{}\n{}", run.stdout, run.stderr);
+    assert!(!sock.exists(), "the socket file is left after SIGTERM");
+    let left = db.count("v2 IS NULL").await;
+    assert!(left > 0, "the backfill was not stopped mid-way");
+    let rerun = LiveRun::start(&args(false), &[]).finish().await;
+    writer.stop().await;
+    rerun.expect_ok();
+    assert_eq!(db.count("v2 IS NULL OR v2 <> v * 2").await, 0);
+    let (got, want) = db.orders_and_mirror().await;
+    assert!(got == want, "orders differs from the writer's mirror");
+    support::phases::phase(db.url(), "contract", &d)
+        .await
+        .expect_ok();
+    let left = db.leftovers().await;
+    assert!(
+        left.iter()
+            .all(|t| t == "orders_mirror" || t.contains("_godwit_migrations")),
+        "left behind: {left:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_backfill_mariadb() {
+    sigterm_stops_the_backfill(Engine::Maria).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_backfill_postgres() {
+    sigterm_stops_the_backfill(Engine::Postgres).await;
+}
+
 /// Nothing listens: `godwit ctl` says so and exits 3.
 #[tokio::test]
 async fn ctl_without_a_listener() {

@@ -81,8 +81,15 @@ pub struct ControlArgs {
 
 /// The servers a command runs; dropping it stops them and removes the socket file.
 pub struct Servers {
-    _socket: Option<Server>,
-    _metrics: Option<MetricsServer>,
+    socket: Option<Server>,
+    metrics: Option<MetricsServer>,
+}
+
+impl Servers {
+    /// True when a control socket or the metrics server runs.
+    pub fn serving(&self) -> bool {
+        self.socket.is_some() || self.metrics.is_some()
+    }
 }
 
 impl ControlArgs {
@@ -114,9 +121,6 @@ impl ControlArgs {
             tracing::info!("control: {body}");
             rep.emit("serving", body);
         }
-        Ok(Servers {
-            _socket: socket,
-            _metrics: metrics,
-        })
+        Ok(Servers { socket, metrics })
     }
 }

@@ -91,7 +91,10 @@ async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
     .with_control(control.clone());
     let rep = Reporter::new(a.format).with_control(control.clone());
     // Stopped, and the socket file removed, when this function returns.
-    let _servers = a.control.start(&control, &rep).await?;
+    let servers = a.control.start(&control, &rep).await?;
+    let signals = servers
+        .serving()
+        .then(|| spawn_stop_on_signal(control.clone(), a.control.serve_socket_file.clone()));
     let opts = PhaseOptions {
         execute: a.execute,
         allow_changed: a.allow_changed,
@@ -100,7 +103,46 @@ async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
         format: a.format,
         control,
     };
-    phases::run(&target, &a.path, list, complete, &opts, &mut throttle, &rep).await
+    let r = phases::run(&target, &a.path, list, complete, &opts, &mut throttle, &rep).await;
+    if let Some(s) = signals {
+        s.abort();
+    }
+    drop(servers);
+    r
+}
+
+/// With a control socket, Ctrl-C and SIGTERM would leave its file behind: they stop the
+/// backfill after its batch in flight instead (exit 30, the same command resumes), and
+/// any other phase within 10 s, the socket file removed.
+fn spawn_stop_on_signal(
+    control: Arc<Control>,
+    socket: Option<PathBuf>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::warn!("signal received: stopping (a backfill stops after its batch in flight)");
+        control.stop("a signal");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        if let Some(p) = socket {
+            let _ = std::fs::remove_file(p);
+        }
+        tracing::error!("stopped by a signal");
+        std::process::exit(crate::error::ErrorKind::Aborted.exit_code());
+    })
 }
 
 fn finish(format: Format, r: Result<()>) -> i32 {

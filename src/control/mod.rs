@@ -66,6 +66,8 @@ pub struct Control {
     postponing: AtomicBool,
     unpostpone: AtomicBool,
     panic: AtomicBool,
+    /// Who asked to stop (`panic` on the control socket, or a signal).
+    stop_reason: Mutex<Option<&'static str>>,
     /// The command's abort flag (set by `panic`, like a signal).
     abort: Mutex<Option<Arc<AtomicBool>>>,
     cut_over_attempts: AtomicU32,
@@ -104,6 +106,7 @@ impl Control {
             postponing: AtomicBool::new(false),
             unpostpone: AtomicBool::new(false),
             panic: AtomicBool::new(false),
+            stop_reason: Mutex::new(None),
             abort: Mutex::new(None),
             cut_over_attempts: AtomicU32::new(0),
             status: Mutex::new(Status {
@@ -168,6 +171,20 @@ impl Control {
 
     pub fn panicked(&self) -> bool {
         self.panic.load(Ordering::SeqCst)
+    }
+
+    /// Ask the command to stop as `panic` does, for `reason` (e.g. "a signal").
+    pub fn stop(&self, reason: &'static str) {
+        lock(&self.stop_reason).get_or_insert(reason);
+        self.panic.store(true, Ordering::SeqCst);
+        if let Some(a) = lock(&self.abort).as_ref() {
+            a.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Who asked to stop, once someone did.
+    pub fn stop_reason(&self) -> &'static str {
+        lock(&self.stop_reason).unwrap_or("`panic` on the control socket")
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -286,10 +303,7 @@ impl Control {
                 if let Err(e) = self.table_matches(&named) {
                     return err(e);
                 }
-                self.panic.store(true, Ordering::SeqCst);
-                if let Some(a) = lock(&self.abort).as_ref() {
-                    a.store(true, Ordering::SeqCst);
-                }
+                self.stop("`panic` on the control socket");
                 tracing::warn!("control socket: panic");
                 ok(match self.status().kind {
                     Kind::Run => "panic: stopping; what this run created is removed and the original table is left unchanged".into(),

@@ -1012,7 +1012,7 @@ impl<'a> Migration<'a> {
         let estimate = self.orig.as_ref().map(|o| o.row_estimate).unwrap_or(0);
         let left = estimate.saturating_sub(self.rows_copied);
         let eta = match self.eta.eta(left) {
-            Some(d) => Some(d.as_secs()),
+            Some(d) => Some(d.as_secs_f64().round() as u64),
             None => (rate > 0.0).then(|| (left as f64 / rate) as u64),
         };
         Snapshot {

@@ -1324,10 +1324,8 @@ async fn the_control_socket_steers_the_run() {
                 c.execute("no-throttle");
             }
         }
-        Call::Poll => {
-            if c.status().state == Some(State::Postponed) {
-                assert_eq!(c.execute("unpostpone"), "Unpostponed\n");
-            }
+        Call::Poll if c.status().state == Some(State::Postponed) => {
+            assert_eq!(c.execute("unpostpone"), "Unpostponed\n");
         }
         _ => {}
     });

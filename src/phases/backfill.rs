@@ -83,7 +83,11 @@ pub async fn run(
             if control.panicked() {
                 return Err(Error::new(
                     ErrorKind::Aborted,
-                    format!("{}: stopped by `panic` on the control socket; every finished batch is kept, the same command resumes the backfill", job.label),
+                    format!(
+                        "{}: stopped by {}; every finished batch is kept, the same command resumes the backfill",
+                        job.label,
+                        control.stop_reason()
+                    ),
                 ));
             }
             let dbr = &mut *db;
@@ -175,7 +179,7 @@ pub async fn run(
             rows_copied: rows_total.max(0) as u64,
             rows_estimate: estimate.max(walked_now),
             rows_per_sec: eta.rate().unwrap_or(0.0),
-            eta_seconds: eta.eta(left).map(|d| d.as_secs()),
+            eta_seconds: eta.eta(left).map(|d| d.as_secs_f64().round() as u64),
             chunk_size: size,
             ..Snapshot::default()
         };
