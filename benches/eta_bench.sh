@@ -102,7 +102,7 @@ def running(a, b):
 prog = [e for e in ev if e["event"] == "progress" and copy_start <= e["ts_ms"] <= copy_end]
 est = max(p["rows_estimate"] for p in prog)
 print(f"copy: {(copy_end - copy_start) / 1000:.1f} s wall, {running(copy_start, copy_end) / 1000:.1f} s running, "
-      f"{sum(y - x for x, y in held) / 1000:.1f} s throttled, estimate {est} rows")
+      f"{((copy_end - copy_start) - running(copy_start, copy_end)) / 1000:.1f} s throttled, estimate {est} rows")
 # For comparison, the ETA godwit computed before: the average rate since the copy started,
 # throttled time included.
 print(f"{'at':>4} {'ETA s':>7} {'left wall s':>12} {'left running s':>15} {'error vs running':>17} {'error vs wall':>14} {'average-rate ETA s':>19} {'its error vs wall':>18}")

@@ -228,6 +228,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn serves_tcp_on_loopback() {
+        let c = Arc::new(Control::default());
+        let server = Server::start(c.clone(), None, Some("127.0.0.1:0"))
+            .await
+            .unwrap();
+        let addr = server.tcp_addr.unwrap();
+        assert!(addr.ip().is_loopback());
+        let t = Target::Tcp(addr.to_string());
+        assert!(send(&t, "throttle").await.unwrap().starts_with("throttled"));
+        assert!(c.forced_throttle());
+        assert!(send(&t, "status")
+            .await
+            .unwrap()
+            .contains(&format!("# Serving on tcp {addr}")));
+        drop(server);
+        assert!(send(&t, "sup").await.is_err());
+    }
+
+    #[tokio::test]
     async fn serves_private_socket_and_removes_it() {
         let p = std::env::temp_dir().join(format!("godwit-ctl-test-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&p);

@@ -335,6 +335,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_control_socket_forces_a_hold_and_sets_thresholds() {
+        let c = std::sync::Arc::new(crate::control::Control::default());
+        let mut t =
+            Throttle::new(None, Some("A=10".parse().unwrap()), None, None).with_control(c.clone());
+        assert_eq!(t.check(|_| async { Ok(vec![5.0]) }).await.unwrap(), None);
+        c.execute("throttle");
+        assert_eq!(
+            t.check(|_| async { Ok(vec![5.0]) }).await.unwrap(),
+            Some(Hold::Forced)
+        );
+        c.execute("no-throttle");
+        // New thresholds apply at the next check, without waiting for the second.
+        c.execute("max-load=A=1");
+        assert_eq!(
+            t.check(|_| async { Ok(vec![5.0]) }).await.unwrap(),
+            Some(Hold::Load("A".into(), 5.0, 1.0))
+        );
+        c.execute("critical-load=A=4");
+        let e = t.check(|_| async { Ok(vec![5.0]) }).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::CriticalLoad);
+        // A counter the server does not have: refused, the previous thresholds stay.
+        c.execute("critical-load=");
+        c.execute("max-load=B=1");
+        let read = |names: Vec<String>| async move {
+            match names.iter().find(|n| n.as_str() != "A") {
+                Some(n) => Err(unknown_counter(n, "test", "A")),
+                None => Ok(vec![5.0; names.len()]),
+            }
+        };
+        t.check(read).await.unwrap();
+        assert_eq!(c.execute("max-load=?"), "A=1\n");
+        assert_eq!(c.execute("critical-load=?"), "A=4\n");
+        t.last_check = None;
+        let e = t.check(read).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::CriticalLoad);
+    }
+
+    #[tokio::test]
     async fn flag_file_holds() {
         let dir = std::env::temp_dir().join(format!("godwit-throttle-{}", std::process::id()));
         std::fs::write(&dir, b"").unwrap();
