@@ -191,6 +191,20 @@ async fn steer_a_run(engine: Engine) {
     );
     assert_eq!(status_json(&sock).await["chunk_size"], 150);
     assert_eq!(send(&sock, "chunk-size=?").await, "150\n");
+    // The other knobs: set, then read back.
+    assert_eq!(
+        send(&sock, "nice-ratio=0.5").await,
+        "nice-ratio set to 0.5\n"
+    );
+    assert_eq!(
+        send(&sock, "max-lag-millis=1500").await,
+        "max-lag-millis set to 1500\n"
+    );
+    let s = status_json(&sock).await;
+    assert_eq!(s["nice_ratio"], 0.5, "{s}");
+    assert_eq!(s["max_lag_millis"], 1500, "{s}");
+    assert!(send(&sock, "nice-ratio=-1").await.starts_with("error: "));
+    assert_eq!(send(&sock, "nice-ratio=0").await, "nice-ratio set to 0\n");
 
     // no-throttle: the copy goes on.
     let a = send(&sock, "no-throttle").await;
