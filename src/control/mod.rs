@@ -335,12 +335,30 @@ impl Control {
         } else {
             0.0
         };
-        let what = match s.kind {
-            Kind::Run => "Copy",
-            Kind::Backfill => "Backfill",
-        };
+        let eta = p.eta_seconds.map(|e| format!("{e}s")).unwrap_or_else(|| {
+            if p.rows_estimate > 0 && p.rows_copied >= p.rows_estimate {
+                "due".into()
+            } else {
+                "-".into()
+            }
+        });
+        let state = s
+            .state
+            .map(|x| x.to_string())
+            .unwrap_or_else(|| "starting".into());
+        let throttle = s.throttle_reason.as_deref().unwrap_or("none");
+        if s.kind == Kind::Backfill {
+            return format!(
+                "Backfill: {}/{} {:.1}%; Batch: {}; State: {state}; Throttle: {throttle}; ETA: {eta}; Elapsed: {}s",
+                p.rows_copied,
+                p.rows_estimate,
+                pct.min(100.0),
+                p.chunk_size,
+                self.elapsed().as_secs()
+            );
+        }
         format!(
-            "{what}: {}/{} {:.1}%; Replayed: {}; Dirty: {}; Lag: {}; State: {}; Throttle: {}; ETA: {}; Elapsed: {}s",
+            "Copy: {}/{} {:.1}%; Replayed: {}; Dirty: {}; Lag: {}; State: {state}; Throttle: {throttle}; ETA: {eta}; Elapsed: {}s",
             p.rows_copied,
             p.rows_estimate,
             pct.min(100.0),
@@ -349,11 +367,6 @@ impl Control {
             p.lag_ms
                 .map(|l| format!("{:.2}s", l as f64 / 1000.0))
                 .unwrap_or_else(|| "-".into()),
-            s.state.map(|x| x.to_string()).unwrap_or_else(|| "starting".into()),
-            s.throttle_reason.as_deref().unwrap_or("none"),
-            p.eta_seconds
-                .map(|e| format!("{e}s"))
-                .unwrap_or_else(|| if p.rows_estimate > 0 && p.rows_copied >= p.rows_estimate { "due".into() } else { "-".into() }),
             self.elapsed().as_secs()
         )
     }
