@@ -167,17 +167,17 @@ pub async fn run(
         let took = t0.elapsed();
         throttle.take_rows(n.max(1)).await;
         walked += if end.is_some() { size } else { n };
-        let walked_now = walked;
-        eta.observe(Instant::now(), walked_now, true);
+        eta.observe(Instant::now(), walked, true);
         control.update(|s| s.chunk_ms = Some(took.as_millis() as u64));
         let left = if end.is_some() {
-            estimate.saturating_sub(walked_now)
+            estimate.saturating_sub(walked)
         } else {
             0
         };
         let snap = Snapshot {
             rows_copied: rows_total.max(0) as u64,
-            rows_estimate: estimate.max(walked_now),
+            // At least the rows done (a statistics estimate can be low).
+            rows_estimate: estimate.max(walked).max(rows_total.max(0) as u64),
             rows_per_sec: eta.rate().unwrap_or(0.0),
             eta_seconds: eta.eta(left).map(|d| d.as_secs_f64().round() as u64),
             chunk_size: size,
