@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand.
 
 mod cleanup;
+mod ctl;
 mod phases;
 mod plan;
 mod revert;
@@ -55,6 +56,10 @@ pub enum Command {
     Migrate(phases::MigrateArgs),
     /// Migration files: where each migration stands.
     Status(phases::StatusArgs),
+    /// Send one command to a running godwit's control socket (`status`, `throttle`,
+    /// `chunk-size=N`, `unpostpone`, `panic`, …) and print the answer. Exit 3 when
+    /// nothing answers there, 4 when the command is refused.
+    Ctl(ctl::CtlArgs),
 }
 
 /// Where to connect; shared by every command.
@@ -117,6 +122,7 @@ pub fn main() -> i32 {
             Command::Abort(a) => phases::phase(a, crate::phases::Phase::Abort).await,
             Command::Migrate(a) => phases::migrate(a).await,
             Command::Status(a) => phases::status(a).await,
+            Command::Ctl(a) => ctl::ctl(a).await,
         }
     })
 }

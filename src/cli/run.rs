@@ -1,6 +1,7 @@
 //! `godwit run`: the online ALTER.
 
 use super::ConnArgs;
+use crate::control::{Control, Kind};
 use crate::ddl::AlterSpec;
 use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
@@ -91,6 +92,8 @@ pub struct RunArgs {
     /// fails at once. The cut-over is not retried beyond --cut-over-retries.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub reconnect_timeout_seconds: u64,
+    #[command(flatten)]
+    pub control: super::ctl::ControlArgs,
     /// Test seam: hold the cut-over lock this long once the swap is queued (first attempt).
     #[arg(long, hide = true)]
     pub debug_cut_over_hold_millis: Option<u64>,
@@ -233,20 +236,36 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
     }
     let abort = Arc::new(AtomicBool::new(false));
     let opts = options(a, alter, &abort)?;
+    // The control socket and metrics: started first (a socket in use is refused before
+    // anything else), stopped and removed when this function returns, whatever the outcome.
+    let control = Arc::new(Control::new(Kind::Run));
+    control.set_abort(abort.clone());
+    control.update(|s| s.table = Some(a.conn.table.clone()));
+    rep.set_control(control.clone());
+    let signals = spawn_signal_watch(abort.clone());
+    let _servers = a.control.start(&control, rep).await?;
     let throttle = Throttle::new(
         a.max_rows_per_second,
         a.max_load.clone(),
         a.critical_load.clone(),
         a.throttle_flag_file.clone(),
-    );
+    )
+    .with_control(control.clone());
     let eopts = EngineOptions {
         names: None,
         cut_over_hold: a.debug_cut_over_hold_millis.map(Duration::from_millis),
         reconnect: reconnect(a, &abort),
     };
-    let engine = engine::connect(&target, &a.conn.table, &eopts).await?;
-    let signals = spawn_signal_watch(abort.clone());
+    let engine = engine::connect(&target, &a.conn.table, &eopts).await;
+    let engine = match engine {
+        Ok(e) => e,
+        Err(e) => {
+            signals.abort();
+            return Err(e);
+        }
+    };
     let result = Migration::new(engine.as_ref(), opts, throttle, rep, abort)
+        .with_control(control)
         .with_reverse(connector(&target, &a.conn.table, &eopts))
         .run()
         .await;

@@ -58,6 +58,9 @@ pub struct PhaseOptions {
     pub batch_size: u64,
     pub lock_timeout: Duration,
     pub format: Format,
+    /// The control socket's knobs for the backfill (chunk-size, panic, nice-ratio) and
+    /// its status.
+    pub control: std::sync::Arc<crate::control::Control>,
 }
 
 fn mig_err(msg: impl Into<String>) -> Error {
@@ -630,7 +633,7 @@ async fn run_phase(
                 backfill: b,
                 after,
             };
-            total = backfill::run(db, job, opts.batch_size, throttle, rep, total).await?;
+            total = backfill::run(db, job, opts, throttle, rep, total).await?;
         }
         state::set_phase(
             db,
