@@ -356,6 +356,13 @@ pub trait Engine: Send + Sync {
     fn resume_state(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+    /// After the swap of a run with a revert window: the `resume_state` with which the
+    /// reverse direction's engine takes over the old table and the stream
+    /// (`Engine::resume`), e.g. the names the swap took from the old table's indexes.
+    /// Null: that engine needs nothing taken over.
+    fn reverse_state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
     /// After a run that died while cutting over, whose original was to be renamed `old`:
     /// the name the original has now when the swap happened, None when it did not.
     async fn swapped_as(&self, _old: &str) -> Result<Option<String>> {
@@ -502,4 +509,8 @@ pub struct EngineOptions {
     pub cut_over_hold: Option<Duration>,
     /// Reconnecting the copy and replay connections after a connection loss.
     pub reconnect: retry::Reconnect,
+    /// The run keeps a revert window after the swap (`--revert-window`): the engine
+    /// keeps what the reverse direction's stream needs (PostgreSQL: the slot and the
+    /// publication, switched to the new table in the swap's transaction).
+    pub revert_window: bool,
 }

@@ -280,7 +280,7 @@ impl<'a> Migration<'a> {
         if (self.opts.revert_window.is_some() || self.opts.revert) && !self.engine.revertable() {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                "a revert window is not available on this server yet (MySQL/MariaDB only)",
+                "a revert window is not available on this server",
             )
             .with_hint("run without --revert-window; nothing was changed"));
         }

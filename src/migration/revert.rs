@@ -140,8 +140,15 @@ impl<'a> Migration<'a> {
         until_ms: u64,
         old: &str,
     ) -> Result<Outcome> {
-        let new = self.engine.inspect().await?;
-        let kept = self.engine.inspect_other(old).await?;
+        let new = r.inspect().await?;
+        // The engine of the reverse direction takes over the old table and the stream
+        // when the forward engine says how; otherwise it is only inspected.
+        let handed = self.engine.reverse_state();
+        let kept = if handed.is_null() {
+            self.engine.inspect_other(old).await?
+        } else {
+            r.resume(&new, &handed, &from, false).await?
+        };
         let spec = reverse_spec(&self.opts.alter);
         let mapping = ColumnMapping::build(&new, &kept, &spec.renames, &spec.new_columns)?;
         r.check_key(&new, &mapping)?;
