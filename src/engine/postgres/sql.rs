@@ -378,7 +378,7 @@ pub const KEY_CONSTRAINTS: &str = "SELECT k.conname::text, i.relname::text, \
 /// key constraints). Parameters: quoted, qualified table name; index name.
 pub const KEY_CONSTRAINT_COMMENT: &str = "SELECT obj_description(k.oid, 'pg_constraint') \
     FROM pg_constraint k JOIN pg_class i ON i.oid = k.conindid \
-    WHERE k.conrelid = $1::text::regclass AND i.relname = $2";
+    WHERE k.conrelid = $1::text::regclass AND i.relname = $2 AND k.contype <> 'f'";
 
 /// `ALTER TABLE … ADD CONSTRAINT name PRIMARY KEY|UNIQUE USING INDEX index [DEFERRABLE …]`.
 pub fn add_constraint_using_index(
