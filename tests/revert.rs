@@ -408,6 +408,42 @@ async fn a_lossy_change_is_refused(engine: Engine) {
     db.drop_db().await;
 }
 
+/// PostgreSQL: a type the new values cannot be converted back from (no assignment cast
+/// from boolean to integer) is refused the same way, before the copy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_type_that_cannot_convert_back_is_refused_postgres() {
+    let db = Db::new(Engine::Postgres, "revert_cast").await;
+    let before = (
+        definition(&db).await,
+        tables(&db).await,
+        db.snapshot().await,
+    );
+    let r = support::godwit(
+        &run_args(
+            &db,
+            "ALTER COLUMN v TYPE boolean USING v <> 0",
+            &["--revert-window", "30m"],
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(r.code, 38, "{}\n{}", r.stdout, r.stderr);
+    let err = r.event("error").expect("error event");
+    let msg = err["message"].as_str().unwrap();
+    assert!(
+        msg.contains("cannot be reverted") && msg.contains("boolean"),
+        "{err}"
+    );
+    let after = (
+        definition(&db).await,
+        tables(&db).await,
+        db.snapshot().await,
+    );
+    assert_eq!(after, before);
+    assert_nothing_left(&db).await;
+    db.drop_db().await;
+}
+
 /// (d) The window expires: the old table goes (--ok-to-drop-table), then the stream's
 /// objects and the checkpoint.
 async fn the_window_expires_and_cleans_up(engine: Engine) {

@@ -237,6 +237,12 @@ pub trait Engine: Send + Sync {
     async fn create_shadow(&self, orig: &Table, alter: &AlterSpec) -> Result<Table>;
     /// Check that the chosen key can be replayed exactly (supported column types).
     fn check_key(&self, orig: &Table, mapping: &ColumnMapping) -> Result<()>;
+    /// `--revert-window`, before the copy: the reverse direction's replay (`reverse` maps
+    /// the shadow's columns to the original's) can write the shadow's rows into the
+    /// original, e.g. every column's type converts back. An error says what cannot.
+    async fn check_reverse(&self, _shadow: &Table, _reverse: &ColumnMapping) -> Result<()> {
+        Ok(())
+    }
     async fn drop_shadow(&self) -> Result<()>;
     /// Steps to take once every chunk is copied, before the catch-up (e.g. build the
     /// indexes the copy ran without, replay what was held back meanwhile).

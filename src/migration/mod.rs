@@ -313,7 +313,7 @@ impl<'a> Migration<'a> {
             )?;
             self.engine.check_key(&orig, &mapping)?;
             if self.opts.revert_window.is_some() {
-                self.check_reversible(&orig, &shadow)?;
+                self.check_reversible(&orig, &shadow).await?;
             }
             self.engine.drop_shadow().await?;
             self.created = false;
@@ -487,7 +487,7 @@ impl<'a> Migration<'a> {
         )?;
         self.engine.check_key(orig, &mapping)?;
         if self.opts.revert_window.is_some() {
-            self.check_reversible(orig, shadow)?;
+            self.check_reversible(orig, shadow).await?;
         }
         self.stream = Some(
             self.engine

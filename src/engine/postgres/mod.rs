@@ -1392,6 +1392,27 @@ impl Engine for PgEngine {
         .with_hint("keep a unique key on the replica identity columns in the new table (e.g. ADD UNIQUE (id) when changing the primary key), or set REPLICA IDENTITY FULL on the table"))
     }
 
+    /// The reverse direction's replay statement, prepared (not run): the server checks
+    /// that each of the shadow's columns can be assigned to the original's (a type with
+    /// no assignment cast back is refused here, before the copy).
+    async fn check_reverse(&self, shadow: &Table, reverse: &ColumnMapping) -> Result<()> {
+        let b = Builder::new(
+            &self.schema,
+            &self.names.shadow,
+            &self.table,
+            reverse,
+            self.key_columns(shadow, reverse)?,
+            &[],
+        );
+        let c = self.main().await?;
+        c.prepare(&b.flush_insert()).await.map(|_| ()).map_err(|e| {
+            pg_err(
+                e,
+                "writing the new table's rows back into the original (the revert's replay)",
+            )
+        })
+    }
+
     async fn drop_shadow(&self) -> Result<()> {
         let c = self.main.lock().await;
         batch(
