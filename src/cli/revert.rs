@@ -72,6 +72,7 @@ async fn inner(a: &RevertArgs, rep: &mut Reporter) -> Result<()> {
         names: None,
         cut_over_hold: None,
         reconnect: reconnect.clone(),
+        revert_window: false,
     };
     // The window's names come from its checkpoint (read again under the runner lock).
     let probe = engine::connect(&target, &a.conn.table, &eopts).await?;

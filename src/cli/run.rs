@@ -255,6 +255,7 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
         names: None,
         cut_over_hold: a.debug_cut_over_hold_millis.map(Duration::from_millis),
         reconnect: reconnect(a, &abort),
+        revert_window: a.revert_window.is_some(),
     };
     let engine = engine::connect(&target, &a.conn.table, &eopts).await;
     let engine = match engine {

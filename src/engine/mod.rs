@@ -237,6 +237,12 @@ pub trait Engine: Send + Sync {
     async fn create_shadow(&self, orig: &Table, alter: &AlterSpec) -> Result<Table>;
     /// Check that the chosen key can be replayed exactly (supported column types).
     fn check_key(&self, orig: &Table, mapping: &ColumnMapping) -> Result<()>;
+    /// `--revert-window`, before the copy: the reverse direction's replay (`reverse` maps
+    /// the shadow's columns to the original's) can write the shadow's rows into the
+    /// original, e.g. every column's type converts back. An error says what cannot.
+    async fn check_reverse(&self, _shadow: &Table, _reverse: &ColumnMapping) -> Result<()> {
+        Ok(())
+    }
     async fn drop_shadow(&self) -> Result<()>;
     /// Steps to take once every chunk is copied, before the catch-up (e.g. build the
     /// indexes the copy ran without, replay what was held back meanwhile).
@@ -354,6 +360,13 @@ pub trait Engine: Send + Sync {
     /// What a resumed run must know about the shadow that its definition does not say
     /// (e.g. the indexes the copy runs without).
     fn resume_state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// After the swap of a run with a revert window: the `resume_state` with which the
+    /// reverse direction's engine takes over the old table and the stream
+    /// (`Engine::resume`), e.g. the names the swap took from the old table's indexes.
+    /// Null: that engine needs nothing taken over.
+    fn reverse_state(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
     /// After a run that died while cutting over, whose original was to be renamed `old`:
@@ -502,4 +515,8 @@ pub struct EngineOptions {
     pub cut_over_hold: Option<Duration>,
     /// Reconnecting the copy and replay connections after a connection loss.
     pub reconnect: retry::Reconnect,
+    /// The run keeps a revert window after the swap (`--revert-window`): the engine
+    /// keeps what the reverse direction's stream needs (PostgreSQL: the slot and the
+    /// publication, switched to the new table in the swap's transaction).
+    pub revert_window: bool,
 }

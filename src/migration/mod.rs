@@ -302,7 +302,7 @@ impl<'a> Migration<'a> {
         if (self.opts.revert_window.is_some() || self.opts.revert) && !self.engine.revertable() {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                "a revert window is not available on this server yet (MySQL/MariaDB only)",
+                "a revert window is not available on this server",
             )
             .with_hint("run without --revert-window; nothing was changed"));
         }
@@ -341,7 +341,7 @@ impl<'a> Migration<'a> {
             )?;
             self.engine.check_key(&orig, &mapping)?;
             if self.opts.revert_window.is_some() {
-                self.check_reversible(&orig, &shadow)?;
+                self.check_reversible(&orig, &shadow).await?;
             }
             self.engine.drop_shadow().await?;
             self.created = false;
@@ -515,7 +515,7 @@ impl<'a> Migration<'a> {
         )?;
         self.engine.check_key(orig, &mapping)?;
         if self.opts.revert_window.is_some() {
-            self.check_reversible(orig, shadow)?;
+            self.check_reversible(orig, shadow).await?;
         }
         self.stream = Some(
             self.engine

@@ -61,7 +61,7 @@ fn impossible(msg: String) -> Error {
 impl<'a> Migration<'a> {
     /// `--revert-window`: refuse (before the copy) a change whose reverse mapping loses
     /// data or has no key to replay by.
-    pub(super) fn check_reversible(&self, orig: &Table, shadow: &Table) -> Result<()> {
+    pub(super) async fn check_reversible(&self, orig: &Table, shadow: &Table) -> Result<()> {
         let spec = reverse_spec(&self.opts.alter);
         let hint = "run without --revert-window (the old table is still kept after the swap unless --ok-to-drop-table), or make the change in steps that can be reverted; nothing was changed";
         let rev = ColumnMapping::build(shadow, orig, &spec.renames, &spec.new_columns).map_err(
@@ -82,13 +82,21 @@ impl<'a> Migration<'a> {
             ))
             .with_hint(hint));
         }
-        self.engine.check_key(shadow, &rev).map_err(|e| {
+        let cannot = |e: Error| {
             impossible(format!(
                 "--revert-window: the change cannot be reverted: {}",
                 e.message
             ))
             .with_hint(hint)
-        })
+        };
+        self.engine.check_key(shadow, &rev).map_err(cannot)?;
+        self.engine
+            .check_reverse(shadow, &rev)
+            .await
+            .map_err(|e| match e.kind {
+                ErrorKind::Unreachable => e,
+                _ => cannot(e),
+            })
     }
 
     /// After the swap (the `done` event is out): keep the old table in sync with the new
@@ -140,8 +148,15 @@ impl<'a> Migration<'a> {
         until_ms: u64,
         old: &str,
     ) -> Result<Outcome> {
-        let new = self.engine.inspect().await?;
-        let kept = self.engine.inspect_other(old).await?;
+        let new = r.inspect().await?;
+        // The engine of the reverse direction takes over the old table and the stream
+        // when the forward engine says how; otherwise it is only inspected.
+        let handed = self.engine.reverse_state();
+        let kept = if handed.is_null() {
+            self.engine.inspect_other(old).await?
+        } else {
+            r.resume(&new, &handed, &from, false).await?
+        };
         let spec = reverse_spec(&self.opts.alter);
         let mapping = ColumnMapping::build(&new, &kept, &spec.renames, &spec.new_columns)?;
         r.check_key(&new, &mapping)?;

@@ -96,6 +96,62 @@ impl PgEngine {
         .map_err(|e| pg_err(e, "saving the checkpoint"))
     }
 
+    /// Mark this table's checkpoint with a request for the run that saves it (adding the
+    /// column to a checkpoint table made before it existed). False: no checkpoint.
+    pub(super) async fn checkpoint_request(&self, request: &str) -> Result<bool> {
+        let s = self.checkpoint_session().await?;
+        let c = s
+            .as_ref()
+            .ok_or_else(|| Error::internal("no checkpoint session"))?;
+        let update = sql::checkpoint_request(&self.schema);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&request, &self.table];
+        let what = "asking the running migration to hand over";
+        let n = match c
+            .execute(update.as_str(), &params)
+            .await
+            .map_err(|e| pg_err(e, what))
+        {
+            Err(e) if missing_table(&e) => return Ok(false),
+            // 42703: undefined_column (a checkpoint table of an earlier version).
+            Err(e) if e.is_sqlstate("42703") => {
+                batch(
+                    c,
+                    &sql::checkpoint_add_request(&self.schema),
+                    "adding the request column to the checkpoint table",
+                )
+                .await?;
+                c.execute(update.as_str(), &params)
+                    .await
+                    .map_err(|e| pg_err(e, what))?
+            }
+            r => r?,
+        };
+        Ok(n > 0)
+    }
+
+    /// The request next to this table's checkpoint, if any.
+    pub(super) async fn checkpoint_request_read(&self) -> Result<Option<String>> {
+        let s = self.checkpoint_session().await?;
+        let c = s
+            .as_ref()
+            .ok_or_else(|| Error::internal("no checkpoint session"))?;
+        let r = c
+            .query_opt(
+                sql::checkpoint_request_select(&self.schema).as_str(),
+                &[&self.table],
+            )
+            .await
+            .map_err(|e| pg_err(e, "reading the checkpoint's request"));
+        match r {
+            Err(e) if missing_table(&e) || e.is_sqlstate("42703") => Ok(None),
+            Err(e) => Err(e),
+            Ok(None) => Ok(None),
+            Ok(Some(row)) => row
+                .try_get(0)
+                .map_err(|e| pg_err(e, "reading the checkpoint's request")),
+        }
+    }
+
     /// Remove this table's row; drop the table when no row is left (in one transaction
     /// that keeps other runs from adding theirs meanwhile). True when a row was removed.
     pub(super) async fn checkpoint_drop(&self) -> Result<bool> {

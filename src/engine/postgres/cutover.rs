@@ -44,6 +44,11 @@ pub struct CutOverSetup {
     pub not_valid: Vec<(String, String)>,
     pub timeout: Duration,
     pub hold: Option<Duration>,
+    /// The run keeps a revert window: godwit's publication switches to the new table and
+    /// the old table is made ready to be written by the reverse direction.
+    pub window: bool,
+    /// Filled by the swap: (name the old table's index had, its name now).
+    pub renamed_indexes: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
 }
 
 pub struct PgCutOver {
@@ -228,6 +233,7 @@ impl PgCutOver {
         let stamp = s.old.rsplit('_').next().unwrap_or("0").to_string();
         let orig_idx = inspect::indexes(l, &qualified(sch, &s.orig)).await?;
         let shadow_idx = inspect::indexes(l, &qualified(sch, &s.shadow)).await?;
+        let mut renamed = Vec::new();
 
         // 1. Tables and index names.
         batch(
@@ -249,6 +255,7 @@ impl PgCutOver {
                 "renaming an old index",
             )
             .await?;
+            renamed.push((idx.name.clone(), tmp));
         }
         batch(
             l,
@@ -495,7 +502,72 @@ impl PgCutOver {
             )
             .await?;
         }
+        if s.window {
+            self.prepare_window(&cap).await?;
+        }
+        // The swap's mark in the change stream: its commit is where the stream of the
+        // new table starts (the revert window), and the run's stream stops there.
+        l.query(sql::FENCE, &[&super::stream::swap_marker(sch, &s.old)])
+            .await
+            .map_err(|e| pg_err(e, "marking the swap in the change stream"))?;
+        if let Ok(mut r) = s.renamed_indexes.lock() {
+            *r = renamed;
+        }
         Ok(validate)
+    }
+
+    /// With a revert window (docs/how-it-works.md, "Revert"): godwit's publication
+    /// publishes the new table instead of the old one (the slot is kept: the reverse
+    /// direction reads the new table's changes from the swap's commit on), and the old
+    /// table, which the window writes, loses what the swap gave the new table and what
+    /// must not act on those writes: its triggers, policies and self-referencing foreign
+    /// keys (a revert gives it the new table's again) and its membership in the
+    /// application's publications (subscribers must not receive the replay).
+    async fn prepare_window(&self, cap: &Captured) -> Result<()> {
+        let s = &self.s;
+        let l = self.l()?;
+        let old = qualified(&s.schema, &s.old);
+        batch(
+            l,
+            &sql::set_publication_table(&s.publication, &qualified(&s.schema, &s.orig)),
+            "switching godwit's publication to the new table",
+        )
+        .await?;
+        for (name, ..) in &cap.triggers {
+            batch(
+                l,
+                &sql::drop_trigger(name, &old),
+                "removing a trigger from the old table",
+            )
+            .await?;
+        }
+        for (name, ..) in &cap.policies {
+            batch(
+                l,
+                &sql::drop_policy(name, &old),
+                "removing a policy from the old table",
+            )
+            .await?;
+        }
+        for (_, name, _, _, selfref) in &cap.fks {
+            if *selfref {
+                batch(
+                    l,
+                    &sql::drop_constraint(&old, name),
+                    "removing a foreign key from the old table",
+                )
+                .await?;
+            }
+        }
+        for p in &cap.publications {
+            batch(
+                l,
+                &sql::drop_from_publication(p, &old),
+                "removing the old table from a publication",
+            )
+            .await?;
+        }
+        Ok(())
     }
 }
 

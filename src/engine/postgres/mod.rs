@@ -164,6 +164,8 @@ pub struct PgEngine {
     /// The session that reads and writes the checkpoint table (`checkpoint.rs`).
     checkpoint_session: tokio::sync::Mutex<Option<Client>>,
     options: EngineOptions,
+    /// The old table's index names the swap changed: (name before, name after).
+    renamed_indexes: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
 }
 
 impl PgEngine {
@@ -189,10 +191,19 @@ impl PgEngine {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let (slot, publication) = stream_names(&target.database, &schema, &name);
+        let mut names = artifact_names(&name, now);
+        // The revert: the old table the swap kept is the shadow (docs/how-it-works.md,
+        // "Revert"); the stream's slot and publication are the table's as always.
+        if let Some(given) = &options.names {
+            names.shadow = given.shadow.clone();
+            if let Some(old) = &given.old {
+                names.old = old.clone();
+            }
+        }
         Ok(PgEngine {
             target: target.clone(),
             main: tokio::sync::Mutex::new(c),
-            names: artifact_names(&name, now),
+            names,
             park: park_name(&name),
             schema,
             table: name,
@@ -208,6 +219,7 @@ impl PgEngine {
             resumed: Default::default(),
             checkpoint_session: tokio::sync::Mutex::new(None),
             options: options.clone(),
+            renamed_indexes: Default::default(),
         })
     }
 
@@ -1290,6 +1302,10 @@ impl Engine for PgEngine {
         if let Some(c) = confirmed {
             s.confirmed_at(c);
         }
+        s.stop_at_swap(
+            stream::swap_marker(&self.schema, &self.names.old),
+            self.options.revert_window,
+        );
         s.share_columns(self.stream_columns.clone());
         Ok(Box::new(s))
     }
@@ -1374,6 +1390,27 @@ impl Engine for PgEngine {
             ),
         )
         .with_hint("keep a unique key on the replica identity columns in the new table (e.g. ADD UNIQUE (id) when changing the primary key), or set REPLICA IDENTITY FULL on the table"))
+    }
+
+    /// The reverse direction's replay statement, prepared (not run): the server checks
+    /// that each of the shadow's columns can be assigned to the original's (a type with
+    /// no assignment cast back is refused here, before the copy).
+    async fn check_reverse(&self, shadow: &Table, reverse: &ColumnMapping) -> Result<()> {
+        let b = Builder::new(
+            &self.schema,
+            &self.names.shadow,
+            &self.table,
+            reverse,
+            self.key_columns(shadow, reverse)?,
+            &[],
+        );
+        let c = self.main().await?;
+        c.prepare(&b.flush_insert()).await.map(|_| ()).map_err(|e| {
+            pg_err(
+                e,
+                "writing the new table's rows back into the original (the revert's replay)",
+            )
+        })
     }
 
     async fn drop_shadow(&self) -> Result<()> {
@@ -1575,6 +1612,8 @@ impl Engine for PgEngine {
             not_valid: state.not_valid,
             timeout,
             hold,
+            window: self.options.revert_window,
+            renamed_indexes: self.renamed_indexes.clone(),
         })
         .await?;
         Ok(Box::new(lock))
@@ -1689,6 +1728,43 @@ impl Engine for PgEngine {
 
     fn resumable(&self) -> bool {
         true
+    }
+
+    fn revertable(&self) -> bool {
+        true
+    }
+
+    /// The stream stops at the swap's marker (its commit: `ChangeStream::swap_position`).
+    fn stream_sees_swap(&self) -> bool {
+        true
+    }
+
+    async fn request_handover(&self) -> Result<bool> {
+        self.checkpoint_request("handover").await
+    }
+
+    async fn handover_requested(&self) -> Result<bool> {
+        Ok(self.checkpoint_request_read().await?.as_deref() == Some("handover"))
+    }
+
+    /// The reverse direction's shadow is the old table: its indexes get back, at a
+    /// revert's swap, the names the swap took from them.
+    fn reverse_state(&self) -> serde_json::Value {
+        let index_map = self
+            .renamed_indexes
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let state = ShadowState {
+            index_map,
+            ..ShadowState::default()
+        };
+        serde_json::json!({
+            "shadow": state,
+            "park_table": self.park,
+            "slot": self.slot,
+            "publication": self.publication,
+        })
     }
 
     async fn load_checkpoint(&self) -> Result<Option<String>> {

@@ -284,7 +284,32 @@ pub const CHECKPOINT_TABLE: &str = "_godwit_checkpoint";
 
 pub fn checkpoint_create(schema: &str) -> String {
     format!(
-        "CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, state text NOT NULL, saved_at timestamptz NOT NULL DEFAULT clock_timestamp())",
+        "CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, state text NOT NULL, saved_at timestamptz NOT NULL DEFAULT clock_timestamp(), request text)",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
+/// Parameters: request, table name. A mark next to the checkpoint that saving it never
+/// overwrites (`godwit revert` asking the window's run to hand over).
+pub fn checkpoint_request(schema: &str) -> String {
+    format!(
+        "UPDATE {} SET request = $1 WHERE table_name = $2",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
+/// Parameters: table name. Returns the request.
+pub fn checkpoint_request_select(schema: &str) -> String {
+    format!(
+        "SELECT request FROM {} WHERE table_name = $1",
+        qualified(schema, CHECKPOINT_TABLE)
+    )
+}
+
+/// The `request` column, for a checkpoint table made before it existed.
+pub fn checkpoint_add_request(schema: &str) -> String {
+    format!(
+        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS request text",
         qualified(schema, CHECKPOINT_TABLE)
     )
 }
@@ -353,7 +378,7 @@ pub const KEY_CONSTRAINTS: &str = "SELECT k.conname::text, i.relname::text, \
 /// key constraints). Parameters: quoted, qualified table name; index name.
 pub const KEY_CONSTRAINT_COMMENT: &str = "SELECT obj_description(k.oid, 'pg_constraint') \
     FROM pg_constraint k JOIN pg_class i ON i.oid = k.conindid \
-    WHERE k.conrelid = $1::text::regclass AND i.relname = $2";
+    WHERE k.conrelid = $1::text::regclass AND i.relname = $2 AND k.contype <> 'f'";
 
 /// `ALTER TABLE … ADD CONSTRAINT name PRIMARY KEY|UNIQUE USING INDEX index [DEFERRABLE …]`.
 pub fn add_constraint_using_index(
@@ -569,6 +594,29 @@ pub fn create_policy(
 
 pub fn add_to_publication(publication: &str, table: &str) -> String {
     format!("ALTER PUBLICATION {} ADD TABLE {table}", quote(publication))
+}
+
+/// `table` is quoted already.
+pub fn drop_from_publication(publication: &str, table: &str) -> String {
+    format!(
+        "ALTER PUBLICATION {} DROP TABLE {table}",
+        quote(publication)
+    )
+}
+
+/// godwit's publication publishes `table` (quoted already) instead of what it did.
+pub fn set_publication_table(publication: &str, table: &str) -> String {
+    format!("ALTER PUBLICATION {} SET TABLE {table}", quote(publication))
+}
+
+/// `table` is quoted already.
+pub fn drop_trigger(name: &str, table: &str) -> String {
+    format!("DROP TRIGGER {} ON {table}", quote(name))
+}
+
+/// `table` is quoted already.
+pub fn drop_policy(name: &str, table: &str) -> String {
+    format!("DROP POLICY {} ON {table}", quote(name))
 }
 
 /// Parameters: object kind keyword is fixed; the server formats the literal (`%L`).

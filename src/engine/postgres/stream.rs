@@ -97,6 +97,20 @@ pub struct PgStream {
     /// Delivered, unacknowledged transactions: (end LSN, rows in the peek output).
     pending: VecDeque<(u64, usize)>,
     restart_points: RestartPoints,
+    /// The content of the message the cut-over's transaction emits (`swap_marker`):
+    /// the stream stops at the end of that transaction.
+    swap_marker: Option<String>,
+    /// The end LSN of the swap's transaction, once read (docs/how-it-works.md, "Revert").
+    swap_at: Option<u64>,
+    /// After the swap was read, `close` keeps the slot and the publication (the revert
+    /// window's stream goes on from them).
+    keep_after_swap: bool,
+}
+
+/// The message the cut-over's transaction emits to mark the swap (read by the stream of
+/// the run that swapped: the swap's commit is where the revert window's stream starts).
+pub fn swap_marker(schema: &str, old: &str) -> String {
+    format!("swap {}", super::sql::qualified(schema, old))
 }
 
 impl PgStream {
@@ -121,7 +135,17 @@ impl PgStream {
             acked: from,
             pending: VecDeque::new(),
             restart_points,
+            swap_marker: None,
+            swap_at: None,
+            keep_after_swap: false,
         }
+    }
+
+    /// Stop at the transaction carrying `marker` (the swap); with `keep`, a stream that
+    /// read it keeps the slot and the publication when closed.
+    pub fn stop_at_swap(&mut self, marker: String, keep: bool) {
+        self.swap_marker = Some(marker);
+        self.keep_after_swap = keep;
     }
 
     /// A stream opened again on a slot whose consumer confirmed up to `lsn` (below the
@@ -270,6 +294,15 @@ impl PgStream {
     }
 
     async fn peek_once(&mut self) -> Result<(StreamBatch, bool)> {
+        if let Some(at) = self.swap_at {
+            return Err(Error::new(
+                ErrorKind::SourceChanged,
+                format!(
+                    "the tables were swapped (the stream read the swap at {})",
+                    format_lsn(at)
+                ),
+            ));
+        }
         let c = self.client()?;
         let flushed: String = c
             .query_one(sql::FLUSH_LSN, &[])
@@ -311,6 +344,9 @@ impl PgStream {
         let mut lag = None;
         // The transaction being read: (skip, xid, keys, rows).
         let mut cur: Option<(bool, u32, Vec<Key>, usize)> = None;
+        // The transaction being read carries the swap's marker.
+        let mut swap_here = false;
+        let mut complete = complete;
         for row in rows {
             let data: Vec<u8> = row
                 .try_get(2)
@@ -325,6 +361,7 @@ impl PgStream {
             match msg {
                 Message::Begin { final_lsn, xid, .. } => {
                     cur = Some((final_lsn < self.delivered, xid, Vec::new(), 1));
+                    swap_here = false;
                 }
                 Message::Relation { oid, columns, .. } => self.relation(oid, &columns)?,
                 Message::Insert { oid, new } => {
@@ -364,6 +401,7 @@ impl PgStream {
                 }
                 Message::Commit { commit_ts, .. } => {
                     let end = parse_lsn(&lsn_text).unwrap_or(0);
+                    let mut swapped = false;
                     if let Some((skip, xid, k, n)) = cur.take() {
                         if !skip {
                             if !k.is_empty() {
@@ -372,14 +410,32 @@ impl PgStream {
                             keys.extend(k);
                             self.delivered = self.delivered.max(end);
                             self.pending.push_back((end, n));
+                            swapped = swap_here;
                         }
                     }
                     let at = UNIX_EPOCH
                         + Duration::from_secs(PG_EPOCH)
                         + Duration::from_micros(commit_ts.max(0) as u64);
                     lag = Some(SystemTime::now().duration_since(at).unwrap_or_default());
+                    if swapped {
+                        // Nothing after the swap belongs to this stream: the next poll
+                        // says so (the keys read before it are returned first).
+                        self.swap_at = Some(end);
+                        complete = false;
+                        break;
+                    }
                 }
-                Message::Message { .. } | Message::Other(_) => {}
+                Message::Message { prefix, content } => {
+                    if prefix == "godwit"
+                        && self
+                            .swap_marker
+                            .as_ref()
+                            .is_some_and(|m| m.as_bytes() == content.as_slice())
+                    {
+                        swap_here = true;
+                    }
+                }
+                Message::Other(_) => {}
             }
         }
         self.wait_visible(&xids).await?;
@@ -410,7 +466,7 @@ impl ChangeStream for PgStream {
         let deadline = Instant::now() + wait;
         loop {
             let (batch, _complete) = self.peek_once().await?;
-            if !batch.keys.is_empty() || Instant::now() >= deadline {
+            if !batch.keys.is_empty() || self.swap_at.is_some() || Instant::now() >= deadline {
                 return Ok(batch);
             }
             tokio::time::sleep(POLL_PAUSE).await;
@@ -425,6 +481,11 @@ impl ChangeStream for PgStream {
     }
 
     async fn close(&mut self) -> Result<()> {
+        if self.keep_after_swap && self.swap_at.is_some() {
+            // The revert window's stream goes on from the slot and the publication.
+            self.client = None;
+            return Ok(());
+        }
         if let Some(c) = self.client.take() {
             // The slot is persistent (it survives a lost session): drop it here; what
             // fails is dropped by the engine's cleanup, the next run or `godwit cleanup`.
@@ -434,5 +495,9 @@ impl ChangeStream for PgStream {
                 .await;
         }
         Ok(())
+    }
+
+    fn swap_position(&self) -> Option<Position> {
+        self.swap_at.map(Position::Lsn)
     }
 }
