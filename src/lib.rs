@@ -14,7 +14,8 @@ pub mod phases;
 pub mod plan;
 pub mod progress;
 pub mod schema;
-pub mod target;
+/// Connection targets: the engine seam's URL parsing (`engine/target.rs`).
+pub use engine::target;
 pub mod throttle;
 
 pub use error::{Error, ErrorKind, Result};

@@ -230,7 +230,7 @@ async fn attempt_native(a: &RunArgs, target: &Target, rep: &mut Reporter) -> Res
 async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
     let target = Target::parse(&a.conn.url, a.conn.password_file.as_deref())?;
     // Refused here whether it would run natively or online.
-    let alter = AlterSpec::parse(target.kind, &a.conn.table, &a.alter)?;
+    let alter = AlterSpec::parse(engine::by_kind(target.kind).sql, &a.conn.table, &a.alter)?;
     if a.attempt_native && attempt_native(a, &target, rep).await? {
         return Ok(());
     }

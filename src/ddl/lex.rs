@@ -21,13 +21,13 @@
 //! (MySQL without `CLIENT_MULTI_STATEMENTS`, see vendor/README.md; PostgreSQL through the
 //! extended protocol), so the server refuses a second statement as well.
 
+use super::SqlRules;
 use crate::error::{Error, Result};
-use crate::target::EngineKind;
 
 /// How one server reads quoted text; see [`readings`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 struct Reading {
-    kind: EngineKind,
+    rules: &'static SqlRules,
     /// A backslash escapes the next character inside `'…'`.
     backslash_single: bool,
     /// A backslash escapes the next character inside `"…"` (MySQL strings without ANSI_QUOTES).
@@ -35,19 +35,18 @@ struct Reading {
 }
 
 /// Every way the server may read the text, depending on session settings godwit does not
-/// control everywhere (the phases run under the server's defaults).
-fn readings(kind: EngineKind) -> Vec<Reading> {
-    let r = |s, d| Reading {
-        kind,
-        backslash_single: s,
-        backslash_double: d,
-    };
-    match kind {
-        // default; ANSI_QUOTES; NO_BACKSLASH_ESCAPES (with or without ANSI_QUOTES).
-        EngineKind::Mysql => vec![r(true, true), r(true, false), r(false, false)],
-        // standard_conforming_strings on (default) and off. `"…"` never escapes.
-        EngineKind::Postgres => vec![r(false, false), r(true, false)],
-    }
+/// control everywhere (the phases run under the server's defaults): the engine's
+/// [`SqlRules::readings`].
+fn readings(rules: &'static SqlRules) -> Vec<Reading> {
+    rules
+        .readings
+        .iter()
+        .map(|&(s, d)| Reading {
+            rules,
+            backslash_single: s,
+            backslash_double: d,
+        })
+        .collect()
 }
 
 /// One lexical piece of the text.
@@ -92,7 +91,7 @@ fn is_ident_start(c: char) -> bool {
 /// Split `text` into pieces under one reading. Unclosed quotes and comments are errors.
 fn scan(text: &str, r: Reading, what: &str) -> Result<Vec<Span>> {
     let b = text.as_bytes();
-    let kind = r.kind;
+    let rules = r.rules;
     let mut out = Vec::new();
     let mut i = 0usize;
     let char_at = |i: usize| text[i..].chars().next().unwrap_or('\0');
@@ -107,7 +106,7 @@ fn scan(text: &str, r: Reading, what: &str) -> Result<Vec<Span>> {
                 Piece::Space
             }
             '-' if b.get(i + 1) == Some(&b'-')
-                && (kind == EngineKind::Postgres
+                && (rules.dash_comment_anywhere
                     // MySQL: `--` starts a comment only before a space or control
                     // character (`1--1` is arithmetic).
                     || b.get(i + 2).is_none_or(|&n| n <= b' ')) =>
@@ -117,7 +116,7 @@ fn scan(text: &str, r: Reading, what: &str) -> Result<Vec<Span>> {
                 }
                 Piece::Comment
             }
-            '#' if kind == EngineKind::Mysql => {
+            '#' if rules.hash_and_executable_comments => {
                 while i < b.len() && b[i] != b'\n' {
                     i += 1;
                 }
@@ -125,7 +124,7 @@ fn scan(text: &str, r: Reading, what: &str) -> Result<Vec<Span>> {
             }
             '/' if b.get(i + 1) == Some(&b'*') => {
                 let rest = &b[i + 2..];
-                if kind == EngineKind::Mysql
+                if rules.hash_and_executable_comments
                     && (rest.first() == Some(&b'!')
                         || rest.len() >= 2
                             && rest[0].eq_ignore_ascii_case(&b'm')
@@ -146,7 +145,7 @@ fn scan(text: &str, r: Reading, what: &str) -> Result<Vec<Span>> {
                     if b[i] == b'*' && b[i + 1] == b'/' {
                         depth -= 1;
                         i += 2;
-                    } else if kind == EngineKind::Postgres && b[i] == b'/' && b[i + 1] == b'*' {
+                    } else if rules.nested_comments && b[i] == b'/' && b[i + 1] == b'*' {
                         depth += 1;
                         i += 2;
                     } else {
@@ -155,12 +154,11 @@ fn scan(text: &str, r: Reading, what: &str) -> Result<Vec<Span>> {
                 }
                 Piece::Comment
             }
-            '\'' | '"' | '`' if c != '`' || kind == EngineKind::Mysql => {
+            '\'' | '"' | '`' if c != '`' || rules.backtick_quotes => {
                 let escapes = match c {
                     '\'' => {
                         r.backslash_single
-                            || kind == EngineKind::Postgres
-                                && escape_string_prefix(text, &out, start)
+                            || rules.dollar_quotes && escape_string_prefix(text, &out, start)
                     }
                     '"' => r.backslash_double,
                     _ => false,
@@ -169,7 +167,7 @@ fn scan(text: &str, r: Reading, what: &str) -> Result<Vec<Span>> {
                     .ok_or_else(|| lex_error(what, format!("a {c} quote is not closed")))?;
                 Piece::Quoted(c)
             }
-            '$' if kind == EngineKind::Postgres => match dollar_tag(text, i) {
+            '$' if rules.dollar_quotes => match dollar_tag(text, i) {
                 Some(tag) => {
                     let body = i + tag.len();
                     let close = text[body..].find(tag).ok_or_else(|| {
@@ -199,7 +197,7 @@ fn scan(text: &str, r: Reading, what: &str) -> Result<Vec<Span>> {
                 i += 1;
                 Piece::CloseParen
             }
-            c if c.is_ascii_digit() && kind == EngineKind::Postgres => {
+            c if c.is_ascii_digit() && rules.dollar_quotes => {
                 // A number never swallows a `$`: `1$$…$$` is a number and a dollar quote.
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
                     i += 1;
@@ -207,7 +205,7 @@ fn scan(text: &str, r: Reading, what: &str) -> Result<Vec<Span>> {
                 Piece::Word
             }
             // PostgreSQL words start like identifiers (a `$` there opens a dollar quote).
-            c if is_word_char(c) && (kind == EngineKind::Mysql || is_ident_start(c)) => {
+            c if is_word_char(c) && (!rules.dollar_quotes || is_ident_start(c)) => {
                 while i < b.len() && is_word_char(char_at(i)) {
                     i += char_at(i).len_utf8();
                 }
@@ -304,11 +302,11 @@ fn render(text: &str, spans: &[Span]) -> String {
     s.trim().to_string()
 }
 
-/// Read `text` under every reading of `kind`: the statements, which must be the same
+/// Read `text` under every reading of `rules`: the statements, which must be the same
 /// under each (else the text means different things to different sessions).
-pub fn split(kind: EngineKind, text: &str, what: &str) -> Result<Vec<String>> {
+pub fn split(rules: &'static SqlRules, text: &str, what: &str) -> Result<Vec<String>> {
     let mut agreed: Option<Vec<String>> = None;
-    for r in readings(kind) {
+    for r in readings(rules) {
         let st: Vec<String> = statements(text, r, what)?
             .iter()
             .map(|s| render(text, s))
@@ -329,8 +327,8 @@ pub fn split(kind: EngineKind, text: &str, what: &str) -> Result<Vec<String>> {
 
 /// Exactly one statement (a trailing `;` is allowed); returned without comments and
 /// without the `;`.
-pub fn single(kind: EngineKind, text: &str, what: &str) -> Result<String> {
-    let mut st = split(kind, text, what)?;
+pub fn single(rules: &'static SqlRules, text: &str, what: &str) -> Result<String> {
+    let mut st = split(rules, text, what)?;
     match st.len() {
         0 => Err(Error::bad_input(format!("{what} is empty"))),
         1 => Ok(st.remove(0)),
@@ -343,9 +341,9 @@ pub fn single(kind: EngineKind, text: &str, what: &str) -> Result<String> {
 
 /// A fragment godwit splices into a statement of its own (an expression, a type, a
 /// default): no `;` anywhere, no comment, parentheses balanced.
-pub fn fragment(kind: EngineKind, text: &str, what: &str) -> Result<String> {
+pub fn fragment(rules: &'static SqlRules, text: &str, what: &str) -> Result<String> {
     let mut out = None;
-    for r in readings(kind) {
+    for r in readings(rules) {
         let spans = scan(text, r, what)?;
         let mut depth = 0i32;
         for s in &spans {
@@ -380,7 +378,7 @@ pub fn fragment(kind: EngineKind, text: &str, what: &str) -> Result<String> {
             );
         }
         let text = render(text, &spans);
-        if kind == EngineKind::Postgres && text.contains("$godwit$") {
+        if rules.dollar_quotes && text.contains("$godwit$") {
             return Err(Error::bad_input(format!(
                 "{what} contains $godwit$, which godwit uses to quote its trigger bodies"
             ))
@@ -406,16 +404,19 @@ pub fn fragment(kind: EngineKind, text: &str, what: &str) -> Result<String> {
 
 /// The pieces of one statement (already checked by [`single`]), under the server's
 /// default reading: for finding words such as the table name of `ALTER TABLE name`.
-pub fn pieces(kind: EngineKind, text: &str) -> Result<Vec<Span>> {
-    scan(text, readings(kind)[0], "the statement")
+pub fn pieces(rules: &'static SqlRules, text: &str) -> Result<Vec<Span>> {
+    scan(text, readings(rules)[0], "the statement")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use EngineKind::{Mysql as My, Postgres as Pg};
+    #[allow(non_upper_case_globals)]
+    const My: &SqlRules = &crate::engine::mysql::SQL_RULES;
+    #[allow(non_upper_case_globals)]
+    const Pg: &SqlRules = &crate::engine::postgres::SQL_RULES;
 
-    fn refused(kind: EngineKind, text: &str) -> bool {
+    fn refused(kind: &'static SqlRules, text: &str) -> bool {
         single(kind, text, "--alter").is_err()
     }
 

@@ -7,12 +7,45 @@
 //! table. Before that, [`lex`] makes sure the text is exactly one statement.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::target::EngineKind;
-use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect};
+use sqlparser::dialect::Dialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 pub mod lex;
+
+/// How one server reads SQL text, and the parts of its ALTER grammar godwit reads itself.
+/// Each engine provides one (`engine/*/`: `SQL_RULES`); engine-neutral code gets it from
+/// `engine::by_kind` and passes it in, so nothing here names an engine.
+pub struct SqlRules {
+    /// Every way the server may read quoted text under settings godwit does not control
+    /// everywhere, as (backslash escapes in `'…'`, backslash escapes in `"…"`); the first
+    /// is the server's default. Text must mean the same under each.
+    pub readings: &'static [(bool, bool)],
+    /// `--` starts a comment anywhere, not only before a space or control character.
+    pub dash_comment_anywhere: bool,
+    /// `#` starts a comment, and `/*! … */` / `/*M! … */` comments are executed.
+    pub hash_and_executable_comments: bool,
+    /// Block comments nest.
+    pub nested_comments: bool,
+    /// `` `…` `` quotes identifiers.
+    pub backtick_quotes: bool,
+    /// `$tag$…$tag$` quotes and `$1` parameters (words start like identifiers, numbers
+    /// end before a `$`), and `E'…'` strings with backslash escapes.
+    pub dollar_quotes: bool,
+    /// Unquoted names fold to lower case.
+    pub folds_to_lower: bool,
+    /// `RENAME old TO new` (no COLUMN) renames a column.
+    pub bare_rename_is_column: bool,
+    /// `RENAME name` (no TO/AS) renames the table.
+    pub bare_rename_is_table: bool,
+    /// Table options may set `AUTO_INCREMENT [=] N`.
+    pub auto_increment_option: bool,
+    /// Why a clause of `--alter` (its significant tokens) is refused: it would move the
+    /// shadow out of godwit's reach or reshape other tables.
+    pub refused_clause: fn(&[&Token]) -> Option<&'static str>,
+    /// sqlparser's dialect, for tokenizing.
+    pub dialect: fn() -> Box<dyn Dialect>,
+}
 
 /// Byte offsets of the tokens' locations in the text they came from.
 pub struct Source<'a> {
@@ -58,13 +91,6 @@ pub struct AlterSpec {
     pub auto_increment: Option<u64>,
 }
 
-fn dialect(kind: EngineKind) -> Box<dyn Dialect> {
-    match kind {
-        EngineKind::Mysql => Box::new(MySqlDialect {}),
-        EngineKind::Postgres => Box::new(PostgreSqlDialect {}),
-    }
-}
-
 fn is_ws(t: &Token) -> bool {
     matches!(t, Token::Whitespace(_))
 }
@@ -76,7 +102,8 @@ fn word(t: &Token) -> Option<(&str, Keyword, bool)> {
     }
 }
 
-fn kw(t: &Token, k: Keyword) -> bool {
+/// An unquoted keyword.
+pub fn kw(t: &Token, k: Keyword) -> bool {
     matches!(word(t), Some((_, kk, false)) if kk == k)
 }
 
@@ -85,45 +112,45 @@ impl AlterSpec {
     /// `table` (the name may be schema-qualified). Refused before anything reaches the
     /// server: more than one statement, executable comments, unclosed quotes, clauses that
     /// move or rename the table (see [`lex`] and [`refuse_moves`]).
-    pub fn parse(kind: EngineKind, table: &str, text: &str) -> Result<AlterSpec> {
-        let clauses = clause_text(kind, table, text)?;
+    pub fn parse(rules: &'static SqlRules, table: &str, text: &str) -> Result<AlterSpec> {
+        let clauses = clause_text(rules, table, text)?;
         if clauses.is_empty() {
             return Err(Error::bad_input("the ALTER statement has no clauses")
                 .with_hint("add the change, e.g. ALTER TABLE t ADD COLUMN note TEXT"));
         }
-        let tokens = Tokenizer::new(dialect(kind).as_ref(), &clauses)
+        let tokens = Tokenizer::new((rules.dialect)().as_ref(), &clauses)
             .tokenize()
             .map_err(|e| {
                 Error::new(ErrorKind::InvalidAlter, format!("cannot read --alter: {e}"))
                     .with_hint("check the quoting in the ALTER text")
             })?;
-        refuse_moves(kind, &tokens)?;
-        let renames = find_renames(kind, &tokens)?;
+        refuse_moves(rules, &tokens)?;
+        let renames = find_renames(rules, &tokens)?;
         Ok(AlterSpec {
             clauses,
             renames,
-            new_columns: find_new_columns(kind, &tokens),
-            auto_increment: find_auto_increment(kind, &tokens),
+            new_columns: find_new_columns(rules, &tokens),
+            auto_increment: find_auto_increment(rules, &tokens),
         })
     }
 }
 
 /// The clauses of `--alter` (one statement, for `table`, comments removed), without
 /// `ALTER TABLE name`. What `godwit plan` checks too; `godwit run` also refuses moves.
-pub fn clause_text(kind: EngineKind, table: &str, text: &str) -> Result<String> {
-    let stmt = lex::single(kind, text, "--alter").map_err(|e| match e.hint {
+pub fn clause_text(rules: &'static SqlRules, table: &str, text: &str) -> Result<String> {
+    let stmt = lex::single(rules, text, "--alter").map_err(|e| match e.hint {
         Some(_) => e,
         None => e.with_hint("give the clauses, e.g. --alter \"ADD COLUMN note TEXT\""),
     })?;
-    let start = clause_start(kind, table, &stmt)?;
+    let start = clause_start(rules, table, &stmt)?;
     Ok(stmt[start..].trim().to_string())
 }
 
 /// Where the clauses begin in `stmt`: 0 for a clause list, after the table name for
 /// `ALTER [ONLINE|IGNORE] TABLE [IF EXISTS] [ONLY] [schema.]name …`, whose name must be
 /// `table`.
-fn clause_start(kind: EngineKind, table: &str, stmt: &str) -> Result<usize> {
-    let spans = lex::pieces(kind, stmt)?;
+fn clause_start(rules: &'static SqlRules, table: &str, stmt: &str) -> Result<usize> {
+    let spans = lex::pieces(rules, stmt)?;
     let sig: Vec<&lex::Span> = spans
         .iter()
         .filter(|s| !matches!(s.piece, lex::Piece::Space | lex::Piece::Comment))
@@ -150,7 +177,7 @@ fn clause_start(kind: EngineKind, table: &str, stmt: &str) -> Result<usize> {
             lex::Piece::Word => {
                 let w = text(i);
                 // PostgreSQL folds unquoted names to lower case.
-                if kind == EngineKind::Postgres {
+                if rules.folds_to_lower {
                     w.to_lowercase()
                 } else {
                     w.to_string()
@@ -192,38 +219,9 @@ fn clause_start(kind: EngineKind, table: &str, stmt: &str) -> Result<usize> {
 
 /// Clauses that would move the shadow table out of godwit's reach or reshape other
 /// tables: the shadow is renamed, moved to another schema, or takes data from elsewhere.
-fn refuse_moves(kind: EngineKind, tokens: &[Token]) -> Result<()> {
+fn refuse_moves(rules: &SqlRules, tokens: &[Token]) -> Result<()> {
     for c in clauses(tokens) {
-        let is = |i: usize, k: Keyword| c.get(i).is_some_and(|t| kw(t, k));
-        let refused = match kind {
-            EngineKind::Postgres => {
-                if is(0, Keyword::SET) && is(1, Keyword::SCHEMA) {
-                    Some("SET SCHEMA moves the table to another schema; run it as its own ALTER TABLE … SET SCHEMA (instant)")
-                } else if is(0, Keyword::SET) && is(1, Keyword::TABLESPACE) {
-                    Some("SET TABLESPACE is not supported by godwit; run ALTER TABLE … SET TABLESPACE (it rewrites the table under an ACCESS EXCLUSIVE lock) or pg_repack --tablespace")
-                } else if (is(0, Keyword::ATTACH) || is(0, Keyword::DETACH))
-                    && is(1, Keyword::PARTITION)
-                {
-                    Some("ATTACH/DETACH PARTITION changes other tables; godwit does not migrate partitioned tables")
-                } else if is(0, Keyword::INHERIT) || (is(0, Keyword::NO) && is(1, Keyword::INHERIT))
-                {
-                    Some("INHERIT / NO INHERIT links the table to another one; run it as its own ALTER TABLE")
-                } else {
-                    None
-                }
-            }
-            EngineKind::Mysql => {
-                if (is(0, Keyword::DISCARD) || is(0, Keyword::IMPORT))
-                    && c.iter().any(|t| kw(t, Keyword::TABLESPACE))
-                {
-                    Some("DISCARD/IMPORT TABLESPACE acts on the table's files; run it natively")
-                } else if is(0, Keyword::EXCHANGE) {
-                    Some("EXCHANGE PARTITION swaps data with another table; run it natively")
-                } else {
-                    None
-                }
-            }
-        };
+        let refused = (rules.refused_clause)(&c);
         if let Some(why) = refused {
             return Err(Error::bad_input(format!(
                 "--alter clause `{}` is not accepted",
@@ -261,7 +259,7 @@ fn clauses(tokens: &[Token]) -> Vec<Vec<&Token>> {
     out
 }
 
-fn find_renames(kind: EngineKind, tokens: &[Token]) -> Result<Vec<(String, String)>> {
+fn find_renames(rules: &SqlRules, tokens: &[Token]) -> Result<Vec<(String, String)>> {
     let mut renames = Vec::new();
     for c in clauses(tokens) {
         let w = |i: usize| c.get(i).and_then(|t| word(t));
@@ -280,7 +278,7 @@ fn find_renames(kind: EngineKind, tokens: &[Token]) -> Result<Vec<(String, Strin
                 }
             } else if is(1, Keyword::TO)
                 || is(1, Keyword::AS)
-                || (kind == EngineKind::Mysql && c.len() == 2)
+                || (rules.bare_rename_is_table && c.len() == 2)
             {
                 return Err(Error::bad_input(
                     "the ALTER renames the table; godwit keeps the table's name",
@@ -288,7 +286,7 @@ fn find_renames(kind: EngineKind, tokens: &[Token]) -> Result<Vec<(String, Strin
                 .with_hint(
                     "rename the table with a separate RENAME TABLE statement (it is instant)",
                 ));
-            } else if kind == EngineKind::Postgres
+            } else if rules.bare_rename_is_column
                 && !is(1, Keyword::CONSTRAINT)
                 && is(2, Keyword::TO)
             {
@@ -357,7 +355,7 @@ fn column_after(c: &[&Token], mut i: usize) -> Option<usize> {
 /// values, so it must not be filled from the old column of that name. (A name that a
 /// rename gives to another column, `DROP c, CHANGE d c …`, is not listed: the rename says
 /// where its data comes from.)
-fn find_new_columns(kind: EngineKind, tokens: &[Token]) -> Vec<String> {
+fn find_new_columns(rules: &SqlRules, tokens: &[Token]) -> Vec<String> {
     let mut removed: Vec<String> = Vec::new();
     let mut added: Vec<String> = Vec::new();
     let name = |t: &Token| word(t).map(|(v, ..)| v.to_string());
@@ -381,7 +379,7 @@ fn find_new_columns(kind: EngineKind, tokens: &[Token]) -> Vec<String> {
             // RENAME COLUMN old TO new; PostgreSQL also RENAME old TO new.
             let off = if is(1, Keyword::COLUMN) {
                 2
-            } else if kind == EngineKind::Postgres && !is(1, Keyword::CONSTRAINT) {
+            } else if rules.bare_rename_is_column && !is(1, Keyword::CONSTRAINT) {
                 1
             } else {
                 continue;
@@ -436,8 +434,8 @@ fn find_new_columns(kind: EngineKind, tokens: &[Token]) -> Vec<String> {
 /// The `AUTO_INCREMENT [=] N` table option (MySQL/MariaDB). Table options may follow one
 /// another without commas (`ENGINE=InnoDB AUTO_INCREMENT=5`); in a column definition
 /// `AUTO_INCREMENT` is never followed by a number.
-fn find_auto_increment(kind: EngineKind, tokens: &[Token]) -> Option<u64> {
-    if kind != EngineKind::Mysql {
+fn find_auto_increment(rules: &SqlRules, tokens: &[Token]) -> Option<u64> {
+    if !rules.auto_increment_option {
         return None;
     }
     let sig: Vec<&Token> = tokens.iter().filter(|t| !is_ws(t)).collect();
@@ -460,40 +458,35 @@ fn find_auto_increment(kind: EngineKind, tokens: &[Token]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    const MY: &SqlRules = &crate::engine::mysql::SQL_RULES;
+    const PG: &SqlRules = &crate::engine::postgres::SQL_RULES;
 
     #[test]
     fn clause_list_is_taken_as_is() {
-        let a =
-            AlterSpec::parse(EngineKind::Mysql, "t", "ADD COLUMN x INT, DROP COLUMN y").unwrap();
+        let a = AlterSpec::parse(MY, "t", "ADD COLUMN x INT, DROP COLUMN y").unwrap();
         assert_eq!(a.clauses, "ADD COLUMN x INT, DROP COLUMN y");
         assert!(a.renames.is_empty());
     }
 
     #[test]
     fn statement_header_is_stripped_and_checked() {
-        let a = AlterSpec::parse(
-            EngineKind::Mysql,
-            "orders",
-            "ALTER TABLE `orders` ADD INDEX (a);",
-        )
-        .unwrap();
+        let a = AlterSpec::parse(MY, "orders", "ALTER TABLE `orders` ADD INDEX (a);").unwrap();
         assert_eq!(a.clauses, "ADD INDEX (a)");
         let a = AlterSpec::parse(
-            EngineKind::Postgres,
+            PG,
             "public.orders",
             "alter table public.orders add column z int",
         )
         .unwrap();
         assert_eq!(a.clauses, "add column z int");
-        let e = AlterSpec::parse(EngineKind::Mysql, "orders", "ALTER TABLE other ADD x INT")
-            .unwrap_err();
+        let e = AlterSpec::parse(MY, "orders", "ALTER TABLE other ADD x INT").unwrap_err();
         assert_eq!(e.kind, ErrorKind::BadInput);
     }
 
     #[test]
     fn renames_are_found_in_every_form() {
         let a = AlterSpec::parse(
-            EngineKind::Mysql,
+            MY,
             "t",
             "CHANGE COLUMN a b INT NOT NULL, CHANGE `c` `d` TEXT, RENAME COLUMN e TO f, MODIFY g BIGINT, CHANGE h h INT",
         )
@@ -506,36 +499,30 @@ mod tests {
                 ("e".into(), "f".into())
             ]
         );
-        let p = AlterSpec::parse(EngineKind::Postgres, "t", "RENAME a TO b").unwrap();
+        let p = AlterSpec::parse(PG, "t", "RENAME a TO b").unwrap();
         assert_eq!(p.renames, vec![("a".into(), "b".into())]);
-        let p = AlterSpec::parse(EngineKind::Postgres, "t", "RENAME CONSTRAINT a TO b").unwrap();
+        let p = AlterSpec::parse(PG, "t", "RENAME CONSTRAINT a TO b").unwrap();
         assert!(p.renames.is_empty());
     }
 
     #[test]
     fn postgres_alter_column_is_a_clause() {
-        let a = AlterSpec::parse(
-            EngineKind::Postgres,
-            "t",
-            "ALTER COLUMN a TYPE bigint, ADD COLUMN d int",
-        )
-        .unwrap();
+        let a = AlterSpec::parse(PG, "t", "ALTER COLUMN a TYPE bigint, ADD COLUMN d int").unwrap();
         assert_eq!(a.clauses, "ALTER COLUMN a TYPE bigint, ADD COLUMN d int");
     }
 
     #[test]
     fn table_rename_is_refused() {
-        assert!(AlterSpec::parse(EngineKind::Mysql, "t", "RENAME TO t2").is_err());
-        assert!(AlterSpec::parse(EngineKind::Postgres, "t", "RENAME TO t2").is_err());
+        assert!(AlterSpec::parse(MY, "t", "RENAME TO t2").is_err());
+        assert!(AlterSpec::parse(PG, "t", "RENAME TO t2").is_err());
         // A rename inside a string literal is not a rename.
-        let a = AlterSpec::parse(EngineKind::Mysql, "t", "COMMENT 'CHANGE a b'").unwrap();
+        let a = AlterSpec::parse(MY, "t", "COMMENT 'CHANGE a b'").unwrap();
         assert!(a.renames.is_empty());
     }
 
     #[test]
     fn commas_inside_parentheses_do_not_split() {
-        let a =
-            AlterSpec::parse(EngineKind::Mysql, "t", "ADD INDEX i (a, b), CHANGE x y INT").unwrap();
+        let a = AlterSpec::parse(MY, "t", "ADD INDEX i (a, b), CHANGE x y INT").unwrap();
         assert_eq!(a.renames, vec![("x".into(), "y".into())]);
     }
 
@@ -543,72 +530,48 @@ mod tests {
     fn dropped_and_added_again_is_a_new_column() {
         let new = |kind, text| AlterSpec::parse(kind, "t", text).unwrap().new_columns;
         assert_eq!(
-            new(
-                EngineKind::Mysql,
-                "DROP COLUMN c1, ADD COLUMN c1 INT NOT NULL DEFAULT 47"
-            ),
+            new(MY, "DROP COLUMN c1, ADD COLUMN c1 INT NOT NULL DEFAULT 47"),
             vec!["c1".to_string()]
         );
         // Either order, without COLUMN, with IF [NOT] EXISTS, quoted, any case.
         assert_eq!(
-            new(EngineKind::Mysql, "ADD `C1` INT, DROP IF EXISTS c1"),
+            new(MY, "ADD `C1` INT, DROP IF EXISTS c1"),
             vec!["C1".to_string()]
         );
         assert_eq!(
-            new(
-                EngineKind::Mysql,
-                "DROP c1, ADD COLUMN IF NOT EXISTS c1 INT"
-            ),
+            new(MY, "DROP c1, ADD COLUMN IF NOT EXISTS c1 INT"),
             vec!["c1".to_string()]
         );
         // Renamed away, then added again.
         assert_eq!(
-            new(EngineKind::Mysql, "CHANGE c1 c2 INT, ADD c1 INT DEFAULT 9"),
+            new(MY, "CHANGE c1 c2 INT, ADD c1 INT DEFAULT 9"),
             vec!["c1".to_string()]
         );
         assert_eq!(
-            new(EngineKind::Mysql, "RENAME COLUMN c1 TO c2, ADD c1 INT"),
+            new(MY, "RENAME COLUMN c1 TO c2, ADD c1 INT"),
             vec!["c1".to_string()]
         );
         // The parenthesized list of new columns.
         assert_eq!(
-            new(
-                EngineKind::Mysql,
-                "DROP b, ADD (a DECIMAL(10,2), b INT DEFAULT 1)"
-            ),
+            new(MY, "DROP b, ADD (a DECIMAL(10,2), b INT DEFAULT 1)"),
             vec!["b".to_string()]
         );
         assert_eq!(
-            new(
-                EngineKind::Postgres,
-                "DROP COLUMN c1 CASCADE, ADD c1 int DEFAULT 47"
-            ),
+            new(PG, "DROP COLUMN c1 CASCADE, ADD c1 int DEFAULT 47"),
             vec!["c1".to_string()]
         );
         // Not a re-added column: a rename onto a dropped name, indexes and keys of the
         // same name, a column that is only changed.
-        assert!(new(EngineKind::Mysql, "DROP c1, CHANGE c3 c1 INT").is_empty());
-        assert!(new(EngineKind::Mysql, "DROP INDEX c1, ADD INDEX c1 (c1)").is_empty());
-        assert!(new(
-            EngineKind::Mysql,
-            "DROP PRIMARY KEY, ADD PRIMARY KEY (id, i)"
-        )
-        .is_empty());
-        assert!(new(EngineKind::Mysql, "MODIFY c1 BIGINT, ADD c2 INT").is_empty());
-        assert!(new(
-            EngineKind::Postgres,
-            "DROP CONSTRAINT c1, ADD CONSTRAINT c1 CHECK (c1 > 0)"
-        )
-        .is_empty());
+        assert!(new(MY, "DROP c1, CHANGE c3 c1 INT").is_empty());
+        assert!(new(MY, "DROP INDEX c1, ADD INDEX c1 (c1)").is_empty());
+        assert!(new(MY, "DROP PRIMARY KEY, ADD PRIMARY KEY (id, i)").is_empty());
+        assert!(new(MY, "MODIFY c1 BIGINT, ADD c2 INT").is_empty());
+        assert!(new(PG, "DROP CONSTRAINT c1, ADD CONSTRAINT c1 CHECK (c1 > 0)").is_empty());
     }
 
     #[test]
     fn auto_increment_table_option_is_found() {
-        let ai = |text| {
-            AlterSpec::parse(EngineKind::Mysql, "t", text)
-                .unwrap()
-                .auto_increment
-        };
+        let ai = |text| AlterSpec::parse(MY, "t", text).unwrap().auto_increment;
         assert_eq!(ai("AUTO_INCREMENT=500"), Some(500));
         assert_eq!(ai("ADD COLUMN x INT, AUTO_INCREMENT = 7"), Some(7));
         assert_eq!(ai("ENGINE=InnoDB auto_increment 42"), Some(42));
@@ -616,7 +579,7 @@ mod tests {
         assert_eq!(ai("ADD COLUMN n INT AUTO_INCREMENT, ADD KEY (n)"), None);
         assert_eq!(ai("COMMENT 'AUTO_INCREMENT=5'"), None);
         assert_eq!(
-            AlterSpec::parse(EngineKind::Postgres, "t", "ADD COLUMN x int")
+            AlterSpec::parse(PG, "t", "ADD COLUMN x int")
                 .unwrap()
                 .auto_increment,
             None

@@ -7,6 +7,7 @@ pub mod int_bounds;
 pub mod mysql;
 pub mod postgres;
 pub mod retry;
+pub mod target;
 
 use crate::ddl::AlterSpec;
 use crate::error::Result;
@@ -426,20 +427,24 @@ pub struct EngineParts {
     pub planner: &'static dyn crate::plan::PlanEngine,
     /// Opens the connection of the phase commands (`godwit expand`, …).
     pub phases: &'static dyn crate::phases::db::PhaseConnector,
+    /// How the server reads SQL text (the lexer of user text, `--alter`).
+    pub sql: &'static crate::ddl::SqlRules,
 }
 
-/// The one place an engine kind becomes the engine objects the planner and the phases
-/// use (the online path connects through [`connect`]). A new engine is a new folder and
+/// The one place an engine kind becomes the engine objects the planner, the phases and
+/// the reading of user SQL use (the online path connects through [`connect`]). A new engine is a new folder and
 /// one arm here.
 pub fn by_kind(kind: EngineKind) -> EngineParts {
     match kind {
         EngineKind::Mysql => EngineParts {
             planner: &mysql::planner::MysqlPlanner,
             phases: &mysql::phases::MysqlPhases,
+            sql: &mysql::SQL_RULES,
         },
         EngineKind::Postgres => EngineParts {
             planner: &postgres::planner::PgPlanner,
             phases: &postgres::phases::PgPhases,
+            sql: &postgres::SQL_RULES,
         },
     }
 }

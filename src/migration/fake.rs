@@ -576,7 +576,7 @@ pub fn table(name: &str, columns: &[&str], rows: u64) -> Table {
 #[async_trait]
 impl Engine for FakeEngine {
     fn kind(&self) -> EngineKind {
-        EngineKind::Mysql
+        crate::target::kind_of_scheme("mysql").expect("a known scheme")
     }
     fn names(&self) -> &ArtifactNames {
         &self.names

@@ -6,11 +6,10 @@ use super::catalog::Grant;
 use super::catalog::{CatalogSql, ColumnInfo, TableInfo};
 use super::db::Param;
 use super::ops::{AddForeignKey, Backfill, Filter, Stmt, StmtKind, Trigger, Val};
-use crate::target::EngineKind;
 
 pub trait Dialect: Sync + Send {
-    /// The engine whose rules user text follows (see `ddl::lex`).
-    fn engine(&self) -> EngineKind;
+    /// How the server reads user text (see `ddl::lex`).
+    fn sql_rules(&self) -> &'static crate::ddl::SqlRules;
     fn quote(&self, ident: &str) -> String;
     /// The qualified table name.
     fn table(&self, table: &str) -> String;

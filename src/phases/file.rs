@@ -126,11 +126,12 @@ pub fn load_file(path: &Path) -> Result<MigrationFile> {
 /// godwit will splice into its own statements (`up`, `down`, `check`, types, defaults)
 /// with that engine's rules, before anything connects (`ddl::lex::fragment`).
 pub fn load(path: &Path, kind: EngineKind) -> Result<Vec<MigrationFile>> {
+    let rules = crate::engine::by_kind(kind).sql;
     let files = load_all(path)?;
     for f in &files {
         for (i, op) in f.operations.iter().enumerate() {
             for (field, text) in op.fragments() {
-                crate::ddl::lex::fragment(kind, text, &format!("field `{field}`")).map_err(
+                crate::ddl::lex::fragment(rules, text, &format!("field `{field}`")).map_err(
                     |e| {
                         Error {
                             message: format!(

@@ -798,8 +798,12 @@ pub fn shrink_probe(column: &str, old: &str, new: &str) -> Option<DataProbe> {
 
 /// `--alter` as one statement: a clause list gets `ALTER TABLE <placeholder>` in front.
 /// The text must be exactly one statement (see `ddl::lex`); comments are dropped.
-pub fn as_statement(kind: EngineKind, alter: &str, placeholder: &str) -> Result<String> {
-    let t = crate::ddl::lex::single(kind, alter, "--alter").map_err(|e| match e.hint {
+pub fn as_statement(
+    rules: &'static crate::ddl::SqlRules,
+    alter: &str,
+    placeholder: &str,
+) -> Result<String> {
+    let t = crate::ddl::lex::single(rules, alter, "--alter").map_err(|e| match e.hint {
         Some(_) => e,
         None => e.with_hint("give the clauses, e.g. --alter \"ADD COLUMN note TEXT\""),
     })?;
@@ -823,8 +827,9 @@ pub async fn plan_alter(
     opts: &PlanOptions,
 ) -> Result<Plan> {
     // One statement, for this table (a rename of the table is planned, not refused).
-    crate::ddl::clause_text(target.kind, table, alter)?;
-    let engine = crate::engine::by_kind(target.kind).planner;
+    let parts = crate::engine::by_kind(target.kind);
+    crate::ddl::clause_text(parts.sql, table, alter)?;
+    let engine = parts.planner;
     let stmt = engine.prepare(alter)?;
     let mut session = engine.open(target, false).await?;
     let facts = session.facts(table, opts).await?;

@@ -451,7 +451,7 @@ pub async fn assert_same_rows_and_no_leftovers(
 
 /// The statements of `sql`, split with godwit's own MySQL lexer.
 pub fn split(sql: &str) -> Vec<String> {
-    godwit::ddl::lex::split(godwit::target::EngineKind::Mysql, sql, "test SQL")
+    godwit::ddl::lex::split(&godwit::engine::mysql::SQL_RULES, sql, "test SQL")
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 

@@ -13,6 +13,8 @@ pub mod phases;
 pub mod planner;
 pub mod rowimage;
 pub(crate) mod session;
+mod sql_rules;
+pub use sql_rules::SQL_RULES;
 pub mod sql;
 mod verify;
 

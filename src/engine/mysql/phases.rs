@@ -126,8 +126,8 @@ impl Mysql {
 }
 
 impl Dialect for Mysql {
-    fn engine(&self) -> crate::target::EngineKind {
-        crate::target::EngineKind::Mysql
+    fn sql_rules(&self) -> &'static crate::ddl::SqlRules {
+        &super::SQL_RULES
     }
     fn placeholder(&self, _n: usize) -> String {
         "?".into()

@@ -11,7 +11,7 @@ use crate::plan::{
     Algorithm, Change, ChangeKind, Classified, DataProbe, Facts, MyLock, Plan, PlanEngine,
     PlanOptions, PlanSession, ProbeResult, Recommendation,
 };
-use crate::target::{EngineKind, Target};
+use crate::target::Target;
 use async_trait::async_trait;
 
 /// The planner of MySQL/MariaDB.
@@ -35,7 +35,7 @@ impl PlanEngine for MysqlPlanner {
         }))
     }
     fn prepare(&self, alter: &str) -> Result<String> {
-        crate::plan::as_statement(EngineKind::Mysql, alter, "`t`")
+        crate::plan::as_statement(&super::SQL_RULES, alter, "`t`")
     }
     fn recommend(
         &self,

@@ -8,7 +8,6 @@
 use super::classify_clauses::{self as pg_clauses, Clause, ClauseKind, PgClause};
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{Change, ChangeKind, Facts, PgLock, PlanOptions, Recommendation, Strategy};
-use crate::target::EngineKind;
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, ColumnDef, ColumnOption, DataType, Expr, Statement,
     TableConstraint,
@@ -55,7 +54,7 @@ pub fn parse(table: &str, alter: &str) -> Result<Parsed> {
             "give ALTER TABLE clauses (ADD COLUMN …, ALTER COLUMN …) or one CREATE INDEX statement",
         )
     };
-    let trimmed = crate::plan::as_statement(EngineKind::Postgres, alter, "t")?;
+    let trimmed = crate::plan::as_statement(&super::SQL_RULES, alter, "t")?;
     let trimmed = trimmed.as_str();
     if trimmed
         .split_whitespace()
@@ -1180,6 +1179,7 @@ fn constraint_name(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::EngineKind;
 
     fn dt(s: &str) -> DataType {
         let p = parse("t", &format!("ALTER COLUMN x TYPE {s}")).unwrap();

@@ -17,7 +17,9 @@ pub mod pgoutput;
 pub mod phases;
 pub mod planner;
 pub mod sql;
+mod sql_rules;
 mod stream;
+pub use sql_rules::SQL_RULES;
 mod verify;
 
 use crate::ddl::AlterSpec;

@@ -135,8 +135,8 @@ impl Postgres {
 }
 
 impl Dialect for Postgres {
-    fn engine(&self) -> crate::target::EngineKind {
-        crate::target::EngineKind::Postgres
+    fn sql_rules(&self) -> &'static crate::ddl::SqlRules {
+        &super::SQL_RULES
     }
     fn placeholder(&self, n: usize) -> String {
         format!("${n}")

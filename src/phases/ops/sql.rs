@@ -45,7 +45,7 @@ impl Op for RawSql {
 
 /// The statements of one field, each run (and shown in a dry run) on its own.
 fn statements(cx: &Cx, field: &str, text: &str) -> Result<Vec<Stmt>, String> {
-    let st = lex::split(cx.sql.engine(), text, &format!("field `{field}`"))
+    let st = lex::split(cx.sql.sql_rules(), text, &format!("field `{field}`"))
         .map_err(|e| e.to_string())?;
     if st.is_empty() {
         return Err(format!("field `{field}` holds no statement"));

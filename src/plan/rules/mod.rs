@@ -44,25 +44,29 @@ pub fn run_all(plan: &Plan, o: &PlanOptions) -> Vec<Finding> {
 #[cfg(test)]
 pub(crate) mod fixture {
     use crate::plan::*;
-    use crate::target::EngineKind;
+    use crate::target::{kind_of_scheme, EngineKind};
 
     /// Facts of a small MariaDB table.
     pub fn mysql_facts() -> Facts {
-        facts(EngineKind::Mysql)
+        facts(mysql())
     }
 
     /// A plan of `changes` on a small MariaDB table.
     pub fn mysql_plan(changes: Vec<Change>) -> Plan {
-        plan(EngineKind::Mysql, changes)
+        plan(mysql(), changes)
     }
 
     /// A plan of `changes` on a small PostgreSQL table.
     pub fn pg_plan(changes: Vec<Change>) -> Plan {
-        plan(EngineKind::Postgres, changes)
+        plan(kind_of_scheme("postgres").unwrap(), changes)
+    }
+
+    fn mysql() -> EngineKind {
+        kind_of_scheme("mysql").unwrap()
     }
 
     fn facts(engine: EngineKind) -> Facts {
-        let mysql = engine == EngineKind::Mysql;
+        let mysql = engine == mysql();
         Facts {
             engine,
             server_version: "test".into(),

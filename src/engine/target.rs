@@ -39,6 +39,15 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// The engine a URL scheme names (`mysql`, `mariadb`, `postgres`, `postgresql`).
+pub fn kind_of_scheme(scheme: &str) -> Option<EngineKind> {
+    match scheme {
+        "mysql" | "mariadb" => Some(EngineKind::Mysql),
+        "postgres" | "postgresql" => Some(EngineKind::Postgres),
+        _ => None,
+    }
+}
+
 impl Target {
     /// Parse a `mysql://` or `postgres://` URL. `password_file` wins over the URL, which wins
     /// over the environment.
@@ -48,16 +57,10 @@ impl Target {
                 "use mysql://USER@HOST:PORT/DB or postgres://USER@HOST:PORT/DB (password from the environment or --password-file)",
             )
         })?;
-        let kind = match parsed.scheme() {
-            "mysql" | "mariadb" => EngineKind::Mysql,
-            "postgres" | "postgresql" => EngineKind::Postgres,
-            other => {
-                return Err(
-                    Error::bad_input(format!("unsupported URL scheme '{other}'"))
-                        .with_hint("use mysql:// (MySQL/MariaDB) or postgres:// (PostgreSQL)"),
-                )
-            }
-        };
+        let kind = kind_of_scheme(parsed.scheme()).ok_or_else(|| {
+            Error::bad_input(format!("unsupported URL scheme '{}'", parsed.scheme()))
+                .with_hint("use mysql:// (MySQL/MariaDB) or postgres:// (PostgreSQL)")
+        })?;
         let decode = |s: &str| {
             percent_encoding::percent_decode_str(s)
                 .decode_utf8_lossy()
