@@ -8,6 +8,7 @@ pub mod cli;
 pub mod ddl;
 pub mod engine;
 pub mod error;
+pub mod hooks;
 pub mod migration;
 pub mod phases;
 pub mod plan;

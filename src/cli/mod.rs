@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand.
 
 mod cleanup;
+mod hooks;
 mod phases;
 mod plan;
 mod revert;

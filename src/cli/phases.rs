@@ -42,6 +42,8 @@ pub struct PhaseArgs {
     /// Longest wait for a table lock per DDL statement.
     #[arg(long, default_value_t = 10.0)]
     pub lock_timeout_seconds: f64,
+    #[command(flatten)]
+    pub hooks: super::hooks::HookArgs,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -77,6 +79,21 @@ async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
         ));
     }
     let target = Target::parse(&a.url, a.password_file.as_deref())?;
+    let path = a.path.display().to_string();
+    let names: Vec<&str> = list.iter().map(|p| p.name()).collect();
+    let state = names.join("+");
+    let hooks = a.hooks.build(
+        &target,
+        a.format,
+        &[
+            ("GODWIT_MIGRATION_PATH", path.as_str()),
+            ("GODWIT_PHASE", state.as_str()),
+        ],
+    )?;
+    let hooks = match hooks {
+        Some(h) => Some(super::hooks::PhaseHooks::start(h, &state).await),
+        None => None,
+    };
     let mut throttle = Throttle::new(
         a.max_rows_per_second,
         a.max_load.clone(),
@@ -91,7 +108,11 @@ async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
         lock_timeout: Duration::from_secs_f64(a.lock_timeout_seconds),
         format: a.format,
     };
-    phases::run(&target, &a.path, list, complete, &opts, &mut throttle, &rep).await
+    let r = phases::run(&target, &a.path, list, complete, &opts, &mut throttle, &rep).await;
+    if let Some(h) = hooks {
+        h.end(&r).await;
+    }
+    r
 }
 
 fn finish(format: Format, r: Result<()>) -> i32 {
