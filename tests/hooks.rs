@@ -215,6 +215,7 @@ async fn every_point_in_order(engine: Engine) {
     let (_, env) = &runs[at[7]];
     let var = |k: &str| env.get(k).cloned().unwrap_or_default();
     assert_eq!(var("GODWIT_HOOK"), "on-success");
+    assert_eq!(var("GODWIT_STATE"), "done");
     assert_eq!(var("GODWIT_TABLE_NAME"), "orders");
     assert_eq!(var("GODWIT_DATABASE_NAME"), database_name(&db));
     assert_eq!(var("GODWIT_USER"), "godwit_hk_all");

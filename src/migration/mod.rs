@@ -1300,9 +1300,11 @@ impl<'a> Migration<'a> {
         let mut cx = self.hook_context();
         match r {
             Ok(_) => {
+                cx.state = State::Done.to_string();
                 h.run(Point::Success, &cx).await;
             }
             Err(e) => {
+                cx.state = State::Failed.to_string();
                 cx.error = Some(e.to_string());
                 cx.exit_code = Some(e.exit_code());
                 h.run(Point::Failure, &cx).await;
@@ -1318,7 +1320,8 @@ impl<'a> Migration<'a> {
         let timeout = self.opts.cut_over_timeout;
         let retries = self.opts.cut_over_retries.max(1);
         let mut last_err = None;
-        let mut first_attempt: Option<Instant> = None;
+        // tokio's clock: the same as std's, and paused with it in the unit tests.
+        let mut first_attempt: Option<tokio::time::Instant> = None;
         // Who blocked the last failed attempt.
         let mut blocked_by: Vec<Blocker> = Vec::new();
         for attempt in 1..=retries {
@@ -1328,14 +1331,14 @@ impl<'a> Migration<'a> {
             self.flush().await?;
             // What the lock's drain reads starts at the acknowledged position.
             self.checkpoint_now().await?;
-            let first = *first_attempt.get_or_insert_with(Instant::now);
+            let first = *first_attempt.get_or_insert_with(tokio::time::Instant::now);
             if self.blocker_policy.kill
                 && !blocked_by.is_empty()
                 && first.elapsed() >= self.blocker_policy.after
             {
                 self.kill_blockers(&blocked_by).await;
             }
-            let attempt_began = Instant::now();
+            let attempt_began = tokio::time::Instant::now();
             self.rep.state(
                 State::CutOver,
                 &format!(
