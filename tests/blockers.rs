@@ -312,3 +312,69 @@ async fn with_metadata_lock_info_only_the_table_s_lock_holders_are_named_mariadb
     assert!(left.is_empty(), "left behind: {left:?}");
     db.drop_db().await;
 }
+
+/// The phase commands: a DDL statement whose lock wait runs out names the session that
+/// held the lock; the expand is undone.
+async fn phase_names_the_blocker(engine: Engine) {
+    let db = Db::new(engine, "blk_phase").await;
+    let writer = MirrorWriter::start(&db, 24).await;
+    let (mut blocker, id) = Blocker::open(&db).await;
+    let before_columns = db.columns("orders").await;
+    let files = std::env::temp_dir().join(support::unique_name("godwit-blk-files"));
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(
+        files.join("0001_extra.toml"),
+        "name = \"extra\"\n[[operations]]\ntype = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"extra\", type = \"INT\", nullable = true }\n",
+    )
+    .unwrap();
+    let path = files.to_string_lossy().to_string();
+    let run = support::godwit(
+        &[
+            "expand",
+            &path,
+            "--url",
+            db.url(),
+            "--execute",
+            "--format",
+            "json",
+            "--lock-timeout-seconds",
+            "1",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 40, "{}\n{}", run.stdout, run.stderr);
+    let message = run.event("error").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains(&format!("held by session {id} ({USER}")),
+        "{message}"
+    );
+    assert!(blocker.alive().await);
+    blocker.commit().await;
+    writer.stop().await;
+    assert_eq!(db.columns("orders").await, before_columns);
+    let (orders, mirror) = db.orders_and_mirror().await;
+    assert!(orders == mirror, "orders differs from its mirror");
+    let left: Vec<String> = db
+        .leftovers()
+        .await
+        .into_iter()
+        .filter(|l| !l.contains("_godwit_migrations"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    std::fs::remove_dir_all(&files).ok();
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phase_whose_lock_wait_runs_out_names_the_blocker_mariadb() {
+    phase_names_the_blocker(Engine::Maria).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phase_whose_lock_wait_runs_out_names_the_blocker_postgres() {
+    phase_names_the_blocker(Engine::Postgres).await;
+}

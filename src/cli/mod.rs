@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand.
 
+mod blockers;
 mod cleanup;
 mod hooks;
 mod phases;

@@ -108,7 +108,10 @@ async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
         lock_timeout: Duration::from_secs_f64(a.lock_timeout_seconds),
         format: a.format,
     };
-    let r = phases::run(&target, &a.path, list, complete, &opts, &mut throttle, &rep).await;
+    let r = match phases::run(&target, &a.path, list, complete, &opts, &mut throttle, &rep).await {
+        Err(e) => Err(super::blockers::name_blockers(e, &target, &a.path, opts.lock_timeout).await),
+        ok => ok,
+    };
     if let Some(h) = hooks {
         h.end(&r).await;
     }

@@ -376,23 +376,7 @@ async fn run_one(path: &Path, env: &[(String, String)], timeout: Duration) -> st
     let name = file_name(path);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-    let read = |s: Option<tokio::process::ChildStdout>| async move {
-        let mut buf = Vec::new();
-        if let Some(mut s) = s {
-            use tokio::io::AsyncReadExt;
-            let _ = (&mut s).take(64 * 1024).read_to_end(&mut buf).await;
-        }
-        buf
-    };
-    let read_err = |s: Option<tokio::process::ChildStderr>| async move {
-        let mut buf = Vec::new();
-        if let Some(mut s) = s {
-            use tokio::io::AsyncReadExt;
-            let _ = (&mut s).take(64 * 1024).read_to_end(&mut buf).await;
-        }
-        buf
-    };
-    let outputs = tokio::spawn(async move { tokio::join!(read(stdout), read_err(stderr)) });
+    let outputs = tokio::spawn(async move { tokio::join!(drain(stdout), drain(stderr)) });
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(s) => s?,
         Err(_) => {
@@ -418,6 +402,18 @@ async fn run_one(path: &Path, env: &[(String, String)], timeout: Duration) -> st
         Some(c) => Ran::Exited(c),
         None => Ran::Signalled,
     })
+}
+
+/// The first 64 KiB of a hook's output; the rest is read and dropped, so that a hook
+/// that prints a lot never blocks on a full pipe.
+async fn drain<R: tokio::io::AsyncRead + Unpin>(s: Option<R>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    if let Some(mut s) = s {
+        let _ = (&mut s).take(64 * 1024).read_to_end(&mut buf).await;
+        let _ = tokio::io::copy(&mut s, &mut tokio::io::sink()).await;
+    }
+    buf
 }
 
 fn log_output(name: &str, which: &str, bytes: &[u8]) {
@@ -496,6 +492,18 @@ mod tests {
         // Not executable: never run, not a failure of the point.
         let out = hooks.run(Point::Success, &HookContext::default()).await;
         assert_eq!(out.ran, 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_hook_that_prints_a_lot_is_not_held_by_its_pipe() {
+        let dir = std::env::temp_dir().join(format!("godwit-hooks-big-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        script(&dir, "on-status", "head -c 1000000 /dev/zero | tr '\\0' x");
+        let hooks = Hooks::new(&dir, Duration::from_secs(20), vec![], false).unwrap();
+        let out = hooks.run(Point::Status, &HookContext::default()).await;
+        assert!(out.ok(), "{:?}", out.failures);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
