@@ -5,6 +5,7 @@
 //! [`engine::Engine`], and each engine lives in its own folder under [`engine`].
 
 pub mod cli;
+pub mod control;
 pub mod ddl;
 pub mod engine;
 pub mod error;

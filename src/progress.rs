@@ -30,6 +30,8 @@ pub enum State {
     CutOver,
     Cleanup,
     Done,
+    /// The phases' backfill: batches of existing rows brought into the new shape.
+    Backfill,
     /// After the swap, with `--revert-window`: the new table's changes are replayed into
     /// the old table so that `godwit revert` can swap back.
     RevertWindow,
@@ -87,6 +89,10 @@ pub struct Reporter {
     started: Instant,
     last_progress: Option<Instant>,
     state: Option<State>,
+    /// The control socket's status, kept current by `state` and `progress`.
+    control: Option<std::sync::Arc<crate::control::Control>>,
+    /// When the backfill last wrote a progress log line.
+    last_backfill_line: std::sync::Mutex<Option<Instant>>,
     /// Every state entered, in order, so unit tests can assert the path a run took.
     #[cfg(test)]
     pub(crate) states: Vec<State>,
@@ -136,8 +142,69 @@ impl Reporter {
             started: Instant::now(),
             last_progress: None,
             state: None,
+            control: None,
+            last_backfill_line: std::sync::Mutex::new(None),
             #[cfg(test)]
             states: Vec::new(),
+        }
+    }
+
+    /// Keep `control`'s status current (states, progress).
+    pub fn with_control(mut self, c: std::sync::Arc<crate::control::Control>) -> Reporter {
+        self.set_control(c);
+        self
+    }
+
+    pub fn set_control(&mut self, c: std::sync::Arc<crate::control::Control>) {
+        self.control = Some(c);
+    }
+
+    /// The backfill's progress: the bar on a terminal, a log line at most every 2 s
+    /// otherwise, and a `backfill_progress` event per batch with `--format json` (`body`
+    /// plus the snapshot's rows, estimate, rate and ETA).
+    pub fn backfill_progress(&self, s: &Snapshot, body: serde_json::Value) {
+        if let Some(c) = &self.control {
+            c.set_progress(s);
+        }
+        let eta = s
+            .eta_seconds
+            .map(|e| format!("{e}s"))
+            .unwrap_or_else(|| "-".into());
+        if let Some(b) = &self.bar {
+            b.set_length(s.rows_estimate.max(s.rows_copied));
+            b.set_position(s.rows_copied);
+            b.set_message(format!(
+                "{:.0} rows/s, ETA {eta} | backfill",
+                s.rows_per_sec
+            ));
+        }
+        match self.format {
+            Format::Json => {
+                let mut v = body;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("rows_estimate".into(), s.rows_estimate.into());
+                    o.insert("rows_per_sec".into(), s.rows_per_sec.into());
+                    o.insert("eta_seconds".into(), s.eta_seconds.into());
+                    o.insert("batch_size".into(), s.chunk_size.into());
+                }
+                self.emit("backfill_progress", v)
+            }
+            Format::Text if self.bar.is_none() => {
+                let mut last = self
+                    .last_backfill_line
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+                    *last = Some(Instant::now());
+                    tracing::info!(
+                        "backfill: {}/{} rows, {:.0} rows/s, ETA {eta}",
+                        s.rows_copied,
+                        s.rows_estimate,
+                        s.rows_per_sec
+                    );
+                }
+            }
+            Format::Text => {}
         }
     }
 
@@ -150,6 +217,8 @@ impl Reporter {
             started: Instant::now(),
             last_progress: None,
             state: None,
+            control: None,
+            last_backfill_line: std::sync::Mutex::new(None),
             states: Vec::new(),
         }
     }
@@ -163,6 +232,9 @@ impl Reporter {
     }
 
     pub fn state(&mut self, state: State, message: &str) {
+        if let Some(c) = &self.control {
+            c.set_state(state, message);
+        }
         if self.state == Some(state) {
             return;
         }
@@ -190,6 +262,9 @@ impl Reporter {
 
     /// Report progress; rate-limited to every 2 s (JSON, log lines), live on the bar.
     pub fn progress(&mut self, s: &Snapshot, force: bool) {
+        if let Some(c) = &self.control {
+            c.set_progress(s);
+        }
         if let Some(b) = &self.bar {
             b.set_length(s.rows_estimate.max(s.rows_copied));
             b.set_position(s.rows_copied);
@@ -250,6 +325,9 @@ impl Reporter {
 
     pub fn done(&mut self, d: &Done) {
         self.state = Some(State::Done);
+        if let Some(c) = &self.control {
+            c.set_state(State::Done, "the migration succeeded");
+        }
         self.clear_bar();
         match self.format {
             Format::Json => self.emit("done", serde_json::to_value(d).unwrap_or_default()),

@@ -2,6 +2,7 @@
 
 mod blockers;
 mod cleanup;
+mod ctl;
 mod hooks;
 mod phases;
 mod plan;
@@ -57,6 +58,10 @@ pub enum Command {
     Migrate(phases::MigrateArgs),
     /// Migration files: where each migration stands.
     Status(phases::StatusArgs),
+    /// Send one command to a running godwit's control socket (`status`, `throttle`,
+    /// `chunk-size=N`, `unpostpone`, `panic`, …) and print the answer. Exit 3 when
+    /// nothing answers there, 4 when the command is refused.
+    Ctl(ctl::CtlArgs),
 }
 
 /// Where to connect; shared by every command.
@@ -119,6 +124,7 @@ pub fn main() -> i32 {
             Command::Abort(a) => phases::phase(a, crate::phases::Phase::Abort).await,
             Command::Migrate(a) => phases::migrate(a).await,
             Command::Status(a) => phases::status(a).await,
+            Command::Ctl(a) => ctl::ctl(a).await,
         }
     })
 }

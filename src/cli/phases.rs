@@ -1,11 +1,13 @@
 //! `godwit expand | backfill | contract | abort | migrate | status`: migrations from files.
 
+use crate::control::{Control, Kind};
 use crate::error::Result;
 use crate::phases::{self, Phase, PhaseOptions};
 use crate::progress::{Format, Reporter};
 use crate::target::Target;
 use crate::throttle::{LoadThresholds, Throttle};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -44,6 +46,8 @@ pub struct PhaseArgs {
     pub lock_timeout_seconds: f64,
     #[command(flatten)]
     pub hooks: super::hooks::HookArgs,
+    #[command(flatten)]
+    pub control: super::ctl::ControlArgs,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -90,23 +94,31 @@ async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
             ("GODWIT_PHASE", state.as_str()),
         ],
     )?;
-    let hooks = match hooks {
-        Some(h) => Some(super::hooks::PhaseHooks::start(h, &state).await),
-        None => None,
-    };
+    let control = Arc::new(Control::new(Kind::Backfill));
     let mut throttle = Throttle::new(
         a.max_rows_per_second,
         a.max_load.clone(),
         None,
         a.throttle_flag_file.clone(),
-    );
-    let rep = Reporter::new(a.format);
+    )
+    .with_control(control.clone());
+    let rep = Reporter::new(a.format).with_control(control.clone());
+    // Stopped, and the socket file removed, when this function returns.
+    let servers = a.control.start(&control, &rep).await?;
+    let signals = servers
+        .serving()
+        .then(|| spawn_stop_on_signal(control.clone(), a.control.serve_socket_file.clone()));
+    let hooks = match hooks {
+        Some(h) => Some(super::hooks::PhaseHooks::start(h, &state).await),
+        None => None,
+    };
     let opts = PhaseOptions {
         execute: a.execute,
         allow_changed: a.allow_changed,
         batch_size: a.batch_size,
         lock_timeout: Duration::from_secs_f64(a.lock_timeout_seconds),
         format: a.format,
+        control,
     };
     let r = match phases::run(&target, &a.path, list, complete, &opts, &mut throttle, &rep).await {
         Err(e) => Err(super::blockers::name_blockers(e, &target, &a.path, opts.lock_timeout).await),
@@ -115,7 +127,45 @@ async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
     if let Some(h) = hooks {
         h.end(&r).await;
     }
+    if let Some(s) = signals {
+        s.abort();
+    }
+    drop(servers);
     r
+}
+
+/// With a control socket, Ctrl-C and SIGTERM would leave its file behind: they stop the
+/// backfill after its batch in flight instead (exit 30, the same command resumes), and
+/// any other phase within 10 s, the socket file removed.
+fn spawn_stop_on_signal(
+    control: Arc<Control>,
+    socket: Option<PathBuf>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::warn!("signal received: stopping (a backfill stops after its batch in flight)");
+        control.stop("a signal");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        if let Some(p) = socket {
+            let _ = std::fs::remove_file(p);
+        }
+        tracing::error!("stopped by a signal");
+        std::process::exit(crate::error::ErrorKind::Aborted.exit_code());
+    })
 }
 
 fn finish(format: Format, r: Result<()>) -> i32 {

@@ -1,6 +1,7 @@
 //! `godwit run`: the online ALTER.
 
 use super::ConnArgs;
+use crate::control::{Control, Kind};
 use crate::ddl::AlterSpec;
 use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
@@ -103,6 +104,8 @@ pub struct RunArgs {
     /// cut-over attempt (e.g. 30s, 5m).
     #[arg(long, value_parser = parse_window, requires = "kill_blockers")]
     pub force_cut_over_after: Option<Duration>,
+    #[command(flatten)]
+    pub control: super::ctl::ControlArgs,
     /// Test seam: hold the cut-over lock this long once the swap is queued (first attempt).
     #[arg(long, hide = true)]
     pub debug_cut_over_hold_millis: Option<u64>,
@@ -253,18 +256,34 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
         ],
     )?;
     let opts = options(a, alter, &abort)?;
+    // The control socket and metrics: started first (a socket in use is refused before
+    // anything else), stopped and removed when this function returns, whatever the outcome.
+    let control = Arc::new(Control::new(Kind::Run));
+    control.set_abort(abort.clone());
+    control.update(|s| s.table = Some(a.conn.table.clone()));
+    rep.set_control(control.clone());
+    let signals = spawn_signal_watch(abort.clone());
+    let _servers = a.control.start(&control, rep).await?;
     let throttle = Throttle::new(
         a.max_rows_per_second,
         a.max_load.clone(),
         a.critical_load.clone(),
         a.throttle_flag_file.clone(),
-    );
+    )
+    .with_control(control.clone());
     let eopts = EngineOptions {
         names: None,
         cut_over_hold: a.debug_cut_over_hold_millis.map(Duration::from_millis),
         reconnect: reconnect(a, &abort),
     };
-    let engine = engine::connect(&target, &a.conn.table, &eopts).await?;
+    let engine = engine::connect(&target, &a.conn.table, &eopts).await;
+    let engine = match engine {
+        Ok(e) => e,
+        Err(e) => {
+            signals.abort();
+            return Err(e);
+        }
+    };
     let hooks = hooks.map(|h| {
         let names = engine.names();
         Arc::new(
@@ -272,8 +291,8 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
                 .with_var("GODWIT_OLD_TABLE_NAME", names.old.clone()),
         )
     });
-    let signals = spawn_signal_watch(abort.clone());
     let result = Migration::new(engine.as_ref(), opts, throttle, rep, abort)
+        .with_control(control)
         .with_reverse(connector(&target, &a.conn.table, &eopts))
         .with_hooks(hooks)
         .with_blocker_policy(crate::migration::BlockerPolicy {

@@ -15,6 +15,7 @@ pub mod revert;
 mod tests;
 pub mod verify;
 
+use crate::control::{eta::Eta, Control};
 use crate::ddl::AlterSpec;
 use crate::engine::{Blocker, ChangeStream, Copier, Engine, Key, Position, Scope};
 use crate::error::{Error, ErrorKind, Result};
@@ -147,6 +148,12 @@ pub struct Migration<'a> {
     saved: Option<Position>,
     /// The last save failed: the stream follows `acked` (this run could not resume).
     unsaved: bool,
+    /// The control socket's knobs and status (a private one without a socket).
+    control: Arc<Control>,
+    /// The copy's rate and ETA over its recent unthrottled time.
+    eta: Eta,
+    /// The chunk size last set through the control socket (also the chunk's cap).
+    chunk_set: Option<u64>,
     /// `--hooks-path`: executables run at points of the run (`src/hooks`).
     hooks: Option<Arc<Hooks>>,
     /// Ending the sessions that block the cut-over.
@@ -204,11 +211,20 @@ impl<'a> Migration<'a> {
             in_window: false,
             saved: None,
             unsaved: false,
+            control: Arc::new(Control::default()),
+            eta: Eta::default(),
+            chunk_set: None,
             hooks: None,
             blocker_policy: BlockerPolicy::default(),
             began: Instant::now(),
             postponed_once: false,
         }
+    }
+
+    /// Take the knobs from (and report the status to) the control socket's `Control`.
+    pub fn with_control(mut self, control: Arc<Control>) -> Self {
+        self.control = control;
+        self
     }
 
     /// Run the hooks of `--hooks-path` at the points of this run.
@@ -281,6 +297,12 @@ impl<'a> Migration<'a> {
     }
 
     fn check_abort(&self) -> Result<()> {
+        if self.control.panicked() {
+            return Err(Error::new(
+                ErrorKind::Aborted,
+                "stopped by `panic` on the control socket before the cut-over; the original table is unchanged",
+            ));
+        }
         if self.table_lost {
             return Err(Error::new(
                 ErrorKind::Leftovers,
@@ -337,6 +359,12 @@ impl<'a> Migration<'a> {
         self.engine.preflight(scope, &orig).await?;
         self.start_warnings(scope).await;
         self.orig = Some(orig.clone());
+        let names = self.engine.names().clone();
+        self.control.update(|s| {
+            s.table = Some(orig.name.clone());
+            s.shadow_table = Some(names.shadow.clone());
+            s.old_table = Some(names.old.clone());
+        });
         self.hook(Point::Validated).await;
         self.hook(Point::RowcountComplete).await;
         if let Some(cp) = resume {
@@ -1020,13 +1048,19 @@ impl<'a> Migration<'a> {
     }
 
     fn snapshot(&self) -> Snapshot {
-        let rate = self
+        // The rate and ETA of the last minute of unthrottled copy time (control/eta.rs);
+        // the average since the start until the window has a rate.
+        let average = self
             .copy_started
             .map(|t| self.rows_copied as f64 / t.elapsed().as_secs_f64().max(0.001))
             .unwrap_or(0.0);
+        let rate = self.eta.rate().unwrap_or(average);
         let estimate = self.orig.as_ref().map(|o| o.row_estimate).unwrap_or(0);
-        let eta =
-            (rate > 0.0).then(|| (estimate.saturating_sub(self.rows_copied) as f64 / rate) as u64);
+        let left = estimate.saturating_sub(self.rows_copied);
+        let eta = match self.eta.eta(left) {
+            Some(d) => Some(d.as_secs_f64().round() as u64),
+            None => (rate > 0.0).then(|| (left as f64 / rate) as u64),
+        };
         Snapshot {
             rows_copied: self.rows_copied,
             rows_estimate: estimate.max(self.rows_copied),
@@ -1051,11 +1085,15 @@ impl<'a> Migration<'a> {
             match hold {
                 None => {
                     if self.rep.current_state() == Some(State::Throttled) {
+                        self.eta.observe(Instant::now(), self.rows_copied, false);
                         self.rep.state(resume, "throttle released");
                     }
                     return Ok(());
                 }
                 Some(h) => {
+                    // The time up to the hold ran; the time held does not count.
+                    let running = self.rep.current_state() != Some(State::Throttled);
+                    self.eta.observe(Instant::now(), self.rows_copied, running);
                     self.rep.state(State::Throttled, &h.to_string());
                     self.drain(Duration::from_millis(250)).await?;
                     let s = self.snapshot();
@@ -1072,16 +1110,52 @@ impl<'a> Migration<'a> {
         if let Some(m) = self.throttle.max_chunk() {
             next = next.min(m);
         }
-        self.chunk = next.clamp(100, 500_000);
+        // `chunk-size=N` on the control socket: N is also the cap.
+        let max = self.chunk_set.unwrap_or(500_000).min(500_000);
+        self.chunk = next.clamp(100.min(max), max);
+    }
+
+    /// `chunk-size=N` from the control socket: the next chunk has N rows, and N caps the
+    /// adaptation from then on.
+    fn chunk_from_control(&mut self) {
+        let set = self.control.chunk_size();
+        if set.is_some() && set != self.chunk_set {
+            self.chunk_set = set;
+            self.chunk = set.unwrap_or(self.chunk);
+        }
+    }
+
+    /// `nice-ratio=F` from the control socket: rest F times the chunk's time (the stream
+    /// is read meanwhile).
+    async fn nice(&mut self, took: Duration) -> Result<()> {
+        let ratio = self.control.nice_ratio();
+        if ratio <= 0.0 {
+            return Ok(());
+        }
+        let until = Instant::now() + took.mul_f64(ratio);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            self.check_abort()?;
+            self.drain(left.min(Duration::from_millis(100))).await?;
+            let rest = until.saturating_duration_since(Instant::now());
+            if !rest.is_zero() {
+                tokio::time::sleep(rest.min(Duration::from_millis(100))).await;
+            }
+        }
     }
 
     async fn copy(&mut self, copier: &mut dyn Copier) -> Result<()> {
         self.copy_started = Some(Instant::now());
+        self.eta.observe(Instant::now(), self.rows_copied, true);
         // Copies of the current chunk again after a unique key met a moved row.
         let mut again = 0;
         loop {
             self.check_abort()?;
             self.throttled(State::Copy).await?;
+            self.chunk_from_control();
             let t0 = Instant::now();
             // Reading the stream only fills the dirty set (no write to the shadow), so it
             // runs while the chunk is copied: on PostgreSQL decoding is the other half of
@@ -1111,6 +1185,9 @@ impl<'a> Migration<'a> {
             let took = t0.elapsed();
             let Some(n) = got else { break };
             self.rows_copied += n;
+            self.eta.observe(Instant::now(), self.rows_copied, true);
+            self.control
+                .update(|s| s.chunk_ms = Some(took.as_millis() as u64));
             if n >= self.chunk / 2 {
                 self.adapt_chunk(took);
             }
@@ -1125,6 +1202,7 @@ impl<'a> Migration<'a> {
             if copier.finished() {
                 break;
             }
+            self.nice(took).await?;
         }
         let s = self.snapshot();
         self.rep.progress(&s, true);
@@ -1215,18 +1293,29 @@ impl<'a> Migration<'a> {
     /// hooks succeed (asked again every second), keeping the shadow in sync.
     async fn postpone(&mut self) -> Result<()> {
         if let Some(flag) = self.opts.postpone_flag_file.clone() {
-            while flag.exists() {
-                self.check_abort()?;
-                self.rep.state(
-                    State::Postponed,
-                    &format!(
-                        "in sync; cut-over waits until {} is removed",
-                        flag.display()
-                    ),
-                );
-                self.begin_postponed().await;
-                self.stay_in_sync(Duration::from_millis(500)).await?;
+            let r = async {
+                while flag.exists() {
+                    self.check_abort()?;
+                    if self.control.unpostponed() {
+                        tracing::info!("cut-over unpostponed by the control socket");
+                        break;
+                    }
+                    self.control.set_postponing(true);
+                    self.rep.state(
+                        State::Postponed,
+                        &format!(
+                            "in sync; cut-over waits until {} is removed (or `unpostpone` on the control socket)",
+                            flag.display()
+                        ),
+                    );
+                    self.begin_postponed().await;
+                    self.stay_in_sync(Duration::from_millis(500)).await?;
+                }
+                Ok::<(), Error>(())
             }
+            .await;
+            self.control.set_postponing(false);
+            r?;
         }
         loop {
             self.check_abort()?;
@@ -1331,6 +1420,7 @@ impl<'a> Migration<'a> {
             self.flush().await?;
             // What the lock's drain reads starts at the acknowledged position.
             self.checkpoint_now().await?;
+            self.control.count_cut_over_attempt();
             let first = *first_attempt.get_or_insert_with(tokio::time::Instant::now);
             if self.blocker_policy.kill
                 && !blocked_by.is_empty()

@@ -1366,3 +1366,102 @@ async fn blockers_are_named_and_ended_only_with_kill_blockers_after_the_delay() 
     assert!(before - first < Duration::from_secs(20));
     assert_eq!(d.cut_over_attempts as usize, w.lock_times.len());
 }
+
+// ---------------------------------------------------------------------------------------
+// Control socket
+
+/// `throttle` holds the copy while the stream is read; `no-throttle` releases it;
+/// `chunk-size=N` makes the next chunk N rows and caps the adaptation; `unpostpone` ends
+/// the postponement while the flag file is still there.
+#[tokio::test(start_paused = true)]
+async fn the_control_socket_steers_the_run() {
+    use crate::control::Control;
+    use std::sync::Arc;
+    let flag = flag_file("control-postpone");
+    let control = Arc::new(Control::default());
+    let fake = FakeEngine::with_rows(2_000, Config::default());
+    let c = control.clone();
+    let mut polls = 0;
+    let mut chunks = 0;
+    fake.on_call(move |call, w| match call {
+        Call::NextChunk(_) => {
+            chunks += 1;
+            if chunks == 2 {
+                assert!(c.execute("throttle").starts_with("throttled"));
+            }
+        }
+        Call::Poll if c.forced_throttle() => {
+            assert_eq!(chunks, 2, "a chunk was copied while throttled");
+            polls += 1;
+            w.update(3, polls);
+            if polls == 5 {
+                assert_eq!(c.execute("chunk-size=150"), "chunk-size set to 150\n");
+                c.execute("no-throttle");
+            }
+        }
+        Call::Poll if c.status().state == Some(State::Postponed) => {
+            assert_eq!(c.execute("unpostpone"), "Unpostponed\n");
+        }
+        _ => {}
+    });
+    let mut o = opts();
+    o.postpone_flag_file = Some(flag.clone());
+    let throttle = Throttle::new(None, None, None, None).with_control(control.clone());
+    let mut rep = Reporter::silent().with_control(control.clone());
+    let r = Migration::new(&fake, o, throttle, &mut rep, fake.abort_flag())
+        .with_control(control.clone())
+        .run()
+        .await;
+    let states = rep.states.clone();
+    assert!(flag.exists());
+    let _ = std::fs::remove_file(&flag);
+    let d = done(r);
+    let w = fake.world();
+    assert_migrated(&w);
+    assert_eq!(d.cut_over_attempts, 1);
+    assert_eq!(control.status().cut_over_attempts, 1);
+    let at = states.iter().position(|s| *s == State::Throttled).unwrap();
+    assert_eq!(states[at + 1], State::Copy, "{states:?}");
+    assert!(states.contains(&State::Postponed), "{states:?}");
+    let asked: Vec<u64> = w
+        .calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::NextChunk(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    // Two chunks before the hold (the second one asked for when `throttle` came), then
+    // 150 rows each: the paused clock makes every chunk fast, so without the cap the
+    // chunk would double.
+    assert!(asked[0] == 100 && asked[1] == 200, "{asked:?}");
+    assert!(asked[2..].iter().all(|n| *n == 150), "{asked:?}");
+    assert!(asked.len() > 5, "{asked:?}");
+}
+
+/// `panic` stops the run like a signal: cleaned up, exit 30, the original unchanged.
+#[tokio::test(start_paused = true)]
+async fn panic_on_the_control_socket_aborts_and_cleans_up() {
+    use crate::control::Control;
+    use std::sync::Arc;
+    let control = Arc::new(Control::default());
+    control.set_abort(Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let fake = FakeEngine::with_rows(1_000, Config::default());
+    let c = control.clone();
+    fake.on_call(move |call, _| {
+        if matches!(call, Call::NextChunk(_)) {
+            c.execute("panic");
+        }
+    });
+    let mut rep = Reporter::silent();
+    let r = Migration::new(&fake, opts(), no_throttle(), &mut rep, fake.abort_flag())
+        .with_control(control)
+        .run()
+        .await;
+    let e = failed(r);
+    assert_eq!(e.exit_code(), 30);
+    assert!(e.message.contains("`panic`"), "{e}");
+    let w = fake.world();
+    assert!(w.shadow.is_none(), "the shadow is left");
+    assert!(!w.swapped);
+}

@@ -1,13 +1,19 @@
 //! Backfill: key-range batches by primary key, throttled, resumable from the last
 //! finished batch (recorded in the state table in the batch's own transaction).
+//! Progress: the bar (or a log line every 2 s) and a `backfill_progress` event per batch
+//! with the rate and ETA of the last minute of unthrottled time (`control::eta`); the
+//! control socket's `chunk-size=N` (the batch size), `nice-ratio`, `throttle` and
+//! `panic` (stop after the batch in flight) apply.
 
 use super::db::{Db, Param};
 use super::ops::Backfill;
 use super::state;
+use super::PhaseOptions;
+use crate::control::eta::Eta;
 use crate::error::{Error, ErrorKind, Result};
-use crate::progress::Reporter;
+use crate::progress::{Reporter, Snapshot, State};
 use crate::throttle::Throttle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct Job<'a> {
     pub id: &'a str,
@@ -22,7 +28,7 @@ pub struct Job<'a> {
 pub async fn run(
     db: &mut Db,
     job: Job<'_>,
-    batch_size: u64,
+    opts: &PhaseOptions,
     throttle: &mut Throttle,
     rep: &Reporter,
     mut rows_total: i64,
@@ -46,29 +52,76 @@ pub async fn run(
             ),
         ));
     }
-    let size = throttle
-        .max_chunk()
-        .map_or(batch_size, |m| m.min(batch_size))
-        .max(1);
+    let control = opts.control.clone();
+    control.update(|s| {
+        s.table = Some(job.backfill.table.clone());
+        s.migration = Some(job.id.to_string());
+    });
+    control.set_state(State::Backfill, &job.label);
+    let estimate_sql = db.dialect().catalog().row_estimate;
+    let estimate: u64 = db
+        .query(
+            estimate_sql,
+            &[Param::Text(Some(job.backfill.table.clone()))],
+        )
+        .await?
+        .first()
+        .and_then(|r| r.int(0))
+        .map_or(0, |n| n.max(0) as u64);
+    // Keys walked in this operation (a resumed one starts at the rows done before).
+    let mut walked: u64 = if job.after.is_some() {
+        rows_total.max(0) as u64
+    } else {
+        0
+    };
+    let mut eta = Eta::default();
+    eta.observe(Instant::now(), walked, true);
     let mut after = job.after;
     loop {
+        let mut held: Option<String> = None;
         loop {
+            if control.panicked() {
+                return Err(Error::new(
+                    ErrorKind::Aborted,
+                    format!(
+                        "{}: stopped by {}; every finished batch is kept, the same command resumes the backfill",
+                        job.label,
+                        control.stop_reason()
+                    ),
+                ));
+            }
             let dbr = &mut *db;
             match throttle
                 .check(move |names| async move { dbr.load_values(&names).await })
                 .await?
             {
                 Some(hold) => {
-                    rep.emit(
-                        "throttled",
-                        serde_json::json!({"migration": job.id, "reason": hold.to_string()}),
-                    );
-                    tracing::info!("backfill held: {hold}");
+                    let reason = hold.to_string();
+                    eta.observe(Instant::now(), walked, held.is_none());
+                    if held.as_deref() != Some(reason.as_str()) {
+                        rep.emit(
+                            "throttled",
+                            serde_json::json!({"migration": job.id, "reason": reason}),
+                        );
+                        tracing::info!("backfill held: {reason}");
+                        control.set_state(State::Throttled, &reason);
+                        held = Some(reason);
+                    }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 None => break,
             }
         }
+        if held.is_some() {
+            eta.observe(Instant::now(), walked, false);
+            control.set_state(State::Backfill, &job.label);
+        }
+        let batch_size = control.chunk_size().unwrap_or(opts.batch_size);
+        let size = throttle
+            .max_chunk()
+            .map_or(batch_size, |m| m.min(batch_size))
+            .max(1);
+        let t0 = Instant::now();
         let lower: Vec<Param> = after
             .iter()
             .flatten()
@@ -82,7 +135,7 @@ pub async fn run(
             .await?
             .into_iter()
             .next()
-            .map(|r| r.into_iter().map(Option::unwrap_or_default).collect());
+            .map(|r| r.texts());
         let upd = db
             .dialect()
             .backfill_update(&job.backfill, &key, after.is_some(), end.is_some());
@@ -111,12 +164,33 @@ pub async fn run(
                 return Err(e.context(&job.label));
             }
         };
+        let took = t0.elapsed();
         throttle.take_rows(n.max(1)).await;
-        rep.emit(
-            "backfill_progress",
+        walked += if end.is_some() { size } else { n };
+        eta.observe(Instant::now(), walked, true);
+        control.update(|s| s.chunk_ms = Some(took.as_millis() as u64));
+        let left = if end.is_some() {
+            estimate.saturating_sub(walked)
+        } else {
+            0
+        };
+        let snap = Snapshot {
+            rows_copied: rows_total.max(0) as u64,
+            // At least the rows done (a statistics estimate can be low).
+            rows_estimate: estimate.max(walked).max(rows_total.max(0) as u64),
+            rows_per_sec: eta.rate().unwrap_or(0.0),
+            eta_seconds: eta.eta(left).map(|d| d.as_secs_f64().round() as u64),
+            chunk_size: size,
+            ..Snapshot::default()
+        };
+        rep.backfill_progress(
+            &snap,
             serde_json::json!({"migration": job.id, "operation": job.op_index + 1, "rows": rows_total, "after": end}),
         );
-        tracing::info!(rows = rows_total, "{}: backfilled batch", job.label);
+        let ratio = control.nice_ratio();
+        if ratio > 0.0 && end.is_some() {
+            tokio::time::sleep(took.mul_f64(ratio)).await;
+        }
         match end {
             Some(e) => after = Some(e),
             None => return Ok(rows_total),

@@ -128,6 +128,8 @@ impl TableInfo {
 pub struct CatalogSql {
     /// `v` (view) or `r` (table) for the name, no row when it does not exist.
     pub relation_kind: &'static str,
+    /// The table's estimated row count as text (statistics, no scan): the backfill's ETA.
+    pub row_estimate: &'static str,
     /// Name, type, `YES`/`NO` nullable, default, collation, comment.
     pub columns: &'static str,
     /// The primary key's columns in key order.

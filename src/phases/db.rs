@@ -40,8 +40,40 @@ pub enum Param {
     Int(i64),
 }
 
+/// One row of a catalog or state query: every value as the server's text (NULL as
+/// `None`), read through typed accessors.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TextRow(pub Vec<Option<String>>);
+
+impl TextRow {
+    /// The value of column `i`; `None` for NULL or a column the row does not have.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.0.get(i).and_then(|v| v.as_deref())
+    }
+    /// The value of column `i` as an owned string (`None` for NULL).
+    pub fn opt(&self, i: usize) -> Option<String> {
+        self.get(i).map(str::to_string)
+    }
+    /// The value of column `i`; NULL reads as the empty string.
+    pub fn text(&self, i: usize) -> String {
+        self.get(i).unwrap_or_default().to_string()
+    }
+    /// The value of column `i` as an integer (`None` for NULL or not a number).
+    pub fn int(&self, i: usize) -> Option<i64> {
+        self.get(i).and_then(|s| s.trim().parse().ok())
+    }
+    /// Column `i` as a boolean the catalog spells `1` or `true`.
+    pub fn flag(&self, i: usize) -> bool {
+        matches!(self.get(i), Some("1" | "true"))
+    }
+    /// Every value, NULL as the empty string.
+    pub fn texts(&self) -> Vec<String> {
+        (0..self.0.len()).map(|i| self.text(i)).collect()
+    }
+}
+
 /// Rows of text values.
-pub type Rows = Vec<Vec<Option<String>>>;
+pub type Rows = Vec<TextRow>;
 
 /// A phase command's connection to one engine.
 #[async_trait]
@@ -111,7 +143,7 @@ impl dyn PhaseDb {
     async fn try_lock_once(&mut self) -> Result<bool> {
         let (sql, params, taken) = self.dialect().runner_lock();
         let r = self.query(&sql, &params).await?;
-        Ok(r.first().and_then(|r| r[0].clone()).as_deref() == Some(taken))
+        Ok(r.first().and_then(|r| r.get(0)) == Some(taken))
     }
 
     /// Is `name` a table, a view, or nothing, in the current database / schema?
@@ -120,7 +152,7 @@ impl dyn PhaseDb {
         let r = self
             .query(sql, &[Param::Text(Some(name.to_string()))])
             .await?;
-        Ok(match r.first().and_then(|r| r[0].as_deref()) {
+        Ok(match r.first().and_then(|r| r.get(0)) {
             Some("v") => Some(RelKind::View),
             Some(_) => Some(RelKind::Table),
             None => None,
@@ -156,32 +188,28 @@ impl dyn PhaseDb {
         };
         let columns = cols
             .into_iter()
-            .map(|r| {
-                let mut it = r.into_iter();
-                let mut next = || it.next().flatten();
-                ColumnInfo {
-                    name: next().unwrap_or_default(),
-                    sql_type: next().unwrap_or_default(),
-                    nullable: next().as_deref() == Some("YES"),
-                    default: next().filter(|d| !d.eq_ignore_ascii_case("null")),
-                    collation: next(),
-                    comment: next(),
-                }
+            .map(|r| ColumnInfo {
+                name: r.text(0),
+                sql_type: r.text(1),
+                nullable: r.get(2) == Some("YES"),
+                default: r.opt(3).filter(|d| !d.eq_ignore_ascii_case("null")),
+                collation: r.opt(4),
+                comment: r.opt(5),
             })
             .collect();
         let mut info = TableInfo {
             name: table.to_string(),
             view: kind == RelKind::View,
             columns,
-            primary_key: pk.into_iter().filter_map(|r| r[0].clone()).collect(),
-            indexes: idx.into_iter().filter_map(|r| r[0].clone()).collect(),
-            foreign_keys: fks.into_iter().filter_map(|r| r[0].clone()).collect(),
+            primary_key: pk.iter().filter_map(|r| r.opt(0)).collect(),
+            indexes: idx.iter().filter_map(|r| r.opt(0)).collect(),
+            foreign_keys: fks.iter().filter_map(|r| r.opt(0)).collect(),
             grants: grants
                 .into_iter()
                 .filter_map(|r| {
                     Some(Grant {
-                        grantee: r[0].clone()?,
-                        privilege: r[1].clone()?,
+                        grantee: r.opt(0)?,
+                        privilege: r.opt(1)?,
                     })
                 })
                 .collect(),

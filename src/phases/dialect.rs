@@ -5,7 +5,7 @@
 use super::catalog::Grant;
 use super::catalog::{CatalogSql, ColumnInfo, TableInfo};
 use super::db::Param;
-use super::ops::{AddForeignKey, Backfill, Filter, Stmt, Trigger, Val};
+use super::ops::{AddForeignKey, Backfill, Filter, Stmt, StmtKind, Trigger, Val};
 use crate::target::EngineKind;
 
 pub trait Dialect: Sync + Send {
@@ -41,11 +41,14 @@ pub trait Dialect: Sync + Send {
     }
     /// `ALTER TABLE … ALTER COLUMN … SET DEFAULT …` (metadata only on both engines).
     fn set_default(&self, table: &str, col: &str, default: &str) -> Stmt {
-        Stmt::new(format!(
-            "ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {default}",
-            self.table(table),
-            self.quote(col)
-        ))
+        Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {default}",
+                self.table(table),
+                self.quote(col)
+            ),
+        )
     }
     fn create_trigger(&self, table: &str, tag: &str, t: &Trigger, info: &TableInfo) -> Vec<Stmt>;
     fn drop_trigger(&self, table: &str, tag: &str) -> Vec<Stmt>;

@@ -18,6 +18,7 @@ pub mod dialect;
 pub mod file;
 pub mod ops;
 pub mod state;
+use state::PhaseState;
 mod uses;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -27,7 +28,7 @@ use crate::throttle::Throttle;
 use catalog::TableInfo;
 use db::Db;
 use file::MigrationFile;
-use ops::{Cx, Probe, Stmt};
+use ops::{Cx, Probe, Stmt, StmtKind};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -57,6 +58,9 @@ pub struct PhaseOptions {
     pub batch_size: u64,
     pub lock_timeout: Duration,
     pub format: Format,
+    /// The control socket's knobs for the backfill (chunk-size, panic, nice-ratio) and
+    /// its status.
+    pub control: std::sync::Arc<crate::control::Control>,
 }
 
 fn mig_err(msg: impl Into<String>) -> Error {
@@ -69,49 +73,50 @@ enum Decision {
     Noop(String),
 }
 
-fn decide(phase: Phase, state: &str, id: &str) -> Result<Decision> {
+fn decide(phase: Phase, state: &PhaseState, id: &str) -> Result<Decision> {
     use Decision::*;
+    use PhaseState as S;
     let out_of_order = |need: &str| {
         Err(mig_err(format!(
             "{id}: cannot {} while the migration is {}: {need}",
             phase.name(),
-            if state.is_empty() { "not started" } else { state }
+            if *state == S::Pending { "not started" } else { state.as_str() }
         ))
         .with_hint("phases run in order: expand, backfill, contract (or abort before contract); `godwit status` shows where each migration stands"))
     };
     match (phase, state) {
-        (Phase::Expand, "" | "aborted") => Ok(Run { resuming: false }),
-        (Phase::Expand, "expanding") => Ok(Run { resuming: true }),
-        (Phase::Expand, "expanded" | "backfilling" | "backfilled") => {
+        (Phase::Expand, S::Pending | S::Aborted) => Ok(Run { resuming: false }),
+        (Phase::Expand, S::Expanding) => Ok(Run { resuming: true }),
+        (Phase::Expand, S::Expanded | S::Backfilling | S::Backfilled) => {
             Ok(Noop(format!("{id} is already expanded")))
         }
-        (Phase::Expand, "complete") => Ok(Noop(format!("{id} is complete"))),
+        (Phase::Expand, S::Complete) => Ok(Noop(format!("{id} is complete"))),
         (Phase::Expand, _) => out_of_order("finish that phase first"),
-        (Phase::Backfill, "expanded") => Ok(Run { resuming: false }),
-        (Phase::Backfill, "backfilling") => Ok(Run { resuming: true }),
-        (Phase::Backfill, "backfilled" | "complete") => {
+        (Phase::Backfill, S::Expanded) => Ok(Run { resuming: false }),
+        (Phase::Backfill, S::Backfilling) => Ok(Run { resuming: true }),
+        (Phase::Backfill, S::Backfilled | S::Complete) => {
             Ok(Noop(format!("{id} is already backfilled")))
         }
-        (Phase::Backfill, "" | "aborted" | "expanding") => {
+        (Phase::Backfill, S::Pending | S::Aborted | S::Expanding) => {
             out_of_order("run `godwit expand` first")
         }
         (Phase::Backfill, _) => out_of_order("finish that phase first"),
-        (Phase::Contract, "backfilled") => Ok(Run { resuming: false }),
-        (Phase::Contract, "contracting") => Ok(Run { resuming: true }),
-        (Phase::Contract, "complete") => Ok(Noop(format!("{id} is already contracted"))),
-        (Phase::Contract, "expanded" | "backfilling") => {
+        (Phase::Contract, S::Backfilled) => Ok(Run { resuming: false }),
+        (Phase::Contract, S::Contracting) => Ok(Run { resuming: true }),
+        (Phase::Contract, S::Complete) => Ok(Noop(format!("{id} is already contracted"))),
+        (Phase::Contract, S::Expanded | S::Backfilling) => {
             out_of_order("run `godwit backfill` first")
         }
-        (Phase::Contract, "" | "aborted" | "expanding") => {
+        (Phase::Contract, S::Pending | S::Aborted | S::Expanding) => {
             out_of_order("run `godwit expand` first")
         }
         (Phase::Contract, _) => out_of_order("finish that phase first"),
-        (Phase::Abort, "expanding" | "expanded" | "backfilling" | "backfilled") => {
+        (Phase::Abort, S::Expanding | S::Expanded | S::Backfilling | S::Backfilled) => {
             Ok(Run { resuming: false })
         }
-        (Phase::Abort, "aborting") => Ok(Run { resuming: true }),
-        (Phase::Abort, "" | "aborted") => Ok(Noop(format!("{id}: nothing to abort"))),
-        (Phase::Abort, "complete") => Err(mig_err(format!(
+        (Phase::Abort, S::Aborting) => Ok(Run { resuming: true }),
+        (Phase::Abort, S::Pending | S::Aborted) => Ok(Noop(format!("{id}: nothing to abort"))),
+        (Phase::Abort, S::Complete) => Err(mig_err(format!(
             "{id} is already contracted: abort is only possible before contract"
         ))
         .with_hint("write a new migration that reverses it")),
@@ -246,11 +251,11 @@ async fn run_guards(
             .await?
             .into_iter()
             .next()
-            .and_then(|r| r.into_iter().next().flatten())
+            .and_then(|r| r.opt(0))
             .unwrap_or_else(|| "?".into());
         let show =
             |(l, v): (&String, &Option<String>)| format!("{l}={}", v.as_deref().unwrap_or("NULL"));
-        let pairs: Vec<(&String, &Option<String>)> = g.labels.iter().zip(&row).collect();
+        let pairs: Vec<(&String, &Option<String>)> = g.labels.iter().zip(&row.0).collect();
         let (key, rest) = pairs.split_at(g.key_len.min(pairs.len()));
         let mut example = key.iter().copied().map(show).collect::<Vec<_>>().join(", ");
         if !rest.is_empty() {
@@ -431,9 +436,10 @@ fn backfill_plan(db: &Db, f: &MigrationFile, batch: u64) -> Vec<Stmt> {
     backfills(db, f)
         .into_iter()
         .map(|(_, _, sql)| {
-            Stmt::new(format!(
-                "-- in batches of {batch} rows by primary key:\n{sql}"
-            ))
+            Stmt::new(
+                StmtKind::Comment,
+                format!("-- in batches of {batch} rows by primary key:\n{sql}"),
+            )
         })
         .collect()
 }
@@ -452,7 +458,7 @@ fn report(rep: &Reporter, format: Format, id: &str, phase: Phase, result: &str, 
 fn check_checksums(files: &[MigrationFile], rows: &[state::Row], allow: bool) -> Result<()> {
     for f in files {
         if let Some(r) = rows.iter().find(|r| r.id == f.id) {
-            if r.phase != "aborted" && r.checksum != f.checksum && !allow {
+            if r.phase != PhaseState::Aborted && r.checksum != f.checksum && !allow {
                 return Err(mig_err(format!(
                     "{} changed after it was applied (phase {}; checksum {} recorded, {} now)",
                     f.path.display(),
@@ -473,14 +479,14 @@ fn check_checksums(files: &[MigrationFile], rows: &[state::Row], allow: bool) ->
 fn target<'a>(
     files: &'a [MigrationFile],
     rows: &[state::Row],
-) -> Option<(&'a MigrationFile, String)> {
+) -> Option<(&'a MigrationFile, PhaseState)> {
     files.iter().find_map(|f| {
         let p = rows
             .iter()
             .find(|r| r.id == f.id)
             .map(|r| r.phase.clone())
             .unwrap_or_default();
-        (p != "complete").then_some((f, p))
+        (p != PhaseState::Complete).then_some((f, p))
     })
 }
 
@@ -508,12 +514,12 @@ pub async fn run(
     let mut rows = state::read_all(&mut db).await?;
     check_checksums(&files, &rows, opts.allow_changed)?;
     // The dry run of several phases pretends each one finished.
-    let mut pretend: HashMap<String, String> = HashMap::new();
+    let mut pretend: HashMap<String, PhaseState> = HashMap::new();
     loop {
         let Some((f, phase_now)) = target(&files, &rows) else {
             let p = phases.first().copied().unwrap_or(Phase::Expand);
             if p == Phase::Abort && path.is_file() {
-                return Err(decide(Phase::Abort, "complete", &files[0].id)
+                return Err(decide(Phase::Abort, &PhaseState::Complete, &files[0].id)
                     .err()
                     .unwrap_or_else(|| mig_err("nothing to abort")));
             }
@@ -534,16 +540,15 @@ pub async fn run(
                 Decision::Run { resuming } => {
                     run_phase(&mut db, f, phase, resuming, opts, throttle, rep, &rows).await?;
                     state_now = match phase {
-                        Phase::Expand => "expanded",
-                        Phase::Backfill => "backfilled",
-                        Phase::Contract => "complete",
-                        Phase::Abort => "aborted",
-                    }
-                    .to_string();
+                        Phase::Expand => PhaseState::Expanded,
+                        Phase::Backfill => PhaseState::Backfilled,
+                        Phase::Contract => PhaseState::Complete,
+                        Phase::Abort => PhaseState::Aborted,
+                    };
                 }
             }
         }
-        if !(continue_after_contract && state_now == "complete") {
+        if !(continue_after_contract && state_now == PhaseState::Complete) {
             return Ok(());
         }
         if opts.execute {
@@ -587,7 +592,15 @@ async fn run_phase(
             );
             return Ok(());
         }
-        state::set_phase(db, &f.id, &f.name, &f.checksum, "backfilling", None).await?;
+        state::set_phase(
+            db,
+            &f.id,
+            &f.name,
+            &f.checksum,
+            PhaseState::Backfilling,
+            None,
+        )
+        .await?;
         let row = rows.iter().find(|r| r.id == f.id);
         let start_op = row.map(|r| r.backfill_op).unwrap_or(0);
         let mut total = row.map(|r| r.rows_backfilled).unwrap_or(0);
@@ -620,14 +633,14 @@ async fn run_phase(
                 backfill: b,
                 after,
             };
-            total = backfill::run(db, job, opts.batch_size, throttle, rep, total).await?;
+            total = backfill::run(db, job, opts, throttle, rep, total).await?;
         }
         state::set_phase(
             db,
             &f.id,
             &f.name,
             &f.checksum,
-            "backfilled",
+            PhaseState::Backfilled,
             Some("backfilled_at"),
         )
         .await?;
@@ -658,7 +671,12 @@ async fn run_phase(
         let mut shown: Vec<Stmt> = probes
             .iter()
             .flat_map(|(_, ps)| ps)
-            .map(|p| Stmt::new(format!("-- check first, changing nothing: {}", p.sql)))
+            .map(|p| {
+                Stmt::new(
+                    StmtKind::Comment,
+                    format!("-- check first, changing nothing: {}", p.sql),
+                )
+            })
             .collect();
         shown.extend(stmts);
         print_plan(rep, opts.format, f, phase, &shown);
@@ -676,9 +694,13 @@ async fn run_phase(
         None
     };
     let (during, after, stamp) = match phase {
-        Phase::Expand => ("expanding", "expanded", "expanded_at"),
-        Phase::Contract => ("contracting", "complete", "contracted_at"),
-        _ => ("aborting", "aborted", "aborted_at"),
+        Phase::Expand => (PhaseState::Expanding, PhaseState::Expanded, "expanded_at"),
+        Phase::Contract => (
+            PhaseState::Contracting,
+            PhaseState::Complete,
+            "contracted_at",
+        ),
+        _ => (PhaseState::Aborting, PhaseState::Aborted, "aborted_at"),
     };
     state::set_phase(db, &f.id, &f.name, &f.checksum, during, None).await?;
     if let Err(e) = execute(db, phase, &stmts, rep, &f.id).await {
@@ -695,7 +717,7 @@ async fn run_phase(
                 &f.id,
                 &f.name,
                 &f.checksum,
-                "aborted",
+                PhaseState::Aborted,
                 Some("aborted_at"),
             )
             .await?;
@@ -737,10 +759,10 @@ pub async fn status(
     let mut lines = Vec::new();
     for f in &files {
         let r = rows.iter().find(|r| r.id == f.id);
-        let changed = r.is_some_and(|r| r.checksum != f.checksum && r.phase != "aborted");
+        let changed = r.is_some_and(|r| r.checksum != f.checksum && r.phase != PhaseState::Aborted);
         lines.push(serde_json::json!({
             "migration": f.id, "name": f.name,
-            "phase": r.map(|r| r.phase.as_str()).unwrap_or("pending"),
+            "phase": r.map(|r| r.phase.as_str()).unwrap_or(PhaseState::Pending.as_str()),
             "changed": changed,
             "rows_backfilled": r.map(|r| r.rows_backfilled).unwrap_or(0),
             "applied_by": r.and_then(|r| r.applied_by.clone()),

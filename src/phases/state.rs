@@ -6,12 +6,76 @@ use crate::error::Result;
 
 pub const TABLE: &str = "_godwit_migrations";
 
+/// Where a migration stands: the `phase` column of the state table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PhaseState {
+    /// No row yet: never run.
+    #[default]
+    Pending,
+    Expanding,
+    Expanded,
+    Backfilling,
+    Backfilled,
+    Contracting,
+    /// Contracted: the migration is complete.
+    Complete,
+    Aborting,
+    Aborted,
+    /// A value this version does not know (written by another version of godwit).
+    Unknown(String),
+}
+
+impl PhaseState {
+    /// The text stored in the state table (`Pending` is never stored).
+    pub fn as_str(&self) -> &str {
+        match self {
+            PhaseState::Pending => "pending",
+            PhaseState::Expanding => "expanding",
+            PhaseState::Expanded => "expanded",
+            PhaseState::Backfilling => "backfilling",
+            PhaseState::Backfilled => "backfilled",
+            PhaseState::Contracting => "contracting",
+            PhaseState::Complete => "complete",
+            PhaseState::Aborting => "aborting",
+            PhaseState::Aborted => "aborted",
+            PhaseState::Unknown(s) => s,
+        }
+    }
+
+    pub fn parse(s: &str) -> PhaseState {
+        match s {
+            "" | "pending" => PhaseState::Pending,
+            "expanding" => PhaseState::Expanding,
+            "expanded" => PhaseState::Expanded,
+            "backfilling" => PhaseState::Backfilling,
+            "backfilled" => PhaseState::Backfilled,
+            "contracting" => PhaseState::Contracting,
+            "complete" => PhaseState::Complete,
+            "aborting" => PhaseState::Aborting,
+            "aborted" => PhaseState::Aborted,
+            other => PhaseState::Unknown(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for PhaseState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for PhaseState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// Where a migration stands.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Row {
     pub id: String,
     pub checksum: String,
-    pub phase: String,
+    pub phase: PhaseState,
     pub backfill_op: i64,
     /// Key of the last finished backfill batch (JSON array of text), for resume.
     pub backfill_after: Option<String>,
@@ -41,18 +105,15 @@ pub async fn read_all(db: &mut Db) -> Result<Vec<Row>> {
     let rows = db.query(&sql, &[]).await?;
     Ok(rows
         .into_iter()
-        .map(|r| {
-            let g = |i: usize| r.get(i).cloned().flatten();
-            Row {
-                id: g(0).unwrap_or_default(),
-                checksum: g(1).unwrap_or_default(),
-                phase: g(2).unwrap_or_default(),
-                backfill_op: g(3).and_then(|s| s.parse().ok()).unwrap_or(0),
-                backfill_after: g(4),
-                rows_backfilled: g(5).and_then(|s| s.parse().ok()).unwrap_or(0),
-                applied_by: g(6),
-                updated_at: g(7),
-            }
+        .map(|r| Row {
+            id: r.text(0),
+            checksum: r.text(1),
+            phase: PhaseState::parse(&r.text(2)),
+            backfill_op: r.int(3).unwrap_or(0),
+            backfill_after: r.opt(4),
+            rows_backfilled: r.int(5).unwrap_or(0),
+            applied_by: r.opt(6),
+            updated_at: r.opt(7),
         })
         .collect())
 }
@@ -63,7 +124,7 @@ pub async fn set_phase(
     id: &str,
     name: &str,
     checksum: &str,
-    phase: &str,
+    phase: PhaseState,
     stamp: Option<&str>,
 ) -> Result<()> {
     let t = db.dialect().table(TABLE);
@@ -77,7 +138,7 @@ pub async fn set_phase(
                 "UPDATE {t} SET phase = {p1}, checksum = {p2}, applied_by = {user}, updated_at = {now}{stamp} WHERE id = {p3}"
             ),
             &[
-                Param::Text(Some(phase.into())),
+                Param::Text(Some(phase.as_str().into())),
                 Param::Text(Some(checksum.into())),
                 Param::Text(Some(id.into())),
             ],
@@ -92,7 +153,7 @@ pub async fn set_phase(
                 Param::Text(Some(id.into())),
                 Param::Text(Some(name.into())),
                 Param::Text(Some(checksum.into())),
-                Param::Text(Some(phase.into())),
+                Param::Text(Some(phase.as_str().into())),
             ],
         )
         .await?;
@@ -131,4 +192,31 @@ pub async fn set_backfill(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PhaseState;
+
+    #[test]
+    fn phase_states_read_back_as_written() {
+        for s in [
+            "expanding",
+            "expanded",
+            "backfilling",
+            "backfilled",
+            "contracting",
+            "complete",
+            "aborting",
+            "aborted",
+        ] {
+            assert_eq!(PhaseState::parse(s).as_str(), s);
+            assert!(!matches!(PhaseState::parse(s), PhaseState::Unknown(_)));
+        }
+        assert_eq!(PhaseState::parse(""), PhaseState::Pending);
+        assert_eq!(
+            PhaseState::parse("rolled_back"),
+            PhaseState::Unknown("rolled_back".into())
+        );
+    }
 }

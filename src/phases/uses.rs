@@ -9,10 +9,6 @@ use crate::error::Result;
 /// An index and its key parts `(position, column)` as the rows list them.
 type Parts = (IndexInfo, Vec<(i64, Option<String>)>);
 
-fn flag(v: &Option<String>) -> bool {
-    matches!(v.as_deref(), Some("1" | "true"))
-}
-
 /// Fill `index_defs`, `checks` and `column_uses` of `info`.
 pub async fn read(db: &mut dyn PhaseDb, info: &mut TableInfo) -> Result<()> {
     let sql = db.dialect().catalog();
@@ -20,20 +16,20 @@ pub async fn read(db: &mut dyn PhaseDb, info: &mut TableInfo) -> Result<()> {
     let rows = db.query(sql.index_parts, std::slice::from_ref(&t)).await?;
     let mut indexes: Vec<Parts> = Vec::new();
     for r in rows {
-        let name = r[0].clone().unwrap_or_default();
-        let seq: i64 = r[1].as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let name = r.text(0);
+        let seq: i64 = r.int(1).unwrap_or(0);
         let pos = match indexes.iter().position(|(i, _)| i.name == name) {
             Some(p) => p,
             None => {
                 indexes.push((
                     IndexInfo {
                         primary: if sql.primary_flag {
-                            flag(&r[6])
+                            r.flag(6)
                         } else {
                             name == "PRIMARY"
                         },
-                        unique: !flag(&r[3]),
-                        constraint: r[5].clone(),
+                        unique: !r.flag(3),
+                        constraint: r.opt(5),
                         plain: true,
                         name,
                         columns: vec![],
@@ -44,8 +40,8 @@ pub async fn read(db: &mut dyn PhaseDb, info: &mut TableInfo) -> Result<()> {
             }
         };
         let (idx, parts) = &mut indexes[pos];
-        idx.plain &= flag(&r[4]) && r[2].is_some();
-        parts.push((seq, r[2].clone()));
+        idx.plain &= r.flag(4) && r.get(2).is_some();
+        parts.push((seq, r.opt(2)));
     }
     info.index_defs = indexes
         .into_iter()
@@ -62,9 +58,9 @@ pub async fn read(db: &mut dyn PhaseDb, info: &mut TableInfo) -> Result<()> {
     // MariaDB keeps expressions with backquoted names: match a column by `name`.
     let mentions = |text: &str, col: &str| text.contains(&format!("`{}`", col.replace('`', "``")));
     for r in &checks {
-        let name = r[0].clone().unwrap_or_default();
+        let name = r.text(0);
         if sql.check_clauses_name_columns {
-            let clause = r[1].clone().unwrap_or_default();
+            let clause = r.text(1);
             for c in cols.iter().filter(|c| mentions(&clause, c)) {
                 uses.push((c.clone(), format!("check constraint `{name}`")));
             }
@@ -73,7 +69,7 @@ pub async fn read(db: &mut dyn PhaseDb, info: &mut TableInfo) -> Result<()> {
     }
     let params = vec![t; sql.uses_params];
     for r in db.query(sql.uses, &params).await? {
-        let (Some(col), Some(what)) = (r[0].clone(), r[1].clone()) else {
+        let (Some(col), Some(what)) = (r.opt(0), r.opt(1)) else {
             continue;
         };
         match col.strip_prefix("`generated:") {

@@ -48,7 +48,7 @@ pub trait PlanEngine: Send + Sync {
     /// statements of the phase changed.
     fn classify_statement(
         &self,
-        sql: &str,
+        stmt: &crate::phases::ops::Stmt,
         facts: Option<&Facts>,
         cx: &mut phases::StatementContext,
     ) -> phases::StatementClass;

@@ -11,6 +11,7 @@ use super::{Change, Facts, PlanEngine, PlanOptions, PlanSession};
 use crate::error::Result;
 use crate::phases::db::{self, Db};
 use crate::phases::ops::Stmt;
+use crate::phases::state::PhaseState;
 use crate::phases::{self, file, state, Phase};
 use crate::target::Target;
 use serde::Serialize;
@@ -31,7 +32,7 @@ pub struct MigrationPlan {
     pub migration: String,
     pub name: String,
     /// Where it stands (`pending` when never run).
-    pub state: String,
+    pub state: PhaseState,
     pub phases: Vec<PhasePlan>,
 }
 
@@ -200,19 +201,20 @@ fn execution_order(
 }
 
 /// The phases still to run from `state`, and whether each is the alternative (abort).
-fn remaining(state: &str) -> Vec<(Phase, bool)> {
+fn remaining(state: &PhaseState) -> Vec<(Phase, bool)> {
     use Phase::*;
+    use PhaseState as S;
     match state {
-        "" | "aborted" | "expanding" => vec![
+        S::Pending | S::Aborted | S::Expanding => vec![
             (Expand, false),
             (Backfill, false),
             (Contract, false),
             (Abort, true),
         ],
-        "expanded" | "backfilling" => vec![(Backfill, false), (Contract, false), (Abort, true)],
-        "backfilled" => vec![(Contract, false), (Abort, true)],
-        "contracting" => vec![(Contract, false)],
-        "aborting" => vec![(Abort, false)],
+        S::Expanded | S::Backfilling => vec![(Backfill, false), (Contract, false), (Abort, true)],
+        S::Backfilled => vec![(Contract, false), (Abort, true)],
+        S::Contracting => vec![(Contract, false)],
+        S::Aborting => vec![(Abort, false)],
         _ => vec![],
     }
 }
@@ -261,7 +263,7 @@ impl Planner<'_> {
                 None => None,
             };
             for s in stmts {
-                let c = engine.classify_statement(&s.sql, facts.as_ref(), &mut cx);
+                let c = engine.classify_statement(&s, facts.as_ref(), &mut cx);
                 let rows = facts.as_ref().map(|f| f.row_estimate);
                 let estimated_seconds = facts.as_ref().map(|f| {
                     let (read, write) = rates(f);
@@ -349,7 +351,7 @@ pub async fn plan_migrations(
             .find(|r| r.id == f.id)
             .map(|r| r.phase.clone())
             .unwrap_or_default();
-        if st == "complete" {
+        if st == PhaseState::Complete {
             continue;
         }
         let mut plans = Vec::new();
@@ -366,10 +368,10 @@ pub async fn plan_migrations(
                 pp.backfills = p.backfills(f).await?;
             } else {
                 let resuming = matches!(
-                    (phase, st.as_str()),
-                    (Phase::Expand, "expanding")
-                        | (Phase::Contract, "contracting")
-                        | (Phase::Abort, "aborting")
+                    (phase, &st),
+                    (Phase::Expand, PhaseState::Expanding)
+                        | (Phase::Contract, PhaseState::Contracting)
+                        | (Phase::Abort, PhaseState::Aborting)
                 );
                 match phases::phase_statements(&mut p.db, f, phase, resuming, true).await {
                     Ok(per_op) => pp.statements = p.statements(f, phase, per_op).await?,
@@ -386,7 +388,7 @@ pub async fn plan_migrations(
         out.push(MigrationPlan {
             migration: f.id.clone(),
             name: f.name.clone(),
-            state: if st.is_empty() { "pending".into() } else { st },
+            state: st,
             phases: plans,
         });
     }
@@ -503,8 +505,8 @@ mod tests {
 
     #[test]
     fn remaining_phases_follow_the_state() {
-        assert_eq!(remaining("").len(), 4);
-        assert_eq!(remaining("backfilled")[0].0, Phase::Contract);
-        assert!(remaining("complete").is_empty());
+        assert_eq!(remaining(&PhaseState::Pending).len(), 4);
+        assert_eq!(remaining(&PhaseState::Backfilled)[0].0, Phase::Contract);
+        assert!(remaining(&PhaseState::Complete).is_empty());
     }
 }

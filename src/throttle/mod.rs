@@ -48,6 +48,8 @@ pub fn unknown_counter(name: &str, engine: &str, valid: &str) -> Error {
 pub enum Hold {
     FlagFile(PathBuf),
     Load(String, f64, f64),
+    /// `throttle` on the control socket.
+    Forced,
 }
 
 impl std::fmt::Display for Hold {
@@ -55,6 +57,7 @@ impl std::fmt::Display for Hold {
         match self {
             Hold::FlagFile(p) => write!(f, "throttle flag file {} exists", p.display()),
             Hold::Load(k, v, max) => write!(f, "{k}={v} exceeds --max-load {k}={max}"),
+            Hold::Forced => f.write_str("throttled by the control socket (`no-throttle` releases)"),
         }
     }
 }
@@ -66,6 +69,8 @@ pub struct Throttle {
     pub flag_file: Option<PathBuf>,
     last_check: Option<Instant>,
     last_hold: Option<Hold>,
+    /// The control socket's knobs: forced throttling, new --max-load / --critical-load.
+    control: Option<std::sync::Arc<crate::control::Control>>,
 }
 
 impl Throttle {
@@ -85,7 +90,15 @@ impl Throttle {
             flag_file,
             last_check: None,
             last_hold: None,
+            control: None,
         }
+    }
+
+    /// Take forced throttling and new load thresholds from the control socket.
+    pub fn with_control(mut self, c: std::sync::Arc<crate::control::Control>) -> Self {
+        c.set_loads(self.max_load.clone(), self.critical_load.clone());
+        self.control = Some(c);
+        self
     }
 
     /// The largest chunk the rate limit allows in one step.
@@ -153,6 +166,18 @@ impl Throttle {
         F: FnOnce(Vec<String>) -> Fut,
         Fut: std::future::Future<Output = Result<Vec<f64>>>,
     {
+        let mut before = None;
+        if let Some(c) = &self.control {
+            if c.forced_throttle() {
+                return Ok(Some(Hold::Forced));
+            }
+            if let Some((max, critical)) = c.take_loads() {
+                before = Some((self.max_load.clone(), self.critical_load.clone()));
+                self.max_load = max;
+                self.critical_load = critical;
+                self.last_check = None;
+            }
+        }
         if let Some(p) = &self.flag_file {
             if p.exists() {
                 return Ok(Some(Hold::FlagFile(p.clone())));
@@ -170,7 +195,24 @@ impl Throttle {
             self.last_hold = None;
             return Ok(None);
         }
-        let values = read(names.clone()).await?;
+        let values = match (read(names.clone()).await, before) {
+            (Ok(v), _) => v,
+            // New thresholds from the control socket name a counter the server does not
+            // have: keep the previous ones (the run goes on).
+            (Err(e), Some((max, critical))) if e.kind == ErrorKind::BadInput => {
+                tracing::warn!(
+                    "control socket: new load thresholds refused, the previous ones stay: {e}"
+                );
+                if let Some(c) = &self.control {
+                    c.restore_loads(max.clone(), critical.clone());
+                }
+                self.max_load = max;
+                self.critical_load = critical;
+                self.last_check = None;
+                return Ok(self.last_hold.clone());
+            }
+            (Err(e), _) => return Err(e),
+        };
         let value = |k: &str| {
             names
                 .iter()
@@ -290,6 +332,44 @@ mod tests {
             .validate(|_| async { Err(Error::internal("read")) })
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_control_socket_forces_a_hold_and_sets_thresholds() {
+        let c = std::sync::Arc::new(crate::control::Control::default());
+        let mut t =
+            Throttle::new(None, Some("A=10".parse().unwrap()), None, None).with_control(c.clone());
+        assert_eq!(t.check(|_| async { Ok(vec![5.0]) }).await.unwrap(), None);
+        c.execute("throttle");
+        assert_eq!(
+            t.check(|_| async { Ok(vec![5.0]) }).await.unwrap(),
+            Some(Hold::Forced)
+        );
+        c.execute("no-throttle");
+        // New thresholds apply at the next check, without waiting for the second.
+        c.execute("max-load=A=1");
+        assert_eq!(
+            t.check(|_| async { Ok(vec![5.0]) }).await.unwrap(),
+            Some(Hold::Load("A".into(), 5.0, 1.0))
+        );
+        c.execute("critical-load=A=4");
+        let e = t.check(|_| async { Ok(vec![5.0]) }).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::CriticalLoad);
+        // A counter the server does not have: refused, the previous thresholds stay.
+        c.execute("critical-load=");
+        c.execute("max-load=B=1");
+        let read = |names: Vec<String>| async move {
+            match names.iter().find(|n| n.as_str() != "A") {
+                Some(n) => Err(unknown_counter(n, "test", "A")),
+                None => Ok(vec![5.0; names.len()]),
+            }
+        };
+        t.check(read).await.unwrap();
+        assert_eq!(c.execute("max-load=?"), "A=1\n");
+        assert_eq!(c.execute("critical-load=?"), "A=4\n");
+        t.last_check = None;
+        let e = t.check(read).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::CriticalLoad);
     }
 
     #[tokio::test]

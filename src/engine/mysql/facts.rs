@@ -1,8 +1,9 @@
 //! Read-only facts for `godwit plan`: version, settings, sizes, columns, indexes,
 //! replicas, long transactions, a timed sample, and bounded data checks.
 
+use super::session::{self, SessionKind};
 use super::sql::quote;
-use super::{conn_err, parse_version, SESSION_SETUP};
+use super::{conn_err, parse_version};
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{
     ColumnFact, DataProbe, Facts, IndexFact, LongTransaction, MysqlFacts, PlanOptions, ProbeResult,
@@ -10,8 +11,8 @@ use crate::plan::{
 };
 use crate::target::{EngineKind, Target};
 use mysql_async::prelude::*;
-use mysql_async::{Conn, OptsBuilder, Row};
-use std::time::{Duration, Instant};
+use mysql_async::{Conn, Row};
+use std::time::Instant;
 
 /// One read-only session.
 pub struct Session {
@@ -70,35 +71,7 @@ impl Session {
     }
 
     async fn open(target: &Target) -> Result<Session> {
-        let builder = OptsBuilder::default()
-            .ip_or_hostname(target.host.clone())
-            .tcp_port(target.port)
-            .user(Some(target.user.clone()))
-            .pass(target.password().map(str::to_string))
-            .db_name(Some(target.database.clone()))
-            .prefer_socket(false)
-            .setup(
-                SESSION_SETUP
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            );
-        let conn = tokio::time::timeout(Duration::from_secs(15), Conn::new(builder))
-            .await
-            .map_err(|_| {
-                Error::new(
-                    ErrorKind::Unreachable,
-                    format!("no answer from {target} within 15 s"),
-                )
-                .with_hint("check host and port in --url, and that the server is running")
-            })?
-            .map_err(|e| {
-                let e = conn_err(e, &format!("connecting to {target}"));
-                Error {
-                    message: target.scrub(&e.message),
-                    ..e
-                }
-            })?;
+        let conn = session::connect(target, session::options(target, SessionKind::Online)).await?;
         let sess = Session {
             conn,
             db: target.database.clone(),

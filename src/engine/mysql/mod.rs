@@ -13,6 +13,7 @@ pub(crate) mod load;
 pub mod phases;
 pub mod planner;
 pub mod rowimage;
+pub(crate) mod session;
 pub mod sql;
 mod verify;
 
@@ -27,17 +28,10 @@ use crate::schema::{ColumnMapping, Table};
 use crate::target::{EngineKind, Target};
 use async_trait::async_trait;
 use mysql_async::prelude::*;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, Value};
+use mysql_async::{Conn, Opts, Pool, PoolConstraints, PoolOpts, Row, Value};
+use session::SessionKind;
 use sql::{qualified, Builder, KeyColumn};
 use std::time::Duration;
-
-/// Session settings of every connection godwit opens: UTC so TIMESTAMP keys bind exactly,
-/// strict mode so a value that does not fit fails instead of being cut, and no
-/// AUTO_INCREMENT surprise when a copied row has id 0.
-const SESSION_SETUP: [&str; 2] = [
-    "SET SESSION time_zone = '+00:00'",
-    "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
-];
 
 /// Map a driver error to a godwit error. Server errors keep the server's text.
 pub(crate) fn conn_err(e: mysql_async::Error, what: &str) -> Error {
@@ -215,40 +209,11 @@ impl MysqlEngine {
         table: &str,
         options: &EngineOptions,
     ) -> Result<MysqlEngine> {
-        let builder = OptsBuilder::default()
-            .ip_or_hostname(target.host.clone())
-            .tcp_port(target.port)
-            .user(Some(target.user.clone()))
-            .pass(target.password().map(str::to_string))
-            .db_name(Some(target.database.clone()))
-            .prefer_socket(false)
-            .setup(
-                SESSION_SETUP
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .pool_opts(
-                PoolOpts::default()
-                    .with_constraints(PoolConstraints::new(0, 8).unwrap_or_default()),
-            );
+        let builder = session::options(target, SessionKind::Online).pool_opts(
+            PoolOpts::default().with_constraints(PoolConstraints::new(0, 8).unwrap_or_default()),
+        );
         let opts: Opts = builder.into();
-        let mut conn = tokio::time::timeout(Duration::from_secs(15), Conn::new(opts.clone()))
-            .await
-            .map_err(|_| {
-                Error::new(
-                    ErrorKind::Unreachable,
-                    format!("no answer from {target} within 15 s"),
-                )
-                .with_hint("check host and port in --url, and that the server is running")
-            })?
-            .map_err(|e| {
-                let e = conn_err(e, &format!("connecting to {target}"));
-                Error {
-                    message: target.scrub(&e.message),
-                    ..e
-                }
-            })?;
+        let mut conn = session::connect(target, opts.clone()).await?;
         let version: String = conn
             .query_first("SELECT VERSION()")
             .await

@@ -2,12 +2,15 @@
 //! dialect), the catalog queries, and the phase commands' connection ([`MysqlPhaseDb`]).
 
 use super::conn_err as driver_err;
+use super::session::{self, SessionKind};
 use super::sql::{qualified, quote};
 use crate::error::{Error, ErrorKind, Result};
 use crate::phases::catalog::{CatalogSql, ColumnInfo, Grant, TableInfo};
-use crate::phases::db::{relabel, short, Db, Param, PhaseConnector, PhaseDb, Rows};
+use crate::phases::db::{relabel, short, Db, Param, PhaseConnector, PhaseDb, Rows, TextRow};
 use crate::phases::dialect::Dialect;
-use crate::phases::ops::{mentions, AddForeignKey, Chain, Cond, Filter, Stmt, Trigger, Val};
+use crate::phases::ops::{
+    mentions, AddForeignKey, Chain, Cond, Filter, Stmt, StmtKind, Trigger, Val,
+};
 use crate::target::Target;
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
@@ -172,29 +175,38 @@ impl Dialect for Mysql {
     }
     fn add_column(&self, table: &str, col: &str, ty: &str, default: Option<&str>) -> Stmt {
         let def = default.map(|d| format!(" DEFAULT {d}")).unwrap_or_default();
-        Stmt::new(format!(
-            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {ty} NULL{def}",
-            self.table(table),
-            quote(col)
-        ))
+        Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {ty} NULL{def}",
+                self.table(table),
+                quote(col)
+            ),
+        )
     }
     fn add_column_like(&self, table: &str, col: &str, like: &ColumnInfo) -> Stmt {
         let mut ty = like.sql_type.clone();
         if let Some(c) = &like.collation {
             ty.push_str(&format!(" COLLATE {c}"));
         }
-        Stmt::new(format!(
-            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {ty} NULL",
-            self.table(table),
-            quote(col)
-        ))
+        Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {ty} NULL",
+                self.table(table),
+                quote(col)
+            ),
+        )
     }
     fn drop_column(&self, table: &str, col: &str) -> Stmt {
-        Stmt::new(format!(
-            "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
-            self.table(table),
-            quote(col)
-        ))
+        Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+                self.table(table),
+                quote(col)
+            ),
+        )
     }
     fn create_trigger(&self, table: &str, tag: &str, t: &Trigger, info: &TableInfo) -> Vec<Stmt> {
         let mut out = Vec::new();
@@ -203,12 +215,15 @@ impl Dialect for Mysql {
                 continue;
             }
             let body: Vec<String> = chains.iter().map(|c| self.chain(c, info)).collect();
-            out.push(Stmt::new(format!(
-                "CREATE OR REPLACE TRIGGER {} BEFORE {event} ON {} FOR EACH ROW BEGIN {} END",
-                qualified(&self.db, &format!("{tag}_{suffix}")),
-                self.table(table),
-                body.join(" ")
-            )));
+            out.push(Stmt::new(
+                StmtKind::CreateTrigger,
+                format!(
+                    "CREATE OR REPLACE TRIGGER {} BEFORE {event} ON {} FOR EACH ROW BEGIN {} END",
+                    qualified(&self.db, &format!("{tag}_{suffix}")),
+                    self.table(table),
+                    body.join(" ")
+                ),
+            ));
         }
         out
     }
@@ -216,10 +231,13 @@ impl Dialect for Mysql {
         ["bi", "bu"]
             .iter()
             .map(|s| {
-                Stmt::new(format!(
-                    "DROP TRIGGER IF EXISTS {}",
-                    qualified(&self.db, &format!("{tag}_{s}"))
-                ))
+                Stmt::new(
+                    StmtKind::DropTrigger,
+                    format!(
+                        "DROP TRIGGER IF EXISTS {}",
+                        qualified(&self.db, &format!("{tag}_{s}"))
+                    ),
+                )
             })
             .collect()
     }
@@ -230,29 +248,38 @@ impl Dialect for Mysql {
         vec![]
     }
     fn set_not_null(&self, table: &str, col: &ColumnInfo, _tag: &str) -> Vec<Stmt> {
-        vec![Stmt::new(format!(
-            "ALTER TABLE {} MODIFY COLUMN {} {}, ALGORITHM=INPLACE, LOCK=NONE",
-            self.table(table),
-            quote(&col.name),
-            self.column_def(col, true)
-        ))]
+        vec![Stmt::new(
+            StmtKind::SetNotNull,
+            format!(
+                "ALTER TABLE {} MODIFY COLUMN {} {}, ALGORITHM=INPLACE, LOCK=NONE",
+                self.table(table),
+                quote(&col.name),
+                self.column_def(col, true)
+            ),
+        )]
     }
     fn add_index(&self, table: &str, name: &str, cols: &[String], unique: bool) -> Vec<Stmt> {
         let cols: Vec<String> = cols.iter().map(|c| quote(c)).collect();
-        vec![Stmt::new(format!(
-            "ALTER TABLE {} ADD {}INDEX IF NOT EXISTS {} ({}), ALGORITHM=INPLACE, LOCK=NONE",
-            self.table(table),
-            if unique { "UNIQUE " } else { "" },
-            quote(name),
-            cols.join(", ")
-        ))]
+        vec![Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} ADD {}INDEX IF NOT EXISTS {} ({}), ALGORITHM=INPLACE, LOCK=NONE",
+                self.table(table),
+                if unique { "UNIQUE " } else { "" },
+                quote(name),
+                cols.join(", ")
+            ),
+        )]
     }
     fn drop_index(&self, table: &str, name: &str) -> Stmt {
-        Stmt::new(format!(
-            "ALTER TABLE {} DROP INDEX IF EXISTS {}, ALGORITHM=INPLACE, LOCK=NONE",
-            self.table(table),
-            quote(name)
-        ))
+        Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} DROP INDEX IF EXISTS {}, ALGORITHM=INPLACE, LOCK=NONE",
+                self.table(table),
+                quote(name)
+            ),
+        )
     }
     fn drop_synced_column(&self, table: &str, col: &str, tag: Option<&str>) -> Vec<Stmt> {
         let Some(tag) = tag else {
@@ -263,29 +290,35 @@ impl Dialect for Mysql {
         // it. Under the lock the drop is instant (MariaDB 10.4+, MySQL 8.0.29+; NOCOPY
         // when the column is indexed). The ALTER first: should it fail, the trigger stays.
         let mut out = vec![
-            Stmt::new(format!("LOCK TABLES {} WRITE", self.table(table))),
+            Stmt::new(
+                StmtKind::Lock,
+                format!("LOCK TABLES {} WRITE", self.table(table)),
+            ),
             self.drop_column(table, col),
         ];
         out.extend(self.drop_trigger(table, tag));
-        out.push(Stmt::new("UNLOCK TABLES"));
+        out.push(Stmt::new(StmtKind::Unlock, "UNLOCK TABLES"));
         out
     }
     fn rename_contract(&self, table: &str, from: &str, to: &str, tag: &str) -> Vec<Stmt> {
         // Without the lock a write between dropping the trigger and the ALTER would set
         // only the copy column and be lost.
-        let mut out = vec![Stmt::new(format!(
-            "LOCK TABLES {} WRITE",
-            self.table(table)
-        ))];
+        let mut out = vec![Stmt::new(
+            StmtKind::Lock,
+            format!("LOCK TABLES {} WRITE", self.table(table)),
+        )];
         out.extend(self.drop_trigger(table, tag));
-        out.push(Stmt::new(format!(
-            "ALTER TABLE {} DROP COLUMN {}, RENAME COLUMN {} TO {}",
-            self.table(table),
-            quote(to),
-            quote(from),
-            quote(to)
-        )));
-        out.push(Stmt::new("UNLOCK TABLES"));
+        out.push(Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} DROP COLUMN {}, RENAME COLUMN {} TO {}",
+                self.table(table),
+                quote(to),
+                quote(from),
+                quote(to)
+            ),
+        ));
+        out.push(Stmt::new(StmtKind::Unlock, "UNLOCK TABLES"));
         out
     }
     fn retype_contract(
@@ -321,15 +354,17 @@ impl Dialect for Mysql {
                 .map(|(copy, orig)| format!("RENAME INDEX {} TO {}", quote(copy), quote(orig))),
         );
         let mut out = vec![
-            Stmt::new(format!("LOCK TABLES {} WRITE", self.table(table))),
-            Stmt::new(format!(
-                "ALTER TABLE {} {}",
-                self.table(table),
-                parts.join(", ")
-            )),
+            Stmt::new(
+                StmtKind::Lock,
+                format!("LOCK TABLES {} WRITE", self.table(table)),
+            ),
+            Stmt::new(
+                StmtKind::Alter,
+                format!("ALTER TABLE {} {}", self.table(table), parts.join(", ")),
+            ),
         ];
         out.extend(self.drop_trigger(table, tag));
-        out.push(Stmt::new("UNLOCK TABLES"));
+        out.push(Stmt::new(StmtKind::Unlock, "UNLOCK TABLES"));
         out
     }
     fn temp_table(&self, name: &str, defs: &str) -> String {
@@ -355,11 +390,14 @@ impl Dialect for Mysql {
         // Measured on MariaDB 10.11: INSTANT, NOCOPY and INPLACE are refused for ADD
         // CONSTRAINT … CHECK; COPY allows LOCK=SHARED at best. Left to the server so
         // that one able to do better does.
-        vec![Stmt::new(format!(
-            "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({check})",
-            self.table(table),
-            quote(name)
-        ))]
+        vec![Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({check})",
+                self.table(table),
+                quote(name)
+            ),
+        )]
     }
     fn check_abort(&self, _table: &str, _name: &str) -> Vec<Stmt> {
         vec![]
@@ -397,27 +435,39 @@ impl Dialect for Mysql {
             })
             .unwrap_or_default();
         vec![
-            Stmt::new("SET SESSION foreign_key_checks = 0"),
-            Stmt::new(format!(
-                "ALTER TABLE {} {idx}ADD CONSTRAINT {} {}, ALGORITHM=INPLACE, LOCK=NONE",
-                self.table(&fk.table),
-                quote(&fk.name),
-                self.fk_clause(fk)
-                    .replacen("FOREIGN KEY", "FOREIGN KEY IF NOT EXISTS", 1)
-            )),
-            Stmt::new("SET SESSION foreign_key_checks = 1"),
+            Stmt::new(
+                StmtKind::ForeignKeyChecks(false),
+                "SET SESSION foreign_key_checks = 0",
+            ),
+            Stmt::new(
+                StmtKind::AddForeignKey,
+                format!(
+                    "ALTER TABLE {} {idx}ADD CONSTRAINT {} {}, ALGORITHM=INPLACE, LOCK=NONE",
+                    self.table(&fk.table),
+                    quote(&fk.name),
+                    self.fk_clause(fk)
+                        .replacen("FOREIGN KEY", "FOREIGN KEY IF NOT EXISTS", 1)
+                ),
+            ),
+            Stmt::new(
+                StmtKind::ForeignKeyChecks(true),
+                "SET SESSION foreign_key_checks = 1",
+            ),
         ]
     }
     fn validate_foreign_key(&self, fk: &AddForeignKey, index: Option<&str>) -> Vec<Stmt> {
         // InnoDB has nothing to validate: the rows were checked by the guard query.
         index
             .map(|i| {
-                Stmt::new(format!(
-                    "ALTER TABLE {} RENAME INDEX {} TO {}, ALGORITHM=INPLACE, LOCK=NONE",
-                    self.table(&fk.table),
-                    quote(i),
-                    quote(&fk.name)
-                ))
+                Stmt::new(
+                    StmtKind::RenameIndex,
+                    format!(
+                        "ALTER TABLE {} RENAME INDEX {} TO {}, ALGORITHM=INPLACE, LOCK=NONE",
+                        self.table(&fk.table),
+                        quote(i),
+                        quote(&fk.name)
+                    ),
+                )
             })
             .into_iter()
             .collect()
@@ -426,45 +476,56 @@ impl Dialect for Mysql {
         let idx = index
             .map(|i| format!(", DROP INDEX IF EXISTS {}", quote(i)))
             .unwrap_or_default();
-        vec![Stmt::new(format!(
-            "ALTER TABLE {} DROP FOREIGN KEY IF EXISTS {}{idx}, ALGORITHM=INPLACE, LOCK=NONE",
-            self.table(table),
-            quote(name)
-        ))]
+        vec![Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} DROP FOREIGN KEY IF EXISTS {}{idx}, ALGORITHM=INPLACE, LOCK=NONE",
+                self.table(table),
+                quote(name)
+            ),
+        )]
     }
     fn create_view(&self, view: &str, table: &str, _grants: &[Grant]) -> Vec<Stmt> {
         // MERGE keeps the view updatable (and LAST_INSERT_ID working); INVOKER: writers
         // need their own privileges on the table, the view lends them none.
-        vec![Stmt::new(format!(
+        vec![Stmt::new(
+            StmtKind::CreateView,
+            format!(
             "CREATE OR REPLACE ALGORITHM=MERGE SQL SECURITY INVOKER VIEW {} AS SELECT * FROM {}",
             self.table(view),
             self.table(table)
-        ))]
+        ),
+        )]
     }
     fn drop_view(&self, view: &str) -> Stmt {
-        Stmt::new(format!("DROP VIEW IF EXISTS {}", self.table(view)))
+        Stmt::new(
+            StmtKind::DropView,
+            format!("DROP VIEW IF EXISTS {}", self.table(view)),
+        )
     }
     fn swap_view_for_table(&self, from: &str, to: &str, temp: &str) -> Vec<Stmt> {
         // One RENAME TABLE is atomic and may rename a view: the view steps aside and the
         // table takes its name in the same statement; the view is dropped after.
         let old = temp;
         vec![
-            Stmt::new(format!(
-                "RENAME TABLE {} TO {}, {} TO {}",
-                self.table(to),
-                self.table(old),
-                self.table(from),
-                self.table(to)
-            )),
+            Stmt::new(
+                StmtKind::RenameTable,
+                format!(
+                    "RENAME TABLE {} TO {}, {} TO {}",
+                    self.table(to),
+                    self.table(old),
+                    self.table(from),
+                    self.table(to)
+                ),
+            ),
             self.drop_view(old),
         ]
     }
     fn rename_table(&self, from: &str, to: &str) -> Stmt {
-        Stmt::new(format!(
-            "RENAME TABLE {} TO {}",
-            self.table(from),
-            self.table(to)
-        ))
+        Stmt::new(
+            StmtKind::RenameTable,
+            format!("RENAME TABLE {} TO {}", self.table(from), self.table(to)),
+        )
     }
 }
 
@@ -487,6 +548,7 @@ const MY_USES: &str = "SELECT COLUMN_NAME, CONCAT('foreign key `', CONSTRAINT_NA
 
 /// The catalog queries of the phases (see [`CatalogSql`]).
 const CATALOG: CatalogSql = CatalogSql {
+    row_estimate: "SELECT CAST(TABLE_ROWS AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
     relation_kind: "SELECT CASE WHEN TABLE_TYPE = 'VIEW' THEN 'v' ELSE 'r' END FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
     columns: "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, COLLATION_NAME, COLUMN_COMMENT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
     primary_key: "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
@@ -539,38 +601,8 @@ pub struct MysqlPhases;
 #[async_trait]
 impl PhaseConnector for MysqlPhases {
     async fn connect(&self, target: &Target, lock_timeout: Duration) -> Result<Db> {
-        let secs = lock_timeout.as_secs().max(1);
-        let opts = mysql_async::OptsBuilder::default()
-            .ip_or_hostname(target.host.clone())
-            .tcp_port(target.port)
-            .user(Some(target.user.clone()))
-            .pass(target.password().map(str::to_string))
-            .db_name(Some(target.database.clone()))
-            .prefer_socket(false)
-            .setup(vec![
-                "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'".to_string(),
-                // Backfill batches take record locks only (no gap locks), and
-                // semi-consistent reads skip the application's uncommitted rows
-                // instead of waiting on them: no deadlock with its inserts.
-                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_string(),
-                format!("SET SESSION lock_wait_timeout = {secs}"),
-                format!("SET SESSION innodb_lock_wait_timeout = {secs}"),
-            ]);
-        let mut conn = tokio::time::timeout(Duration::from_secs(15), mysql_async::Conn::new(opts))
-            .await
-            .map_err(|_| {
-                Error::new(
-                    ErrorKind::Unreachable,
-                    format!("no answer from {target} within 15 s"),
-                )
-            })?
-            .map_err(|e| {
-                let e = conn_err(e, &format!("connecting to {target}"));
-                Error {
-                    message: target.scrub(&e.message),
-                    ..e
-                }
-            })?;
+        let opts = session::options(target, SessionKind::Phases { lock_timeout });
+        let mut conn = session::connect(target, opts).await?;
         let version: String = conn
             .query_first("SELECT VERSION()")
             .await
@@ -620,7 +652,7 @@ impl PhaseDb for MysqlPhaseDb {
             .map_err(|e| conn_err(e, &short(sql)))?;
         Ok(rows
             .into_iter()
-            .map(|r| r.unwrap().into_iter().map(my_text).collect())
+            .map(|r| TextRow(r.unwrap().into_iter().map(my_text).collect()))
             .collect())
     }
 

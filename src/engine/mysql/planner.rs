@@ -5,6 +5,7 @@
 use super::classify;
 use super::facts::Session;
 use crate::error::Result;
+use crate::phases::ops::{Stmt, StmtKind};
 use crate::plan::phases::{without_if_exists, StatementClass as Class, StatementContext};
 use crate::plan::{
     Algorithm, Change, ChangeKind, Classified, DataProbe, Facts, MyLock, Plan, PlanEngine,
@@ -61,15 +62,14 @@ impl PlanEngine for MysqlPlanner {
     }
     fn classify_statement(
         &self,
-        sql: &str,
+        stmt: &Stmt,
         facts: Option<&Facts>,
         cx: &mut StatementContext,
     ) -> Class {
-        let up = sql.to_uppercase();
-        if up.starts_with("SET SESSION FOREIGN_KEY_CHECKS") {
-            cx.fk_checks_off = up.trim_end().ends_with('0');
+        if let StmtKind::ForeignKeyChecks(on) = stmt.kind {
+            cx.fk_checks_off = !on;
         }
-        classify_statement(sql, facts, cx.fk_checks_off)
+        classify_statement(stmt, facts, cx.fk_checks_off)
     }
     fn transactional_ddl(&self) -> bool {
         false
@@ -138,53 +138,67 @@ fn demanded(sql: &str, what: &str) -> Option<String> {
     )
 }
 
-fn classify_statement(sql: &str, facts: Option<&Facts>, fk_checks_off: bool) -> Class {
-    let up = sql.trim_start().to_uppercase();
-    if up.starts_with("SELECT") {
-        return Class::new(
-            "check",
-            "none",
-            "a consistent read (no locks); reads the table",
-        )
-        .scan();
-    }
-    if up.starts_with("SET ") {
-        return Class::new("session", "none", "a session setting");
-    }
-    if up.starts_with("LOCK TABLES") {
-        return Class::new(
-            "lock",
-            "LOCK TABLES WRITE",
-            "reads and writes of the table wait until UNLOCK TABLES (a few statements later)",
-        )
-        .blocking(true, true);
-    }
-    if up.starts_with("UNLOCK TABLES") {
-        return Class::new("lock", "none", "releases LOCK TABLES");
-    }
-    if up.starts_with("CREATE OR REPLACE TRIGGER") || up.starts_with("DROP TRIGGER") {
-        return Class::new(
+/// What a phase statement locks, from its kind; the ALTER planner classifies the kinds
+/// whose lock depends on what they change.
+fn classify_statement(stmt: &Stmt, facts: Option<&Facts>, fk_checks_off: bool) -> Class {
+    use StmtKind as K;
+    let sql = stmt.sql.as_str();
+    match stmt.kind {
+        K::Guard => {
+            return Class::new(
+                "check",
+                "none",
+                "a consistent read (no locks); reads the table",
+            )
+            .scan()
+        }
+        K::Session | K::ForeignKeyChecks(_) => {
+            return Class::new("session", "none", "a session setting")
+        }
+        K::Comment => return Class::new("sql", "none", "shown only, not run"),
+        K::Lock => {
+            return Class::new(
+                "lock",
+                "LOCK TABLES WRITE",
+                "reads and writes of the table wait until UNLOCK TABLES (a few statements later)",
+            )
+            .blocking(true, true)
+        }
+        K::Unlock => return Class::new("lock", "none", "releases LOCK TABLES"),
+        K::CreateTrigger | K::DropTrigger => return Class::new(
             "trigger",
             "metadata lock (brief, exclusive)",
             "waits for open transactions on the table; statements that come later wait behind it",
-        );
-    }
-    if up.starts_with("CREATE OR REPLACE ALGORITHM") || up.starts_with("DROP VIEW") {
-        return Class::new(
-            "view",
-            "metadata lock on the view",
-            "the table is not locked",
-        );
-    }
-    if up.starts_with("RENAME TABLE") {
-        return Class::new(
+        ),
+        K::Function => return Class::new("function", "none", "no table lock"),
+        K::CreateView | K::DropView => {
+            return Class::new(
+                "view",
+                "metadata lock on the view",
+                "the table is not locked",
+            )
+        }
+        K::Grant => return Class::new("grant", "none", "a catalog change on the view"),
+        K::RenameTable => return Class::new(
             "rename",
             "metadata lock (brief, exclusive)",
             "an atomic rename of every name in the statement; waits for open transactions on them",
-        );
-    }
-    if !up.starts_with("ALTER TABLE") {
-        return Class::new("sql", "unknown", "user SQL: not classified");
+        ),
+        K::RenameIndex => {
+            return Class::new(
+                "alter_table",
+                "ALGORITHM=INSTANT, LOCK=NONE",
+                "renaming an index is a metadata change",
+            )
+        }
+        K::Alter
+        | K::AddForeignKey
+        | K::ValidateForeignKey
+        | K::ProveNotNull
+        | K::SetNotNull
+        | K::CreateIndex
+        | K::DropIndexConcurrently
+        | K::User => {}
     }
     let fallback = |why: String| {
         let lock = demanded(sql, "LOCK").unwrap_or_else(|| "?".into());
@@ -197,12 +211,12 @@ fn classify_statement(sql: &str, facts: Option<&Facts>, fk_checks_off: bool) -> 
         c.blocks_writes = lock != "NONE";
         c
     };
-    if up.contains(" RENAME INDEX ") {
-        let mut c = fallback("renaming an index is a metadata change".into());
-        c.lock = "ALGORITHM=INSTANT, LOCK=NONE".into();
-        return c;
-    }
+    let user = stmt.kind == K::User;
+    let unclassified = || Class::new("sql", "unknown", "user SQL: not classified");
     let Some(f) = facts else {
+        if user {
+            return unclassified();
+        }
         return fallback(
             "the table's facts are unknown: the ALGORITHM/LOCK the statement demands".into(),
         );
@@ -245,6 +259,7 @@ fn classify_statement(sql: &str, facts: Option<&Facts>, fk_checks_off: bool) -> 
             }
             c
         }
+        Err(_) if user => unclassified(),
         Err(e) => fallback(format!("not classified ({})", e.message)),
     }
 }
@@ -255,14 +270,28 @@ mod tests {
 
     #[test]
     fn statements_godwit_writes_are_classified_without_facts() {
-        let c = classify_statement("LOCK TABLES `d`.`t` WRITE", None, false);
+        let c = classify_statement(
+            &Stmt::new(StmtKind::Lock, "LOCK TABLES `d`.`t` WRITE"),
+            None,
+            false,
+        );
         assert!(c.blocks_writes && c.blocks_reads);
         let c = classify_statement(
-            "ALTER TABLE `d`.`t` ADD INDEX IF NOT EXISTS `i` (`a`), ALGORITHM=INPLACE, LOCK=NONE",
+            &Stmt::new(
+                StmtKind::Alter,
+                "ALTER TABLE `d`.`t` ADD INDEX IF NOT EXISTS `i` (`a`), ALGORITHM=INPLACE, LOCK=NONE",
+            ),
             None,
             false,
         );
         assert_eq!(c.lock, "ALGORITHM=INPLACE, LOCK=NONE");
         assert!(!c.blocks_writes);
+        // The kind decides, not the text: user SQL that locks is not taken for godwit's.
+        let c = classify_statement(
+            &Stmt::new(StmtKind::User, "LOCK TABLES `d`.`t` WRITE"),
+            None,
+            false,
+        );
+        assert_eq!((c.kind, c.lock.as_str()), ("sql", "unknown"));
     }
 }

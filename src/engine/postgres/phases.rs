@@ -5,9 +5,9 @@ use super::conn::{connect as pg_connect, pg_err as driver_err};
 use super::sql::{qualified, quote};
 use crate::error::{Error, Result};
 use crate::phases::catalog::{CatalogSql, ColumnInfo, Grant, TableInfo};
-use crate::phases::db::{relabel, short, Db, Param, PhaseConnector, PhaseDb, Rows};
+use crate::phases::db::{relabel, short, Db, Param, PhaseConnector, PhaseDb, Rows, TextRow};
 use crate::phases::dialect::Dialect;
-use crate::phases::ops::{AddForeignKey, Chain, Cond, Filter, Stmt, Trigger, Val};
+use crate::phases::ops::{AddForeignKey, Chain, Cond, Filter, Stmt, StmtKind, Trigger, Val};
 use crate::target::Target;
 use async_trait::async_trait;
 use std::time::Duration;
@@ -181,11 +181,14 @@ impl Dialect for Postgres {
     }
     fn add_column(&self, table: &str, col: &str, ty: &str, default: Option<&str>) -> Stmt {
         let def = default.map(|d| format!(" DEFAULT {d}")).unwrap_or_default();
-        Stmt::new(format!(
-            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {ty}{def}",
-            self.table(table),
-            quote(col)
-        ))
+        Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {ty}{def}",
+                self.table(table),
+                quote(col)
+            ),
+        )
     }
     fn add_column_like(&self, table: &str, col: &str, like: &ColumnInfo) -> Stmt {
         let coll = like
@@ -193,19 +196,25 @@ impl Dialect for Postgres {
             .as_ref()
             .map(|c| format!(" COLLATE {c}"))
             .unwrap_or_default();
-        Stmt::new(format!(
-            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}{coll}",
-            self.table(table),
-            quote(col),
-            like.sql_type
-        ))
+        Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}{coll}",
+                self.table(table),
+                quote(col),
+                like.sql_type
+            ),
+        )
     }
     fn drop_column(&self, table: &str, col: &str) -> Stmt {
-        Stmt::new(format!(
-            "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
-            self.table(table),
-            quote(col)
-        ))
+        Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+                self.table(table),
+                quote(col)
+            ),
+        )
     }
     fn create_trigger(&self, table: &str, tag: &str, t: &Trigger, info: &TableInfo) -> Vec<Stmt> {
         let ins: Vec<String> = t.insert.iter().map(|c| Self::chain(c, info)).collect();
@@ -219,13 +228,13 @@ impl Dialect for Postgres {
         // A BEFORE trigger that only assigns NEW cannot recurse; no pg_trigger_depth()
         // guard is needed.
         vec![
-            Stmt::new(format!(
+            Stmt::new(StmtKind::Function, format!(
                 "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $godwit$\nBEGIN\n  IF TG_OP = 'INSERT' THEN\n    {}\n  ELSE\n    {}\n  END IF;\n  RETURN NEW;\nEND\n$godwit$",
                 self.function(tag),
                 if ins.is_empty() { "NULL;".into() } else { ins.join("\n    ") },
                 if upd.is_empty() { "NULL;".into() } else { upd.join("\n    ") },
             )),
-            Stmt::new(format!(
+            Stmt::new(StmtKind::CreateTrigger, format!(
                 "CREATE OR REPLACE TRIGGER {} BEFORE {events} ON {} FOR EACH ROW EXECUTE FUNCTION {}()",
                 quote(tag),
                 self.table(table),
@@ -235,12 +244,18 @@ impl Dialect for Postgres {
     }
     fn drop_trigger(&self, table: &str, tag: &str) -> Vec<Stmt> {
         vec![
-            Stmt::new(format!(
-                "DROP TRIGGER IF EXISTS {} ON {}",
-                quote(tag),
-                self.table(table)
-            )),
-            Stmt::new(format!("DROP FUNCTION IF EXISTS {}()", self.function(tag))),
+            Stmt::new(
+                StmtKind::DropTrigger,
+                format!(
+                    "DROP TRIGGER IF EXISTS {} ON {}",
+                    quote(tag),
+                    self.table(table)
+                ),
+            ),
+            Stmt::new(
+                StmtKind::Function,
+                format!("DROP FUNCTION IF EXISTS {}()", self.function(tag)),
+            ),
         ]
     }
     fn not_null_expand(&self, table: &str, col: &str, tag: &str) -> Vec<Stmt> {
@@ -259,49 +274,70 @@ impl Dialect for Postgres {
         let t = self.table(table);
         let chk = quote(&format!("{tag}_nn"));
         vec![
-            Stmt::concurrent(format!("ALTER TABLE {t} VALIDATE CONSTRAINT {chk}")),
-            Stmt::new(format!(
-                "ALTER TABLE {t} ALTER COLUMN {} SET NOT NULL",
-                quote(&col.name)
-            )),
-            Stmt::new(format!("ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {chk}")),
+            Stmt::concurrent(
+                StmtKind::ProveNotNull,
+                format!("ALTER TABLE {t} VALIDATE CONSTRAINT {chk}"),
+            ),
+            Stmt::new(
+                StmtKind::SetNotNull,
+                format!(
+                    "ALTER TABLE {t} ALTER COLUMN {} SET NOT NULL",
+                    quote(&col.name)
+                ),
+            ),
+            Stmt::new(
+                StmtKind::Alter,
+                format!("ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {chk}"),
+            ),
         ]
     }
     fn add_index(&self, table: &str, name: &str, cols: &[String], unique: bool) -> Vec<Stmt> {
         let cols: Vec<String> = cols.iter().map(|c| quote(c)).collect();
         vec![
             // An interrupted CONCURRENTLY build leaves an invalid index behind.
-            Stmt::concurrent(format!(
-                "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                qualified(&self.schema, name)
-            )),
-            Stmt::concurrent(format!(
-                "CREATE {}INDEX CONCURRENTLY {} ON {} ({})",
-                if unique { "UNIQUE " } else { "" },
-                quote(name),
-                self.table(table),
-                cols.join(", ")
-            )),
+            Stmt::concurrent(
+                StmtKind::DropIndexConcurrently,
+                format!(
+                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                    qualified(&self.schema, name)
+                ),
+            ),
+            Stmt::concurrent(
+                StmtKind::CreateIndex,
+                format!(
+                    "CREATE {}INDEX CONCURRENTLY {} ON {} ({})",
+                    if unique { "UNIQUE " } else { "" },
+                    quote(name),
+                    self.table(table),
+                    cols.join(", ")
+                ),
+            ),
         ]
     }
     fn drop_index(&self, _table: &str, name: &str) -> Stmt {
-        Stmt::concurrent(format!(
-            "DROP INDEX CONCURRENTLY IF EXISTS {}",
-            qualified(&self.schema, name)
-        ))
+        Stmt::concurrent(
+            StmtKind::DropIndexConcurrently,
+            format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                qualified(&self.schema, name)
+            ),
+        )
     }
     fn rename_contract(&self, table: &str, from: &str, to: &str, tag: &str) -> Vec<Stmt> {
         let t = self.table(table);
         let mut out = self.drop_trigger(table, tag);
-        out.push(Stmt::new(format!(
-            "ALTER TABLE {t} DROP COLUMN {}",
-            quote(to)
-        )));
-        out.push(Stmt::new(format!(
-            "ALTER TABLE {t} RENAME COLUMN {} TO {}",
-            quote(from),
-            quote(to)
-        )));
+        out.push(Stmt::new(
+            StmtKind::Alter,
+            format!("ALTER TABLE {t} DROP COLUMN {}", quote(to)),
+        ));
+        out.push(Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {t} RENAME COLUMN {} TO {}",
+                quote(from),
+                quote(to)
+            ),
+        ));
         out
     }
     fn retype_contract(
@@ -320,11 +356,14 @@ impl Dialect for Postgres {
             out.push(self.set_default(table, &col.name, d));
         }
         for (copy, orig) in indexes {
-            out.push(Stmt::new(format!(
-                "ALTER INDEX {} RENAME TO {}",
-                qualified(&self.schema, copy),
-                quote(orig)
-            )));
+            out.push(Stmt::new(
+                StmtKind::RenameIndex,
+                format!(
+                    "ALTER INDEX {} RENAME TO {}",
+                    qualified(&self.schema, copy),
+                    quote(orig)
+                ),
+            ));
         }
         out
     }
@@ -343,27 +382,36 @@ impl Dialect for Postgres {
     }
     fn check_expand(&self, table: &str, name: &str, check: &str) -> Vec<Stmt> {
         let mut out = self.check_abort(table, name);
-        out.push(Stmt::new(format!(
-            "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({check}) NOT VALID",
-            self.table(table),
-            quote(name)
-        )));
+        out.push(Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({check}) NOT VALID",
+                self.table(table),
+                quote(name)
+            ),
+        ));
         out
     }
     fn check_contract(&self, table: &str, name: &str, _check: &str, _present: bool) -> Vec<Stmt> {
         // SHARE UPDATE EXCLUSIVE: reads and writes go on while it scans.
-        vec![Stmt::concurrent(format!(
-            "ALTER TABLE {} VALIDATE CONSTRAINT {}",
-            self.table(table),
-            quote(name)
-        ))]
+        vec![Stmt::concurrent(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+                self.table(table),
+                quote(name)
+            ),
+        )]
     }
     fn check_abort(&self, table: &str, name: &str) -> Vec<Stmt> {
-        vec![Stmt::new(format!(
-            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-            self.table(table),
-            quote(name)
-        ))]
+        vec![Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                self.table(table),
+                quote(name)
+            ),
+        )]
     }
     fn text(&self, expr: &str) -> String {
         format!("({expr})::text")
@@ -386,28 +434,37 @@ impl Dialect for Postgres {
     fn add_foreign_key(&self, fk: &AddForeignKey, _index: Option<&str>) -> Vec<Stmt> {
         // NOT VALID: SHARE ROW EXCLUSIVE on both tables for a moment, no scan; new rows
         // are checked from the commit on.
-        vec![Stmt::new(format!(
-            "ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID",
-            self.table(&fk.table),
-            quote(&fk.name),
-            self.fk_clause(fk)
-        ))]
+        vec![Stmt::new(
+            StmtKind::AddForeignKey,
+            format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID",
+                self.table(&fk.table),
+                quote(&fk.name),
+                self.fk_clause(fk)
+            ),
+        )]
     }
     fn validate_foreign_key(&self, fk: &AddForeignKey, _index: Option<&str>) -> Vec<Stmt> {
         // SHARE UPDATE EXCLUSIVE on the table, ROW SHARE on the referenced one: reads and
         // writes go on while it scans. A valid key validates again as a no-op.
-        vec![Stmt::concurrent(format!(
-            "ALTER TABLE {} VALIDATE CONSTRAINT {}",
-            self.table(&fk.table),
-            quote(&fk.name)
-        ))]
+        vec![Stmt::concurrent(
+            StmtKind::ValidateForeignKey,
+            format!(
+                "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+                self.table(&fk.table),
+                quote(&fk.name)
+            ),
+        )]
     }
     fn drop_foreign_key(&self, table: &str, name: &str, _index: Option<&str>) -> Vec<Stmt> {
-        vec![Stmt::new(format!(
-            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-            self.table(table),
-            quote(name)
-        ))]
+        vec![Stmt::new(
+            StmtKind::Alter,
+            format!(
+                "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                self.table(table),
+                quote(name)
+            ),
+        )]
     }
     fn create_view(&self, view: &str, table: &str, grants: &[Grant]) -> Vec<Stmt> {
         // security_invoker (15+): writers use their own privileges on the table, the view
@@ -419,33 +476,41 @@ impl Dialect for Postgres {
             ""
         };
         let v = self.table(view);
-        let mut out = vec![Stmt::new(format!(
-            "CREATE OR REPLACE VIEW {v}{opts} AS SELECT * FROM {}",
-            self.table(table)
-        ))];
+        let mut out = vec![Stmt::new(
+            StmtKind::CreateView,
+            format!(
+                "CREATE OR REPLACE VIEW {v}{opts} AS SELECT * FROM {}",
+                self.table(table)
+            ),
+        )];
         for g in grants {
             let who = if g.grantee == "PUBLIC" {
                 "PUBLIC".to_string()
             } else {
                 quote(&g.grantee)
             };
-            out.push(Stmt::new(format!("GRANT {} ON {v} TO {who}", g.privilege)));
+            out.push(Stmt::new(
+                StmtKind::Grant,
+                format!("GRANT {} ON {v} TO {who}", g.privilege),
+            ));
         }
         out
     }
     fn drop_view(&self, view: &str) -> Stmt {
-        Stmt::new(format!("DROP VIEW IF EXISTS {}", self.table(view)))
+        Stmt::new(
+            StmtKind::DropView,
+            format!("DROP VIEW IF EXISTS {}", self.table(view)),
+        )
     }
     fn swap_view_for_table(&self, from: &str, to: &str, _temp: &str) -> Vec<Stmt> {
         // Both in the phase's one transaction: nobody sees `to` missing.
         vec![self.drop_view(to), self.rename_table(from, to)]
     }
     fn rename_table(&self, from: &str, to: &str) -> Stmt {
-        Stmt::new(format!(
-            "ALTER TABLE {} RENAME TO {}",
-            self.table(from),
-            quote(to)
-        ))
+        Stmt::new(
+            StmtKind::RenameTable,
+            format!("ALTER TABLE {} RENAME TO {}", self.table(from), quote(to)),
+        )
     }
 }
 
@@ -484,6 +549,7 @@ const PG_USES: &str = "WITH t AS (SELECT c.oid FROM pg_class c JOIN pg_namespace
 
 /// The catalog queries of the phases (see [`CatalogSql`]).
 const CATALOG: CatalogSql = CatalogSql {
+    row_estimate: "SELECT greatest(c.reltuples, 0)::bigint::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = $1::text AND c.relkind IN ('r','p')",
     relation_kind: "SELECT CASE WHEN c.relkind = 'v' THEN 'v' ELSE 'r' END FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = $1::text AND c.relkind IN ('r','p','v')",
     columns: "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid), NULL::text, NULL::text \
          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -612,6 +678,7 @@ impl PhaseDb for PgPhaseDb {
                 (0..r.len())
                     .map(|i| r.try_get::<_, Option<String>>(i))
                     .collect::<std::result::Result<Vec<_>, _>>()
+                    .map(TextRow)
                     .map_err(|e| pg_err(e, &short(sql)))
             })
             .collect()

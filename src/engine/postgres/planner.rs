@@ -5,6 +5,7 @@
 use super::classify;
 use super::facts::Session;
 use crate::error::Result;
+use crate::phases::ops::{Stmt, StmtKind};
 use crate::plan::phases::{without_if_exists, StatementClass as Class, StatementContext};
 use crate::plan::{
     Change, Classified, DataProbe, Facts, Plan, PlanEngine, PlanOptions, PlanSession, ProbeResult,
@@ -63,19 +64,21 @@ impl PlanEngine for PgPlanner {
     }
     fn classify_statement(
         &self,
-        sql: &str,
+        stmt: &Stmt,
         facts: Option<&Facts>,
         cx: &mut StatementContext,
     ) -> Class {
-        let up = sql.to_uppercase();
-        let mut c = classify_statement(sql, facts);
-        // SET NOT NULL after a validated CHECK (col IS NOT NULL) does not scan.
-        if up.contains(" VALIDATE CONSTRAINT ") && up.trim_end().ends_with("_NN\"") {
-            cx.not_null_proven = true;
-        } else if up.ends_with(" SET NOT NULL") && cx.not_null_proven {
-            c.scan = false;
-            c.reason =
-                "the CHECK (… IS NOT NULL) validated just before proves it: catalog only".into();
+        let mut c = classify_statement(stmt, facts);
+        match stmt.kind {
+            // SET NOT NULL after a validated CHECK (col IS NOT NULL) does not scan.
+            StmtKind::ProveNotNull => cx.not_null_proven = true,
+            StmtKind::SetNotNull if cx.not_null_proven => {
+                c.scan = false;
+                c.reason =
+                    "the CHECK (… IS NOT NULL) validated just before proves it: catalog only"
+                        .into();
+            }
+            _ => {}
         }
         c
     }
@@ -139,91 +142,126 @@ impl PlanSession for Session {
     async fn close(self: Box<Self>) {}
 }
 
-fn classify_statement(sql: &str, facts: Option<&Facts>) -> Class {
+/// What a phase statement locks, from its kind; the ALTER planner classifies the kinds
+/// whose lock depends on what they change.
+fn classify_statement(stmt: &Stmt, facts: Option<&Facts>) -> Class {
     use crate::plan::PgLock as L;
-    let up = sql.trim_start().to_uppercase();
+    use StmtKind as K;
     let pg = |kind, lock: L, reason: &str| {
         Class::new(kind, lock.as_str(), reason).blocking(lock.blocks_writes(), lock.blocks_reads())
     };
-    if up.starts_with("SELECT") {
-        return pg(
-            "check",
-            L::AccessShare,
-            "reads the table; reads and writes go on",
-        )
-        .scan();
+    match stmt.kind {
+        K::Guard => {
+            return pg(
+                "check",
+                L::AccessShare,
+                "reads the table; reads and writes go on",
+            )
+            .scan()
+        }
+        K::Function => return Class::new("function", "none", "no table lock"),
+        K::CreateTrigger => {
+            return pg(
+                "trigger",
+                L::ShareRowExclusive,
+                "writes wait until the phase's transaction commits (no scan: a moment)",
+            )
+        }
+        K::DropTrigger => {
+            return pg(
+                "trigger",
+                L::AccessExclusive,
+                "held until the phase's transaction commits (a moment)",
+            )
+        }
+        K::DropIndexConcurrently => {
+            return pg(
+                "index",
+                L::ShareUpdateExclusive,
+                "waits for transactions using the index; reads and writes go on",
+            )
+        }
+        K::RenameIndex => {
+            return Class::new(
+                "index",
+                L::ShareUpdateExclusive.as_str(),
+                "on the index only, a catalog change: reads and writes go on",
+            )
+        }
+        K::CreateView => {
+            return pg(
+                "view",
+                L::AccessShare,
+                "on the table (the view itself is new)",
+            )
+        }
+        K::DropView => {
+            return Class::new(
+                "view",
+                L::AccessExclusive.as_str(),
+                "on the view only: statements through the view wait; the table is not locked",
+            )
+        }
+        K::Grant => return Class::new("grant", "none", "a catalog change on the view"),
+        K::RenameTable => {
+            return pg(
+                "rename",
+                L::AccessExclusive,
+                "a catalog change, held until the phase's transaction commits (a moment)",
+            )
+        }
+        K::Session | K::ForeignKeyChecks(_) => {
+            return Class::new("session", "none", "a session setting")
+        }
+        K::Lock | K::Unlock => {
+            return pg(
+                "lock",
+                L::AccessExclusive,
+                "held until the phase's transaction commits",
+            )
+        }
+        K::Comment => return Class::new("sql", "none", "shown only, not run"),
+        K::Alter
+        | K::AddForeignKey
+        | K::ValidateForeignKey
+        | K::ProveNotNull
+        | K::SetNotNull
+        | K::CreateIndex
+        | K::User => {}
     }
-    if up.starts_with("CREATE OR REPLACE FUNCTION") || up.starts_with("DROP FUNCTION") {
-        return Class::new("function", "none", "no table lock");
-    }
-    if up.starts_with("CREATE OR REPLACE TRIGGER") {
-        return pg(
-            "trigger",
-            L::ShareRowExclusive,
-            "writes wait until the phase's transaction commits (no scan: a moment)",
-        );
-    }
-    if up.starts_with("DROP TRIGGER") {
-        return pg(
-            "trigger",
-            L::AccessExclusive,
-            "held until the phase's transaction commits (a moment)",
-        );
-    }
-    if up.starts_with("DROP INDEX CONCURRENTLY") {
-        return pg(
-            "index",
-            L::ShareUpdateExclusive,
-            "waits for transactions using the index; reads and writes go on",
-        );
-    }
-    if up.starts_with("CREATE OR REPLACE VIEW") {
-        return pg(
-            "view",
-            L::AccessShare,
-            "on the table (the view itself is new)",
-        );
-    }
-    if up.starts_with("DROP VIEW") {
-        return Class::new(
-            "view",
-            L::AccessExclusive.as_str(),
-            "on the view only: statements through the view wait; the table is not locked",
-        );
-    }
-    if up.starts_with("GRANT") {
-        return Class::new("grant", "none", "a catalog change on the view");
-    }
-    let is_alter = up.starts_with("ALTER TABLE");
-    if !(is_alter || up.starts_with("CREATE")) {
-        return Class::new("sql", "unknown", "user SQL: not classified");
-    }
+    let user = stmt.kind == K::User;
+    let unclassified = || Class::new("sql", "unknown", "user SQL: not classified");
+    let index = stmt.kind == K::CreateIndex;
     let Some(f) = facts else {
+        if user {
+            return unclassified();
+        }
         return Class::new(
-            if is_alter { "alter_table" } else { "index" },
+            if index { "index" } else { "alter_table" },
             "unknown",
             "the table's facts are unknown",
         );
     };
-    let classified = classify::parse(&f.table, &without_if_exists(sql))
+    let classified = classify::parse(&f.table, &without_if_exists(&stmt.sql))
         .and_then(|p| classify::classify_all(&p, f, &[]));
     let mut c = match classified {
         Ok(changes) => {
             let all = classify::combine(&changes);
             Class::from_change(&all, lock_label(&all))
         }
+        Err(_) if user => return unclassified(),
         Err(e) => Class::new(
             "alter_table",
             "unknown",
             &format!("not classified ({})", e.message),
         ),
     };
-    if up.contains(" FOREIGN KEY ") {
-        c.reason
-            .push_str("; the referenced table is locked SHARE ROW EXCLUSIVE as well");
-    } else if up.contains(" VALIDATE CONSTRAINT ") {
-        c.reason
-            .push_str("; a foreign key's referenced table gets ROW SHARE");
+    match stmt.kind {
+        K::AddForeignKey => c
+            .reason
+            .push_str("; the referenced table is locked SHARE ROW EXCLUSIVE as well"),
+        K::ValidateForeignKey => c.reason.push_str("; the referenced table gets ROW SHARE"),
+        _ => {}
     }
     c
 }
@@ -234,9 +272,43 @@ mod tests {
 
     #[test]
     fn statements_godwit_writes_are_classified_without_facts() {
-        let c = classify_statement("CREATE OR REPLACE TRIGGER \"x\" BEFORE INSERT ON \"s\".\"t\" FOR EACH ROW EXECUTE FUNCTION f()", None);
+        let c = classify_statement(&Stmt::new(StmtKind::CreateTrigger, "CREATE OR REPLACE TRIGGER \"x\" BEFORE INSERT ON \"s\".\"t\" FOR EACH ROW EXECUTE FUNCTION f()"), None);
         assert_eq!(c.lock, "SHARE ROW EXCLUSIVE");
-        let c = classify_statement("SELECT 1", None);
+        let c = classify_statement(
+            &Stmt::guard("SELECT 1", crate::phases::ops::Guard::default()),
+            None,
+        );
         assert!(c.scan && !c.blocks_writes);
+        // The kind decides, not the text.
+        let c = classify_statement(
+            &Stmt::new(StmtKind::User, "CREATE OR REPLACE TRIGGER x"),
+            None,
+        );
+        assert_eq!((c.kind, c.lock.as_str()), ("sql", "unknown"));
+    }
+
+    #[test]
+    fn a_validated_not_null_check_makes_set_not_null_catalog_only() {
+        let mut cx = StatementContext::default();
+        let set = Stmt::new(
+            StmtKind::SetNotNull,
+            "ALTER TABLE t ALTER COLUMN c SET NOT NULL",
+        );
+        let prove = Stmt::concurrent(
+            StmtKind::ProveNotNull,
+            "ALTER TABLE t VALIDATE CONSTRAINT k",
+        );
+        let before = PgPlanner.classify_statement(&set, None, &mut cx);
+        assert!(!before.reason.contains("proves"), "{}", before.reason);
+        PgPlanner.classify_statement(&prove, None, &mut cx);
+        let after = PgPlanner.classify_statement(&set, None, &mut cx);
+        assert!(
+            !after.scan && after.reason.contains("proves it"),
+            "{after:?}"
+        );
+        // Only within the operation that validated it.
+        cx.next_operation();
+        let next = PgPlanner.classify_statement(&set, None, &mut cx);
+        assert!(!next.reason.contains("proves"), "{}", next.reason);
     }
 }

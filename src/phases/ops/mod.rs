@@ -33,9 +33,60 @@ use super::dialect::Dialect;
 use serde::Deserialize;
 use std::collections::HashMap;
 
+/// What a phase statement is, set by the code that builds it. `godwit plan PATH` takes
+/// a statement's lock from its kind (a fixed lock, or the engine's ALTER planner for the
+/// kinds whose lock depends on the table), never from its SQL text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StmtKind {
+    /// An ALTER TABLE whose lock depends on what it changes and on the table: the
+    /// engine's ALTER planner classifies it (parsed, with the table's facts).
+    Alter,
+    /// ALTER TABLE … ADD … FOREIGN KEY: the referenced table is locked as well.
+    AddForeignKey,
+    /// ALTER TABLE … VALIDATE CONSTRAINT of a foreign key: the referenced table is read.
+    ValidateForeignKey,
+    /// ALTER TABLE … VALIDATE CONSTRAINT of a CHECK (col IS NOT NULL) that proves the
+    /// next [`StmtKind::SetNotNull`] of the operation, which then does not scan.
+    ProveNotNull,
+    /// ALTER TABLE … SET NOT NULL (or MODIFY … NOT NULL).
+    SetNotNull,
+    /// Renaming an index: metadata only.
+    RenameIndex,
+    /// CREATE INDEX (classified by the ALTER planner, like [`StmtKind::Alter`]).
+    CreateIndex,
+    /// DROP INDEX CONCURRENTLY.
+    DropIndexConcurrently,
+    CreateTrigger,
+    DropTrigger,
+    /// CREATE OR REPLACE FUNCTION / DROP FUNCTION (a trigger's function).
+    Function,
+    CreateView,
+    DropView,
+    /// GRANT on a view.
+    Grant,
+    /// Renaming a table (or swapping a view for it).
+    RenameTable,
+    /// MySQL `LOCK TABLES … WRITE`, held until [`StmtKind::Unlock`].
+    Lock,
+    Unlock,
+    /// A session setting (`SET SESSION …`).
+    Session,
+    /// A session setting that turns the checking of foreign keys off (`false`) or on
+    /// again (`true`) for the statements after it.
+    ForeignKeyChecks(bool),
+    /// A precondition query (see [`Stmt::guard`]).
+    Guard,
+    /// The user's own SQL (the `sql` operation): classified from its parse when it is
+    /// an ALTER TABLE, otherwise unknown.
+    User,
+    /// Shown in a dry run, never run (e.g. the backfill's statement, a probe).
+    Comment,
+}
+
 /// One statement a phase runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stmt {
+    pub kind: StmtKind,
     pub sql: String,
     /// PostgreSQL `… CONCURRENTLY`: must run outside a transaction.
     pub concurrent: bool,
@@ -46,7 +97,7 @@ pub struct Stmt {
 }
 
 /// A precondition query (see [`Stmt::guard`]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Guard {
     /// What the offending rows are, for the error: "rows of `orders` whose … ".
     pub what: String,
@@ -61,15 +112,17 @@ pub struct Guard {
 }
 
 impl Stmt {
-    pub fn new(sql: impl Into<String>) -> Stmt {
+    pub fn new(kind: StmtKind, sql: impl Into<String>) -> Stmt {
         Stmt {
+            kind,
             sql: sql.into(),
             concurrent: false,
             guard: None,
         }
     }
-    pub fn concurrent(sql: impl Into<String>) -> Stmt {
+    pub fn concurrent(kind: StmtKind, sql: impl Into<String>) -> Stmt {
         Stmt {
+            kind,
             sql: sql.into(),
             concurrent: true,
             guard: None,
@@ -77,6 +130,7 @@ impl Stmt {
     }
     pub fn guard(sql: impl Into<String>, guard: Guard) -> Stmt {
         Stmt {
+            kind: StmtKind::Guard,
             sql: sql.into(),
             concurrent: false,
             guard: Some(guard),

@@ -3,7 +3,7 @@
 //! A field may hold several statements: they are split with the engine's quoting rules
 //! (`ddl::lex`) and each runs on its own, never as one batch.
 
-use super::{need, Cx, Op, Stmt};
+use super::{need, Cx, Op, Stmt, StmtKind};
 use crate::ddl::lex;
 use serde::Deserialize;
 
@@ -50,5 +50,8 @@ fn statements(cx: &Cx, field: &str, text: &str) -> Result<Vec<Stmt>, String> {
     if st.is_empty() {
         return Err(format!("field `{field}` holds no statement"));
     }
-    Ok(st.into_iter().map(Stmt::new).collect())
+    Ok(st
+        .into_iter()
+        .map(|s| Stmt::new(StmtKind::User, s))
+        .collect())
 }
