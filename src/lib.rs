@@ -9,6 +9,7 @@ pub mod control;
 pub mod ddl;
 pub mod engine;
 pub mod error;
+pub mod hooks;
 pub mod migration;
 pub mod phases;
 pub mod plan;

@@ -116,6 +116,13 @@ pub fn emit_json(event: &str, body: serde_json::Value) {
     let _ = out.flush();
 }
 
+/// [`emit_json`] when `json` (for reports made away from the [`Reporter`]).
+pub fn emit_json_if(json: bool, event: &str, body: serde_json::Value) {
+    if json {
+        emit_json(event, body);
+    }
+}
+
 impl Reporter {
     pub fn new(format: Format) -> Reporter {
         let bar = (format == Format::Text && std::io::stderr().is_terminal()).then(|| {

@@ -1,7 +1,9 @@
 //! Command-line interface: one file per subcommand.
 
+mod blockers;
 mod cleanup;
 mod ctl;
+mod hooks;
 mod phases;
 mod plan;
 mod revert;

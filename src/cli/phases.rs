@@ -45,6 +45,8 @@ pub struct PhaseArgs {
     #[arg(long, default_value_t = 10.0)]
     pub lock_timeout_seconds: f64,
     #[command(flatten)]
+    pub hooks: super::hooks::HookArgs,
+    #[command(flatten)]
     pub control: super::ctl::ControlArgs,
 }
 
@@ -81,6 +83,17 @@ async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
         ));
     }
     let target = Target::parse(&a.url, a.password_file.as_deref())?;
+    let path = a.path.display().to_string();
+    let names: Vec<&str> = list.iter().map(|p| p.name()).collect();
+    let state = names.join("+");
+    let hooks = a.hooks.build(
+        &target,
+        a.format,
+        &[
+            ("GODWIT_MIGRATION_PATH", path.as_str()),
+            ("GODWIT_PHASE", state.as_str()),
+        ],
+    )?;
     let control = Arc::new(Control::new(Kind::Backfill));
     let mut throttle = Throttle::new(
         a.max_rows_per_second,
@@ -95,6 +108,10 @@ async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
     let signals = servers
         .serving()
         .then(|| spawn_stop_on_signal(control.clone(), a.control.serve_socket_file.clone()));
+    let hooks = match hooks {
+        Some(h) => Some(super::hooks::PhaseHooks::start(h, &state).await),
+        None => None,
+    };
     let opts = PhaseOptions {
         execute: a.execute,
         allow_changed: a.allow_changed,
@@ -103,7 +120,13 @@ async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
         format: a.format,
         control,
     };
-    let r = phases::run(&target, &a.path, list, complete, &opts, &mut throttle, &rep).await;
+    let r = match phases::run(&target, &a.path, list, complete, &opts, &mut throttle, &rep).await {
+        Err(e) => Err(super::blockers::name_blockers(e, &target, &a.path, opts.lock_timeout).await),
+        ok => ok,
+    };
+    if let Some(h) = hooks {
+        h.end(&r).await;
+    }
     if let Some(s) = signals {
         s.abort();
     }

@@ -93,6 +93,18 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub reconnect_timeout_seconds: u64,
     #[command(flatten)]
+    pub hooks: super::hooks::HookArgs,
+    /// End the sessions that block the cut-over's lock (found before each attempt; on
+    /// MariaDB without performance_schema or the metadata_lock_info plugin, every
+    /// session with a transaction open since before the attempt), after
+    /// --force-cut-over-after. Off by default: blockers are only reported.
+    #[arg(long)]
+    pub kill_blockers: bool,
+    /// With --kill-blockers: end blockers only once this long has passed since the first
+    /// cut-over attempt (e.g. 30s, 5m).
+    #[arg(long, value_parser = parse_window, requires = "kill_blockers")]
+    pub force_cut_over_after: Option<Duration>,
+    #[command(flatten)]
     pub control: super::ctl::ControlArgs,
     /// Test seam: hold the cut-over lock this long once the swap is queued (first attempt).
     #[arg(long, hide = true)]
@@ -235,6 +247,14 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
         return Ok(());
     }
     let abort = Arc::new(AtomicBool::new(false));
+    let hooks = a.hooks.build(
+        &target,
+        a.format,
+        &[
+            ("GODWIT_TABLE_NAME", a.conn.table.as_str()),
+            ("GODWIT_ALTER", a.alter.as_str()),
+        ],
+    )?;
     let opts = options(a, alter, &abort)?;
     // The control socket and metrics: started first (a socket in use is refused before
     // anything else), stopped and removed when this function returns, whatever the outcome.
@@ -265,9 +285,21 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
             return Err(e);
         }
     };
+    let hooks = hooks.map(|h| {
+        let names = engine.names();
+        Arc::new(
+            h.with_var("GODWIT_SHADOW_TABLE_NAME", names.shadow.clone())
+                .with_var("GODWIT_OLD_TABLE_NAME", names.old.clone()),
+        )
+    });
     let result = Migration::new(engine.as_ref(), opts, throttle, rep, abort)
         .with_control(control)
         .with_reverse(connector(&target, &a.conn.table, &eopts))
+        .with_hooks(hooks)
+        .with_blocker_policy(crate::migration::BlockerPolicy {
+            kill: a.kill_blockers,
+            after: a.force_cut_over_after.unwrap_or_default(),
+        })
         .run()
         .await;
     signals.abort();

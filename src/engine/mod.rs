@@ -197,6 +197,55 @@ pub struct Warning {
     pub details: serde_json::Value,
 }
 
+/// A session of someone else's holding a lock on the table that the cut-over's lock
+/// waits for (`Engine::cut_over_blockers`; docs/how-it-works.md, "Blocked cut-overs").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Blocker {
+    /// The server's session id (MySQL connection id, PostgreSQL backend pid).
+    pub id: u64,
+    pub user: String,
+    pub host: Option<String>,
+    /// How long its transaction (or, without one, its statement) has been open.
+    pub age_seconds: u64,
+    /// What it is doing (`Sleep`, `idle in transaction`, …).
+    pub state: String,
+    /// Its current or last statement, cut to 200 characters.
+    pub query: Option<String>,
+    /// Known to hold a lock on the table; false: an open transaction that may hold one
+    /// (the server cannot say which tables a transaction used).
+    pub exact: bool,
+    /// When its transaction started, as the server says it: with `id`, tells whether a
+    /// later look sees the same transaction.
+    #[serde(skip)]
+    pub since: String,
+}
+
+impl std::fmt::Display for Blocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "session {} ({}{}, open {} s, {}{}{})",
+            self.id,
+            self.user,
+            self.host
+                .as_deref()
+                .map(|h| format!("@{h}"))
+                .unwrap_or_default(),
+            self.age_seconds,
+            self.state,
+            self.query
+                .as_deref()
+                .map(|q| format!(": {q}"))
+                .unwrap_or_default(),
+            if self.exact {
+                ""
+            } else {
+                "; may hold the lock"
+            }
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     /// Before anything is created.
@@ -380,6 +429,18 @@ pub trait Engine: Send + Sync {
     /// event. `scope`: this run resumes a dead run's (its own objects are not meant).
     async fn start_warnings(&self, _scope: Scope) -> Result<Vec<Warning>> {
         Ok(Vec::new())
+    }
+    /// Sessions other than godwit's that hold (or, when the server cannot tell, may
+    /// hold) a lock on the original that the cut-over's lock must wait for.
+    async fn cut_over_blockers(&self) -> Result<Vec<Blocker>> {
+        Ok(Vec::new())
+    }
+    /// End the session `id` (a blocker, with `--kill-blockers`).
+    async fn kill_session(&self, _id: u64) -> Result<()> {
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::Unsupported,
+            "this engine cannot end sessions",
+        ))
     }
     /// Drop a table the swap of a dead run left as the old table.
     async fn drop_old_table(&self, name: &str) -> Result<()>;

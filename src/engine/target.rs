@@ -39,6 +39,16 @@ impl std::fmt::Display for Target {
     }
 }
 
+impl EngineKind {
+    /// The URL scheme of this engine (`mysql`, `postgres`).
+    pub fn scheme(self) -> &'static str {
+        match self {
+            EngineKind::Mysql => "mysql",
+            EngineKind::Postgres => "postgres",
+        }
+    }
+}
+
 /// The engine a URL scheme names (`mysql`, `mariadb`, `postgres`, `postgresql`).
 pub fn kind_of_scheme(scheme: &str) -> Option<EngineKind> {
     match scheme {
@@ -128,10 +138,7 @@ impl Target {
 
     /// The URL without its password: safe for logs and errors.
     pub fn redacted(&self) -> String {
-        let scheme = match self.kind {
-            EngineKind::Mysql => "mysql",
-            EngineKind::Postgres => "postgres",
-        };
+        let scheme = self.kind.scheme();
         format!(
             "{scheme}://{}@{}:{}/{}",
             self.user, self.host, self.port, self.database

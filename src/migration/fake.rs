@@ -232,6 +232,11 @@ pub struct World {
     verify_hold: Option<Option<u64>>,
     /// `lock_for_verify` fails with a lock timeout this many more times.
     pub verify_lock_timeouts: u32,
+    /// Sessions holding a lock on the original (`cut_over_blockers`): while one older
+    /// than a minute is left, every cut-over lock times out.
+    pub blockers: Vec<crate::engine::Blocker>,
+    /// Sessions ended by `kill_session`, in order.
+    pub killed: Vec<u64>,
     /// The saved checkpoint (the engine's checkpoint table).
     pub checkpoint: Option<String>,
     /// Checkpoints saved.
@@ -499,6 +504,8 @@ impl FakeEngine {
             before_cut_over_done: false,
             verify_hold: None,
             verify_lock_timeouts: 0,
+            blockers: Vec::new(),
+            killed: Vec::new(),
             checkpoint: None,
             saves: 0,
             resumable: true,
@@ -867,7 +874,10 @@ impl Engine for FakeEngine {
             if !w.stream.open {
                 w.violation("lock_for_cut_over without an open stream");
             }
-            let fault = w.lock_faults.get(&attempt).copied();
+            let mut fault = w.lock_faults.get(&attempt).copied();
+            if w.blockers.iter().any(|b| b.age_seconds > 60) {
+                fault = Some(LockFault::Timeout);
+            }
             if fault != Some(LockFault::Timeout) {
                 w.lock = Some((attempt, LockPhase::Locked));
             }
@@ -1010,6 +1020,17 @@ impl Engine for FakeEngine {
     async fn swapped_as(&self, old: &str) -> Result<Option<String>> {
         let w = self.s.world();
         Ok(w.swapped.then(|| old.to_string()))
+    }
+
+    async fn cut_over_blockers(&self) -> Result<Vec<crate::engine::Blocker>> {
+        Ok(self.world().blockers.clone())
+    }
+
+    async fn kill_session(&self, id: u64) -> Result<()> {
+        let mut w = self.world();
+        w.blockers.retain(|b| b.id != id);
+        w.killed.push(id);
+        Ok(())
     }
 
     async fn drop_old_table(&self, _name: &str) -> Result<()> {

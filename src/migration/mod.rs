@@ -17,8 +17,9 @@ pub mod verify;
 
 use crate::control::{eta::Eta, Control};
 use crate::ddl::AlterSpec;
-use crate::engine::{ChangeStream, Copier, Engine, Key, Position, Scope};
+use crate::engine::{Blocker, ChangeStream, Copier, Engine, Key, Position, Scope};
 use crate::error::{Error, ErrorKind, Result};
+use crate::hooks::{HookContext, Hooks, Point};
 use crate::progress::{Done, Reporter, Snapshot, State};
 use crate::schema::{ColumnMapping, Table};
 use crate::throttle::Throttle;
@@ -87,6 +88,16 @@ pub enum Outcome {
     WindowEnded,
 }
 
+/// What to do with the sessions that block the cut-over's lock (docs/how-it-works.md,
+/// "Blocked cut-overs"). Whatever it says, each failed attempt reports them.
+#[derive(Debug, Clone, Default)]
+pub struct BlockerPolicy {
+    /// `--kill-blockers`: end them.
+    pub kill: bool,
+    /// `--force-cut-over-after`: only once this long has passed since the first attempt.
+    pub after: Duration,
+}
+
 /// Flush the dirty set once it holds this many keys, or after [`FLUSH_INTERVAL`].
 const FLUSH_KEYS: usize = 2_000;
 const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
@@ -143,6 +154,14 @@ pub struct Migration<'a> {
     eta: Eta,
     /// The chunk size last set through the control socket (also the chunk's cap).
     chunk_set: Option<u64>,
+    /// `--hooks-path`: executables run at points of the run (`src/hooks`).
+    hooks: Option<Arc<Hooks>>,
+    /// Ending the sessions that block the cut-over.
+    blocker_policy: BlockerPolicy,
+    /// When the run started (the hooks' elapsed time).
+    began: Instant,
+    /// `on-begin-postponed` has run.
+    postponed_once: bool,
 }
 
 /// Save the checkpoint at least this often outside the copy (which saves per chunk).
@@ -195,12 +214,28 @@ impl<'a> Migration<'a> {
             control: Arc::new(Control::default()),
             eta: Eta::default(),
             chunk_set: None,
+            hooks: None,
+            blocker_policy: BlockerPolicy::default(),
+            began: Instant::now(),
+            postponed_once: false,
         }
     }
 
     /// Take the knobs from (and report the status to) the control socket's `Control`.
     pub fn with_control(mut self, control: Arc<Control>) -> Self {
         self.control = control;
+        self
+    }
+
+    /// Run the hooks of `--hooks-path` at the points of this run.
+    pub fn with_hooks(mut self, hooks: Option<Arc<Hooks>>) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// End the sessions that block the cut-over (`--kill-blockers`).
+    pub fn with_blocker_policy(mut self, policy: BlockerPolicy) -> Self {
+        self.blocker_policy = policy;
         self
     }
 
@@ -215,7 +250,11 @@ impl<'a> Migration<'a> {
     /// original is untouched. A failure after the swap is not an error: the outcome is
     /// `Done` with `cleanup_complete: false` (docs/how-it-works.md, "After the swap").
     pub async fn run(mut self) -> Result<Outcome> {
+        self.rep
+            .state(State::Preflight, "checking server, privileges and table");
+        self.hook(Point::Startup).await;
         let r = self.run_inner().await;
+        self.end_hook(&r).await;
         // The server gone: what this run made stays, with its checkpoint, for the same
         // command to resume (or `godwit cleanup` to remove).
         let resumable = matches!(&r, Err(e) if e.kind == ErrorKind::Unreachable)
@@ -326,6 +365,8 @@ impl<'a> Migration<'a> {
             s.shadow_table = Some(names.shadow.clone());
             s.old_table = Some(names.old.clone());
         });
+        self.hook(Point::Validated).await;
+        self.hook(Point::RowcountComplete).await;
         if let Some(cp) = resume {
             return self.resume_run(started, orig, cp).await;
         }
@@ -533,6 +574,7 @@ impl<'a> Migration<'a> {
     async fn copy_phase(&mut self, orig: &Table, mapping: &ColumnMapping) -> Result<()> {
         self.rep
             .state(State::Copy, "copying rows and replaying changes");
+        self.hook(Point::BeforeRowCopy).await;
         let mut copier = self
             .engine
             .copier(orig, mapping, self.copied_upto.as_ref())
@@ -548,6 +590,7 @@ impl<'a> Migration<'a> {
         self.after_copy(orig, mapping).await?;
         self.stage = Stage::Copied;
         self.save_checkpoint(true).await;
+        self.hook(Point::RowCopyComplete).await;
         Ok(())
     }
 
@@ -884,6 +927,9 @@ impl<'a> Migration<'a> {
     /// Read what the stream has (waiting at most `wait`) into the dirty set. A lost
     /// stream connection is opened again (see [`Migration::reopen_stream`]).
     async fn drain(&mut self, wait: Duration) -> Result<()> {
+        if let Some(h) = &self.hooks {
+            h.status_due(|| self.hook_context());
+        }
         let stream = self
             .stream
             .as_mut()
@@ -1243,35 +1289,116 @@ impl<'a> Migration<'a> {
         Ok(())
     }
 
+    /// Wait while the postpone flag file exists, then until the `on-before-cut-over`
+    /// hooks succeed (asked again every second), keeping the shadow in sync.
     async fn postpone(&mut self) -> Result<()> {
-        let Some(flag) = self.opts.postpone_flag_file.clone() else {
-            return Ok(());
-        };
-        let r = async {
-            while flag.exists() {
-                self.check_abort()?;
-                if self.control.unpostponed() {
-                    tracing::info!("cut-over unpostponed by the control socket");
-                    break;
+        if let Some(flag) = self.opts.postpone_flag_file.clone() {
+            let r = async {
+                while flag.exists() {
+                    self.check_abort()?;
+                    if self.control.unpostponed() {
+                        tracing::info!("cut-over unpostponed by the control socket");
+                        break;
+                    }
+                    self.control.set_postponing(true);
+                    self.rep.state(
+                        State::Postponed,
+                        &format!(
+                            "in sync; cut-over waits until {} is removed (or `unpostpone` on the control socket)",
+                            flag.display()
+                        ),
+                    );
+                    self.begin_postponed().await;
+                    self.stay_in_sync(Duration::from_millis(500)).await?;
                 }
-                self.control.set_postponing(true);
-                self.rep.state(
-                    State::Postponed,
-                    &format!(
-                        "in sync; cut-over waits until {} is removed (or `unpostpone` on the control socket)",
-                        flag.display()
-                    ),
-                );
-                self.drain(Duration::from_millis(500)).await?;
-                self.flush().await?;
-                let s = self.snapshot();
-                self.rep.progress(&s, false);
+                Ok::<(), Error>(())
             }
-            Ok(())
+            .await;
+            self.control.set_postponing(false);
+            r?;
         }
-        .await;
-        self.control.set_postponing(false);
-        r
+        loop {
+            self.check_abort()?;
+            let out = self.hook(Point::BeforeCutOver).await;
+            if out.ok() {
+                return Ok(());
+            }
+            let why = format!(
+                "in sync; cut-over waits until the on-before-cut-over hook succeeds ({})",
+                out.reason()
+            );
+            if self.rep.current_state() != Some(State::Postponed) {
+                self.rep.state(State::Postponed, &why);
+            }
+            self.begin_postponed().await;
+            let until = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < until {
+                self.check_abort()?;
+                self.stay_in_sync(Duration::from_millis(250)).await?;
+            }
+        }
+    }
+
+    /// One round of keeping the shadow in sync while waiting.
+    async fn stay_in_sync(&mut self, wait: Duration) -> Result<()> {
+        self.drain(wait).await?;
+        self.flush().await?;
+        let s = self.snapshot();
+        self.rep.progress(&s, false);
+        Ok(())
+    }
+
+    /// `on-begin-postponed`, the first time the cut-over is postponed.
+    async fn begin_postponed(&mut self) {
+        if !self.postponed_once {
+            self.postponed_once = true;
+            self.hook(Point::BeginPostponed).await;
+        }
+    }
+
+    /// What a hook is told about the run now.
+    fn hook_context(&self) -> HookContext {
+        let s = self.snapshot();
+        HookContext {
+            state: self
+                .rep
+                .current_state()
+                .map(|x| x.to_string())
+                .unwrap_or_default(),
+            rows_copied: Some(s.rows_copied),
+            rows_estimate: Some(s.rows_estimate),
+            eta_seconds: s.eta_seconds,
+            elapsed: self.began.elapsed(),
+            error: None,
+            exit_code: None,
+        }
+    }
+
+    /// Run `point`'s hooks (none without `--hooks-path`). Their failure changes nothing
+    /// here; `on-before-cut-over`'s caller reads the outcome.
+    async fn hook(&mut self, point: Point) -> crate::hooks::HookOutcome {
+        let Some(h) = self.hooks.clone() else {
+            return Default::default();
+        };
+        h.run(point, &self.hook_context()).await
+    }
+
+    /// `on-success` or `on-failure` (with the error and the exit code).
+    async fn end_hook(&mut self, r: &Result<Outcome>) {
+        let Some(h) = self.hooks.clone() else { return };
+        let mut cx = self.hook_context();
+        match r {
+            Ok(_) => {
+                cx.state = State::Done.to_string();
+                h.run(Point::Success, &cx).await;
+            }
+            Err(e) => {
+                cx.state = State::Failed.to_string();
+                cx.error = Some(e.to_string());
+                cx.exit_code = Some(e.exit_code());
+                h.run(Point::Failure, &cx).await;
+            }
+        }
     }
 
     /// Swap the tables. Returns how long writes were blocked and the attempts made.
@@ -1282,6 +1409,10 @@ impl<'a> Migration<'a> {
         let timeout = self.opts.cut_over_timeout;
         let retries = self.opts.cut_over_retries.max(1);
         let mut last_err = None;
+        // tokio's clock: the same as std's, and paused with it in the unit tests.
+        let mut first_attempt: Option<tokio::time::Instant> = None;
+        // Who blocked the last failed attempt.
+        let mut blocked_by: Vec<Blocker> = Vec::new();
         for attempt in 1..=retries {
             self.check_abort()?;
             self.throttled(State::CatchUp).await?;
@@ -1290,6 +1421,14 @@ impl<'a> Migration<'a> {
             // What the lock's drain reads starts at the acknowledged position.
             self.checkpoint_now().await?;
             self.control.count_cut_over_attempt();
+            let first = *first_attempt.get_or_insert_with(tokio::time::Instant::now);
+            if self.blocker_policy.kill
+                && !blocked_by.is_empty()
+                && first.elapsed() >= self.blocker_policy.after
+            {
+                self.kill_blockers(&blocked_by).await;
+            }
+            let attempt_began = tokio::time::Instant::now();
             self.rep.state(
                 State::CutOver,
                 &format!(
@@ -1314,6 +1453,7 @@ impl<'a> Migration<'a> {
                         "cut_over_retry",
                         serde_json::json!({"attempt": attempt, "message": e.message}),
                     );
+                    blocked_by = self.report_blockers(attempt, attempt_began.elapsed()).await;
                     last_err = Some(e);
                     let backoff = Duration::from_millis(250u64 << attempt.min(6))
                         .min(Duration::from_secs(10));
@@ -1323,11 +1463,81 @@ impl<'a> Migration<'a> {
             }
         }
         let e = last_err.unwrap_or_else(|| Error::internal("cut-over not attempted"));
+        let who = if blocked_by.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; blocked by {}",
+                blocked_by
+                    .iter()
+                    .map(|b| b.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         Err(Error::new(
             ErrorKind::CutOverFailed,
-            format!("cut-over failed {retries} times; the original table is unchanged. Last error: {}", e.message),
+            format!("cut-over failed {retries} times; the original table is unchanged. Last error: {}{who}", e.message),
         )
-        .with_hint("find the long transactions or locks on the table (SHOW PROCESSLIST on MySQL, pg_stat_activity on PostgreSQL), or raise --cut-over-lock-timeout-seconds / --cut-over-retries"))
+        .with_hint(if blocked_by.is_empty() {
+            "find the long transactions or locks on the table (SHOW PROCESSLIST on MySQL, pg_stat_activity on PostgreSQL), or raise --cut-over-lock-timeout-seconds / --cut-over-retries"
+        } else {
+            "end those sessions' transactions and run again, or let godwit end them: --kill-blockers (with --force-cut-over-after DURATION to wait that long first)"
+        }))
+    }
+
+    /// After a failed attempt that waited `waited`: the sessions that held a lock on the
+    /// table all that time (anything younger cannot have blocked it), reported as a
+    /// `cut_over_blocked` event and a warning.
+    async fn report_blockers(&mut self, attempt: u32, waited: Duration) -> Vec<Blocker> {
+        let found = match self.engine.cut_over_blockers().await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!("could not read which sessions block the cut-over: {e}");
+                return Vec::new();
+            }
+        };
+        // Ages are whole seconds, rounded down.
+        let blockers: Vec<Blocker> = found
+            .into_iter()
+            .filter(|b| (b.age_seconds + 1) as f64 > waited.as_secs_f64())
+            .collect();
+        for b in &blockers {
+            tracing::warn!("cut-over attempt {attempt} blocked by {b}");
+        }
+        self.rep.emit(
+            "cut_over_blocked",
+            serde_json::json!({ "attempt": attempt, "blockers": blockers }),
+        );
+        blockers
+    }
+
+    /// `--kill-blockers`: end the sessions that blocked the last attempt and still hold
+    /// the same transaction (a session that has moved on is spared).
+    async fn kill_blockers(&mut self, blocked_by: &[Blocker]) {
+        let now = match self.engine.cut_over_blockers().await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!("could not read which sessions block the cut-over: {e}");
+                return;
+            }
+        };
+        for b in now.iter().filter(|b| {
+            blocked_by
+                .iter()
+                .any(|o| o.id == b.id && o.since == b.since)
+        }) {
+            match self.engine.kill_session(b.id).await {
+                Ok(()) => {
+                    tracing::warn!("ended {b}: it blocked the cut-over (--kill-blockers)");
+                    self.rep.emit(
+                        "blocker_killed",
+                        serde_json::to_value(b).unwrap_or_default(),
+                    );
+                }
+                Err(e) => tracing::warn!("could not end {b}: {e}"),
+            }
+        }
     }
 
     /// One attempt; returns how long the application's writes were held.

@@ -1292,6 +1292,81 @@ async fn a_run_that_died_right_after_the_swap_is_finished_by_the_rerun() {
     assert_eq!(w.shadow.as_ref(), Some(&w.truth));
 }
 
+fn blocker(id: u64, age_seconds: u64) -> crate::engine::Blocker {
+    crate::engine::Blocker {
+        id,
+        user: "app".into(),
+        host: None,
+        age_seconds,
+        state: "idle in transaction".into(),
+        query: Some("SELECT 1".into()),
+        exact: true,
+        since: format!("start of {id}"),
+    }
+}
+
+async fn run_policy(
+    fake: &FakeEngine,
+    o: RunOptions,
+    policy: super::BlockerPolicy,
+) -> Result<Outcome> {
+    let mut rep = Reporter::silent();
+    Migration::new(fake, o, no_throttle(), &mut rep, fake.abort_flag())
+        .with_blocker_policy(policy)
+        .run()
+        .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn blockers_are_named_and_ended_only_with_kill_blockers_after_the_delay() {
+    // Without --kill-blockers: every attempt fails, the error names the old blocker
+    // (not the session younger than an attempt), nothing is ended.
+    let fake = FakeEngine::with_rows(200, Config::default());
+    fake.world().blockers = vec![blocker(7, 3600), blocker(8, 0)];
+    let mut o = opts();
+    o.cut_over_retries = 3;
+    let e = failed(run_policy(&fake, o, Default::default()).await);
+    assert_eq!(e.kind, ErrorKind::CutOverFailed);
+    assert!(e.message.contains("blocked by session 7 (app"), "{e}");
+    assert!(!e.message.contains("session 8"), "{e}");
+    assert!(e
+        .hint
+        .as_deref()
+        .unwrap_or_default()
+        .contains("--kill-blockers"));
+    {
+        let w = fake.world();
+        assert_untouched(&w);
+        assert!(w.killed.is_empty());
+    }
+
+    // With it, after 20 s since the first attempt: the old blocker is ended before the
+    // first attempt that starts that late, then the cut-over goes through.
+    let fake = FakeEngine::with_rows(200, Config::default());
+    fake.world().blockers = vec![blocker(7, 3600), blocker(8, 0)];
+    let mut writer = Writer::new(11, 200, 2);
+    fake.on_call(move |_, w| writer.act(w));
+    let policy = super::BlockerPolicy {
+        kill: true,
+        after: Duration::from_secs(20),
+    };
+    let d = done(run_policy(&fake, opts(), policy).await);
+    let w = fake.world();
+    assert_migrated(&w);
+    assert_eq!(w.killed, vec![7]);
+    let first = w.lock_times[0];
+    let last = *w.lock_times.last().unwrap();
+    assert!(
+        last - first >= Duration::from_secs(20),
+        "{:?}",
+        last - first
+    );
+    // The attempt before the last one started less than 20 s after the first.
+    let before = w.lock_times[w.lock_times.len() - 2];
+    assert!(before - first < Duration::from_secs(20));
+    assert_eq!(d.cut_over_attempts as usize, w.lock_times.len());
+}
+
 // ---------------------------------------------------------------------------------------
 // Control socket
 

@@ -18,9 +18,12 @@ pub fn relabel(e: Error) -> Error {
     if e.kind != ErrorKind::CutOverFailed {
         return e;
     }
-    Error::new(ErrorKind::Migration, e.message).with_hint(
+    let mut relabelled = Error::new(ErrorKind::Migration, e.message).with_hint(
         "another session held a lock longer than --lock-timeout-seconds; run the phase again (a backfill resumes after its last finished batch), or raise the timeout",
-    )
+    );
+    // Kept: the phase commands name the sessions holding the lock (`cli/blockers.rs`).
+    relabelled.code = e.code;
+    relabelled
 }
 
 /// What a name in the current database / schema is.

@@ -1,6 +1,7 @@
 //! The MySQL / MariaDB engine.
 
 mod binlog;
+mod blockers;
 mod checkpoint;
 mod checks;
 pub mod classify;
@@ -1356,6 +1357,12 @@ impl Engine for MysqlEngine {
             .map(|(n, _)| n))
     }
 
+    async fn cut_over_blockers(&self) -> Result<Vec<crate::engine::Blocker>> {
+        self.blockers().await
+    }
+    async fn kill_session(&self, id: u64) -> Result<()> {
+        self.kill(id).await
+    }
     async fn drop_old_table(&self, name: &str) -> Result<()> {
         let mut c = self.conn().await?;
         exec(

@@ -4,6 +4,7 @@
 //! rename-based cut-over in one transaction (see `cutover.rs`).
 
 mod alter;
+mod blockers;
 mod checkpoint;
 mod checks;
 pub mod classify;
@@ -1781,6 +1782,12 @@ impl Engine for PgEngine {
         self.checkpoint_drop().await.map(|_| ())
     }
 
+    async fn cut_over_blockers(&self) -> Result<Vec<crate::engine::Blocker>> {
+        self.blockers().await
+    }
+    async fn kill_session(&self, id: u64) -> Result<()> {
+        self.kill(id).await
+    }
     async fn drop_old_table(&self, name: &str) -> Result<()> {
         let c = self.main.lock().await;
         batch(

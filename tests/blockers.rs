@@ -1,0 +1,380 @@
+//! A cut-over that does not stall behind other people's locks (issue #13, item 4): a
+//! session holds a transaction open that read the table (it keeps a lock on it), so
+//! every cut-over attempt times out. Each failed attempt names it (`cut_over_blocked`:
+//! id, user); without --kill-blockers the run ends with exit 32, the error names it and
+//! the original is untouched; with --force-cut-over-after and --kill-blockers its session
+//! is ended and the migration completes. Both engines, a mirrored writer running.
+mod support;
+
+use support::both::{Db, Engine, MirrorWriter};
+
+const PASSWORD: &str = "Blk-pw-4410";
+const USER: &str = "godwit_blocker";
+
+/// The URL of the test's database through a login of its own (the blocker's user).
+async fn blocker_url(db: &Db) -> String {
+    match db.engine() {
+        Engine::Maria => {
+            db.exec(&format!(
+                "CREATE USER IF NOT EXISTS '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'"
+            ))
+            .await;
+            db.exec(&format!("GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'%'"))
+                .await;
+        }
+        Engine::Postgres => {
+            let exists = db
+                .strings(&format!(
+                    "SELECT rolname::text FROM pg_roles WHERE rolname = '{USER}'"
+                ))
+                .await;
+            if exists.is_empty() {
+                db.exec(&format!(
+                    "CREATE ROLE {USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}'"
+                ))
+                .await;
+            }
+        }
+    }
+    let url = db.url();
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (_, hostpart) = rest.split_once('@').unwrap();
+    format!("{scheme}://{USER}:{PASSWORD}@{hostpart}")
+}
+
+/// A session with an open transaction that read `orders`.
+enum Blocker {
+    Maria(mysql_async::Conn),
+    Postgres(tokio_postgres::Client),
+}
+
+impl Blocker {
+    async fn open(db: &Db) -> (Blocker, u64) {
+        let url = blocker_url(db).await;
+        match db.engine() {
+            Engine::Maria => {
+                use mysql_async::prelude::Queryable;
+                let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+                    .await
+                    .unwrap();
+                c.query_drop("START TRANSACTION").await.unwrap();
+                let _: Vec<u64> = c.query("SELECT COUNT(*) FROM orders").await.unwrap();
+                let id: u64 = c
+                    .query_first("SELECT CONNECTION_ID()")
+                    .await
+                    .unwrap()
+                    .unwrap();
+                (Blocker::Maria(c), id)
+            }
+            Engine::Postgres => {
+                let c = support::postgres::connect(&url).await;
+                c.batch_execute("BEGIN; SELECT count(*) FROM orders")
+                    .await
+                    .unwrap();
+                let pid: i32 = c
+                    .query_one("SELECT pg_backend_pid()", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                (Blocker::Postgres(c), pid as u64)
+            }
+        }
+    }
+
+    /// Whether the session still answers.
+    async fn alive(&mut self) -> bool {
+        match self {
+            Blocker::Maria(c) => {
+                use mysql_async::prelude::Queryable;
+                c.query_drop("SELECT 1").await.is_ok()
+            }
+            Blocker::Postgres(c) => c.batch_execute("SELECT 1").await.is_ok(),
+        }
+    }
+
+    async fn commit(self) {
+        match self {
+            Blocker::Maria(mut c) => {
+                use mysql_async::prelude::Queryable;
+                c.query_drop("COMMIT").await.unwrap();
+                c.disconnect().await.unwrap();
+            }
+            Blocker::Postgres(c) => c.batch_execute("COMMIT").await.unwrap(),
+        }
+    }
+}
+
+fn args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "run",
+        "--url",
+        url,
+        "--table",
+        "orders",
+        "--alter",
+        "ADD COLUMN extra INT",
+        "--execute",
+        "--format",
+        "json",
+        "--ok-to-drop-table",
+        "--cut-over-lock-timeout-seconds",
+        "1",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// The `cut_over_blocked` events that name session `id` of the blocker's user.
+fn named(run: &support::Run, id: u64) -> usize {
+    run.events
+        .iter()
+        .filter(|e| e["event"] == "cut_over_blocked")
+        .filter(|e| {
+            e["blockers"]
+                .as_array()
+                .is_some_and(|bs| bs.iter().any(|b| b["id"] == id && b["user"] == USER))
+        })
+        .count()
+}
+
+async fn reported_then_exit_32(engine: Engine) {
+    let db = Db::new(engine, "blk_report").await;
+    let writer = MirrorWriter::start(&db, 21).await;
+    let (mut blocker, id) = Blocker::open(&db).await;
+    let before_columns = db.columns("orders").await;
+    let run = support::godwit(&args(db.url(), &["--cut-over-retries", "3"]), &[]).await;
+    assert_eq!(run.code, 32, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        named(&run, id),
+        3,
+        "every failed attempt names the blocker:\n{}",
+        run.stdout
+    );
+    let err = run.event("error").unwrap();
+    let message = err["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("session {id} ({USER}")),
+        "{message}"
+    );
+    assert!(err["hint"].as_str().unwrap().contains("--kill-blockers"));
+    assert!(run.event("blocker_killed").is_none());
+    // Untouched, and the blocker's session lives on.
+    assert!(blocker.alive().await);
+    blocker.commit().await;
+    writer.stop().await;
+    assert_eq!(db.columns("orders").await, before_columns);
+    let (orders, mirror) = db.orders_and_mirror().await;
+    assert!(orders == mirror, "orders differs from its mirror");
+    let left = db.leftovers().await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocker_is_named_and_the_run_ends_with_32_mariadb() {
+    reported_then_exit_32(Engine::Maria).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocker_is_named_and_the_run_ends_with_32_postgres() {
+    reported_then_exit_32(Engine::Postgres).await;
+}
+
+async fn killed_then_done(engine: Engine) {
+    let db = Db::new(engine, "blk_kill").await;
+    let writer = MirrorWriter::start(&db, 22).await;
+    let (mut blocker, id) = Blocker::open(&db).await;
+    let run = support::godwit(
+        &args(
+            db.url(),
+            &[
+                "--cut-over-retries",
+                "10",
+                "--force-cut-over-after",
+                "2s",
+                "--kill-blockers",
+            ],
+        ),
+        &[],
+    )
+    .await;
+    run.expect_ok();
+    assert!(named(&run, id) >= 1, "{}", run.stdout);
+    let killed: Vec<&serde_json::Value> = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "blocker_killed")
+        .collect();
+    assert_eq!(killed.len(), 1, "{killed:?}");
+    assert_eq!(killed[0]["id"], id);
+    assert_eq!(killed[0]["user"], USER);
+    // Its connection is gone.
+    assert!(!blocker.alive().await);
+    writer.stop().await;
+    assert!(db
+        .columns("orders")
+        .await
+        .iter()
+        .any(|c| c.starts_with("extra ")));
+    let (orders, mirror) = db.orders_and_mirror().await;
+    assert!(orders == mirror, "orders differs from its mirror");
+    let left = db.leftovers().await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn force_cut_over_after_kills_the_blocker_and_completes_mariadb() {
+    killed_then_done(Engine::Maria).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn force_cut_over_after_kills_the_blocker_and_completes_postgres() {
+    killed_then_done(Engine::Postgres).await;
+}
+
+/// MariaDB with the `metadata_lock_info` plugin: the blockers are the sessions that hold
+/// a metadata lock on the table (`exact`), not every open transaction: a session with a
+/// transaction open on another table is not named.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_metadata_lock_info_only_the_table_s_lock_holders_are_named_mariadb() {
+    let db = Db::new(Engine::Maria, "blk_mli").await;
+    let Db::Maria(m) = &db else { unreachable!() };
+    let mut admin = m.conn().await;
+    let was_installed;
+    {
+        use mysql_async::prelude::Queryable;
+        let installed: Option<String> = admin
+            .query_first("SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO'")
+            .await
+            .unwrap();
+        was_installed = installed.is_some();
+        if installed.is_none() {
+            if let Err(e) = admin
+                .query_drop("INSTALL SONAME 'metadata_lock_info'")
+                .await
+            {
+                eprintln!("skipped: the metadata_lock_info plugin cannot be installed here: {e}");
+                drop(admin);
+                db.drop_db().await;
+                return;
+            }
+        }
+    }
+    let writer = MirrorWriter::start(&db, 23).await;
+    let (mut blocker, id) = Blocker::open(&db).await;
+    // A transaction open on another table: no lock on `orders`.
+    let mut other = m.conn().await;
+    let other_id: u64 = {
+        use mysql_async::prelude::Queryable;
+        other.query_drop("START TRANSACTION").await.unwrap();
+        let _: Vec<u64> = other.query("SELECT COUNT(*) FROM victim").await.unwrap();
+        other
+            .query_first("SELECT CONNECTION_ID()")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let run = support::godwit(&args(db.url(), &["--cut-over-retries", "2"]), &[]).await;
+    assert_eq!(run.code, 32, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(named(&run, id), 2, "{}", run.stdout);
+    for e in run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "cut_over_blocked")
+    {
+        for b in e["blockers"].as_array().unwrap() {
+            assert_eq!(b["exact"], true, "{e}");
+            assert_ne!(
+                b["id"], other_id,
+                "a session without a lock on the table: {e}"
+            );
+        }
+    }
+    {
+        use mysql_async::prelude::Queryable;
+        other.query_drop("COMMIT").await.unwrap();
+        if !was_installed {
+            let _ = admin
+                .query_drop("UNINSTALL SONAME 'metadata_lock_info'")
+                .await;
+        }
+    }
+    // The test database's pool is closed at the end: its connections go back first.
+    drop(other);
+    drop(admin);
+    assert!(blocker.alive().await);
+    blocker.commit().await;
+    writer.stop().await;
+    let (orders, mirror) = db.orders_and_mirror().await;
+    assert!(orders == mirror, "orders differs from its mirror");
+    let left = db.leftovers().await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+    db.drop_db().await;
+}
+
+/// The phase commands: a DDL statement whose lock wait runs out names the session that
+/// held the lock; the expand is undone.
+async fn phase_names_the_blocker(engine: Engine) {
+    let db = Db::new(engine, "blk_phase").await;
+    let writer = MirrorWriter::start(&db, 24).await;
+    let (mut blocker, id) = Blocker::open(&db).await;
+    let before_columns = db.columns("orders").await;
+    let files = std::env::temp_dir().join(support::unique_name("godwit-blk-files"));
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(
+        files.join("0001_extra.toml"),
+        "name = \"extra\"\n[[operations]]\ntype = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"extra\", type = \"INT\", nullable = true }\n",
+    )
+    .unwrap();
+    let path = files.to_string_lossy().to_string();
+    let run = support::godwit(
+        &[
+            "expand",
+            &path,
+            "--url",
+            db.url(),
+            "--execute",
+            "--format",
+            "json",
+            "--lock-timeout-seconds",
+            "1",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 40, "{}\n{}", run.stdout, run.stderr);
+    let message = run.event("error").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains(&format!("held by session {id} ({USER}")),
+        "{message}"
+    );
+    assert!(blocker.alive().await);
+    blocker.commit().await;
+    writer.stop().await;
+    assert_eq!(db.columns("orders").await, before_columns);
+    let (orders, mirror) = db.orders_and_mirror().await;
+    assert!(orders == mirror, "orders differs from its mirror");
+    let left: Vec<String> = db
+        .leftovers()
+        .await
+        .into_iter()
+        .filter(|l| !l.contains("_godwit_migrations"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    std::fs::remove_dir_all(&files).ok();
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phase_whose_lock_wait_runs_out_names_the_blocker_mariadb() {
+    phase_names_the_blocker(Engine::Maria).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phase_whose_lock_wait_runs_out_names_the_blocker_postgres() {
+    phase_names_the_blocker(Engine::Postgres).await;
+}
