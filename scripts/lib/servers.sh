@@ -130,8 +130,15 @@ CONF
 
 stop_servers() {
   local dir="$GODWIT_RUN_DIR"
-  if [ -f "$dir/mariadb/mysqld.pid" ]; then
-    kill "$(cat "$dir/mariadb/mysqld.pid")" 2>/dev/null || true
+  for m in mariadb mariadb-replica; do
+    if [ -f "$dir/$m/mysqld.pid" ]; then
+      kill "$(cat "$dir/$m/mysqld.pid")" 2>/dev/null || true
+    fi
+  done
+  if [ -d "$dir/postgres-standby/data" ]; then
+    local as=()
+    [ "$(id -u)" = 0 ] && as=(runuser -u "${PG_AS_USER:-godwitpg}" --)
+    "${as[@]}" /usr/lib/postgresql/15/bin/pg_ctl -D "$dir/postgres-standby/data" -m immediate stop >/dev/null 2>&1 || true
   fi
   if [ -d "$dir/postgres/data" ]; then
     local as=()
@@ -140,4 +147,62 @@ stop_servers() {
   fi
   sleep 1
   rm -rf "$dir"
+}
+
+# Starts a MariaDB replica of the MariaDB of this run directory (start_mariadb first):
+# its own datadir and port, server_id 2, GTID replication from the primary's first
+# binlog, report_host/report_port set (so that SHOW SLAVE HOSTS on the primary lists
+# it). Exports MYSQL_REPLICA_PORT. Tests of replica lag only (tests/replica_lag.rs).
+start_mariadb_replica() {
+  local dir="$GODWIT_RUN_DIR/mariadb-replica"
+  mkdir -p "$dir"
+  MYSQL_REPLICA_PORT=$(free_port)
+  mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" \
+    --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 \
+    || { cat "$dir/install.log"; return 1; }
+  printf '%q ' /usr/sbin/mariadbd --no-defaults --user="$(id -un)" --datadir="$dir/data" \
+    --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
+    --port="$MYSQL_REPLICA_PORT" --bind-address=127.0.0.1 \
+    --server-id=2 --report-host=127.0.0.1 --report-port="$MYSQL_REPLICA_PORT" \
+    --innodb-buffer-pool-size="${GODWIT_MARIADB_BUFFER_POOL:-128M}" \
+    --innodb-flush-log-at-trx-commit=2 --skip-name-resolve \
+    --log-error="$dir/error.log" >"$dir/command"
+  launch_mariadb "$dir"
+  local ok=
+  for _ in $(seq 1 120); do
+    if mariadb --no-defaults -uroot -h127.0.0.1 -P"$MYSQL_REPLICA_PORT" -e 'SELECT 1' >/dev/null 2>&1; then
+      ok=1; break
+    fi
+    sleep 0.5
+  done
+  [ -n "$ok" ] || { echo "MariaDB replica did not start; log:"; tail -30 "$dir/error.log"; return 1; }
+  mariadb --no-defaults -uroot -h127.0.0.1 -P"$MYSQL_REPLICA_PORT" -e \
+    "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$MYSQL_PORT, MASTER_USER='root', MASTER_PASSWORD='', MASTER_USE_GTID=slave_pos; START SLAVE;" \
+    || return 1
+  export MYSQL_REPLICA_PORT
+}
+
+# Starts a PostgreSQL streaming standby of the PostgreSQL of this run directory
+# (start_postgres first, in the same shell): pg_basebackup -R, its own port, hot_standby.
+# Exports PG_STANDBY_PORT. Tests of replica lag only (tests/replica_lag.rs).
+start_postgres_standby() {
+  local bin=/usr/lib/postgresql/15/bin
+  local dir="$GODWIT_RUN_DIR/postgres-standby"
+  local user="${PG_AS_USER:-$(id -un)}" as=()
+  [ "$(id -u)" = 0 ] && as=(runuser -u "$user" --)
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown "$user" "$dir"
+  PG_STANDBY_PORT=$(free_port)
+  "${as[@]}" "$bin/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" -U postgres -D "$dir/data" -R -X stream \
+    >"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log"; return 1; }
+  "${as[@]}" bash -c "cat >>'$dir/data/postgresql.conf'" <<CONF
+port = $PG_STANDBY_PORT
+unix_socket_directories = '$dir'
+hot_standby = on
+shared_buffers = 64MB
+cluster_name = 'godwit_standby'
+CONF
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+    || { tail -30 "$dir/server.log"; return 1; }
+  export PG_STANDBY_PORT
 }

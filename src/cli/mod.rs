@@ -4,6 +4,7 @@ mod blockers;
 mod cleanup;
 mod ctl;
 mod hooks;
+mod lag;
 mod phases;
 mod plan;
 mod revert;

@@ -41,6 +41,8 @@ pub struct PhaseArgs {
     /// Pause the backfill while this file exists.
     #[arg(long)]
     pub throttle_flag_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub lag: super::lag::LagArgs,
     /// Longest wait for a table lock per DDL statement.
     #[arg(long, default_value_t = 10.0)]
     pub lock_timeout_seconds: f64,
@@ -95,18 +97,24 @@ async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
         ],
     )?;
     let control = Arc::new(Control::new(Kind::Backfill));
-    let mut throttle = Throttle::new(
+    let throttle = Throttle::new(
         a.max_rows_per_second,
         a.max_load.clone(),
         None,
         a.throttle_flag_file.clone(),
     )
     .with_control(control.clone());
+    let (mut throttle, lag) = if a.execute && list.contains(&Phase::Backfill) {
+        a.lag.start(&target, None, throttle).await?
+    } else {
+        (throttle, None)
+    };
     let rep = Reporter::new(a.format).with_control(control.clone());
     // Stopped, and the socket file removed, when this function returns.
     let servers = a.control.start(&control, &rep).await?;
-    let signals = servers
-        .serving()
+    // With a control socket or a replica-lag heartbeat to remove, Ctrl-C and SIGTERM
+    // stop the backfill after its batch in flight (exit 30) instead of killing it.
+    let signals = (servers.serving() || lag.is_some())
         .then(|| spawn_stop_on_signal(control.clone(), a.control.serve_socket_file.clone()));
     let hooks = match hooks {
         Some(h) => Some(super::hooks::PhaseHooks::start(h, &state).await),
@@ -131,6 +139,9 @@ async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
         s.abort();
     }
     drop(servers);
+    if let Some(lag) = lag {
+        lag.stop().await;
+    }
     r
 }
 

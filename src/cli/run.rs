@@ -50,6 +50,8 @@ pub struct RunArgs {
     /// Pause copy and replay while this file exists.
     #[arg(long)]
     pub throttle_flag_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub lag: super::lag::LagArgs,
     /// Stay in sync and do not cut over while this file exists; delete it to proceed.
     #[arg(long)]
     pub postpone_cut_over_flag_file: Option<PathBuf>,
@@ -292,6 +294,18 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
                 .with_var("GODWIT_OLD_TABLE_NAME", names.old.clone()),
         )
     });
+    let (throttle, lag) = if a.execute {
+        match a.lag.start(&target, Some(&a.conn.table), throttle).await {
+            Ok(t) => t,
+            Err(e) => {
+                signals.abort();
+                let _ = engine.close().await;
+                return Err(e);
+            }
+        }
+    } else {
+        (throttle, None)
+    };
     let result = Migration::new(engine.as_ref(), opts, throttle, rep, abort)
         .with_control(control)
         .with_reverse(connector(&target, &a.conn.table, &eopts))
@@ -303,6 +317,9 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
         .run()
         .await;
     signals.abort();
+    if let Some(lag) = lag {
+        lag.stop().await;
+    }
     let _ = engine.close().await;
     match result? {
         Outcome::DryRun(d) => {

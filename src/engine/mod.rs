@@ -482,6 +482,27 @@ pub async fn connect(
     }
 }
 
+/// The replica-lag monitor for `--max-lag-millis` (`throttle::lag`), for a run on `table`
+/// (`None`: the phases, the session's default schema). `None` when no replica is given
+/// and none is found: then there is no lag check and no heartbeat table.
+pub async fn lag_monitor(
+    target: &Target,
+    table: Option<&str>,
+    opts: &crate::throttle::lag::LagOptions,
+) -> Result<Option<Box<dyn crate::throttle::lag::LagMonitor>>> {
+    Ok(match target.kind {
+        EngineKind::Mysql => mysql::lag::monitor(target, opts)
+            .await?
+            .map(|m| Box::new(m) as Box<dyn crate::throttle::lag::LagMonitor>),
+        EngineKind::Postgres => {
+            let schema = table.and_then(postgres::schema_of);
+            postgres::lag::monitor(target, schema.as_deref(), opts)
+                .await?
+                .map(|m| Box::new(m) as Box<dyn crate::throttle::lag::LagMonitor>)
+        }
+    })
+}
+
 /// The engine objects of the engine-neutral layers, for one engine kind.
 pub struct EngineParts {
     /// The planner's classifier and read-only session (`godwit plan`).

@@ -1094,6 +1094,9 @@ impl<'a> Migration<'a> {
                     // The time up to the hold ran; the time held does not count.
                     let running = self.rep.current_state() != Some(State::Throttled);
                     self.eta.observe(Instant::now(), self.rows_copied, running);
+                    if running {
+                        self.rep.emit("throttled", h.json());
+                    }
                     self.rep.state(State::Throttled, &h.to_string());
                     self.drain(Duration::from_millis(250)).await?;
                     let s = self.snapshot();

@@ -98,16 +98,18 @@ pub async fn run(
                 Some(hold) => {
                     let reason = hold.to_string();
                     eta.observe(Instant::now(), walked, held.is_none());
-                    if held.as_deref() != Some(reason.as_str()) {
-                        rep.emit(
-                            "throttled",
-                            serde_json::json!({"migration": job.id, "reason": reason}),
-                        );
+                    // Said again only when the cause changes (a replica's lag changes
+                    // at every reading).
+                    let cause = hold.cause();
+                    if held.as_deref() != Some(cause.as_str()) {
+                        let mut ev = hold.json();
+                        ev["migration"] = job.id.into();
+                        rep.emit("throttled", ev);
                         tracing::info!("backfill held: {reason}");
                         control.set_state(State::Throttled, &reason);
-                        held = Some(reason);
+                        held = Some(cause);
                     }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 None => break,
             }

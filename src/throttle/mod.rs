@@ -1,10 +1,14 @@
 //! Throttling the copy and the replay: a row rate (governor), server load thresholds,
-//! and a flag file.
+//! a flag file, and replica lag (`lag.rs`).
+
+pub mod lag;
 
 use crate::error::{Error, ErrorKind, Result};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `VAR=N[,VAR=N]`, as gh-ost's --max-load.
@@ -50,6 +54,48 @@ pub enum Hold {
     Load(String, f64, f64),
     /// `throttle` on the control socket.
     Forced,
+    /// A replica is further behind than `--max-lag-millis`.
+    ReplicaLag {
+        replica: String,
+        lag: Duration,
+        max: Duration,
+    },
+    /// A replica cannot be read, or its replication is stopped: it counts as lagging.
+    ReplicaUnreadable {
+        replica: String,
+        why: String,
+    },
+}
+
+impl Hold {
+    /// What holds, without the numbers that change at every check: a new cause is
+    /// reported again, a changing lag is not.
+    pub fn cause(&self) -> String {
+        match self {
+            Hold::ReplicaLag { replica, .. } => format!("replica lag: {replica}"),
+            Hold::ReplicaUnreadable { replica, .. } => format!("replica unreadable: {replica}"),
+            Hold::Load(k, _, _) => format!("load: {k}"),
+            h => h.to_string(),
+        }
+    }
+
+    /// The JSON fields of a `throttled` event: `reason` (the text), and for replica lag
+    /// `replica`, `lag_ms` and `max_lag_ms`.
+    pub fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({"reason": self.to_string()});
+        match self {
+            Hold::ReplicaLag { replica, lag, max } => {
+                v["replica"] = replica.clone().into();
+                v["lag_ms"] = (lag.as_millis() as u64).into();
+                v["max_lag_ms"] = (max.as_millis() as u64).into();
+            }
+            Hold::ReplicaUnreadable { replica, .. } => {
+                v["replica"] = replica.clone().into();
+            }
+            _ => {}
+        }
+        v
+    }
 }
 
 impl std::fmt::Display for Hold {
@@ -58,6 +104,15 @@ impl std::fmt::Display for Hold {
             Hold::FlagFile(p) => write!(f, "throttle flag file {} exists", p.display()),
             Hold::Load(k, v, max) => write!(f, "{k}={v} exceeds --max-load {k}={max}"),
             Hold::Forced => f.write_str("throttled by the control socket (`no-throttle` releases)"),
+            Hold::ReplicaLag { replica, lag, max } => write!(
+                f,
+                "replica {replica} lag {} exceeds --max-lag-millis {}",
+                lag::secs(*lag),
+                max.as_millis()
+            ),
+            Hold::ReplicaUnreadable { replica, why } => {
+                write!(f, "replica {replica} counts as lagging: {why}")
+            }
         }
     }
 }
@@ -71,7 +126,14 @@ pub struct Throttle {
     last_hold: Option<Hold>,
     /// The control socket's knobs: forced throttling, new --max-load / --critical-load.
     control: Option<std::sync::Arc<crate::control::Control>>,
+    /// `--max-lag-millis`, shared: it may be changed while the run goes on.
+    max_lag_ms: Arc<AtomicU64>,
+    /// The replicas' latest lag readings (none: no lag check).
+    lag: Option<Arc<lag::LagState>>,
 }
+
+/// `--max-lag-millis` when not given.
+pub const DEFAULT_MAX_LAG_MS: u64 = 1500;
 
 impl Throttle {
     pub fn new(
@@ -90,6 +152,8 @@ impl Throttle {
             flag_file,
             last_check: None,
             last_hold: None,
+            max_lag_ms: Arc::new(AtomicU64::new(DEFAULT_MAX_LAG_MS)),
+            lag: None,
             control: None,
         }
     }
@@ -97,8 +161,39 @@ impl Throttle {
     /// Take forced throttling and new load thresholds from the control socket.
     pub fn with_control(mut self, c: std::sync::Arc<crate::control::Control>) -> Self {
         c.set_loads(self.max_load.clone(), self.critical_load.clone());
+        // One max lag, set by --max-lag-millis and by `max-lag-millis=N` on the socket.
+        c.max_lag_ms
+            .store(self.max_lag_ms.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.max_lag_ms = c.max_lag_ms.clone();
         self.control = Some(c);
         self
+    }
+
+    /// Hold while a replica lags (readings from a running [`lag::LagWatch`]).
+    pub fn with_lag(mut self, state: Arc<lag::LagState>) -> Self {
+        self.lag = Some(state);
+        self
+    }
+
+    /// The max lag in milliseconds; storing into it changes the threshold at once.
+    pub fn max_lag_handle(&self) -> Arc<AtomicU64> {
+        self.max_lag_ms.clone()
+    }
+
+    /// What the latest replica readings say (read at every check: sub-second).
+    /// 0 (the control socket's "none") holds nothing.
+    fn lag_hold(&self) -> Option<Hold> {
+        let state = self.lag.as_ref()?;
+        let readings = state.get();
+        if let Some(c) = &self.control {
+            let worst = readings.iter().filter_map(|r| r.lag).max();
+            c.update(|s| s.replica_lag_ms = worst.map(|l| l.as_millis() as u64));
+        }
+        let max = self.max_lag_ms.load(Ordering::SeqCst);
+        if max == 0 {
+            return None;
+        }
+        lag::hold(&readings, Duration::from_millis(max))
     }
 
     /// The largest chunk the rate limit allows in one step.
@@ -159,7 +254,8 @@ impl Throttle {
         })
     }
 
-    /// Check the flag file and the load thresholds (server counters at most once a second).
+    /// Check the flag file, the load thresholds (server counters at most once a second)
+    /// and the replicas' lag (the latest reading, taken in the background every 200 ms).
     /// Returns why to hold, or an error when a critical threshold is crossed.
     pub async fn check<F, Fut>(&mut self, read: F) -> Result<Option<Hold>>
     where
@@ -183,6 +279,20 @@ impl Throttle {
                 return Ok(Some(Hold::FlagFile(p.clone())));
             }
         }
+        let load = self.check_load(read, before).await?;
+        Ok(load.or_else(|| self.lag_hold()))
+    }
+
+    /// The load thresholds; `before`: the thresholds the control socket just replaced.
+    async fn check_load<F, Fut>(
+        &mut self,
+        read: F,
+        before: Option<(Option<LoadThresholds>, Option<LoadThresholds>)>,
+    ) -> Result<Option<Hold>>
+    where
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<f64>>>,
+    {
         let due = self
             .last_check
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));

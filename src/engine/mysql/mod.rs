@@ -9,6 +9,7 @@ mod classify_clauses;
 pub(crate) mod cutover;
 pub mod facts;
 mod inspect;
+pub mod lag;
 pub(crate) mod load;
 pub mod phases;
 pub mod planner;

@@ -13,6 +13,7 @@ pub(crate) mod conn;
 mod cutover;
 pub mod facts;
 mod inspect;
+pub mod lag;
 pub(crate) mod load;
 pub mod pgoutput;
 pub mod phases;
@@ -41,6 +42,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
 pub use conn::pg_err as driver_error;
+
+/// The schema part of a `schema.table` name, when it has one.
+pub fn schema_of(table: &str) -> Option<String> {
+    inspect::split_name(table).0
+}
 
 pub async fn connect(
     target: &Target,
