@@ -174,7 +174,7 @@ async fn godwit_objects(db: &Db) -> Vec<String> {
 
 async fn heartbeat(db: &Db) -> Vec<String> {
     let mut v = godwit_objects(db).await;
-    v.retain(|o| o.contains("heartbeat"));
+    v.retain(|o| o.ends_with("_godwit_heartbeat"));
     v
 }
 
@@ -213,11 +213,12 @@ async fn finish(live: LiveRun) -> Run {
         .expect("godwit did not finish within 3 minutes")
 }
 
-/// After the first event matching `held`, events up to the release: they span at least
+/// After the first event from `from_ts` on matching `held`, events up to the release: they span at least
 /// one second, and `advance` (a counter of rows written, on some events) stays the same
 /// over them — on at least `min` events.
 fn assert_held(
     r: &Run,
+    from_ts: u64,
     held: impl Fn(&serde_json::Value) -> bool,
     released: impl Fn(&serde_json::Value) -> bool,
     advance: impl Fn(&serde_json::Value) -> Option<u64>,
@@ -226,7 +227,7 @@ fn assert_held(
     let start = r
         .events
         .iter()
-        .position(&held)
+        .position(|e| e["ts_ms"].as_u64() >= Some(from_ts) && held(e))
         .unwrap_or_else(|| panic!("never held:\n{}", r.stdout));
     let end = start
         + r.events[start..]
@@ -293,10 +294,12 @@ async fn run_held_by_a_paused_replica(pair: &Pair) {
         extra.extend(["--throttle-control-replicas", replica.as_str()]);
     }
     let mut live = LiveRun::start(&run_args(&db, &extra), &[]);
-    live.wait_for(120, |e| {
-        e["event"] == "progress" && e["rows_copied"].as_u64() > Some(0)
-    })
-    .await;
+    let copying = live
+        .wait_for(120, |e| {
+            e["event"] == "progress" && e["rows_copied"].as_u64() > Some(0)
+        })
+        .await;
+    let paused_at = copying["ts_ms"].as_u64().unwrap();
     pair.pause().await;
     let held = live
         .wait_for(60, |e| e["event"] == "state" && e["state"] == "throttled")
@@ -321,6 +324,7 @@ async fn run_held_by_a_paused_replica(pair: &Pair) {
 
     let held = assert_held(
         &r,
+        paused_at,
         |e| e["event"] == "state" && e["state"] == "throttled",
         |e| e["event"] == "state" && e["state"] != "throttled",
         |e| (e["event"] == "progress").then(|| e["rows_copied"].as_u64().unwrap()),
@@ -392,10 +396,12 @@ async fn backfill_held_by_a_paused_replica(pair: &Pair) {
         ],
         &[],
     );
-    live.wait_for(120, |e| {
-        e["event"] == "backfill_progress" && e["rows"].as_u64() > Some(0)
-    })
-    .await;
+    let filling = live
+        .wait_for(120, |e| {
+            e["event"] == "backfill_progress" && e["rows"].as_u64() > Some(0)
+        })
+        .await;
+    let paused_at = filling["ts_ms"].as_u64().unwrap();
     pair.pause().await;
     let held = live.wait_for(60, |e| e["event"] == "throttled").await;
     let t0 = held["ts_ms"].as_u64().unwrap();
@@ -408,6 +414,7 @@ async fn backfill_held_by_a_paused_replica(pair: &Pair) {
     r.expect_ok();
     let held = assert_held(
         &r,
+        paused_at,
         |e| e["event"] == "throttled",
         |e| e["event"] == "backfill_progress" && e["ts_ms"].as_u64() > Some(t0),
         |e| (e["event"] == "backfill_progress").then(|| e["rows"].as_u64().unwrap()),
@@ -476,11 +483,58 @@ async fn unreachable_replica_holds_until_sigterm(pair: &Pair) {
     db.drop_db().await;
 }
 
+/// `godwit cleanup` lists (and with --execute drops) a heartbeat table that killed runs
+/// left, and never one a live run writes to.
+async fn cleanup_removes_a_stale_heartbeat(pair: &Pair) {
+    let db = Db::new_on(pair.engine, &pair.server, "lag_clean").await;
+    let (create, stale, fresh) = match db.engine() {
+        Engine::Maria => (
+            "CREATE TABLE _godwit_heartbeat (run_id VARCHAR(96) PRIMARY KEY, ts DATETIME(6) NOT NULL)",
+            "INSERT INTO _godwit_heartbeat VALUES ('dead', UTC_TIMESTAMP(6) - INTERVAL 5 MINUTE)",
+            "INSERT INTO _godwit_heartbeat VALUES ('live', UTC_TIMESTAMP(6))",
+        ),
+        Engine::Postgres => (
+            "CREATE TABLE _godwit_heartbeat (run_id text PRIMARY KEY, ts timestamptz NOT NULL)",
+            "INSERT INTO _godwit_heartbeat VALUES ('dead', clock_timestamp() - interval '5 minutes')",
+            "INSERT INTO _godwit_heartbeat VALUES ('live', clock_timestamp())",
+        ),
+    };
+    db.exec(create).await;
+    db.exec(fresh).await;
+    db.exec(stale).await;
+    let cleanup = |execute: bool| {
+        let url = db.url().to_string();
+        async move {
+            let mut args = vec![
+                "cleanup", "--url", &url, "--table", "orders", "--format", "json",
+            ];
+            if execute {
+                args.push("--execute");
+            }
+            let r = support::godwit(&args, &[]).await;
+            r.expect_ok();
+            r.event("cleanup").unwrap()["objects"].clone()
+        }
+    };
+    // A run wrote a moment ago: not a leftover.
+    assert_eq!(cleanup(true).await, serde_json::json!([]));
+    assert_eq!(heartbeat(&db).await.len(), 1);
+    db.exec("DELETE FROM _godwit_heartbeat WHERE run_id = 'live'")
+        .await;
+    let listed = cleanup(false).await;
+    assert!(listed.to_string().contains("_godwit_heartbeat"), "{listed}");
+    assert_eq!(heartbeat(&db).await.len(), 1);
+    assert_eq!(cleanup(true).await, listed);
+    assert_eq!(heartbeat(&db).await, Vec::<String>::new());
+    db.drop_db().await;
+}
+
 async fn case(engine: Engine) {
     let pair = Pair::start(engine);
     run_held_by_a_paused_replica(&pair).await;
     backfill_held_by_a_paused_replica(&pair).await;
     unreachable_replica_holds_until_sigterm(&pair).await;
+    cleanup_removes_a_stale_heartbeat(&pair).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

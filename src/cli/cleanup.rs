@@ -51,6 +51,9 @@ async fn inner(a: &CleanupArgs, rep: &Reporter) -> Result<()> {
         engine.cleanup_candidates(a.include_old_tables).await?
     };
     let _ = engine.close().await;
+    let mut found = found;
+    // The replica-lag heartbeat table of killed runs (shared by the database's runs).
+    found.extend(engine::stale_heartbeat(&target, &a.conn.table, a.execute).await?);
     if a.format == Format::Json {
         rep.emit(
             "cleanup",

@@ -503,6 +503,19 @@ pub async fn lag_monitor(
     })
 }
 
+/// `godwit cleanup`: the replica-lag heartbeat table of `table`'s database (MySQL) or
+/// schema (PostgreSQL) when no run wrote to it for a minute; dropped when `drop`. It is
+/// shared by the runs of the database, so it is never a leftover of one table's run.
+pub async fn stale_heartbeat(target: &Target, table: &str, drop: bool) -> Result<Option<String>> {
+    match target.kind {
+        EngineKind::Mysql => mysql::lag::stale_heartbeat(target, drop).await,
+        EngineKind::Postgres => {
+            postgres::lag::stale_heartbeat(target, postgres::schema_of(table).as_deref(), drop)
+                .await
+        }
+    }
+}
+
 /// The engine objects of the engine-neutral layers, for one engine kind.
 pub struct EngineParts {
     /// The planner's classifier and read-only session (`godwit plan`).

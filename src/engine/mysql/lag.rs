@@ -121,6 +121,38 @@ pub async fn monitor(target: &Target, opts: &LagOptions) -> Result<Option<MysqlL
     }))
 }
 
+/// `godwit cleanup`: the heartbeat table when it exists and no run wrote to it for
+/// [`STALE_HEARTBEAT`] (its runs were killed); dropped when `drop`.
+pub async fn stale_heartbeat(target: &Target, drop: bool) -> Result<Option<String>> {
+    let mut c = open(
+        &opts_for(target, &target.host, target.port, true),
+        &format!("connecting to {target}"),
+    )
+    .await?;
+    let table = qualified(&target.database, HEARTBEAT_TABLE);
+    let fresh: std::result::Result<Option<Option<i64>>, _> = c
+        .query_first(format!(
+            "SELECT CAST(SUM(ts > UTC_TIMESTAMP(6) - INTERVAL {} SECOND) AS SIGNED) FROM {table}",
+            STALE_HEARTBEAT.as_secs()
+        ))
+        .await;
+    let r = match fresh {
+        Err(mysql_async::Error::Server(e)) if e.code == 1146 => Ok(None),
+        Err(e) => Err(conn_err(e, "reading the heartbeat table")),
+        Ok(n) if n.flatten().unwrap_or(0) > 0 => Ok(None),
+        Ok(_) => {
+            if drop {
+                c.query_drop(format!("DROP TABLE IF EXISTS {table}"))
+                    .await
+                    .map_err(|e| conn_err(e, "dropping the heartbeat table"))?;
+            }
+            Ok(Some(HEARTBEAT_TABLE.to_string()))
+        }
+    };
+    let _ = c.disconnect().await;
+    r
+}
+
 /// Replicas registered with the primary (`report_host`/`report_port`).
 async fn discover(c: &mut Conn) -> Result<Vec<(String, u16)>> {
     let rows: Vec<Row> = match c.query("SHOW SLAVE HOSTS").await {

@@ -142,6 +142,48 @@ pub async fn monitor(
     }))
 }
 
+/// `godwit cleanup`: the heartbeat table of `schema` when it exists and no run wrote to
+/// it for [`STALE_HEARTBEAT`] (its runs were killed); dropped when `drop`.
+pub async fn stale_heartbeat(
+    target: &Target,
+    schema: Option<&str>,
+    drop: bool,
+) -> Result<Option<String>> {
+    let c = conn::connect(target, "cleanup").await?;
+    let schema = match schema {
+        Some(s) => s.to_string(),
+        None => c
+            .query_one("SELECT current_schema()::text", &[])
+            .await
+            .map_err(|e| pg_err(e, "reading the current schema"))?
+            .get::<_, Option<String>>(0)
+            .unwrap_or_else(|| "public".into()),
+    };
+    let table = qualified(&schema, HEARTBEAT_TABLE);
+    let fresh = c
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {table} WHERE ts > clock_timestamp() - interval '{} seconds'",
+                STALE_HEARTBEAT.as_secs()
+            ),
+            &[],
+        )
+        .await;
+    match fresh {
+        Err(e) if e.code().is_some_and(|c| c.code() == "42P01") => Ok(None),
+        Err(e) => Err(pg_err(e, "reading the heartbeat table")),
+        Ok(r) if r.get::<_, i64>(0) > 0 => Ok(None),
+        Ok(_) => {
+            if drop {
+                c.execute(&format!("DROP TABLE IF EXISTS {table}"), &[])
+                    .await
+                    .map_err(|e| pg_err(e, "dropping the heartbeat table"))?;
+            }
+            Ok(Some(format!("{schema}.{HEARTBEAT_TABLE}")))
+        }
+    }
+}
+
 /// How late a standby at `replay` is: the time since the primary first had WAL past it
 /// (`samples`: oldest first). Zero when it has everything sampled.
 fn lsn_lag(samples: &VecDeque<(Instant, f64)>, replay: f64, now: Instant) -> Duration {
@@ -259,6 +301,16 @@ impl PgLag {
         if g.as_ref().is_none_or(|c| c.is_closed()) {
             match open(&s.target, &format!("connecting to standby {}", s.name)).await {
                 Ok(c) => *g = Some(c),
+                // The database is not there yet: the standby has not replayed its
+                // creation, so it is behind by at least the time since the first
+                // heartbeat (or its last one read).
+                Err(e) if e.is_sqlstate("3D000") => {
+                    return ReplicaLag {
+                        name: s.name.clone(),
+                        lag: Some(self.missing(s, Instant::now())),
+                        why: None,
+                    }
+                }
                 Err(e) => return unreadable(&s.name, e),
             }
         }
@@ -274,6 +326,19 @@ impl PgLag {
         }
     }
 
+    /// The lag of a standby that has no heartbeat row (yet): the time since its last
+    /// one was read, or since the first was written.
+    fn missing(&self, s: &Standby, now: Instant) -> Duration {
+        let since = s
+            .seen
+            .lock()
+            .ok()
+            .and_then(|x| *x)
+            .unwrap_or(self.started)
+            .max(self.started);
+        now.saturating_duration_since(since)
+    }
+
     async fn measure(&self, s: &Standby, c: &Client) -> Result<ReplicaLag> {
         let now = Instant::now();
         let got = c
@@ -285,16 +350,7 @@ impl PgLag {
                 &[&self.run_id],
             )
             .await;
-        let missing = || {
-            let since = s
-                .seen
-                .lock()
-                .ok()
-                .and_then(|x| *x)
-                .unwrap_or(self.started)
-                .max(self.started);
-            now.saturating_duration_since(since)
-        };
+        let missing = || self.missing(s, now);
         let lag = match got {
             Ok(Some(row)) => {
                 if let Ok(mut x) = s.seen.lock() {
