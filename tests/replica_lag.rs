@@ -529,12 +529,50 @@ async fn cleanup_removes_a_stale_heartbeat(pair: &Pair) {
     db.drop_db().await;
 }
 
+/// Two runs on two tables of one database share the heartbeat table: the one that ends
+/// first leaves it to the other, the last one removes it; both succeed.
+async fn two_runs_share_the_heartbeat(pair: &Pair) {
+    let db = Db::new_on(pair.engine, &pair.server, "lag_two").await;
+    add_rows(&db).await;
+    db.exec("CREATE TABLE small (id BIGINT PRIMARY KEY, v INT NOT NULL, note VARCHAR(40))")
+        .await;
+    db.exec("INSERT INTO small SELECT id, v, note FROM orders WHERE id <= 3000")
+        .await;
+    let mut long_args = run_args(&db, &[]);
+    let rate = long_args.iter().position(|a| *a == "2500").unwrap();
+    long_args[rate] = "1500";
+    let mut long = LiveRun::start(&long_args, &[]);
+    long.wait_for(120, |e| {
+        e["event"] == "progress" && e["rows_copied"].as_u64() > Some(0)
+    })
+    .await;
+    let mut short_args = run_args(&db, &[]);
+    short_args[4] = "small";
+    let short = support::godwit(&short_args, &[]).await;
+    short.expect_ok();
+    // The long run still writes its heartbeat: the table stays.
+    assert!(
+        long.wait_until(0, |e| e["event"] == "done").await.is_none(),
+        "the long run ended first"
+    );
+    assert_eq!(
+        heartbeat(&db).await.len(),
+        1,
+        "the first run to end dropped it"
+    );
+    let r = finish(long).await;
+    r.expect_ok();
+    assert_eq!(godwit_objects(&db).await, Vec::<String>::new());
+    db.drop_db().await;
+}
+
 async fn case(engine: Engine) {
     let pair = Pair::start(engine);
     run_held_by_a_paused_replica(&pair).await;
     backfill_held_by_a_paused_replica(&pair).await;
     unreachable_replica_holds_until_sigterm(&pair).await;
     cleanup_removes_a_stale_heartbeat(&pair).await;
+    two_runs_share_the_heartbeat(&pair).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -39,6 +39,8 @@ pub struct RevertArgs {
     /// Pause the replay while a status counter exceeds its value.
     #[arg(long)]
     pub max_load: Option<LoadThresholds>,
+    #[command(flatten)]
+    pub lag: super::lag::LagArgs,
     /// How long to keep reconnecting after a connection is lost (see `godwit run`).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub reconnect_timeout_seconds: u64,
@@ -114,11 +116,15 @@ async fn inner(a: &RevertArgs, rep: &mut Reporter) -> Result<()> {
         revert: true,
     };
     let throttle = Throttle::new(None, a.max_load.clone(), None, None);
+    let (throttle, lag) = a.lag.start(&target, Some(&a.conn.table), throttle).await?;
     let signals = super::run::spawn_signal_watch(abort.clone());
     let result = Migration::new(engine.as_ref(), opts, throttle, rep, abort)
         .run()
         .await;
     signals.abort();
+    if let Some(lag) = lag {
+        lag.stop().await;
+    }
     let _ = engine.close().await;
     match result? {
         Outcome::Done(d) => {

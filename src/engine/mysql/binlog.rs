@@ -41,13 +41,17 @@ pub struct StreamConfig {
     pub mariadb: bool,
 }
 
+/// Set in the server id of every godwit binlog stream (so that the replica-lag discovery
+/// can tell them from replicas in `SHOW SLAVE HOSTS`).
+pub(crate) const STREAM_SERVER_ID_BIT: u32 = 0x8000_0000;
+
 /// A server id no real replica is likely to use; two streams with one id evict each other.
 fn server_id() -> u32 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    0x8000_0000 | ((std::process::id() << 12) ^ nanos) & 0x7fff_ffff
+    STREAM_SERVER_ID_BIT | ((std::process::id() << 12) ^ nanos) & 0x7fff_ffff
 }
 
 pub async fn open(cfg: StreamConfig) -> Result<BinlogStream> {

@@ -166,7 +166,16 @@ async fn discover(c: &mut Conn) -> Result<Vec<(String, u16)>> {
     let mut out = Vec::new();
     for row in rows {
         let host = text(&row, &["Host"]).unwrap_or_default();
-        let port = text(&row, &["Port"]).and_then(|p| p.parse::<u16>().ok());
+        let port = text(&row, &["Port"])
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|p| *p > 0);
+        let id = text(&row, &["Server_id"]).and_then(|i| i.parse::<u32>().ok());
+        // Binlog readers register too: godwit's own streams (this run's and other
+        // runs'), which report no port; they are not replicas.
+        if id.is_some_and(|i| i & super::binlog::STREAM_SERVER_ID_BIT != 0) || port.is_none() {
+            tracing::debug!(host, ?id, "not a replica: a binlog reader without a port");
+            continue;
+        }
         if let (false, Some(port)) = (host.is_empty(), port) {
             if !out.contains(&(host.clone(), port)) {
                 out.push((host, port));

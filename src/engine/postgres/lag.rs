@@ -57,6 +57,8 @@ pub struct PgLag {
     /// (when, the primary's LSN then), oldest first.
     samples: std::sync::Mutex<VecDeque<(Instant, f64)>>,
     started: Instant,
+    /// Said once: the walsenders' state is hidden from this user.
+    hidden_warned: std::sync::atomic::AtomicBool,
 }
 
 async fn open(target: &Target, what: &str) -> Result<Client> {
@@ -139,6 +141,7 @@ pub async fn monitor(
         standbys,
         samples: std::sync::Mutex::new(VecDeque::new()),
         started: Instant::now(),
+        hidden_warned: Default::default(),
     }))
 }
 
@@ -247,6 +250,18 @@ impl PgLag {
             let addr: String = r.get(0);
             let app: String = r.get(1);
             let state: String = r.get(2);
+            if state.is_empty() {
+                // A user without pg_read_all_stats sees the walsenders, not their state.
+                if !self
+                    .hidden_warned
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(
+                        "cannot see the replication state in pg_stat_replication (it needs superuser or pg_read_all_stats): those standbys' lag is not checked; GRANT pg_read_all_stats TO the user, or name the standbys with --throttle-control-replicas"
+                    );
+                }
+                continue;
+            }
             let replay: Option<f64> = r.get(3);
             let replay_lag = r
                 .get::<_, Option<f64>>(4)
