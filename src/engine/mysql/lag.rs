@@ -10,6 +10,7 @@
 //! HOSTS` (replicas started with `report_host`).
 
 use super::conn_err;
+use super::session::{self, SessionKind};
 use super::sql::{qualified, quote};
 use crate::error::{Error, ErrorKind, Result};
 use crate::target::Target;
@@ -18,7 +19,7 @@ use crate::throttle::lag::{
 };
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
+use mysql_async::{Conn, Opts, Row, Value};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
@@ -44,14 +45,15 @@ pub struct MysqlLag {
     started: Instant,
 }
 
+/// The options of the session builder (`session.rs`, online settings) for `host:port`
+/// with the primary's user and password; the database only on the primary (a replica
+/// may filter it out).
 fn opts_for(target: &Target, host: &str, port: u16, db: bool) -> Opts {
-    OptsBuilder::default()
-        .ip_or_hostname(host.to_string())
-        .tcp_port(port)
-        .user(Some(target.user.clone()))
-        .pass(target.password().map(str::to_string))
+    let mut t = target.clone();
+    t.host = host.to_string();
+    t.port = port;
+    session::options(&t, SessionKind::Online)
         .db_name(db.then(|| target.database.clone()))
-        .prefer_socket(false)
         .into()
 }
 
