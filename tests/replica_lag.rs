@@ -566,6 +566,58 @@ async fn two_runs_share_the_heartbeat(pair: &Pair) {
     db.drop_db().await;
 }
 
+/// PostgreSQL with a FOR ALL TABLES publication (which would send a heartbeat table to
+/// subscribers that lack it): no heartbeat table; a named standby's paused replay still
+/// holds the backfill (its replay position read on it), and the backfill finishes.
+async fn pg_all_tables_publication_no_heartbeat_table(pair: &Pair) {
+    let db = Db::new_on(pair.engine, &pair.server, "lag_pub").await;
+    add_rows(&db).await;
+    db.exec("CREATE PUBLICATION lag_all FOR ALL TABLES").await;
+    let name = db.url().rsplit_once('/').unwrap().1.to_string();
+    let (dir, d) = support::phases::write_migration(&name, "0001_add_flag.toml", MIGRATION);
+    let replica = pair.replica();
+    let mut live = LiveRun::start(
+        &[
+            "migrate",
+            &d,
+            "--url",
+            db.url(),
+            "--execute",
+            "--format",
+            "json",
+            "--batch-size",
+            "500",
+            "--max-rows-per-second",
+            "2500",
+            "--max-lag-millis",
+            "500",
+            "--throttle-control-replicas",
+            &replica,
+        ],
+        &[],
+    );
+    live.wait_for(120, |e| {
+        e["event"] == "backfill_progress" && e["rows"].as_u64() > Some(0)
+    })
+    .await;
+    pair.pause().await;
+    let held = live.wait_for(60, |e| e["event"] == "throttled").await;
+    let reason = held["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.contains(&replica) && reason.contains("lag"),
+        "{reason}"
+    );
+    assert_eq!(heartbeat(&db).await, Vec::<String>::new());
+    pair.resume().await;
+    let r = finish(live).await;
+    r.expect_ok();
+    assert_eq!(db.count("flag = 1").await, MORE as usize);
+    assert_eq!(heartbeat(&db).await, Vec::<String>::new());
+    db.exec("DROP PUBLICATION lag_all").await;
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
+
 async fn case(engine: Engine) {
     let pair = Pair::start(engine);
     run_held_by_a_paused_replica(&pair).await;
@@ -573,6 +625,9 @@ async fn case(engine: Engine) {
     unreachable_replica_holds_until_sigterm(&pair).await;
     cleanup_removes_a_stale_heartbeat(&pair).await;
     two_runs_share_the_heartbeat(&pair).await;
+    if engine == Engine::Postgres {
+        pg_all_tables_publication_no_heartbeat_table(&pair).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

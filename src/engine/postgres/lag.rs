@@ -59,6 +59,9 @@ pub struct PgLag {
     started: Instant,
     /// Said once: the walsenders' state is hidden from this user.
     hidden_warned: std::sync::atomic::AtomicBool,
+    /// Write the heartbeat table (not while a FOR ALL TABLES publication would send it
+    /// to subscribers that do not have it).
+    use_table: bool,
 }
 
 async fn open(target: &Target, what: &str) -> Result<Client> {
@@ -103,6 +106,20 @@ pub async fn monitor(
             return Ok(None);
         }
     }
+    let all_tables: bool = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE puballtables)",
+            &[],
+        )
+        .await
+        .map_err(|e| pg_err(e, "looking for FOR ALL TABLES publications"))?
+        .get(0);
+    let use_table = !all_tables;
+    if all_tables {
+        tracing::info!(
+            "no heartbeat table: a FOR ALL TABLES publication would send it to subscribers that do not have it; standbys' lag is read from their replay position instead"
+        );
+    }
     let standbys = given
         .iter()
         .map(|(h, p)| {
@@ -142,6 +159,7 @@ pub async fn monitor(
         samples: std::sync::Mutex::new(VecDeque::new()),
         started: Instant::now(),
         hidden_warned: Default::default(),
+        use_table,
     }))
 }
 
@@ -354,8 +372,38 @@ impl PgLag {
         now.saturating_duration_since(since)
     }
 
+    /// Without the heartbeat table: the standby's own replay LSN against the primary's
+    /// samples, and its recovery state.
+    async fn measure_lsn(&self, s: &Standby, c: &Client, now: Instant) -> Result<ReplicaLag> {
+        let row = c
+            .query_one(
+                "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END, \
+                 pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::float8",
+                &[],
+            )
+            .await
+            .map_err(|e| pg_err(e, "reading the replay position"))?;
+        let (recovery, paused, replay): (bool, bool, Option<f64>) =
+            (row.get(0), row.get(1), row.get(2));
+        let lag = {
+            let samples = self
+                .samples
+                .lock()
+                .map_err(|_| Error::internal("lag samples poisoned"))?;
+            lsn_lag(&samples, replay.unwrap_or(0.0), now)
+        };
+        Ok(ReplicaLag {
+            name: s.name.clone(),
+            lag: Some(lag),
+            why: standby_why(recovery, paused, lag),
+        })
+    }
+
     async fn measure(&self, s: &Standby, c: &Client) -> Result<ReplicaLag> {
         let now = Instant::now();
+        if !self.use_table {
+            return self.measure_lsn(s, c, now).await;
+        }
         let got = c
             .query_opt(
                 &format!(
@@ -386,24 +434,29 @@ impl PgLag {
             .await
             .map_err(|e| pg_err(e, "reading the recovery state"))?;
         let (recovery, paused): (bool, bool) = (row.get(0), row.get(1));
-        let why = if !recovery {
-            Some(format!(
-                "it is not a standby (pg_is_in_recovery() is false); lag {}",
-                secs(lag)
-            ))
-        } else if paused {
-            Some(format!(
-                "WAL replay is paused (pg_wal_replay_pause()); lag {}",
-                secs(lag)
-            ))
-        } else {
-            None
-        };
+        let why = standby_why(recovery, paused, lag);
         Ok(ReplicaLag {
             name: s.name.clone(),
             lag: Some(lag),
             why,
         })
+    }
+}
+
+/// Why a standby counts as lagging whatever its lag: not a standby, or replay paused.
+fn standby_why(recovery: bool, paused: bool, lag: Duration) -> Option<String> {
+    if !recovery {
+        Some(format!(
+            "it is not a standby (pg_is_in_recovery() is false); lag {}",
+            secs(lag)
+        ))
+    } else if paused {
+        Some(format!(
+            "WAL replay is paused (pg_wal_replay_pause()); lag {}",
+            secs(lag)
+        ))
+    } else {
+        None
     }
 }
 
@@ -432,6 +485,9 @@ impl LagMonitor for PgLag {
     }
 
     async fn heartbeat(&self) -> Result<()> {
+        if !self.use_table {
+            return Ok(());
+        }
         let mut g = self.client().await?;
         let Some(c) = g.as_ref() else {
             return Err(Error::internal("no connection"));
@@ -495,6 +551,9 @@ impl LagMonitor for PgLag {
     }
 
     async fn close(&self) -> Result<()> {
+        if !self.use_table {
+            return Ok(());
+        }
         let c = open(&self.target, "connecting to the primary").await?;
         let r = async {
             c.execute(
