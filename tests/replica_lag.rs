@@ -634,6 +634,43 @@ async fn pg_all_tables_publication_no_heartbeat_table(pair: &Pair) {
     db.drop_db().await;
 }
 
+/// The backfill held by a replica that cannot be reached: SIGTERM stops it (exit 30,
+/// resumable) and the heartbeat, there while it ran, is removed.
+async fn backfill_unreachable_replica_sigterm(pair: &Pair) {
+    let db = Db::new_on(pair.engine, &pair.server, "lag_fgone").await;
+    let name = db.url().rsplit_once('/').unwrap().1.to_string();
+    let (dir, d) = support::phases::write_migration(&name, "0001_add_flag.toml", MIGRATION);
+    let mut live = LiveRun::start(
+        &[
+            "migrate",
+            &d,
+            "--url",
+            db.url(),
+            "--execute",
+            "--format",
+            "json",
+            "--throttle-control-replicas",
+            "127.0.0.1:1",
+        ],
+        &[],
+    );
+    let held = live.wait_for(60, |e| e["event"] == "throttled").await;
+    let reason = held["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("127.0.0.1:1") && reason.contains("cannot be read"),
+        "{reason}"
+    );
+    assert_eq!(heartbeat(&db).await.len(), 1, "no heartbeat while running");
+    support::phases::signal(live.pid(), 15);
+    let r = finish(live).await;
+    assert_eq!(r.code, 30, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.event("backfill_progress").is_none(), "{}", r.stdout);
+    assert_eq!(db.count("flag IS NOT NULL").await, 0);
+    assert_eq!(heartbeat(&db).await, Vec::<String>::new());
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
+
 async fn case(engine: Engine) {
     let pair = Pair::start(engine);
     run_held_by_a_paused_replica(&pair).await;
@@ -641,6 +678,7 @@ async fn case(engine: Engine) {
     unreachable_replica_holds_until_sigterm(&pair).await;
     cleanup_removes_a_stale_heartbeat(&pair).await;
     two_runs_share_the_heartbeat(&pair).await;
+    backfill_unreachable_replica_sigterm(&pair).await;
     if engine == Engine::Postgres {
         pg_all_tables_publication_no_heartbeat_table(&pair).await;
     }
