@@ -13,33 +13,7 @@ const USER: &str = "godwit_blocker";
 
 /// The URL of the test's database through a login of its own (the blocker's user).
 async fn blocker_url(db: &Db) -> String {
-    match db.engine() {
-        Engine::Maria => {
-            db.exec(&format!(
-                "CREATE USER IF NOT EXISTS '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'"
-            ))
-            .await;
-            db.exec(&format!("GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'%'"))
-                .await;
-        }
-        Engine::Postgres => {
-            let exists = db
-                .strings(&format!(
-                    "SELECT rolname::text FROM pg_roles WHERE rolname = '{USER}'"
-                ))
-                .await;
-            if exists.is_empty() {
-                db.exec(&format!(
-                    "CREATE ROLE {USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}'"
-                ))
-                .await;
-            }
-        }
-    }
-    let url = db.url();
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (_, hostpart) = rest.split_once('@').unwrap();
-    format!("{scheme}://{USER}:{PASSWORD}@{hostpart}")
+    db.url_as(USER, PASSWORD).await
 }
 
 /// A session with an open transaction that read `orders`.

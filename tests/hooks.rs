@@ -17,33 +17,7 @@ const ALTER: &str = "ADD COLUMN extra INT";
 /// A login with a password on the test's server, and the URL of the test's database
 /// through it.
 async fn user_url(db: &Db, user: &str) -> String {
-    match db.engine() {
-        Engine::Maria => {
-            db.exec(&format!(
-                "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{PASSWORD}'"
-            ))
-            .await;
-            db.exec(&format!("GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%'"))
-                .await;
-        }
-        Engine::Postgres => {
-            let exists = db
-                .strings(&format!(
-                    "SELECT rolname::text FROM pg_roles WHERE rolname = '{user}'"
-                ))
-                .await;
-            if exists.is_empty() {
-                db.exec(&format!(
-                    "CREATE ROLE {user} LOGIN SUPERUSER PASSWORD '{PASSWORD}'"
-                ))
-                .await;
-            }
-        }
-    }
-    let url = db.url();
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (_, hostpart) = rest.split_once('@').unwrap();
-    format!("{scheme}://{user}:{PASSWORD}@{hostpart}")
+    db.url_as(user, PASSWORD).await
 }
 
 fn database_name(db: &Db) -> String {

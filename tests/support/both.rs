@@ -75,6 +75,38 @@ impl Db {
         }
     }
 
+    /// The URL of this database through a login `user` with `password` (created, with
+    /// every privilege, when it does not exist yet).
+    pub async fn url_as(&self, user: &str, password: &str) -> String {
+        match self.engine() {
+            Engine::Maria => {
+                self.exec(&format!(
+                    "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'"
+                ))
+                .await;
+                self.exec(&format!("GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%'"))
+                    .await;
+            }
+            Engine::Postgres => {
+                let exists = self
+                    .strings(&format!(
+                        "SELECT rolname::text FROM pg_roles WHERE rolname = '{user}'"
+                    ))
+                    .await;
+                if exists.is_empty() {
+                    self.exec(&format!(
+                        "CREATE ROLE {user} LOGIN SUPERUSER PASSWORD '{password}'"
+                    ))
+                    .await;
+                }
+            }
+        }
+        let url = self.url();
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let (_, hostpart) = rest.split_once('@').unwrap();
+        format!("{scheme}://{user}:{password}@{hostpart}")
+    }
+
     pub async fn exec(&self, sql: &str) {
         match self {
             Db::Maria(d) => d.exec(sql).await,
