@@ -1516,7 +1516,10 @@ impl<'a> Migration<'a> {
     }
 
     /// `--kill-blockers`: end the sessions that blocked the last attempt and still hold
-    /// the same transaction (a session that has moved on is spared).
+    /// the same transaction (a session that has moved on is spared). Only sessions the
+    /// server says hold a lock on the table (`exact`): an open transaction that merely
+    /// may hold one (MariaDB without `metadata_lock_info`, MySQL without
+    /// `performance_schema` metadata locks) could be anyone's, and is left alone.
     async fn kill_blockers(&mut self, blocked_by: &[Blocker]) {
         let now = match self.engine.cut_over_blockers().await {
             Ok(found) => found,
@@ -1530,6 +1533,16 @@ impl<'a> Migration<'a> {
                 .iter()
                 .any(|o| o.id == b.id && o.since == b.since)
         }) {
+            if !b.exact {
+                tracing::warn!(
+                    "not ending {b}: the server cannot tell whether it holds a lock on the table (--kill-blockers ends only sessions known to; on MariaDB install the metadata_lock_info plugin, on MySQL enable performance_schema's metadata lock instrument)"
+                );
+                self.rep.emit(
+                    "blocker_spared",
+                    serde_json::json!({"id": b.id, "user": b.user, "reason": "the server cannot tell whether it holds a lock on the table"}),
+                );
+                continue;
+            }
             match self.engine.kill_session(b.id).await {
                 Ok(()) => {
                     tracing::warn!("ended {b}: it blocked the cut-over (--kill-blockers)");

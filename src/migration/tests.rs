@@ -1367,6 +1367,28 @@ async fn blockers_are_named_and_ended_only_with_kill_blockers_after_the_delay() 
     assert_eq!(d.cut_over_attempts as usize, w.lock_times.len());
 }
 
+/// `--kill-blockers` never ends a session the server cannot say holds a lock on the
+/// table (an open transaction that may be anyone's): the cut-over fails as without it.
+#[tokio::test(start_paused = true)]
+async fn kill_blockers_spares_a_session_that_only_may_hold_the_lock() {
+    let fake = FakeEngine::with_rows(200, Config::default());
+    let mut maybe = blocker(7, 3600);
+    maybe.exact = false;
+    fake.world().blockers = vec![maybe];
+    let mut o = opts();
+    o.cut_over_retries = 3;
+    let policy = super::BlockerPolicy {
+        kill: true,
+        after: Duration::ZERO,
+    };
+    let e = failed(run_policy(&fake, o, policy).await);
+    assert_eq!(e.kind, ErrorKind::CutOverFailed);
+    assert!(e.message.contains("session 7"), "{e}");
+    let w = fake.world();
+    assert_untouched(&w);
+    assert!(w.killed.is_empty(), "{:?}", w.killed);
+}
+
 // ---------------------------------------------------------------------------------------
 // Control socket
 
