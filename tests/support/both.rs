@@ -87,18 +87,13 @@ impl Db {
                 self.exec(&format!("GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%'"))
                     .await;
             }
+            // Tests running at the same time may create the same role.
             Engine::Postgres => {
-                let exists = self
-                    .strings(&format!(
-                        "SELECT rolname::text FROM pg_roles WHERE rolname = '{user}'"
-                    ))
-                    .await;
-                if exists.is_empty() {
-                    self.exec(&format!(
-                        "CREATE ROLE {user} LOGIN SUPERUSER PASSWORD '{password}'"
-                    ))
-                    .await;
-                }
+                self.exec(&format!(
+                    "DO $$ BEGIN CREATE ROLE {user} LOGIN SUPERUSER PASSWORD '{password}'; \
+                     EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+                ))
+                .await
             }
         }
         let url = self.url();
