@@ -37,7 +37,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 ensure_packages
 step "building godwit (release)"
 cargo build --release --quiet
-GODWIT="$PWD/target/release/godwit"
+GODWIT="${CARGO_TARGET_DIR:-$PWD/target}/release/godwit"
 
 step "starting a private MariaDB"
 start_mariadb
