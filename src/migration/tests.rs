@@ -1064,8 +1064,10 @@ async fn abort_during_verify() {
 
 #[tokio::test(start_paused = true)]
 async fn a_shadow_changed_behind_the_cores_back_is_repaired_before_the_swap() {
-    let fake = FakeEngine::with_rows(50_000, Config::default());
-    let mut writer = Writer::new(5, 50_000, 3);
+    // Two and a half chunks' worth of rows.
+    let rows = (super::verify::VERIFY_CHUNK * 5 / 2) as i64;
+    let fake = FakeEngine::with_rows(rows, Config::default());
+    let mut writer = Writer::new(5, rows, 3);
     let mut planted = false;
     fake.on_call(move |c, w| {
         writer.act(w);
@@ -1074,7 +1076,7 @@ async fn a_shadow_changed_behind_the_cores_back_is_repaired_before_the_swap() {
         if *c == Call::VerifyViews && !planted {
             planted = true;
             let shadow = w.shadow.as_mut().expect("shadow");
-            // One in each chunk of 20,000 keys: the first key, the middle one (by rank,
+            // One in each chunk of keys: the first key, the middle one (by rank,
             // wherever the writer's keys went), one past every key.
             let keys: Vec<i64> = shadow.keys().copied().collect();
             let (first, middle) = (keys[0], keys[keys.len() / 2]);
@@ -1087,7 +1089,7 @@ async fn a_shadow_changed_behind_the_cores_back_is_repaired_before_the_swap() {
     let w = fake.world();
     assert_migrated(&w);
     let v = d.verify.expect("verified");
-    // Three chunks of 20,000 keys, each with one planted difference.
+    // Three chunks, each with one planted difference.
     assert_eq!(v.chunks, 3);
     assert_eq!(v.repaired_ranges, 3, "{v:?}");
     assert_eq!(v.rounds, 2);

@@ -26,7 +26,7 @@ pub type Range = (Option<Key>, Option<Key>);
 /// Comparison rounds: the first over the whole table, then the repaired ranges.
 const ROUNDS: u32 = 3;
 /// Rows per compared chunk.
-const VERIFY_CHUNK: u64 = 20_000;
+pub(super) const VERIFY_CHUNK: u64 = 100_000;
 /// Keys replayed per repair call.
 const REPAIR_BATCH: usize = 2_000;
 
