@@ -25,18 +25,15 @@ ensure_packages() {
 # (root, no password, on a free loopback port) and MYSQL_PORT.
 start_mariadb() {
   local dir="$GODWIT_RUN_DIR/mariadb"
-  mkdir -p "$dir"
   MYSQL_PORT=$(free_port)
   local mysqld=/usr/sbin/mariadbd
-  mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" \
-    --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 \
-    || { cat "$dir/install.log"; return 1; }
+  install_mariadb "$dir" || return 1
   local binlog=(--log-bin="$dir/data/binlog" --binlog-format=ROW --binlog-row-image=FULL)
   # GODWIT_MARIADB_NO_BINLOG=1: a server without binary logging (preflight tests).
   [ -n "${GODWIT_MARIADB_NO_BINLOG:-}" ] && binlog=()
   # The command line is kept so that tests can restart the server (restart_mariadb).
   printf '%q ' "$mysqld" --no-defaults --user="$(id -un)" --datadir="$dir/data" \
-    --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
+    --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" --tmpdir="$dir/tmp" \
     --port="$MYSQL_PORT" --bind-address=127.0.0.1 \
     "${binlog[@]}" \
     --server-id=1 --event-scheduler=ON \
@@ -58,6 +55,18 @@ start_mariadb() {
   done
   echo "MariaDB did not start; log:"; tail -30 "$dir/error.log"
   return 1
+}
+
+# Creates the data directory $1/data, and $1/tmp: every server has a temporary directory
+# of its own, because bootstraps run at the same moment with a shared /tmp collide on
+# their temporary table files ("Unknown table 'mysql.tmp_user_sys'").
+install_mariadb() {
+  local dir="$1"
+  mkdir -p "$dir/tmp"
+  TMPDIR="$dir/tmp" mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" \
+    --tmpdir="$dir/tmp" \
+    --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 \
+    || { cat "$dir/install.log"; return 1; }
 }
 
 launch_mariadb() {
@@ -157,11 +166,9 @@ start_mariadb_replica() {
   local dir="$GODWIT_RUN_DIR/mariadb-replica"
   mkdir -p "$dir"
   MYSQL_REPLICA_PORT=$(free_port)
-  mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" \
-    --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 \
-    || { cat "$dir/install.log"; return 1; }
+  install_mariadb "$dir" || return 1
   printf '%q ' /usr/sbin/mariadbd --no-defaults --user="$(id -un)" --datadir="$dir/data" \
-    --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
+    --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" --tmpdir="$dir/tmp" \
     --port="$MYSQL_REPLICA_PORT" --bind-address=127.0.0.1 \
     --server-id=2 --report-host=127.0.0.1 --report-port="$MYSQL_REPLICA_PORT" \
     --innodb-buffer-pool-size="${GODWIT_MARIADB_BUFFER_POOL:-128M}" \
