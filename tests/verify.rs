@@ -321,3 +321,111 @@ async fn verify_many_chunks_mariadb() {
 async fn verify_many_chunks_postgres() {
     verify_many_chunks(Engine::Postgres).await;
 }
+
+/// Every common column type is compared by value: in a copy equal to the original, a
+/// value changed in any one column, values of one column traded between two rows, or a
+/// value made NULL, each makes `godwit verify` find a difference (exit 36).
+async fn every_type_is_compared(engine: Engine) {
+    let db = Db::new(engine, "verify_types").await;
+    let columns: &[&str] = match engine {
+        Engine::Maria => {
+            db.exec(
+                "CREATE TABLE t (id INT PRIMARY KEY, ti TINYINT, bu BIGINT UNSIGNED, \
+                 de DECIMAL(20,6), fl FLOAT, db DOUBLE, vc VARCHAR(30), ch CHAR(5), \
+                 vb VARBINARY(16), bl BLOB, tx TEXT, dt DATE, dm DATETIME(6), \
+                 ts TIMESTAMP(6) NULL, tm TIME(3), yr YEAR, en ENUM('a','b','c'), \
+                 st SET('x','y','z'), bt BIT(8), js JSON)",
+            )
+            .await;
+            db.exec(
+                "INSERT INTO t VALUES \
+                 (1, -1, 18446744073709551615, 1.5, 1.25, 1e300, 'one', 'a', x'01', x'0102', 'tx1', '2020-01-01', '2020-01-01 00:00:00.000001', '2021-01-01 00:00:00.5', '01:02:03.004', 2001, 'a', 'x,y', b'00000001', '{\"a\":1}'), \
+                 (2, 2, 2, -2.000001, 2.5, -2e-300, 'two', 'b', x'02', x'0203', 'tx2', '2020-01-02', '2020-01-02 00:00:00.000002', '2021-01-02 00:00:00.25', '-01:02:03.005', 2002, 'b', 'z', b'10000000', '[1,2]'), \
+                 (3, 3, 3, 3, 3, 3, 'three', 'c', x'03', x'03', 'tx3', '2020-01-03', '2020-01-03 00:00:00', '2021-01-03 00:00:00', '00:00:00', 2003, 'c', '', b'00000011', 'null')",
+            )
+            .await;
+            db.exec("CREATE TABLE u LIKE t").await;
+            &[
+                "ti", "bu", "de", "fl", "db", "vc", "ch", "vb", "bl", "tx", "dt", "dm", "ts", "tm",
+                "yr", "en", "st", "bt", "js",
+            ]
+        }
+        Engine::Postgres => {
+            db.exec(
+                "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy'); \
+                 CREATE DOMAIN posint AS int CHECK (VALUE > 0); \
+                 CREATE TYPE pair AS (x int, y text); \
+                 CREATE TABLE t (id int PRIMARY KEY, i2 int2, i8 int8, num numeric(20,6), \
+                 r real, tx text, vc varchar(30), ch char(5), bin bytea, flag boolean, \
+                 dt date, ts timestamp(6), tstz timestamptz, iv interval, u uuid, j json, \
+                 jb jsonb, arr int[], jarr json[], m mood, p posint, pt point, rng int4range, \
+                 ip inet, cd cidr, pr pair, mon money, bt bit(8))",
+            )
+            .await;
+            db.exec(
+                "INSERT INTO t SELECT i, i::int2, i::int8 * 1000000007, i / 7.0, i / 3.0, 'tëxt ' || i, \
+                 'v' || i, 'c' || i, decode(md5(i::text), 'hex'), i % 2 = 0, date '2020-01-01' + i, \
+                 timestamp '2020-01-01 00:00:00.123456' + i * interval '1 minute', \
+                 timestamptz '2020-01-01 00:00:00+03' + i * interval '1 second', i * interval '1 hour', \
+                 md5(i::text)::uuid, json_build_object('i', i), jsonb_build_object('k', i), \
+                 ARRAY[i, NULL], ARRAY[json_build_object('e', i)], (ARRAY['sad','ok','happy'])[i]::mood, \
+                 i, point(i, -i), int4range(i, i + 10), ('10.0.0.' || i)::inet, ('10.' || i || '.0.0/16')::cidr, \
+                 ROW(i, 'y' || i)::pair, i * 1.5, (i * 37)::bit(8) FROM generate_series(1, 3) i",
+            )
+            .await;
+            db.exec("CREATE TABLE u (LIKE t INCLUDING ALL)").await;
+            &[
+                "i2", "i8", "num", "r", "tx", "vc", "ch", "bin", "flag", "dt", "ts", "tstz", "iv",
+                "u", "j", "jb", "arr", "jarr", "m", "p", "pt", "rng", "ip", "cd", "pr", "mon",
+                "bt",
+            ]
+        }
+    };
+    db.exec("INSERT INTO u SELECT * FROM t").await;
+    let verify = || {
+        let url = db.url().to_string();
+        async move {
+            godwit(
+                &["verify", "--url", &url, "--table", "t", "--against", "u"],
+                &[],
+            )
+            .await
+        }
+    };
+    verify().await.expect_ok();
+    for c in columns {
+        let restore = format!("UPDATE u SET {c} = (SELECT {c} FROM t WHERE t.id = u.id)");
+        // Row 1 takes row 2's value.
+        db.exec(&format!(
+            "UPDATE u SET {c} = (SELECT {c} FROM t WHERE id = 2) WHERE id = 1"
+        ))
+        .await;
+        let r = verify().await;
+        assert_eq!(r.code, 36, "{c} changed: {}\n{}", r.stdout, r.stderr);
+        // And row 2 row 1's: the same values, in other rows.
+        db.exec(&format!(
+            "UPDATE u SET {c} = (SELECT {c} FROM t WHERE id = 1) WHERE id = 2"
+        ))
+        .await;
+        let r = verify().await;
+        assert_eq!(r.code, 36, "{c} traded: {}\n{}", r.stdout, r.stderr);
+        db.exec(&restore).await;
+        db.exec(&format!("UPDATE u SET {c} = NULL WHERE id = 3"))
+            .await;
+        let r = verify().await;
+        assert_eq!(r.code, 36, "{c} made NULL: {}\n{}", r.stdout, r.stderr);
+        db.exec(&restore).await;
+    }
+    verify().await.expect_ok();
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_type_is_compared_mariadb() {
+    every_type_is_compared(Engine::Maria).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_type_is_compared_postgres() {
+    every_type_is_compared(Engine::Postgres).await;
+}
