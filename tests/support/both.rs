@@ -16,6 +16,21 @@ pub enum Engine {
     Postgres,
 }
 
+impl Engine {
+    /// The spelling of `maria` or of `pg`, whichever is this engine's.
+    pub fn pick<T>(self, maria: T, pg: T) -> T {
+        match self {
+            Engine::Maria => maria,
+            Engine::Postgres => pg,
+        }
+    }
+
+    /// `mariadb` or `postgres`: a word for messages and names.
+    pub fn word(self) -> &'static str {
+        self.pick("mariadb", "postgres")
+    }
+}
+
 /// A test database with `orders` (ROWS rows) and the canary table `victim`.
 pub enum Db {
     Maria(MariaDb),
@@ -33,10 +48,7 @@ impl Db {
 
     /// The same, on the server at `server` (e.g. a private one a test restarts).
     pub async fn new_on(engine: Engine, server: &str, prefix: &str) -> Db {
-        let db = match engine {
-            Engine::Maria => Db::Maria(MariaDb::new_on(server, prefix).await),
-            Engine::Postgres => Db::Postgres(PgDb::new_on(server, prefix).await),
-        };
+        let db = Self::empty_on(engine, server, prefix).await;
         db.exec("CREATE TABLE orders (id BIGINT PRIMARY KEY, v INT NOT NULL, note VARCHAR(40))")
             .await;
         db.exec(match engine {
@@ -53,6 +65,22 @@ impl Db {
         db
     }
 
+    /// A database of its own without any table (for tests that create their own).
+    pub async fn empty(engine: Engine, prefix: &str) -> Db {
+        let server = match engine {
+            Engine::Maria => super::mysql::server_url().await,
+            Engine::Postgres => super::postgres::server_url().await,
+        };
+        Self::empty_on(engine, &server, prefix).await
+    }
+
+    pub async fn empty_on(engine: Engine, server: &str, prefix: &str) -> Db {
+        match engine {
+            Engine::Maria => Db::Maria(MariaDb::new_on(server, prefix).await),
+            Engine::Postgres => Db::Postgres(PgDb::new_on(server, prefix).await),
+        }
+    }
+
     pub fn engine(&self) -> Engine {
         match self {
             Db::Maria(_) => Engine::Maria,
@@ -65,6 +93,14 @@ impl Db {
         match self {
             Db::Maria(d) => Db::Maria(d.reopen()),
             Db::Postgres(d) => Db::Postgres(d.reopen().await),
+        }
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Db::Maria(d) => &d.name,
+            Db::Postgres(d) => &d.name,
         }
     }
 
@@ -107,6 +143,11 @@ impl Db {
             Db::Maria(d) => d.exec(sql).await,
             Db::Postgres(d) => d.exec(sql).await,
         }
+    }
+
+    /// Run `sql` (statements separated by `;`) and say whether the server accepted it.
+    pub async fn try_exec(&self, sql: &str) -> Result<(), String> {
+        Conn::open(self).await.batch(sql).await
     }
 
     /// One column of text values.
@@ -373,5 +414,123 @@ impl Db {
             self.strings(&q("orders")).await,
             self.strings(&q("orders_mirror")).await,
         )
+    }
+}
+
+/// One session of its own on a test database, with the server's default session settings
+/// (a client that knows nothing of godwit).
+pub enum Conn {
+    Maria(mysql_async::Conn),
+    Postgres(tokio_postgres::Client),
+}
+
+impl Conn {
+    pub async fn open(db: &Db) -> Conn {
+        Self::connect(db.engine(), db.url()).await
+    }
+
+    /// A session on the database at `url`.
+    pub async fn connect(engine: Engine, url: &str) -> Conn {
+        match engine {
+            Engine::Maria => Conn::Maria(
+                mysql_async::Conn::new(mysql_async::Opts::from_url(url).unwrap())
+                    .await
+                    .unwrap_or_else(|e| panic!("connect to {url}: {e}")),
+            ),
+            Engine::Postgres => Conn::Postgres(super::postgres::connect(url).await),
+        }
+    }
+
+    /// Run `sql`, statements separated by `;` (sent one by one on MariaDB).
+    pub async fn batch(&mut self, sql: &str) -> Result<(), String> {
+        match self {
+            Conn::Maria(c) => {
+                use mysql_async::prelude::Queryable;
+                for s in super::mysql::split(sql) {
+                    c.query_drop(&s).await.map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+            Conn::Postgres(c) => c.batch_execute(sql).await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// `stmts` as one transaction; rolled back when one fails.
+    pub async fn transaction(&mut self, stmts: &[String]) -> Result<(), String> {
+        match self {
+            Conn::Maria(c) => {
+                use mysql_async::prelude::Queryable;
+                let r = async {
+                    c.query_drop("START TRANSACTION").await?;
+                    for s in stmts {
+                        c.query_drop(s).await?;
+                    }
+                    c.query_drop("COMMIT").await
+                }
+                .await;
+                if r.is_err() {
+                    let _ = c.query_drop("ROLLBACK").await;
+                }
+                r.map_err(|e| e.to_string())
+            }
+            Conn::Postgres(c) => {
+                let r = async {
+                    let tx = c.transaction().await?;
+                    for s in stmts {
+                        tx.batch_execute(s).await?;
+                    }
+                    tx.commit().await
+                }
+                .await;
+                r.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// The rows of one query, every value as text (NULL: None).
+    pub async fn texts(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        match self {
+            Conn::Maria(c) => {
+                use mysql_async::prelude::Queryable;
+                let rows: Vec<mysql_async::Row> = c.query(sql).await.map_err(|e| e.to_string())?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| {
+                        r.unwrap()
+                            .into_iter()
+                            .map(|v| match v {
+                                mysql_async::Value::NULL => None,
+                                mysql_async::Value::Bytes(b) => {
+                                    Some(String::from_utf8_lossy(&b).into())
+                                }
+                                v => Some(v.as_sql(true)),
+                            })
+                            .collect()
+                    })
+                    .collect())
+            }
+            Conn::Postgres(c) => {
+                let msgs = c.simple_query(sql).await.map_err(|e| e.to_string())?;
+                Ok(msgs
+                    .iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => {
+                            Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                        }
+                        _ => None,
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// The first column of the first row as text, when there is a row.
+    pub async fn first(&mut self, sql: &str) -> Result<Option<String>, String> {
+        Ok(self
+            .texts(sql)
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten()))
     }
 }
