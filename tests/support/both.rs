@@ -217,6 +217,14 @@ impl Db {
         }
     }
 
+    /// Everything of godwit's in this database except the phases' state table.
+    pub async fn phase_leftovers(&self) -> Vec<String> {
+        match self {
+            Db::Maria(d) => d.phase_leftovers().await,
+            Db::Postgres(d) => d.phase_leftovers().await,
+        }
+    }
+
     /// What must not change: the canary, the target's columns and original rows, and no
     /// object of godwit's.
     pub async fn snapshot(&self) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
@@ -457,6 +465,21 @@ impl Conn {
 
     /// `stmts` as one transaction; rolled back when one fails.
     pub async fn transaction(&mut self, stmts: &[String]) -> Result<(), String> {
+        self.try_transaction(stmts).await.map_err(|(e, _)| e)
+    }
+
+    /// `stmts` as one transaction, again after a deadlock, as an application would.
+    pub async fn transaction_retried(&mut self, stmts: &[String]) -> Result<(), String> {
+        loop {
+            match self.try_transaction(stmts).await {
+                Err((_, true)) => continue,
+                r => return r.map_err(|(e, _)| e),
+            }
+        }
+    }
+
+    /// The error says whether the server chose this transaction as a deadlock's victim.
+    async fn try_transaction(&mut self, stmts: &[String]) -> Result<(), (String, bool)> {
         match self {
             Conn::Maria(c) => {
                 use mysql_async::prelude::Queryable;
@@ -471,7 +494,10 @@ impl Conn {
                 if r.is_err() {
                     let _ = c.query_drop("ROLLBACK").await;
                 }
-                r.map_err(|e| e.to_string())
+                r.map_err(|e| {
+                    let deadlock = matches!(&e, mysql_async::Error::Server(s) if s.code == 1213);
+                    (e.to_string(), deadlock)
+                })
             }
             Conn::Postgres(c) => {
                 let r = async {
@@ -482,7 +508,11 @@ impl Conn {
                     tx.commit().await
                 }
                 .await;
-                r.map_err(|e| e.to_string())
+                r.map_err(|e| {
+                    let deadlock =
+                        e.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED);
+                    (e.to_string(), deadlock)
+                })
             }
         }
     }
@@ -532,5 +562,68 @@ impl Conn {
             .into_iter()
             .next()
             .and_then(|r| r.into_iter().next().flatten()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Running godwit on `orders` and following its events.
+
+/// `godwit run --url URL --table orders --alter ALTER --execute --format json`, then
+/// `extra` (each test adds its knobs: chunk size, rate, `--ok-to-drop-table`, …).
+pub fn run_args<'a>(url: &'a str, alter: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "run",
+        "--url",
+        url,
+        "--table",
+        "orders",
+        "--alter",
+        alter,
+        "--execute",
+        "--format",
+        "json",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// A `state` event naming `state`.
+pub fn is_state(e: &serde_json::Value, state: &str) -> bool {
+    e["event"] == "state" && e["state"] == state
+}
+
+impl super::LiveRun {
+    /// Wait (at most `secs`) for the run to enter `state`.
+    pub async fn wait_state(&mut self, secs: u64, state: &str) -> serde_json::Value {
+        self.wait_for(secs, |e| is_state(e, state)).await
+    }
+
+    /// Wait (at most `secs`) for a `progress` event with at least `rows` rows copied.
+    pub async fn wait_copied(&mut self, secs: u64, rows: u64) -> serde_json::Value {
+        self.wait_for(secs, |e| {
+            e["event"] == "progress" && e["rows_copied"].as_u64() >= Some(rows)
+        })
+        .await
+    }
+
+    /// Wait (at most `secs`) for a `backfill_progress` event with at least `rows` rows
+    /// done.
+    pub async fn wait_backfilled(&mut self, secs: u64, rows: u64) -> serde_json::Value {
+        self.wait_for(secs, |e| {
+            e["event"] == "backfill_progress" && e["rows"].as_u64() >= Some(rows)
+        })
+        .await
+    }
+
+    /// Send the run signal `sig` (9: SIGKILL, 15: SIGTERM).
+    pub fn signal(&self, sig: i32) {
+        super::phases::signal(self.pid(), sig);
+    }
+
+    /// Wait for the run to end; fails the test after `secs`.
+    pub async fn finish_within(self, secs: u64) -> super::Run {
+        tokio::time::timeout(std::time::Duration::from_secs(secs), self.finish())
+            .await
+            .unwrap_or_else(|_| panic!("godwit did not finish within {secs} s"))
     }
 }
