@@ -657,24 +657,7 @@ up = "1"
     db.drop_db().await;
 }
 
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
-        mod on_mariadb {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Engine::Maria).await
-            })*
-        }
-        mod on_postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Engine::Postgres).await
-            })*
-        }
-    };
-}
-
-cases!(
+support::both::cases!(
     rename_column_through_every_phase,
     abort_returns_the_original_schema_and_keeps_data,
     a_changed_file_and_a_bad_file_are_refused,

@@ -989,24 +989,7 @@ async fn drop_index(engine: Engine) {
     db.drop_db().await;
 }
 
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
-        mod on_mariadb {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Engine::Maria).await
-            })*
-        }
-        mod on_postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Engine::Postgres).await
-            })*
-        }
-    };
-}
-
-cases!(
+support::both::cases!(
     change_column_type_through_every_phase,
     change_column_type_abort_keeps_the_original_schema_and_data,
     change_column_type_bad_input_changes_nothing,

@@ -941,24 +941,7 @@ async fn plan_of_migration_files(engine: Engine) {
     drop_all(db, dir).await;
 }
 
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
-        mod on_mariadb {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Engine::Maria).await
-            })*
-        }
-        mod on_postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Engine::Postgres).await
-            })*
-        }
-    };
-}
-
-cases!(
+support::both::cases!(
     add_foreign_key_through_every_phase,
     add_foreign_key_abort_returns_the_original,
     add_foreign_key_with_orphans_is_refused,

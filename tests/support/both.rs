@@ -6,6 +6,29 @@ use super::postgres::TestDb as PgDb;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// One case table, run on every engine: `cases!(a, b)` makes the tests `on_mariadb::a`,
+/// `on_mariadb::b`, `on_postgres::a`, `on_postgres::b`, each calling `a(Engine::…)` (an
+/// async function of the test file taking the engine).
+#[allow(unused_macros)]
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        mod on_mariadb {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::support::both::Engine::Maria).await
+            })*
+        }
+        mod on_postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::support::both::Engine::Postgres).await
+            })*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use cases;
+
 pub const ROWS: i64 = 3000;
 /// Ids the writer inserts start here, above the table's own rows.
 pub const WRITER_IDS: i64 = 1_000_000;
