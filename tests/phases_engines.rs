@@ -1,6 +1,7 @@
 //! Expand / backfill / contract from migration files, one case table run on MariaDB and
 //! on PostgreSQL: a column rename that the old and the new application both write while
-//! it rolls out, abort, refused files and runners, a plain writer through every phase,
+//! it rolls out, abort, refused files and runners (and a dead runner's lock), a plain
+//! writer through every phase,
 //! add_column / set_not_null / drop_column / add_index / sql against a twin given the
 //! direct ALTER, and backfills that are killed or blocked and then resume.
 
@@ -502,42 +503,88 @@ async fn interrupted_backfill_resumes(engine: Engine) {
     db.drop_db().await;
 }
 
-/// Only one runner at a time: while another session holds the runner lock, a phase
-/// command is refused clearly and changes nothing.
-async fn a_second_runner_is_refused(engine: Engine) {
-    let db = setup(engine, "ph_lock").await;
-    let (dir, d) = write_file(&db, RENAME);
-    let mut other = Conn::open(&db).await;
+/// Another runner: a session holding the runner lock. Returns it, and the statements that
+/// release the lock and that say whether it is free (`1` / `t`: free).
+async fn other_runner(db: &Db) -> (Conn, String, String) {
+    let mut other = Conn::open(db).await;
     let name = db.name().to_string();
-    let (lock, unlock) = match engine {
+    let (lock, unlock, free) = match db.engine() {
         Engine::Maria => (
             format!("SELECT GET_LOCK('godwit_phases.{name}', 0)"),
             format!("SELECT RELEASE_LOCK('godwit_phases.{name}')"),
+            format!("SELECT IS_FREE_LOCK('godwit_phases.{name}')"),
         ),
         Engine::Postgres => (
             "SELECT pg_try_advisory_lock(hashtext('godwit_phases.' || current_schema()))".into(),
             "SELECT pg_advisory_unlock(hashtext('godwit_phases.' || current_schema()))".into(),
+            "SELECT count(*) = 0 FROM pg_locks WHERE locktype = 'advisory' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                .into(),
         ),
     };
     let taken = other.first(&lock).await.unwrap();
-    assert_eq!(taken.as_deref(), Some(engine.pick("1", "t")));
-    let before = schema(&db, "users").await;
-    let r = phase(&db, "expand", &d).await;
+    assert_eq!(taken.as_deref(), Some(db.engine().pick("1", "t")));
+    (other, unlock, free)
+}
+
+/// While `other_runner` holds the lock, a phase command is refused clearly and changes
+/// nothing.
+async fn refused_while_another_runs(db: &Db, dir: &str) {
+    let before = schema(db, "users").await;
+    let r = phase(db, "expand", dir).await;
     assert_eq!(r.code, 40, "{}", r.stderr);
     assert!(
         r.stderr.contains("another godwit phase command is running"),
         "{}",
         r.stderr
     );
-    assert_eq!(schema(&db, "users").await, before);
+    assert_eq!(schema(db, "users").await, before);
     assert_eq!(db.phase_leftovers().await, Vec::<String>::new());
-    // Once the other runner is gone, the phase runs.
+}
+
+/// The phase runs (expand, then abort: the schema is back, nothing of godwit's left).
+async fn runs_once_alone(db: &Db, dir: &str) {
+    let before = schema(db, "users").await;
+    phase(db, "expand", dir).await.expect_ok();
+    phase(db, "abort", dir).await.expect_ok();
+    assert_eq!(schema(db, "users").await, before);
+    assert_eq!(db.phase_leftovers().await, Vec::<String>::new());
+}
+
+/// Only one runner at a time: while another session holds the runner lock, a phase
+/// command is refused clearly and changes nothing; once the other runner releases it,
+/// the phase runs.
+async fn a_second_runner_is_refused(engine: Engine) {
+    let db = setup(engine, "ph_lock").await;
+    let (dir, d) = write_file(&db, RENAME);
+    let (mut other, unlock, _) = other_runner(&db).await;
+    refused_while_another_runs(&db, &d).await;
     other.first(&unlock).await.unwrap();
-    phase(&db, "expand", &d).await.expect_ok();
-    phase(&db, "abort", &d).await.expect_ok();
-    assert_eq!(schema(&db, "users").await, before);
-    assert_eq!(db.phase_leftovers().await, Vec::<String>::new());
+    runs_once_alone(&db, &d).await;
     drop(other);
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
+
+/// The runner lock belongs to the runner's session: when a runner dies (its session
+/// ends without releasing anything), the next phase command runs, with nothing to clean
+/// up by hand.
+async fn a_dead_runner_s_lock_goes_with_its_session(engine: Engine) {
+    let db = setup(engine, "ph_lock_dead").await;
+    let (dir, d) = write_file(&db, RENAME);
+    let (other, _, free) = other_runner(&db).await;
+    refused_while_another_runs(&db, &d).await;
+    other.close().await;
+    // The server ends the session on its own time: wait until the lock is free.
+    let mut watcher = Conn::open(&db).await;
+    let mut waited = 0;
+    while watcher.first(&free).await.unwrap().as_deref() != Some(engine.pick("1", "t")) {
+        waited += 1;
+        assert!(waited < 500, "the dead runner's lock was never released");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(watcher);
+    runs_once_alone(&db, &d).await;
     std::fs::remove_dir_all(dir).ok();
     db.drop_db().await;
 }
@@ -666,6 +713,7 @@ support::both::cases!(
     set_not_null_and_drop_column,
     interrupted_backfill_resumes,
     a_second_runner_is_refused,
+    a_dead_runner_s_lock_goes_with_its_session,
     add_index_and_sql,
     a_backfill_blocked_by_a_row_lock_fails_clearly_and_resumes,
 );

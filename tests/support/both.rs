@@ -472,6 +472,16 @@ impl Conn {
         }
     }
 
+    /// End the session (as a client that goes away does).
+    pub async fn close(self) {
+        match self {
+            Conn::Maria(c) => {
+                let _ = c.disconnect().await;
+            }
+            Conn::Postgres(c) => drop(c),
+        }
+    }
+
     /// Run `sql`, statements separated by `;` (sent one by one on MariaDB).
     pub async fn batch(&mut self, sql: &str) -> Result<(), String> {
         match self {
