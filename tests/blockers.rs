@@ -84,21 +84,11 @@ impl Blocker {
 }
 
 fn args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "run",
-        "--url",
+    let mut v = support::both::run_args(
         url,
-        "--table",
-        "orders",
-        "--alter",
         "ADD COLUMN extra INT",
-        "--execute",
-        "--format",
-        "json",
-        "--ok-to-drop-table",
-        "--cut-over-lock-timeout-seconds",
-        "1",
-    ];
+        &["--ok-to-drop-table", "--cut-over-lock-timeout-seconds", "1"],
+    );
     v.extend_from_slice(extra);
     v
 }

@@ -62,33 +62,23 @@ fn metric(body: &str, name: &str) -> f64 {
 }
 
 fn run_args<'a>(db: &'a Db, sock: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "run",
-        "--url",
+    let mut v = support::both::run_args(
         db.url(),
-        "--table",
-        "orders",
-        "--alter",
         ALTER,
-        "--execute",
-        "--format",
-        "json",
-        "--ok-to-drop-table",
-        "--chunk-size",
-        "100",
-        "--chunk-time-millis",
-        "10",
-        "--max-rows-per-second",
-        "300",
-        "--serve-socket-file",
-        sock,
-    ];
+        &[
+            "--ok-to-drop-table",
+            "--chunk-size",
+            "100",
+            "--chunk-time-millis",
+            "10",
+            "--max-rows-per-second",
+            "300",
+            "--serve-socket-file",
+            sock,
+        ],
+    );
     v.extend_from_slice(extra);
     v
-}
-
-fn is_state(e: &serde_json::Value, s: &str) -> bool {
-    e["event"] == "state" && e["state"] == s
 }
 
 async fn steer_a_run(engine: Engine) {
@@ -152,7 +142,7 @@ async fn steer_a_run(engine: Engine) {
     // throttle: the state says so, and no row is copied while it holds.
     let a = send(&sock, "throttle").await;
     assert!(a.starts_with("throttled"), "{a}");
-    live.wait_for(30, |e| is_state(e, "throttled")).await;
+    live.wait_state(30, "throttled").await;
     let held: Vec<u64> = {
         let mut v = Vec::new();
         for _ in 0..2 {
@@ -209,7 +199,7 @@ async fn steer_a_run(engine: Engine) {
     // no-throttle: the copy goes on.
     let a = send(&sock, "no-throttle").await;
     assert!(a.starts_with("no-throttle"), "{a}");
-    live.wait_for(30, |e| is_state(e, "copy")).await;
+    live.wait_state(30, "copy").await;
     let after = held[0];
     live.wait_for(60, |e| {
         e["event"] == "progress" && e["rows_copied"].as_u64().is_some_and(|r| r > after)
@@ -217,7 +207,7 @@ async fn steer_a_run(engine: Engine) {
     .await;
 
     // Postponed: the read-only commands.
-    live.wait_for(180, |e| is_state(e, "postponed")).await;
+    live.wait_state(180, "postponed").await;
     let text = send(&sock, "status").await;
     assert!(text.contains("# Migrating `orders`"), "{text}");
     assert!(text.contains("# State: postponed"), "{text}");
@@ -378,11 +368,7 @@ up = "v * 2"
         ],
         &[],
     );
-    let p = live
-        .wait_for(120, |e| {
-            e["event"] == "backfill_progress" && e["rows"].as_u64() >= Some(200)
-        })
-        .await;
+    let p = live.wait_backfilled(120, 200).await;
     assert!(
         p["eta_seconds"].is_u64() || p["eta_seconds"].is_null(),
         "{p}"
@@ -468,11 +454,8 @@ up = "v * 2"
         v
     };
     let mut live = LiveRun::start(&args(true), &[]);
-    live.wait_for(120, |e| {
-        e["event"] == "backfill_progress" && e["rows"].as_u64() >= Some(200)
-    })
-    .await;
-    support::phases::signal(live.pid(), 15);
+    live.wait_backfilled(120, 200).await;
+    live.signal(15);
     let run = live.finish().await;
     assert_eq!(run.code, 30, "{}\n{}", run.stdout, run.stderr);
     assert!(!sock.exists(), "the socket file is left after SIGTERM");

@@ -1,12 +1,13 @@
 //! Expand / backfill / contract from migration files, one case table run on MariaDB and
 //! on PostgreSQL: a column rename that the old and the new application both write while
-//! it rolls out, abort, refused files and runners, a plain writer through every phase,
+//! it rolls out, abort, refused files and runners (and a dead runner's lock), a plain
+//! writer through every phase,
 //! add_column / set_not_null / drop_column / add_index / sql against a twin given the
 //! direct ALTER, and backfills that are killed or blocked and then resume.
 
 mod support;
 
-use support::both::{Db, Engine};
+use support::both::{Conn, Db, Engine};
 use support::godwit;
 
 const RENAME: &str = r#"name = "rename email"
@@ -288,52 +289,6 @@ async fn a_changed_file_and_a_bad_file_are_refused(engine: Engine) {
     db.drop_db().await;
 }
 
-/// One connection of a writer that knows nothing of godwit (the server's default session
-/// settings), running a few statements as one transaction.
-enum TxConn {
-    Maria(mysql_async::Conn),
-    Postgres(tokio_postgres::Client),
-}
-
-impl TxConn {
-    async fn open(db: &Db) -> TxConn {
-        match db {
-            Db::Maria(d) => TxConn::Maria(d.conn().await),
-            Db::Postgres(d) => TxConn::Postgres(d.conn().await),
-        }
-    }
-    async fn transaction(&mut self, stmts: &[String]) -> Result<(), String> {
-        match self {
-            TxConn::Maria(c) => {
-                use mysql_async::prelude::Queryable;
-                let r = async {
-                    c.query_drop("START TRANSACTION").await?;
-                    for s in stmts {
-                        c.query_drop(s).await?;
-                    }
-                    c.query_drop("COMMIT").await
-                }
-                .await;
-                if r.is_err() {
-                    let _ = c.query_drop("ROLLBACK").await;
-                }
-                r.map_err(|e| e.to_string())
-            }
-            TxConn::Postgres(c) => {
-                let r = async {
-                    let tx = c.transaction().await?;
-                    for s in stmts {
-                        tx.batch_execute(s).await?;
-                    }
-                    tx.commit().await
-                }
-                .await;
-                r.map_err(|e| e.to_string())
-            }
-        }
-    }
-}
-
 /// A writer that knows nothing of godwit writes the base table through every phase (old
 /// shape until the new application is "deployed", new shape after), mirroring each write
 /// into a plain table in the same transaction: no error, no lost write.
@@ -349,7 +304,7 @@ async fn a_plain_writer_keeps_working_through_every_phase(engine: Engine) {
     let stop = Arc::new(AtomicBool::new(false));
     let (s2, st2, db2) = (shape.clone(), stop.clone(), db.clone());
     let writer = tokio::spawn(async move {
-        let mut c = TxConn::open(&db2).await;
+        let mut c = Conn::open(&db2).await;
         let mut errors = Vec::new();
         let mut n: i64 = 0;
         while !st2.load(Ordering::SeqCst) {
@@ -373,7 +328,7 @@ async fn a_plain_writer_keeps_working_through_every_phase(engine: Engine) {
             }
             if let Err(e) = c.transaction(&stmts).await {
                 errors.push(e);
-                c = TxConn::open(&db2).await;
+                c = Conn::open(&db2).await;
             }
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
@@ -502,11 +457,8 @@ async fn interrupted_backfill_resumes(engine: Engine) {
         ],
         &[],
     );
-    live.wait_for(60, |e| {
-        e["event"] == "backfill_progress" && e["rows"].as_u64() >= Some(300)
-    })
-    .await;
-    support::phases::signal(live.pid(), 9);
+    live.wait_backfilled(60, 300).await;
+    live.signal(9);
     let _ = live.finish().await;
     let differs = engine.differs("email", "email_address");
     let left = one(&db, &format!("SELECT COUNT(*) FROM users WHERE {differs}")).await;
@@ -514,6 +466,7 @@ async fn interrupted_backfill_resumes(engine: Engine) {
         left > 0 && left < 2500,
         "the kill did not land mid-way: {left} rows left"
     );
+    assert_eq!(support::phases::status(db.url(), &d).await, "backfilling");
     // Resume: the rows already done are not done again.
     let r = godwit(
         &[
@@ -545,49 +498,93 @@ async fn interrupted_backfill_resumes(engine: Engine) {
         0
     );
     phase(&db, "contract", &d).await.expect_ok();
+    assert_eq!(db.phase_leftovers().await, Vec::<String>::new());
     std::fs::remove_dir_all(dir).ok();
     db.drop_db().await;
 }
 
-/// Only one runner at a time: while another session holds the runner lock, a phase
-/// command is refused clearly and changes nothing.
-async fn a_second_runner_is_refused(engine: Engine) {
-    let db = setup(engine, "ph_lock").await;
-    let (dir, d) = write_file(&db, RENAME);
-    let mut other = TxConn::open(&db).await;
-    let taken = match (&mut other, &db) {
-        (TxConn::Maria(c), Db::Maria(m)) => {
-            use mysql_async::prelude::Queryable;
-            let got: Option<i64> = c
-                .exec_first(
-                    "SELECT GET_LOCK(?, 0)",
-                    (format!("godwit_phases.{}", m.name),),
-                )
-                .await
-                .unwrap();
-            got == Some(1)
-        }
-        (TxConn::Postgres(c), _) => c
-            .query_one(
-                "SELECT pg_try_advisory_lock(hashtext('godwit_phases.' || current_schema()))",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get::<_, bool>(0),
-        _ => unreachable!(),
+/// Another runner: a session holding the runner lock. Returns it, and the statements that
+/// release the lock and that say whether it is free (`1` / `t`: free).
+async fn other_runner(db: &Db) -> (Conn, String, String) {
+    let mut other = Conn::open(db).await;
+    let name = db.name().to_string();
+    let (lock, unlock, free) = match db.engine() {
+        Engine::Maria => (
+            format!("SELECT GET_LOCK('godwit_phases.{name}', 0)"),
+            format!("SELECT RELEASE_LOCK('godwit_phases.{name}')"),
+            format!("SELECT IS_FREE_LOCK('godwit_phases.{name}')"),
+        ),
+        Engine::Postgres => (
+            "SELECT pg_try_advisory_lock(hashtext('godwit_phases.' || current_schema()))".into(),
+            "SELECT pg_advisory_unlock(hashtext('godwit_phases.' || current_schema()))".into(),
+            "SELECT count(*) = 0 FROM pg_locks WHERE locktype = 'advisory' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                .into(),
+        ),
     };
-    assert!(taken);
-    let before = schema(&db, "users").await;
-    let r = phase(&db, "expand", &d).await;
+    let taken = other.first(&lock).await.unwrap();
+    assert_eq!(taken.as_deref(), Some(db.engine().pick("1", "t")));
+    (other, unlock, free)
+}
+
+/// While `other_runner` holds the lock, a phase command is refused clearly and changes
+/// nothing.
+async fn refused_while_another_runs(db: &Db, dir: &str) {
+    let before = schema(db, "users").await;
+    let r = phase(db, "expand", dir).await;
     assert_eq!(r.code, 40, "{}", r.stderr);
     assert!(
         r.stderr.contains("another godwit phase command is running"),
         "{}",
         r.stderr
     );
-    assert_eq!(schema(&db, "users").await, before);
+    assert_eq!(schema(db, "users").await, before);
+    assert_eq!(db.phase_leftovers().await, Vec::<String>::new());
+}
+
+/// The phase runs (expand, then abort: the schema is back, nothing of godwit's left).
+async fn runs_once_alone(db: &Db, dir: &str) {
+    let before = schema(db, "users").await;
+    phase(db, "expand", dir).await.expect_ok();
+    phase(db, "abort", dir).await.expect_ok();
+    assert_eq!(schema(db, "users").await, before);
+    assert_eq!(db.phase_leftovers().await, Vec::<String>::new());
+}
+
+/// Only one runner at a time: while another session holds the runner lock, a phase
+/// command is refused clearly and changes nothing; once the other runner releases it,
+/// the phase runs.
+async fn a_second_runner_is_refused(engine: Engine) {
+    let db = setup(engine, "ph_lock").await;
+    let (dir, d) = write_file(&db, RENAME);
+    let (mut other, unlock, _) = other_runner(&db).await;
+    refused_while_another_runs(&db, &d).await;
+    other.first(&unlock).await.unwrap();
+    runs_once_alone(&db, &d).await;
     drop(other);
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
+
+/// The runner lock belongs to the runner's session: when a runner dies (its session
+/// ends without releasing anything), the next phase command runs, with nothing to clean
+/// up by hand.
+async fn a_dead_runner_s_lock_goes_with_its_session(engine: Engine) {
+    let db = setup(engine, "ph_lock_dead").await;
+    let (dir, d) = write_file(&db, RENAME);
+    let (other, _, free) = other_runner(&db).await;
+    refused_while_another_runs(&db, &d).await;
+    other.close().await;
+    // The server ends the session on its own time: wait until the lock is free.
+    let mut watcher = Conn::open(&db).await;
+    let mut waited = 0;
+    while watcher.first(&free).await.unwrap().as_deref() != Some(engine.pick("1", "t")) {
+        waited += 1;
+        assert!(waited < 500, "the dead runner's lock was never released");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(watcher);
+    runs_once_alone(&db, &d).await;
     std::fs::remove_dir_all(dir).ok();
     db.drop_db().await;
 }
@@ -661,20 +658,14 @@ up = "1"
 "#;
     let (dir, d) = write_file(&db, file);
     phase(&db, "expand", &d).await.expect_ok();
-    let mut holder = TxConn::open(&db).await;
-    match &mut holder {
-        TxConn::Maria(c) => {
-            use mysql_async::prelude::Queryable;
-            c.query_drop("START TRANSACTION").await.unwrap();
-            c.query_drop("SELECT * FROM users WHERE id = 2000 FOR UPDATE")
-                .await
-                .unwrap();
-        }
-        TxConn::Postgres(c) => c
-            .batch_execute("BEGIN; SELECT * FROM users WHERE id = 2000 FOR UPDATE")
-            .await
-            .unwrap(),
-    }
+    let mut holder = Conn::open(&db).await;
+    holder
+        .batch(engine.pick(
+            "START TRANSACTION; SELECT * FROM users WHERE id = 2000 FOR UPDATE",
+            "BEGIN; SELECT * FROM users WHERE id = 2000 FOR UPDATE",
+        ))
+        .await
+        .unwrap();
     let r = godwit(
         &[
             "backfill",
@@ -692,13 +683,7 @@ up = "1"
     .await;
     assert_eq!(r.code, 40, "{}", r.stderr);
     assert!(r.stderr.contains("--lock-timeout-seconds"), "{}", r.stderr);
-    match &mut holder {
-        TxConn::Maria(c) => {
-            use mysql_async::prelude::Queryable;
-            c.query_drop("ROLLBACK").await.unwrap()
-        }
-        TxConn::Postgres(c) => c.batch_execute("ROLLBACK").await.unwrap(),
-    }
+    holder.batch("ROLLBACK").await.unwrap();
     phase(&db, "backfill", &d).await.expect_ok();
     assert_eq!(
         one(
@@ -719,24 +704,7 @@ up = "1"
     db.drop_db().await;
 }
 
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
-        mod on_mariadb {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Engine::Maria).await
-            })*
-        }
-        mod on_postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Engine::Postgres).await
-            })*
-        }
-    };
-}
-
-cases!(
+support::both::cases!(
     rename_column_through_every_phase,
     abort_returns_the_original_schema_and_keeps_data,
     a_changed_file_and_a_bad_file_are_refused,
@@ -745,6 +713,7 @@ cases!(
     set_not_null_and_drop_column,
     interrupted_backfill_resumes,
     a_second_runner_is_refused,
+    a_dead_runner_s_lock_goes_with_its_session,
     add_index_and_sql,
     a_backfill_blocked_by_a_row_lock_fails_clearly_and_resumes,
 );

@@ -18,6 +18,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use support::both::{Conn, Engine};
 use support::mysql::TestDb as MariaDb;
 use support::phases::write_migration;
 use support::postgres::TestDb as PgDb;
@@ -35,12 +36,6 @@ const BASE: [&str; 5] = ["id", "name", "qty", "note", "code"];
 
 /// A row as text, in the order of [`Op::full`].
 type Row = Vec<Option<String>>;
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Engine {
-    Maria,
-    Postgres,
-}
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Op {
@@ -436,7 +431,7 @@ async fn app(
         let sql: Vec<String> = changes.iter().map(|ch| ch.sql(op, &shape)).collect();
         {
             let mut log = mine.lock().await;
-            if let Err(e) = c.transaction(&sql).await {
+            if let Err(e) = c.transaction_retried(&sql).await {
                 errors.push(format!("{me:?} application, transaction {k}: {e}"));
                 continue;
             }
@@ -458,7 +453,7 @@ async fn app(
             .map(|r| project(op, r, &shape))
             .collect();
         let sql = format!("SELECT {} FROM items WHERE id = {id}", shape.join(", "));
-        match c.rows(&sql).await {
+        match c.texts(&sql).await {
             Ok(got) if got == want => {}
             Ok(got) => errors.push(format!(
                 "the {me:?} application sees row {id} as {got:?}, not {want:?}"
@@ -540,108 +535,13 @@ enum Db {
     Postgres(PgDb),
 }
 
+/// Where an application connects: a session of its own with the server's defaults.
 #[derive(Clone)]
-enum Source {
-    Maria(mysql_async::Pool),
-    Postgres(String),
-}
-
-enum Conn {
-    Maria(mysql_async::Conn),
-    Postgres(tokio_postgres::Client),
-}
+struct Source(Engine, String);
 
 impl Source {
     async fn conn(&self) -> Conn {
-        match self {
-            Source::Maria(p) => Conn::Maria(p.get_conn().await.unwrap()),
-            Source::Postgres(u) => Conn::Postgres(support::postgres::connect(u).await),
-        }
-    }
-}
-
-impl Conn {
-    async fn exec(&mut self, sql: &str) -> Result<(), String> {
-        use mysql_async::prelude::Queryable;
-        match self {
-            Conn::Maria(c) => {
-                for s in support::mysql::split(sql) {
-                    c.query_drop(s).await.map_err(|e| e.to_string())?;
-                }
-                Ok(())
-            }
-            Conn::Postgres(c) => c
-                .batch_execute(sql)
-                .await
-                .map_err(|e| match e.as_db_error() {
-                    Some(d) => d.message().to_string(),
-                    None => e.to_string(),
-                }),
-        }
-    }
-
-    /// Rows as text.
-    async fn rows(&mut self, sql: &str) -> Result<Vec<Row>, String> {
-        use mysql_async::prelude::Queryable;
-        match self {
-            Conn::Maria(c) => {
-                let rows: Vec<mysql_async::Row> = c.query(sql).await.map_err(|e| e.to_string())?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| {
-                        r.unwrap()
-                            .into_iter()
-                            .map(mysql_async::from_value)
-                            .collect()
-                    })
-                    .collect())
-            }
-            Conn::Postgres(c) => {
-                let msgs = c.simple_query(sql).await.map_err(|e| e.to_string())?;
-                Ok(msgs
-                    .iter()
-                    .filter_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::Row(r) => {
-                            Some((0..r.len()).map(|i| r.get(i).map(String::from)).collect())
-                        }
-                        _ => None,
-                    })
-                    .collect())
-            }
-        }
-    }
-
-    fn begin(&self) -> &'static str {
-        match self {
-            Conn::Maria(_) => "START TRANSACTION",
-            Conn::Postgres(_) => "BEGIN",
-        }
-    }
-
-    /// One transaction, again after a deadlock, as an application would.
-    async fn transaction(&mut self, sql: &[String]) -> Result<(), String> {
-        let begin = self.begin();
-        for _ in 0..20 {
-            let mut r = self.exec(begin).await;
-            for s in sql {
-                if r.is_ok() {
-                    r = self.exec(s).await;
-                }
-            }
-            if r.is_ok() {
-                r = self.exec("COMMIT").await;
-            }
-            match r {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    let _ = self.exec("ROLLBACK").await;
-                    if !e.contains("Deadlock") && !e.contains("deadlock") {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        Err("deadlocked 20 times".into())
+        Conn::connect(self.0, &self.1).await
     }
 }
 
@@ -680,8 +580,8 @@ impl Db {
 
     fn source(&self) -> Source {
         match self {
-            Db::Maria(d) => Source::Maria(d.pool.clone()),
-            Db::Postgres(d) => Source::Postgres(d.url.clone()),
+            Db::Maria(d) => Source(Engine::Maria, d.url.clone()),
+            Db::Postgres(d) => Source(Engine::Postgres, d.url.clone()),
         }
     }
 
@@ -694,12 +594,12 @@ impl Db {
     }
 
     async fn run(&self, sql: &str) {
-        let r = self.source().conn().await.exec(sql).await;
+        let r = self.source().conn().await.batch(sql).await;
         r.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     async fn rows(&self, sql: &str) -> Result<Vec<Row>, String> {
-        self.source().conn().await.rows(sql).await
+        self.source().conn().await.texts(sql).await
     }
 
     async fn texts(&self, sql: &str) -> Vec<String> {
@@ -855,17 +755,18 @@ async fn twice(db: &Db, cmd: &str, dir: &str) {
 async fn killed_backfill_resumes(db: &Db, dir: &str) {
     let key = |v: &serde_json::Value| v[0].as_str().and_then(|s| s.parse::<i64>().ok());
     let mut holder = db.source().conn().await;
-    holder.exec(holder.begin()).await.unwrap();
+    let begin = db.source().0.pick("START TRANSACTION", "BEGIN");
+    holder.batch(begin).await.unwrap();
     let lock = format!("SELECT id FROM items WHERE id = {HELD} FOR UPDATE");
-    holder.rows(&lock).await.unwrap();
+    holder.texts(&lock).await.unwrap();
     let mut live = LiveRun::start(&args(db, "backfill", dir, "50"), &[]);
     live.wait_for(60, |e| {
         e["event"] == "backfill_progress" && key(&e["after"]).is_some_and(|k| k >= HELD - 100)
     })
     .await;
-    support::phases::signal(live.pid(), 9);
+    live.signal(9);
     let _ = live.finish().await;
-    holder.exec("ROLLBACK").await.unwrap();
+    holder.batch("ROLLBACK").await.unwrap();
     let st = db.state().await;
     assert_eq!(st[0][1].as_deref(), Some("backfilling"), "{st:?}");
     let saved: serde_json::Value = serde_json::from_str(st[0][3].as_deref().unwrap()).unwrap();

@@ -214,12 +214,6 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-async fn finish(live: LiveRun) -> Run {
-    tokio::time::timeout(Duration::from_secs(180), live.finish())
-        .await
-        .expect("godwit did not finish within 3 minutes")
-}
-
 /// After the first event from `from_ts` on matching `held`, events up to the release: they span at least
 /// one second, and `advance` (a counter of rows written, on some events) stays the same
 /// over them — on at least `min` events.
@@ -267,23 +261,17 @@ fn assert_held(
 }
 
 fn run_args<'a>(db: &'a Db, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec![
-        "run",
-        "--url",
+    let mut a = support::both::run_args(
         db.url(),
-        "--table",
-        "orders",
-        "--alter",
         "ADD COLUMN extra INT",
-        "--execute",
-        "--ok-to-drop-table",
-        "--format",
-        "json",
-        "--chunk-size",
-        "500",
-        "--max-rows-per-second",
-        "2500",
-    ];
+        &[
+            "--ok-to-drop-table",
+            "--chunk-size",
+            "500",
+            "--max-rows-per-second",
+            "2500",
+        ],
+    );
     a.extend_from_slice(extra);
     a
 }
@@ -301,16 +289,10 @@ async fn run_held_by_a_paused_replica(pair: &Pair) {
         extra.extend(["--throttle-control-replicas", replica.as_str()]);
     }
     let mut live = LiveRun::start(&run_args(&db, &extra), &[]);
-    let copying = live
-        .wait_for(120, |e| {
-            e["event"] == "progress" && e["rows_copied"].as_u64() > Some(0)
-        })
-        .await;
+    let copying = live.wait_copied(120, 1).await;
     let paused_at = copying["ts_ms"].as_u64().unwrap();
     pair.pause().await;
-    let held = live
-        .wait_for(60, |e| e["event"] == "state" && e["state"] == "throttled")
-        .await;
+    let held = live.wait_state(60, "throttled").await;
     // Two progress events while held, a second apart or more; then resume.
     let t0 = held["ts_ms"].as_u64().unwrap();
     let p1 = live
@@ -324,7 +306,7 @@ async fn run_held_by_a_paused_replica(pair: &Pair) {
     })
     .await;
     pair.resume().await;
-    let r = finish(live).await;
+    let r = live.finish_within(180).await;
     r.expect_ok();
     let ops = writer.stop().await;
     assert!(ops > 0);
@@ -403,11 +385,7 @@ async fn backfill_held_by_a_paused_replica(pair: &Pair) {
         ],
         &[],
     );
-    let filling = live
-        .wait_for(120, |e| {
-            e["event"] == "backfill_progress" && e["rows"].as_u64() > Some(0)
-        })
-        .await;
+    let filling = live.wait_backfilled(120, 1).await;
     let paused_at = filling["ts_ms"].as_u64().unwrap();
     pair.pause().await;
     let held = live.wait_for(60, |e| e["event"] == "throttled").await;
@@ -415,7 +393,7 @@ async fn backfill_held_by_a_paused_replica(pair: &Pair) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let resumed_at = now_ms();
     pair.resume().await;
-    let r = finish(live).await;
+    let r = live.finish_within(180).await;
     r.expect_ok();
     // No batch between the hold and the resume; batches after it.
     let t0 = held["ts_ms"].as_u64().unwrap();
@@ -469,9 +447,7 @@ async fn unreachable_replica_holds_until_sigterm(pair: &Pair) {
         &run_args(&db, &["--throttle-control-replicas", "127.0.0.1:1"]),
         &[],
     );
-    let held = live
-        .wait_for(60, |e| e["event"] == "state" && e["state"] == "throttled")
-        .await;
+    let held = live.wait_state(60, "throttled").await;
     let reason = held["message"].as_str().unwrap();
     assert!(
         reason.contains("127.0.0.1:1") && reason.contains("cannot be read"),
@@ -483,8 +459,8 @@ async fn unreachable_replica_holds_until_sigterm(pair: &Pair) {
         e["event"] == "progress" && e["ts_ms"].as_u64() >= Some(t0 + 1000)
     })
     .await;
-    support::phases::signal(live.pid(), 15);
-    let r = finish(live).await;
+    live.signal(15);
+    let r = live.finish_within(180).await;
     assert_eq!(r.code, 30, "{}\n{}", r.stdout, r.stderr);
     assert!(
         !r.events
@@ -558,10 +534,7 @@ async fn two_runs_share_the_heartbeat(pair: &Pair) {
     let rate = long_args.iter().position(|a| *a == "2500").unwrap();
     long_args[rate] = "1500";
     let mut long = LiveRun::start(&long_args, &[]);
-    long.wait_for(120, |e| {
-        e["event"] == "progress" && e["rows_copied"].as_u64() > Some(0)
-    })
-    .await;
+    long.wait_copied(120, 1).await;
     let mut short_args = run_args(&db, &[]);
     short_args[4] = "small";
     let short = support::godwit(&short_args, &[]).await;
@@ -576,7 +549,7 @@ async fn two_runs_share_the_heartbeat(pair: &Pair) {
         1,
         "the first run to end dropped it"
     );
-    let r = finish(long).await;
+    let r = long.finish_within(180).await;
     r.expect_ok();
     assert_eq!(godwit_objects(&db).await, Vec::<String>::new());
     db.drop_db().await;
@@ -612,10 +585,7 @@ async fn pg_all_tables_publication_no_heartbeat_table(pair: &Pair) {
         ],
         &[],
     );
-    live.wait_for(120, |e| {
-        e["event"] == "backfill_progress" && e["rows"].as_u64() > Some(0)
-    })
-    .await;
+    live.wait_backfilled(120, 1).await;
     pair.pause().await;
     let held = live.wait_for(60, |e| e["event"] == "throttled").await;
     let reason = held["reason"].as_str().unwrap().to_string();
@@ -625,7 +595,7 @@ async fn pg_all_tables_publication_no_heartbeat_table(pair: &Pair) {
     );
     assert_eq!(heartbeat(&db).await, Vec::<String>::new());
     pair.resume().await;
-    let r = finish(live).await;
+    let r = live.finish_within(180).await;
     r.expect_ok();
     assert_eq!(db.count("flag = 1").await, MORE as usize);
     assert_eq!(heartbeat(&db).await, Vec::<String>::new());
@@ -661,8 +631,8 @@ async fn backfill_unreachable_replica_sigterm(pair: &Pair) {
         "{reason}"
     );
     assert_eq!(heartbeat(&db).await.len(), 1, "no heartbeat while running");
-    support::phases::signal(live.pid(), 15);
-    let r = finish(live).await;
+    live.signal(15);
+    let r = live.finish_within(180).await;
     assert_eq!(r.code, 30, "{}\n{}", r.stdout, r.stderr);
     assert!(r.event("backfill_progress").is_none(), "{}", r.stdout);
     assert_eq!(db.count("flag IS NOT NULL").await, 0);

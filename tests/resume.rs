@@ -20,34 +20,19 @@ fn alter(db: &Db) -> &'static str {
 }
 
 fn args<'a>(db: &'a Db, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "run",
-        "--url",
+    let mut v = support::both::run_args(
         db.url(),
-        "--table",
-        "orders",
-        "--alter",
         alter(db),
-        "--execute",
-        "--format",
-        "json",
-        "--ok-to-drop-table",
-        "--chunk-size",
-        "100",
-        "--chunk-time-millis",
-        "10",
-    ];
+        &[
+            "--ok-to-drop-table",
+            "--chunk-size",
+            "100",
+            "--chunk-time-millis",
+            "10",
+        ],
+    );
     v.extend_from_slice(extra);
     v
-}
-
-fn kill9(live: &LiveRun) {
-    let ok = std::process::Command::new("kill")
-        .args(["-9", &live.pid().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -9 failed");
 }
 
 /// The saved checkpoint of `orders`, if there is one.
@@ -142,7 +127,7 @@ async fn killed_during_copy(engine: Engine, at: u64) {
         waited += 1;
         assert!(waited < 1000, "no checkpoint with {at} rows");
     }
-    kill9(&live);
+    live.signal(9);
     let first_run = live.finish().await;
     // The checkpoint was reported (`checkpoint` event) with the stage it saved.
     let said = first_run
@@ -200,10 +185,9 @@ async fn killed_while_postponed(engine: Engine) {
     let writer = MirrorWriter::start(&db, 7).await;
     let flag_s = flag.to_string_lossy().to_string();
     let mut live = LiveRun::start(&args(&db, &["--postpone-cut-over-flag-file", &flag_s]), &[]);
-    live.wait_for(120, |e| e["event"] == "state" && e["state"] == "postponed")
-        .await;
+    live.wait_state(120, "postponed").await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    kill9(&live);
+    live.signal(9);
     let _ = live.finish().await;
     std::fs::remove_file(&flag).unwrap();
     let rerun = LiveRun::start(&args(&db, &[]), &[]).finish().await;
@@ -288,7 +272,7 @@ async fn killed_many_times(engine: Engine, seed: u64) {
             );
             break Some(r);
         }
-        kill9(&live);
+        live.signal(9);
         let r = live.finish().await;
         // Past its start (killed before it read the checkpoint, it could not say).
         let progressed = r
@@ -372,7 +356,7 @@ async fn another_change_is_refused_until_restart_mariadb() {
     while checkpoint_rows(&db).await.unwrap_or(0) < 300 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    kill9(&live);
+    live.signal(9);
     let _ = live.finish().await;
     let url = db.url().to_string();
     let other = |extra: &'static [&'static str]| {
@@ -565,7 +549,7 @@ async fn killed_pg_run(db: &Db) {
         waited += 1;
         assert!(waited < 1000, "no checkpoint");
     }
-    kill9(&live);
+    live.signal(9);
     let _ = live.finish().await;
 }
 
@@ -671,9 +655,8 @@ async fn killed_after_the_swap(engine: Engine) {
     let db = Db::new(engine, "resume_swapped").await;
     let writer = MirrorWriter::start(&db, 11).await;
     let mut live = LiveRun::start(&args(&db, &["--debug-after-swap-hold-millis", "5000"]), &[]);
-    live.wait_for(120, |e| e["event"] == "state" && e["state"] == "cleanup")
-        .await;
-    kill9(&live);
+    live.wait_state(120, "cleanup").await;
+    live.signal(9);
     let _ = live.finish().await;
     assert!(checkpoint(&db).await.is_some(), "no checkpoint left");
     let rerun = LiveRun::start(&args(&db, &[]), &[]).finish().await;

@@ -20,22 +20,11 @@ fn alter(engine: Engine) -> &'static str {
 }
 
 fn run_args<'a>(db: &'a Db, alter: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "run",
-        "--url",
+    let mut v = support::both::run_args(
         db.url(),
-        "--table",
-        "orders",
-        "--alter",
         alter,
-        "--execute",
-        "--format",
-        "json",
-        "--chunk-size",
-        "200",
-        "--chunk-time-millis",
-        "10",
-    ];
+        &["--chunk-size", "200", "--chunk-time-millis", "10"],
+    );
     v.extend_from_slice(extra);
     v
 }
@@ -65,15 +54,6 @@ async fn window_open(live: &mut LiveRun) -> serde_json::Value {
     live.wait_for(120, |e| e["event"] == "done").await;
     live.wait_for(30, |e| e["event"] == "revert" && e["window"] == "open")
         .await
-}
-
-fn kill(live: &LiveRun, signal: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([signal, &live.pid().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {signal} failed");
 }
 
 /// The definition of `orders` as the catalog says it: columns, indexes (with their
@@ -187,7 +167,7 @@ async fn revert_after_the_window_run_was_killed(engine: Engine) {
     );
     window_open(&mut live).await;
     let_writes_happen().await;
-    kill(&live, "-9");
+    live.signal(9);
     let _ = live.finish().await;
     let_writes_happen().await;
     let status = support::godwit(&["status", "--url", db.url(), "--table", "orders"], &[]).await;
@@ -220,7 +200,7 @@ async fn sigterm_keeps_the_window_and_cleanup_closes_it(engine: Engine) {
     let open = window_open(&mut live).await;
     let old = open["old_table"].as_str().unwrap().to_string();
     let_writes_happen().await;
-    kill(&live, "-TERM");
+    live.signal(15);
     let run = live.finish().await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let stopped = run

@@ -6,6 +6,29 @@ use super::postgres::TestDb as PgDb;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// One case table, run on every engine: `cases!(a, b)` makes the tests `on_mariadb::a`,
+/// `on_mariadb::b`, `on_postgres::a`, `on_postgres::b`, each calling `a(Engine::…)` (an
+/// async function of the test file taking the engine).
+#[allow(unused_macros)]
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        mod on_mariadb {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::support::both::Engine::Maria).await
+            })*
+        }
+        mod on_postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::support::both::Engine::Postgres).await
+            })*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use cases;
+
 pub const ROWS: i64 = 3000;
 /// Ids the writer inserts start here, above the table's own rows.
 pub const WRITER_IDS: i64 = 1_000_000;
@@ -14,6 +37,21 @@ pub const WRITER_IDS: i64 = 1_000_000;
 pub enum Engine {
     Maria,
     Postgres,
+}
+
+impl Engine {
+    /// The spelling of `maria` or of `pg`, whichever is this engine's.
+    pub fn pick<T>(self, maria: T, pg: T) -> T {
+        match self {
+            Engine::Maria => maria,
+            Engine::Postgres => pg,
+        }
+    }
+
+    /// `mariadb` or `postgres`: a word for messages and names.
+    pub fn word(self) -> &'static str {
+        self.pick("mariadb", "postgres")
+    }
 }
 
 /// A test database with `orders` (ROWS rows) and the canary table `victim`.
@@ -33,10 +71,7 @@ impl Db {
 
     /// The same, on the server at `server` (e.g. a private one a test restarts).
     pub async fn new_on(engine: Engine, server: &str, prefix: &str) -> Db {
-        let db = match engine {
-            Engine::Maria => Db::Maria(MariaDb::new_on(server, prefix).await),
-            Engine::Postgres => Db::Postgres(PgDb::new_on(server, prefix).await),
-        };
+        let db = Self::empty_on(engine, server, prefix).await;
         db.exec("CREATE TABLE orders (id BIGINT PRIMARY KEY, v INT NOT NULL, note VARCHAR(40))")
             .await;
         db.exec(match engine {
@@ -53,6 +88,22 @@ impl Db {
         db
     }
 
+    /// A database of its own without any table (for tests that create their own).
+    pub async fn empty(engine: Engine, prefix: &str) -> Db {
+        let server = match engine {
+            Engine::Maria => super::mysql::server_url().await,
+            Engine::Postgres => super::postgres::server_url().await,
+        };
+        Self::empty_on(engine, &server, prefix).await
+    }
+
+    pub async fn empty_on(engine: Engine, server: &str, prefix: &str) -> Db {
+        match engine {
+            Engine::Maria => Db::Maria(MariaDb::new_on(server, prefix).await),
+            Engine::Postgres => Db::Postgres(PgDb::new_on(server, prefix).await),
+        }
+    }
+
     pub fn engine(&self) -> Engine {
         match self {
             Db::Maria(_) => Engine::Maria,
@@ -65,6 +116,14 @@ impl Db {
         match self {
             Db::Maria(d) => Db::Maria(d.reopen()),
             Db::Postgres(d) => Db::Postgres(d.reopen().await),
+        }
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Db::Maria(d) => &d.name,
+            Db::Postgres(d) => &d.name,
         }
     }
 
@@ -107,6 +166,11 @@ impl Db {
             Db::Maria(d) => d.exec(sql).await,
             Db::Postgres(d) => d.exec(sql).await,
         }
+    }
+
+    /// Run `sql` (statements separated by `;`) and say whether the server accepted it.
+    pub async fn try_exec(&self, sql: &str) -> Result<(), String> {
+        Conn::open(self).await.batch(sql).await
     }
 
     /// One column of text values.
@@ -173,6 +237,14 @@ impl Db {
                 t.extend(d.strings("SELECT 'table ' || n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname LIKE '%godwit%' AND n.nspname <> 'public'").await);
                 t
             }
+        }
+    }
+
+    /// Everything of godwit's in this database except the phases' state table.
+    pub async fn phase_leftovers(&self) -> Vec<String> {
+        match self {
+            Db::Maria(d) => d.phase_leftovers().await,
+            Db::Postgres(d) => d.phase_leftovers().await,
         }
     }
 
@@ -373,5 +445,218 @@ impl Db {
             self.strings(&q("orders")).await,
             self.strings(&q("orders_mirror")).await,
         )
+    }
+}
+
+/// One session of its own on a test database, with the server's default session settings
+/// (a client that knows nothing of godwit).
+pub enum Conn {
+    Maria(mysql_async::Conn),
+    Postgres(tokio_postgres::Client),
+}
+
+impl Conn {
+    pub async fn open(db: &Db) -> Conn {
+        Self::connect(db.engine(), db.url()).await
+    }
+
+    /// A session on the database at `url`.
+    pub async fn connect(engine: Engine, url: &str) -> Conn {
+        match engine {
+            Engine::Maria => Conn::Maria(
+                mysql_async::Conn::new(mysql_async::Opts::from_url(url).unwrap())
+                    .await
+                    .unwrap_or_else(|e| panic!("connect to {url}: {e}")),
+            ),
+            Engine::Postgres => Conn::Postgres(super::postgres::connect(url).await),
+        }
+    }
+
+    /// End the session (as a client that goes away does).
+    pub async fn close(self) {
+        match self {
+            Conn::Maria(c) => {
+                let _ = c.disconnect().await;
+            }
+            Conn::Postgres(c) => drop(c),
+        }
+    }
+
+    /// Run `sql`, statements separated by `;` (sent one by one on MariaDB).
+    pub async fn batch(&mut self, sql: &str) -> Result<(), String> {
+        match self {
+            Conn::Maria(c) => {
+                use mysql_async::prelude::Queryable;
+                for s in super::mysql::split(sql) {
+                    c.query_drop(&s).await.map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+            Conn::Postgres(c) => c.batch_execute(sql).await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// `stmts` as one transaction; rolled back when one fails.
+    pub async fn transaction(&mut self, stmts: &[String]) -> Result<(), String> {
+        self.try_transaction(stmts).await.map_err(|(e, _)| e)
+    }
+
+    /// `stmts` as one transaction, again after a deadlock, as an application would.
+    pub async fn transaction_retried(&mut self, stmts: &[String]) -> Result<(), String> {
+        loop {
+            match self.try_transaction(stmts).await {
+                Err((_, true)) => continue,
+                r => return r.map_err(|(e, _)| e),
+            }
+        }
+    }
+
+    /// The error says whether the server chose this transaction as a deadlock's victim.
+    async fn try_transaction(&mut self, stmts: &[String]) -> Result<(), (String, bool)> {
+        match self {
+            Conn::Maria(c) => {
+                use mysql_async::prelude::Queryable;
+                let r = async {
+                    c.query_drop("START TRANSACTION").await?;
+                    for s in stmts {
+                        c.query_drop(s).await?;
+                    }
+                    c.query_drop("COMMIT").await
+                }
+                .await;
+                if r.is_err() {
+                    let _ = c.query_drop("ROLLBACK").await;
+                }
+                r.map_err(|e| {
+                    let deadlock = matches!(&e, mysql_async::Error::Server(s) if s.code == 1213);
+                    (e.to_string(), deadlock)
+                })
+            }
+            Conn::Postgres(c) => {
+                let r = async {
+                    let tx = c.transaction().await?;
+                    for s in stmts {
+                        tx.batch_execute(s).await?;
+                    }
+                    tx.commit().await
+                }
+                .await;
+                r.map_err(|e| {
+                    let deadlock =
+                        e.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED);
+                    (e.to_string(), deadlock)
+                })
+            }
+        }
+    }
+
+    /// The rows of one query, every value as text (NULL: None).
+    pub async fn texts(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        match self {
+            Conn::Maria(c) => {
+                use mysql_async::prelude::Queryable;
+                let rows: Vec<mysql_async::Row> = c.query(sql).await.map_err(|e| e.to_string())?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| {
+                        r.unwrap()
+                            .into_iter()
+                            .map(|v| match v {
+                                mysql_async::Value::NULL => None,
+                                mysql_async::Value::Bytes(b) => {
+                                    Some(String::from_utf8_lossy(&b).into())
+                                }
+                                v => Some(v.as_sql(true)),
+                            })
+                            .collect()
+                    })
+                    .collect())
+            }
+            Conn::Postgres(c) => {
+                let msgs = c.simple_query(sql).await.map_err(|e| e.to_string())?;
+                Ok(msgs
+                    .iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => {
+                            Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                        }
+                        _ => None,
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// The first column of the first row as text, when there is a row.
+    pub async fn first(&mut self, sql: &str) -> Result<Option<String>, String> {
+        Ok(self
+            .texts(sql)
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Running godwit on `orders` and following its events.
+
+/// `godwit run --url URL --table orders --alter ALTER --execute --format json`, then
+/// `extra` (each test adds its knobs: chunk size, rate, `--ok-to-drop-table`, …).
+pub fn run_args<'a>(url: &'a str, alter: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "run",
+        "--url",
+        url,
+        "--table",
+        "orders",
+        "--alter",
+        alter,
+        "--execute",
+        "--format",
+        "json",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// A `state` event naming `state`.
+pub fn is_state(e: &serde_json::Value, state: &str) -> bool {
+    e["event"] == "state" && e["state"] == state
+}
+
+impl super::LiveRun {
+    /// Wait (at most `secs`) for the run to enter `state`.
+    pub async fn wait_state(&mut self, secs: u64, state: &str) -> serde_json::Value {
+        self.wait_for(secs, |e| is_state(e, state)).await
+    }
+
+    /// Wait (at most `secs`) for a `progress` event with at least `rows` rows copied.
+    pub async fn wait_copied(&mut self, secs: u64, rows: u64) -> serde_json::Value {
+        self.wait_for(secs, |e| {
+            e["event"] == "progress" && e["rows_copied"].as_u64() >= Some(rows)
+        })
+        .await
+    }
+
+    /// Wait (at most `secs`) for a `backfill_progress` event with at least `rows` rows
+    /// done.
+    pub async fn wait_backfilled(&mut self, secs: u64, rows: u64) -> serde_json::Value {
+        self.wait_for(secs, |e| {
+            e["event"] == "backfill_progress" && e["rows"].as_u64() >= Some(rows)
+        })
+        .await
+    }
+
+    /// Send the run signal `sig` (9: SIGKILL, 15: SIGTERM).
+    pub fn signal(&self, sig: i32) {
+        super::phases::signal(self.pid(), sig);
+    }
+
+    /// Wait for the run to end; fails the test after `secs`.
+    pub async fn finish_within(self, secs: u64) -> super::Run {
+        tokio::time::timeout(std::time::Duration::from_secs(secs), self.finish())
+            .await
+            .unwrap_or_else(|_| panic!("godwit did not finish within {secs} s"))
     }
 }

@@ -21,6 +21,16 @@ pub async fn phase(url: &str, cmd: &str, dir: &str) -> super::Run {
     .await
 }
 
+/// The phase `godwit status DIR` reports for the first migration.
+pub async fn status(url: &str, dir: &str) -> String {
+    let s = super::godwit(&["status", dir, "--url", url, "--format", "json"], &[]).await;
+    s.expect_ok();
+    s.event("migration").expect("status line")["phase"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Send a signal to a process (a godwit run the test started).
 pub fn signal(pid: u32, sig: i32) {
     extern "C" {
