@@ -501,14 +501,16 @@ impl Conn {
         self.try_transaction(stmts).await.map_err(|(e, _)| e)
     }
 
-    /// `stmts` as one transaction, again after a deadlock, as an application would.
+    /// `stmts` as one transaction, again after a deadlock (up to 50 times), as an
+    /// application would.
     pub async fn transaction_retried(&mut self, stmts: &[String]) -> Result<(), String> {
-        loop {
+        for _ in 0..50 {
             match self.try_transaction(stmts).await {
                 Err((_, true)) => continue,
                 r => return r.map_err(|(e, _)| e),
             }
         }
+        Err("still a deadlock victim after 50 attempts".to_string())
     }
 
     /// The error says whether the server chose this transaction as a deadlock's victim.

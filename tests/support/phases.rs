@@ -36,5 +36,6 @@ pub fn signal(pid: u32, sig: i32) {
     extern "C" {
         fn kill(pid: i32, sig: i32) -> i32;
     }
-    unsafe { kill(pid as i32, sig) };
+    let r = unsafe { kill(pid as i32, sig) };
+    assert_eq!(r, 0, "kill({pid}, {sig}) failed");
 }
