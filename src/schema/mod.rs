@@ -63,6 +63,8 @@ pub struct Index {
     pub name: String,
     /// Key columns in key order; `None` for an expression.
     pub columns: Vec<Option<String>>,
+    /// Columns stored in the index but not part of its key (PostgreSQL `INCLUDE`).
+    pub included: Vec<String>,
     pub unique: bool,
     pub primary: bool,
     /// The access method as the server names it: `BTREE`, `FULLTEXT`, `SPATIAL`,
@@ -97,8 +99,17 @@ impl Index {
             ..Index::default()
         }
     }
+    /// `col` is one of the key's columns.
     pub fn covers(&self, col: &str) -> bool {
         self.columns.iter().any(|c| c.as_deref() == Some(col))
+    }
+    /// The key's column names in key order, expressions left out.
+    pub fn column_names(&self) -> Vec<String> {
+        self.columns.iter().flatten().cloned().collect()
+    }
+    /// `col` is stored in the index: a key column or an included one.
+    pub fn contains(&self, col: &str) -> bool {
+        self.covers(col) || self.included.iter().any(|c| c == col)
     }
 }
 

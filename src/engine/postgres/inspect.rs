@@ -67,7 +67,8 @@ const COLUMNS: &str = "SELECT a.attname::text, a.attnum::int4, t.typname::text, 
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
     WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
 
-/// Every index's key parts, by index OID (the table's key order) and position: name,
+/// Every index's parts (its key, then its `INCLUDE` columns: position over
+/// `indnkeyatts`), by index OID (the table's key order) and position: name,
 /// position, column (NULL for an expression), unique, plain (a B-tree over whole
 /// columns: no expression, predicate, included column, non-default operator class,
 /// descending part or collation), the constraint it implements or that needs it,
@@ -84,11 +85,11 @@ const INDEX_PARTS: &str = "SELECT ic.relname::text, k.ord::int8, a.attname::text
      (SELECT con.conname::text FROM pg_constraint con WHERE con.conindid = i.indexrelid ORDER BY con.oid LIMIT 1), \
      i.indisprimary, i.indisvalid, i.indisreplident, am.amname::text, \
      (i.indpred IS NOT NULL OR i.indexprs IS NOT NULL OR NOT i.indimmediate), \
-     dense_rank() OVER (ORDER BY i.indisprimary DESC, ic.relname)::int8 \
+     dense_rank() OVER (ORDER BY i.indisprimary DESC, ic.relname)::int8, k.ord > i.indnkeyatts \
      FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam \
      CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
      LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0 \
-     WHERE i.indrelid = $1::int8::oid AND k.ord <= i.indnkeyatts \
+     WHERE i.indrelid = $1::int8::oid \
      ORDER BY ic.oid, k.ord";
 
 const CHECKS: &str =
@@ -218,8 +219,13 @@ pub async fn read(
             ));
         }
         let (idx, ..) = indexes.last_mut().expect("pushed above");
-        idx.plain &= plain && column.is_some();
-        idx.columns.push(column);
+        let included: bool = r.try_get(12).map_err(read)?;
+        if included {
+            idx.included.extend(column);
+        } else {
+            idx.plain &= plain && column.is_some();
+            idx.columns.push(column);
+        }
     }
     let mut ranked: Vec<&(Index, i64, bool)> = indexes.iter().collect();
     ranked.sort_by_key(|(_, rank, _)| *rank);
