@@ -119,6 +119,8 @@ pub struct Check {
     pub name: String,
     /// Its condition as the server prints it.
     pub clause: String,
+    /// Every row has been checked (PostgreSQL: not `NOT VALID`; always on MySQL).
+    pub validated: bool,
 }
 
 /// A privilege granted on a table (PostgreSQL): `grantee` is a role name or `PUBLIC`.

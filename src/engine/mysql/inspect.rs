@@ -132,6 +132,7 @@ pub async fn read(conn: &mut Conn, db: &str, table: &str) -> Result<Option<(Stri
                 let check = Check {
                     name: s(r, 0).unwrap_or_default(),
                     clause: s(r, 1).unwrap_or_default(),
+                    validated: true,
                 };
                 for c in columns.iter().filter(|c| mentions(&check.clause, &c.name)) {
                     column_uses

@@ -39,8 +39,6 @@ const DOMAINS: &str = "SELECT t.typname::text, format_type(t.typbasetype, t.typt
   t.typnotnull OR EXISTS (SELECT 1 FROM pg_constraint k WHERE k.contypid = t.oid) \
   FROM pg_type t WHERE t.typtype = 'd' AND pg_type_is_visible(t.oid) ORDER BY t.oid LIMIT 10000";
 
-const CHECKS: &str = "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = $1 AND contype = 'c' AND convalidated";
-
 impl Session {
     /// A session that may run the ALTER natively (`godwit run --attempt-native`).
     pub async fn connect_writable(target: &Target) -> Result<Session> {
@@ -125,17 +123,12 @@ impl Session {
                 )
                 .with_hint("check --table (SCHEMA.NAME) and the database in --url")
             })?;
-        let (columns, indexes) = (model.columns, model.indexes);
-        let checks = c
-            .query(CHECKS, &[&oid])
-            .await
-            .map_err(|e| pg_err(e, "reading constraints"))?;
-        let proven_not_null = checks
+        // Columns a validated `CHECK (col IS NOT NULL)` proves non-null.
+        let proven_not_null = model
+            .checks
             .iter()
-            .filter_map(|r| {
-                let def: String = r.get(0);
-                proven_column(&def)
-            })
+            .filter(|k| k.validated)
+            .filter_map(|k| proven_column(&k.clause))
             .collect();
         let replicas = c
             .query_one("SELECT count(*)::int8 FROM pg_stat_replication", &[])
@@ -216,8 +209,8 @@ impl Session {
             } else {
                 0
             },
-            columns,
-            indexes,
+            columns: model.columns,
+            indexes: model.indexes,
             proven_not_null,
             row_format: Some(
                 match persistence.as_str() {

@@ -93,7 +93,7 @@ const INDEX_PARTS: &str = "SELECT ic.relname::text, k.ord::int8, a.attname::text
      ORDER BY ic.oid, k.ord";
 
 const CHECKS: &str =
-    "SELECT con.conname::text, pg_get_constraintdef(con.oid) FROM pg_constraint con \
+    "SELECT con.conname::text, pg_get_constraintdef(con.oid), con.convalidated FROM pg_constraint con \
      WHERE con.conrelid = $1::int8::oid AND con.contype = 'c'";
 
 const FOREIGN_KEYS: &str = "SELECT con.conname::text FROM pg_constraint con \
@@ -250,6 +250,7 @@ pub async fn read(
         checks.push(Check {
             name: r.try_get(0).map_err(read)?,
             clause: r.try_get(1).map_err(read)?,
+            validated: r.try_get(2).map_err(read)?,
         });
     }
     let mut foreign_keys = Vec::new();

@@ -172,6 +172,7 @@ mod tests {
             .map(|s| crate::schema::Check {
                 name: s.to_string(),
                 clause: String::new(),
+                validated: true,
             })
             .collect();
         let cx = Cx {
