@@ -554,6 +554,7 @@ pub fn column(name: &str, ordinal: u32) -> Column {
         precision: None,
         scale: None,
         length: None,
+        ..Default::default()
     }
 }
 
@@ -577,6 +578,7 @@ pub fn table(name: &str, columns: &[&str], rows: u64) -> Table {
         row_estimate: rows,
         data_bytes: rows * 16,
         index_bytes: 0,
+        ..Default::default()
     }
 }
 

@@ -436,6 +436,7 @@ mod tests {
                     precision: None,
                     scale: None,
                     length: None,
+                    ..Default::default()
                 })
                 .collect(),
             unique_keys: vec![UniqueKey {
@@ -448,6 +449,7 @@ mod tests {
             row_estimate: 0,
             data_bytes: 0,
             index_bytes: 0,
+            ..Default::default()
         }
     }
 

@@ -5,9 +5,9 @@
 //! [`crate::engine::by_kind`]. What is spelled differently per engine is asked of the
 //! dialect; the rest is written once here.
 
-use super::catalog::{ColumnInfo, Grant, TableInfo};
 use super::dialect::Dialect;
 use crate::error::{Error, ErrorKind, Result};
+use crate::schema::Table;
 use crate::target::Target;
 use async_trait::async_trait;
 use std::time::Duration;
@@ -88,6 +88,9 @@ pub trait PhaseDb: Send {
     /// Current values of the load counters `names` (`--max-load`), read by the engine's
     /// own counter code; an unknown name is a `BadInput` error.
     async fn load_values(&mut self, names: &[String]) -> Result<Vec<f64>>;
+    /// The table or view `name` in the current database / schema, read by the engine's
+    /// one catalog reader; `None` when it does not exist.
+    async fn read_table(&mut self, name: &str) -> Result<Option<Table>>;
     /// Refuse a sync trigger the server cannot add next to the table's own triggers.
     async fn check_trigger_support(&mut self, _table: &str) -> Result<()> {
         Ok(())
@@ -164,59 +167,11 @@ impl dyn PhaseDb {
     }
 
     /// The table (or view) as the catalog describes it now; None if it does not exist.
-    pub async fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>> {
-        let Some(kind) = self.relation_kind(table).await? else {
+    pub async fn table_info(&mut self, table: &str) -> Result<Option<Table>> {
+        if self.relation_kind(table).await?.is_none() {
             return Ok(None);
-        };
-        let t = Param::Text(Some(table.to_string()));
-        let c = self.dialect().catalog();
-        let (cols_sql, pk_sql, idx_sql, fk_sql, grants_sql) = (
-            c.columns,
-            c.primary_key,
-            c.indexes,
-            c.foreign_keys,
-            c.grants,
-        );
-        let one = std::slice::from_ref(&t);
-        let cols = self.query(cols_sql, one).await?;
-        let pk = self.query(pk_sql, one).await?;
-        let idx = self.query(idx_sql, one).await?;
-        let fks = self.query(fk_sql, one).await?;
-        let grants = match grants_sql {
-            Some(g) => self.query(g, one).await?,
-            None => vec![],
-        };
-        let columns = cols
-            .into_iter()
-            .map(|r| ColumnInfo {
-                name: r.text(0),
-                sql_type: r.text(1),
-                nullable: r.get(2) == Some("YES"),
-                default: r.opt(3).filter(|d| !d.eq_ignore_ascii_case("null")),
-                collation: r.opt(4),
-                comment: r.opt(5),
-            })
-            .collect();
-        let mut info = TableInfo {
-            name: table.to_string(),
-            view: kind == RelKind::View,
-            columns,
-            primary_key: pk.iter().filter_map(|r| r.opt(0)).collect(),
-            indexes: idx.iter().filter_map(|r| r.opt(0)).collect(),
-            foreign_keys: fks.iter().filter_map(|r| r.opt(0)).collect(),
-            grants: grants
-                .into_iter()
-                .filter_map(|r| {
-                    Some(Grant {
-                        grantee: r.opt(0)?,
-                        privilege: r.opt(1)?,
-                    })
-                })
-                .collect(),
-            ..TableInfo::default()
-        };
-        super::uses::read(self, &mut info).await?;
-        Ok(Some(info))
+        }
+        self.read_table(table).await
     }
 }
 

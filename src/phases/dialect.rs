@@ -2,10 +2,10 @@
 //! says how. Identifiers go through the engine's `quote`; user expressions are the
 //! user's SQL and are inserted as written.
 
-use super::catalog::Grant;
-use super::catalog::{CatalogSql, ColumnInfo, TableInfo};
+use super::catalog::CatalogSql;
 use super::db::Param;
 use super::ops::{AddForeignKey, Backfill, Filter, Stmt, StmtKind, Trigger, Val};
+use crate::schema::{Column, Grant, Table};
 
 pub trait Dialect: Sync + Send {
     /// How the server reads user text (see `ddl::lex`).
@@ -16,7 +16,7 @@ pub trait Dialect: Sync + Send {
     /// A nullable column (the old application does not write it).
     fn add_column(&self, table: &str, col: &str, ty: &str, default: Option<&str>) -> Stmt;
     /// A nullable column of the same type as `like`, without default.
-    fn add_column_like(&self, table: &str, col: &str, like: &ColumnInfo) -> Stmt;
+    fn add_column_like(&self, table: &str, col: &str, like: &Column) -> Stmt;
     fn drop_column(&self, table: &str, col: &str) -> Stmt;
     /// Contract of `drop_column`: the column and its sync trigger (`tag`, if any) go with
     /// no write in between.
@@ -49,13 +49,13 @@ pub trait Dialect: Sync + Send {
             ),
         )
     }
-    fn create_trigger(&self, table: &str, tag: &str, t: &Trigger, info: &TableInfo) -> Vec<Stmt>;
+    fn create_trigger(&self, table: &str, tag: &str, t: &Trigger, info: &Table) -> Vec<Stmt>;
     fn drop_trigger(&self, table: &str, tag: &str) -> Vec<Stmt>;
     /// Expand of a coming NOT NULL (PostgreSQL: a NOT VALID check that contract validates).
     fn not_null_expand(&self, table: &str, col: &str, tag: &str) -> Vec<Stmt>;
     /// Undo [`Dialect::not_null_expand`].
     fn not_null_abort(&self, table: &str, tag: &str) -> Vec<Stmt>;
-    fn set_not_null(&self, table: &str, col: &ColumnInfo, tag: &str) -> Vec<Stmt>;
+    fn set_not_null(&self, table: &str, col: &Column, tag: &str) -> Vec<Stmt>;
     fn add_index(&self, table: &str, name: &str, cols: &[String], unique: bool) -> Vec<Stmt>;
     fn drop_index(&self, table: &str, name: &str) -> Stmt;
     /// Contract of a rename: remove the sync trigger and the copy column, rename the
@@ -70,7 +70,7 @@ pub trait Dialect: Sync + Send {
         &self,
         table: &str,
         from: &str,
-        col: &ColumnInfo,
+        col: &Column,
         after: Option<&str>,
         indexes: &[(String, String)],
         tag: &str,
@@ -92,12 +92,12 @@ pub trait Dialect: Sync + Send {
     fn check_abort(&self, table: &str, name: &str) -> Vec<Stmt>;
     /// Bind parameters for a key, cast to its column types where the engine needs it,
     /// numbered from `first` where the engine numbers them.
-    fn key_params(&self, key: &[&ColumnInfo], first: usize) -> String;
+    fn key_params(&self, key: &[&Column], first: usize) -> String;
     /// The condition of a backfill [`Filter`].
     fn filter(&self, f: &Filter) -> String;
     /// The next batch's last key: `SELECT key… WHERE key > lower ORDER BY key LIMIT 1
     /// OFFSET n-1`, keys as text. Parameters: lower key parts (if `lower`).
-    fn batch_end(&self, b: &Backfill, key: &[&ColumnInfo], lower: bool, size: u64) -> String {
+    fn batch_end(&self, b: &Backfill, key: &[&Column], lower: bool, size: u64) -> String {
         let k = key_list(self, key);
         // Aliased: `"id"::text` would be an output column named "id", and ORDER BY "id"
         // would then sort the keys as text (batches of uneven, unbounded size).
@@ -120,13 +120,7 @@ pub trait Dialect: Sync + Send {
     }
     /// The backfill UPDATE for one batch. Parameters: lower key parts (if `lower`), then
     /// upper key parts (if `upper`).
-    fn backfill_update(
-        &self,
-        b: &Backfill,
-        key: &[&ColumnInfo],
-        lower: bool,
-        upper: bool,
-    ) -> String {
+    fn backfill_update(&self, b: &Backfill, key: &[&Column], lower: bool, upper: bool) -> String {
         let k = key_list(self, key);
         let mut conds = vec![self.filter(&b.filter)];
         let mut next = 1;
@@ -263,7 +257,7 @@ pub trait Dialect: Sync + Send {
 }
 
 /// `a, b`: the key columns, quoted.
-fn key_list<D: Dialect + ?Sized>(d: &D, key: &[&ColumnInfo]) -> String {
+fn key_list<D: Dialect + ?Sized>(d: &D, key: &[&Column]) -> String {
     key.iter()
         .map(|c| d.quote(&c.name))
         .collect::<Vec<_>>()

@@ -19,13 +19,12 @@ pub mod file;
 pub mod ops;
 pub mod state;
 use state::PhaseState;
-mod uses;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::{Format, Reporter};
+use crate::schema::Table;
 use crate::target::Target;
 use crate::throttle::Throttle;
-use catalog::TableInfo;
 use db::Db;
 use file::MigrationFile;
 use ops::{Cx, Probe, Stmt, StmtKind};
@@ -140,7 +139,7 @@ fn op_label(f: &MigrationFile, i: usize) -> String {
 
 /// Catalog information for every table and view the migration's operations name. An
 /// operation's [`ops::Op::table`] must exist (as a table); its other relations may not.
-async fn tables(db: &mut Db, f: &MigrationFile) -> Result<HashMap<String, TableInfo>> {
+async fn tables(db: &mut Db, f: &MigrationFile) -> Result<HashMap<String, Table>> {
     let mut out = HashMap::new();
     for (i, op) in f.operations.iter().enumerate() {
         let op = op.op();

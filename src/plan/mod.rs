@@ -17,6 +17,7 @@ pub mod render;
 pub mod rules;
 
 use crate::error::Result;
+pub use crate::schema::{Column, Index};
 use crate::target::{EngineKind, Target};
 use async_trait::async_trait;
 use serde::Serialize;
@@ -122,40 +123,6 @@ impl Default for PlanOptions {
     }
 }
 
-/// A column as the planner sees it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ColumnFact {
-    pub name: String,
-    /// Full type (`varchar(50)`, `int(11) unsigned`, `character varying(50)`).
-    pub column_type: String,
-    /// Base type, lower case.
-    pub data_type: String,
-    pub nullable: bool,
-    pub charset: Option<String>,
-    /// Part of any index.
-    pub indexed: bool,
-    pub generated: bool,
-    /// MySQL/MariaDB: the collation of a character column.
-    pub collation: Option<String>,
-    /// MySQL/MariaDB: part of an index over a prefix of the column (`KEY (c(10))`).
-    pub prefix_indexed: bool,
-    /// MySQL/MariaDB: the column is AUTO_INCREMENT.
-    pub auto_increment: bool,
-    /// MySQL/MariaDB: a VIRTUAL generated column.
-    pub virtual_column: bool,
-}
-
-/// An index or key.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct IndexFact {
-    pub name: String,
-    pub columns: Vec<String>,
-    pub unique: bool,
-    pub primary: bool,
-    /// `BTREE`, `FULLTEXT`, `SPATIAL`, `btree`, `gin`, ...
-    pub kind: String,
-}
-
 /// A transaction that has been open for a while.
 #[derive(Debug, Clone, Serialize)]
 pub struct LongTransaction {
@@ -171,15 +138,15 @@ pub struct Sample {
     pub millis: u64,
 }
 
-/// What the server told us, read-only.
-#[derive(Debug, Clone, Serialize)]
+/// What the server told us, read-only: the table's columns and indexes as the engine's
+/// one catalog reader reports them (the table model of [`crate::schema`]), and what the
+/// server and the session add.
+#[derive(Debug, Clone)]
 pub struct Facts {
     pub engine: EngineKind,
     /// Version string as the server reports it.
     pub server_version: String,
-    #[serde(skip)]
     pub version: (u32, u32, u32),
-    #[serde(skip)]
     pub mariadb: bool,
     pub schema: String,
     pub table: String,
@@ -187,10 +154,10 @@ pub struct Facts {
     pub data_bytes: u64,
     pub index_bytes: u64,
     pub avg_row_bytes: u64,
-    pub columns: Vec<ColumnFact>,
-    pub indexes: Vec<IndexFact>,
+    pub columns: Vec<Column>,
+    /// Every index, in the order the engine reports them.
+    pub indexes: Vec<Index>,
     /// PostgreSQL: columns a valid `CHECK (col IS NOT NULL)` proves non-null.
-    #[serde(skip)]
     pub proven_not_null: Vec<String>,
     /// MySQL: ROW_FORMAT; PostgreSQL: persistence.
     pub row_format: Option<String>,
@@ -203,11 +170,111 @@ pub struct Facts {
     pub settings: Vec<(String, String)>,
     pub sample: Option<Sample>,
     /// MySQL/MariaDB: what the character set and table option rules need.
-    #[serde(skip)]
     pub mysql: MysqlFacts,
     /// PostgreSQL: the session the ALTER would run in.
-    #[serde(skip)]
     pub pg: PgFacts,
+}
+
+/// `Facts` as the plan's JSON shows them (a column's `indexed` and `prefix_indexed`
+/// come from the indexes; an index lists its key columns, then its included ones).
+#[derive(Serialize)]
+struct FactsJson<'a> {
+    engine: EngineKind,
+    server_version: &'a str,
+    schema: &'a str,
+    table: &'a str,
+    row_estimate: u64,
+    data_bytes: u64,
+    index_bytes: u64,
+    avg_row_bytes: u64,
+    columns: Vec<ColumnJson<'a>>,
+    indexes: Vec<IndexJson<'a>>,
+    row_format: &'a Option<String>,
+    free_bytes: Option<u64>,
+    replicas: Option<u32>,
+    long_transactions: &'a [LongTransaction],
+    settings: &'a [(String, String)],
+    sample: Option<Sample>,
+}
+
+#[derive(Serialize)]
+struct ColumnJson<'a> {
+    name: &'a str,
+    column_type: &'a str,
+    data_type: &'a str,
+    nullable: bool,
+    charset: &'a Option<String>,
+    indexed: bool,
+    generated: bool,
+    collation: &'a Option<String>,
+    prefix_indexed: bool,
+    auto_increment: bool,
+    virtual_column: bool,
+}
+
+#[derive(Serialize)]
+struct IndexJson<'a> {
+    name: &'a str,
+    columns: Vec<&'a str>,
+    unique: bool,
+    primary: bool,
+    kind: &'a str,
+}
+
+impl Serialize for Facts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        FactsJson {
+            engine: self.engine,
+            server_version: &self.server_version,
+            schema: &self.schema,
+            table: &self.table,
+            row_estimate: self.row_estimate,
+            data_bytes: self.data_bytes,
+            index_bytes: self.index_bytes,
+            avg_row_bytes: self.avg_row_bytes,
+            columns: self
+                .columns
+                .iter()
+                .map(|c| ColumnJson {
+                    name: &c.name,
+                    column_type: &c.column_type,
+                    data_type: &c.data_type,
+                    nullable: c.nullable,
+                    charset: &c.charset,
+                    indexed: self.indexed(&c.name),
+                    generated: c.generated,
+                    collation: &c.collation,
+                    prefix_indexed: self.prefix_indexed(&c.name),
+                    auto_increment: c.auto_increment,
+                    virtual_column: c.virtual_column,
+                })
+                .collect(),
+            indexes: self
+                .indexes
+                .iter()
+                .map(|i| IndexJson {
+                    name: &i.name,
+                    columns: i
+                        .columns
+                        .iter()
+                        .flatten()
+                        .chain(&i.included)
+                        .map(String::as_str)
+                        .collect(),
+                    unique: i.unique,
+                    primary: i.primary,
+                    kind: &i.kind,
+                })
+                .collect(),
+            row_format: &self.row_format,
+            free_bytes: self.free_bytes,
+            replicas: self.replicas,
+            long_transactions: &self.long_transactions,
+            settings: &self.settings,
+            sample: self.sample,
+        }
+        .serialize(s)
+    }
 }
 
 /// PostgreSQL facts about the session the ALTER would run in (godwit's own: `godwit run
@@ -343,13 +410,23 @@ pub fn collation_charset(collation: &str) -> String {
 }
 
 impl Facts {
-    pub fn column(&self, name: &str) -> Option<&ColumnFact> {
+    pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns
             .iter()
             .find(|c| c.name.eq_ignore_ascii_case(name))
     }
-    pub fn primary_key(&self) -> Option<&IndexFact> {
+    pub fn primary_key(&self) -> Option<&Index> {
         self.indexes.iter().find(|i| i.primary)
+    }
+    /// The column `name` is stored in an index (a key column or an included one).
+    pub fn indexed(&self, name: &str) -> bool {
+        self.indexes.iter().any(|i| i.contains(name))
+    }
+    /// An index holds only a prefix of the column `name` (MySQL `KEY (c(10))`).
+    pub fn prefix_indexed(&self, name: &str) -> bool {
+        self.indexes
+            .iter()
+            .any(|i| i.prefixed.iter().any(|c| c == name))
     }
     pub fn setting(&self, name: &str) -> Option<&str> {
         self.settings
@@ -858,4 +935,39 @@ pub async fn plan_alter(
     };
     plan.findings = rules::run_all(&plan, opts);
     Ok(plan)
+}
+
+#[cfg(test)]
+mod facts_tests {
+    use super::*;
+
+    #[test]
+    fn the_json_of_facts_derives_indexed_columns_from_the_indexes() {
+        let mut f = rules::fixture::mysql_facts();
+        f.columns.push(Column::declared("note", "text"));
+        f.columns.push(Column::declared("extra", "int"));
+        f.indexes.push(Index {
+            name: "k_note".into(),
+            columns: vec![Some("note".into()), None],
+            included: vec!["extra".into()],
+            prefixed: vec!["note".into()],
+            kind: "BTREE".into(),
+            ..Index::default()
+        });
+        assert!(f.indexed("id") && f.indexed("note") && f.indexed("extra"));
+        assert!(f.prefix_indexed("note") && !f.prefix_indexed("id"));
+        let v = serde_json::to_value(&f).unwrap();
+        let cols = v["columns"].as_array().unwrap();
+        assert_eq!(cols[1]["name"], "note");
+        assert_eq!(cols[1]["indexed"], true);
+        assert_eq!(cols[1]["prefix_indexed"], true);
+        assert_eq!(cols[2]["prefix_indexed"], false);
+        assert_eq!(
+            v["indexes"][1]["columns"],
+            serde_json::json!(["note", "extra"])
+        );
+        assert_eq!(v["indexes"][0]["primary"], true);
+        // What only the classifiers read stays out of the plan's JSON.
+        assert!(v.get("mysql").is_none() && v.get("proven_not_null").is_none());
+    }
 }

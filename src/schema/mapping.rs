@@ -229,6 +229,7 @@ mod tests {
             precision: None,
             scale: None,
             length: None,
+            ..Default::default()
         }
     }
     fn key(name: &str, cols: &[&str], primary: bool) -> UniqueKey {
@@ -253,6 +254,7 @@ mod tests {
             row_estimate: 0,
             data_bytes: 0,
             index_bytes: 0,
+            ..Default::default()
         }
     }
 

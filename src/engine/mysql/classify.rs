@@ -154,18 +154,20 @@ pub fn classify_all(sql: &str, facts: &Facts) -> Result<Vec<Change>> {
 /// columns are all NOT NULL. `(columns, name, is the primary key)`.
 fn clustered_key(f: &Facts) -> Option<(Vec<String>, String, bool)> {
     if let Some(p) = f.indexes.iter().find(|i| i.primary) {
-        return Some((p.columns.clone(), p.name.clone(), true));
+        return Some((p.column_names(), p.name.clone(), true));
     }
     f.indexes
         .iter()
         .find(|i| {
             i.unique
                 && !i.columns.is_empty()
-                && i.columns
-                    .iter()
-                    .all(|c| f.column(c).is_some_and(|k| !k.nullable))
+                && i.columns.iter().all(|c| {
+                    c.as_deref()
+                        .and_then(|c| f.column(c))
+                        .is_some_and(|k| !k.nullable)
+                })
         })
-        .map(|i| (i.columns.clone(), i.name.clone(), false))
+        .map(|i| (i.column_names(), i.name.clone(), false))
 }
 
 fn same_columns(a: &[String], b: &[String]) -> bool {
@@ -339,7 +341,7 @@ pub fn classify(op: &AlterTableOperation, f: &Facts, cx: &Ctx) -> Change {
             let indexed = c
                 .columns
                 .iter()
-                .any(|n| f.column(n).map(|k| k.indexed).unwrap_or(false));
+                .any(|n| f.column(n).is_some_and(|k| f.indexed(&k.name)));
             let instant_drop = if maria {
                 v >= (10, 4, 0)
             } else {
@@ -788,7 +790,7 @@ fn is_char_type(name: &str) -> bool {
 ///
 /// MySQL and MariaDB before 10.4.3 copy the table for any of these.
 fn recode(
-    old: &crate::plan::ColumnFact,
+    old: &crate::plan::Column,
     cs: &str,
     coll: &str,
     convert: bool,
@@ -829,7 +831,7 @@ fn recode(
                 "{ocs} → {cs} converts every value of `{col}`: the table is copied"
             ));
         }
-        if old.prefix_indexed {
+        if f.prefix_indexed(&old.name) {
             return copy(format!(
                 "utf8mb3 → utf8mb4 on `{col}`, which has a prefix index, copies the table"
             ));
@@ -855,7 +857,7 @@ fn recode(
             }
         }
         let analogous = ocoll.strip_prefix("utf8mb3") == coll.strip_prefix("utf8mb4");
-        if !analogous && old.indexed {
+        if !analogous && f.indexed(&old.name) {
             return Some((
                 nocopy(f),
                 format!("utf8mb3 → utf8mb4 with a new collation ({ocoll} → {coll}) rebuilds the indexes of `{col}` in place"),
@@ -866,12 +868,12 @@ fn recode(
             format!("utf8mb3 → utf8mb4 on `{col}` is metadata only (MariaDB 10.4.3+)"),
         ));
     }
-    if old.prefix_indexed && blob {
+    if f.prefix_indexed(&old.name) && blob {
         return copy(format!(
             "a new collation for `{col}`, which has a prefix index, copies the table"
         ));
     }
-    if old.indexed {
+    if f.indexed(&old.name) {
         return Some((
             nocopy(f),
             format!("a new collation for `{col}` ({ocoll} → {coll}) rebuilds its indexes in place"),
@@ -1125,7 +1127,7 @@ fn classify_option(o: &TableOpt, f: &Facts, cx: &Ctx) -> Change {
                 .indexes
                 .iter()
                 .find(|i| i.name.eq_ignore_ascii_case(from))
-                .map(|i| i.columns.clone())
+                .map(|i| i.column_names())
                 .unwrap_or_default();
             c.new_name = Some(to.clone());
             if f.mariadb {
@@ -1469,7 +1471,10 @@ fn virtual_columns(
             !dropped_indexes
                 .iter()
                 .any(|d| d.eq_ignore_ascii_case(&x.name))
-                && x.columns.iter().any(|k| k.eq_ignore_ascii_case(&v.name))
+                && x.columns
+                    .iter()
+                    .flatten()
+                    .any(|k| k.eq_ignore_ascii_case(&v.name))
         });
     }
     let adds = changes.iter().any(|c| c.op == ChangeKind::AddColumn);
@@ -1634,7 +1639,7 @@ pub fn recommend(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::ColumnFact;
+    use crate::plan::{Column, Index};
 
     fn facts() -> Facts {
         Facts {
@@ -1649,15 +1654,14 @@ mod tests {
             index_bytes: 0,
             avg_row_bytes: 100,
             columns: vec![
-                ColumnFact {
+                Column {
                     name: "a".into(),
                     column_type: "int(11)".into(),
                     data_type: "int".into(),
                     nullable: true,
-                    indexed: true,
                     ..Default::default()
                 },
-                ColumnFact {
+                Column {
                     name: "b".into(),
                     column_type: "varchar(50)".into(),
                     data_type: "varchar".into(),
@@ -1666,7 +1670,14 @@ mod tests {
                     ..Default::default()
                 },
             ],
-            indexes: vec![],
+            // `a` is indexed.
+            indexes: vec![Index {
+                name: "k_a".into(),
+                columns: vec![Some("a".into())],
+                kind: "BTREE".into(),
+                valid: true,
+                ..Default::default()
+            }],
             proven_not_null: vec![],
             row_format: None,
             free_bytes: None,
@@ -1685,8 +1696,8 @@ mod tests {
         combine(&ch, &f)
     }
 
-    fn col(name: &str, t: &str, nullable: bool) -> ColumnFact {
-        ColumnFact {
+    fn col(name: &str, t: &str, nullable: bool) -> Column {
+        Column {
             name: name.into(),
             column_type: t.into(),
             data_type: crate::plan::type_parts(t).0,
@@ -1708,9 +1719,9 @@ mod tests {
         f.columns.push(col("bo", "tinyint(1)", false));
         f.columns.push(col("y", "year(4)", true));
         f.columns.push(col("ts", "timestamp(3)", true));
-        f.indexes.push(crate::plan::IndexFact {
+        f.indexes.push(crate::plan::Index {
             name: "idx_a".into(),
-            columns: vec!["a".into()],
+            columns: vec![Some("a".into())],
             ..Default::default()
         });
         assert_eq!(alg_lock(&f, "MODIFY bo BOOLEAN NOT NULL FIRST").0, Instant);
@@ -1741,7 +1752,7 @@ mod tests {
     fn virtual_columns_on_mariadb() {
         use Algorithm::*;
         let mut f = facts();
-        f.columns.push(ColumnFact {
+        f.columns.push(Column {
             virtual_column: true,
             generated: true,
             ..col("g", "int(11)", true)
@@ -1764,9 +1775,9 @@ mod tests {
         );
         assert_eq!(alg_lock(&f, "MODIFY g INT AS (a + 2) VIRTUAL").0, Copy);
         // Indexed: no instant add, no online rebuild, DROP COLUMN copies.
-        f.indexes.push(crate::plan::IndexFact {
+        f.indexes.push(crate::plan::Index {
             name: "idx_g".into(),
-            columns: vec!["g".into()],
+            columns: vec![Some("g".into())],
             ..Default::default()
         });
         assert_eq!(alg_lock(&f, "ADD COLUMN x INT"), (Inplace, MyLock::Shared));
@@ -1785,9 +1796,9 @@ mod tests {
         use Algorithm::*;
         let mut f = facts();
         f.columns[0].nullable = false;
-        f.indexes.push(crate::plan::IndexFact {
+        f.indexes.push(crate::plan::Index {
             name: "uq_a".into(),
-            columns: vec!["a".into()],
+            columns: vec![Some("a".into())],
             unique: true,
             ..Default::default()
         });
@@ -1805,9 +1816,9 @@ mod tests {
         // With a primary key: the same NOT NULL columns as a UNIQUE key keep the clustering.
         let mut f = facts();
         f.columns[0].nullable = false;
-        f.indexes.push(crate::plan::IndexFact {
+        f.indexes.push(crate::plan::Index {
             name: "PRIMARY".into(),
-            columns: vec!["a".into()],
+            columns: vec![Some("a".into())],
             unique: true,
             primary: true,
             ..Default::default()
@@ -1849,7 +1860,7 @@ mod tests {
             ("m", "varchar(128)", "latin1"),
             ("u", "varchar(31)", "utf8mb4"),
         ] {
-            f.columns.push(ColumnFact {
+            f.columns.push(Column {
                 name: name.into(),
                 column_type: ty.into(),
                 data_type: "varchar".into(),
@@ -1880,9 +1891,9 @@ mod tests {
     fn unparsed_clauses_are_planned_in_order_with_the_parsed_ones() {
         let mut f = facts();
         f.mysql.engine = Some("InnoDB".into());
-        f.indexes.push(crate::plan::IndexFact {
+        f.indexes.push(crate::plan::Index {
             name: "i_a".into(),
-            columns: vec!["a".into()],
+            columns: vec![Some("a".into())],
             ..Default::default()
         });
         let ch = classify_all(
@@ -1932,7 +1943,7 @@ mod tests {
         let mut f = facts();
         f.mysql.table_collation = Some("utf8mb4_general_ci".into());
         f.columns[1].collation = Some("utf8mb4_general_ci".into());
-        f.columns.push(ColumnFact {
+        f.columns.push(Column {
             name: "s".into(),
             column_type: "varchar(20)".into(),
             data_type: "varchar".into(),
@@ -1950,7 +1961,11 @@ mod tests {
             Algorithm::Instant
         );
         assert_eq!(alg(&f, "CONVERT TO CHARACTER SET latin1"), Algorithm::Copy);
-        f.columns[1].indexed = true;
+        f.indexes.push(Index {
+            name: "k_s".into(),
+            columns: vec![Some(f.columns[1].name.clone())],
+            ..Default::default()
+        });
         assert_eq!(
             alg(&f, "CONVERT TO CHARSET utf8mb4 COLLATE utf8mb4_bin"),
             Algorithm::Nocopy

@@ -6,8 +6,7 @@ use super::sql::quote;
 use super::{conn_err, parse_version};
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{
-    ColumnFact, DataProbe, Facts, IndexFact, LongTransaction, MysqlFacts, PlanOptions, ProbeResult,
-    Sample,
+    DataProbe, Facts, LongTransaction, MysqlFacts, PlanOptions, ProbeResult, Sample,
 };
 use crate::target::{EngineKind, Target};
 use mysql_async::prelude::*;
@@ -122,70 +121,17 @@ impl Session {
                 format!("`{db}`.`{table}` is not a base table"),
             ));
         }
-        let idx_rows: Vec<Row> = self
-            .conn
-            .exec(
-                "SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE, INDEX_TYPE, SUB_PART FROM information_schema.STATISTICS \
-                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
-                (&db, table),
+        let Some((_, model)) = super::inspect::read(&mut self.conn, &db, table).await? else {
+            return Err(Error::new(
+                ErrorKind::TableMissing,
+                format!("table `{db}`.`{table}` does not exist"),
             )
-            .await
-            .map_err(|e| conn_err(e, "reading indexes"))?;
-        let mut indexes: Vec<IndexFact> = Vec::new();
-        let mut prefixed: Vec<String> = Vec::new();
-        for r in &idx_rows {
-            if n(r, 4).is_some() {
-                prefixed.push(s(r, 1).unwrap_or_default());
-            }
-            let name = s(r, 0).unwrap_or_default();
-            let col = s(r, 1).unwrap_or_default();
-            match indexes.iter_mut().find(|i| i.name == name) {
-                Some(i) => i.columns.push(col),
-                None => indexes.push(IndexFact {
-                    primary: name == "PRIMARY",
-                    unique: n(r, 2) == Some(0),
-                    kind: s(r, 3).unwrap_or_default(),
-                    name,
-                    columns: vec![col],
-                }),
-            }
-        }
-        let col_rows: Vec<Row> = self
-            .conn
-            .exec(
-                "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, IFNULL(GENERATION_EXPRESSION, ''), COLLATION_NAME, IFNULL(EXTRA, '') \
-                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-                (&db, table),
-            )
-            .await
-            .map_err(|e| conn_err(e, "reading columns"))?;
-        let columns = col_rows
-            .iter()
-            .map(|r| {
-                let name = s(r, 0).unwrap_or_default();
-                ColumnFact {
-                    indexed: indexes
-                        .iter()
-                        .any(|i| i.columns.iter().any(|c| c.eq_ignore_ascii_case(&name))),
-                    column_type: s(r, 1).unwrap_or_default(),
-                    data_type: s(r, 2).unwrap_or_default().to_lowercase(),
-                    nullable: s(r, 3).as_deref() == Some("YES"),
-                    charset: s(r, 4),
-                    generated: !s(r, 5).unwrap_or_default().is_empty(),
-                    collation: s(r, 6),
-                    auto_increment: s(r, 7)
-                        .unwrap_or_default()
-                        .to_lowercase()
-                        .contains("auto_increment"),
-                    virtual_column: s(r, 7)
-                        .unwrap_or_default()
-                        .to_uppercase()
-                        .starts_with("VIRTUAL"),
-                    prefix_indexed: prefixed.iter().any(|c| c.eq_ignore_ascii_case(&name)),
-                    name,
-                }
-            })
-            .collect();
+            .with_hint("check --table and the database in --url"));
+        };
+        let columns = model.columns;
+        let mut indexes = model.indexes;
+        // In the order of `ORDER BY INDEX_NAME` in information_schema (case-insensitive).
+        indexes.sort_by_key(|i| i.name.to_ascii_uppercase());
         let mut settings = Vec::new();
         for var in [
             "foreign_key_checks",
@@ -229,7 +175,7 @@ impl Session {
         let pk: Vec<String> = indexes
             .iter()
             .find(|i| i.primary)
-            .map(|i| i.columns.clone())
+            .map(|i| i.column_names())
             .unwrap_or_default();
         let sample = self.sample(table, &pk, o.sample_rows).await;
         let charsets: Vec<Row> = self
@@ -373,7 +319,7 @@ impl Session {
         let t = format!("{}.{}", quote(&f.schema), quote(&f.table));
         let pk: Vec<String> = f
             .primary_key()
-            .map(|i| i.columns.clone())
+            .map(|i| i.column_names())
             .unwrap_or_default();
         let key_expr = if pk.is_empty() {
             "''".to_string()

@@ -5,12 +5,13 @@ use super::conn_err as driver_err;
 use super::session::{self, SessionKind};
 use super::sql::{qualified, quote};
 use crate::error::{Error, ErrorKind, Result};
-use crate::phases::catalog::{CatalogSql, ColumnInfo, Grant, TableInfo};
+use crate::phases::catalog::CatalogSql;
 use crate::phases::db::{relabel, short, Db, Param, PhaseConnector, PhaseDb, Rows, TextRow};
 use crate::phases::dialect::Dialect;
 use crate::phases::ops::{
     mentions, AddForeignKey, Chain, Cond, Filter, Stmt, StmtKind, Trigger, Val,
 };
+use crate::schema::{Column, Grant, Table};
 use crate::target::Target;
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
@@ -26,12 +27,12 @@ fn literal(s: &str) -> String {
 }
 
 impl Mysql {
-    fn val(&self, v: &Val, info: &TableInfo) -> String {
+    fn val(&self, v: &Val, info: &Table) -> String {
         self.val_of(v, info, "NEW")
     }
 
     /// `v` over the row `row` (`NEW`, or `OLD` in an UPDATE trigger).
-    fn val_of(&self, v: &Val, info: &TableInfo, row: &str) -> String {
+    fn val_of(&self, v: &Val, info: &Table, row: &str) -> String {
         match v {
             Val::Col(c) => format!("{row}.{}", quote(c)),
             Val::Expr(e) => {
@@ -57,7 +58,7 @@ impl Mysql {
     }
 
     /// A trigger condition; `Cond::Always` is handled by [`Mysql::chain`].
-    fn cond(&self, c: &Cond, info: &TableInfo) -> String {
+    fn cond(&self, c: &Cond, info: &Table) -> String {
         match c {
             Cond::IsNull(c) => format!("NEW.{} IS NULL", quote(c)),
             Cond::Changed(c) => format!("NOT (NEW.{0} <=> OLD.{0})", quote(c)),
@@ -80,7 +81,7 @@ impl Mysql {
         }
     }
 
-    fn chain(&self, chain: &Chain, info: &TableInfo) -> String {
+    fn chain(&self, chain: &Chain, info: &Table) -> String {
         let mut out = String::new();
         for (i, b) in chain.iter().enumerate() {
             let set = format!("SET NEW.{} = {};", quote(&b.col), self.val(&b.val, info));
@@ -107,8 +108,8 @@ impl Mysql {
         out
     }
 
-    fn column_def(&self, col: &ColumnInfo, not_null: bool) -> String {
-        let mut d = col.sql_type.clone();
+    fn column_def(&self, col: &Column, not_null: bool) -> String {
+        let mut d = col.column_type.clone();
         if let Some(c) = &col.collation {
             d.push_str(&format!(" COLLATE {c}"));
         }
@@ -184,8 +185,8 @@ impl Dialect for Mysql {
             ),
         )
     }
-    fn add_column_like(&self, table: &str, col: &str, like: &ColumnInfo) -> Stmt {
-        let mut ty = like.sql_type.clone();
+    fn add_column_like(&self, table: &str, col: &str, like: &Column) -> Stmt {
+        let mut ty = like.column_type.clone();
         if let Some(c) = &like.collation {
             ty.push_str(&format!(" COLLATE {c}"));
         }
@@ -208,7 +209,7 @@ impl Dialect for Mysql {
             ),
         )
     }
-    fn create_trigger(&self, table: &str, tag: &str, t: &Trigger, info: &TableInfo) -> Vec<Stmt> {
+    fn create_trigger(&self, table: &str, tag: &str, t: &Trigger, info: &Table) -> Vec<Stmt> {
         let mut out = Vec::new();
         for (suffix, event, chains) in [("bi", "INSERT", &t.insert), ("bu", "UPDATE", &t.update)] {
             if chains.is_empty() {
@@ -247,7 +248,7 @@ impl Dialect for Mysql {
     fn not_null_abort(&self, _table: &str, _tag: &str) -> Vec<Stmt> {
         vec![]
     }
-    fn set_not_null(&self, table: &str, col: &ColumnInfo, _tag: &str) -> Vec<Stmt> {
+    fn set_not_null(&self, table: &str, col: &Column, _tag: &str) -> Vec<Stmt> {
         vec![Stmt::new(
             StmtKind::SetNotNull,
             format!(
@@ -325,7 +326,7 @@ impl Dialect for Mysql {
         &self,
         table: &str,
         from: &str,
-        col: &ColumnInfo,
+        col: &Column,
         after: Option<&str>,
         indexes: &[(String, String)],
         tag: &str,
@@ -402,7 +403,7 @@ impl Dialect for Mysql {
     fn check_abort(&self, _table: &str, _name: &str) -> Vec<Stmt> {
         vec![]
     }
-    fn key_params(&self, key: &[&ColumnInfo], _first: usize) -> String {
+    fn key_params(&self, key: &[&Column], _first: usize) -> String {
         vec!["?"; key.len()].join(", ")
     }
     fn filter(&self, f: &Filter) -> String {
@@ -529,38 +530,10 @@ impl Dialect for Mysql {
     }
 }
 
-const MY_INDEXES: &str = "SELECT INDEX_NAME, CAST(SEQ_IN_INDEX AS CHAR), COLUMN_NAME, CAST(NON_UNIQUE AS CHAR), \
-     CAST((INDEX_TYPE = 'BTREE' AND SUB_PART IS NULL AND COALESCE(COLLATION, 'A') = 'A' AND INDEX_COMMENT = '') AS CHAR), NULL \
-     FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?";
-
-const MY_CHECKS: &str =
-    "SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
-     WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = ?";
-
-const MY_USES: &str = "SELECT COLUMN_NAME, CONCAT('foreign key `', CONSTRAINT_NAME, '`') FROM information_schema.KEY_COLUMN_USAGE \
-       WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL \
-     UNION ALL SELECT REFERENCED_COLUMN_NAME, CONCAT('foreign key `', CONSTRAINT_NAME, '` of table `', TABLE_NAME, '`') \
-       FROM information_schema.KEY_COLUMN_USAGE WHERE REFERENCED_TABLE_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME = ? \
-     UNION ALL SELECT COLUMN_NAME, LOWER(EXTRA) FROM information_schema.COLUMNS \
-       WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND EXTRA <> '' \
-     UNION ALL SELECT CONCAT('`generated:', COLUMN_NAME), GENERATION_EXPRESSION FROM information_schema.COLUMNS \
-       WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND GENERATION_EXPRESSION IS NOT NULL";
-
 /// The catalog queries of the phases (see [`CatalogSql`]).
 const CATALOG: CatalogSql = CatalogSql {
     row_estimate: "SELECT CAST(TABLE_ROWS AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
     relation_kind: "SELECT CASE WHEN TABLE_TYPE = 'VIEW' THEN 'v' ELSE 'r' END FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
-    columns: "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, COLLATION_NAME, COLUMN_COMMENT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-    primary_key: "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
-    indexes: "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
-    foreign_keys: "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = ?",
-    grants: None,
-    index_parts: MY_INDEXES,
-    primary_flag: false,
-    checks: MY_CHECKS,
-    check_clauses_name_columns: true,
-    uses: MY_USES,
-    uses_params: 4,
 };
 
 /// A phase command's connection to MySQL/MariaDB.
@@ -658,6 +631,14 @@ impl PhaseDb for MysqlPhaseDb {
 
     async fn load_values(&mut self, names: &[String]) -> Result<Vec<f64>> {
         super::load::read(&mut self.conn, names).await
+    }
+
+    async fn read_table(&mut self, name: &str) -> Result<Option<Table>> {
+        let db = self.dialect.db.clone();
+        let t = super::inspect::read(&mut self.conn, &db, name)
+            .await
+            .map_err(relabel)?;
+        Ok(t.map(|(_, t)| t))
     }
 
     /// MySQL before 5.7.2 and MariaDB before 10.2.3 allow one trigger per event and

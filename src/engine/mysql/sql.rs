@@ -511,6 +511,7 @@ mod tests {
             precision: None,
             scale: None,
             length: Some(10),
+            ..Default::default()
         };
         let k = KeyColumn::for_column(&c).unwrap();
         assert_eq!(

@@ -576,6 +576,7 @@ mod tests {
             precision: None,
             scale: None,
             length: None,
+            ..Default::default()
         }
     }
 

@@ -207,7 +207,7 @@ pub fn classify_all(p: &Parsed, f: &Facts, volatile: &[String]) -> Result<Vec<Ch
                             .columns
                             .first()
                             .and_then(|k| f.column(k))
-                            .is_some_and(|k| k.indexed);
+                            .is_some_and(|k| f.indexed(&k.name));
                         if c.op == ChangeKind::ChangeType && !c.rewrite && indexed {
                             c.scan = true;
                             c.reason = "the type stays binary-coercible (no rewrite), but a new collation rebuilds the column's indexes under ACCESS EXCLUSIVE".into();
@@ -888,8 +888,8 @@ fn retype(c: &mut Change, col: &str, new: &DataType, using: Option<&Expr>, f: &F
             c,
             PgLock::AccessExclusive,
             false,
-            old.indexed,
-            format!("{o} → {n} in a session with TimeZone UTC (godwit's sessions set it; this plan assumes {zone}) keeps every value: no rewrite (PostgreSQL 12+){}; in a session with another TimeZone the table is rewritten", if old.indexed { ", but the column's indexes are rebuilt" } else { "" }),
+            f.indexed(&old.name),
+            format!("{o} → {n} in a session with TimeZone UTC (godwit's sessions set it; this plan assumes {zone}) keeps every value: no rewrite (PostgreSQL 12+){}; in a session with another TimeZone the table is rewritten", if f.indexed(&old.name) { ", but the column's indexes are rebuilt" } else { "" }),
         );
     }
     set(
@@ -1275,7 +1275,7 @@ mod tests {
             },
         ];
         for (name, t) in [("pos", "posint"), ("dom", "shortstr"), ("i", "integer")] {
-            f.columns.push(crate::plan::ColumnFact {
+            f.columns.push(crate::plan::Column {
                 name: name.into(),
                 column_type: t.into(),
                 nullable: true,

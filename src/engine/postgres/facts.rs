@@ -7,8 +7,7 @@ use super::inspect::{row_estimate_sql, split_name};
 use super::sql::quote;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{
-    ColumnFact, DataProbe, Facts, IndexFact, LongTransaction, PgDomain, PgFacts, PlanOptions,
-    ProbeResult, Sample,
+    DataProbe, Facts, LongTransaction, PgDomain, PgFacts, PlanOptions, ProbeResult, Sample,
 };
 use crate::target::{EngineKind, Target};
 use std::time::Instant;
@@ -28,15 +27,6 @@ const REL: &str = concat!(
   WHERE c.relname = $2 AND n.nspname = COALESCE($1, current_schema())"
 );
 
-const COLUMNS: &str = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, NOT a.attnotnull, \
-  a.attgenerated <> '' , EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND a.attnum = ANY(i.indkey::int2[])) \
-  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
-
-const INDEXES: &str = "SELECT ic.relname::text, i.indisunique, i.indisprimary, am.amname::text, \
-  ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o) \
-  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam WHERE i.indrelid = $1";
-
 /// The table's access method and tablespace (`reltablespace` 0 is the database's).
 const STORAGE: &str = "SELECT (SELECT amname::text FROM pg_am WHERE oid = c.relam), \
   (SELECT spcname::text FROM pg_tablespace WHERE oid = COALESCE(NULLIF(c.reltablespace, 0), \
@@ -48,8 +38,6 @@ const STORAGE: &str = "SELECT (SELECT amname::text FROM pg_am WHERE oid = c.rela
 const DOMAINS: &str = "SELECT t.typname::text, format_type(t.typbasetype, t.typtypmod), \
   t.typnotnull OR EXISTS (SELECT 1 FROM pg_constraint k WHERE k.contypid = t.oid) \
   FROM pg_type t WHERE t.typtype = 'd' AND pg_type_is_visible(t.oid) ORDER BY t.oid LIMIT 10000";
-
-const CHECKS: &str = "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = $1 AND contype = 'c' AND convalidated";
 
 impl Session {
     /// A session that may run the ALTER natively (`godwit run --attempt-native`).
@@ -126,46 +114,21 @@ impl Session {
         let rows: i64 = rel.get(5);
         let data: i64 = rel.get(6);
         let idx: i64 = rel.get(7);
-        let cols = c
-            .query(COLUMNS, &[&oid])
-            .await
-            .map_err(|e| pg_err(e, "reading columns"))?;
-        let columns: Vec<ColumnFact> = cols
+        let (model, _) = super::inspect::read(c, Some(&schema), &name)
+            .await?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::TableMissing,
+                    format!("table {table} does not exist"),
+                )
+                .with_hint("check --table (SCHEMA.NAME) and the database in --url")
+            })?;
+        // Columns a validated `CHECK (col IS NOT NULL)` proves non-null.
+        let proven_not_null = model
+            .checks
             .iter()
-            .map(|r| ColumnFact {
-                name: r.get(0),
-                column_type: r.get(1),
-                data_type: r.get(2),
-                nullable: r.get(3),
-                generated: r.get(4),
-                indexed: r.get(5),
-                ..Default::default()
-            })
-            .collect();
-        let idxs = c
-            .query(INDEXES, &[&oid])
-            .await
-            .map_err(|e| pg_err(e, "reading indexes"))?;
-        let indexes = idxs
-            .iter()
-            .map(|r| IndexFact {
-                name: r.get(0),
-                unique: r.get(1),
-                primary: r.get(2),
-                kind: r.get(3),
-                columns: r.get(4),
-            })
-            .collect();
-        let checks = c
-            .query(CHECKS, &[&oid])
-            .await
-            .map_err(|e| pg_err(e, "reading constraints"))?;
-        let proven_not_null = checks
-            .iter()
-            .filter_map(|r| {
-                let def: String = r.get(0);
-                proven_column(&def)
-            })
+            .filter(|k| k.validated)
+            .filter_map(|k| proven_column(&k.clause))
             .collect();
         let replicas = c
             .query_one("SELECT count(*)::int8 FROM pg_stat_replication", &[])
@@ -246,8 +209,8 @@ impl Session {
             } else {
                 0
             },
-            columns,
-            indexes,
+            columns: model.columns,
+            indexes: model.indexes,
             proven_not_null,
             row_format: Some(
                 match persistence.as_str() {
@@ -270,7 +233,7 @@ impl Session {
     }
 
     async fn sample(&self, f: &Facts, rows: u64) -> Option<Sample> {
-        let pk = f.primary_key()?.columns.clone();
+        let pk = f.primary_key()?.column_names();
         let order = pk.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
         let sql = format!(
             "SELECT count(*)::int8 FROM (SELECT * FROM {}.{} ORDER BY {order} LIMIT {rows}) s",
@@ -308,7 +271,7 @@ impl Session {
         let t = format!("{}.{}", quote(&f.schema), quote(&f.table));
         let pk: Vec<String> = f
             .primary_key()
-            .map(|i| i.columns.clone())
+            .map(|i| i.column_names())
             .unwrap_or_default();
         let order = if pk.is_empty() {
             String::new()

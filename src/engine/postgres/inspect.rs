@@ -1,8 +1,11 @@
-//! Reading a table's definition from the catalog.
+//! The one catalog reader of PostgreSQL: a relation as the engine-neutral [`Table`] (and
+//! what only PostgreSQL has, [`RelInfo`]). The online path, the phases and the planner
+//! read tables through it; `indexes` below reads the definitions the shadow's indexes
+//! are matched by.
 
 use super::conn::pg_err;
 use crate::error::{Error, ErrorKind, Result};
-use crate::schema::{Column, Table, UniqueKey};
+use crate::schema::{self, Check, Column, Grant, Index, Table};
 use tokio_postgres::Client;
 
 /// What the catalog says about a relation beyond the engine-neutral [`Table`].
@@ -58,16 +61,61 @@ const REL: &str = concat!(
     WHERE n.nspname = COALESCE($1, current_schema()) AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
 );
 
-const COLUMNS: &str = "SELECT a.attname::text, a.attnum::int4, t.typname::text, t.typtype::text, bt.typname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attgenerated::text \
+const COLUMNS: &str = "SELECT a.attname::text, a.attnum::int4, t.typname::text, t.typtype::text, bt.typname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attgenerated::text, \
+    pg_get_expr(d.adbin, d.adrelid) \
     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type bt ON bt.oid = t.typbasetype \
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
     WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
 
-const UNIQUE_KEYS: &str = "SELECT ic.relname::text, i.indisprimary, i.indisreplident, \
-    ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord), \
-    COALESCE((SELECT bool_and(a.attnotnull) FROM unnest(i.indkey::int2[]) k(attnum) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum), false), \
-    (i.indpred IS NOT NULL OR i.indexprs IS NOT NULL OR NOT i.indimmediate) \
-    FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
-    WHERE i.indrelid = $1::int8::oid AND i.indisunique AND i.indisvalid ORDER BY i.indisprimary DESC, ic.relname";
+/// Every index's parts (its key, then its `INCLUDE` columns: position over
+/// `indnkeyatts`), by index OID (the table's key order) and position: name,
+/// position, column (NULL for an expression), unique, plain (a B-tree over whole
+/// columns: no expression, predicate, included column, non-default operator class,
+/// descending part or collation), the constraint it implements or that needs it,
+/// primary, valid, replica identity, access method, not a full key (predicate,
+/// expression, deferred check), rank of the unique keys' order (primary first, then by
+/// name).
+const INDEX_PARTS: &str = "SELECT ic.relname::text, k.ord::int8, a.attname::text, i.indisunique, \
+     (am.amname = 'btree' AND i.indexprs IS NULL AND i.indpred IS NULL AND i.indnkeyatts = i.indnatts \
+      AND NOT EXISTS (SELECT 1 FROM unnest(i.indclass::oid[]) oc(o) JOIN pg_opclass op ON op.oid = oc.o WHERE NOT op.opcdefault) \
+      AND NOT EXISTS (SELECT 1 FROM unnest(i.indoption::int2[]) io(v) WHERE io.v <> 0) \
+      AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[], i.indcollation::oid[]) z(n, coll) \
+                      JOIN pg_attribute za ON za.attrelid = i.indrelid AND za.attnum = z.n \
+                      WHERE z.coll <> 0 AND z.coll <> za.attcollation)), \
+     (SELECT con.conname::text FROM pg_constraint con WHERE con.conindid = i.indexrelid ORDER BY con.oid LIMIT 1), \
+     i.indisprimary, i.indisvalid, i.indisreplident, am.amname::text, \
+     (i.indpred IS NOT NULL OR i.indexprs IS NOT NULL OR NOT i.indimmediate), \
+     dense_rank() OVER (ORDER BY i.indisprimary DESC, ic.relname)::int8, k.ord > i.indnkeyatts \
+     FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam \
+     CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+     LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0 \
+     WHERE i.indrelid = $1::int8::oid \
+     ORDER BY ic.oid, k.ord";
+
+const CHECKS: &str =
+    "SELECT con.conname::text, pg_get_constraintdef(con.oid), con.convalidated FROM pg_constraint con \
+     WHERE con.conrelid = $1::int8::oid AND con.contype = 'c'";
+
+const FOREIGN_KEYS: &str = "SELECT con.conname::text FROM pg_constraint con \
+     WHERE con.conrelid = $1::int8::oid AND con.contype = 'f'";
+
+/// What else uses a column (beyond its indexes and its own default): `pg_depend`, and
+/// identity and generated columns.
+const USES: &str = "SELECT a.attname::text, pg_describe_object(d.classid, d.objid, d.objsubid) \
+     FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+     WHERE d.refobjid = $1::int8::oid AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype <> 'i' \
+       AND NOT (d.classid = 'pg_class'::regclass AND EXISTS (SELECT 1 FROM pg_index x WHERE x.indexrelid = d.objid AND x.indrelid = d.refobjid)) \
+       AND NOT (d.classid = 'pg_attrdef'::regclass AND EXISTS (SELECT 1 FROM pg_attrdef ad WHERE ad.oid = d.objid AND ad.adrelid = d.refobjid AND ad.adnum = d.refobjsubid)) \
+     UNION ALL SELECT a.attname::text, CASE WHEN a.attidentity <> '' THEN 'an identity column' ELSE 'a generated column' END \
+     FROM pg_attribute a \
+     WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped AND (a.attidentity <> '' OR a.attgenerated <> '')";
+
+/// The table's privileges given to others than its owner (`PUBLIC` for everyone).
+const GRANTS: &str = "SELECT CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(g.grantee)::text END, g.privilege_type::text \
+     FROM pg_class c, aclexplode(c.relacl) g \
+     WHERE c.oid = $1::int8::oid \
+     AND g.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE') AND g.grantee <> c.relowner \
+     ORDER BY 1, 2";
 
 /// Split `[schema.]name`. Quotes are not interpreted: names are taken as written.
 pub fn split_name(table: &str) -> (Option<String>, String) {
@@ -77,22 +125,34 @@ pub fn split_name(table: &str) -> (Option<String>, String) {
     }
 }
 
+/// The relation `name` in `schema` (the current schema when `None`) as the online path
+/// needs it; an error when it does not exist.
 pub async fn inspect(c: &Client, schema: Option<&str>, name: &str) -> Result<(Table, RelInfo)> {
-    let row = c
-        .query_opt(REL, &[&schema, &name])
-        .await
-        .map_err(|e| pg_err(e, "reading the table definition"))?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::TableMissing,
-                format!(
-                    "table {}{name} does not exist",
-                    schema.map(|s| format!("{s}.")).unwrap_or_default()
-                ),
-            )
-            .with_hint("check --table ([SCHEMA.]NAME, case-sensitive) and the database in --url")
-        })?;
+    read(c, schema, name).await?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::TableMissing,
+            format!(
+                "table {}{name} does not exist",
+                schema.map(|s| format!("{s}.")).unwrap_or_default()
+            ),
+        )
+        .with_hint("check --table ([SCHEMA.]NAME, case-sensitive) and the database in --url")
+    })
+}
+
+/// The one catalog reader: the relation `name` (a table, a partitioned table, a view, a
+/// materialized view or a foreign table) in `schema` (the current schema when `None`)
+/// as the engine-neutral [`Table`], with what only PostgreSQL has ([`RelInfo`]); `None`
+/// when it does not exist.
+pub async fn read(
+    c: &Client,
+    schema: Option<&str>,
+    name: &str,
+) -> Result<Option<(Table, RelInfo)>> {
     let read = |e: tokio_postgres::Error| pg_err(e, "reading the table definition");
+    let Some(row) = c.query_opt(REL, &[&schema, &name]).await.map_err(read)? else {
+        return Ok(None);
+    };
     let oid: i64 = row.try_get(0).map_err(read)?;
     let ch = |s: String| s.chars().next().unwrap_or(' ');
     let mut info = RelInfo {
@@ -129,45 +189,106 @@ pub async fn inspect(c: &Client, schema: Option<&str>, name: &str) -> Result<(Ta
             column_type: r.try_get(5).map_err(read)?,
             nullable: !not_null,
             generated: !generated.is_empty(),
-            unsigned: false,
-            charset: None,
-            collation: None,
-            precision: None,
-            scale: None,
-            length: None,
+            default: r.try_get(8).map_err(read)?,
+            ..Column::default()
         });
     }
-    let mut unique_keys = Vec::new();
-    for r in c.query(UNIQUE_KEYS, &[&oid]).await.map_err(read)? {
+
+    // Indexes by OID, each with its rank in the unique keys' order and its replica
+    // identity mark.
+    let mut indexes: Vec<(Index, i64, bool)> = Vec::new();
+    for r in c.query(INDEX_PARTS, &[&oid]).await.map_err(read)? {
         let name: String = r.try_get(0).map_err(read)?;
-        let primary: bool = r.try_get(1).map_err(read)?;
-        let replident: bool = r.try_get(2).map_err(read)?;
-        let cols: Vec<String> = r.try_get(3).map_err(read)?;
-        let not_null: bool = r.try_get(4).map_err(read)?;
-        let partial: bool = r.try_get(5).map_err(read)?;
-        if (info.replica_identity == 'd' && primary) || (info.replica_identity == 'i' && replident)
-        {
-            info.identity_columns = cols.clone();
-            info.identity_index = Some(name.clone());
+        let column: Option<String> = r.try_get(2).map_err(read)?;
+        let plain: bool = r.try_get(4).map_err(read)?;
+        if indexes.last().is_none_or(|(i, ..)| i.name != name) {
+            indexes.push((
+                Index {
+                    name,
+                    unique: r.try_get(3).map_err(read)?,
+                    constraint: r.try_get(5).map_err(read)?,
+                    primary: r.try_get(6).map_err(read)?,
+                    valid: r.try_get(7).map_err(read)?,
+                    kind: r.try_get(9).map_err(read)?,
+                    partial: r.try_get(10).map_err(read)?,
+                    plain: true,
+                    ..Index::default()
+                },
+                r.try_get(11).map_err(read)?,
+                r.try_get(8).map_err(read)?,
+            ));
         }
-        unique_keys.push(UniqueKey {
-            name,
-            columns: cols,
-            primary,
-            all_not_null: not_null,
-            has_prefix: partial,
+        let (idx, ..) = indexes.last_mut().expect("pushed above");
+        let included: bool = r.try_get(12).map_err(read)?;
+        if included {
+            idx.included.extend(column);
+        } else {
+            idx.plain &= plain && column.is_some();
+            idx.columns.push(column);
+        }
+    }
+    let mut ranked: Vec<&(Index, i64, bool)> = indexes.iter().collect();
+    ranked.sort_by_key(|(_, rank, _)| *rank);
+    let by_rank: Vec<Index> = ranked.iter().map(|(i, ..)| i.clone()).collect();
+    let unique_keys = schema::unique_keys(&by_rank, &columns);
+    for ((_, _, replident), key) in ranked
+        .iter()
+        .filter(|(i, ..)| (i.unique || i.primary) && i.valid)
+        .zip(&unique_keys)
+    {
+        if (info.replica_identity == 'd' && key.primary)
+            || (info.replica_identity == 'i' && *replident)
+        {
+            info.identity_columns = key.columns.clone();
+            info.identity_index = Some(key.name.clone());
+        }
+    }
+    let indexes: Vec<Index> = indexes.into_iter().map(|(i, ..)| i).collect();
+
+    let mut checks = Vec::new();
+    for r in c.query(CHECKS, &[&oid]).await.map_err(read)? {
+        checks.push(Check {
+            name: r.try_get(0).map_err(read)?,
+            clause: r.try_get(1).map_err(read)?,
+            validated: r.try_get(2).map_err(read)?,
         });
+    }
+    let mut foreign_keys = Vec::new();
+    for r in c.query(FOREIGN_KEYS, &[&oid]).await.map_err(read)? {
+        foreign_keys.push(r.try_get(0).map_err(read)?);
+    }
+    let mut column_uses = Vec::new();
+    for r in c.query(USES, &[&oid]).await.map_err(read)? {
+        let col: Option<String> = r.try_get(0).map_err(read)?;
+        let what: Option<String> = r.try_get(1).map_err(read)?;
+        if let (Some(col), Some(what)) = (col, what) {
+            column_uses.push((col, what));
+        }
+    }
+    let mut grants = Vec::new();
+    for r in c.query(GRANTS, &[&oid]).await.map_err(read)? {
+        let grantee: Option<String> = r.try_get(0).map_err(read)?;
+        let privilege: Option<String> = r.try_get(1).map_err(read)?;
+        if let (Some(grantee), Some(privilege)) = (grantee, privilege) {
+            grants.push(Grant { grantee, privilege });
+        }
     }
     let table = Table {
         schema: info.schema.clone(),
         name: info.name.clone(),
+        view: info.kind == 'v',
         columns,
+        indexes,
         unique_keys,
+        checks,
+        foreign_keys,
+        column_uses,
+        grants,
         row_estimate: reltuples.max(0.0).round() as u64,
         data_bytes: data_bytes.max(0) as u64,
         index_bytes: index_bytes.max(0) as u64,
     };
-    Ok((table, info))
+    Ok(Some((table, info)))
 }
 
 /// Types whose text form reads back to the same value, so a key seen in the change stream

@@ -4,10 +4,11 @@
 use super::conn::{connect as pg_connect, pg_err as driver_err};
 use super::sql::{qualified, quote};
 use crate::error::{Error, Result};
-use crate::phases::catalog::{CatalogSql, ColumnInfo, Grant, TableInfo};
+use crate::phases::catalog::CatalogSql;
 use crate::phases::db::{relabel, short, Db, Param, PhaseConnector, PhaseDb, Rows, TextRow};
 use crate::phases::dialect::Dialect;
 use crate::phases::ops::{AddForeignKey, Chain, Cond, Filter, Stmt, StmtKind, Trigger, Val};
+use crate::schema::{Column, Grant, Table};
 use crate::target::Target;
 use async_trait::async_trait;
 use std::time::Duration;
@@ -34,10 +35,10 @@ impl Postgres {
 
     /// The column's type has no equality operator (json, xml, geometric types): values
     /// are compared as text.
-    fn no_equality(c: &str, info: &TableInfo) -> bool {
+    fn no_equality(c: &str, info: &Table) -> bool {
         let ty = info
-            .column(c)
-            .map(|k| k.sql_type.to_lowercase())
+            .column_exact(c)
+            .map(|k| k.column_type.to_lowercase())
             .unwrap_or_default();
         matches!(
             ty.as_str(),
@@ -46,7 +47,7 @@ impl Postgres {
     }
 
     /// `expr` in a form `IS DISTINCT FROM` can compare as the column `c`'s values.
-    fn comparable(expr: String, c: &str, info: &TableInfo) -> String {
+    fn comparable(expr: String, c: &str, info: &Table) -> String {
         if Self::no_equality(c, info) {
             format!("({expr})::text")
         } else {
@@ -55,7 +56,7 @@ impl Postgres {
     }
 
     /// A trigger condition; `Cond::Always` is handled by [`Postgres::chain`].
-    fn cond(c: &Cond, info: &TableInfo) -> String {
+    fn cond(c: &Cond, info: &Table) -> String {
         match c {
             Cond::IsNull(c) => format!("NEW.{} IS NULL", quote(c)),
             Cond::Changed(c) => format!(
@@ -65,20 +66,20 @@ impl Postgres {
             ),
             // Compared as the column's type: an expression of another type (one that
             // assignment would convert) must not make the comparison itself fail.
-            Cond::Differs(c, v) => match info.column(c) {
+            Cond::Differs(c, v) => match info.column_exact(c) {
                 Some(col) => format!(
                     "NEW.{} IS DISTINCT FROM CAST({} AS {})",
                     quote(c),
                     Self::val(v),
-                    col.sql_type
+                    col.column_type
                 ),
                 None => format!("NEW.{} IS DISTINCT FROM {}", quote(c), Self::val(v)),
             },
             Cond::Holds(e) => Self::val(&Val::Expr(e.clone())),
             // Compared as the column's type, as for `Differs`.
             Cond::Was(c, v) => {
-                let derived = match info.column(c) {
-                    Some(col) => format!("CAST({} AS {})", Self::val_of(v, "OLD"), col.sql_type),
+                let derived = match info.column_exact(c) {
+                    Some(col) => format!("CAST({} AS {})", Self::val_of(v, "OLD"), col.column_type),
                     None => Self::val_of(v, "OLD"),
                 };
                 format!(
@@ -102,7 +103,7 @@ impl Postgres {
         }
     }
 
-    fn chain(chain: &Chain, info: &TableInfo) -> String {
+    fn chain(chain: &Chain, info: &Table) -> String {
         let mut out = String::new();
         for (i, b) in chain.iter().enumerate() {
             let set = format!("NEW.{} := {};", quote(&b.col), Self::val(&b.val));
@@ -190,7 +191,7 @@ impl Dialect for Postgres {
             ),
         )
     }
-    fn add_column_like(&self, table: &str, col: &str, like: &ColumnInfo) -> Stmt {
+    fn add_column_like(&self, table: &str, col: &str, like: &Column) -> Stmt {
         let coll = like
             .collation
             .as_ref()
@@ -202,7 +203,7 @@ impl Dialect for Postgres {
                 "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}{coll}",
                 self.table(table),
                 quote(col),
-                like.sql_type
+                like.column_type
             ),
         )
     }
@@ -216,7 +217,7 @@ impl Dialect for Postgres {
             ),
         )
     }
-    fn create_trigger(&self, table: &str, tag: &str, t: &Trigger, info: &TableInfo) -> Vec<Stmt> {
+    fn create_trigger(&self, table: &str, tag: &str, t: &Trigger, info: &Table) -> Vec<Stmt> {
         let ins: Vec<String> = t.insert.iter().map(|c| Self::chain(c, info)).collect();
         let upd: Vec<String> = t.update.iter().map(|c| Self::chain(c, info)).collect();
         let events = match (ins.is_empty(), upd.is_empty()) {
@@ -268,7 +269,7 @@ impl Dialect for Postgres {
     fn not_null_abort(&self, table: &str, tag: &str) -> Vec<Stmt> {
         self.check_abort(table, &format!("{tag}_nn"))
     }
-    fn set_not_null(&self, table: &str, col: &ColumnInfo, tag: &str) -> Vec<Stmt> {
+    fn set_not_null(&self, table: &str, col: &Column, tag: &str) -> Vec<Stmt> {
         // VALIDATE scans under SHARE UPDATE EXCLUSIVE on its own; SET NOT NULL then uses
         // the validated check and does not scan under ACCESS EXCLUSIVE.
         let t = self.table(table);
@@ -344,7 +345,7 @@ impl Dialect for Postgres {
         &self,
         table: &str,
         from: &str,
-        col: &ColumnInfo,
+        col: &Column,
         _after: Option<&str>,
         indexes: &[(String, String)],
         tag: &str,
@@ -417,10 +418,10 @@ impl Dialect for Postgres {
         format!("({expr})::text")
     }
     /// `$n::text::type, …` starting at parameter `first`.
-    fn key_params(&self, key: &[&ColumnInfo], first: usize) -> String {
+    fn key_params(&self, key: &[&Column], first: usize) -> String {
         key.iter()
             .enumerate()
-            .map(|(i, c)| format!("${}::text::{}", first + i, c.sql_type))
+            .map(|(i, c)| format!("${}::text::{}", first + i, c.column_type))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -514,68 +515,10 @@ impl Dialect for Postgres {
     }
 }
 
-const PG_INDEXES: &str = "SELECT ic.relname::text, k.ord::text, a.attname::text, (NOT i.indisunique)::text, \
-     (am.amname = 'btree' AND i.indexprs IS NULL AND i.indpred IS NULL AND i.indnkeyatts = i.indnatts \
-      AND NOT EXISTS (SELECT 1 FROM unnest(i.indclass::oid[]) oc(o) JOIN pg_opclass op ON op.oid = oc.o WHERE NOT op.opcdefault) \
-      AND NOT EXISTS (SELECT 1 FROM unnest(i.indoption::int2[]) io(v) WHERE io.v <> 0) \
-      AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[], i.indcollation::oid[]) z(n, coll) \
-                      JOIN pg_attribute za ON za.attrelid = i.indrelid AND za.attnum = z.n \
-                      WHERE z.coll <> 0 AND z.coll <> za.attcollation))::text, \
-     (SELECT con.conname::text FROM pg_constraint con WHERE con.conindid = i.indexrelid ORDER BY con.oid LIMIT 1), \
-     i.indisprimary::text \
-     FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-     JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam \
-     CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
-     LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum AND k.attnum > 0 \
-     WHERE n.nspname = current_schema() AND c.relname = $1::text AND k.ord <= i.indnkeyatts \
-     ORDER BY ic.oid, k.ord";
-
-const PG_CHECKS: &str =
-    "SELECT con.conname::text, pg_get_constraintdef(con.oid) FROM pg_constraint con \
-     JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE n.nspname = current_schema() AND c.relname = $1::text AND con.contype = 'c'";
-
-const PG_USES: &str = "WITH t AS (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-       WHERE n.nspname = current_schema() AND c.relname = $1::text) \
-     SELECT a.attname::text, pg_describe_object(d.classid, d.objid, d.objsubid) \
-     FROM pg_depend d JOIN t ON d.refobjid = t.oid \
-     JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid \
-     WHERE d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype <> 'i' \
-       AND NOT (d.classid = 'pg_class'::regclass AND EXISTS (SELECT 1 FROM pg_index x WHERE x.indexrelid = d.objid AND x.indrelid = t.oid)) \
-       AND NOT (d.classid = 'pg_attrdef'::regclass AND EXISTS (SELECT 1 FROM pg_attrdef ad WHERE ad.oid = d.objid AND ad.adrelid = t.oid AND ad.adnum = d.refobjsubid)) \
-     UNION ALL SELECT a.attname::text, CASE WHEN a.attidentity <> '' THEN 'an identity column' ELSE 'a generated column' END \
-     FROM pg_attribute a JOIN t ON a.attrelid = t.oid \
-     WHERE a.attnum > 0 AND NOT a.attisdropped AND (a.attidentity <> '' OR a.attgenerated <> '')";
-
 /// The catalog queries of the phases (see [`CatalogSql`]).
 const CATALOG: CatalogSql = CatalogSql {
     row_estimate: "SELECT greatest(c.reltuples, 0)::bigint::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = $1::text AND c.relkind IN ('r','p')",
     relation_kind: "SELECT CASE WHEN c.relkind = 'v' THEN 'v' ELSE 'r' END FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = $1::text AND c.relkind IN ('r','p','v')",
-    columns: "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid), NULL::text, NULL::text \
-         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-         WHERE n.nspname = current_schema() AND c.relname = $1::text AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-    primary_key: "SELECT a.attname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true \
-         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
-         WHERE n.nspname = current_schema() AND c.relname = $1::text AND i.indisprimary ORDER BY k.ord",
-    indexes: "SELECT ic.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid \
-         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = $1::text AND i.indisvalid",
-    foreign_keys: "SELECT co.conname::text FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = current_schema() AND c.relname = $1::text AND co.contype = 'f'",
-    grants: Some(
-            "SELECT CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(g.grantee)::text END, g.privilege_type::text \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) g \
-             WHERE n.nspname = current_schema() AND c.relname = $1::text \
-             AND g.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE') AND g.grantee <> c.relowner \
-             ORDER BY 1, 2",
-        ),
-    index_parts: PG_INDEXES,
-    primary_flag: true,
-    checks: PG_CHECKS,
-    check_clauses_name_columns: false,
-    uses: PG_USES,
-    uses_params: 1,
 };
 
 /// A phase command's connection to PostgreSQL.
@@ -686,5 +629,12 @@ impl PhaseDb for PgPhaseDb {
 
     async fn load_values(&mut self, names: &[String]) -> Result<Vec<f64>> {
         super::load::read(&self.client, names).await
+    }
+
+    async fn read_table(&mut self, name: &str) -> Result<Option<Table>> {
+        let t = super::inspect::read(&self.client, None, name)
+            .await
+            .map_err(relabel)?;
+        Ok(t.map(|(t, _)| t))
     }
 }

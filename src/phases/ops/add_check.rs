@@ -95,10 +95,10 @@ impl Op for AddCheck {
     }
     fn expand(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         let info = cx.info()?;
-        if info.column(&self.column).is_none() {
+        if info.column_exact(&self.column).is_none() {
             return Err(missing_column(&self.table, &self.column));
         }
-        if info.checks.contains(&self.name) && !cx.resuming {
+        if info.has_check(&self.name) && !cx.resuming {
             return Err(format!(
                 "a CHECK constraint `{}` already exists on `{}`",
                 self.name, self.table
@@ -124,7 +124,7 @@ impl Op for AddCheck {
             &self.table,
             &self.name,
             &self.check,
-            info.checks.contains(&self.name),
+            info.has_check(&self.name),
         );
         out.extend(cx.sql.drop_trigger(&self.table, &cx.tag));
         Ok(out)
@@ -141,8 +141,8 @@ mod tests {
     use super::*;
     use crate::engine::mysql::phases::Mysql;
     use crate::engine::postgres::phases::Postgres;
-    use crate::phases::catalog::{ColumnInfo, TableInfo};
     use crate::phases::dialect::Dialect;
+    use crate::schema::{Column, Table};
 
     fn op() -> AddCheck {
         AddCheck {
@@ -154,20 +154,27 @@ mod tests {
         }
     }
 
-    fn info() -> TableInfo {
-        TableInfo {
+    fn info() -> Table {
+        Table {
             name: "t".into(),
             columns: vec![
-                ColumnInfo::declared("id", "int"),
-                ColumnInfo::declared("qty", "int"),
+                Column::declared("id", "int"),
+                Column::declared("qty", "int"),
             ],
-            ..TableInfo::default()
+            ..Table::default()
         }
     }
 
     fn plan(sql: &dyn Dialect, phase: &str, checks: &[&str]) -> Vec<Stmt> {
         let mut i = info();
-        i.checks = checks.iter().map(|s| s.to_string()).collect();
+        i.checks = checks
+            .iter()
+            .map(|s| crate::schema::Check {
+                name: s.to_string(),
+                clause: String::new(),
+                validated: true,
+            })
+            .collect();
         let cx = Cx {
             sql,
             catalog: crate::phases::ops::no_catalog(),

@@ -8,7 +8,7 @@
 use super::{
     follow_sources, need, Backfill, Branch, Cond, Cx, Filter, Op, Probe, Stmt, Trigger, Val,
 };
-use crate::phases::catalog::{ColumnInfo, TableInfo};
+use crate::schema::{Column, Table};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,7 +42,7 @@ impl AddColumn {
     /// changes a column `up` reads and does not write the new column itself (the old
     /// application never names it: a write that does is the new application's, and
     /// stays); a row not backfilled yet gets it too.
-    fn trigger(&self, info: &TableInfo) -> Option<Trigger> {
+    fn trigger(&self, info: &Table) -> Option<Trigger> {
         let up = self.up.as_ref()?;
         let col = &self.column.name;
         let fill = Branch {
@@ -90,7 +90,7 @@ impl Op for AddColumn {
     }
     fn expand(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         let info = cx.info()?;
-        if info.column(&self.column.name).is_some() && !cx.resuming {
+        if info.column_exact(&self.column.name).is_some() && !cx.resuming {
             return Err(format!(
                 "column `{}` already exists in table `{}`",
                 self.column.name, self.table
@@ -123,7 +123,7 @@ impl Op for AddColumn {
     /// a value the column can hold; otherwise the old application's writes would fail
     /// in the trigger once expanded.
     fn probes(&self, cx: &Cx) -> Result<Vec<Probe>, String> {
-        if cx.info()?.column(&self.column.name).is_some() {
+        if cx.info()?.column_exact(&self.column.name).is_some() {
             return Ok(vec![]);
         }
         let q = |s: &str| cx.sql.quote(s);
@@ -183,9 +183,9 @@ impl Op for AddColumn {
         }
         if !self.column.nullable {
             let col = info
-                .column(&self.column.name)
+                .column_exact(&self.column.name)
                 .cloned()
-                .unwrap_or_else(|| ColumnInfo::declared(&self.column.name, &self.column.type_))
+                .unwrap_or_else(|| Column::declared(&self.column.name, &self.column.type_))
                 .with_default(self.column.default.clone());
             if col.nullable {
                 out.extend(cx.sql.set_not_null(&self.table, &col, &cx.tag));
@@ -215,15 +215,15 @@ mod tests {
     use crate::phases::dialect::Dialect;
 
     fn expand(sql: &dyn Dialect, up: &str) -> String {
-        let info = TableInfo {
+        let info = Table {
             name: "t".into(),
             columns: vec![
-                ColumnInfo::declared("id", "int"),
-                ColumnInfo::declared("qty", "int"),
-                ColumnInfo::declared("note", "text"),
+                Column::declared("id", "int"),
+                Column::declared("qty", "int"),
+                Column::declared("note", "text"),
             ],
-            primary_key: vec!["id".into()],
-            ..TableInfo::default()
+            indexes: vec![crate::schema::Index::primary(&["id"])],
+            ..Table::default()
         };
         let op = AddColumn {
             table: "t".into(),

@@ -150,7 +150,7 @@ impl Op for AddForeignKey {
     fn expand(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         let info = cx.info()?;
         for c in &self.columns {
-            if info.column(c).is_none() {
+            if info.column_exact(c).is_none() {
                 return Err(missing_column(&self.table, c));
             }
         }
@@ -164,7 +164,7 @@ impl Op for AddForeignKey {
                 )
             })?;
         for c in &self.references_columns {
-            if parent.column(c).is_none() {
+            if parent.column_exact(c).is_none() {
                 return Err(missing_column(&self.references_table, c));
             }
         }
@@ -182,7 +182,7 @@ impl Op for AddForeignKey {
                 self.name, self.table
             ));
         }
-        let mut out = vec![self.orphans(cx, &info.primary_key)];
+        let mut out = vec![self.orphans(cx, &info.primary_columns())];
         if !exists {
             let index = (cx.sql.foreign_key_needs_index() && !self.has_index(cx)?)
                 .then(|| Self::index_name(&cx.tag));
@@ -193,7 +193,7 @@ impl Op for AddForeignKey {
     fn contract(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         let info = cx.info()?;
         let temp = Self::index_name(&cx.tag);
-        let built = info.indexes.iter().any(|i| i == &temp)
+        let built = info.has_index(&temp)
             || (cx.planning && cx.sql.foreign_key_needs_index() && !self.has_index(cx)?);
         if !cx.planning && !info.foreign_keys.iter().any(|f| f == &self.name) {
             return Err(format!(
@@ -201,7 +201,7 @@ impl Op for AddForeignKey {
                 self.name, self.table
             ));
         }
-        let mut out = vec![self.orphans(cx, &info.primary_key)];
+        let mut out = vec![self.orphans(cx, &info.primary_columns())];
         out.extend(
             cx.sql
                 .validate_foreign_key(self, built.then_some(temp.as_str())),
@@ -210,7 +210,7 @@ impl Op for AddForeignKey {
     }
     fn abort(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         let temp = Self::index_name(&cx.tag);
-        let built = cx.info()?.indexes.iter().any(|i| i == &temp) || cx.planning;
+        let built = cx.info()?.has_index(&temp) || cx.planning;
         Ok(cx.sql.drop_foreign_key(
             &self.table,
             &self.name,
@@ -224,7 +224,7 @@ mod tests {
     use super::*;
     use crate::engine::mysql::phases::Mysql;
     use crate::engine::postgres::phases::Postgres;
-    use crate::phases::catalog::{ColumnInfo, IndexInfo, TableInfo};
+    use crate::schema::{Column, Index, Table};
     use std::collections::HashMap;
 
     fn fk(on_delete: Option<&str>) -> AddForeignKey {
@@ -239,29 +239,30 @@ mod tests {
         }
     }
 
-    fn table(name: &str, cols: &[&str], indexes: &[(&str, &[&str])]) -> TableInfo {
-        TableInfo {
+    fn table(name: &str, cols: &[&str], indexes: &[(&str, &[&str])]) -> Table {
+        let mut t = Table {
             name: name.into(),
-            columns: cols
+            columns: cols.iter().map(|c| Column::declared(c, "int")).collect(),
+            indexes: indexes
                 .iter()
-                .map(|c| ColumnInfo::declared(c, "int"))
-                .collect(),
-            primary_key: vec!["id".into()],
-            indexes: indexes.iter().map(|(n, _)| n.to_string()).collect(),
-            index_defs: indexes
-                .iter()
-                .map(|(n, c)| IndexInfo {
+                .map(|(n, c)| Index {
                     name: n.to_string(),
                     columns: c.iter().map(|x| Some(x.to_string())).collect(),
                     unique: *n == "PRIMARY",
-                    ..IndexInfo::default()
+                    primary: *n == "PRIMARY",
+                    valid: true,
+                    ..Index::default()
                 })
                 .collect(),
             ..Default::default()
+        };
+        if !t.indexes.iter().any(|i| i.primary) {
+            t.indexes.push(Index::primary(&["id"]));
         }
+        t
     }
 
-    fn catalog(child_indexes: &[(&str, &[&str])]) -> HashMap<String, TableInfo> {
+    fn catalog(child_indexes: &[(&str, &[&str])]) -> HashMap<String, Table> {
         let mut m = HashMap::new();
         m.insert(
             "orders".into(),
@@ -276,7 +277,7 @@ mod tests {
 
     fn expand(
         sql: &dyn crate::phases::dialect::Dialect,
-        cat: &HashMap<String, TableInfo>,
+        cat: &HashMap<String, Table>,
     ) -> Vec<Stmt> {
         let cx = Cx {
             sql,
@@ -347,7 +348,7 @@ mod tests {
     fn the_referenced_table_must_exist_and_be_indexed() {
         let my = Mysql { db: "d".into() };
         let mut cat = catalog(&[]);
-        cat.get_mut("customers").unwrap().index_defs.clear();
+        cat.get_mut("customers").unwrap().indexes.clear();
         let cx = Cx {
             sql: &my,
             table: cat.get("orders"),

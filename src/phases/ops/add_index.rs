@@ -41,11 +41,11 @@ impl Op for AddIndex {
     fn expand(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         let info = cx.info()?;
         for c in &self.columns {
-            if info.column(c).is_none() {
+            if info.column_exact(c).is_none() {
                 return Err(missing_column(&self.table, c));
             }
         }
-        if info.indexes.iter().any(|i| i == &self.name) && !cx.resuming {
+        if info.has_index(&self.name) && !cx.resuming {
             return Err(format!(
                 "index `{}` already exists on `{}`",
                 self.name, self.table

@@ -13,7 +13,7 @@
 use super::{
     missing_column, need, Backfill, Branch, Cond, Cx, Filter, Op, Probe, Stmt, Trigger, Val,
 };
-use crate::phases::catalog::{ColumnInfo, IndexInfo, TableInfo};
+use crate::schema::{Column, Index, Table};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,11 +85,11 @@ impl ChangeColumnType {
     }
 
     /// The column, refusing what godwit cannot carry onto a new column.
-    fn checked<'a>(&self, info: &'a TableInfo) -> Result<&'a ColumnInfo, String> {
+    fn checked<'a>(&self, info: &'a Table) -> Result<&'a Column, String> {
         let col = info
-            .column(&self.column)
+            .column_exact(&self.column)
             .ok_or_else(|| missing_column(&self.table, &self.column))?;
-        if info.primary_key.contains(&self.column) {
+        if info.primary_columns().contains(&self.column) {
             return Err(format!(
                 "column `{}` is part of the primary key of `{}`: change_column_type cannot replace a key column (the backfill walks the key); use `godwit run` with the ALTER instead",
                 self.column, self.table
@@ -120,15 +120,15 @@ impl ChangeColumnType {
     }
 
     /// The indexes over the old column, in the table's key order.
-    fn indexes<'a>(&self, info: &'a TableInfo) -> Vec<&'a IndexInfo> {
-        info.index_defs
+    fn indexes<'a>(&self, info: &'a Table) -> Vec<&'a Index> {
+        info.indexes
             .iter()
             .filter(|i| i.covers(&self.column))
             .collect()
     }
 
     /// `(copy, original)` names of the copied indexes.
-    fn index_copies(&self, info: &TableInfo, tag: &str) -> Vec<(String, String)> {
+    fn index_copies(&self, info: &Table, tag: &str) -> Vec<(String, String)> {
         self.indexes(info)
             .iter()
             .enumerate()
@@ -137,11 +137,11 @@ impl ChangeColumnType {
     }
 
     /// The table as the trigger sees it: with the new column.
-    fn with_new(&self, info: &TableInfo) -> TableInfo {
+    fn with_new(&self, info: &Table) -> Table {
         let mut t = info.clone();
-        if t.column(&self.new_col()).is_none() {
+        if t.column_exact(&self.new_col()).is_none() {
             t.columns
-                .push(ColumnInfo::declared(&self.new_col(), &self.new_type));
+                .push(Column::declared(&self.new_col(), &self.new_type));
         }
         t
     }
@@ -233,7 +233,7 @@ impl Op for ChangeColumnType {
         let info = cx.info()?;
         let old = self.checked(info)?;
         let new = self.new_col();
-        if info.column(&new).is_some() && !cx.resuming {
+        if info.column_exact(&new).is_some() && !cx.resuming {
             return Err(format!(
                 "column `{new}` already exists in table `{}`: name another one in `new_name`",
                 self.table
@@ -280,8 +280,11 @@ impl Op for ChangeColumnType {
     fn contract(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         let info = cx.info()?;
         let new_name = self.new_col();
-        let (Some(old), Some(new)) = (info.column(&self.column), info.column(&new_name)) else {
-            if info.column(&self.column).is_some() {
+        let (Some(old), Some(new)) = (
+            info.column_exact(&self.column),
+            info.column_exact(&new_name),
+        ) else {
+            if info.column_exact(&self.column).is_some() {
                 // Done by an earlier, interrupted contract but for the triggers.
                 return Ok(cx.sql.drop_trigger(&self.table, &cx.tag));
             }
@@ -297,13 +300,14 @@ impl Op for ChangeColumnType {
             .take_while(|c| c.name != self.column)
             .last()
             .map(|c| c.name.as_str());
-        let fin = ColumnInfo {
+        let fin = Column {
             name: self.column.clone(),
-            sql_type: new.sql_type.clone(),
+            column_type: new.column_type.clone(),
             nullable: old.nullable,
             default: old.default.clone(),
             collation: new.collation.clone(),
             comment: old.comment.clone(),
+            ..Column::default()
         };
         out.extend(cx.sql.retype_contract(
             &self.table,
@@ -334,8 +338,8 @@ mod tests {
     use super::*;
     use crate::engine::mysql::phases::Mysql;
     use crate::engine::postgres::phases::Postgres;
-    use crate::phases::catalog::IndexInfo;
     use crate::phases::dialect::Dialect;
+    use crate::schema::Index;
 
     fn op() -> ChangeColumnType {
         ChangeColumnType {
@@ -348,14 +352,14 @@ mod tests {
         }
     }
 
-    fn col(name: &str, ty: &str, nullable: bool) -> ColumnInfo {
-        ColumnInfo {
+    fn col(name: &str, ty: &str, nullable: bool) -> Column {
+        Column {
             nullable,
-            ..ColumnInfo::declared(name, ty)
+            ..Column::declared(name, ty)
         }
     }
 
-    fn info(with_new: bool) -> TableInfo {
+    fn info(with_new: bool) -> Table {
         let mut columns = vec![
             col("id", "int", false),
             col("price", "varchar(20)", false),
@@ -365,21 +369,24 @@ mod tests {
         if with_new {
             columns.push(col("price_new", "decimal(10,2)", true));
         }
-        TableInfo {
+        Table {
             name: "items".into(),
             columns,
-            primary_key: vec!["id".into()],
-            index_defs: vec![IndexInfo {
-                name: "idx_price".into(),
-                columns: vec![Some("price".into())],
-                plain: true,
-                ..IndexInfo::default()
-            }],
-            ..TableInfo::default()
+            indexes: vec![
+                Index::primary(&["id"]),
+                Index {
+                    name: "idx_price".into(),
+                    columns: vec![Some("price".into())],
+                    plain: true,
+                    valid: true,
+                    ..Index::default()
+                },
+            ],
+            ..Table::default()
         }
     }
 
-    fn cx<'a>(sql: &'a dyn Dialect, info: &'a TableInfo) -> Cx<'a> {
+    fn cx<'a>(sql: &'a dyn Dialect, info: &'a Table) -> Cx<'a> {
         Cx {
             sql,
             catalog: crate::phases::ops::no_catalog(),
@@ -425,7 +432,7 @@ mod tests {
         let my = Mysql { db: "d".into() };
         let mut i = info(true);
         i.columns.swap(0, 1);
-        i.primary_key.clear();
+        i.indexes.retain(|x| !x.primary);
         let out = text(&op().contract(&cx(&my, &i)).unwrap());
         assert!(out.contains(" FIRST"), "{out}");
     }
@@ -437,7 +444,7 @@ mod tests {
             version: 150_000,
         };
         let mut i = info(true);
-        i.columns[3].sql_type = "numeric(10,2)".into();
+        i.columns[3].column_type = "numeric(10,2)".into();
         let out = op().contract(&cx(&pg, &i)).unwrap();
         assert!(out[0].concurrent && out[0].sql.contains("VALIDATE CONSTRAINT"));
         let out = text(&out);
@@ -496,7 +503,7 @@ mod tests {
             .unwrap_err()
             .contains("foreign key `fk`"));
         i.column_uses.clear();
-        i.index_defs[0].plain = false;
+        i.indexes[1].plain = false;
         assert!(op()
             .expand(&cx(&my, &i))
             .unwrap_err()

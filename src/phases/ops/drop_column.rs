@@ -7,7 +7,7 @@
 //! trigger.
 
 use super::{follow_sources, missing_column, need, Branch, Cond, Cx, Op, Stmt, Trigger, Val};
-use crate::phases::catalog::TableInfo;
+use crate::schema::Table;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -24,7 +24,7 @@ impl DropColumn {
     /// held `down` of itself) is computed again when the write changes a column `down`
     /// reads and does not write this column, so the old application keeps reading what
     /// `down` says of the row.
-    fn trigger(&self, info: &TableInfo) -> Option<Trigger> {
+    fn trigger(&self, info: &Table) -> Option<Trigger> {
         let down = self.down.as_ref()?;
         let chain = vec![Branch {
             cond: Cond::IsNull(self.column.clone()),
@@ -55,7 +55,7 @@ impl Op for DropColumn {
     fn expand(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         let info = cx.info()?;
         let col = info
-            .column(&self.column)
+            .column_exact(&self.column)
             .ok_or_else(|| missing_column(&self.table, &self.column))?;
         match self.trigger(info) {
             Some(t) => Ok(cx.sql.create_trigger(&self.table, &cx.tag, &t, info)),
@@ -83,22 +83,22 @@ mod tests {
     use super::*;
     use crate::engine::mysql::phases::Mysql;
     use crate::engine::postgres::phases::Postgres;
-    use crate::phases::catalog::ColumnInfo;
     use crate::phases::dialect::Dialect;
+    use crate::schema::{Column, Index};
 
-    fn info() -> TableInfo {
-        TableInfo {
+    fn info() -> Table {
+        Table {
             name: "t".into(),
             columns: vec![
-                ColumnInfo::declared("id", "int"),
-                ColumnInfo::declared("a", "int"),
-                ColumnInfo {
+                Column::declared("id", "int"),
+                Column::declared("a", "int"),
+                Column {
                     nullable: false,
-                    ..ColumnInfo::declared("legacy", "int")
+                    ..Column::declared("legacy", "int")
                 },
             ],
-            primary_key: vec!["id".into()],
-            ..TableInfo::default()
+            indexes: vec![Index::primary(&["id"])],
+            ..Table::default()
         }
     }
 

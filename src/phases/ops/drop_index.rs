@@ -60,28 +60,28 @@ impl Op for DropIndex {
 mod tests {
     use super::*;
     use crate::engine::mysql::phases::Mysql;
-    use crate::phases::catalog::{IndexInfo, TableInfo};
+    use crate::schema::{Index, Table};
 
     fn expand(name: &str, resuming: bool) -> Result<Vec<Stmt>, String> {
-        let info = TableInfo {
+        let info = Table {
             name: "t".into(),
-            index_defs: vec![
-                IndexInfo {
+            indexes: vec![
+                Index {
                     name: "PRIMARY".into(),
                     primary: true,
-                    ..IndexInfo::default()
+                    ..Index::default()
                 },
-                IndexInfo {
+                Index {
                     name: "u".into(),
                     constraint: Some("u_key".into()),
-                    ..IndexInfo::default()
+                    ..Index::default()
                 },
-                IndexInfo {
+                Index {
                     name: "i".into(),
-                    ..IndexInfo::default()
+                    ..Index::default()
                 },
             ],
-            ..TableInfo::default()
+            ..Table::default()
         };
         let my = Mysql { db: "d".into() };
         let op = DropIndex {

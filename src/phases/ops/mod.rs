@@ -28,8 +28,8 @@ pub use rename_table::RenameTable;
 pub use set_not_null::SetNotNull;
 pub use sql::RawSql;
 
-use super::catalog::TableInfo;
 use super::dialect::Dialect;
+use crate::schema::Table;
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -207,7 +207,7 @@ pub(crate) fn mentions(expr: &str, col: &str) -> bool {
 /// told apart when equal: such a value follows the row too). None when `expr` reads no
 /// column of the table.
 pub(crate) fn follow_sources(
-    info: &TableInfo,
+    info: &Table,
     col: &str,
     expr: &str,
     derived_only: bool,
@@ -283,10 +283,10 @@ pub struct Backfill {
 pub struct Cx<'a> {
     pub sql: &'a dyn Dialect,
     /// The operation's table as it is now (None for `sql`).
-    pub table: Option<&'a TableInfo>,
+    pub table: Option<&'a Table>,
     /// Every table or view an operation names ([`Op::table`] and [`Op::relations`]) that
     /// exists now, by name.
-    pub catalog: &'a HashMap<String, TableInfo>,
+    pub catalog: &'a HashMap<String, Table>,
     /// Base name of this operation's triggers (unique per migration and operation).
     pub tag: String,
     /// The phase was started before and did not finish: objects may already exist.
@@ -298,18 +298,18 @@ pub struct Cx<'a> {
 
 /// An empty catalog, for unit tests of operations that need none.
 #[cfg(test)]
-pub(crate) fn no_catalog() -> &'static HashMap<String, TableInfo> {
-    static EMPTY: std::sync::OnceLock<HashMap<String, TableInfo>> = std::sync::OnceLock::new();
+pub(crate) fn no_catalog() -> &'static HashMap<String, Table> {
+    static EMPTY: std::sync::OnceLock<HashMap<String, Table>> = std::sync::OnceLock::new();
     EMPTY.get_or_init(HashMap::new)
 }
 
 impl Cx<'_> {
-    pub fn info(&self) -> Result<&TableInfo, String> {
+    pub fn info(&self) -> Result<&Table, String> {
         self.table
             .ok_or_else(|| "internal: no table information".to_string())
     }
     /// A table or view named by the operation, if it exists now.
-    pub fn relation(&self, name: &str) -> Option<&TableInfo> {
+    pub fn relation(&self, name: &str) -> Option<&Table> {
         self.catalog.get(name)
     }
 }

@@ -68,9 +68,9 @@ impl Op for RenameColumn {
     fn expand(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         let info = cx.info()?;
         let from = info
-            .column(&self.from)
+            .column_exact(&self.from)
             .ok_or_else(|| missing_column(&self.table, &self.from))?;
-        if info.column(&self.to).is_some() && !cx.resuming {
+        if info.column_exact(&self.to).is_some() && !cx.resuming {
             return Err(format!(
                 "column `{}` already exists in table `{}`",
                 self.to, self.table
@@ -92,8 +92,8 @@ impl Op for RenameColumn {
     }
     fn contract(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         let info = cx.info()?;
-        if info.column(&self.from).is_none() {
-            if info.column(&self.to).is_some() {
+        if info.column_exact(&self.from).is_none() {
+            if info.column_exact(&self.to).is_some() {
                 return Ok(vec![]); // done by an earlier, interrupted contract
             }
             return Err(missing_column(&self.table, &self.from));
@@ -104,7 +104,7 @@ impl Op for RenameColumn {
     }
     fn abort(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         let info = cx.info()?;
-        if info.column(&self.from).is_none() {
+        if info.column_exact(&self.from).is_none() {
             return Err(missing_column(&self.table, &self.from));
         }
         let mut out = cx.sql.drop_trigger(&self.table, &cx.tag);

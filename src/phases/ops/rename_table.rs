@@ -112,17 +112,17 @@ impl Op for RenameTable {
 mod tests {
     use super::*;
     use crate::engine::mysql::phases::Mysql;
-    use crate::phases::catalog::TableInfo;
+    use crate::schema::Table;
     use std::collections::HashMap;
 
     fn contract(rels: &[(&str, bool)], planning: bool) -> Result<Vec<String>, String> {
         let my = Mysql { db: "d".into() };
-        let cat: HashMap<String, TableInfo> = rels
+        let cat: HashMap<String, Table> = rels
             .iter()
             .map(|(n, view)| {
                 (
                     n.to_string(),
-                    TableInfo {
+                    Table {
                         name: n.to_string(),
                         view: *view,
                         ..Default::default()

@@ -9,7 +9,7 @@ use super::{
     follow_sources, missing_column, need, Backfill, Branch, Cond, Cx, Filter, Op, Stmt, Trigger,
     Val,
 };
-use crate::phases::catalog::TableInfo;
+use crate::schema::Table;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -25,7 +25,7 @@ impl SetNotNull {
     /// A NULL written becomes `up`; on update, a value `up` gave (the row held `up` of
     /// itself) is computed again when the write changes a column `up` reads and does not
     /// write this column: the row keeps the value a NULL would get now.
-    fn trigger(&self, info: &TableInfo) -> Trigger {
+    fn trigger(&self, info: &Table) -> Trigger {
         let fill = Branch {
             cond: Cond::IsNull(self.column.clone()),
             col: self.column.clone(),
@@ -55,7 +55,7 @@ impl Op for SetNotNull {
     fn expand(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         let info = cx.info()?;
         let col = info
-            .column(&self.column)
+            .column_exact(&self.column)
             .ok_or_else(|| missing_column(&self.table, &self.column))?;
         if !col.nullable && !cx.resuming {
             return Err(format!(
@@ -79,7 +79,7 @@ impl Op for SetNotNull {
     fn contract(&self, cx: &Cx) -> Result<Vec<Stmt>, String> {
         let info = cx.info()?;
         let col = info
-            .column(&self.column)
+            .column_exact(&self.column)
             .ok_or_else(|| missing_column(&self.table, &self.column))?;
         let mut out = Vec::new();
         if col.nullable {

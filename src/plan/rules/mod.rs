@@ -78,19 +78,13 @@ pub(crate) mod fixture {
             data_bytes: 16384,
             index_bytes: 0,
             avg_row_bytes: 100,
-            columns: vec![ColumnFact {
+            columns: vec![Column {
                 name: "id".into(),
                 column_type: "int".into(),
                 data_type: "int".into(),
                 ..Default::default()
             }],
-            indexes: vec![IndexFact {
-                name: "PRIMARY".into(),
-                columns: vec!["id".into()],
-                unique: true,
-                primary: true,
-                kind: "BTREE".into(),
-            }],
+            indexes: vec![Index::primary(&["id"])],
             proven_not_null: vec![],
             row_format: None,
             free_bytes: None,
