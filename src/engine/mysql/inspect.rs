@@ -84,11 +84,7 @@ pub async fn read(conn: &mut Conn, db: &str, table: &str) -> Result<Option<(Stri
             unsigned: column_type.contains("unsigned"),
             column_type,
             nullable: s(r, 4).as_deref() == Some("YES"),
-            generated: !expression.is_empty()
-                || upper.contains("GENERATED")
-                || upper.contains("VIRTUAL")
-                || upper.contains("PERSISTENT")
-                || upper.contains("STORED"),
+            generated: !expression.is_empty() || generated_extra(&extra),
             virtual_column: upper.starts_with("VIRTUAL"),
             auto_increment: upper.contains("AUTO_INCREMENT"),
             charset: s(r, 7),
@@ -269,9 +265,41 @@ fn index_parts(parts: impl Iterator<Item = Part>) -> Vec<Index> {
         .collect()
 }
 
+/// Whether `COLUMNS.EXTRA` says the column is computed: `VIRTUAL GENERATED`, `STORED
+/// GENERATED`, MariaDB's older `PERSISTENT`. MySQL 8's `DEFAULT_GENERATED` (a default
+/// such as `CURRENT_TIMESTAMP`) is not: that column is written like any other.
+fn generated_extra(extra: &str) -> bool {
+    let upper = extra.to_uppercase().replace("DEFAULT_GENERATED", "");
+    upper.contains("GENERATED")
+        || upper.contains("VIRTUAL")
+        || upper.contains("PERSISTENT")
+        || upper.contains("STORED")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_generated_default_is_not_a_generated_column() {
+        for e in [
+            "VIRTUAL GENERATED",
+            "STORED GENERATED",
+            "PERSISTENT",
+            "virtual generated",
+        ] {
+            assert!(generated_extra(e), "{e}");
+        }
+        for e in [
+            "",
+            "auto_increment",
+            "DEFAULT_GENERATED",
+            "DEFAULT_GENERATED on update CURRENT_TIMESTAMP",
+            "on update current_timestamp()",
+        ] {
+            assert!(!generated_extra(e), "{e}");
+        }
+    }
 
     fn part(index: &str, seq: u64, column: Option<&str>, prefix: bool) -> Part {
         Part {
