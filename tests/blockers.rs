@@ -111,8 +111,35 @@ async fn reported_then_exit_32(engine: Engine) {
     let writer = MirrorWriter::start(&db, 21).await;
     let (mut blocker, id) = Blocker::open(&db).await;
     let before_columns = db.columns("orders").await;
-    let run = support::godwit(&args(db.url(), &["--cut-over-retries", "3"]), &[]).await;
+    // An on-before-cut-over hook that notes each of its runs: it runs before every attempt.
+    let hooks = std::env::temp_dir().join(format!(
+        "godwit-blk-hooks-{engine:?}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&hooks);
+    std::fs::create_dir_all(&hooks).unwrap();
+    let log = hooks.join("runs.log");
+    let script = hooks.join("on-before-cut-over-note");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho run >> '{}'\n", log.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hooks_path = hooks.display().to_string();
+    let run = support::godwit(
+        &args(
+            db.url(),
+            &["--cut-over-retries", "3", "--hooks-path", &hooks_path],
+        ),
+        &[],
+    )
+    .await;
     assert_eq!(run.code, 32, "{}\n{}", run.stdout, run.stderr);
+    let runs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(runs.lines().count(), 3, "on-before-cut-over runs: {runs:?}");
+    let _ = std::fs::remove_dir_all(&hooks);
     assert_eq!(
         named(&run, id),
         3,

@@ -996,6 +996,26 @@ impl<'a> Migration<'a> {
         self.ack_stream().await
     }
 
+    /// Everything read is in the shadow (the dirty set is empty): checkpoint it now and
+    /// acknowledge the stream. Where the stream is read often while nothing is written
+    /// (index builds, verification), this keeps a PostgreSQL slot from decoding again
+    /// everything since the last periodic checkpoint on every read: measured 150–500 ms
+    /// a read after a 2M-row copy, 1 ms once acknowledged.
+    async fn ack_applied(&mut self) -> Result<()> {
+        if !self.dirty.is_empty() {
+            return Ok(());
+        }
+        let Some(p) = self.position.clone() else {
+            return Ok(());
+        };
+        if self.saved.as_ref() == Some(&p) && !self.unsaved {
+            return Ok(());
+        }
+        self.acked = Some(p);
+        self.save_checkpoint(true).await;
+        self.ack_stream().await
+    }
+
     /// Acknowledge the stream up to the last saved checkpoint's position (a rerun reads
     /// again from there, so the stream must keep what follows: a PostgreSQL slot is never
     /// advanced past it), or up to `acked` when this run keeps no checkpoint. On a lost
@@ -1230,11 +1250,7 @@ impl<'a> Migration<'a> {
                 self.drain(Duration::ZERO).await?;
                 // Nothing read is waiting for replay: the stream may move on (a
                 // PostgreSQL slot held back re-decodes the builds' WAL on every read).
-                if self.dirty.is_empty() {
-                    if let Some(p) = self.position.clone() {
-                        self.ack(&p).await?;
-                    }
-                }
+                self.ack_applied().await?;
                 for _ in 0..10 {
                     if done.load(Ordering::SeqCst) {
                         break;
@@ -1258,7 +1274,7 @@ impl<'a> Migration<'a> {
             let s = self.snapshot();
             self.rep.progress(&s, false);
             if n < CATCH_UP_KEYS {
-                return Ok(());
+                return self.ack_applied().await;
             }
         }
     }
@@ -1320,6 +1336,12 @@ impl<'a> Migration<'a> {
             self.control.set_postponing(false);
             r?;
         }
+        self.before_cut_over_hook().await
+    }
+
+    /// Run the `on-before-cut-over` hooks until they succeed, in sync meanwhile (before
+    /// every cut-over attempt, as gh-ost does: a retry may come much later).
+    async fn before_cut_over_hook(&mut self) -> Result<()> {
         loop {
             self.check_abort()?;
             let out = self.hook(Point::BeforeCutOver).await;
@@ -1418,6 +1440,9 @@ impl<'a> Migration<'a> {
         let mut blocked_by: Vec<Blocker> = Vec::new();
         for attempt in 1..=retries {
             self.check_abort()?;
+            if attempt > 1 {
+                self.before_cut_over_hook().await?;
+            }
             self.throttled(State::CatchUp).await?;
             self.catch_up_to_server().await?;
             self.flush().await?;

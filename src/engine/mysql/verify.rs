@@ -137,6 +137,10 @@ struct Compared {
     orig: String,
     other: String,
     converted: bool,
+    /// Either side may hold NULL: the row's text then says which values are NULL
+    /// (`CONCAT_WS` leaves NULLs out). Left out for NOT NULL columns: those flags took a
+    /// third of the digest's time on a 2M-row table.
+    nullable: bool,
 }
 
 /// The digest statements for one pair of tables.
@@ -179,6 +183,7 @@ impl Checksums {
                     orig: render(&o, family(src)),
                     other: other_expr,
                     converted: true,
+                    nullable: src.nullable || dst.nullable,
                 });
                 continue;
             }
@@ -188,6 +193,7 @@ impl Checksums {
                     orig: render(&o, family(src)),
                     other: other_expr,
                     converted: false,
+                    nullable: src.nullable || dst.nullable,
                 });
                 continue;
             }
@@ -198,6 +204,7 @@ impl Checksums {
                         orig: render(&e, family(dst)),
                         other: other_expr,
                         converted: true,
+                        nullable: src.nullable || dst.nullable,
                     });
                 }
                 Err(why) => columns.skipped.push((dst.name.clone(), why)),
@@ -221,27 +228,28 @@ impl Checksums {
         upto: Option<&Key>,
         converted: bool,
     ) -> (String, Vec<Value>) {
-        let exprs: Vec<&str> = self
+        let cols: Vec<(&str, bool)> = self
             .cols
             .iter()
             .filter(|c| converted || !c.converted)
             .map(|c| {
-                if orig {
-                    c.orig.as_str()
-                } else {
-                    c.other.as_str()
-                }
+                let e = if orig { &c.orig } else { &c.other };
+                (e.as_str(), c.nullable)
             })
             .collect();
-        let row = if exprs.is_empty() {
+        let row = if cols.is_empty() {
             "''".to_string()
         } else {
-            let nulls: Vec<String> = exprs.iter().map(|e| format!("ISNULL({e})")).collect();
-            format!(
-                "CONCAT_WS(CHAR(31), {}, CONCAT({}))",
-                exprs.join(", "),
-                nulls.join(", ")
-            )
+            let parts: Vec<String> = cols
+                .iter()
+                .map(|(e, _)| e.to_string())
+                .chain(
+                    cols.iter()
+                        .filter(|(_, nullable)| *nullable)
+                        .map(|(e, _)| format!("ISNULL({e})")),
+                )
+                .collect();
+            format!("CONCAT_WS(CHAR(31), {})", parts.join(", "))
         };
         let mut params = Vec::new();
         let (table, alias, index, names): (&str, &str, &str, Vec<&str>) = if orig {
