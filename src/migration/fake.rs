@@ -129,7 +129,7 @@ impl Default for Config {
 
 /// One write of the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub enum FakeOp {
     Insert(i64, i64),
     Update(i64, i64),
     Delete(i64),
@@ -210,7 +210,7 @@ pub struct World {
     pub lock_faults: BTreeMap<u32, LockFault>,
     /// Writes that reach the original after the final flush, just before the swap (an
     /// engine whose lock does not hold every writer).
-    pub leak_at_swap: Vec<Op>,
+    pub leak_at_swap: Vec<FakeOp>,
     /// `status_values` answers (0 for other names).
     pub status: HashMap<String, f64>,
     pub abort: Arc<AtomicBool>,
@@ -223,7 +223,7 @@ pub struct World {
     synced_at: HashMap<i64, u64>,
     lock: Option<(u32, LockPhase)>,
     /// Writes waiting for the cut-over lock.
-    queued: Vec<Op>,
+    queued: Vec<FakeOp>,
     inspected: bool,
     preflighted: bool,
     after_copy_done: bool,
@@ -287,16 +287,16 @@ impl World {
     }
 
     pub fn insert(&mut self, k: i64, v: i64) {
-        self.write(Op::Insert(k, v));
+        self.write(FakeOp::Insert(k, v));
     }
     pub fn update(&mut self, k: i64, v: i64) {
-        self.write(Op::Update(k, v));
+        self.write(FakeOp::Update(k, v));
     }
     pub fn delete(&mut self, k: i64) {
-        self.write(Op::Delete(k));
+        self.write(FakeOp::Delete(k));
     }
     pub fn change_key(&mut self, old: i64, new: i64) {
-        self.write(Op::ChangeKey(old, new));
+        self.write(FakeOp::ChangeKey(old, new));
     }
     /// Someone else alters the original table.
     /// The process running the migration dies: its sessions, locks and memory are gone;
@@ -321,7 +321,7 @@ impl World {
     }
 
     /// An application write: waits while the cut-over lock is held, else applies now.
-    pub fn write(&mut self, op: Op) {
+    pub fn write(&mut self, op: FakeOp) {
         if self.lock_held() || self.verify_hold.is_some() {
             self.queued.push(op);
         } else {
@@ -331,7 +331,7 @@ impl World {
 
     /// Apply `op` to the table the application uses (or the original, for a leak); log it
     /// when it changed the original. An op that is no longer valid is skipped.
-    fn apply(&mut self, op: Op, to_original: bool) {
+    fn apply(&mut self, op: FakeOp, to_original: bool) {
         let to_orig = to_original || !self.swapped;
         let table = if to_orig {
             &mut self.orig
@@ -410,22 +410,22 @@ impl World {
 }
 
 /// Apply `op` to `t`; the keys it changed, or None when it does not apply.
-fn apply_to(t: &mut Rows, op: Op) -> Option<Vec<i64>> {
+fn apply_to(t: &mut Rows, op: FakeOp) -> Option<Vec<i64>> {
     match op {
-        Op::Insert(k, v) => {
+        FakeOp::Insert(k, v) => {
             if t.contains_key(&k) {
                 return None;
             }
             t.insert(k, v);
             Some(vec![k])
         }
-        Op::Update(k, v) => {
+        FakeOp::Update(k, v) => {
             let r = t.get_mut(&k)?;
             *r = v;
             Some(vec![k])
         }
-        Op::Delete(k) => t.remove(&k).map(|_| vec![k]),
-        Op::ChangeKey(old, new) => {
+        FakeOp::Delete(k) => t.remove(&k).map(|_| vec![k]),
+        FakeOp::ChangeKey(old, new) => {
             if old == new || t.contains_key(&new) {
                 return None;
             }

@@ -3,7 +3,7 @@
 //! Every test runs on tokio's paused clock, so backoff and stream waits cost no real time.
 
 use super::checkpoint::ResumeMode;
-use super::fake::{diff, Call, Config, FakeEngine, LockFault, Op, World};
+use super::fake::{diff, Call, Config, FakeEngine, FakeOp, LockFault, World};
 use super::{Migration, Outcome, RunOptions};
 use crate::ddl::AlterSpec;
 use crate::error::{Error, ErrorKind, Result};
@@ -781,7 +781,7 @@ async fn a_write_after_the_final_flush_fails_loudly_and_keeps_the_old_table() {
             },
         );
         if leak {
-            fake.world().leak_at_swap = vec![Op::Insert(9000, 1), Op::Insert(9001, 2)];
+            fake.world().leak_at_swap = vec![FakeOp::Insert(9000, 1), FakeOp::Insert(9001, 2)];
         }
         let mut writer = Writer::new(3, 200, 2);
         fake.on_call(move |_, w| writer.act(w));

@@ -18,13 +18,13 @@ use sqlparser::parser::Parser;
 /// The parsed input: the clauses of an ALTER TABLE, or a CREATE INDEX.
 #[derive(Debug, Clone)]
 pub enum Parsed {
-    Alter(Vec<Op>),
+    Alter(Vec<AlterClause>),
     CreateIndex(Box<sqlparser::ast::CreateIndex>),
 }
 
 /// One clause of an ALTER TABLE.
 #[derive(Debug, Clone)]
-pub enum Op {
+pub enum AlterClause {
     /// Parsed by sqlparser; `text` is the user's clause when sqlparser was given it without
     /// a part it cannot read (see [`super::classify_clauses`]).
     Sql {
@@ -35,12 +35,12 @@ pub enum Op {
     Read(PgClause),
 }
 
-impl Op {
+impl AlterClause {
     /// The clause as it will be run.
     pub fn text(&self) -> String {
         match self {
-            Op::Sql { op, text } => text.clone().unwrap_or_else(|| op.to_string()),
-            Op::Read(c) => c.text.clone(),
+            AlterClause::Sql { op, text } => text.clone().unwrap_or_else(|| op.to_string()),
+            AlterClause::Read(c) => c.text.clone(),
         }
     }
 }
@@ -75,7 +75,7 @@ pub fn parse(table: &str, alter: &str) -> Result<Parsed> {
     let mut ops = Vec::new();
     for c in clauses {
         match c {
-            Clause::Read(r) => ops.push(Op::Read(r)),
+            Clause::Read(r) => ops.push(AlterClause::Read(r)),
             Clause::Parsed { sql, text } => {
                 let stmt = if head.is_empty() {
                     sql
@@ -86,7 +86,7 @@ pub fn parse(table: &str, alter: &str) -> Result<Parsed> {
                     .map_err(|e| bad(e.to_string()))?;
                 match stmts.into_iter().next() {
                     Some(Statement::AlterTable(a)) if !a.operations.is_empty() => {
-                        ops.extend(a.operations.into_iter().map(|op| Op::Sql {
+                        ops.extend(a.operations.into_iter().map(|op| AlterClause::Sql {
                             op: Box::new(op),
                             text: text.clone(),
                         }))
@@ -105,7 +105,11 @@ pub fn parse(table: &str, alter: &str) -> Result<Parsed> {
 /// The clause list as text (for the recommended statements).
 pub fn clause_text(p: &Parsed) -> String {
     match p {
-        Parsed::Alter(ops) => ops.iter().map(Op::text).collect::<Vec<_>>().join(", "),
+        Parsed::Alter(ops) => ops
+            .iter()
+            .map(AlterClause::text)
+            .collect::<Vec<_>>()
+            .join(", "),
         Parsed::CreateIndex(ci) => ci.to_string(),
     }
 }
@@ -157,7 +161,9 @@ pub fn functions_called(p: &Parsed) -> Vec<String> {
     let mut out = Vec::new();
     if let Parsed::Alter(ops) = p {
         for o in ops {
-            let Op::Sql { op: o, .. } = o else { continue };
+            let AlterClause::Sql { op: o, .. } = o else {
+                continue;
+            };
             match o.as_ref() {
                 AlterTableOperation::AddColumn { column_def, .. } => {
                     if let Some(e) = default_expr(column_def) {
@@ -199,7 +205,7 @@ pub fn classify_all(p: &Parsed, f: &Facts, volatile: &[String]) -> Result<Vec<Ch
         Parsed::Alter(ops) => ops
             .iter()
             .map(|o| match o {
-                Op::Sql { op, text } => {
+                AlterClause::Sql { op, text } => {
                     let mut c = classify(op, f, volatile);
                     if let Some(t) = text {
                         // `TYPE … COLLATE x`: a new collation rebuilds the column's indexes.
@@ -216,7 +222,7 @@ pub fn classify_all(p: &Parsed, f: &Facts, volatile: &[String]) -> Result<Vec<Ch
                     }
                     c
                 }
-                Op::Read(r) => classify_read(r, f),
+                AlterClause::Read(r) => classify_read(r, f),
             })
             .collect(),
     })
@@ -1185,7 +1191,7 @@ mod tests {
         let p = parse("t", &format!("ALTER COLUMN x TYPE {s}")).unwrap();
         match p {
             Parsed::Alter(ops) => match &ops[0] {
-                Op::Sql { op, .. } => match op.as_ref() {
+                AlterClause::Sql { op, .. } => match op.as_ref() {
                     AlterTableOperation::AlterColumn {
                         op: AlterColumnOperation::SetDataType { data_type, .. },
                         ..
