@@ -90,17 +90,18 @@ impl Session {
             .map_err(|e| pg_err(e, "reading the server version"))?;
         let num: u32 = num.parse().unwrap_or(0);
         let (schema, name) = split_name(table);
+        let missing = || {
+            Error::new(
+                ErrorKind::TableMissing,
+                format!("table {table} does not exist"),
+            )
+            .with_hint("check --table (SCHEMA.NAME) and the database in --url")
+        };
         let rel = c
             .query_opt(REL, &[&schema, &name])
             .await
             .map_err(|e| pg_err(e, "reading the table"))?
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::TableMissing,
-                    format!("table {table} does not exist"),
-                )
-                .with_hint("check --table (SCHEMA.NAME) and the database in --url")
-            })?;
+            .ok_or_else(missing)?;
         let oid: u32 = rel.get(0);
         let schema: String = rel.get(1);
         let kind: String = rel.get(3);
@@ -116,13 +117,7 @@ impl Session {
         let idx: i64 = rel.get(7);
         let (model, _) = super::inspect::read(c, Some(&schema), &name)
             .await?
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::TableMissing,
-                    format!("table {table} does not exist"),
-                )
-                .with_hint("check --table (SCHEMA.NAME) and the database in --url")
-            })?;
+            .ok_or_else(missing)?;
         // Columns a validated `CHECK (col IS NOT NULL)` proves non-null.
         let proven_not_null = model
             .checks
