@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod control;
 pub mod ddl;
+pub mod dispatch;
 pub mod engine;
 pub mod error;
 pub mod hooks;

@@ -233,7 +233,15 @@ async fn check_entry(
 ) {
     let target = godwit::target::Target::parse(&db.url, None).unwrap();
     let opts = godwit::plan::PlanOptions::default();
-    match godwit::plan::plan_alter(&target, t, clause, &opts).await {
+    match godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        t,
+        clause,
+        &opts,
+    )
+    .await
+    {
         Ok(plan) => {
             let got_alg = plan.overall.algorithm.map(|a| a.as_str()).unwrap_or("?");
             let got_lock = plan.overall.mysql_lock.map(|l| l.as_str()).unwrap_or("?");
@@ -733,9 +741,15 @@ async fn data_rules_fire_on_bad_data_and_stay_silent_on_clean_data() {
     let opts = godwit::plan::PlanOptions::default();
     let alter = "MODIFY a INT NOT NULL, MODIFY b VARCHAR(6), ADD UNIQUE KEY uq_a (a)";
     let rules = |p: &godwit::plan::Plan| p.findings.iter().map(|f| f.rule).collect::<Vec<_>>();
-    let bad = godwit::plan::plan_alter(&target, "bad", alter, &opts)
-        .await
-        .unwrap();
+    let bad = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "bad",
+        alter,
+        &opts,
+    )
+    .await
+    .unwrap();
     let r = rules(&bad);
     for id in [
         "not-null-with-nulls",
@@ -750,12 +764,19 @@ async fn data_rules_fire_on_bad_data_and_stay_silent_on_clean_data() {
         .find(|f| f.rule == "unique-duplicates")
         .unwrap();
     assert!(dup.message.contains("a=1"), "{}", dup.message);
-    let good = godwit::plan::plan_alter(&target, "good", alter, &opts)
-        .await
-        .unwrap();
+    let good = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "good",
+        alter,
+        &opts,
+    )
+    .await
+    .unwrap();
     assert!(rules(&good).is_empty(), "{:?}", good.findings);
     // Renames, drops, FKs and a missing key.
     let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
         &target,
         "good",
         "RENAME COLUMN b TO b2, DROP COLUMN a",
@@ -769,26 +790,44 @@ async fn data_rules_fire_on_bad_data_and_stay_silent_on_clean_data() {
         "{r:?}"
     );
     assert_eq!(p.recommendation.strategy, godwit::plan::Strategy::Phases);
-    let p = godwit::plan::plan_alter(&target, "nopk", "ADD COLUMN x INT", &opts)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "nopk",
+        "ADD COLUMN x INT",
+        &opts,
+    )
+    .await
+    .unwrap();
     assert!(rules(&p).contains(&"missing-primary-key"));
     // Large-table rules by lowering the threshold.
     let small = godwit::plan::PlanOptions {
         large_table_rows: 2,
         ..Default::default()
     };
-    let p = godwit::plan::plan_alter(&target, "good", "MODIFY a BIGINT", &small)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "good",
+        "MODIFY a BIGINT",
+        &small,
+    )
+    .await
+    .unwrap();
     let r = rules(&p);
     assert!(
         r.contains(&"lock-on-large-table") && r.contains(&"rewrite-large-table"),
         "{r:?}"
     );
-    let p = godwit::plan::plan_alter(&target, "good", "ADD COLUMN y INT", &small)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "good",
+        "ADD COLUMN y INT",
+        &small,
+    )
+    .await
+    .unwrap();
     assert!(rules(&p).is_empty(), "{:?}", p.findings);
     db.drop_db().await;
 }

@@ -16,9 +16,15 @@ async fn long_transaction_is_reported() {
         long_trx_seconds: 1,
         ..Default::default()
     };
-    let p = godwit::plan::plan_alter(&target, "t", "ADD COLUMN x INT", &opts)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "t",
+        "ADD COLUMN x INT",
+        &opts,
+    )
+    .await
+    .unwrap();
     assert!(p.findings.iter().all(|f| f.rule != "long-transactions"));
     let mut holder = db.conn().await;
     holder.query_drop("START TRANSACTION").await.unwrap();
@@ -27,9 +33,15 @@ async fn long_transaction_is_reported() {
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let p = godwit::plan::plan_alter(&target, "t", "ADD COLUMN x INT", &opts)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "t",
+        "ADD COLUMN x INT",
+        &opts,
+    )
+    .await
+    .unwrap();
     if !p.findings.iter().any(|f| f.rule == "long-transactions") {
         // Say what the server showed: INNODB_TRX's times are in the system time zone.
         let mut c = db.conn().await;

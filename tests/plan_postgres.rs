@@ -284,7 +284,15 @@ async fn corpus_matches_the_server() {
             }
             Err(e) => failures.push(format!("{clause}: the server refused it: {e}")),
         }
-        let plan = match godwit::plan::plan_alter(&target, &t, &clause, &opts).await {
+        let plan = match godwit::plan::plan_alter(
+            godwit::dispatch::by_kind(target.kind).planner,
+            &target,
+            &t,
+            &clause,
+            &opts,
+        )
+        .await
+        {
             Ok(p) => p,
             Err(e) => {
                 failures.push(format!("{clause}: plan failed: {e}"));
@@ -328,9 +336,15 @@ async fn timestamptz_rewrite_follows_the_session_time_zone() {
     );
     let target = godwit::target::Target::parse(&db.url, None).unwrap();
     let opts = godwit::plan::PlanOptions::default();
-    let plan = godwit::plan::plan_alter(&target, "t", "ALTER COLUMN d TYPE timestamptz", &opts)
-        .await
-        .unwrap();
+    let plan = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "t",
+        "ALTER COLUMN d TYPE timestamptz",
+        &opts,
+    )
+    .await
+    .unwrap();
     assert!(!plan.overall.rewrite, "{:?}", plan.overall);
     assert!(
         plan.overall.reason.contains("TimeZone UTC"),
@@ -377,9 +391,15 @@ async fn timestamptz_rewrite_follows_the_session_time_zone() {
     )
     .await
     .unwrap();
-    let p = godwit::plan::plan_alter(&target, "ti", "ALTER COLUMN d TYPE timestamptz", &opts)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "ti",
+        "ALTER COLUMN d TYPE timestamptz",
+        &opts,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (p.overall.rewrite, p.overall.scan),
         (seen.rewrite, seen.scan),
@@ -501,9 +521,15 @@ async fn row_estimate_of_a_table_never_analyzed() {
         near(&format!("{table}: dry run JSON"), n, real);
         // `godwit plan`.
         let target = godwit::target::Target::parse(&db.url, None).unwrap();
-        let p = godwit::plan::plan_alter(&target, table, "ADD COLUMN z int", &Default::default())
-            .await
-            .unwrap();
+        let p = godwit::plan::plan_alter(
+            godwit::dispatch::by_kind(target.kind).planner,
+            &target,
+            table,
+            "ADD COLUMN z int",
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         near(&format!("{table}: plan"), p.facts.row_estimate, real);
         assert!(p.facts.avg_row_bytes > 0, "{:?}", p.facts);
     }
@@ -536,24 +562,43 @@ async fn rules_fire_on_bad_cases_and_stay_silent_on_safe_twins() {
             "unique-duplicates",
         ),
     ] {
-        let p = godwit::plan::plan_alter(&target, "bad", alter, &opts)
-            .await
-            .unwrap();
+        let p = godwit::plan::plan_alter(
+            godwit::dispatch::by_kind(target.kind).planner,
+            &target,
+            "bad",
+            alter,
+            &opts,
+        )
+        .await
+        .unwrap();
         if !rule.is_empty() {
             assert!(rules(&p).contains(&rule), "{alter}: {:?}", p.findings);
         }
         let twin = alter.replace("ON bad", "ON good");
-        let p = godwit::plan::plan_alter(&target, "good", &twin, &opts)
-            .await
-            .unwrap();
+        let p = godwit::plan::plan_alter(
+            godwit::dispatch::by_kind(target.kind).planner,
+            &target,
+            "good",
+            &twin,
+            &opts,
+        )
+        .await
+        .unwrap();
         assert!(rules(&p).is_empty(), "{twin}: {:?}", p.findings);
     }
     db.exec("UPDATE bad SET a = 100000 WHERE id = 1").await;
-    let p = godwit::plan::plan_alter(&target, "bad", "ALTER COLUMN a TYPE smallint", &opts)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "bad",
+        "ALTER COLUMN a TYPE smallint",
+        &opts,
+    )
+    .await
+    .unwrap();
     assert!(rules(&p).contains(&"type-truncation"), "{:?}", p.findings);
     let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
         &target,
         "good",
         "ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES parent(id)",
@@ -576,6 +621,7 @@ async fn rules_fire_on_bad_cases_and_stay_silent_on_safe_twins() {
         .iter()
         .any(|s| s.contains("VALIDATE CONSTRAINT")));
     let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
         &target,
         "good",
         "ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES parent(id) NOT VALID",
@@ -584,21 +630,45 @@ async fn rules_fire_on_bad_cases_and_stay_silent_on_safe_twins() {
     .await
     .unwrap();
     assert!(rules(&p).is_empty(), "{:?}", p.findings);
-    let p = godwit::plan::plan_alter(&target, "good", "RENAME COLUMN a TO a2", &opts)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "good",
+        "RENAME COLUMN a TO a2",
+        &opts,
+    )
+    .await
+    .unwrap();
     assert_eq!(rules(&p), vec!["rename-breaks-code"]);
-    let p = godwit::plan::plan_alter(&target, "good", "RENAME TO good2", &opts)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "good",
+        "RENAME TO good2",
+        &opts,
+    )
+    .await
+    .unwrap();
     assert_eq!(rules(&p), vec!["rename-breaks-code"]);
-    let p = godwit::plan::plan_alter(&target, "good", "DROP COLUMN b", &opts)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "good",
+        "DROP COLUMN b",
+        &opts,
+    )
+    .await
+    .unwrap();
     assert_eq!(rules(&p), vec!["destructive-drop"]);
-    let p = godwit::plan::plan_alter(&target, "nopk", "ADD COLUMN x int", &opts)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "nopk",
+        "ADD COLUMN x int",
+        &opts,
+    )
+    .await
+    .unwrap();
     assert_eq!(rules(&p), vec!["missing-primary-key"]);
     // Large tables, by a lowered threshold.
     let small = godwit::plan::PlanOptions {
@@ -607,23 +677,41 @@ async fn rules_fire_on_bad_cases_and_stay_silent_on_safe_twins() {
         ..Default::default()
     };
     db.exec("ANALYZE good").await;
-    let p = godwit::plan::plan_alter(&target, "good", "ALTER COLUMN a TYPE bigint", &small)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "good",
+        "ALTER COLUMN a TYPE bigint",
+        &small,
+    )
+    .await
+    .unwrap();
     let r = rules(&p);
     assert!(
         r.contains(&"lock-on-large-table") && r.contains(&"rewrite-large-table"),
         "{r:?}"
     );
     assert_eq!(p.recommendation.strategy, godwit::plan::Strategy::Online);
-    let p = godwit::plan::plan_alter(&target, "good", "ALTER COLUMN a SET DEFAULT 3", &small)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "good",
+        "ALTER COLUMN a SET DEFAULT 3",
+        &small,
+    )
+    .await
+    .unwrap();
     assert!(rules(&p).is_empty(), "{:?}", p.findings);
     // SET NOT NULL: the recommendation proves it with a CHECK first.
-    let p = godwit::plan::plan_alter(&target, "good", "ALTER COLUMN a SET NOT NULL", &small)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "good",
+        "ALTER COLUMN a SET NOT NULL",
+        &small,
+    )
+    .await
+    .unwrap();
     assert!(
         p.recommendation
             .statements
@@ -647,9 +735,15 @@ async fn long_transaction_blocks_and_is_reported() {
         long_trx_seconds: 1,
         ..Default::default()
     };
-    let p = godwit::plan::plan_alter(&target, "t", "ADD COLUMN x int", &opts)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "t",
+        "ADD COLUMN x int",
+        &opts,
+    )
+    .await
+    .unwrap();
     assert!(
         p.findings.iter().all(|f| f.rule != "long-transactions"),
         "{:?}",
@@ -661,9 +755,15 @@ async fn long_transaction_blocks_and_is_reported() {
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let p = godwit::plan::plan_alter(&target, "t", "ADD COLUMN x int", &opts)
-        .await
-        .unwrap();
+    let p = godwit::plan::plan_alter(
+        godwit::dispatch::by_kind(target.kind).planner,
+        &target,
+        "t",
+        "ADD COLUMN x int",
+        &opts,
+    )
+    .await
+    .unwrap();
     assert!(
         p.findings.iter().any(|f| f.rule == "long-transactions"),
         "{:?}",

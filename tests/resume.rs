@@ -433,7 +433,7 @@ async fn the_checkpoint_table_postgres() {
     let open = |t: &'static str| {
         let target = target.clone();
         async move {
-            godwit::engine::connect(&target, t, &Default::default())
+            godwit::dispatch::connect(&target, t, &Default::default())
                 .await
                 .unwrap()
         }

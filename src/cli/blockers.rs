@@ -2,7 +2,8 @@
 //! names the sessions holding a lock on the migration files' tables, found as the
 //! online cut-over finds its blockers (`Engine::cut_over_blockers`).
 
-use crate::engine::{self, Blocker, EngineOptions};
+use crate::dispatch;
+use crate::engine::{Blocker, EngineOptions};
 use crate::error::{Error, ServerCode};
 use crate::target::Target;
 use std::path::Path;
@@ -25,7 +26,8 @@ pub async fn name_blockers(
     if !is_lock_timeout(&e) {
         return e;
     }
-    let Ok(files) = crate::phases::file::load(path, target.kind) else {
+    let Ok(files) = crate::phases::file::load(path, crate::dispatch::by_kind(target.kind).sql)
+    else {
         return e;
     };
     let mut tables: Vec<String> = files
@@ -37,7 +39,7 @@ pub async fn name_blockers(
     tables.dedup();
     let mut found: Vec<(String, Blocker)> = Vec::new();
     for table in tables {
-        let Ok(engine) = engine::connect(target, &table, &EngineOptions::default()).await else {
+        let Ok(engine) = dispatch::connect(target, &table, &EngineOptions::default()).await else {
             continue;
         };
         match engine.cut_over_blockers().await {

@@ -1,7 +1,8 @@
 //! `godwit cleanup`: find (and with --execute remove) godwit's artifacts for one table.
 
 use super::ConnArgs;
-use crate::engine::{self, EngineOptions};
+use crate::dispatch;
+use crate::engine::EngineOptions;
 use crate::error::Result;
 use crate::progress::{Format, Reporter};
 use crate::target::Target;
@@ -33,11 +34,11 @@ pub async fn cleanup(a: CleanupArgs) -> i32 {
 
 async fn inner(a: &CleanupArgs, rep: &Reporter) -> Result<()> {
     let target = Target::parse(&a.conn.url, a.conn.password_file.as_deref())?;
-    let engine = engine::connect(&target, &a.conn.table, &EngineOptions::default()).await?;
+    let engine = dispatch::connect(&target, &a.conn.table, &EngineOptions::default()).await?;
     let found = if a.execute {
         // A running migration's objects are never removed (on PostgreSQL its slot is
         // in use only while it is read, so "in use" alone does not tell).
-        if !engine::take_runner_lock(engine.as_ref()).await? {
+        if !crate::engine::take_runner_lock(engine.as_ref()).await? {
             let _ = engine.close().await;
             return Err(crate::error::Error::new(
                 crate::error::ErrorKind::Leftovers,
@@ -53,7 +54,7 @@ async fn inner(a: &CleanupArgs, rep: &Reporter) -> Result<()> {
     let _ = engine.close().await;
     let mut found = found;
     // The replica-lag heartbeat table of killed runs (shared by the database's runs).
-    found.extend(engine::stale_heartbeat(&target, &a.conn.table, a.execute).await?);
+    found.extend(dispatch::stale_heartbeat(&target, &a.conn.table, a.execute).await?);
     if a.format == Format::Json {
         rep.emit(
             "cleanup",

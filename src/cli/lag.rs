@@ -1,7 +1,7 @@
 //! The replica-lag flags, shared by `godwit run` and the phase commands (names as
 //! gh-ost's, so that runbooks carry over).
 
-use crate::engine;
+use crate::dispatch;
 use crate::error::Result;
 use crate::target::Target;
 use crate::throttle::lag::{parse_replicas, LagOptions, LagWatch};
@@ -48,7 +48,7 @@ impl LagArgs {
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_millis),
             replicas,
         };
-        let Some(monitor) = engine::lag_monitor(target, table, &opts).await? else {
+        let Some(monitor) = dispatch::lag_monitor(target, table, &opts).await? else {
             return Ok((throttle, None));
         };
         let watch = LagWatch::start(monitor, opts.heartbeat_interval).await?;

@@ -128,7 +128,17 @@ async fn go(a: PhaseArgs, list: &[Phase], complete: bool) -> Result<()> {
         format: a.format,
         control,
     };
-    let r = match phases::run(&target, &a.path, list, complete, &opts, &mut throttle, &rep).await {
+    let r = match phases::run(
+        crate::dispatch::phase_target(&target),
+        &a.path,
+        list,
+        complete,
+        &opts,
+        &mut throttle,
+        &rep,
+    )
+    .await
+    {
         Err(e) => Err(super::blockers::name_blockers(e, &target, &a.path, opts.lock_timeout).await),
         ok => ok,
     };
@@ -213,7 +223,13 @@ pub async fn status(a: StatusArgs) -> i32 {
         if let Some(table) = &a.table {
             return checkpoint_status(&target, table, a.format, &rep).await;
         }
-        phases::status(&target, a.path.as_deref(), a.format, &rep).await
+        phases::status(
+            crate::dispatch::phase_target(&target),
+            a.path.as_deref(),
+            a.format,
+            &rep,
+        )
+        .await
     }
     .await;
     finish(f, r)
@@ -226,7 +242,7 @@ async fn checkpoint_status(
     format: Format,
     rep: &Reporter,
 ) -> crate::error::Result<()> {
-    let engine = crate::engine::connect(target, table, &Default::default()).await?;
+    let engine = crate::dispatch::connect(target, table, &Default::default()).await?;
     let saved = engine.load_checkpoint().await;
     let _ = engine.close().await;
     let cp: Option<crate::migration::checkpoint::Checkpoint> =

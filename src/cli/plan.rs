@@ -107,7 +107,8 @@ async fn inner(a: &PlanArgs) -> Result<i32> {
             "give migration files (PATH), or --table and --alter",
         ));
     };
-    let p = plan::plan_alter(&target, table, alter, &opts).await?;
+    let engine = crate::dispatch::by_kind(target.kind).planner;
+    let p = plan::plan_alter(engine, &target, table, alter, &opts).await?;
     match a.format {
         Format::Json => {
             let mut v = serde_json::to_value(&p)
@@ -118,7 +119,7 @@ async fn inner(a: &PlanArgs) -> Result<i32> {
             }
             println!("{v}");
         }
-        Format::Text => print!("{}", plan::render::text(&p)),
+        Format::Text => print!("{}", plan::render::text(engine, &p)),
     }
     let fails = matches!((a.fail_on, p.worst()), (Some(min), Some(w)) if w >= min);
     if fails {
@@ -146,7 +147,9 @@ async fn files(
         batch_size: a.batch_size,
         max_rows_per_second: a.max_rows_per_second,
     };
-    let plans = plan::phases::plan_migrations(target, path, &o).await?;
+    let parts = crate::dispatch::by_kind(target.kind);
+    let plans =
+        plan::phases::plan_migrations(parts.planner, parts.phases, target, path, &o).await?;
     match a.format {
         Format::Json => {
             let rep = Reporter::new(Format::Json);

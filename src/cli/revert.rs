@@ -3,7 +3,8 @@
 
 use super::ConnArgs;
 use crate::ddl::AlterSpec;
-use crate::engine::{self, EngineOptions, NameOverride};
+use crate::dispatch;
+use crate::engine::{EngineOptions, NameOverride};
 use crate::error::{Error, ErrorKind, Result};
 use crate::migration::checkpoint::{Checkpoint, ResumeMode};
 use crate::migration::{Migration, Outcome, RunOptions};
@@ -77,7 +78,7 @@ async fn inner(a: &RevertArgs, rep: &mut Reporter) -> Result<()> {
         revert_window: false,
     };
     // The window's names come from its checkpoint (read again under the runner lock).
-    let probe = engine::connect(&target, &a.conn.table, &eopts).await?;
+    let probe = dispatch::connect(&target, &a.conn.table, &eopts).await?;
     let saved = probe.load_checkpoint().await;
     let _ = probe.close().await;
     let cp: Option<Checkpoint> = saved?.and_then(|t| serde_json::from_str(&t).ok());
@@ -93,7 +94,7 @@ async fn inner(a: &RevertArgs, rep: &mut Reporter) -> Result<()> {
         old: Some(cp.old.clone()),
         cut_over: true,
     });
-    let engine = engine::connect(&target, &a.conn.table, &eopts).await?;
+    let engine = dispatch::connect(&target, &a.conn.table, &eopts).await?;
     let opts = RunOptions {
         alter: AlterSpec {
             clauses: cp.alter.clone(),

@@ -3,7 +3,8 @@
 use super::ConnArgs;
 use crate::control::{Control, Kind};
 use crate::ddl::AlterSpec;
-use crate::engine::{self, EngineOptions};
+use crate::dispatch;
+use crate::engine::EngineOptions;
 use crate::error::{Error, Result};
 use crate::migration::checkpoint::ResumeMode;
 use crate::migration::{DryRun, Migration, Outcome, RunOptions};
@@ -215,9 +216,16 @@ pub async fn run(a: RunArgs) -> i32 {
 /// `--attempt-native`: true when the change was handled natively (or would be, without
 /// --execute).
 async fn attempt_native(a: &RunArgs, target: &Target, rep: &mut Reporter) -> Result<bool> {
-    let p =
-        crate::plan::plan_alter(target, &a.conn.table, &a.alter, &PlanOptions::default()).await?;
-    let Some(stmt) = crate::plan::native::native_statement(&p) else {
+    let engine = dispatch::by_kind(target.kind).planner;
+    let p = crate::plan::plan_alter(
+        engine,
+        target,
+        &a.conn.table,
+        &a.alter,
+        &PlanOptions::default(),
+    )
+    .await?;
+    let Some(stmt) = engine.native_statement(&p) else {
         tracing::info!(
             "not instant/catalog-only ({}): running online",
             p.overall.reason
@@ -225,7 +233,7 @@ async fn attempt_native(a: &RunArgs, target: &Target, rep: &mut Reporter) -> Res
         return Ok(false);
     };
     if a.execute {
-        crate::plan::native::execute(target, &stmt, a.native_lock_timeout_seconds).await?;
+        crate::plan::native::execute(engine, target, &stmt, a.native_lock_timeout_seconds).await?;
     }
     rep.finish();
     if a.format == Format::Json {
@@ -244,7 +252,7 @@ async fn attempt_native(a: &RunArgs, target: &Target, rep: &mut Reporter) -> Res
 async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
     let target = Target::parse(&a.conn.url, a.conn.password_file.as_deref())?;
     // Refused here whether it would run natively or online.
-    let alter = AlterSpec::parse(engine::by_kind(target.kind).sql, &a.conn.table, &a.alter)?;
+    let alter = AlterSpec::parse(dispatch::by_kind(target.kind).sql, &a.conn.table, &a.alter)?;
     if a.attempt_native && attempt_native(a, &target, rep).await? {
         return Ok(());
     }
@@ -279,7 +287,7 @@ async fn run_inner(a: &RunArgs, rep: &mut Reporter) -> Result<()> {
         reconnect: reconnect(a, &abort),
         revert_window: a.revert_window.is_some(),
     };
-    let engine = engine::connect(&target, &a.conn.table, &eopts).await;
+    let engine = dispatch::connect(&target, &a.conn.table, &eopts).await;
     let engine = match engine {
         Ok(e) => e,
         Err(e) => {
@@ -351,7 +359,7 @@ pub(super) fn connector(
             cut_over_hold: None,
             ..eopts.clone()
         };
-        Box::pin(async move { engine::connect(&target, &table, &eopts).await })
+        Box::pin(async move { dispatch::connect(&target, &table, &eopts).await })
     })
 }
 

@@ -2,7 +2,8 @@
 //! `godwit run` uses before its cut-over). Read-only.
 
 use super::ConnArgs;
-use crate::engine::{self, EngineOptions};
+use crate::dispatch;
+use crate::engine::EngineOptions;
 use crate::error::{Error, ErrorKind, Result};
 use crate::migration::verify::{compare_all, Comparison};
 use crate::progress::{Format, Reporter};
@@ -34,7 +35,7 @@ pub async fn verify(a: VerifyArgs) -> i32 {
 
 async fn inner(a: &VerifyArgs, rep: &Reporter) -> Result<()> {
     let target = Target::parse(&a.conn.url, a.conn.password_file.as_deref())?;
-    let engine = engine::connect(&target, &a.conn.table, &EngineOptions::default()).await?;
+    let engine = dispatch::connect(&target, &a.conn.table, &EngineOptions::default()).await?;
     let r = compare(engine.as_ref(), &a.against).await;
     let _ = engine.close().await;
     let (c, columns) = r?;
@@ -75,7 +76,10 @@ async fn inner(a: &VerifyArgs, rep: &Reporter) -> Result<()> {
     Ok(())
 }
 
-async fn compare(engine: &dyn engine::Engine, against: &str) -> Result<(Comparison, Vec<String>)> {
+async fn compare(
+    engine: &dyn crate::engine::Engine,
+    against: &str,
+) -> Result<(Comparison, Vec<String>)> {
     let a = engine.inspect().await?;
     let b = engine.inspect_other(against).await?;
     let mapping = ColumnMapping::build(&a, &b, &[], &[])?;

@@ -15,7 +15,7 @@ pub mod lex;
 
 /// How one server reads SQL text, and the parts of its ALTER grammar godwit reads itself.
 /// Each engine provides one (`engine/*/`: `SQL_RULES`); engine-neutral code gets it from
-/// `engine::by_kind` and passes it in, so nothing here names an engine.
+/// `dispatch::by_kind` and passes it in, so nothing here names an engine.
 pub struct SqlRules {
     /// Every way the server may read quoted text under settings godwit does not control
     /// everywhere, as (backslash escapes in `'…'`, backslash escapes in `"…"`); the first

@@ -12,7 +12,7 @@ pub mod target;
 use crate::ddl::AlterSpec;
 use crate::error::Result;
 use crate::schema::{ColumnMapping, Table};
-use crate::target::{EngineKind, Target};
+use crate::target::EngineKind;
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -466,82 +466,6 @@ pub async fn take_runner_lock(engine: &dyn Engine) -> Result<bool> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     engine.lock_runner().await
-}
-
-/// Connect to the target and return its engine for `table`.
-pub async fn connect(
-    target: &Target,
-    table: &str,
-    opts: &EngineOptions,
-) -> Result<Box<dyn Engine>> {
-    match target.kind {
-        EngineKind::Mysql => Ok(Box::new(
-            mysql::MysqlEngine::connect(target, table, opts).await?,
-        )),
-        EngineKind::Postgres => postgres::connect(target, table, opts).await,
-    }
-}
-
-/// The replica-lag monitor for `--max-lag-millis` (`throttle::lag`), for a run on `table`
-/// (`None`: the phases, the session's default schema). `None` when no replica is given
-/// and none is found: then there is no lag check and no heartbeat table.
-pub async fn lag_monitor(
-    target: &Target,
-    table: Option<&str>,
-    opts: &crate::throttle::lag::LagOptions,
-) -> Result<Option<Box<dyn crate::throttle::lag::LagMonitor>>> {
-    Ok(match target.kind {
-        EngineKind::Mysql => mysql::lag::monitor(target, opts)
-            .await?
-            .map(|m| Box::new(m) as Box<dyn crate::throttle::lag::LagMonitor>),
-        EngineKind::Postgres => {
-            let schema = table.and_then(postgres::schema_of);
-            postgres::lag::monitor(target, schema.as_deref(), opts)
-                .await?
-                .map(|m| Box::new(m) as Box<dyn crate::throttle::lag::LagMonitor>)
-        }
-    })
-}
-
-/// `godwit cleanup`: the replica-lag heartbeat table of `table`'s database (MySQL) or
-/// schema (PostgreSQL) when no run wrote to it for a minute; dropped when `drop`. It is
-/// shared by the runs of the database, so it is never a leftover of one table's run.
-pub async fn stale_heartbeat(target: &Target, table: &str, drop: bool) -> Result<Option<String>> {
-    match target.kind {
-        EngineKind::Mysql => mysql::lag::stale_heartbeat(target, drop).await,
-        EngineKind::Postgres => {
-            postgres::lag::stale_heartbeat(target, postgres::schema_of(table).as_deref(), drop)
-                .await
-        }
-    }
-}
-
-/// The engine objects of the engine-neutral layers, for one engine kind.
-pub struct EngineParts {
-    /// The planner's classifier and read-only session (`godwit plan`).
-    pub planner: &'static dyn crate::plan::PlanEngine,
-    /// Opens the connection of the phase commands (`godwit expand`, …).
-    pub phases: &'static dyn crate::phases::db::PhaseConnector,
-    /// How the server reads SQL text (the lexer of user text, `--alter`).
-    pub sql: &'static crate::ddl::SqlRules,
-}
-
-/// The one place an engine kind becomes the engine objects the planner, the phases and
-/// the reading of user SQL use (the online path connects through [`connect`]). A new engine is a new folder and
-/// one arm here.
-pub fn by_kind(kind: EngineKind) -> EngineParts {
-    match kind {
-        EngineKind::Mysql => EngineParts {
-            planner: &mysql::planner::MysqlPlanner,
-            phases: &mysql::phases::MysqlPhases,
-            sql: &mysql::SQL_RULES,
-        },
-        EngineKind::Postgres => EngineParts {
-            planner: &postgres::planner::PgPlanner,
-            phases: &postgres::phases::PgPhases,
-            sql: &postgres::SQL_RULES,
-        },
-    }
 }
 
 /// The fixed prefix of every object godwit creates.

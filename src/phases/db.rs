@@ -1,8 +1,8 @@
 //! One connection for a phase command: statements, the catalog, the runner lock.
 //!
 //! [`PhaseDb`] is what a phase needs from a connection; each engine implements it in
-//! `engine/<name>/phases.rs` (with its [`Dialect`]), and [`connect`] gets it from
-//! [`crate::engine::by_kind`]. What is spelled differently per engine is asked of the
+//! `engine/<name>/phases.rs` (with its [`Dialect`]), and its [`PhaseConnector`] opens it;
+//! the command layer hands the connector in. What is spelled differently per engine is asked of the
 //! dialect; the rest is written once here.
 
 use super::dialect::Dialect;
@@ -97,21 +97,32 @@ pub trait PhaseDb: Send {
     }
 }
 
-/// Opens a phase command's connection (one per engine, from [`crate::engine::by_kind`]).
+/// Opens a phase command's connection (one per engine; the command layer gets it from
+/// `dispatch::by_kind`).
 #[async_trait]
 pub trait PhaseConnector: Send + Sync {
+    /// Connect for a phase command; lock waits end after `lock_timeout`.
     async fn connect(&self, target: &Target, lock_timeout: Duration) -> Result<Db>;
+    /// How the server reads SQL text: the migration files' fragments are checked with it
+    /// before anything connects.
+    fn sql_rules(&self) -> &'static crate::ddl::SqlRules;
 }
 
 /// A phase command's connection.
 pub type Db = Box<dyn PhaseDb>;
 
-/// Connect for a phase command; lock waits end after `lock_timeout`.
-pub async fn connect(target: &Target, lock_timeout: Duration) -> Result<Db> {
-    crate::engine::by_kind(target.kind)
-        .phases
-        .connect(target, lock_timeout)
-        .await
+/// Where a phase command runs: the server, and the engine's connector for it.
+#[derive(Clone, Copy)]
+pub struct PhaseTarget<'a> {
+    pub connector: &'static dyn PhaseConnector,
+    pub target: &'a Target,
+}
+
+impl PhaseTarget<'_> {
+    /// Connect; lock waits end after `lock_timeout`.
+    pub async fn connect(&self, lock_timeout: Duration) -> Result<Db> {
+        self.connector.connect(self.target, lock_timeout).await
+    }
 }
 
 impl dyn PhaseDb {

@@ -5,8 +5,8 @@
 //! the file is read into a table first, then each operation on its own.
 
 use super::ops::Operation;
+use crate::ddl::SqlRules;
 use crate::error::{Error, ErrorKind, Result};
-use crate::target::EngineKind;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -122,11 +122,10 @@ pub fn load_file(path: &Path) -> Result<MigrationFile> {
     })
 }
 
-/// Load migration files for `kind` (see [`load_all`]), and check every SQL fragment
-/// godwit will splice into its own statements (`up`, `down`, `check`, types, defaults)
-/// with that engine's rules, before anything connects (`ddl::lex::fragment`).
-pub fn load(path: &Path, kind: EngineKind) -> Result<Vec<MigrationFile>> {
-    let rules = crate::engine::by_kind(kind).sql;
+/// Load migration files (see [`load_all`]), and check every SQL fragment godwit will
+/// splice into its own statements (`up`, `down`, `check`, types, defaults) with the
+/// engine's `rules`, before anything connects (`ddl::lex::fragment`).
+pub fn load(path: &Path, rules: &'static SqlRules) -> Result<Vec<MigrationFile>> {
     let files = load_all(path)?;
     for f in &files {
         for (i, op) in f.operations.iter().enumerate() {

@@ -23,9 +23,8 @@ use state::PhaseState;
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::{Format, Reporter};
 use crate::schema::Table;
-use crate::target::Target;
 use crate::throttle::Throttle;
-use db::Db;
+use db::{Db, PhaseTarget};
 use file::MigrationFile;
 use ops::{Cx, Probe, Stmt, StmtKind};
 use std::collections::HashMap;
@@ -492,7 +491,7 @@ fn target<'a>(
 /// Run the phases `phases` in order on the first unfinished migration (and, with
 /// `continue_after_contract`, on the following ones).
 pub async fn run(
-    target_url: &Target,
+    at: PhaseTarget<'_>,
     path: &Path,
     phases: &[Phase],
     continue_after_contract: bool,
@@ -500,8 +499,8 @@ pub async fn run(
     throttle: &mut Throttle,
     rep: &Reporter,
 ) -> Result<()> {
-    let files = file::load(path, target_url.kind)?;
-    let mut db = db::connect(target_url, opts.lock_timeout).await?;
+    let files = file::load(path, at.connector.sql_rules())?;
+    let mut db = at.connect(opts.lock_timeout).await?;
     let dbr = &mut db;
     throttle
         .validate(|names| async move { dbr.load_values(&names).await })
@@ -744,16 +743,16 @@ async fn run_phase(
 
 /// `godwit status`: every migration file and its state.
 pub async fn status(
-    target_url: &Target,
+    at: PhaseTarget<'_>,
     path: Option<&Path>,
     format: Format,
     rep: &Reporter,
 ) -> Result<()> {
     let files = match path {
-        Some(p) => file::load(p, target_url.kind)?,
+        Some(p) => file::load(p, at.connector.sql_rules())?,
         None => vec![],
     };
-    let mut db = db::connect(target_url, Duration::from_secs(5)).await?;
+    let mut db = at.connect(Duration::from_secs(5)).await?;
     let rows = state::read_all(&mut db).await?;
     let mut lines = Vec::new();
     for f in &files {

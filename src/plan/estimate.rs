@@ -1,7 +1,7 @@
 //! Estimates for the online path (`godwit run`): rows, bytes to copy, disk for the shadow,
 //! duration from a measured read sample, and replication volume.
 
-use super::{Change, Facts};
+use super::{Change, Facts, PlanEngine};
 use serde::Serialize;
 
 /// Copy rate assumed when no sample could be taken (rows per second). Documented in
@@ -32,8 +32,18 @@ pub struct Estimate {
     pub replication_note: String,
 }
 
-pub fn estimate(f: &Facts, all: &Change) -> Estimate {
-    let engine = crate::engine::by_kind(f.engine).planner;
+/// The estimate of the online path for `f`, and what replicas see of `all` run natively.
+pub fn estimate(engine: &dyn PlanEngine, f: &Facts, all: &Change) -> Estimate {
+    estimate_with(
+        f,
+        engine.log_carries_indexes(),
+        engine.native_replays_serially(all),
+    )
+}
+
+/// [`estimate`] with the engine's answers given: the replicas' log carries index changes
+/// (`log_carries_indexes`), the native ALTER replays serially there (`inplace_lag`).
+pub fn estimate_with(f: &Facts, log_carries_indexes: bool, inplace_lag: bool) -> Estimate {
     // A sample too small or too fast to time says nothing: use the default.
     let (rate, source) = match f.sample {
         Some(s) if s.rows >= MIN_SAMPLE_ROWS && s.millis > 0 => (
@@ -45,12 +55,11 @@ pub fn estimate(f: &Facts, all: &Change) -> Estimate {
     let rows = f.row_estimate;
     let bytes = f.data_bytes.max(rows * f.avg_row_bytes);
     let replication_bytes = bytes
-        + if engine.log_carries_indexes() {
+        + if log_carries_indexes {
             f.index_bytes
         } else {
             0
         };
-    let inplace_lag = engine.native_replays_serially(all);
     let replication_note = match (f.replicas, inplace_lag) {
         (Some(0), _) => "no replicas visible".to_string(),
         (_, true) => "a native in-place ALTER replays serially on replicas: they lag by its whole duration; godwit's copy is throttled by --max-lag-millis".to_string(),
@@ -74,21 +83,20 @@ pub fn estimate(f: &Facts, all: &Change) -> Estimate {
 mod tests {
     use super::*;
     use crate::plan::rules::fixture;
-    use crate::plan::{ChangeKind, Sample};
+    use crate::plan::Sample;
 
     #[test]
     fn duration_from_sample_or_default() {
         let mut f = fixture::mysql_facts();
         f.row_estimate = 1_000_000;
-        let all = Change::new(String::new(), ChangeKind::Other);
-        let e = estimate(&f, &all);
+        let e = estimate_with(&f, false, false);
         assert_eq!(e.rate_source, "default");
         assert_eq!(e.copy_seconds, 20);
         f.sample = Some(Sample {
             rows: 10_000,
             millis: 100,
         });
-        let e = estimate(&f, &all);
+        let e = estimate_with(&f, false, false);
         assert_eq!(e.rate_source, "sample");
         assert_eq!(e.rows_per_sec, 25_000.0);
         assert_eq!(e.copy_seconds, 40);
@@ -96,6 +104,6 @@ mod tests {
             rows: 10,
             millis: 0,
         });
-        assert_eq!(estimate(&f, &all).rate_source, "default");
+        assert_eq!(estimate_with(&f, false, false).rate_source, "default");
     }
 }

@@ -7,8 +7,9 @@
 //! online path ([`estimate`]), run the rules ([`rules`]) and recommend a way to run it.
 //! Nothing on the server changes.
 //!
-//! This module names no engine: it reaches one only through the [`PlanEngine`] that
-//! [`crate::engine::by_kind`] returns, and the engines depend on the types defined here.
+//! This module names no engine: it reaches one only through the [`PlanEngine`] its caller
+//! hands it (the command layer gets it from `dispatch::by_kind`), and the engines depend on
+//! the types defined here, never the other way.
 
 pub mod estimate;
 pub mod native;
@@ -66,6 +67,8 @@ pub trait PlanEngine: Send + Sync {
     fn native_replays_serially(&self, all: &Change) -> bool;
     /// A constraint can be added `NOT VALID` and validated later while writes go on.
     fn validates_constraints_later(&self) -> bool;
+    /// How the server reads SQL text (the lexer of `--alter`).
+    fn sql_rules(&self) -> &'static crate::ddl::SqlRules;
 }
 
 /// The ALTER classified: every clause, the ALTER as a whole, and its clauses as text for
@@ -734,6 +737,10 @@ pub struct Plan {
     pub estimate: estimate::Estimate,
     pub recommendation: Recommendation,
     pub findings: Vec<Finding>,
+    /// The engine can add a constraint `NOT VALID` and validate it later while writes go
+    /// on ([`PlanEngine::validates_constraints_later`]); what the rules' fixes suggest.
+    #[serde(skip)]
+    pub validates_constraints_later: bool,
 }
 
 impl Plan {
@@ -898,15 +905,14 @@ pub fn as_statement(
 
 /// Read facts, classify, check, estimate and judge. Changes nothing on the server.
 pub async fn plan_alter(
+    engine: &dyn PlanEngine,
     target: &Target,
     table: &str,
     alter: &str,
     opts: &PlanOptions,
 ) -> Result<Plan> {
     // One statement, for this table (a rename of the table is planned, not refused).
-    let parts = crate::engine::by_kind(target.kind);
-    crate::ddl::clause_text(parts.sql, table, alter)?;
-    let engine = parts.planner;
+    crate::ddl::clause_text(engine.sql_rules(), table, alter)?;
     let stmt = engine.prepare(alter)?;
     let mut session = engine.open(target, false).await?;
     let facts = session.facts(table, opts).await?;
@@ -918,7 +924,7 @@ pub async fn plan_alter(
     let probes = probes_for(&changes, &facts);
     let checks = session.probes(&facts, &probes, opts.check_rows).await?;
     session.close().await;
-    let est = estimate::estimate(&facts, &overall);
+    let est = estimate::estimate(engine, &facts, &overall);
     let recommendation = engine.recommend(&facts, &changes, &overall, &clauses, opts);
     let mut plan = Plan {
         engine: target.kind,
@@ -932,6 +938,7 @@ pub async fn plan_alter(
         estimate: est,
         recommendation,
         findings: Vec::new(),
+        validates_constraints_later: engine.validates_constraints_later(),
     };
     plan.findings = rules::run_all(&plan, opts);
     Ok(plan)

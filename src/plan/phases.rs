@@ -9,7 +9,7 @@
 use super::estimate::{DEFAULT_ROWS_PER_SEC, MIN_SAMPLE_ROWS, WRITE_FACTOR};
 use super::{Change, Facts, PlanEngine, PlanOptions, PlanSession};
 use crate::error::Result;
-use crate::phases::db::{self, Db};
+use crate::phases::db::{Db, PhaseConnector};
 use crate::phases::ops::Stmt;
 use crate::phases::state::PhaseState;
 use crate::phases::{self, file, state, Phase};
@@ -327,16 +327,18 @@ impl Planner<'_> {
 }
 
 /// Plan every migration in `path` that is not complete. Reads the server; changes nothing.
+/// `engine` classifies the statements; `connector` opens the phases' connection.
 pub async fn plan_migrations(
+    engine: &'static dyn PlanEngine,
+    connector: &dyn PhaseConnector,
     target: &Target,
     path: &Path,
     opts: &MigrationPlanOptions,
 ) -> Result<Vec<MigrationPlan>> {
-    let files = file::load(path, target.kind)?;
-    let mut db = db::connect(target, Duration::from_secs(5)).await?;
+    let files = file::load(path, connector.sql_rules())?;
+    let mut db = connector.connect(target, Duration::from_secs(5)).await?;
     db.read_only().await?;
     let rows = state::read_all(&mut db).await?;
-    let engine = crate::engine::by_kind(target.kind).planner;
     let mut p = Planner {
         db,
         engine,

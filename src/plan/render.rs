@@ -1,7 +1,7 @@
 //! Text output for an 80-column terminal. (JSON is the `Plan` serialized; see
 //! docs/plan.md.)
 
-use super::{Change, Plan};
+use super::{Change, Plan, PlanEngine};
 use std::fmt::Write;
 
 fn human_bytes(b: u64) -> String {
@@ -48,8 +48,8 @@ fn wrap(text: &str, width: usize, indent: &str) -> String {
     out
 }
 
-pub fn text(p: &Plan) -> String {
-    let engine = crate::engine::by_kind(p.engine).planner;
+/// The plan as text; `engine` names the classes of its changes.
+pub fn text(engine: &dyn PlanEngine, p: &Plan) -> String {
     let class = |c: &Change| engine.change_label(c);
     let mut s = String::new();
     let f = &p.facts;

@@ -573,6 +573,9 @@ pub struct MysqlPhases;
 
 #[async_trait]
 impl PhaseConnector for MysqlPhases {
+    fn sql_rules(&self) -> &'static crate::ddl::SqlRules {
+        &super::SQL_RULES
+    }
     async fn connect(&self, target: &Target, lock_timeout: Duration) -> Result<Db> {
         let opts = session::options(target, SessionKind::Phases { lock_timeout });
         let mut conn = session::connect(target, opts).await?;

@@ -93,6 +93,9 @@ impl PlanEngine for MysqlPlanner {
     fn validates_constraints_later(&self) -> bool {
         false
     }
+    fn sql_rules(&self) -> &'static crate::ddl::SqlRules {
+        &super::SQL_RULES
+    }
 }
 
 #[async_trait]

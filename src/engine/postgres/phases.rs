@@ -548,6 +548,9 @@ pub struct PgPhases;
 
 #[async_trait]
 impl PhaseConnector for PgPhases {
+    fn sql_rules(&self) -> &'static crate::ddl::SqlRules {
+        &super::SQL_RULES
+    }
     async fn connect(&self, target: &Target, lock_timeout: Duration) -> Result<Db> {
         let client = pg_connect(target, "phases").await?;
         let ms = lock_timeout.as_millis().max(1);

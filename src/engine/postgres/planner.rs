@@ -107,6 +107,9 @@ impl PlanEngine for PgPlanner {
     fn validates_constraints_later(&self) -> bool {
         true
     }
+    fn sql_rules(&self) -> &'static crate::ddl::SqlRules {
+        &super::SQL_RULES
+    }
 }
 
 #[async_trait]

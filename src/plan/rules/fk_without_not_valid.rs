@@ -16,10 +16,7 @@ fn check(p: &Plan, _o: &PlanOptions) -> Vec<Finding> {
             rule: RULE.id,
             severity: Severity::Warning,
             message: format!("`{}` checks every existing row while writes wait", c.clause),
-            fix: if crate::engine::by_kind(p.engine)
-                .planner
-                .validates_constraints_later()
-            {
+            fix: if p.validates_constraints_later {
                 "add it NOT VALID, then run ALTER TABLE … VALIDATE CONSTRAINT … (writes continue)".into()
             } else {
                 "add the foreign key with `godwit run`, or natively with foreign_key_checks=0 after checking the data".into()

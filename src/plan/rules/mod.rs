@@ -98,6 +98,7 @@ pub(crate) mod fixture {
     }
 
     fn plan(engine: EngineKind, changes: Vec<Change>) -> Plan {
+        let mysql_engine = engine == mysql();
         let f = facts(engine);
         let overall = changes
             .first()
@@ -108,7 +109,7 @@ pub(crate) mod fixture {
             server_version: "test".into(),
             table: "t".into(),
             alter: String::new(),
-            estimate: estimate::estimate(&f, &overall),
+            estimate: estimate::estimate_with(&f, !mysql_engine, false),
             facts: f,
             changes,
             overall,
@@ -119,6 +120,7 @@ pub(crate) mod fixture {
                 reason: String::new(),
             },
             findings: vec![],
+            validates_constraints_later: !mysql_engine,
         }
     }
 
