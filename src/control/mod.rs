@@ -11,8 +11,8 @@ pub mod eta;
 pub mod metrics;
 pub mod socket;
 
-use crate::progress::{Snapshot, State};
-use crate::throttle::LoadThresholds;
+use crate::progress::state::{Snapshot, State};
+use crate::throttle::load::LoadThresholds;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -165,7 +165,7 @@ impl Outage<'_> {
             return;
         }
         let waited = self.started.map(|s| s.elapsed().as_millis() as u64);
-        crate::progress::emit_json(
+        crate::progress::events::emit_json(
             "reconnect",
             serde_json::json!({
                 "status": status,

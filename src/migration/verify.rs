@@ -16,7 +16,7 @@
 use super::{Migration, FLUSH_INTERVAL, FLUSH_KEYS};
 use crate::engine::{CompareColumns, Key, VerifyView};
 use crate::error::{Error, ErrorKind, Result};
-use crate::progress::State;
+use crate::progress::state::State;
 use crate::schema::Table;
 use std::time::{Duration, Instant};
 

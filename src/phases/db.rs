@@ -6,6 +6,7 @@
 //! dialect; the rest is written once here.
 
 use super::dialect::Dialect;
+pub use super::stmt::Param;
 use crate::error::{Error, ErrorKind, Result};
 use crate::schema::Table;
 use crate::target::Target;
@@ -31,13 +32,6 @@ pub fn relabel(e: Error) -> Error {
 pub enum RelKind {
     Table,
     View,
-}
-
-/// A bind parameter.
-#[derive(Debug, Clone)]
-pub enum Param {
-    Text(Option<String>),
-    Int(i64),
 }
 
 /// One row of a catalog or state query: every value as the server's text (NULL as

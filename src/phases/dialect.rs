@@ -3,8 +3,7 @@
 //! user's SQL and are inserted as written.
 
 use super::catalog::CatalogSql;
-use super::db::Param;
-use super::ops::{AddForeignKey, Backfill, Filter, Stmt, StmtKind, Trigger, Val};
+use super::stmt::{AddForeignKey, Backfill, Filter, Param, Stmt, StmtKind, Trigger, Val};
 use crate::schema::{Column, Grant, Table};
 
 pub trait Dialect: Sync + Send {

@@ -18,6 +18,7 @@ pub mod dialect;
 pub mod file;
 pub mod ops;
 pub mod state;
+pub mod stmt;
 use state::PhaseState;
 
 use crate::error::{Error, ErrorKind, Result};

@@ -4,7 +4,7 @@
 use super::conn_err;
 use super::sql;
 use crate::error::Result;
-use crate::throttle::unknown_counter;
+use crate::throttle::load::unknown_counter;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 

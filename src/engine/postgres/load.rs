@@ -4,7 +4,7 @@
 use super::conn::pg_err;
 use super::sql;
 use crate::error::Result;
-use crate::throttle::unknown_counter;
+use crate::throttle::load::unknown_counter;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_postgres::Client;
 

@@ -16,20 +16,8 @@
 //! writer from expand on, old application or new. An old application that writes rows
 //! the key forbids gets errors from expand on: that is the point of adding it.
 
+pub use super::super::stmt::AddForeignKey;
 use super::{missing_column, need, Cx, Guard, Op, Stmt};
-use serde::Deserialize;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddForeignKey {
-    pub table: String,
-    pub name: String,
-    pub columns: Vec<String>,
-    pub references_table: String,
-    pub references_columns: Vec<String>,
-    pub on_delete: Option<String>,
-    pub on_update: Option<String>,
-}
 
 const ACTIONS: &[&str] = &[
     "CASCADE",

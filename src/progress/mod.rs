@@ -1,10 +1,16 @@
 //! Progress and status: an indicatif bar on a terminal, log lines elsewhere, or one JSON
 //! object per line on stdout with `--format json`.
 
+pub mod events;
+pub mod state;
+
+pub use events::{emit_json, emit_json_if};
+pub use state::{Snapshot, State};
+
 use crate::error::Error;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -12,52 +18,6 @@ pub enum Format {
     #[default]
     Text,
     Json,
-}
-
-/// The states of a migration, in order, plus the waiting states (docs/architecture.md,
-/// "The online state machine").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Preflight,
-    Prepare,
-    Copy,
-    Throttled,
-    CatchUp,
-    /// Comparing the original and the new table before the cut-over.
-    Verify,
-    Postponed,
-    CutOver,
-    Cleanup,
-    Done,
-    /// The phases' backfill: batches of existing rows brought into the new shape.
-    Backfill,
-    /// After the swap, with `--revert-window`: the new table's changes are replayed into
-    /// the old table so that `godwit revert` can swap back.
-    RevertWindow,
-    Failed,
-}
-
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        f.write_str(&s)
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Snapshot {
-    pub rows_copied: u64,
-    pub rows_estimate: u64,
-    pub rows_per_sec: f64,
-    pub eta_seconds: Option<u64>,
-    pub keys_replayed: u64,
-    pub dirty_keys: u64,
-    pub lag_ms: Option<u64>,
-    pub chunk_size: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,31 +56,6 @@ pub struct Reporter {
     /// Every state entered, in order, so unit tests can assert the path a run took.
     #[cfg(test)]
     pub(crate) states: Vec<State>,
-}
-
-fn now_ms() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
-}
-
-/// Print one JSON event line on stdout (for `--format json`; see [`Reporter::emit`]).
-pub fn emit_json(event: &str, body: serde_json::Value) {
-    let mut obj = serde_json::json!({"event": event, "ts_ms": now_ms() as u64});
-    if let (Some(o), serde_json::Value::Object(b)) = (obj.as_object_mut(), body) {
-        o.extend(b);
-    }
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{obj}");
-    let _ = out.flush();
-}
-
-/// [`emit_json`] when `json` (for reports made away from the [`Reporter`]).
-pub fn emit_json_if(json: bool, event: &str, body: serde_json::Value) {
-    if json {
-        emit_json(event, body);
-    }
 }
 
 impl Reporter {
