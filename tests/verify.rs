@@ -6,7 +6,9 @@
 //! - a difference that comes back after every repair stops the run before the swap:
 //!   exit 36, the original unchanged, nothing of godwit's left;
 //! - `godwit verify --against` says whether two tables hold the same rows (exit 0 / 36),
-//!   also through a type change.
+//!   also through a type change;
+//! - after the verification, the new table's planner statistics are refreshed (ANALYZE)
+//!   before the swap, and `--skip-analyze` leaves that out.
 mod support;
 
 use support::both::{Db, Engine, Writer, ROWS, WRITER_IDS};
@@ -428,4 +430,69 @@ async fn every_type_is_compared_mariadb() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_type_is_compared_postgres() {
     every_type_is_compared(Engine::Postgres).await;
+}
+
+/// The new table is analyzed before the swap: an `analyze` event without an error, and on
+/// PostgreSQL column statistics for the table the application now uses (a table filled
+/// by bulk inserts has none until autovacuum comes around). `--skip-analyze` skips it.
+async fn the_new_table_is_analyzed_before_the_swap(engine: Engine) {
+    let db = Db::new(engine, "analyze").await;
+    let before = db.rows(WRITER_IDS).await;
+    let run = |alter: &'static str, extra: &'static str| {
+        let url = db.url().to_string();
+        async move {
+            let mut args = vec![
+                "run",
+                "--url",
+                &url,
+                "--table",
+                "orders",
+                "--alter",
+                alter,
+                "--execute",
+                "--format",
+                "json",
+                "--ok-to-drop-table",
+            ];
+            if !extra.is_empty() {
+                args.push(extra);
+            }
+            godwit(&args, &[]).await
+        }
+    };
+    let r = run("ADD COLUMN extra INT", "").await;
+    r.expect_ok();
+    let e = r.event("analyze").expect("an analyze event");
+    assert!(e.get("error").is_none(), "{e}");
+    assert!(e["table"].as_str().unwrap().contains("godwit"), "{e}");
+    if engine == Engine::Postgres {
+        let stats = db
+            .strings("SELECT count(*)::text FROM pg_stats WHERE schemaname = 'public' AND tablename = 'orders'")
+            .await;
+        assert_ne!(
+            stats,
+            vec!["0".to_string()],
+            "no column statistics after the run"
+        );
+    }
+    let r = run("ADD COLUMN extra2 INT", "--skip-analyze").await;
+    r.expect_ok();
+    assert!(r.event("analyze").is_none(), "analyzed with --skip-analyze");
+    assert_eq!(db.rows(WRITER_IDS).await, before);
+    assert!(
+        db.leftovers().await.is_empty(),
+        "{:?}",
+        db.leftovers().await
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_new_table_is_analyzed_before_the_swap_mariadb() {
+    the_new_table_is_analyzed_before_the_swap(Engine::Maria).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_new_table_is_analyzed_before_the_swap_postgres() {
+    the_new_table_is_analyzed_before_the_swap(Engine::Postgres).await;
 }

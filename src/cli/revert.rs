@@ -110,6 +110,9 @@ async fn inner(a: &RevertArgs, rep: &mut Reporter) -> Result<()> {
         postpone_flag_file: a.postpone_cut_over_flag_file.clone(),
         ok_to_drop_table: a.ok_to_drop_table,
         verify: !a.skip_verify,
+        // The table swapped back kept its statistics; the writes since the cut-over are
+        // few next to it, and the server's own collection covers them.
+        analyze: false,
         resume: ResumeMode::Auto,
         after_swap_hold: None,
         reconnect,

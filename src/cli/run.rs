@@ -82,6 +82,11 @@ pub struct RunArgs {
     /// is on by default: a chunked checksum of both tables, differences re-copied).
     #[arg(long)]
     pub skip_verify: bool,
+    /// Do not refresh the new table's planner statistics (ANALYZE) before the cut-over
+    /// (on by default, so the application's queries are planned from real statistics
+    /// from the first moment after the swap).
+    #[arg(long)]
+    pub skip_analyze: bool,
     /// Ask the planner first: an instant (MySQL/MariaDB) or catalog-only (PostgreSQL)
     /// change runs natively, with ALGORITHM=INSTANT and a lock wait timeout, instead of
     /// copying the table. Anything else runs online as usual.
@@ -137,6 +142,7 @@ fn options(a: &RunArgs, alter: AlterSpec, abort: &Arc<AtomicBool>) -> Result<Run
         postpone_flag_file: a.postpone_cut_over_flag_file.clone(),
         ok_to_drop_table: a.ok_to_drop_table,
         verify: !a.skip_verify,
+        analyze: !a.skip_analyze,
         resume: if a.resume {
             ResumeMode::Require
         } else if a.restart {

@@ -303,6 +303,11 @@ pub trait Engine: Send + Sync {
     async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
         Ok(())
     }
+    /// Refresh the shadow's planner statistics (`ANALYZE`), so that the application's
+    /// queries are planned from real statistics from the first moment after the swap
+    /// (a table filled by bulk inserts has none until autovacuum / auto-recalculation
+    /// comes around). Reads a sample; changes no rows.
+    async fn analyze_shadow(&self) -> Result<()>;
     /// A copier that starts after the key `after` (from the start when None).
     async fn copier(
         &self,

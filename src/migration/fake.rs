@@ -48,6 +48,8 @@ pub enum Call {
     DropShadow,
     AfterCopy,
     BeforeCutOver,
+    /// The shadow's statistics refreshed.
+    Analyze,
     Copier,
     /// Rows asked for.
     NextChunk(u64),
@@ -206,6 +208,8 @@ pub struct World {
     pub fail_next_poll: Option<ErrorKind>,
     /// The next flush outside the lock fails (once).
     pub fail_next_flush: bool,
+    /// `analyze_shadow` fails.
+    pub analyze_fails: bool,
     /// Cut-over faults per attempt.
     pub lock_faults: BTreeMap<u32, LockFault>,
     /// Writes that reach the original after the final flush, just before the swap (an
@@ -486,6 +490,7 @@ impl FakeEngine {
             chunks: Vec::new(),
             fail_next_poll: None,
             fail_next_flush: false,
+            analyze_fails: false,
             lock_faults: BTreeMap::new(),
             leak_at_swap: Vec::new(),
             status: HashMap::new(),
@@ -797,6 +802,17 @@ impl Engine for FakeEngine {
         };
         if !time.is_zero() {
             tokio::time::sleep(time).await;
+        }
+        Ok(())
+    }
+
+    async fn analyze_shadow(&self) -> Result<()> {
+        let mut w = self.s.enter(Call::Analyze);
+        if w.shadow.is_none() || w.swapped {
+            w.violation("analyze_shadow without a shadow to analyze");
+        }
+        if w.analyze_fails {
+            return Err(Error::new(ErrorKind::Migration, "ANALYZE failed"));
         }
         Ok(())
     }

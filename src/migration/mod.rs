@@ -42,6 +42,9 @@ pub struct RunOptions {
     pub ok_to_drop_table: bool,
     /// Compare the tables before the cut-over (off with --skip-verify).
     pub verify: bool,
+    /// Refresh the shadow's planner statistics before the cut-over (off with
+    /// --skip-analyze).
+    pub analyze: bool,
     /// What to do with the checkpoint of a run that died.
     pub resume: ResumeMode,
     /// Test seam: wait this long right after the swap, before the cleanup steps.
@@ -616,6 +619,9 @@ impl<'a> Migration<'a> {
             tracing::info!("verification skipped (--skip-verify)");
             None
         };
+        if self.opts.analyze {
+            self.analyze_shadow().await;
+        }
         self.postpone().await?;
         let (cut_over_ms, attempts) = self.cut_over().await?;
 
@@ -1310,6 +1316,35 @@ impl<'a> Migration<'a> {
 
     /// Wait while the postpone flag file exists, then until the `on-before-cut-over`
     /// hooks succeed (asked again every second), keeping the shadow in sync.
+    /// Refresh the shadow's statistics before the swap (`Engine::analyze_shadow`). Best
+    /// effort: a failure is a warning (the server's own statistics collection catches up
+    /// later), never a reason to keep the original.
+    async fn analyze_shadow(&mut self) {
+        let t = Instant::now();
+        let r = self.engine.analyze_shadow().await;
+        let millis = t.elapsed().as_millis() as u64;
+        let table = self.engine.names().shadow.clone();
+        match r {
+            Ok(()) => {
+                tracing::info!(
+                    ms = millis,
+                    "analyzed the new table: its statistics are current at the swap"
+                );
+                self.rep.emit(
+                    "analyze",
+                    serde_json::json!({ "table": table, "millis": millis }),
+                );
+            }
+            Err(e) => {
+                tracing::warn!("analyzing the new table failed (its statistics are refreshed later by the server): {e}");
+                self.rep.emit(
+                    "analyze",
+                    serde_json::json!({ "table": table, "millis": millis, "error": e.message }),
+                );
+            }
+        }
+    }
+
     async fn postpone(&mut self) -> Result<()> {
         if let Some(flag) = self.opts.postpone_flag_file.clone() {
             let r = async {

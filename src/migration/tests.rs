@@ -32,6 +32,7 @@ fn opts() -> RunOptions {
         postpone_flag_file: None,
         ok_to_drop_table: false,
         verify: true,
+        analyze: true,
         resume: ResumeMode::Auto,
         after_swap_hold: None,
         reconnect: Default::default(),
@@ -1488,4 +1489,45 @@ async fn panic_on_the_control_socket_aborts_and_cleans_up() {
     let w = fake.world();
     assert!(w.shadow.is_none(), "the shadow is left");
     assert!(!w.swapped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_shadow_is_analyzed_after_verification_and_before_the_cut_over() {
+    let fake = FakeEngine::with_rows(500, Config::default());
+    done(run(&fake, opts()).await);
+    let w = fake.world();
+    assert_migrated(&w);
+    assert_eq!(w.count(|c| *c == Call::Analyze), 1);
+    let at = |f: fn(&Call) -> bool| w.first(f).expect("called");
+    assert!(at(|c| *c == Call::VerifyViews) < at(|c| *c == Call::Analyze));
+    assert!(at(|c| *c == Call::Analyze) < at(|c| matches!(c, Call::Lock(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn skip_analyze_does_not_analyze() {
+    let fake = FakeEngine::with_rows(500, Config::default());
+    done(
+        run(
+            &fake,
+            RunOptions {
+                analyze: false,
+                ..opts()
+            },
+        )
+        .await,
+    );
+    let w = fake.world();
+    assert_migrated(&w);
+    assert!(!w.called(&Call::Analyze));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_analyze_is_a_warning_and_the_migration_completes() {
+    let fake = FakeEngine::with_rows(500, Config::default());
+    fake.world().analyze_fails = true;
+    let d = done(run(&fake, opts()).await);
+    let w = fake.world();
+    assert_migrated(&w);
+    assert!(w.called(&Call::Analyze));
+    assert!(d.cleanup_complete);
 }

@@ -115,7 +115,13 @@ impl Migration<'_> {
         );
         for round in 1..=ROUNDS {
             report.rounds = round;
+            let t_view = Instant::now();
             let mut view = self.verify_view(shadow).await?;
+            tracing::debug!(
+                round,
+                ms = t_view.elapsed().as_millis() as u64,
+                "verify: consistent views taken"
+            );
             report.columns = view.columns();
             let r = self
                 .compare_in(view.as_mut(), pending.as_deref(), true)
@@ -198,6 +204,8 @@ impl Migration<'_> {
         let mut next = 0usize;
         let mut after: Option<Key> = None;
         let mut served = Instant::now();
+        let (mut t_digest, mut t_serve, mut t_bound) =
+            (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         loop {
             self.check_abort()?;
             self.throttled(State::Verify).await?;
@@ -207,16 +215,22 @@ impl Migration<'_> {
                     None => break,
                 },
                 None => {
+                    let t = Instant::now();
                     let upto = view.next_bound(after.as_ref(), VERIFY_CHUNK).await?;
+                    t_bound += t.elapsed();
                     (after.clone(), upto)
                 }
             };
             next += 1;
+            let t = Instant::now();
             let (n, differs) = compare_range(view, &r, converted).await?;
+            t_digest += t.elapsed();
             rows += n;
             chunks += 1;
             if served.elapsed() >= SERVE_INTERVAL {
+                let t = Instant::now();
                 self.serve_stream().await?;
+                t_serve += t.elapsed();
                 served = Instant::now();
             }
             let last = ranges.is_none() && r.1.is_none();
@@ -228,6 +242,13 @@ impl Migration<'_> {
                 break;
             }
         }
+        tracing::debug!(
+            chunks,
+            digest_ms = t_digest.as_millis() as u64,
+            bounds_ms = t_bound.as_millis() as u64,
+            serve_ms = t_serve.as_millis() as u64,
+            "verify: chunks compared"
+        );
         Ok((bad, rows, chunks))
     }
 

@@ -1009,6 +1009,23 @@ impl Engine for MysqlEngine {
         t
     }
 
+    async fn analyze_shadow(&self) -> Result<()> {
+        let mut c = self.conn().await?;
+        let shadow = qualified(&self.db, &self.names.shadow);
+        // One row per table: (Table, Op, Msg_type, Msg_text); an error is a row too.
+        let rows: Vec<(String, String, String, String)> = c
+            .query(format!("ANALYZE TABLE {shadow}"))
+            .await
+            .map_err(|e| conn_err(e, "analyzing the shadow"))?;
+        match rows.iter().find(|r| r.2.eq_ignore_ascii_case("error")) {
+            Some(r) => Err(Error::new(
+                ErrorKind::Migration,
+                format!("ANALYZE TABLE {shadow}: {}", r.3),
+            )),
+            None => Ok(()),
+        }
+    }
+
     async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
         // Kept in the checkpoint until they exist.
         let defs = self

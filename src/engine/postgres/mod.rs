@@ -1501,6 +1501,16 @@ impl Engine for PgEngine {
         Ok(())
     }
 
+    async fn analyze_shadow(&self) -> Result<()> {
+        let c = self.main().await?;
+        batch(
+            &c,
+            &format!("ANALYZE {}", self.shadow_q()),
+            "analyzing the shadow",
+        )
+        .await
+    }
+
     async fn before_cut_over(&self, _mapping: &ColumnMapping) -> Result<()> {
         restart_point(&*self.main().await?).await;
         Ok(())
