@@ -492,7 +492,7 @@ impl Conn {
                 }
                 Ok(())
             }
-            Conn::Postgres(c) => c.batch_execute(sql).await.map_err(|e| e.to_string()),
+            Conn::Postgres(c) => c.batch_execute(sql).await.map_err(|e| pg_message(&e)),
         }
     }
 
@@ -575,7 +575,7 @@ impl Conn {
                     .collect())
             }
             Conn::Postgres(c) => {
-                let msgs = c.simple_query(sql).await.map_err(|e| e.to_string())?;
+                let msgs = c.simple_query(sql).await.map_err(|e| pg_message(&e))?;
                 Ok(msgs
                     .iter()
                     .filter_map(|m| match m {
@@ -660,5 +660,14 @@ impl super::LiveRun {
         tokio::time::timeout(std::time::Duration::from_secs(secs), self.finish())
             .await
             .unwrap_or_else(|_| panic!("godwit did not finish within {secs} s"))
+    }
+}
+
+/// The server's message of a PostgreSQL error ("db error" alone says nothing), with its
+/// SQLSTATE.
+pub fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} ({})", d.message(), d.code().code()),
+        None => e.to_string(),
     }
 }
