@@ -546,7 +546,7 @@ impl Conn {
                 r.map_err(|e| {
                     let deadlock =
                         e.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED);
-                    (e.to_string(), deadlock)
+                    (pg_message(&e), deadlock)
                 })
             }
         }

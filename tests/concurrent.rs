@@ -1,0 +1,313 @@
+//! Migrations while the application writes, one case table on MariaDB and PostgreSQL:
+//! four writers insert (with the table's own ids), update, delete and move rows to a new
+//! primary key for the whole run, through the cut-over and after it. Every write is
+//! mirrored into a twin table in the same transaction; the result must equal the mirror,
+//! and nothing of godwit's is left behind.
+//!
+//! Also, on MariaDB: the cut-over's lock connection killed while the RENAME is queued
+//! behind it must not swap; the run retries and nothing is lost.
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use support::both::{Conn, Db, Engine};
+use support::{LiveRun, Run};
+
+/// `t` with `rows` rows (ids 1..=rows, the counter above them) and its mirror.
+async fn setup(prefix: &str, e: Engine, rows: u32) -> Db {
+    let db = Db::empty(e, prefix).await;
+    match e {
+        Engine::Maria => {
+            db.exec("CREATE TABLE t (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, v INT NOT NULL, pad VARCHAR(400))")
+                .await;
+            db.exec(&format!(
+                "INSERT INTO t (v, pad) SELECT seq, REPEAT('x', seq % 200) FROM seq_1_to_{rows}"
+            ))
+            .await;
+            db.exec("CREATE TABLE mirror LIKE t").await;
+        }
+        Engine::Postgres => {
+            db.exec("CREATE TABLE t (id bigserial PRIMARY KEY, v int NOT NULL, pad text)")
+                .await;
+            db.exec(&format!(
+                "INSERT INTO t (v, pad) SELECT i, repeat('x', i % 200) FROM generate_series(1, {rows}) i"
+            ))
+            .await;
+            db.exec("CREATE TABLE mirror (id bigint PRIMARY KEY, v int NOT NULL, pad text)")
+                .await;
+        }
+    }
+    db.exec("INSERT INTO mirror SELECT * FROM t").await;
+    db
+}
+
+/// Writers mirroring every write of theirs into `mirror`, until stopped.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    ops: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
+}
+
+impl Writers {
+    fn start(db: &Db, n: u64, rows: u32) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ops = Arc::new(AtomicU64::new(0));
+        let (e, url) = (db.engine(), db.url().to_string());
+        let tasks = (0..n)
+            .map(|w| {
+                let (stop, ops, url) = (stop.clone(), ops.clone(), url.clone());
+                tokio::spawn(async move { write(e, &url, w, rows, &stop, &ops).await })
+            })
+            .collect();
+        Writers { stop, ops, tasks }
+    }
+
+    fn ops(&self) -> u64 {
+        self.ops.load(Ordering::SeqCst)
+    }
+
+    /// Stop; returns the writes made and asserts there was no error.
+    async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut errors = Vec::new();
+        for t in self.tasks {
+            errors.extend(t.await.unwrap());
+        }
+        assert!(
+            errors.is_empty(),
+            "{} writer errors, first: {:?}",
+            errors.len(),
+            errors.iter().take(3).collect::<Vec<_>>()
+        );
+        self.ops.load(Ordering::SeqCst)
+    }
+}
+
+/// One writer: each write and its copy into `mirror` in one transaction (retried after a
+/// deadlock, as an application would). Rows moved to a new key get negative ids, unique per
+/// writer.
+async fn write(
+    e: Engine,
+    url: &str,
+    writer: u64,
+    rows: u32,
+    stop: &AtomicBool,
+    ops: &AtomicU64,
+) -> Vec<String> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(writer + 7);
+    let mut conn = Conn::connect(e, url).await;
+    let mut errors = Vec::new();
+    let mut moved = 0u64;
+    while !stop.load(Ordering::SeqCst) && errors.len() < 10 {
+        let id = rng.random_range(1..=rows as i64 + 2000);
+        let v = rng.random_range(0..1_000_000i64);
+        let stmts: Vec<String> = match rng.random_range(0..4u32) {
+            0 => e.pick(
+                vec![
+                    format!("INSERT INTO t (v, pad) VALUES ({v}, REPEAT('p', {v} % 300))"),
+                    "INSERT INTO mirror (id, v, pad) SELECT id, v, pad FROM t WHERE id = LAST_INSERT_ID()"
+                        .into(),
+                ],
+                vec![format!(
+                    "WITH n AS (INSERT INTO t (v, pad) VALUES ({v}, repeat('p', {v} % 300)) RETURNING id, v, pad) \
+                     INSERT INTO mirror (id, v, pad) SELECT id, v, pad FROM n"
+                )],
+            ),
+            1 => ["t", "mirror"]
+                .iter()
+                .map(|t| format!("UPDATE {t} SET v = {v}, pad = CONCAT(pad, 'u') WHERE id = {id}"))
+                .collect(),
+            2 => ["t", "mirror"]
+                .iter()
+                .map(|t| format!("DELETE FROM {t} WHERE id = {id}"))
+                .collect(),
+            _ => {
+                moved += 1;
+                // Negative: never an id the table's counter hands out (on MariaDB a
+                // larger id moved into the table would push the counter up to it).
+                let new = -((writer * 1_000_000 + moved) as i64);
+                ["t", "mirror"]
+                    .iter()
+                    .map(|t| format!("UPDATE {t} SET id = {new} WHERE id = {id}"))
+                    .collect()
+            }
+        };
+        match conn.transaction_retried(&stmts).await {
+            Ok(()) => {
+                ops.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(err) => errors.push(err),
+        }
+    }
+    conn.close().await;
+    errors
+}
+
+/// `t` against `mirror`: every row equal; nothing of godwit's left.
+async fn assert_mirrored(db: &Db) {
+    let q = |t: &str| {
+        format!("SELECT CONCAT_WS('|', id, v, COALESCE(pad, 'NULL')) FROM {t} ORDER BY id")
+    };
+    let (got, want) = (db.strings(&q("t")).await, db.strings(&q("mirror")).await);
+    assert_eq!(got.len(), want.len(), "row counts: result vs mirror");
+    assert!(
+        got == want,
+        "the result differs from the mirror of all writes"
+    );
+    let left = db.leftovers().await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn run_args<'a>(db: &'a Db, alter: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "run",
+        "--url",
+        db.url(),
+        "--table",
+        "t",
+        "--alter",
+        alter,
+        "--execute",
+        "--format",
+        "json",
+        "--ok-to-drop-table",
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+async fn writers_through_copy_and_cut_over(e: Engine) {
+    let rows = 20_000;
+    let db = setup("conc_main", e, rows).await;
+    let writers = Writers::start(&db, 4, rows);
+    // The writers get going before the copy starts.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let alter = e.pick(
+        "ADD COLUMN shipped_at DATETIME NULL, ADD INDEX idx_v (v), MODIFY v BIGINT NOT NULL",
+        "ALTER COLUMN v TYPE bigint, ADD COLUMN note text DEFAULT 'n', ADD COLUMN shipped_at timestamp",
+    );
+    let run: Run = support::godwit(
+        &run_args(
+            &db,
+            alter,
+            &["--chunk-size", "500", "--max-rows-per-second", "10000"],
+        ),
+        &[],
+    )
+    .await;
+    let during = writers.ops();
+    // Writes go on into the new table after the swap.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    writers.stop().await;
+    run.expect_ok();
+    assert!(
+        during > 100,
+        "the writers made only {during} writes during the run"
+    );
+    let done = run.event("done").unwrap();
+    assert!(
+        done["keys_replayed"].as_u64().unwrap() > 0,
+        "no change was replayed: {done}"
+    );
+    let cols = db.columns("t").await;
+    assert!(
+        cols.iter().any(|c| c.starts_with("shipped_at "))
+            && cols.iter().any(|c| c.starts_with("v bigint")),
+        "{cols:?}"
+    );
+    assert_mirrored(&db).await;
+    db.drop_db().await;
+}
+
+async fn writers_while_the_cut_over_is_postponed(e: Engine) {
+    let rows = 5_000;
+    let db = setup("conc_postpone", e, rows).await;
+    let flag = std::env::temp_dir().join(format!("godwit-postpone-{}", db.name()));
+    std::fs::write(&flag, b"").unwrap();
+    let flag_s = flag.to_string_lossy().to_string();
+    let writers = Writers::start(&db, 4, rows);
+    let mut live = LiveRun::start(
+        &run_args(
+            &db,
+            "ADD COLUMN x INT",
+            &["--postpone-cut-over-flag-file", &flag_s],
+        ),
+        &[],
+    );
+    live.wait_for(120, |ev| {
+        ev["event"] == "state" && ev["state"] == "postponed"
+    })
+    .await;
+    // Postponed for a while under writes: nothing may be swapped yet.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        !db.columns("t").await.iter().any(|c| c.starts_with("x ")),
+        "swapped while postponed"
+    );
+    std::fs::remove_file(&flag).unwrap();
+    let run = live.finish().await;
+    writers.stop().await;
+    run.expect_ok();
+    assert!(db.columns("t").await.iter().any(|c| c.starts_with("x ")));
+    assert_mirrored(&db).await;
+    db.drop_db().await;
+}
+
+support::both::cases!(
+    writers_through_copy_and_cut_over,
+    writers_while_the_cut_over_is_postponed,
+);
+
+/// MariaDB: kill the cut-over's lock connection while the RENAME is queued behind it. The
+/// RENAME must fail (the sentry table still exists), the run retries, nothing is lost.
+#[tokio::test]
+async fn killed_lock_connection_does_not_swap_mariadb() {
+    let rows = 3_000;
+    let db = setup("conc_kill", Engine::Maria, rows).await;
+    let Db::Maria(maria) = &db else {
+        unreachable!()
+    };
+    let writers = Writers::start(&db, 4, rows);
+    let mut live = LiveRun::start(
+        &run_args(
+            &db,
+            "ADD COLUMN x INT",
+            &["--debug-cut-over-hold-millis", "20000"],
+        ),
+        &[],
+    );
+    live.wait_for(60, |ev| ev["event"] == "state" && ev["state"] == "cut_over")
+        .await;
+    // Find the lock holder by its hold statement, and kill it.
+    let mut killed = false;
+    for _ in 0..400 {
+        let ids: Vec<u64> = maria
+            .query("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE '%godwit cut-over hold%' AND INFO NOT LIKE '%PROCESSLIST%'")
+            .await;
+        if let Some(id) = ids.first() {
+            // While the lock is held, the table must not be swapped.
+            let renames: Vec<u64> = maria
+                .query("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'RENAME TABLE%'")
+                .await;
+            assert_eq!(renames[0], 1, "the RENAME should be queued behind the lock");
+            db.exec(&format!("KILL {id}")).await;
+            killed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(killed, "never saw the cut-over lock holder");
+    let run = live.finish().await;
+    run.expect_ok();
+    let done = run.event("done").unwrap();
+    assert!(
+        done["cut_over_attempts"].as_u64().unwrap() >= 2,
+        "expected a retry: {done}"
+    );
+    assert!(run.events.iter().any(|e| e["event"] == "cut_over_retry"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    writers.stop().await;
+    assert_mirrored(&db).await;
+    db.drop_db().await;
+}
