@@ -159,20 +159,9 @@ async fn assert_mirrored(db: &Db) {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// `godwit run` on `t`, the old table dropped after the swap, then `extra`.
 fn run_args<'a>(db: &'a Db, alter: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec![
-        "run",
-        "--url",
-        db.url(),
-        "--table",
-        "t",
-        "--alter",
-        alter,
-        "--execute",
-        "--format",
-        "json",
-        "--ok-to-drop-table",
-    ];
+    let mut a = support::both::run_args_on(db.url(), "t", alter, &["--ok-to-drop-table"]);
     a.extend_from_slice(extra);
     a
 }

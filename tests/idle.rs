@@ -5,8 +5,9 @@
 //! of godwit's is left behind.
 mod support;
 
+use support::both::run_args_on;
 use support::both::{Db, Engine};
-use support::{godwit, Run};
+use support::godwit;
 
 const ROWS: u32 = 2500;
 
@@ -66,32 +67,26 @@ async fn dump(db: &Db, table: &str) -> Vec<String> {
     }
 }
 
-/// godwit runs `alter` on `t`, the server runs it on the twin; the rows must be equal.
-/// Returns the run (the database is dropped by the caller).
-async fn twin_case(db: &Db, alter: &str) -> Run {
-    build(db, "t").await;
-    build(db, "expected").await;
+/// A database of its own where godwit runs `alter` on `t` and the server runs it on the
+/// twin; the rows must be equal. The caller checks what is particular to the case, then
+/// drops the database.
+async fn twin_case(e: Engine, prefix: &str, alter: &str) -> Db {
+    let db = Db::empty(e, prefix).await;
+    build(&db, "t").await;
+    build(&db, "expected").await;
     db.exec(&format!(
         "ALTER TABLE expected {}",
         alter.replace("{t}", "expected")
     ))
     .await;
+    let alter_t = alter.replace("{t}", "t");
     let run = godwit(
-        &[
-            "run",
-            "--url",
+        &run_args_on(
             db.url(),
-            "--table",
             "t",
-            "--alter",
-            &alter.replace("{t}", "t"),
-            "--execute",
-            "--format",
-            "json",
-            "--chunk-size",
-            "700",
-            "--ok-to-drop-table",
-        ],
+            &alter_t,
+            &["--chunk-size", "700", "--ok-to-drop-table"],
+        ),
         &[],
     )
     .await;
@@ -104,14 +99,14 @@ async fn twin_case(db: &Db, alter: &str) -> Run {
     let done = run.event("done").unwrap();
     assert_eq!(done["rows_copied"], ROWS, "{done}");
     assert_eq!(done["old_table_dropped"], true, "{done}");
-    let (got, want) = (dump(db, "t").await, dump(db, "expected").await);
+    let (got, want) = (dump(&db, "t").await, dump(&db, "expected").await);
     assert_eq!(got.len(), want.len(), "{alter}: row counts differ");
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g, w, "{alter}: rows differ");
     }
     let left = db.leftovers().await;
     assert!(left.is_empty(), "{alter}: left behind: {left:?}");
-    run
+    db
 }
 
 /// The new table's column names, in order.
@@ -124,9 +119,9 @@ async fn columns(db: &Db) -> Vec<String> {
 }
 
 async fn add_columns_with_defaults(e: Engine) {
-    let db = Db::empty(e, "idle_add").await;
-    twin_case(
-        &db,
+    let db = twin_case(
+        e,
+        "idle_add",
         e.pick(
             "ADD COLUMN shipped_at DATETIME NULL, ADD COLUMN flag INT NOT NULL DEFAULT 7",
             "ADD COLUMN shipped_at timestamp, ADD COLUMN flag int NOT NULL DEFAULT 7, ADD COLUMN active boolean NOT NULL DEFAULT true",
@@ -143,16 +138,15 @@ async fn add_columns_with_defaults(e: Engine) {
 }
 
 async fn drop_column(e: Engine) {
-    let db = Db::empty(e, "idle_drop").await;
-    twin_case(&db, "DROP COLUMN b").await;
+    let db = twin_case(e, "idle_drop", "DROP COLUMN b").await;
     assert!(!columns(&db).await.contains(&"b".to_string()));
     db.drop_db().await;
 }
 
 async fn change_a_type(e: Engine) {
-    let db = Db::empty(e, "idle_type").await;
-    twin_case(
-        &db,
+    let db = twin_case(
+        e,
+        "idle_type",
         e.pick(
             "MODIFY n DECIMAL(14,3) NOT NULL, MODIFY a BIGINT NOT NULL DEFAULT 0",
             "ALTER COLUMN n TYPE numeric(14,3), ALTER COLUMN a TYPE bigint",
@@ -164,9 +158,9 @@ async fn change_a_type(e: Engine) {
 
 /// A conversion the server computes (PostgreSQL `USING`; MariaDB converts int to text).
 async fn change_a_type_through_an_expression(e: Engine) {
-    let db = Db::empty(e, "idle_using").await;
-    twin_case(
-        &db,
+    let db = twin_case(
+        e,
+        "idle_using",
         e.pick(
             "MODIFY a VARCHAR(20) NOT NULL DEFAULT '0'",
             "ALTER COLUMN a TYPE text USING (a * 2)::text, \
@@ -180,9 +174,9 @@ async fn change_a_type_through_an_expression(e: Engine) {
 }
 
 async fn add_indexes(e: Engine) {
-    let db = Db::empty(e, "idle_index").await;
-    twin_case(
-        &db,
+    let db = twin_case(
+        e,
+        "idle_index",
         e.pick(
             "ADD INDEX idx_b (b), ADD UNIQUE KEY uk_code_id (code, id)",
             "ADD UNIQUE (code, b)",
@@ -205,9 +199,9 @@ async fn add_indexes(e: Engine) {
 }
 
 async fn rename_columns(e: Engine) {
-    let db = Db::empty(e, "idle_rename").await;
-    twin_case(
-        &db,
+    let db = twin_case(
+        e,
+        "idle_rename",
         e.pick(
             "CHANGE COLUMN b remark VARCHAR(60) NULL, RENAME COLUMN a TO a2",
             // PostgreSQL renames in a statement of its own.
@@ -224,8 +218,7 @@ async fn rename_columns(e: Engine) {
 }
 
 async fn add_a_check_constraint(e: Engine) {
-    let db = Db::empty(e, "idle_check").await;
-    twin_case(&db, "ADD CONSTRAINT a_small CHECK (a < 1000)").await;
+    let db = twin_case(e, "idle_check", "ADD CONSTRAINT a_small CHECK (a < 1000)").await;
     let refused = db
         .try_exec("INSERT INTO t (code, a) VALUES ('zz', 5000)")
         .await;
@@ -239,9 +232,9 @@ async fn add_a_check_constraint(e: Engine) {
 /// A new primary key, while the old one stays unique: the shared unique key carries the
 /// migration.
 async fn change_the_primary_key(e: Engine) {
-    let db = Db::empty(e, "idle_pk").await;
-    twin_case(
-        &db,
+    let db = twin_case(
+        e,
+        "idle_pk",
         e.pick(
             "DROP PRIMARY KEY, ADD PRIMARY KEY (code), ADD UNIQUE KEY uk_id (id)",
             "DROP CONSTRAINT {t}_pkey, ADD PRIMARY KEY (code), ADD UNIQUE (id)",

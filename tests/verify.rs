@@ -441,23 +441,11 @@ async fn the_new_table_is_analyzed_before_the_swap(engine: Engine) {
     let run = |alter: &'static str, extra: &'static str| {
         let url = db.url().to_string();
         async move {
-            let mut args = vec![
-                "run",
-                "--url",
-                &url,
-                "--table",
-                "orders",
-                "--alter",
-                alter,
-                "--execute",
-                "--format",
-                "json",
-                "--ok-to-drop-table",
-            ];
+            let mut extras = vec!["--ok-to-drop-table"];
             if !extra.is_empty() {
-                args.push(extra);
+                extras.push(extra);
             }
-            godwit(&args, &[]).await
+            godwit(&support::both::run_args(&url, alter, &extras), &[]).await
         }
     };
     let r = run("ADD COLUMN extra INT", "").await;

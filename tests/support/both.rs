@@ -606,12 +606,22 @@ impl Conn {
 /// `godwit run --url URL --table orders --alter ALTER --execute --format json`, then
 /// `extra` (each test adds its knobs: chunk size, rate, `--ok-to-drop-table`, …).
 pub fn run_args<'a>(url: &'a str, alter: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    run_args_on(url, "orders", alter, extra)
+}
+
+/// [`run_args`] for another table.
+pub fn run_args_on<'a>(
+    url: &'a str,
+    table: &'a str,
+    alter: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
     let mut v = vec![
         "run",
         "--url",
         url,
         "--table",
-        "orders",
+        table,
         "--alter",
         alter,
         "--execute",
