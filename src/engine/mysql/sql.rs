@@ -140,6 +140,58 @@ impl KeyColumn {
     }
 }
 
+/// How this server spells a shared-lock read, and whether such a read can refuse to wait
+/// (`NOWAIT`, `SKIP LOCKED`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ShareLock {
+    /// `LOCK IN SHARE MODE`, which always waits (MariaDB < 10.6, MySQL < 8.0).
+    #[default]
+    WaitOnly,
+    /// `LOCK IN SHARE MODE [NOWAIT | SKIP LOCKED]` (MariaDB ≥ 10.6).
+    MariaDb,
+    /// `FOR SHARE [NOWAIT | SKIP LOCKED]` (MySQL ≥ 8.0.1).
+    Mysql8,
+}
+
+impl ShareLock {
+    pub fn for_server(mariadb: bool, version: (u32, u32, u32)) -> ShareLock {
+        match (mariadb, version) {
+            (true, v) if v >= (10, 6, 0) => ShareLock::MariaDb,
+            (false, v) if v >= (8, 0, 1) => ShareLock::Mysql8,
+            _ => ShareLock::WaitOnly,
+        }
+    }
+
+    /// True when a locking read can refuse to wait for a row the application holds.
+    pub fn can_refuse(self) -> bool {
+        self != ShareLock::WaitOnly
+    }
+
+    fn clause(self, read: ReadLock) -> &'static str {
+        match (self, read) {
+            (_, ReadLock::Plain) => "",
+            (_, ReadLock::Wait) | (ShareLock::WaitOnly, _) => " LOCK IN SHARE MODE",
+            (ShareLock::Mysql8, ReadLock::NoWait) => " FOR SHARE NOWAIT",
+            (ShareLock::Mysql8, ReadLock::SkipLocked) => " FOR SHARE SKIP LOCKED",
+            (_, ReadLock::NoWait) => " LOCK IN SHARE MODE NOWAIT",
+            (_, ReadLock::SkipLocked) => " LOCK IN SHARE MODE SKIP LOCKED",
+        }
+    }
+}
+
+/// How a replay reads the original's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadLock {
+    /// A consistent read (under the cut-over lock, where no writer is left).
+    Plain,
+    /// A shared lock, waiting for the application's writer to commit.
+    Wait,
+    /// A shared lock, failing at once when the application holds one of the rows.
+    NoWait,
+    /// A shared lock on the rows that are free; the others are left out.
+    SkipLocked,
+}
+
 /// Statements for one migration: original, shadow, mapping, key.
 #[derive(Debug, Clone)]
 pub struct Builder {
@@ -152,6 +204,8 @@ pub struct Builder {
     pub source_index: String,
     insert_cols: String,
     select_cols: String,
+    /// The server's spelling of shared-lock reads.
+    pub share_lock: ShareLock,
 }
 
 impl Builder {
@@ -182,7 +236,13 @@ impl Builder {
             source_index: mapping.key.source_name.clone(),
             insert_cols,
             select_cols,
+            share_lock: ShareLock::WaitOnly,
         }
+    }
+
+    pub fn with_share_lock(mut self, share_lock: ShareLock) -> Builder {
+        self.share_lock = share_lock;
+        self
     }
 
     /// Columns the original does not fill, written with a value of their own (an SQL
@@ -385,19 +445,55 @@ impl Builder {
         )
     }
 
-    /// Re-insert `keys` from the original with a locking read (second half of a flush).
-    /// The locking read waits for writers whose binlog events are out but whose commit is
-    /// not yet visible.
-    pub fn flush_insert(&self, keys: &[Key], locking: bool) -> (String, Vec<Value>) {
+    /// Re-insert `keys` from the original (second half of a flush). A locking read waits
+    /// for (or with `NoWait` refuses) writers whose binlog events are out but whose commit
+    /// is not yet visible.
+    pub fn flush_insert(&self, keys: &[Key], read: ReadLock) -> (String, Vec<Value>) {
         let mut params = Vec::new();
         let exprs: Vec<String> = self.key.iter().map(KeyColumn::bind_expr).collect();
         let names: Vec<String> = self.key.iter().map(|k| k.name.clone()).collect();
         let cond = self.key_in("o", &names, &exprs, keys, &mut params);
-        let lock = if locking { " LOCK IN SHARE MODE" } else { "" };
         (
             format!(
-                "INSERT INTO {} ({}) SELECT {} FROM {} o WHERE {cond}{lock}",
-                self.shadow, self.insert_cols, self.select_cols, self.orig
+                "INSERT INTO {} ({}) SELECT {} FROM {} o WHERE {cond}{}",
+                self.shadow,
+                self.insert_cols,
+                self.select_cols,
+                self.orig,
+                self.share_lock.clause(read)
+            ),
+            params,
+        )
+    }
+
+    /// Lock the rows of `keys` that nobody else holds (`SKIP LOCKED`) and return, for each
+    /// row locked, the position of its key in `keys`. A key left out has no row, or a row
+    /// the application holds. The positions come from the same comparisons as the WHERE,
+    /// so a key matches exactly as the replay's own read would match it.
+    pub fn lock_free_rows(&self, keys: &[Key]) -> (String, Vec<Value>) {
+        let mut params = Vec::new();
+        let exprs: Vec<String> = self.key.iter().map(KeyColumn::bind_expr).collect();
+        let mut whens = Vec::with_capacity(keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            let ands: Vec<String> = self
+                .key
+                .iter()
+                .zip(&exprs)
+                .map(|(c, e)| format!("o.{} = {e}", quote(&c.name)))
+                .collect();
+            for (c, part) in self.key.iter().zip(k) {
+                params.push(c.bind_value(part));
+            }
+            whens.push(format!("WHEN {} THEN {i}", ands.join(" AND ")));
+        }
+        let names: Vec<String> = self.key.iter().map(|k| k.name.clone()).collect();
+        let cond = self.key_in("o", &names, &exprs, keys, &mut params);
+        (
+            format!(
+                "SELECT CASE {} END FROM {} o WHERE {cond}{}",
+                whens.join(" "),
+                self.orig,
+                self.share_lock.clause(ReadLock::SkipLocked)
             ),
             params,
         )
@@ -489,11 +585,56 @@ mod tests {
             "DELETE s FROM `db`.`_godwit_new_t` s WHERE s.`id` IN (?, ?)"
         );
         assert_eq!(p.len(), 2);
-        let (i, _) = b.flush_insert(&keys, true);
+        let (i, _) = b.flush_insert(&keys, ReadLock::Wait);
         assert!(
             i.ends_with("WHERE o.`id` IN (?, ?) LOCK IN SHARE MODE"),
             "{i}"
         );
+        let (i, _) = b.flush_insert(&keys, ReadLock::Plain);
+        assert!(i.ends_with("WHERE o.`id` IN (?, ?)"), "{i}");
+    }
+
+    #[test]
+    fn share_locks_are_spelled_per_server() {
+        let keys = vec![vec![KeyPart::Int(1)]];
+        let spelled = |s: ShareLock, r: ReadLock| {
+            let b = builder(&["id"]).with_share_lock(s);
+            b.flush_insert(&keys, r).0
+        };
+        assert!(
+            spelled(ShareLock::MariaDb, ReadLock::NoWait).ends_with(" LOCK IN SHARE MODE NOWAIT")
+        );
+        assert!(spelled(ShareLock::Mysql8, ReadLock::NoWait).ends_with(" FOR SHARE NOWAIT"));
+        // A server that cannot refuse waits.
+        assert!(spelled(ShareLock::WaitOnly, ReadLock::NoWait).ends_with(" LOCK IN SHARE MODE"));
+        assert_eq!(ShareLock::for_server(true, (10, 11, 6)), ShareLock::MariaDb);
+        assert_eq!(
+            ShareLock::for_server(true, (10, 5, 20)),
+            ShareLock::WaitOnly
+        );
+        assert_eq!(ShareLock::for_server(false, (8, 0, 36)), ShareLock::Mysql8);
+        assert_eq!(
+            ShareLock::for_server(false, (5, 7, 44)),
+            ShareLock::WaitOnly
+        );
+    }
+
+    #[test]
+    fn free_rows_are_named_by_their_position() {
+        let b = builder(&["a", "b"]).with_share_lock(ShareLock::MariaDb);
+        let keys = vec![
+            vec![KeyPart::Int(1), KeyPart::Int(2)],
+            vec![KeyPart::Int(3), KeyPart::Int(4)],
+        ];
+        let (sql, p) = b.lock_free_rows(&keys);
+        assert_eq!(
+            sql,
+            "SELECT CASE WHEN o.`a` = ? AND o.`b` = ? THEN 0 WHEN o.`a` = ? AND o.`b` = ? THEN 1 END \
+             FROM `db`.`t` o WHERE ((o.`a` = ? AND o.`b` = ?) OR (o.`a` = ? AND o.`b` = ?)) \
+             LOCK IN SHARE MODE SKIP LOCKED"
+        );
+        assert_eq!(p.len(), 8);
+        assert_eq!(p[2], Value::Int(3));
     }
 
     #[test]
