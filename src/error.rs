@@ -156,6 +156,18 @@ impl Error {
             || matches!(&self.code, Some(ServerCode::Postgres(s)) if s == "23505")
     }
 
+    /// True when the server rolled this transaction back to resolve a conflict with
+    /// another one, so that running it again may succeed: a deadlock's victim (MySQL
+    /// 1213, PostgreSQL 40P01) or a serialization failure (40001). A lock not granted in
+    /// time is not one: that wait is bounded by the user's own timeout.
+    pub fn is_conflict_victim(&self) -> bool {
+        match &self.code {
+            Some(ServerCode::Mysql(c)) => *c == 1213,
+            Some(ServerCode::Postgres(s)) => matches!(s.as_str(), "40P01" | "40001"),
+            None => false,
+        }
+    }
+
     /// True when the server answered with this PostgreSQL SQLSTATE.
     pub fn is_sqlstate(&self, state: &str) -> bool {
         matches!(&self.code, Some(ServerCode::Postgres(s)) if s == state)

@@ -704,7 +704,104 @@ up = "1"
     db.drop_db().await;
 }
 
+/// A backfill batch and an application transaction that lock the same two rows in
+/// opposite orders: the application holds row 200 and, once the batch (rows 1..=300, in
+/// key order) holds row 100 and waits for 200, asks for row 100. The server rolls one of
+/// them back: on PostgreSQL the batch (it waited first, so its deadlock check runs
+/// first), which godwit runs again; on MariaDB the lighter transaction, the
+/// application's, which retries as applications do. Either way the backfill finishes
+/// with every row filled and the application's write kept.
+async fn a_backfill_survives_a_deadlock_with_the_application(engine: Engine) {
+    let db = setup(engine, "ph_bfdead").await;
+    let file = r#"name = "verified flag"
+[[operations]]
+type = "add_column"
+table = "users"
+column = { name = "verified", type = "INT" }
+up = "1"
+"#;
+    let (dir, d) = write_file(&db, file);
+    phase(&db, "expand", &d).await.expect_ok();
+    let mut app = Conn::open(&db).await;
+    app.batch(engine.pick(
+        "START TRANSACTION; UPDATE users SET email = 'app200' WHERE id = 200",
+        "BEGIN; UPDATE users SET email = 'app200' WHERE id = 200",
+    ))
+    .await
+    .unwrap();
+    let live = support::LiveRun::start(
+        &[
+            "backfill",
+            &d,
+            "--url",
+            db.url(),
+            "--execute",
+            "--batch-size",
+            "300",
+        ],
+        &[],
+    );
+    // The batch has locked rows 1..=199 and waits for 200 (well within PostgreSQL's
+    // deadlock_timeout of 1 s, so that the batch's own check finds the cycle).
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let second = app
+        .batch("UPDATE users SET email = 'app100' WHERE id = 100")
+        .await;
+    match second {
+        Ok(()) => app.batch("COMMIT").await.unwrap(),
+        Err(e) => {
+            // The application was the victim: it retries its transaction.
+            assert!(
+                engine == Engine::Maria,
+                "unexpected error on {engine:?}: {e}"
+            );
+            assert!(e.contains("1213"), "{e}");
+            let _ = app.batch("ROLLBACK").await;
+            app.transaction(&[
+                "UPDATE users SET email = 'app200' WHERE id = 200".into(),
+                "UPDATE users SET email = 'app100' WHERE id = 100".into(),
+            ])
+            .await
+            .unwrap();
+        }
+    }
+    let r = live.finish_within(120).await;
+    r.expect_ok();
+    if engine == Engine::Postgres {
+        assert!(
+            r.stderr.contains("rolled back by the server"),
+            "the batch was expected to be the deadlock's victim and run again:\n{}",
+            r.stderr
+        );
+    }
+    assert_eq!(
+        one(
+            &db,
+            &format!(
+                "SELECT COUNT(*) FROM users WHERE {}",
+                engine.differs("verified", "1")
+            )
+        )
+        .await,
+        0,
+        "rows left unfilled"
+    );
+    assert_eq!(
+        rows(&db, "users", "email").await[99..200]
+            .iter()
+            .filter(|r| r.starts_with("app"))
+            .count(),
+        2,
+        "the application's writes"
+    );
+    phase(&db, "abort", &d).await.expect_ok();
+    drop(app);
+    std::fs::remove_dir_all(dir).ok();
+    db.drop_db().await;
+}
+
 support::both::cases!(
+    a_backfill_survives_a_deadlock_with_the_application,
     rename_column_through_every_phase,
     abort_returns_the_original_schema_and_keeps_data,
     a_changed_file_and_a_bad_file_are_refused,

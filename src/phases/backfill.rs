@@ -76,7 +76,7 @@ pub async fn run(
     };
     let mut eta = Eta::default();
     eta.observe(Instant::now(), walked, true);
-    let mut after = job.after;
+    let mut after = job.after.clone();
     loop {
         let mut held: Option<String> = None;
         loop {
@@ -143,29 +143,7 @@ pub async fn run(
             .backfill_update(&job.backfill, &key, after.is_some(), end.is_some());
         let mut params = lower.clone();
         params.extend(end.iter().flatten().map(|s| Param::Text(Some(s.clone()))));
-        let begin = db.dialect().begin();
-        db.exec(begin).await?;
-        let res = async {
-            let n = db.exec_params(&upd, &params).await?;
-            rows_total += n as i64;
-            match &end {
-                Some(e) => {
-                    let json = serde_json::to_string(e).unwrap_or_default();
-                    state::set_backfill(db, job.id, job.op_index, Some(&json), rows_total).await?
-                }
-                None => state::set_backfill(db, job.id, job.op_index + 1, None, rows_total).await?,
-            }
-            db.exec("COMMIT").await?;
-            Ok::<u64, Error>(n)
-        }
-        .await;
-        let n = match res {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = db.exec("ROLLBACK").await;
-                return Err(e.context(&job.label));
-            }
-        };
+        let n = batch_retried(db, &job, &upd, &params, end.as_ref(), &mut rows_total).await?;
         let took = t0.elapsed();
         throttle.take_rows(n.max(1)).await;
         walked += if end.is_some() { size } else { n };
@@ -196,6 +174,64 @@ pub async fn run(
         match end {
             Some(e) => after = Some(e),
             None => return Ok(rows_total),
+        }
+    }
+}
+
+/// Attempts at one batch whose transaction the server rolled back to resolve a conflict
+/// with the application (a deadlock's victim).
+const BATCH_ATTEMPTS: u32 = 10;
+
+/// Update one batch and record it in the state table, in one transaction. A batch the
+/// server rolls back to resolve a conflict with another transaction runs again (it
+/// changed nothing, and the update is the same), with a growing pause, at most
+/// [`BATCH_ATTEMPTS`] times: a busy table must not fail the backfill. Returns the rows
+/// updated; `rows_total` moves only when the batch committed.
+async fn batch_retried(
+    db: &mut Db,
+    job: &Job<'_>,
+    upd: &str,
+    params: &[Param],
+    end: Option<&Vec<String>>,
+    rows_total: &mut i64,
+) -> Result<u64> {
+    let mut attempt = 1;
+    loop {
+        let begin = db.dialect().begin();
+        db.exec(begin).await?;
+        let res = async {
+            let n = db.exec_params(upd, params).await?;
+            let total = *rows_total + n as i64;
+            match end {
+                Some(e) => {
+                    let json = serde_json::to_string(e).unwrap_or_default();
+                    state::set_backfill(db, job.id, job.op_index, Some(&json), total).await?
+                }
+                None => state::set_backfill(db, job.id, job.op_index + 1, None, total).await?,
+            }
+            db.exec("COMMIT").await?;
+            Ok::<(u64, i64), Error>((n, total))
+        }
+        .await;
+        match res {
+            Ok((n, total)) => {
+                *rows_total = total;
+                return Ok(n);
+            }
+            Err(e) => {
+                let _ = db.exec("ROLLBACK").await;
+                if !e.is_conflict_victim() || attempt >= BATCH_ATTEMPTS {
+                    return Err(e.context(&job.label));
+                }
+                tracing::warn!(
+                    "{}: a backfill batch was rolled back by the server ({}); attempt {} of {BATCH_ATTEMPTS}",
+                    job.label,
+                    e.message,
+                    attempt + 1
+                );
+                tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
+                attempt += 1;
+            }
         }
     }
 }
