@@ -219,9 +219,20 @@ sigterm_cases! {
     sigterm_in_a_blocked_cut_over_postgres: Engine::Postgres, Moment::CutOverBlocked;
 }
 
-/// The server is restarted while godwit copies (`copying`) or while it is caught up and
-/// postponed; godwit reconnects and ends with every row and every committed write.
-async fn server_restart(engine: Engine, copying: bool) {
+/// Where the server restart lands.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum RestartAt {
+    Copy,
+    Postponed,
+    /// While the cut-over holds its lock (before the swap).
+    CutOver,
+}
+
+/// The server is restarted while godwit copies, while it is caught up and postponed, or
+/// while the cut-over holds its lock; godwit reconnects and ends with every row and every
+/// committed write.
+async fn server_restart(engine: Engine, at: RestartAt) {
+    let copying = at == RestartAt::Copy;
     let server = match engine {
         Engine::Maria => PrivateServer::mariadb(&[]),
         Engine::Postgres => PrivateServer::postgres(&[]),
@@ -229,15 +240,22 @@ async fn server_restart(engine: Engine, copying: bool) {
     let db = Db::new_on(engine, &server.url, "fault_restart").await;
     let original = db.rows(WRITER_IDS).await;
     assert_eq!(original.len(), ROWS as usize);
-    let flag = flag_path(&format!("restart-{engine:?}-{copying}"));
+    let flag = flag_path(&format!("restart-{engine:?}-{at:?}"));
     let _ = std::fs::remove_file(&flag);
     std::fs::write(&flag, b"").unwrap();
-    let extra = vec![
+    let mut extra = vec![
         "--postpone-cut-over-flag-file".to_string(),
         flag.display().to_string(),
         "--reconnect-timeout-seconds".to_string(),
         "60".to_string(),
     ];
+    if at == RestartAt::CutOver {
+        // The first attempt holds the lock for 3 s before it swaps.
+        extra.extend([
+            "--debug-cut-over-hold-millis".to_string(),
+            "3000".to_string(),
+        ]);
+    }
     let rate = if copying { "600" } else { "100000" };
     let writer = Writer::start(engine, db.url().to_string());
     let mut live = start(&args(&db, rate, &extra));
@@ -249,12 +267,19 @@ async fn server_restart(engine: Engine, copying: bool) {
     } else {
         live.wait_for(120, |e| is_state(e, "postponed")).await;
     }
+    if at == RestartAt::CutOver {
+        std::fs::remove_file(&flag).unwrap();
+        live.wait_for(120, |e| is_state(e, "cut_over")).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    }
     server.restart();
     live.wait_for(120, |e| {
         e["event"] == "reconnect" && e["status"] == "restored"
     })
     .await;
-    if copying {
+    if at == RestartAt::CutOver {
+        // Nothing to do: the next attempt swaps.
+    } else if copying {
         live.wait_for(120, |e| is_state(e, "postponed")).await;
     } else {
         // The runner lock went with the session that held it: within a few seconds the
@@ -266,7 +291,7 @@ async fn server_restart(engine: Engine, copying: bool) {
         let r = support::godwit(&second, &[]).await;
         assert_eq!(r.code, 20, "second run: {}\n{}", r.stdout, r.stderr);
     }
-    std::fs::remove_file(&flag).unwrap();
+    let _ = std::fs::remove_file(&flag);
     let run: Run = live.finish().await;
     let written = writer.stop().await;
     assert_eq!(run.code, 0, "{engine:?}: {}\n{}", run.stdout, run.stderr);
@@ -290,22 +315,20 @@ async fn server_restart(engine: Engine, copying: bool) {
     drop(server);
 }
 
-#[tokio::test]
-async fn server_restart_mid_copy_mariadb() {
-    server_restart(Engine::Maria, true).await;
+async fn server_restart_mid_copy(e: Engine) {
+    server_restart(e, RestartAt::Copy).await;
 }
 
-#[tokio::test]
-async fn server_restart_mid_copy_postgres() {
-    server_restart(Engine::Postgres, true).await;
+async fn server_restart_while_caught_up(e: Engine) {
+    server_restart(e, RestartAt::Postponed).await;
 }
 
-#[tokio::test]
-async fn server_restart_while_caught_up_mariadb() {
-    server_restart(Engine::Maria, false).await;
+async fn server_restart_inside_the_cut_over(e: Engine) {
+    server_restart(e, RestartAt::CutOver).await;
 }
 
-#[tokio::test]
-async fn server_restart_while_caught_up_postgres() {
-    server_restart(Engine::Postgres, false).await;
-}
+support::both::cases!(
+    server_restart_mid_copy,
+    server_restart_while_caught_up,
+    server_restart_inside_the_cut_over,
+);

@@ -210,6 +210,8 @@ pub struct World {
     pub fail_next_flush: bool,
     /// `analyze_shadow` fails.
     pub analyze_fails: bool,
+    /// The next this many `swapped` calls fail as if the server were away (a restart).
+    pub swapped_unreachable: u32,
     /// Cut-over faults per attempt.
     pub lock_faults: BTreeMap<u32, LockFault>,
     /// Writes that reach the original after the final flush, just before the swap (an
@@ -491,6 +493,7 @@ impl FakeEngine {
             fail_next_poll: None,
             fail_next_flush: false,
             analyze_fails: false,
+            swapped_unreachable: 0,
             lock_faults: BTreeMap::new(),
             leak_at_swap: Vec::new(),
             status: HashMap::new(),
@@ -623,7 +626,14 @@ impl Engine for FakeEngine {
     }
 
     async fn swapped(&self) -> Result<bool> {
-        let w = self.s.enter(Call::Swapped);
+        let mut w = self.s.enter(Call::Swapped);
+        if w.swapped_unreachable > 0 {
+            w.swapped_unreachable -= 1;
+            return Err(Error::new(
+                ErrorKind::Unreachable,
+                "fake: the server is away",
+            ));
+        }
         Ok(w.swapped)
     }
 

@@ -1616,6 +1616,25 @@ impl<'a> Migration<'a> {
         }
     }
 
+    /// Whether the tables were swapped, asked again while the server cannot be reached
+    /// (a restart or a failover during the cut-over), with the backoff and time limit of
+    /// `--reconnect-timeout-seconds`.
+    async fn swapped_once_reachable(&self) -> Result<bool> {
+        let mut outage = self
+            .opts
+            .reconnect
+            .outage("while the swap's outcome is unknown");
+        loop {
+            match self.engine.swapped().await {
+                Ok(swapped) => {
+                    outage.recovered();
+                    return Ok(swapped);
+                }
+                Err(e) => outage.wait(e).await?,
+            }
+        }
+    }
+
     /// One attempt; returns how long the application's writes were held.
     async fn cut_over_once(&mut self, attempt: u32, timeout: Duration) -> Result<Duration> {
         let t0 = Instant::now();
@@ -1651,8 +1670,9 @@ impl<'a> Migration<'a> {
             match lock.swap().await {
                 Ok(()) => Ok(n),
                 // The answer to the swap may be lost while the swap itself happened:
-                // ask the server on a new connection before calling it failed.
-                Err(e) => match self.engine.swapped().await {
+                // ask the server on a new connection before calling it failed (while
+                // it is away, for as long as --reconnect-timeout-seconds allows).
+                Err(e) => match self.swapped_once_reachable().await {
                     Ok(true) => {
                         tracing::warn!("the swap reported an error, but the tables were swapped: {e}");
                         Ok(n)
@@ -1683,7 +1703,11 @@ impl<'a> Migration<'a> {
             }
             Err(e) => {
                 self.dirty.extend(taken);
-                let _ = lock.release().await;
+                // After a swap whose outcome is unknown the lock is left to its session
+                // (gone with it): releasing could act on tables that were swapped.
+                if self.swap != Swap::Unknown {
+                    let _ = lock.release().await;
+                }
                 Err(e)
             }
         }

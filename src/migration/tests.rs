@@ -754,6 +754,47 @@ async fn a_swap_whose_answer_is_lost_is_found_to_have_happened() {
     assert_eq!(w.count(|c| *c == Call::Release), 0);
 }
 
+/// The server goes away during the swap (a restart): godwit asks again until it answers
+/// (within `--reconnect-timeout-seconds`) instead of calling the outcome unknown.
+#[tokio::test(start_paused = true)]
+async fn a_swap_s_outcome_is_asked_again_until_the_server_answers() {
+    for (fault, attempts) in [(LockFault::SwapAnswerLost, 1), (LockFault::Swap, 2)] {
+        let fake = FakeEngine::with_rows(200, Config::default());
+        {
+            let mut w = fake.world();
+            w.lock_faults.insert(1, fault);
+            w.swapped_unreachable = 3;
+        }
+        let mut o = opts();
+        o.reconnect.timeout = Duration::from_secs(60);
+        let d = done(run(&fake, o).await);
+        let w = fake.world();
+        assert_migrated(&w);
+        assert_eq!(d.cut_over_attempts, attempts, "{fault:?}");
+        assert_eq!(w.count(|c| *c == Call::Swapped), 4, "{fault:?}");
+    }
+}
+
+/// When the server stays away longer than `--reconnect-timeout-seconds`, the outcome is
+/// unknown: the run says so (exit 10) and removes nothing.
+#[tokio::test(start_paused = true)]
+async fn a_swap_s_outcome_that_stays_unknown_is_reported_as_such() {
+    let fake = FakeEngine::with_rows(200, Config::default());
+    {
+        let mut w = fake.world();
+        w.lock_faults.insert(1, LockFault::SwapAnswerLost);
+        w.swapped_unreachable = u32::MAX;
+    }
+    let mut o = opts();
+    o.reconnect.timeout = Duration::from_secs(5);
+    let e = run(&fake, o).await.err().expect("the run must fail");
+    assert_eq!(e.kind, ErrorKind::Unreachable, "{e}");
+    assert!(e.message.contains("cannot be told"), "{e}");
+    let w = fake.world();
+    // The swap happened: the new table stays, nothing is removed.
+    assert!(w.swapped);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_stream_error_under_the_lock_releases_it_and_retries() {
     let fake = FakeEngine::with_rows(200, Config::default());
