@@ -224,6 +224,9 @@ sigterm_cases! {
 enum RestartAt {
     Copy,
     Postponed,
+    /// During the verification (godwit stopped with SIGSTOP in it, so the restart lands
+    /// there whatever the machine's speed).
+    Verify,
     /// While the cut-over holds its lock (before the swap).
     CutOver,
 }
@@ -238,8 +241,18 @@ async fn server_restart(engine: Engine, at: RestartAt) {
         Engine::Postgres => PrivateServer::postgres(&[]),
     };
     let db = Db::new_on(engine, &server.url, "fault_restart").await;
+    let mut rows = ROWS as usize;
+    if at == RestartAt::Verify {
+        // Enough rows that the verification is still running when godwit is stopped.
+        db.exec(engine.pick(
+            "INSERT INTO orders (id, v, note) SELECT 3000 + seq, seq, 'more' FROM seq_1_to_100000",
+            "INSERT INTO orders (id, v, note) SELECT 3000 + i, i, 'more' FROM generate_series(1, 100000) i",
+        ))
+        .await;
+        rows += 100_000;
+    }
     let original = db.rows(WRITER_IDS).await;
-    assert_eq!(original.len(), ROWS as usize);
+    assert_eq!(original.len(), rows);
     let flag = flag_path(&format!("restart-{engine:?}-{at:?}"));
     let _ = std::fs::remove_file(&flag);
     std::fs::write(&flag, b"").unwrap();
@@ -264,7 +277,7 @@ async fn server_restart(engine: Engine, at: RestartAt) {
             e["event"] == "progress" && e["rows_copied"].as_u64() > Some(300)
         })
         .await;
-    } else {
+    } else if at != RestartAt::Verify {
         live.wait_for(120, |e| is_state(e, "postponed")).await;
     }
     if at == RestartAt::CutOver {
@@ -272,14 +285,21 @@ async fn server_restart(engine: Engine, at: RestartAt) {
         live.wait_for(120, |e| is_state(e, "cut_over")).await;
         tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     }
+    if at == RestartAt::Verify {
+        live.wait_for(120, |e| is_state(e, "verify")).await;
+        live.signal(19); // SIGSTOP
+    }
     server.restart();
+    if at == RestartAt::Verify {
+        live.signal(18); // SIGCONT
+    }
     live.wait_for(120, |e| {
         e["event"] == "reconnect" && e["status"] == "restored"
     })
     .await;
     if at == RestartAt::CutOver {
         // Nothing to do: the next attempt swaps.
-    } else if copying {
+    } else if copying || at == RestartAt::Verify {
         live.wait_for(120, |e| is_state(e, "postponed")).await;
     } else {
         // The runner lock went with the session that held it: within a few seconds the
@@ -296,6 +316,18 @@ async fn server_restart(engine: Engine, at: RestartAt) {
     let written = writer.stop().await;
     assert_eq!(run.code, 0, "{engine:?}: {}\n{}", run.stdout, run.stderr);
     assert!(run.event("done").is_some());
+    if at == RestartAt::Verify {
+        // The connection was lost in the verification, which started again.
+        let pos = |f: &dyn Fn(&serde_json::Value) -> bool| run.events.iter().position(f);
+        let lost = pos(&|e| e["event"] == "reconnect").expect("a reconnect event");
+        let verify = pos(&|e| is_state(e, "verify")).expect("the verify state");
+        let postponed = pos(&|e| is_state(e, "postponed")).expect("the postponed state");
+        assert!(
+            verify < lost && lost < postponed,
+            "{engine:?}: the restart did not land in the verification:\n{}",
+            run.stdout
+        );
+    }
     let db = db.reopen().await;
     assert_eq!(
         db.rows(WRITER_IDS).await,
@@ -323,6 +355,10 @@ async fn server_restart_while_caught_up(e: Engine) {
     server_restart(e, RestartAt::Postponed).await;
 }
 
+async fn server_restart_during_the_verification(e: Engine) {
+    server_restart(e, RestartAt::Verify).await;
+}
+
 async fn server_restart_inside_the_cut_over(e: Engine) {
     server_restart(e, RestartAt::CutOver).await;
 }
@@ -330,5 +366,6 @@ async fn server_restart_inside_the_cut_over(e: Engine) {
 support::both::cases!(
     server_restart_mid_copy,
     server_restart_while_caught_up,
+    server_restart_during_the_verification,
     server_restart_inside_the_cut_over,
 );

@@ -113,10 +113,24 @@ impl Migration<'_> {
             State::Verify,
             "comparing the original and the new table chunk by chunk",
         );
-        for round in 1..=ROUNDS {
+        // A connection lost during a round (the server restarted, a session killed):
+        // the round starts again on new views, with the backoff and time limit of
+        // --reconnect-timeout-seconds.
+        let policy = self.opts.reconnect.clone();
+        let mut outage = policy.outage("during the verification");
+        let mut round = 0;
+        while round < ROUNDS {
+            round += 1;
             report.rounds = round;
             let t_view = Instant::now();
-            let mut view = self.verify_view(shadow).await?;
+            let mut view = match self.verify_view(shadow).await {
+                Ok(v) => v,
+                Err(e) => {
+                    outage.wait(e).await?;
+                    round -= 1;
+                    continue;
+                }
+            };
             tracing::debug!(
                 round,
                 ms = t_view.elapsed().as_millis() as u64,
@@ -130,9 +144,12 @@ impl Migration<'_> {
                 Ok(x) => x,
                 Err(e) => {
                     let _ = view.close().await;
-                    return Err(e);
+                    outage.wait(e).await?;
+                    round -= 1;
+                    continue;
                 }
             };
+            outage.recovered();
             if round == 1 {
                 report.rows = rows;
                 report.chunks = chunks;
