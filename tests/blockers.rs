@@ -6,7 +6,7 @@
 //! is ended and the migration completes. Both engines, a mirrored writer running.
 mod support;
 
-use support::both::{Db, Engine, MirrorWriter};
+use support::both::{Conn, Db, Engine, MirrorWriter};
 
 const PASSWORD: &str = "Blk-pw-4410";
 const USER: &str = "godwit_blocker";
@@ -16,70 +16,50 @@ const USER: &str = "godwit_blocker";
 /// the `metadata_lock_info` plugin one case installs is server-wide.
 static MARIADB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A case's turn: held for the whole case on MariaDB (see [`MARIADB`]); nothing to wait
+/// for on PostgreSQL.
+async fn turn(engine: Engine) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    match engine {
+        Engine::Maria => Some(MARIADB.lock().await),
+        Engine::Postgres => None,
+    }
+}
+
 /// The URL of the test's database through a login of its own (the blocker's user).
 async fn blocker_url(db: &Db) -> String {
     db.url_as(USER, PASSWORD).await
 }
 
 /// A session with an open transaction that read `orders`.
-enum Blocker {
-    Maria(mysql_async::Conn),
-    Postgres(tokio_postgres::Client),
-}
+struct Blocker(Conn);
 
 impl Blocker {
     async fn open(db: &Db) -> (Blocker, u64) {
         let url = blocker_url(db).await;
-        match db.engine() {
-            Engine::Maria => {
-                use mysql_async::prelude::Queryable;
-                let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
-                    .await
-                    .unwrap();
-                c.query_drop("START TRANSACTION").await.unwrap();
-                let _: Vec<u64> = c.query("SELECT COUNT(*) FROM orders").await.unwrap();
-                let id: u64 = c
-                    .query_first("SELECT CONNECTION_ID()")
-                    .await
-                    .unwrap()
-                    .unwrap();
-                (Blocker::Maria(c), id)
-            }
-            Engine::Postgres => {
-                let c = support::postgres::connect(&url).await;
-                c.batch_execute("BEGIN; SELECT count(*) FROM orders")
-                    .await
-                    .unwrap();
-                let pid: i32 = c
-                    .query_one("SELECT pg_backend_pid()", &[])
-                    .await
-                    .unwrap()
-                    .get(0);
-                (Blocker::Postgres(c), pid as u64)
-            }
-        }
+        let e = db.engine();
+        let mut c = Conn::connect(e, &url).await;
+        c.batch(e.pick(
+            "START TRANSACTION; SELECT COUNT(*) FROM orders",
+            "BEGIN; SELECT count(*) FROM orders",
+        ))
+        .await
+        .unwrap();
+        let id = c
+            .first(e.pick("SELECT CONNECTION_ID()", "SELECT pg_backend_pid()"))
+            .await
+            .unwrap()
+            .unwrap();
+        (Blocker(c), id.parse().unwrap())
     }
 
     /// Whether the session still answers.
     async fn alive(&mut self) -> bool {
-        match self {
-            Blocker::Maria(c) => {
-                use mysql_async::prelude::Queryable;
-                c.query_drop("SELECT 1").await.is_ok()
-            }
-            Blocker::Postgres(c) => c.batch_execute("SELECT 1").await.is_ok(),
-        }
+        self.0.batch("SELECT 1").await.is_ok()
     }
 
-    async fn commit(self) {
-        match self {
-            Blocker::Maria(mut c) => {
-                use mysql_async::prelude::Queryable;
-                c.query_drop("COMMIT").await.unwrap();
-                c.disconnect().await.unwrap();
-            }
-            Blocker::Postgres(c) => c.batch_execute("COMMIT").await.unwrap(),
-        }
+    async fn commit(mut self) {
+        self.0.batch("COMMIT").await.unwrap();
+        self.0.close().await;
     }
 }
 
@@ -106,7 +86,8 @@ fn named(run: &support::Run, id: u64) -> usize {
         .count()
 }
 
-async fn reported_then_exit_32(engine: Engine) {
+async fn a_blocker_is_named_and_the_run_ends_with_32(engine: Engine) {
+    let _one_at_a_time = turn(engine).await;
     let db = Db::new(engine, "blk_report").await;
     let writer = MirrorWriter::start(&db, 21).await;
     let (mut blocker, id) = Blocker::open(&db).await;
@@ -166,42 +147,29 @@ async fn reported_then_exit_32(engine: Engine) {
     db.drop_db().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_blocker_is_named_and_the_run_ends_with_32_mariadb() {
-    let _one_at_a_time = MARIADB.lock().await;
-    reported_then_exit_32(Engine::Maria).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_blocker_is_named_and_the_run_ends_with_32_postgres() {
-    reported_then_exit_32(Engine::Postgres).await;
-}
-
 /// MariaDB: install the `metadata_lock_info` plugin (left installed: tests running at the
 /// same time may rely on it). False when this server cannot load it.
 async fn metadata_lock_info(db: &Db) -> bool {
-    use mysql_async::prelude::Queryable;
-    let Db::Maria(m) = db else { return false };
-    let mut admin = m.conn().await;
-    let installed: Option<String> = admin
-        .query_first("SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO'")
+    if db.engine() != Engine::Maria {
+        return false;
+    }
+    let mut admin = Conn::open(db).await;
+    let installed = admin
+        .first("SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO'")
         .await
         .unwrap();
-    if installed.is_some() {
-        return true;
-    }
-    match admin
-        .query_drop("INSTALL SONAME 'metadata_lock_info'")
-        .await
-    {
-        Ok(()) => true,
-        // Installed by a test running at the same time.
-        Err(e) if e.to_string().contains("exists") => true,
-        Err(e) => {
-            eprintln!("the metadata_lock_info plugin cannot be installed here: {e}");
-            false
-        }
-    }
+    let ok = installed.is_some()
+        || match admin.batch("INSTALL SONAME 'metadata_lock_info'").await {
+            Ok(()) => true,
+            // Installed by a test running at the same time.
+            Err(e) if e.contains("exists") => true,
+            Err(e) => {
+                eprintln!("the metadata_lock_info plugin cannot be installed here: {e}");
+                false
+            }
+        };
+    admin.close().await;
+    ok
 }
 
 /// Without a way to tell who holds a lock on the table (MariaDB without
@@ -225,7 +193,8 @@ async fn spared_then_exit_32(db: Db, writer: MirrorWriter, mut blocker: Blocker,
     db.drop_db().await;
 }
 
-async fn killed_then_done(engine: Engine) {
+async fn force_cut_over_after_kills_the_blocker_and_completes(engine: Engine) {
+    let _one_at_a_time = turn(engine).await;
     let db = Db::new(engine, "blk_kill").await;
     let exact = engine == Engine::Postgres || metadata_lock_info(&db).await;
     let writer = MirrorWriter::start(&db, 22).await;
@@ -272,17 +241,6 @@ async fn killed_then_done(engine: Engine) {
     db.drop_db().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn force_cut_over_after_kills_the_blocker_and_completes_mariadb() {
-    let _one_at_a_time = MARIADB.lock().await;
-    killed_then_done(Engine::Maria).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn force_cut_over_after_kills_the_blocker_and_completes_postgres() {
-    killed_then_done(Engine::Postgres).await;
-}
-
 /// MariaDB with the `metadata_lock_info` plugin: the blockers are the sessions that hold
 /// a metadata lock on the table (`exact`), not every open transaction: a session with a
 /// transaction open on another table is not named.
@@ -290,7 +248,6 @@ async fn force_cut_over_after_kills_the_blocker_and_completes_postgres() {
 async fn with_metadata_lock_info_only_the_table_s_lock_holders_are_named_mariadb() {
     let _one_at_a_time = MARIADB.lock().await;
     let db = Db::new(Engine::Maria, "blk_mli").await;
-    let Db::Maria(m) = &db else { unreachable!() };
     if !metadata_lock_info(&db).await {
         eprintln!("skipped: no metadata_lock_info plugin");
         db.drop_db().await;
@@ -299,17 +256,18 @@ async fn with_metadata_lock_info_only_the_table_s_lock_holders_are_named_mariadb
     let writer = MirrorWriter::start(&db, 23).await;
     let (mut blocker, id) = Blocker::open(&db).await;
     // A transaction open on another table: no lock on `orders`.
-    let mut other = m.conn().await;
-    let other_id: u64 = {
-        use mysql_async::prelude::Queryable;
-        other.query_drop("START TRANSACTION").await.unwrap();
-        let _: Vec<u64> = other.query("SELECT COUNT(*) FROM victim").await.unwrap();
-        other
-            .query_first("SELECT CONNECTION_ID()")
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let mut other = Conn::open(&db).await;
+    other
+        .batch("START TRANSACTION; SELECT COUNT(*) FROM victim")
+        .await
+        .unwrap();
+    let other_id: u64 = other
+        .first("SELECT CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
     let run = support::godwit(&args(db.url(), &["--cut-over-retries", "2"]), &[]).await;
     assert_eq!(run.code, 32, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(named(&run, id), 2, "{}", run.stdout);
@@ -326,12 +284,8 @@ async fn with_metadata_lock_info_only_the_table_s_lock_holders_are_named_mariadb
             );
         }
     }
-    {
-        use mysql_async::prelude::Queryable;
-        other.query_drop("COMMIT").await.unwrap();
-    }
-    // The test database's pool is closed at the end: its connections go back first.
-    drop(other);
+    other.batch("COMMIT").await.unwrap();
+    other.close().await;
     assert!(blocker.alive().await);
     blocker.commit().await;
     writer.stop().await;
@@ -344,7 +298,8 @@ async fn with_metadata_lock_info_only_the_table_s_lock_holders_are_named_mariadb
 
 /// The phase commands: a DDL statement whose lock wait runs out names the session that
 /// held the lock; the expand is undone.
-async fn phase_names_the_blocker(engine: Engine) {
+async fn a_phase_whose_lock_wait_runs_out_names_the_blocker(engine: Engine) {
+    let _one_at_a_time = turn(engine).await;
     let db = Db::new(engine, "blk_phase").await;
     let writer = MirrorWriter::start(&db, 24).await;
     let (mut blocker, id) = Blocker::open(&db).await;
@@ -398,13 +353,9 @@ async fn phase_names_the_blocker(engine: Engine) {
     db.drop_db().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_phase_whose_lock_wait_runs_out_names_the_blocker_mariadb() {
-    let _one_at_a_time = MARIADB.lock().await;
-    phase_names_the_blocker(Engine::Maria).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_phase_whose_lock_wait_runs_out_names_the_blocker_postgres() {
-    phase_names_the_blocker(Engine::Postgres).await;
-}
+support::both::cases!(
+    multi_thread:
+    a_blocker_is_named_and_the_run_ends_with_32,
+    force_cut_over_after_kills_the_blocker_and_completes,
+    a_phase_whose_lock_wait_runs_out_names_the_blocker,
+);

@@ -279,16 +279,6 @@ async fn steer_a_run(engine: Engine) {
     db.drop_db().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn steer_a_run_mariadb() {
-    steer_a_run(Engine::Maria).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn steer_a_run_postgres() {
-    steer_a_run(Engine::Postgres).await;
-}
-
 /// `panic` mid-copy: exit 30, the original unchanged, nothing left, the socket removed.
 async fn panic_mid_copy(engine: Engine) {
     let db = Db::new(engine, "ctl_panic").await;
@@ -320,16 +310,6 @@ async fn panic_mid_copy(engine: Engine) {
         "left behind: {left:?}"
     );
     db.drop_db().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn panic_mid_copy_mariadb() {
-    panic_mid_copy(Engine::Maria).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn panic_mid_copy_postgres() {
-    panic_mid_copy(Engine::Postgres).await;
 }
 
 /// The phases' backfill serves the same socket: `status` answers with its rows, and
@@ -406,16 +386,6 @@ up = "v * 2"
     db.drop_db().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn backfill_answers_mariadb() {
-    backfill_answers(Engine::Maria).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn backfill_answers_postgres() {
-    backfill_answers(Engine::Postgres).await;
-}
-
 /// SIGTERM during a backfill that serves a socket: it stops after the batch in flight
 /// (exit 30), the socket file is removed, and the same command finishes the backfill.
 async fn sigterm_stops_the_backfill(engine: Engine) {
@@ -480,16 +450,6 @@ up = "v * 2"
     db.drop_db().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_stops_the_backfill_mariadb() {
-    sigterm_stops_the_backfill(Engine::Maria).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_stops_the_backfill_postgres() {
-    sigterm_stops_the_backfill(Engine::Postgres).await;
-}
-
 /// Nothing listens: `godwit ctl` says so and exits 3.
 #[tokio::test]
 async fn ctl_without_a_listener() {
@@ -503,3 +463,11 @@ async fn ctl_without_a_listener() {
     assert_eq!(r.code, 3, "{r:?}");
     let _ = std::fs::remove_file(&p);
 }
+
+support::both::cases!(
+    multi_thread:
+    steer_a_run,
+    panic_mid_copy,
+    backfill_answers,
+    sigterm_stops_the_backfill,
+);

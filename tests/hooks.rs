@@ -79,7 +79,7 @@ async fn assert_mirrored_and_clean(db: &Db) {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
-async fn every_point_in_order(engine: Engine) {
+async fn every_point_runs_in_order_without_the_password(engine: Engine) {
     let db = Db::new(engine, "hooks_all").await;
     let url = user_url(&db, "godwit_hk_all").await;
     let (dir, log) = hooks_dir("godwit-hooks");
@@ -240,19 +240,9 @@ async fn every_point_in_order(engine: Engine) {
     db.drop_db().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_point_runs_in_order_without_the_password_mariadb() {
-    every_point_in_order(Engine::Maria).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn every_point_runs_in_order_without_the_password_postgres() {
-    every_point_in_order(Engine::Postgres).await;
-}
-
 /// A failing run: on-failure with the error and the exit code; no on-success; the
 /// original untouched.
-async fn failure_is_told(engine: Engine) {
+async fn on_failure_tells_the_error(engine: Engine) {
     let db = Db::new(engine, "hooks_fail").await;
     let url = user_url(&db, "godwit_hk_fail").await;
     let (dir, log) = hooks_dir("godwit-hooks-fail");
@@ -300,16 +290,6 @@ async fn failure_is_told(engine: Engine) {
     db.drop_db().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn on_failure_tells_the_error_mariadb() {
-    failure_is_told(Engine::Maria).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn on_failure_tells_the_error_postgres() {
-    failure_is_told(Engine::Postgres).await;
-}
-
 /// A --hooks-path that is not a directory: exit 2, nothing done.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_hooks_directory_is_refused() {
@@ -338,7 +318,7 @@ async fn a_missing_hooks_directory_is_refused() {
 }
 
 /// The phase commands: on-startup and on-success around `godwit migrate --complete`.
-async fn phases_run_hooks(engine: Engine) {
+async fn phase_commands_run_startup_and_success_hooks(engine: Engine) {
     let db = Db::new(engine, "hooks_phases").await;
     let url = user_url(&db, "godwit_hk_phases").await;
     let (dir, log) = hooks_dir("godwit-hooks-phases");
@@ -409,12 +389,9 @@ up = "v + 1"
     db.drop_db().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn phase_commands_run_startup_and_success_hooks_mariadb() {
-    phases_run_hooks(Engine::Maria).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn phase_commands_run_startup_and_success_hooks_postgres() {
-    phases_run_hooks(Engine::Postgres).await;
-}
+support::both::cases!(
+    multi_thread:
+    every_point_runs_in_order_without_the_password,
+    on_failure_tells_the_error,
+    phase_commands_run_startup_and_success_hooks,
+);

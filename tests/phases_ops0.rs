@@ -18,10 +18,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use support::both::{Conn, Engine};
-use support::mysql::TestDb as MariaDb;
+use support::both::{Conn, Db, Engine};
 use support::phases::write_migration;
-use support::postgres::TestDb as PgDb;
 use support::{godwit, LiveRun, Run};
 use tokio::sync::Mutex;
 
@@ -528,12 +526,7 @@ impl Apps {
 }
 
 // ---------------------------------------------------------------------------------------
-// Both engines behind one face.
-
-enum Db {
-    Maria(MariaDb),
-    Postgres(PgDb),
-}
+// The test database on both engines.
 
 /// Where an application connects: a session of its own with the server's defaults.
 #[derive(Clone)]
@@ -545,51 +538,31 @@ impl Source {
     }
 }
 
+/// A database with `items` (ROWS rows) and an empty twin of it.
+async fn setup(engine: Engine, prefix: &str) -> Db {
+    let db = Db::empty(engine, &format!("{prefix}_{}", engine.pick("m", "p"))).await;
+    let twin_home = match engine {
+        Engine::Maria => format!("CREATE DATABASE `{}_tw`", db.name()),
+        Engine::Postgres => "CREATE SCHEMA twin".into(),
+    };
+    db.run(&twin_home).await;
+    for t in ["items".to_string(), db.twin()] {
+        db.run(&engine.create().replace("{t}", &t)).await;
+    }
+    db.run(engine.fill()).await;
+    db
+}
+
 impl Db {
-    /// A database with `items` (ROWS rows) and an empty twin of it.
-    async fn new(engine: Engine, prefix: &str) -> Db {
-        let db = match engine {
-            Engine::Maria => Db::Maria(MariaDb::new(&format!("{prefix}_m")).await),
-            Engine::Postgres => Db::Postgres(PgDb::new(&format!("{prefix}_p")).await),
-        };
-        let twin_home = match &db {
-            Db::Maria(m) => format!("CREATE DATABASE `{}_tw`", m.name),
-            Db::Postgres(_) => "CREATE SCHEMA twin".into(),
-        };
-        db.run(&twin_home).await;
-        for t in ["items".to_string(), db.twin()] {
-            db.run(&engine.create().replace("{t}", &t)).await;
-        }
-        db.run(engine.fill()).await;
-        db
-    }
-
-    fn url(&self) -> &str {
-        match self {
-            Db::Maria(d) => &d.url,
-            Db::Postgres(d) => &d.url,
-        }
-    }
-
-    fn name(&self) -> &str {
-        match self {
-            Db::Maria(d) => &d.name,
-            Db::Postgres(d) => &d.name,
-        }
-    }
-
     fn source(&self) -> Source {
-        match self {
-            Db::Maria(d) => Source(Engine::Maria, d.url.clone()),
-            Db::Postgres(d) => Source(Engine::Postgres, d.url.clone()),
-        }
+        Source(self.engine(), self.url().to_string())
     }
 
     /// The twin table, qualified.
     fn twin(&self) -> String {
-        match self {
-            Db::Maria(d) => format!("`{}_tw`.items", d.name),
-            Db::Postgres(_) => "twin.items".into(),
+        match self.engine() {
+            Engine::Maria => format!("`{}_tw`.items", self.name()),
+            Engine::Postgres => "twin.items".into(),
         }
     }
 
@@ -598,13 +571,13 @@ impl Db {
         r.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
-    async fn rows(&self, sql: &str) -> Result<Vec<Row>, String> {
+    async fn select(&self, sql: &str) -> Result<Vec<Row>, String> {
         self.source().conn().await.texts(sql).await
     }
 
     async fn texts(&self, sql: &str) -> Vec<String> {
         let rows = self
-            .rows(sql)
+            .select(sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         rows.into_iter()
@@ -615,12 +588,12 @@ impl Db {
     /// `items` (or its twin) as a direct ALTER leaves it: definition, indexes,
     /// constraints, triggers.
     async fn shape(&self, twin: bool) -> Vec<String> {
-        match self {
-            Db::Maria(d) => {
+        match self.engine() {
+            Engine::Maria => {
                 let schema = if twin {
-                    format!("{}_tw", d.name)
+                    format!("{}_tw", self.name())
                 } else {
-                    d.name.clone()
+                    self.name().to_string()
                 };
                 let mut out = self
                     .texts(&format!("SHOW CREATE TABLE `{schema}`.items"))
@@ -630,14 +603,18 @@ impl Db {
                 )).await);
                 out
             }
-            Db::Postgres(d) => {
+            Engine::Postgres => {
                 let (schema, q) = if twin {
                     ("twin", "twin.items")
                 } else {
                     ("public", "public.items")
                 };
-                let mut out = d.columns(q).await;
+                let mut out = Vec::new();
                 for sql in [
+                    format!("SELECT concat_ws(' | ', a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+                     regexp_replace(pg_get_expr(d.adbin, d.adrelid), '_godwit_new_', '', 'g'), a.attidentity, a.attgenerated) \
+                     FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                     WHERE a.attrelid = '{q}'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"),
                     format!("SELECT 'index ' || replace(pg_get_indexdef(indexrelid), '{schema}.', '') || ' valid ' || indisvalid FROM pg_index WHERE indrelid = '{q}'::regclass ORDER BY 1"),
                     format!("SELECT 'constraint ' || conname || ' ' || pg_get_constraintdef(oid) || ' ' || convalidated FROM pg_constraint WHERE conrelid = '{q}'::regclass ORDER BY 1"),
                     format!("SELECT 'trigger ' || tgname FROM pg_trigger WHERE tgrelid = '{q}'::regclass AND NOT tgisinternal ORDER BY 1"),
@@ -651,7 +628,7 @@ impl Db {
 
     /// The state table's rows (none when it does not exist).
     async fn state(&self) -> Vec<Row> {
-        self.rows("SELECT id, phase, backfill_op, backfill_after, rows_backfilled FROM _godwit_migrations ORDER BY id")
+        self.select("SELECT id, phase, backfill_op, backfill_after, rows_backfilled FROM _godwit_migrations ORDER BY id")
             .await
             .unwrap_or_default()
     }
@@ -662,41 +639,32 @@ impl Db {
         row.and_then(|r| r[1].clone()).unwrap_or_default()
     }
 
-    async fn leftovers(&self) -> Vec<String> {
-        match self {
-            Db::Maria(d) => d.phase_leftovers().await,
-            Db::Postgres(d) => d.phase_leftovers().await,
-        }
-    }
-
     /// Everything a refused command must not change.
-    async fn snapshot(&self) -> Vec<String> {
-        let tables = match self {
-            Db::Maria(_) => "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY 1",
-            Db::Postgres(_) => "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'v') ORDER BY 1",
+    async fn unchanged(&self) -> Vec<String> {
+        let tables = match self.engine() {
+            Engine::Maria => "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY 1",
+            Engine::Postgres => "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'v') ORDER BY 1",
         };
         let mut out = self.texts(tables).await;
         // The state table appears with the first command that connects: bookkeeping.
         out.retain(|t| t != "_godwit_migrations");
         out.extend(self.shape(false).await);
         out.extend(self.state().await.into_iter().map(|r| format!("{r:?}")));
-        out.extend(self.leftovers().await);
+        out.extend(self.phase_leftovers().await);
         out.push(format!(
             "{:?}",
-            self.rows("SELECT COUNT(*) FROM items").await
+            self.select("SELECT COUNT(*) FROM items").await
         ));
         out
     }
 
-    async fn drop(self) {
-        match self {
-            Db::Maria(d) => {
-                let twin = format!("DROP DATABASE IF EXISTS `{}_tw`", d.name);
-                d.exec(&twin).await;
-                d.drop_db().await
-            }
-            Db::Postgres(d) => d.drop_db().await,
+    /// Drop the database and, on MariaDB, the twin's.
+    async fn drop_all(self) {
+        if self.engine() == Engine::Maria {
+            self.exec(&format!("DROP DATABASE IF EXISTS `{}_tw`", self.name()))
+                .await;
         }
+        self.drop_db().await
     }
 }
 
@@ -793,13 +761,16 @@ async fn through_every_phase(engine: Engine, op: Op, end: End) {
         op as u8,
         if end == End::Contract { "c" } else { "a" }
     );
-    let db = Db::new(engine, &prefix).await;
+    let db = setup(engine, &prefix).await;
     let (dir, d) = write_migration(db.name(), "0001_change.toml", op.file());
     let original = db.shape(false).await;
 
     twice(&db, "expand", &d).await;
     if let Some(w) = op.refused_once_expanded() {
-        assert!(db.rows(w).await.is_err(), "once expanded, `{w}` must fail");
+        assert!(
+            db.select(w).await.is_err(),
+            "once expanded, `{w}` must fail"
+        );
     }
     let mut apps = Apps::start(&db, op);
     apps.until(20).await;
@@ -839,7 +810,7 @@ async fn through_every_phase(engine: Engine, op: Op, end: End) {
         }
     };
     let got = db
-        .rows(&format!(
+        .select(&format!(
             "SELECT {} FROM items ORDER BY id",
             cols.join(", ")
         ))
@@ -850,9 +821,9 @@ async fn through_every_phase(engine: Engine, op: Op, end: End) {
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g, w, "a row differs from the mirror of the writes");
     }
-    assert_eq!(db.leftovers().await, Vec::<String>::new());
+    assert_eq!(db.phase_leftovers().await, Vec::<String>::new());
     std::fs::remove_dir_all(dir).ok();
-    db.drop().await;
+    db.drop_all().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -891,11 +862,11 @@ fn refused(r: &Run, code: i32, id: &str, says: &[&str]) {
 }
 
 async fn bad_files_change_nothing(engine: Engine) {
-    let db = Db::new(engine, "o0bad").await;
+    let db = setup(engine, "o0bad").await;
     for (i, (body, code, says)) in BAD.iter().enumerate() {
         let text = format!("name = \"bad\"\noperations = [{{ {body} }}]\n");
         let (dir, d) = write_migration(&format!("{}_{i}", db.name()), "0001_bad.toml", &text);
-        let before = db.snapshot().await;
+        let before = db.unchanged().await;
         refused(
             &phase(&db, "expand", &d).await,
             *code,
@@ -903,13 +874,13 @@ async fn bad_files_change_nothing(engine: Engine) {
             says,
         );
         assert_eq!(
-            db.snapshot().await,
+            db.unchanged().await,
             before,
             "refusing {body} changed something"
         );
         std::fs::remove_dir_all(dir).ok();
     }
-    db.drop().await;
+    db.drop_all().await;
 }
 
 enum Expect {
@@ -923,7 +894,7 @@ enum Expect {
 async fn steps(db: &Db, dir: &std::path::Path, id: &str, steps: &[(&str, Expect)]) {
     let file = dir.join(format!("{id}.toml")).to_string_lossy().to_string();
     for (cmd, expect) in steps {
-        let before = db.snapshot().await;
+        let before = db.unchanged().await;
         let r = phase(db, cmd, &file).await;
         match expect {
             Expect::Done => assert_eq!(result(&r), "done", "{cmd}"),
@@ -931,7 +902,7 @@ async fn steps(db: &Db, dir: &std::path::Path, id: &str, steps: &[(&str, Expect)
             Expect::Refused(says) => {
                 refused(&r, 40, id, says);
                 assert_eq!(
-                    db.snapshot().await,
+                    db.unchanged().await,
                     before,
                     "refusing {cmd} changed something"
                 );
@@ -942,7 +913,7 @@ async fn steps(db: &Db, dir: &std::path::Path, id: &str, steps: &[(&str, Expect)
 
 async fn phases_out_of_order_change_nothing(engine: Engine) {
     use Expect::*;
-    let db = Db::new(engine, "o0ord").await;
+    let db = setup(engine, "o0ord").await;
     let (dir, _) = write_migration(db.name(), "0001_change.toml", Op::AddColumn.file());
     const NOT_STARTED: &str = "while the migration is not started";
     steps(
@@ -992,19 +963,19 @@ async fn phases_out_of_order_change_nothing(engine: Engine) {
     )
     .await;
     std::fs::remove_dir_all(dir).ok();
-    db.drop().await;
+    db.drop_all().await;
 }
 
 /// An `up` whose values the column cannot hold (`name` is `n1`, `n2`, …; the column is
 /// an INT) must refuse expand before anything changes: once expanded, its trigger would
 /// fail every insert of the old application, and the backfill would fail.
 async fn up_that_cannot_convert_changes_nothing(engine: Engine) {
-    let db = Db::new(engine, "o0conv").await;
+    let db = setup(engine, "o0conv").await;
     let text = r#"name = "bad up"
 operations = [{ type = "add_column", table = "items", column = { name = "score", type = "INT" }, up = "name" }]
 "#;
     let (dir, d) = write_migration(db.name(), "0001_bad.toml", text);
-    let before = db.snapshot().await;
+    let before = db.unchanged().await;
     refused(
         &phase(&db, "expand", &d).await,
         40,
@@ -1012,49 +983,66 @@ operations = [{ type = "add_column", table = "items", column = { name = "score",
         &["`up`", "INT"],
     );
     assert_eq!(
-        db.snapshot().await,
+        db.unchanged().await,
         before,
         "refusing expand changed something"
     );
     std::fs::remove_dir_all(dir).ok();
-    db.drop().await;
+    db.drop_all().await;
 }
 
-macro_rules! tests {
-    ($($(#[$m:meta])* $name:ident: $run:expr;)*) => {$(
-        $(#[$m])*
-        #[tokio::test]
-        async fn $name() {
-            $run.await;
-        }
-    )*};
+async fn add_column_contract(e: Engine) {
+    through_every_phase(e, Op::AddColumn, End::Contract).await;
 }
 
-tests! {
-    mariadb_add_column_contract: through_every_phase(Engine::Maria, Op::AddColumn, End::Contract);
-    mariadb_add_column_abort: through_every_phase(Engine::Maria, Op::AddColumn, End::Abort);
-    mariadb_set_not_null_contract: through_every_phase(Engine::Maria, Op::SetNotNull, End::Contract);
-    mariadb_set_not_null_abort: through_every_phase(Engine::Maria, Op::SetNotNull, End::Abort);
-    mariadb_drop_column_contract: through_every_phase(Engine::Maria, Op::DropColumn, End::Contract);
-    mariadb_drop_column_abort: through_every_phase(Engine::Maria, Op::DropColumn, End::Abort);
-    mariadb_add_index_contract: through_every_phase(Engine::Maria, Op::AddIndex, End::Contract);
-    mariadb_add_index_abort: through_every_phase(Engine::Maria, Op::AddIndex, End::Abort);
-    mariadb_sql_contract: through_every_phase(Engine::Maria, Op::Sql, End::Contract);
-    mariadb_sql_abort: through_every_phase(Engine::Maria, Op::Sql, End::Abort);
-    postgres_add_column_contract: through_every_phase(Engine::Postgres, Op::AddColumn, End::Contract);
-    postgres_add_column_abort: through_every_phase(Engine::Postgres, Op::AddColumn, End::Abort);
-    postgres_set_not_null_contract: through_every_phase(Engine::Postgres, Op::SetNotNull, End::Contract);
-    postgres_set_not_null_abort: through_every_phase(Engine::Postgres, Op::SetNotNull, End::Abort);
-    postgres_drop_column_contract: through_every_phase(Engine::Postgres, Op::DropColumn, End::Contract);
-    postgres_drop_column_abort: through_every_phase(Engine::Postgres, Op::DropColumn, End::Abort);
-    postgres_add_index_contract: through_every_phase(Engine::Postgres, Op::AddIndex, End::Contract);
-    postgres_add_index_abort: through_every_phase(Engine::Postgres, Op::AddIndex, End::Abort);
-    postgres_sql_contract: through_every_phase(Engine::Postgres, Op::Sql, End::Contract);
-    postgres_sql_abort: through_every_phase(Engine::Postgres, Op::Sql, End::Abort);
-    mariadb_bad_files_change_nothing: bad_files_change_nothing(Engine::Maria);
-    mariadb_phases_out_of_order_change_nothing: phases_out_of_order_change_nothing(Engine::Maria);
-    postgres_bad_files_change_nothing: bad_files_change_nothing(Engine::Postgres);
-    postgres_phases_out_of_order_change_nothing: phases_out_of_order_change_nothing(Engine::Postgres);
-    mariadb_up_that_cannot_convert_changes_nothing: up_that_cannot_convert_changes_nothing(Engine::Maria);
-    postgres_up_that_cannot_convert_changes_nothing: up_that_cannot_convert_changes_nothing(Engine::Postgres);
+async fn add_column_abort(e: Engine) {
+    through_every_phase(e, Op::AddColumn, End::Abort).await;
 }
+
+async fn set_not_null_contract(e: Engine) {
+    through_every_phase(e, Op::SetNotNull, End::Contract).await;
+}
+
+async fn set_not_null_abort(e: Engine) {
+    through_every_phase(e, Op::SetNotNull, End::Abort).await;
+}
+
+async fn drop_column_contract(e: Engine) {
+    through_every_phase(e, Op::DropColumn, End::Contract).await;
+}
+
+async fn drop_column_abort(e: Engine) {
+    through_every_phase(e, Op::DropColumn, End::Abort).await;
+}
+
+async fn add_index_contract(e: Engine) {
+    through_every_phase(e, Op::AddIndex, End::Contract).await;
+}
+
+async fn add_index_abort(e: Engine) {
+    through_every_phase(e, Op::AddIndex, End::Abort).await;
+}
+
+async fn sql_contract(e: Engine) {
+    through_every_phase(e, Op::Sql, End::Contract).await;
+}
+
+async fn sql_abort(e: Engine) {
+    through_every_phase(e, Op::Sql, End::Abort).await;
+}
+
+support::both::cases!(
+    add_column_contract,
+    add_column_abort,
+    set_not_null_contract,
+    set_not_null_abort,
+    drop_column_contract,
+    drop_column_abort,
+    add_index_contract,
+    add_index_abort,
+    sql_contract,
+    sql_abort,
+    bad_files_change_nothing,
+    phases_out_of_order_change_nothing,
+    up_that_cannot_convert_changes_nothing,
+);

@@ -14,20 +14,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use support::mysql::TestDb as MariaDb;
+use support::both::{Conn, Db, Engine};
 use support::phases::{phase, write_migration};
-use support::postgres::TestDb as PgDb;
 
 /// Rows at start, ids 1..=ROWS.
 const ROWS: i64 = 3000;
 /// Writes (one statement each, autocommit) per application.
 const WRITES: i64 = 300;
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Engine {
-    Maria,
-    Postgres,
-}
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Op {
@@ -335,142 +328,66 @@ impl Write {
 }
 
 // ---------------------------------------------------------------------------------------
-// Both engines behind one face.
+// The table on both engines.
 
-enum Db {
-    Maria(MariaDb),
-    Postgres(PgDb),
-}
-
-enum Conn {
-    Maria(mysql_async::Conn),
-    Postgres(tokio_postgres::Client),
-}
-
-impl Conn {
-    async fn exec(&mut self, sql: &str) -> Result<(), String> {
-        use mysql_async::prelude::Queryable;
-        match self {
-            Conn::Maria(c) => c.query_drop(sql).await.map_err(|e| e.to_string()),
-            Conn::Postgres(c) => c
-                .batch_execute(sql)
-                .await
-                .map_err(|e| match e.as_db_error() {
-                    Some(d) => d.message().to_string(),
-                    None => e.to_string(),
-                }),
-        }
-    }
-
-    /// `(id, a, target)` of every row.
-    async fn rows(&mut self, target: &str) -> Vec<(i64, i64, Option<i64>)> {
-        use mysql_async::prelude::Queryable;
-        let sql = format!("SELECT id, a, {target} FROM items ORDER BY id");
-        match self {
-            Conn::Maria(c) => c.query::<(i64, i64, Option<i64>), _>(sql).await.unwrap(),
-            Conn::Postgres(c) => c
-                .query(&sql, &[])
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| {
-                    (
-                        r.get::<_, i32>(0) as i64,
-                        r.get::<_, i32>(1) as i64,
-                        r.get::<_, Option<i32>>(2).map(i64::from),
-                    )
-                })
-                .collect(),
-        }
-    }
-}
-
-impl Db {
-    async fn new(engine: Engine, op: Op) -> Db {
-        let prefix = format!("pu{}", op as u8);
-        let db = match engine {
-            Engine::Maria => Db::Maria(MariaDb::new(&format!("{prefix}_m")).await),
-            Engine::Postgres => Db::Postgres(PgDb::new(&format!("{prefix}_p")).await),
-        };
-        let legacy = op == Op::DropColumn;
-        let (create, fill) = match engine {
-            Engine::Maria => (
-                format!(
-                    "CREATE TABLE items (id INT NOT NULL PRIMARY KEY, a INT NOT NULL, b INT NULL, \
-                     name VARCHAR(40) NOT NULL{})",
-                    if legacy { ", legacy INT NOT NULL" } else { "" }
-                ),
-                format!(
-                    "INSERT INTO items (id, a, b, name{}) SELECT seq, seq + 1, \
-                     CASE WHEN seq % 5 = 0 THEN NULL WHEN seq % 7 = 0 THEN seq ELSE seq + 2 END, \
-                     CONCAT('n', seq){} FROM seq_1_to_{ROWS}",
-                    if legacy { ", legacy" } else { "" },
-                    if legacy {
-                        ", IF(seq % 4 = 0, 3 * (seq + 1), seq + 6)"
-                    } else {
-                        ""
-                    }
-                ),
+/// A database of its own with `items` (ROWS rows, and `legacy` for `drop_column`).
+async fn setup(engine: Engine, op: Op) -> Db {
+    let prefix = format!("pu{}_{}", op as u8, engine.pick("m", "p"));
+    let db = Db::empty(engine, &prefix).await;
+    let legacy = op == Op::DropColumn;
+    let (create, fill) = match engine {
+        Engine::Maria => (
+            format!(
+                "CREATE TABLE items (id INT NOT NULL PRIMARY KEY, a INT NOT NULL, b INT NULL, \
+                 name VARCHAR(40) NOT NULL{})",
+                if legacy { ", legacy INT NOT NULL" } else { "" }
             ),
-            Engine::Postgres => (
-                format!(
-                    "CREATE TABLE items (id int PRIMARY KEY, a int NOT NULL, b int, \
-                     name varchar(40) NOT NULL{})",
-                    if legacy { ", legacy int NOT NULL" } else { "" }
-                ),
-                format!(
-                    "INSERT INTO items (id, a, b, name{}) SELECT i, i + 1, \
-                     CASE WHEN i % 5 = 0 THEN NULL WHEN i % 7 = 0 THEN i ELSE i + 2 END, \
-                     'n' || i{} FROM generate_series(1, {ROWS}) i",
-                    if legacy { ", legacy" } else { "" },
-                    if legacy {
-                        ", CASE WHEN i % 4 = 0 THEN 3 * (i + 1) ELSE i + 6 END"
-                    } else {
-                        ""
-                    }
-                ),
+            format!(
+                "INSERT INTO items (id, a, b, name{}) SELECT seq, seq + 1, \
+                 CASE WHEN seq % 5 = 0 THEN NULL WHEN seq % 7 = 0 THEN seq ELSE seq + 2 END, \
+                 CONCAT('n', seq){} FROM seq_1_to_{ROWS}",
+                if legacy { ", legacy" } else { "" },
+                if legacy {
+                    ", IF(seq % 4 = 0, 3 * (seq + 1), seq + 6)"
+                } else {
+                    ""
+                }
             ),
-        };
-        let mut c = db.conn().await;
-        c.exec(&create).await.unwrap();
-        c.exec(&fill).await.unwrap();
-        db
-    }
+        ),
+        Engine::Postgres => (
+            format!(
+                "CREATE TABLE items (id int PRIMARY KEY, a int NOT NULL, b int, \
+                 name varchar(40) NOT NULL{})",
+                if legacy { ", legacy int NOT NULL" } else { "" }
+            ),
+            format!(
+                "INSERT INTO items (id, a, b, name{}) SELECT i, i + 1, \
+                 CASE WHEN i % 5 = 0 THEN NULL WHEN i % 7 = 0 THEN i ELSE i + 2 END, \
+                 'n' || i{} FROM generate_series(1, {ROWS}) i",
+                if legacy { ", legacy" } else { "" },
+                if legacy {
+                    ", CASE WHEN i % 4 = 0 THEN 3 * (i + 1) ELSE i + 6 END"
+                } else {
+                    ""
+                }
+            ),
+        ),
+    };
+    db.exec(&create).await;
+    db.exec(&fill).await;
+    db
+}
 
-    fn name(&self) -> &str {
-        match self {
-            Db::Maria(d) => &d.name,
-            Db::Postgres(d) => &d.name,
-        }
-    }
-
-    fn url(&self) -> &str {
-        match self {
-            Db::Maria(d) => &d.url,
-            Db::Postgres(d) => &d.url,
-        }
-    }
-
-    async fn conn(&self) -> Conn {
-        match self {
-            Db::Maria(d) => Conn::Maria(d.conn().await),
-            Db::Postgres(d) => Conn::Postgres(d.conn().await),
-        }
-    }
-
-    async fn leftovers(&self) -> Vec<String> {
-        match self {
-            Db::Maria(d) => d.phase_leftovers().await,
-            Db::Postgres(d) => d.phase_leftovers().await,
-        }
-    }
-
-    async fn drop(self) {
-        match self {
-            Db::Maria(d) => d.drop_db().await,
-            Db::Postgres(d) => d.drop_db().await,
-        }
-    }
+/// `(id, a, target)` of every row.
+async fn rows(c: &mut Conn, target: &str) -> Vec<(i64, i64, Option<i64>)> {
+    let sql = format!("SELECT id, a, {target} FROM items ORDER BY id");
+    let num = |v: &Option<String>| v.as_deref().map(|s| s.parse::<i64>().unwrap());
+    c.texts(&sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| (num(&r[0]).unwrap(), num(&r[1]).unwrap(), num(&r[2])))
+        .collect()
 }
 
 /// One application's writes; returns the rows it wrote, as the mirror computes them.
@@ -478,9 +395,10 @@ async fn app(mut c: Conn, op: Op, me: App) -> Result<BTreeMap<i64, Row>, String>
     let mut rows: BTreeMap<i64, Row> = BTreeMap::new();
     for k in 0..WRITES {
         let w = plan(op, me, k);
-        c.exec(&w.sql(k))
-            .await
-            .map_err(|e| format!("{me:?} application, write {k} ({}): {e}", w.sql(k)))?;
+        if let Err(e) = c.batch(&w.sql(k)).await {
+            c.close().await;
+            return Err(format!("{me:?} application, write {k} ({}): {e}", w.sql(k)));
+        }
         let before = if w.insert {
             None
         } else {
@@ -488,12 +406,15 @@ async fn app(mut c: Conn, op: Op, me: App) -> Result<BTreeMap<i64, Row>, String>
         };
         rows.insert(w.id, w.apply(op, before));
     }
+    c.close().await;
     Ok(rows)
 }
 
 /// Every row of the table against the mirror; returns what differs.
 async fn compare(db: &Db, op: Op, written: &BTreeMap<i64, Row>) -> Vec<String> {
-    let got = db.conn().await.rows(op.target()).await;
+    let mut c = Conn::open(db).await;
+    let got = rows(&mut c, op.target()).await;
+    c.close().await;
     let mut want: BTreeMap<i64, Row> = (1..=ROWS).map(|id| (id, op.initial(id))).collect();
     want.extend(written.clone());
     let mut bad = Vec::new();
@@ -520,14 +441,14 @@ async fn compare(db: &Db, op: Op, written: &BTreeMap<i64, Row>) -> Vec<String> {
 }
 
 async fn derived_values_follow_updates(engine: Engine, op: Op) {
-    let db = Db::new(engine, op).await;
+    let db = setup(engine, op).await;
     let (dir, d) = write_migration(db.name(), "0001_change.toml", op.file());
     for cmd in ["expand", "backfill"] {
         phase(db.url(), cmd, &d).await.expect_ok();
     }
     // The old and the new application update rows of their own, concurrently.
-    let old = tokio::spawn(app(db.conn().await, op, App::Old));
-    let new = tokio::spawn(app(db.conn().await, op, App::New));
+    let old = tokio::spawn(app(Conn::open(&db).await, op, App::Old));
+    let new = tokio::spawn(app(Conn::open(&db).await, op, App::New));
     let mut written = old.await.unwrap().unwrap();
     written.extend(new.await.unwrap().unwrap());
     let bad = compare(&db, op, &written).await;
@@ -542,27 +463,30 @@ async fn derived_values_follow_updates(engine: Engine, op: Op) {
         let bad = compare(&db, op, &written).await;
         assert!(bad.is_empty(), "after contract: {}", bad.join("\n"));
     }
-    assert_eq!(db.leftovers().await, Vec::<String>::new());
+    assert_eq!(db.phase_leftovers().await, Vec::<String>::new());
     std::fs::remove_dir_all(dir).ok();
-    db.drop().await;
+    db.drop_db().await;
 }
 
-macro_rules! tests {
-    ($($name:ident: $engine:expr, $op:expr;)*) => {$(
-        #[tokio::test]
-        async fn $name() {
-            derived_values_follow_updates($engine, $op).await;
-        }
-    )*};
+async fn add_column_up_follows_updates(e: Engine) {
+    derived_values_follow_updates(e, Op::AddColumn).await;
 }
 
-tests! {
-    mariadb_add_column_up_follows_updates: Engine::Maria, Op::AddColumn;
-    mariadb_set_not_null_up_follows_updates: Engine::Maria, Op::SetNotNull;
-    mariadb_drop_column_down_follows_updates: Engine::Maria, Op::DropColumn;
-    mariadb_add_check_up_follows_updates: Engine::Maria, Op::AddCheck;
-    postgres_add_column_up_follows_updates: Engine::Postgres, Op::AddColumn;
-    postgres_set_not_null_up_follows_updates: Engine::Postgres, Op::SetNotNull;
-    postgres_drop_column_down_follows_updates: Engine::Postgres, Op::DropColumn;
-    postgres_add_check_up_follows_updates: Engine::Postgres, Op::AddCheck;
+async fn set_not_null_up_follows_updates(e: Engine) {
+    derived_values_follow_updates(e, Op::SetNotNull).await;
 }
+
+async fn drop_column_down_follows_updates(e: Engine) {
+    derived_values_follow_updates(e, Op::DropColumn).await;
+}
+
+async fn add_check_up_follows_updates(e: Engine) {
+    derived_values_follow_updates(e, Op::AddCheck).await;
+}
+
+support::both::cases!(
+    add_column_up_follows_updates,
+    set_not_null_up_follows_updates,
+    drop_column_down_follows_updates,
+    add_check_up_follows_updates,
+);

@@ -8,22 +8,33 @@ use std::sync::Arc;
 
 /// One case table, run on every engine: `cases!(a, b)` makes the tests `on_mariadb::a`,
 /// `on_mariadb::b`, `on_postgres::a`, `on_postgres::b`, each calling `a(Engine::…)` (an
-/// async function of the test file taking the engine).
+/// async function of the test file taking the engine), on tokio's current-thread runtime
+/// (`#[tokio::test]`).
+///
+/// `cases!(multi_thread: a, b)` makes the same tests on the multi-thread runtime
+/// (`#[tokio::test(flavor = "multi_thread")]`). Both forms make the modules `on_mariadb`
+/// and `on_postgres`: a test file invokes `cases!` once, in one form.
 #[allow(unused_macros)]
 macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
+    (multi_thread: $($name:ident),* $(,)?) => {
+        $crate::support::both::cases!(@with tokio::test(flavor = "multi_thread"); $($name),*);
+    };
+    (@with $test:meta; $($name:ident),* $(,)?) => {
         mod on_mariadb {
-            $(#[tokio::test]
+            $(#[$test]
             async fn $name() {
                 super::$name($crate::support::both::Engine::Maria).await
             })*
         }
         mod on_postgres {
-            $(#[tokio::test]
+            $(#[$test]
             async fn $name() {
                 super::$name($crate::support::both::Engine::Postgres).await
             })*
         }
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::support::both::cases!(@with tokio::test; $($name),*);
     };
 }
 #[allow(unused_imports)]
