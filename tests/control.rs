@@ -260,7 +260,9 @@ async fn steer_a_run(engine: Engine) {
     let run = live.finish().await;
     writer.stop().await;
     run.expect_ok();
-    let done = run.event("done").unwrap_or_else(|| panic!("{}", run.stdout));
+    let done = run
+        .event("done")
+        .unwrap_or_else(|| panic!("{}", run.stdout));
     assert_eq!(
         done["rows_copied"].as_u64(),
         Some(copied_when_postponed),
