@@ -143,7 +143,21 @@ pub async fn run(
             .backfill_update(&job.backfill, &key, after.is_some(), end.is_some());
         let mut params = lower.clone();
         params.extend(end.iter().flatten().map(|s| Param::Text(Some(s.clone()))));
-        let n = batch_retried(db, &job, &upd, &params, end.as_ref(), &mut rows_total).await?;
+        let n = if db.skips_locked_rows() {
+            let bounds = (after.is_some(), end.is_some());
+            batch_without_waits(
+                db,
+                &job,
+                &key,
+                bounds,
+                &params,
+                end.as_ref(),
+                &mut rows_total,
+            )
+            .await?
+        } else {
+            batch_retried(db, &job, &upd, &params, end.as_ref(), &mut rows_total).await?
+        };
         let took = t0.elapsed();
         throttle.take_rows(n.max(1)).await;
         walked += if end.is_some() { size } else { n };
@@ -182,11 +196,58 @@ pub async fn run(
 /// with the application (a deadlock's victim).
 const BATCH_ATTEMPTS: u32 = 10;
 
-/// Update one batch and record it in the state table, in one transaction. A batch the
-/// server rolls back to resolve a conflict with another transaction runs again (it
-/// changed nothing, and the update is the same), with a growing pause, at most
-/// [`BATCH_ATTEMPTS`] times: a busy table must not fail the backfill. Returns the rows
-/// updated; `rows_total` moves only when the batch committed.
+/// Run `$body` (an expression using `$db`, `?` allowed) in a transaction of its own. A
+/// transaction the server rolls back to resolve a conflict with another one (a
+/// deadlock's victim) runs again (it changed nothing), with a growing pause, at most
+/// [`BATCH_ATTEMPTS`] times: a busy table must not fail the backfill.
+macro_rules! in_tx {
+    ($db:ident, $label:expr, $body:expr) => {{
+        let mut attempt = 1;
+        loop {
+            let begin = $db.dialect().begin();
+            $db.exec(begin).await?;
+            let r = async {
+                let v = $body;
+                $db.exec("COMMIT").await?;
+                Ok::<_, Error>(v)
+            }
+            .await;
+            match r {
+                Ok(v) => break Ok::<_, Error>(v),
+                Err(e) => {
+                    let _ = $db.exec("ROLLBACK").await;
+                    if !e.is_conflict_victim() || attempt >= BATCH_ATTEMPTS {
+                        break Err(e.context($label));
+                    }
+                    tracing::warn!(
+                        "{}: a backfill transaction was rolled back by the server ({}); attempt {} of {BATCH_ATTEMPTS}",
+                        $label,
+                        e.message,
+                        attempt + 1
+                    );
+                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }};
+}
+
+/// Record the batch in the state table (`end`: the batch's last key; `None`: the last
+/// batch).
+async fn record(db: &mut Db, job: &Job<'_>, end: Option<&Vec<String>>, total: i64) -> Result<()> {
+    match end {
+        Some(e) => {
+            let json = serde_json::to_string(e).unwrap_or_default();
+            state::set_backfill(db, job.id, job.op_index, Some(&json), total).await
+        }
+        None => state::set_backfill(db, job.id, job.op_index + 1, None, total).await,
+    }
+}
+
+/// Update one batch and record it in the state table, in one transaction (servers
+/// without `SKIP LOCKED`). Returns the rows updated; `rows_total` moves only when the
+/// batch committed.
 async fn batch_retried(
     db: &mut Db,
     job: &Job<'_>,
@@ -195,43 +256,84 @@ async fn batch_retried(
     end: Option<&Vec<String>>,
     rows_total: &mut i64,
 ) -> Result<u64> {
-    let mut attempt = 1;
-    loop {
-        let begin = db.dialect().begin();
-        db.exec(begin).await?;
-        let res = async {
-            let n = db.exec_params(upd, params).await?;
-            let total = *rows_total + n as i64;
-            match end {
-                Some(e) => {
-                    let json = serde_json::to_string(e).unwrap_or_default();
-                    state::set_backfill(db, job.id, job.op_index, Some(&json), total).await?
-                }
-                None => state::set_backfill(db, job.id, job.op_index + 1, None, total).await?,
-            }
-            db.exec("COMMIT").await?;
-            Ok::<(u64, i64), Error>((n, total))
+    let before = *rows_total;
+    let (n, total) = in_tx!(db, &job.label, {
+        let n = db.exec_params(upd, params).await?;
+        let total = before + n as i64;
+        record(db, job, end, total).await?;
+        (n, total)
+    })?;
+    *rows_total = total;
+    Ok(n)
+}
+
+/// One batch that never waits for a row while it holds others. A batch `UPDATE` that
+/// waits for one row the application holds, while it holds rows the application then
+/// asks for, closes a deadlock, and InnoDB rolls back the lighter transaction: the
+/// application's. So, where the server can skip locked rows:
+/// 1. one transaction locks the batch's rows that nobody holds (`FOR UPDATE SKIP
+///    LOCKED`, never waiting) and updates them by key;
+/// 2. each row left out that still needs the backfill (one the application holds) is
+///    updated in a transaction of its own, which waits for that one row only (within
+///    `--lock-timeout-seconds`) and holds nothing else;
+/// 3. the batch is recorded in the state table.
+///
+/// A run that dies between 1 and 3 does the batch again (the update only touches rows
+/// that still need it). `bounds`: (lower, upper) key bounds present in `params`.
+async fn batch_without_waits(
+    db: &mut Db,
+    job: &Job<'_>,
+    key: &[&crate::schema::Column],
+    bounds: (bool, bool),
+    params: &[Param],
+    end: Option<&Vec<String>>,
+    rows_total: &mut i64,
+) -> Result<u64> {
+    let b = &job.backfill;
+    let (lower, upper) = bounds;
+    let lock = db.dialect().backfill_keys(b, key, lower, upper, true);
+    let (free, mut n) = in_tx!(db, &job.label, {
+        let free: Vec<Vec<String>> = db
+            .query(&lock, params)
+            .await?
+            .into_iter()
+            .map(|r| r.texts())
+            .collect();
+        let mut n = 0;
+        for chunk in free.chunks(500) {
+            let upd = db.dialect().backfill_update_keys(b, key, chunk.len());
+            let p: Vec<Param> = chunk
+                .iter()
+                .flatten()
+                .map(|s| Param::Text(Some(s.clone())))
+                .collect();
+            n += db.exec_params(&upd, &p).await?;
         }
-        .await;
-        match res {
-            Ok((n, total)) => {
-                *rows_total = total;
-                return Ok(n);
-            }
-            Err(e) => {
-                let _ = db.exec("ROLLBACK").await;
-                if !e.is_conflict_victim() || attempt >= BATCH_ATTEMPTS {
-                    return Err(e.context(&job.label));
-                }
-                tracing::warn!(
-                    "{}: a backfill batch was rolled back by the server ({}); attempt {} of {BATCH_ATTEMPTS}",
-                    job.label,
-                    e.message,
-                    attempt + 1
-                );
-                tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
-                attempt += 1;
-            }
-        }
+        (free, n)
+    })?;
+    let free: std::collections::HashSet<Vec<String>> = free.into_iter().collect();
+    let plain = db.dialect().backfill_keys(b, key, lower, upper, false);
+    let held: Vec<Vec<String>> = db
+        .query(&plain, params)
+        .await
+        .map_err(|e| e.context(&job.label))?
+        .into_iter()
+        .map(|r| r.texts())
+        .filter(|k| !free.contains(k))
+        .collect();
+    if !held.is_empty() {
+        tracing::debug!(
+            rows = held.len(),
+            "backfill: rows held by the application are updated one by one"
+        );
     }
+    let one = db.dialect().backfill_update_keys(b, key, 1);
+    for k in &held {
+        let p: Vec<Param> = k.iter().map(|s| Param::Text(Some(s.clone()))).collect();
+        n += in_tx!(db, &job.label, db.exec_params(&one, &p).await?)?;
+    }
+    let total = *rows_total + n as i64;
+    in_tx!(db, &job.label, record(db, job, end, total).await?)?;
+    *rows_total = total;
+    Ok(n)
 }

@@ -85,6 +85,11 @@ pub trait PhaseDb: Send {
     /// The table or view `name` in the current database / schema, read by the engine's
     /// one catalog reader; `None` when it does not exist.
     async fn read_table(&mut self, name: &str) -> Result<Option<Table>>;
+    /// True when a locking read can skip rows other transactions hold (`FOR UPDATE SKIP
+    /// LOCKED`): the backfill then never waits for a row while it holds others.
+    fn skips_locked_rows(&self) -> bool {
+        false
+    }
     /// Refuse a sync trigger the server cannot add next to the table's own triggers.
     async fn check_trigger_support(&mut self, _table: &str) -> Result<()> {
         Ok(())

@@ -137,6 +137,55 @@ pub trait Dialect: Sync + Send {
             conds.join(" AND ")
         )
     }
+    /// The keys (as text) of the batch's rows that still need the backfill, in key
+    /// order; with `lock`, locked `FOR UPDATE SKIP LOCKED` (rows other transactions hold
+    /// are left out). Parameters as [`Dialect::backfill_update`].
+    fn backfill_keys(
+        &self,
+        b: &Backfill,
+        key: &[&Column],
+        lower: bool,
+        upper: bool,
+        lock: bool,
+    ) -> String {
+        let k = key_list(self, key);
+        let sel: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} AS _godwit_k{i}", self.text(&self.quote(&c.name))))
+            .collect();
+        let mut conds = vec![self.filter(&b.filter)];
+        let mut next = 1;
+        if lower {
+            conds.push(format!("({k}) > ({})", self.key_params(key, next)));
+            next += key.len();
+        }
+        if upper {
+            conds.push(format!("({k}) <= ({})", self.key_params(key, next)));
+        }
+        format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY {k}{}",
+            sel.join(", "),
+            self.table(&b.table),
+            conds.join(" AND "),
+            if lock { " FOR UPDATE SKIP LOCKED" } else { "" }
+        )
+    }
+    /// The backfill UPDATE of `n` rows named by their keys (key parts as parameters, key
+    /// after key).
+    fn backfill_update_keys(&self, b: &Backfill, key: &[&Column], n: usize) -> String {
+        let k = key_list(self, key);
+        let list: Vec<String> = (0..n)
+            .map(|i| format!("({})", self.key_params(key, 1 + i * key.len())))
+            .collect();
+        format!(
+            "UPDATE {} SET {} WHERE {} AND ({k}) IN ({})",
+            self.table(&b.table),
+            self.set_list(&b.set),
+            self.filter(&b.filter),
+            list.join(", ")
+        )
+    }
     /// `expr` as text (what [`super::db::Db::query`] reads).
     fn text(&self, expr: &str) -> String;
     /// Rows of `table` whose key in `columns` is set (every column non-NULL: MATCH SIMPLE)

@@ -194,7 +194,7 @@ fn rename_under_lock(mariadb: bool, version: (u32, u32, u32)) -> bool {
     !mariadb && version >= (8, 0, 13)
 }
 
-fn parse_version(v: &str) -> (u32, u32, u32) {
+pub(crate) fn parse_version(v: &str) -> (u32, u32, u32) {
     let mut it = v
         .split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())

@@ -599,6 +599,14 @@ impl PhaseDb for MysqlPhaseDb {
     fn dialect(&self) -> &dyn Dialect {
         &self.dialect
     }
+    fn skips_locked_rows(&self) -> bool {
+        // The same servers whose shared-lock reads can skip locked rows.
+        super::sql::ShareLock::for_server(
+            self.version.contains("MariaDB"),
+            super::parse_version(&self.version),
+        )
+        .can_refuse()
+    }
 
     async fn exec(&mut self, sql: &str) -> Result<()> {
         tracing::debug!(sql, "exec");

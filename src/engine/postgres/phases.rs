@@ -583,6 +583,9 @@ impl PhaseDb for PgPhaseDb {
     fn dialect(&self) -> &dyn Dialect {
         &self.dialect
     }
+    fn skips_locked_rows(&self) -> bool {
+        true
+    }
 
     async fn exec(&mut self, sql: &str) -> Result<()> {
         tracing::debug!(sql, "exec");
