@@ -168,6 +168,16 @@ impl Error {
         }
     }
 
+    /// True when a lock was not granted within the time allowed (MySQL 1205, or 3572 for
+    /// `NOWAIT`; PostgreSQL 55P03).
+    pub fn is_lock_not_granted(&self) -> bool {
+        match &self.code {
+            Some(ServerCode::Mysql(c)) => matches!(c, 1205 | 3572),
+            Some(ServerCode::Postgres(s)) => s == "55P03",
+            None => false,
+        }
+    }
+
     /// True when the server answered with this PostgreSQL SQLSTATE.
     pub fn is_sqlstate(&self, state: &str) -> bool {
         matches!(&self.code, Some(ServerCode::Postgres(s)) if s == state)

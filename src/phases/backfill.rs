@@ -143,8 +143,31 @@ pub async fn run(
             .backfill_update(&job.backfill, &key, after.is_some(), end.is_some());
         let mut params = lower.clone();
         params.extend(end.iter().flatten().map(|s| Param::Text(Some(s.clone()))));
-        let n = if db.skips_locked_rows() {
-            let bounds = (after.is_some(), end.is_some());
+        let bounds = (after.is_some(), end.is_some());
+        let first = match db.refuse_lock_waits() {
+            Some(refuse) => {
+                let r = batch_nowait(
+                    db,
+                    &job,
+                    &upd,
+                    &params,
+                    end.as_ref(),
+                    &mut rows_total,
+                    refuse,
+                )
+                .await;
+                match r {
+                    Ok(n) => Some(n),
+                    // A row is held by the application: the batch that skips it.
+                    Err(e) if e.is_lock_not_granted() => None,
+                    Err(e) => return Err(e),
+                }
+            }
+            None => None,
+        };
+        let n = if let Some(n) = first {
+            n
+        } else if db.skips_locked_rows() {
             batch_without_waits(
                 db,
                 &job,
@@ -263,6 +286,36 @@ async fn batch_retried(
         record(db, job, end, total).await?;
         (n, total)
     })?;
+    *rows_total = total;
+    Ok(n)
+}
+
+/// [`batch_retried`] with row-lock waits refused (`refuse`: the statement that refuses
+/// them, first in the transaction, and the one that restores the session after it): the
+/// usual batch, whose rows nobody holds, in one `UPDATE` of its key range. When a row is
+/// held the server refuses at once ([`Error::is_lock_not_granted`]) and nothing is
+/// changed; the caller then runs [`batch_without_waits`].
+async fn batch_nowait(
+    db: &mut Db,
+    job: &Job<'_>,
+    upd: &str,
+    params: &[Param],
+    end: Option<&Vec<String>>,
+    rows_total: &mut i64,
+    refuse: (String, Option<String>),
+) -> Result<u64> {
+    let before = *rows_total;
+    let r = in_tx!(db, &job.label, {
+        db.exec(&refuse.0).await?;
+        let n = db.exec_params(upd, params).await?;
+        let total = before + n as i64;
+        record(db, job, end, total).await?;
+        (n, total)
+    });
+    if let Some(restore) = &refuse.1 {
+        db.exec(restore).await.map_err(|e| e.context(&job.label))?;
+    }
+    let (n, total) = r?;
     *rows_total = total;
     Ok(n)
 }

@@ -90,6 +90,12 @@ pub trait PhaseDb: Send {
     fn skips_locked_rows(&self) -> bool {
         false
     }
+    /// Statements that make row-lock waits fail at once inside a transaction (the first
+    /// statement after `BEGIN`) and, if needed, one that restores the session after it;
+    /// `None` where the server cannot refuse to wait.
+    fn refuse_lock_waits(&self) -> Option<(String, Option<String>)> {
+        None
+    }
     /// Refuse a sync trigger the server cannot add next to the table's own triggers.
     async fn check_trigger_support(&mut self, _table: &str) -> Result<()> {
         Ok(())

@@ -541,6 +541,8 @@ pub struct MysqlPhaseDb {
     conn: mysql_async::Conn,
     dialect: Mysql,
     version: String,
+    /// `--lock-timeout-seconds`, the session's lock wait bound.
+    lock_timeout: Duration,
 }
 
 fn conn_err(e: mysql_async::Error, what: &str) -> Error {
@@ -590,6 +592,7 @@ impl PhaseConnector for MysqlPhases {
                 db: target.database.clone(),
             },
             version,
+            lock_timeout,
         }))
     }
 }
@@ -606,6 +609,20 @@ impl PhaseDb for MysqlPhaseDb {
             super::parse_version(&self.version),
         )
         .can_refuse()
+    }
+    fn refuse_lock_waits(&self) -> Option<(String, Option<String>)> {
+        // MariaDB takes 0 (no wait); MySQL's smallest value is 1 s, which can still close
+        // a deadlock, so MySQL goes straight to the SKIP LOCKED batch. Restored to the
+        // session's own bound (--lock-timeout-seconds, see session.rs).
+        (self.version.contains("MariaDB") && self.skips_locked_rows()).then(|| {
+            (
+                "SET SESSION innodb_lock_wait_timeout = 0".to_string(),
+                Some(format!(
+                    "SET SESSION innodb_lock_wait_timeout = {}",
+                    self.lock_timeout.as_secs().max(1)
+                )),
+            )
+        })
     }
 
     async fn exec(&mut self, sql: &str) -> Result<()> {

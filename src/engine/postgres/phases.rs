@@ -586,6 +586,10 @@ impl PhaseDb for PgPhaseDb {
     fn skips_locked_rows(&self) -> bool {
         true
     }
+    fn refuse_lock_waits(&self) -> Option<(String, Option<String>)> {
+        // Until the transaction ends; 1 ms is the shortest wait the setting takes.
+        Some(("SET LOCAL lock_timeout = '1ms'".into(), None))
+    }
 
     async fn exec(&mut self, sql: &str) -> Result<()> {
         tracing::debug!(sql, "exec");
