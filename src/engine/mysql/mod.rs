@@ -809,8 +809,9 @@ fn deadlock_victim(e: &Error) -> bool {
 /// (sysbench's `oltp_read_write` saw about one such error every 8 s). So the replay never
 /// waits while it holds rows of the original:
 /// 1. the whole batch with `NOWAIT`: the usual case, no row is held by anybody;
-/// 2. when a row is held: lock the free rows with `SKIP LOCKED`, replay those in the same
-///    transaction; then each key left out (a row the application holds, or no row) in a
+/// 2. when a row is held: lock the free rows with `SKIP LOCKED`, delete the whole batch
+///    from the shadow (a free row may have taken a unique value a held row's old copy
+///    still has) and insert the free rows, in the same transaction; then each key left out (a row the application holds, or no row) in a
 ///    transaction of its own, which waits for that one row holding nothing else of the
 ///    original, so it cannot close a cycle.
 ///
@@ -854,8 +855,16 @@ async fn flush_locking(conn: &mut Conn, b: &Builder, batch: &[Key]) -> Result<()
                 rest.push(k.clone());
             }
         }
-        // Held by this transaction now: the read does not wait.
-        replay(conn, b, &got, ReadLock::Wait).await?;
+        // Every key of the batch leaves the shadow now, the held ones too: a free row
+        // may have taken a unique value a held row had (a value moved from one row to
+        // another), and the held row's old copy would refuse it.
+        let (d, dp) = b.flush_delete(batch);
+        exec(conn, &d, dp, "replaying changes (delete)").await?;
+        if !got.is_empty() {
+            // Held by this transaction now: the read does not wait.
+            let (i, ip) = b.flush_insert(&got, ReadLock::Wait);
+            exec(conn, &i, ip, "replaying changes (insert)").await?;
+        }
         Ok::<_, Error>(rest)
     }
     .await;
