@@ -144,19 +144,20 @@ pub async fn run(
         let mut params = lower.clone();
         params.extend(end.iter().flatten().map(|s| Param::Text(Some(s.clone()))));
         let bounds = (after.is_some(), end.is_some());
-        let first = match db.refuse_lock_waits() {
-            Some(refuse) => {
-                let r = batch_nowait(
+        let refuse = db.refuse_lock_waits();
+        let first = match &refuse {
+            Some(r) => {
+                let once = batch_retried(
                     db,
                     &job,
                     &upd,
                     &params,
                     end.as_ref(),
                     &mut rows_total,
-                    refuse,
+                    Some(r),
                 )
                 .await;
-                match r {
+                match once {
                     Ok(n) => Some(n),
                     // A row is held by the application: the batch that skips it.
                     Err(e) if e.is_lock_not_granted() => None,
@@ -179,7 +180,7 @@ pub async fn run(
             )
             .await?
         } else {
-            batch_retried(db, &job, &upd, &params, end.as_ref(), &mut rows_total).await?
+            batch_retried(db, &job, &upd, &params, end.as_ref(), &mut rows_total, None).await?
         };
         let took = t0.elapsed();
         throttle.take_rows(n.max(1)).await;
@@ -268,9 +269,12 @@ async fn record(db: &mut Db, job: &Job<'_>, end: Option<&Vec<String>>, total: i6
     }
 }
 
-/// Update one batch and record it in the state table, in one transaction (servers
-/// without `SKIP LOCKED`). Returns the rows updated; `rows_total` moves only when the
-/// batch committed.
+/// Update one batch (one `UPDATE` of its key range) and record it in the state table, in
+/// one transaction. With `refuse` (the statement that refuses row-lock waits, first in
+/// the transaction, and the one that restores the session after it), a batch that meets
+/// a row the application holds is refused at once ([`Error::is_lock_not_granted`]) and
+/// changes nothing; the caller then runs [`batch_without_waits`]. Returns the rows
+/// updated; `rows_total` moves only when the batch committed.
 async fn batch_retried(
     db: &mut Db,
     job: &Job<'_>,
@@ -278,41 +282,19 @@ async fn batch_retried(
     params: &[Param],
     end: Option<&Vec<String>>,
     rows_total: &mut i64,
-) -> Result<u64> {
-    let before = *rows_total;
-    let (n, total) = in_tx!(db, &job.label, {
-        let n = db.exec_params(upd, params).await?;
-        let total = before + n as i64;
-        record(db, job, end, total).await?;
-        (n, total)
-    })?;
-    *rows_total = total;
-    Ok(n)
-}
-
-/// [`batch_retried`] with row-lock waits refused (`refuse`: the statement that refuses
-/// them, first in the transaction, and the one that restores the session after it): the
-/// usual batch, whose rows nobody holds, in one `UPDATE` of its key range. When a row is
-/// held the server refuses at once ([`Error::is_lock_not_granted`]) and nothing is
-/// changed; the caller then runs [`batch_without_waits`].
-async fn batch_nowait(
-    db: &mut Db,
-    job: &Job<'_>,
-    upd: &str,
-    params: &[Param],
-    end: Option<&Vec<String>>,
-    rows_total: &mut i64,
-    refuse: (String, Option<String>),
+    refuse: Option<&(String, Option<String>)>,
 ) -> Result<u64> {
     let before = *rows_total;
     let r = in_tx!(db, &job.label, {
-        db.exec(&refuse.0).await?;
+        if let Some((no_waits, _)) = refuse {
+            db.exec(no_waits).await?;
+        }
         let n = db.exec_params(upd, params).await?;
         let total = before + n as i64;
         record(db, job, end, total).await?;
         (n, total)
     });
-    if let Some(restore) = &refuse.1 {
+    if let Some((_, Some(restore))) = refuse {
         db.exec(restore).await.map_err(|e| e.context(&job.label))?;
     }
     let (n, total) = r?;

@@ -120,16 +120,7 @@ pub trait Dialect: Sync + Send {
     /// The backfill UPDATE for one batch. Parameters: lower key parts (if `lower`), then
     /// upper key parts (if `upper`).
     fn backfill_update(&self, b: &Backfill, key: &[&Column], lower: bool, upper: bool) -> String {
-        let k = key_list(self, key);
-        let mut conds = vec![self.filter(&b.filter)];
-        let mut next = 1;
-        if lower {
-            conds.push(format!("({k}) > ({})", self.key_params(key, next)));
-            next += key.len();
-        }
-        if upper {
-            conds.push(format!("({k}) <= ({})", self.key_params(key, next)));
-        }
+        let conds = batch_conds(self, b, key, lower, upper);
         format!(
             "UPDATE {} SET {} WHERE {}",
             self.table(&b.table),
@@ -154,15 +145,7 @@ pub trait Dialect: Sync + Send {
             .enumerate()
             .map(|(i, c)| format!("{} AS _godwit_k{i}", self.text(&self.quote(&c.name))))
             .collect();
-        let mut conds = vec![self.filter(&b.filter)];
-        let mut next = 1;
-        if lower {
-            conds.push(format!("({k}) > ({})", self.key_params(key, next)));
-            next += key.len();
-        }
-        if upper {
-            conds.push(format!("({k}) <= ({})", self.key_params(key, next)));
-        }
+        let conds = batch_conds(self, b, key, lower, upper);
         format!(
             "SELECT {} FROM {} WHERE {} ORDER BY {k}{}",
             sel.join(", "),
@@ -305,6 +288,28 @@ pub trait Dialect: Sync + Send {
 }
 
 /// `a, b`: the key columns, quoted.
+/// A backfill batch's conditions: the rows that still need it, after the lower key
+/// bound (parameters first) and up to the upper one.
+fn batch_conds<D: Dialect + ?Sized>(
+    d: &D,
+    b: &Backfill,
+    key: &[&Column],
+    lower: bool,
+    upper: bool,
+) -> Vec<String> {
+    let k = key_list(d, key);
+    let mut conds = vec![d.filter(&b.filter)];
+    let mut next = 1;
+    if lower {
+        conds.push(format!("({k}) > ({})", d.key_params(key, next)));
+        next += key.len();
+    }
+    if upper {
+        conds.push(format!("({k}) <= ({})", d.key_params(key, next)));
+    }
+    conds
+}
+
 fn key_list<D: Dialect + ?Sized>(d: &D, key: &[&Column]) -> String {
     key.iter()
         .map(|c| d.quote(&c.name))
