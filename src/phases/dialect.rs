@@ -98,13 +98,7 @@ pub trait Dialect: Sync + Send {
     /// OFFSET n-1`, keys as text. Parameters: lower key parts (if `lower`).
     fn batch_end(&self, b: &Backfill, key: &[&Column], lower: bool, size: u64) -> String {
         let k = key_list(self, key);
-        // Aliased: `"id"::text` would be an output column named "id", and ORDER BY "id"
-        // would then sort the keys as text (batches of uneven, unbounded size).
-        let sel: Vec<String> = key
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{} AS _godwit_k{i}", self.text(&self.quote(&c.name))))
-            .collect();
+        let sel = key_texts(self, key);
         let cond = if lower {
             format!(" WHERE ({k}) > ({})", self.key_params(key, 1))
         } else {
@@ -140,11 +134,7 @@ pub trait Dialect: Sync + Send {
         lock: bool,
     ) -> String {
         let k = key_list(self, key);
-        let sel: Vec<String> = key
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{} AS _godwit_k{i}", self.text(&self.quote(&c.name))))
-            .collect();
+        let sel = key_texts(self, key);
         let conds = batch_conds(self, b, key, lower, upper);
         format!(
             "SELECT {} FROM {} WHERE {} ORDER BY {k}{}",
@@ -288,6 +278,15 @@ pub trait Dialect: Sync + Send {
 }
 
 /// `a, b`: the key columns, quoted.
+/// The key columns as text, aliased: `"id"::text` would be an output column named "id",
+/// and ORDER BY "id" would then sort the keys as text (batches of uneven, unbounded size).
+fn key_texts<D: Dialect + ?Sized>(d: &D, key: &[&Column]) -> Vec<String> {
+    key.iter()
+        .enumerate()
+        .map(|(i, c)| format!("{} AS _godwit_k{i}", d.text(&d.quote(&c.name))))
+        .collect()
+}
+
 /// A backfill batch's conditions: the rows that still need it, after the lower key
 /// bound (parameters first) and up to the upper one.
 fn batch_conds<D: Dialect + ?Sized>(
