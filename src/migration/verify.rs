@@ -344,12 +344,15 @@ impl Migration<'_> {
     ) -> Result<Box<dyn VerifyView>> {
         let orig = self.orig()?.clone();
         let mapping = self.mapping()?.clone();
+        let t = Instant::now();
         let mut lock = self
             .engine
             .lock_for_verify(&orig, shadow, &mapping, timeout)
             .await?;
+        let locked = t.elapsed();
         let r = async {
             let fence = lock.fence().await?;
+            let fenced = t.elapsed();
             let deadline = Instant::now() + timeout.max(Duration::from_secs(1)) * 2;
             while !self.position.as_ref().is_some_and(|p| p.reached(&fence)) {
                 if Instant::now() > deadline {
@@ -360,8 +363,17 @@ impl Migration<'_> {
                 }
                 self.drain(Duration::from_millis(50)).await?;
             }
+            let reached = t.elapsed();
             self.flush().await?;
-            self.ack_applied().await
+            self.ack_applied().await?;
+            tracing::debug!(
+                locked_ms = locked.as_millis() as u64,
+                fenced_ms = fenced.as_millis() as u64,
+                reached_ms = reached.as_millis() as u64,
+                flushed_ms = t.elapsed().as_millis() as u64,
+                "verify: held, fence read and replayed"
+            );
+            Ok(())
         }
         .await;
         match r {
