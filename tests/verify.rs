@@ -236,6 +236,21 @@ async fn verify_command(engine: Engine) {
     assert_eq!(e["rows"], ROWS, "{e}");
     // Columns of another type are compared through the conversion.
     verify("wide").await.expect_ok();
+    // Two rows that trade a value (all lengths equal: a plain XOR of CRC32s cancels).
+    db.exec("UPDATE copy SET v = CASE id WHEN 11 THEN 91 ELSE 77 END WHERE id IN (11, 13)")
+        .await;
+    let r = verify("copy").await;
+    assert_eq!(r.code, 36, "{}\n{}", r.stdout, r.stderr);
+    db.exec("UPDATE copy SET v = id * 7 WHERE id IN (11, 13)")
+        .await;
+    // A NULL and an empty string.
+    db.exec("UPDATE copy SET note = NULL WHERE id = 20").await;
+    db.exec("UPDATE orders SET note = '' WHERE id = 20").await;
+    assert_eq!(verify("copy").await.code, 36);
+    db.exec("UPDATE copy SET note = 'row' WHERE id = 20").await;
+    db.exec("UPDATE orders SET note = 'row' WHERE id = 20")
+        .await;
+    verify("copy").await.expect_ok();
     db.exec("UPDATE copy SET note = 'changed' WHERE id = 2500")
         .await;
     let r = verify("copy").await;
