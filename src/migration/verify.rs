@@ -353,16 +353,7 @@ impl Migration<'_> {
         let r = async {
             let fence = lock.fence().await?;
             let fenced = t.elapsed();
-            let deadline = Instant::now() + timeout.max(Duration::from_secs(1)) * 2;
-            while !self.position.as_ref().is_some_and(|p| p.reached(&fence)) {
-                if Instant::now() > deadline {
-                    return Err(Error::new(
-                        ErrorKind::CutOverFailed,
-                        format!("the change stream did not reach the verify fence {fence} in time"),
-                    ));
-                }
-                self.drain(Duration::from_millis(50)).await?;
-            }
+            self.reach_fence(&fence, timeout, "verify fence").await?;
             let reached = t.elapsed();
             self.flush().await?;
             self.ack_applied().await?;
