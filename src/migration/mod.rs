@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod dirty;
 #[cfg(test)]
 mod fake;
+mod moved;
 pub mod revert;
 #[cfg(test)]
 mod tests;
@@ -1055,17 +1056,33 @@ impl<'a> Migration<'a> {
             }
             return Ok(0);
         }
-        let upto = self.position.clone();
-        let keys = self.dirty.take();
-        let n = keys.len();
-        let r = self
-            .engine
-            .flush(self.orig()?, self.mapping()?, &keys)
-            .await;
-        if let Err(e) = r {
+        let mut moved = moved::MovedValue::default();
+        let (upto, n) = loop {
+            let upto = self.position.clone();
+            let keys = self.dirty.take();
+            let r = self
+                .engine
+                .flush(self.orig()?, self.mapping()?, &keys)
+                .await;
+            let e = match r {
+                Ok(_) => break (upto, keys.len()),
+                Err(e) => e,
+            };
             self.dirty.extend(keys);
-            return Err(e);
-        }
+            // A row's current unique value is still held in the shadow by another row's
+            // old copy: that row gave the value up in a change the stream has not
+            // delivered yet (docs/architecture.md, "Key-based replay and its races", 9).
+            // Read the stream up to now and replay again; a duplicate that stays is in
+            // the data.
+            let Some(pause) = moved.again(&e, Instant::now()) else {
+                return Err(e);
+            };
+            tracing::debug!(
+                "replay: a unique value is still held by a row whose change is not read yet; reading the changes up to now, then replaying again ({e})"
+            );
+            tokio::time::sleep(pause).await;
+            self.read_up_to_server().await?;
+        };
         self.keys_replayed += n as u64;
         if let Some(p) = upto {
             self.ack(&p).await?;
@@ -1241,6 +1258,27 @@ impl<'a> Migration<'a> {
     /// The engine's after-copy steps (index builds, parked replay), with the stream read
     /// meanwhile so that decoding what the copy and the builds wrote overlaps them.
     async fn after_copy(&mut self, orig: &Table, mapping: &ColumnMapping) -> Result<()> {
+        // A UNIQUE index built after the copy can meet a value that moved from a row to
+        // another after the last replay read them (docs/architecture.md, "Key-based
+        // replay and its races", 9): read the changes up to now, replay them and build
+        // what is left again. A duplicate that stays is in the data.
+        let mut moved = moved::MovedValue::default();
+        loop {
+            let e = match self.after_copy_once(orig, mapping).await {
+                Err(e) => e,
+                ok => return ok,
+            };
+            let Some(pause) = moved.again(&e, Instant::now()) else {
+                return Err(e);
+            };
+            tracing::info!("a unique index met a value moved since the last replay; replaying the changes up to now, then building it again ({e})");
+            tokio::time::sleep(pause).await;
+            self.read_up_to_server().await?;
+            self.flush().await?;
+        }
+    }
+
+    async fn after_copy_once(&mut self, orig: &Table, mapping: &ColumnMapping) -> Result<()> {
         let done = AtomicBool::new(false);
         let engine = self.engine;
         let steps = async {
@@ -1307,6 +1345,28 @@ impl<'a> Migration<'a> {
             if self.dirty.len() >= FLUSH_KEYS {
                 self.flush().await?;
             }
+            if !self.position.as_ref().is_some_and(|p| p.reached(&target)) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Read the stream up to the server's current position, replaying nothing.
+    async fn read_up_to_server(&mut self) -> Result<()> {
+        let Some(target) = self.engine.current_position().await? else {
+            return self.drain(Duration::from_millis(50)).await;
+        };
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while !self.position.as_ref().is_some_and(|p| p.reached(&target)) {
+            self.check_abort()?;
+            if Instant::now() > deadline {
+                return Err(Error::new(
+                    ErrorKind::CutOverFailed,
+                    format!("the change stream did not reach {target} within 10 minutes"),
+                ));
+            }
+            self.drain(Duration::ZERO).await?;
             if !self.position.as_ref().is_some_and(|p| p.reached(&target)) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }

@@ -729,8 +729,9 @@ pub(crate) async fn flush_keys(
     } else {
         ReadLock::Plain
     };
-    let mut n = 0;
-    for batch in keys.chunks(500) {
+    let batches: Vec<&[Key]> = keys.chunks(500).collect();
+    let (mut n, mut i, mut cleared) = (0, 0, false);
+    while let Some(batch) = batches.get(i).copied() {
         let r = if in_lock {
             replay(conn, b, batch, read).await
         } else if locking {
@@ -738,8 +739,26 @@ pub(crate) async fn flush_keys(
         } else {
             replay_tx(conn, b, batch, read).await
         };
-        r.map_err(replay_error)?;
+        match r {
+            // A unique value moved from a row of a later batch to a row of this one:
+            // the later row's old copy is still in the shadow. Remove every remaining
+            // key's old row first, then replay this batch again
+            // (docs/architecture.md, "Key-based replay and its races", 9).
+            Err(e) if e.is_unique_violation() && !cleared && batches.len() > i + 1 => {
+                tracing::debug!("replay: a unique value moved between batches; removing the remaining keys' rows first ({e})");
+                for rest in &batches[i..] {
+                    let (d, dp) = b.flush_delete(rest);
+                    exec(conn, &d, dp, "replaying changes (delete)")
+                        .await
+                        .map_err(replay_error)?;
+                }
+                cleared = true;
+                continue;
+            }
+            r => r.map_err(replay_error)?,
+        }
         n += batch.len() as u64;
+        i += 1;
     }
     Ok(n)
 }
@@ -883,14 +902,18 @@ async fn flush_locking(conn: &mut Conn, b: &Builder, batch: &[Key]) -> Result<()
 /// A replay error in the user's terms.
 fn replay_error(e: Error) -> Error {
     if e.code == Some(ServerCode::Mysql(1062)) {
-        Error::new(
-            ErrorKind::DataError,
-            format!(
-                "{}; a write made during the migration violates a unique key of the new table",
-                e.message
-            ),
-        )
-        .with_hint("remove the duplicates (or drop the UNIQUE from the ALTER) and run again")
+        // The code stays: the core tells a moved unique value from a duplicate by it.
+        Error {
+            code: e.code,
+            ..Error::new(
+                ErrorKind::DataError,
+                format!(
+                    "{}; a write made during the migration violates a unique key of the new table",
+                    e.message
+                ),
+            )
+            .with_hint("remove the duplicates (or drop the UNIQUE from the ALTER) and run again")
+        }
     } else if matches!(e.code, Some(ServerCode::Mysql(code)) if VALUE_ERRORS.contains(&code)) {
         // Strict mode: a value the target column cannot hold.
         Error {

@@ -841,8 +841,18 @@ async fn build_deferred(c: &Client, items: &[&Deferred]) -> Result<()> {
 /// Flush `keys` on `c`: delete them from the shadow, re-insert what the original holds
 /// now. With `own_tx`, one transaction per batch; otherwise inside the caller's.
 pub(crate) async fn flush_keys(c: &Client, b: &Builder, keys: &[Key], own_tx: bool) -> Result<u64> {
-    let mut n = 0;
-    for chunk in keys.chunks(1000) {
+    let chunks: Vec<&[Key]> = keys.chunks(1000).collect();
+    // Inside the cut-over's transaction an error ends the transaction: there (the
+    // application's writes held, every change known) the old rows of all keys go first,
+    // so that a unique value that moved from a row of a later chunk to one of an
+    // earlier chunk meets no old copy (docs/architecture.md, "Key-based replay and its
+    // races", 9).
+    let mut cleared = !own_tx && chunks.len() > 1;
+    if cleared {
+        delete_keys(c, b, &chunks).await?;
+    }
+    let (mut n, mut i) = (0, 0);
+    while let Some(chunk) = chunks.get(i).copied() {
         let arrays = key_arrays(chunk, b.key.len());
         if own_tx {
             batch(c, "BEGIN", "replaying changes").await?;
@@ -853,16 +863,35 @@ pub(crate) async fn flush_keys(c: &Client, b: &Builder, keys: &[Key], own_tx: bo
                     batch(c, "COMMIT", "replaying changes").await?;
                 }
                 n += chunk.len() as u64;
+                i += 1;
             }
             Err(e) => {
                 if own_tx {
                     let _ = c.batch_execute("ROLLBACK").await;
+                }
+                // Outside it, the same when a chunk meets such a value.
+                if own_tx && !cleared && e.is_unique_violation() && chunks.len() > i + 1 {
+                    tracing::debug!("replay: a unique value moved between batches; removing the remaining keys' rows first ({e})");
+                    delete_keys(c, b, &chunks[i..]).await?;
+                    cleared = true;
+                    continue;
                 }
                 return Err(e);
             }
         }
     }
     Ok(n)
+}
+
+/// Remove the shadow's rows of `chunks`' keys (each statement on its own).
+async fn delete_keys(c: &Client, b: &Builder, chunks: &[&[Key]]) -> Result<()> {
+    for chunk in chunks {
+        let arrays = key_arrays(chunk, b.key.len());
+        c.execute(b.flush_delete().as_str(), &params(&arrays))
+            .await
+            .map_err(|e| pg_err(e, "replaying changes (delete)"))?;
+    }
+    Ok(())
 }
 
 fn params(arrays: &[Vec<String>]) -> Vec<&(dyn ToSql + Sync)> {
@@ -1447,27 +1476,49 @@ impl Engine for PgEngine {
         let state = self.shadow_state()?;
         let b = self.builder(orig, mapping)?;
         let c = self.main().await?;
+        // Called again after a UNIQUE index met a moved value (`Migration::after_copy`):
+        // what was built the first time is left as it is.
+        let mut todo = Vec::new();
+        for d in &state.deferred {
+            let exists: Option<String> = c
+                .query_one(
+                    "SELECT to_regclass($1)::text",
+                    &[&qualified(&self.schema, &d.name)],
+                )
+                .await
+                .map_err(|e| pg_err(e, "reading the shadow's indexes"))?
+                .get(0);
+            if exists.is_none() {
+                todo.push(d);
+            }
+        }
         // The migration key's index first, then the replay of the parked keys (which
         // finds rows by it), then the other indexes: a row copied and moved ahead since
         // is in the shadow twice until its key is replayed, and a UNIQUE index built
         // before that would refuse it (docs/architecture.md, "Key-based replay and its
         // races", 8).
-        let (key, others): (Vec<&Deferred>, Vec<&Deferred>) = state
-            .deferred
-            .iter()
+        let (key, others): (Vec<&Deferred>, Vec<&Deferred>) = todo
+            .into_iter()
             .partition(|d| d.name == mapping.key.target_name);
         tracing::debug!(key = %mapping.key.target_name, found = key.len(), "building the migration key's index first");
         build_deferred(&c, &key).await?;
         self.parking
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        let n = replay_parked(&c, &b, &self.park_q()).await?;
-        tracing::info!(keys = n, "replayed the keys changed during the copy");
-        batch(
-            &c,
-            &sql::drop_table(&self.schema, &self.park),
-            "dropping the table of parked keys",
-        )
-        .await?;
+        let parked: Option<String> = c
+            .query_one("SELECT to_regclass($1)::text", &[&self.park_q()])
+            .await
+            .map_err(|e| pg_err(e, "reading the table of parked keys"))?
+            .get(0);
+        if parked.is_some() {
+            let n = replay_parked(&c, &b, &self.park_q()).await?;
+            tracing::info!(keys = n, "replayed the keys changed during the copy");
+            batch(
+                &c,
+                &sql::drop_table(&self.schema, &self.park),
+                "dropping the table of parked keys",
+            )
+            .await?;
+        }
         // Two sessions build at once (measured 1.0 s against 1.3 s for a primary key and
         // one index over 2M rows on 2 cores); without a second session, one builds all.
         let (mine, theirs): (Vec<_>, Vec<_>) = others
