@@ -1329,25 +1329,10 @@ impl<'a> Migration<'a> {
         let Some(target) = self.engine.current_position().await? else {
             return self.drain(Duration::from_millis(50)).await;
         };
-        let deadline = Instant::now() + Duration::from_secs(600);
         tracing::debug!(%target, "catching up to the server before the cut-over");
-        while !self.position.as_ref().is_some_and(|p| p.reached(&target)) {
-            self.check_abort()?;
-            if Instant::now() > deadline {
-                return Err(Error::new(
-                    ErrorKind::CutOverFailed,
-                    format!("the change stream did not reach {target} within 10 minutes"),
-                ));
-            }
-            // No waiting for new changes here: the target is known, and each read goes
-            // as far as the server has flushed.
-            self.drain(Duration::ZERO).await?;
-            if self.dirty.len() >= FLUSH_KEYS {
-                self.flush().await?;
-            }
-            if !self.position.as_ref().is_some_and(|p| p.reached(&target)) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while !self.read_towards(&target, deadline, FLUSH_KEYS).await? {
+            self.flush().await?;
         }
         Ok(())
     }
@@ -1358,7 +1343,23 @@ impl<'a> Migration<'a> {
             return self.drain(Duration::from_millis(50)).await;
         };
         let deadline = Instant::now() + Duration::from_secs(600);
-        while !self.position.as_ref().is_some_and(|p| p.reached(&target)) {
+        self.read_towards(&target, deadline, usize::MAX).await?;
+        Ok(())
+    }
+
+    /// Read the stream until it reaches `target` (true) or `max_dirty` keys wait for
+    /// replay (false). No waiting for new changes: the target is known, and each read
+    /// goes as far as the server has flushed.
+    async fn read_towards(
+        &mut self,
+        target: &Position,
+        deadline: Instant,
+        max_dirty: usize,
+    ) -> Result<bool> {
+        loop {
+            if self.position.as_ref().is_some_and(|p| p.reached(target)) {
+                return Ok(true);
+            }
             self.check_abort()?;
             if Instant::now() > deadline {
                 return Err(Error::new(
@@ -1367,11 +1368,13 @@ impl<'a> Migration<'a> {
                 ));
             }
             self.drain(Duration::ZERO).await?;
-            if !self.position.as_ref().is_some_and(|p| p.reached(&target)) {
+            if self.dirty.len() >= max_dirty {
+                return Ok(false);
+            }
+            if !self.position.as_ref().is_some_and(|p| p.reached(target)) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
-        Ok(())
     }
 
     /// Read the stream until it reaches `fence`, written while the application's writes
