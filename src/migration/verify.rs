@@ -289,14 +289,16 @@ impl Migration<'_> {
                 .engine
                 .range_keys(&orig, &mapping, after.as_ref(), upto.as_ref())
                 .await?;
-            for batch in keys.chunks(REPAIR_BATCH) {
-                self.engine.flush(&orig, &mapping, batch).await?;
-            }
             keys_total += keys.len() as u64;
+            // Through the replay's own flush (which also meets a unique value moved
+            // since, see `Migration::flush`), a bounded number of keys at a time.
+            for batch in keys.chunks(REPAIR_BATCH) {
+                self.dirty.extend(batch.to_vec());
+                self.flush().await?;
+            }
         }
         report.repaired_ranges += ranges.len() as u64;
         report.repaired_keys += keys_total;
-        self.keys_replayed += keys_total;
         self.rep.emit(
             "verify_repair",
             serde_json::json!({ "ranges": ranges.len(), "keys": keys_total }),
