@@ -191,6 +191,40 @@ fn run_args<'a>(db: &'a Db, alter: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     a
 }
 
+/// `godwit run` on `table` with `alter` and `extra`, its cut-over postponed by a flag
+/// file; returns once the run waits in `postponed`. Removing the flag (`Postponed::go`)
+/// lets it swap.
+struct Postponed {
+    live: LiveRun,
+    flag: std::path::PathBuf,
+}
+
+impl Postponed {
+    async fn start(db: &Db, table: &str, alter: &str, extra: &[&str]) -> Postponed {
+        let flag = std::env::temp_dir().join(format!("godwit-postpone-{}", db.name()));
+        std::fs::write(&flag, b"").unwrap();
+        let flag_s = flag.to_string_lossy().to_string();
+        let mut args = vec![
+            "--ok-to-drop-table",
+            "--postpone-cut-over-flag-file",
+            &flag_s,
+        ];
+        args.extend_from_slice(extra);
+        let mut live = LiveRun::start(
+            &support::both::run_args_on(db.url(), table, alter, &args),
+            &[],
+        );
+        live.wait_state(120, "postponed").await;
+        Postponed { live, flag }
+    }
+
+    /// Let the cut-over go, and wait for the run's end.
+    async fn go(self) -> Run {
+        std::fs::remove_file(&self.flag).unwrap();
+        self.live.finish().await
+    }
+}
+
 async fn writers_through_copy_and_cut_over(e: Engine) {
     let rows = 20_000;
     let db = setup("conc_main", e, rows).await;
@@ -237,30 +271,15 @@ async fn writers_through_copy_and_cut_over(e: Engine) {
 async fn writers_while_the_cut_over_is_postponed(e: Engine) {
     let rows = 5_000;
     let db = setup("conc_postpone", e, rows).await;
-    let flag = std::env::temp_dir().join(format!("godwit-postpone-{}", db.name()));
-    std::fs::write(&flag, b"").unwrap();
-    let flag_s = flag.to_string_lossy().to_string();
     let writers = Writers::start(&db, 4, rows);
-    let mut live = LiveRun::start(
-        &run_args(
-            &db,
-            "ADD COLUMN x INT",
-            &["--postpone-cut-over-flag-file", &flag_s],
-        ),
-        &[],
-    );
-    live.wait_for(120, |ev| {
-        ev["event"] == "state" && ev["state"] == "postponed"
-    })
-    .await;
+    let waiting = Postponed::start(&db, "t", "ADD COLUMN x INT", &[]).await;
     // Postponed for a while under writes: nothing may be swapped yet.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert!(
         !db.columns("t").await.iter().any(|c| c.starts_with("x ")),
         "swapped while postponed"
     );
-    std::fs::remove_file(&flag).unwrap();
-    let run = live.finish().await;
+    let run = waiting.go().await;
     writers.stop().await;
     run.expect_ok();
     assert!(db.columns("t").await.iter().any(|c| c.starts_with("x ")));
@@ -276,21 +295,7 @@ async fn writers_while_the_cut_over_is_postponed(e: Engine) {
 async fn the_replay_never_makes_the_application_a_deadlock_victim(e: Engine) {
     let rows = 2_000;
     let db = setup("conc_deadlock", e, rows).await;
-    let flag = std::env::temp_dir().join(format!("godwit-postpone-{}", db.name()));
-    std::fs::write(&flag, b"").unwrap();
-    let flag_s = flag.to_string_lossy().to_string();
-    let mut live = LiveRun::start(
-        &run_args(
-            &db,
-            "ADD COLUMN x INT",
-            &["--postpone-cut-over-flag-file", &flag_s],
-        ),
-        &[],
-    );
-    live.wait_for(120, |ev| {
-        ev["event"] == "state" && ev["state"] == "postponed"
-    })
-    .await;
+    let waiting = Postponed::start(&db, "t", "ADD COLUMN x INT", &[]).await;
     let mut conn = Conn::connect(e, db.url()).await;
     let pause = e.pick("DO SLEEP(0.003)", "SELECT pg_sleep(0.003)");
     let bump = |id: i64| -> Vec<String> {
@@ -325,8 +330,7 @@ async fn the_replay_never_makes_the_application_a_deadlock_victim(e: Engine) {
         }
     }
     conn.close().await;
-    std::fs::remove_file(&flag).unwrap();
-    let run = live.finish().await;
+    let run = waiting.go().await;
     run.expect_ok();
     assert!(
         errors.is_empty(),
@@ -362,9 +366,6 @@ async fn unique_values_move_between_rows(e: Engine) {
     ))
     .await;
     db.exec("INSERT INTO mirror SELECT * FROM u").await;
-    let flag = std::env::temp_dir().join(format!("godwit-postpone-{}", db.name()));
-    std::fs::write(&flag, b"").unwrap();
-    let flag_s = flag.to_string_lossy().to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..2i64)
         .map(|w| {
@@ -407,28 +408,9 @@ async fn unique_values_move_between_rows(e: Engine) {
             })
         })
         .collect();
-    let mut live = LiveRun::start(
-        &support::both::run_args_on(
-            db.url(),
-            "u",
-            "ADD COLUMN x INT",
-            &[
-                "--ok-to-drop-table",
-                "--chunk-size",
-                "200",
-                "--postpone-cut-over-flag-file",
-                &flag_s,
-            ],
-        ),
-        &[],
-    );
-    live.wait_for(120, |ev| {
-        ev["event"] == "state" && ev["state"] == "postponed"
-    })
-    .await;
+    let waiting = Postponed::start(&db, "u", "ADD COLUMN x INT", &["--chunk-size", "200"]).await;
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    std::fs::remove_file(&flag).unwrap();
-    let run = live.finish().await;
+    let run = waiting.go().await;
     stop.store(true, Ordering::SeqCst);
     let mut writes = 0;
     for w in writers {
