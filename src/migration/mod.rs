@@ -1323,6 +1323,9 @@ impl<'a> Migration<'a> {
         }
     }
 
+    /// Between reads of the stream towards the server's position, outside any lock.
+    const CATCH_UP_PAUSE: Duration = Duration::from_millis(10);
+
     /// Read the stream up to the server's current position (taken without a lock), so
     /// that what is left to read under the cut-over lock is only what came after.
     async fn catch_up_to_server(&mut self) -> Result<()> {
@@ -1331,7 +1334,16 @@ impl<'a> Migration<'a> {
         };
         tracing::debug!(%target, "catching up to the server before the cut-over");
         let deadline = Instant::now() + Duration::from_secs(600);
-        while !self.read_towards(&target, deadline, FLUSH_KEYS).await? {
+        while !self
+            .read_towards(
+                &target,
+                "server's position",
+                deadline,
+                FLUSH_KEYS,
+                Self::CATCH_UP_PAUSE,
+            )
+            .await?
+        {
             self.flush().await?;
         }
         Ok(())
@@ -1343,18 +1355,39 @@ impl<'a> Migration<'a> {
             return self.drain(Duration::from_millis(50)).await;
         };
         let deadline = Instant::now() + Duration::from_secs(600);
-        self.read_towards(&target, deadline, usize::MAX).await?;
+        self.read_towards(
+            &target,
+            "server's position",
+            deadline,
+            usize::MAX,
+            Self::CATCH_UP_PAUSE,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Read the stream until it reaches `fence`, written while the application's writes
+    /// are held. The reads do not wait for changes: a waiting read returns early only for
+    /// changed keys, so on a quiet table it held the writes for its whole wait (on
+    /// PostgreSQL 50 ms of an 80 ms cut-over).
+    async fn reach_fence(&mut self, fence: &Position, timeout: Duration, what: &str) -> Result<()> {
+        let deadline = Instant::now() + timeout.max(Duration::from_secs(1)) * 2;
+        self.read_towards(fence, what, deadline, usize::MAX, Duration::from_millis(5))
+            .await?;
         Ok(())
     }
 
     /// Read the stream until it reaches `target` (true) or `max_dirty` keys wait for
-    /// replay (false). No waiting for new changes: the target is known, and each read
-    /// goes as far as the server has flushed.
+    /// replay (false), pausing `pause` between reads. No read waits for new changes: the
+    /// target is known, and each read goes as far as the server has flushed. Past
+    /// `deadline`, an error that names `what` was not reached.
     async fn read_towards(
         &mut self,
         target: &Position,
+        what: &str,
         deadline: Instant,
         max_dirty: usize,
+        pause: Duration,
     ) -> Result<bool> {
         loop {
             if self.position.as_ref().is_some_and(|p| p.reached(target)) {
@@ -1364,31 +1397,8 @@ impl<'a> Migration<'a> {
             if Instant::now() > deadline {
                 return Err(Error::new(
                     ErrorKind::CutOverFailed,
-                    format!("the change stream did not reach {target} within 10 minutes"),
-                ));
-            }
-            self.drain(Duration::ZERO).await?;
-            if self.dirty.len() >= max_dirty {
-                return Ok(false);
-            }
-            if !self.position.as_ref().is_some_and(|p| p.reached(target)) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-
-    /// Read the stream until it reaches `fence`, written while the application's writes
-    /// are held: one read at a time with a short pause, not a read that waits for
-    /// changes. A waiting read returns early only for changed keys, so on a quiet table
-    /// it held the writes for its whole wait (on PostgreSQL 50 ms of an 80 ms cut-over).
-    async fn reach_fence(&mut self, fence: &Position, timeout: Duration, what: &str) -> Result<()> {
-        let deadline = Instant::now() + timeout.max(Duration::from_secs(1)) * 2;
-        while !self.position.as_ref().is_some_and(|p| p.reached(fence)) {
-            if Instant::now() > deadline {
-                return Err(Error::new(
-                    ErrorKind::CutOverFailed,
                     format!(
-                        "the change stream did not reach the {what} {fence} in time (at {})",
+                        "the change stream did not reach the {what} {target} in time (at {})",
                         self.position
                             .as_ref()
                             .map(|p| p.to_string())
@@ -1397,11 +1407,13 @@ impl<'a> Migration<'a> {
                 ));
             }
             self.drain(Duration::ZERO).await?;
-            if !self.position.as_ref().is_some_and(|p| p.reached(fence)) {
-                tokio::time::sleep(Duration::from_millis(5)).await;
+            if self.dirty.len() >= max_dirty {
+                return Ok(false);
+            }
+            if !self.position.as_ref().is_some_and(|p| p.reached(target)) {
+                tokio::time::sleep(pause).await;
             }
         }
-        Ok(())
     }
 
     /// Wait while the postpone flag file exists, then until the `on-before-cut-over`

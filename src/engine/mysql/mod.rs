@@ -747,10 +747,7 @@ pub(crate) async fn flush_keys(
             Err(e) if e.is_unique_violation() && !cleared && batches.len() > i + 1 => {
                 tracing::debug!("replay: a unique value moved between batches; removing the remaining keys' rows first ({e})");
                 for rest in &batches[i..] {
-                    let (d, dp) = b.flush_delete(rest);
-                    exec(conn, &d, dp, "replaying changes (delete)")
-                        .await
-                        .map_err(replay_error)?;
+                    delete_batch(conn, b, rest).await.map_err(replay_error)?;
                 }
                 cleared = true;
                 continue;
@@ -769,10 +766,16 @@ async fn replay(conn: &mut Conn, b: &Builder, batch: &[Key], read: ReadLock) -> 
     if batch.is_empty() {
         return Ok(());
     }
-    let (d, dp) = b.flush_delete(batch);
-    exec(conn, &d, dp, "replaying changes (delete)").await?;
+    delete_batch(conn, b, batch).await?;
     let (i, ip) = b.flush_insert(batch, read);
     exec(conn, &i, ip, "replaying changes (insert)").await?;
+    Ok(())
+}
+
+/// Delete `batch`'s rows from the shadow.
+async fn delete_batch(conn: &mut Conn, b: &Builder, batch: &[Key]) -> Result<()> {
+    let (d, dp) = b.flush_delete(batch);
+    exec(conn, &d, dp, "replaying changes (delete)").await?;
     Ok(())
 }
 
@@ -877,8 +880,7 @@ async fn flush_locking(conn: &mut Conn, b: &Builder, batch: &[Key]) -> Result<()
         // Every key of the batch leaves the shadow now, the held ones too: a free row
         // may have taken a unique value a held row had (a value moved from one row to
         // another), and the held row's old copy would refuse it.
-        let (d, dp) = b.flush_delete(batch);
-        exec(conn, &d, dp, "replaying changes (delete)").await?;
+        delete_batch(conn, b, batch).await?;
         if !got.is_empty() {
             // Held by this transaction now: the read does not wait.
             let (i, ip) = b.flush_insert(&got, ReadLock::Wait);

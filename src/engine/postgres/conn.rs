@@ -1,6 +1,6 @@
 //! Connections and driver errors.
 
-use super::sql::SESSION_OPTIONS;
+use super::sql::{qualified, RELATION_EXISTS, SESSION_OPTIONS};
 use crate::error::{Error, ErrorKind, Result, ServerCode, UNREACHABLE_HINT};
 use crate::target::Target;
 use std::time::Duration;
@@ -112,6 +112,14 @@ pub async fn connect(target: &Target, purpose: &str) -> Result<Client> {
 /// Run one statement without parameters, through the extended protocol: the server
 /// refuses a text that holds a second statement, so nothing but the one intended
 /// statement can run, whatever user text it carries (docs/architecture.md, "User text").
+/// Whether a table, index or other relation `schema.name` exists.
+pub async fn relation_exists(c: &Client, schema: &str, name: &str) -> Result<bool> {
+    c.query_one(RELATION_EXISTS, &[&qualified(schema, name)])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| pg_err(e, "looking up a name"))
+}
+
 pub async fn batch(c: &Client, sql: &str, what: &str) -> Result<()> {
     tracing::trace!(sql, "exec");
     c.execute(sql, &[])

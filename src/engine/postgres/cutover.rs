@@ -9,7 +9,7 @@
 //! comment, row-level security, replica identity, publication membership. Commit.
 //! Any error before the commit rolls everything back: nothing was swapped.
 
-use super::conn::{batch, connect, pg_err};
+use super::conn::{batch, connect, pg_err, relation_exists};
 use super::flush_keys;
 use super::inspect::{self, RelInfo};
 use super::pgoutput::parse_lsn;
@@ -215,11 +215,7 @@ impl PgCutOver {
     }
 
     async fn exists(&self, schema: &str, name: &str) -> Result<bool> {
-        self.l()?
-            .query_one(sql::RELATION_EXISTS, &[&qualified(schema, name)])
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(|e| pg_err(e, "looking up a name"))
+        relation_exists(self.l()?, schema, name).await
     }
 
     /// Everything between the lock and the commit. Returns the constraints to validate

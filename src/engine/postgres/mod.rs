@@ -886,10 +886,7 @@ pub(crate) async fn flush_keys(c: &Client, b: &Builder, keys: &[Key], own_tx: bo
 /// Remove the shadow's rows of `chunks`' keys (each statement on its own).
 async fn delete_keys(c: &Client, b: &Builder, chunks: &[&[Key]]) -> Result<()> {
     for chunk in chunks {
-        let arrays = key_arrays(chunk, b.key.len());
-        c.execute(b.flush_delete().as_str(), &params(&arrays))
-            .await
-            .map_err(|e| pg_err(e, "replaying changes (delete)"))?;
+        delete_arrays(c, b, &key_arrays(chunk, b.key.len())).await?;
     }
     Ok(())
 }
@@ -900,13 +897,18 @@ fn params(arrays: &[Vec<String>]) -> Vec<&(dyn ToSql + Sync)> {
 
 /// Replay keys given as one text array per key column.
 async fn replay_arrays(c: &Client, b: &Builder, arrays: &[Vec<String>]) -> Result<()> {
-    let params = params(arrays);
-    c.execute(b.flush_delete().as_str(), &params)
-        .await
-        .map_err(|e| pg_err(e, "replaying changes (delete)"))?;
-    c.execute(b.flush_insert().as_str(), &params)
+    delete_arrays(c, b, arrays).await?;
+    c.execute(b.flush_insert().as_str(), &params(arrays))
         .await
         .map_err(|e| pg_err(e, "replaying changes (insert)"))?;
+    Ok(())
+}
+
+/// Remove the shadow's rows of keys given as one text array per key column.
+async fn delete_arrays(c: &Client, b: &Builder, arrays: &[Vec<String>]) -> Result<()> {
+    c.execute(b.flush_delete().as_str(), &params(arrays))
+        .await
+        .map_err(|e| pg_err(e, "replaying changes (delete)"))?;
     Ok(())
 }
 
@@ -1480,15 +1482,7 @@ impl Engine for PgEngine {
         // what was built the first time is left as it is.
         let mut todo = Vec::new();
         for d in &state.deferred {
-            let exists: Option<String> = c
-                .query_one(
-                    "SELECT to_regclass($1)::text",
-                    &[&qualified(&self.schema, &d.name)],
-                )
-                .await
-                .map_err(|e| pg_err(e, "reading the shadow's indexes"))?
-                .get(0);
-            if exists.is_none() {
+            if !conn::relation_exists(&c, &self.schema, &d.name).await? {
                 todo.push(d);
             }
         }
@@ -1504,12 +1498,7 @@ impl Engine for PgEngine {
         build_deferred(&c, &key).await?;
         self.parking
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        let parked: Option<String> = c
-            .query_one("SELECT to_regclass($1)::text", &[&self.park_q()])
-            .await
-            .map_err(|e| pg_err(e, "reading the table of parked keys"))?
-            .get(0);
-        if parked.is_some() {
+        if conn::relation_exists(&c, &self.schema, &self.park).await? {
             let n = replay_parked(&c, &b, &self.park_q()).await?;
             tracing::info!(keys = n, "replayed the keys changed during the copy");
             batch(
